@@ -1,0 +1,1 @@
+"""Analysis: fan rules, tensor statistics, scheme identification, unit checks."""

@@ -1,0 +1,267 @@
+"""Scheme identification: which rule, family, fan mode and gain produced a kernel.
+
+Two questions, answered with sample-size-aware statistics rather than fixed thresholds:
+
+1. **Family** (normal / truncated normal ±2σ / uniform / orthogonal): the likelihood of the data
+   under each family with its scale fitted (robust to a 1e-4 fraction of outliers), turned into
+   posterior weights; the winner must also pass a Kolmogorov-Smirnov goodness-of-fit test
+   (scipy) on a subsample, or the family is "unknown". Orthogonality is decided separately by
+   probing W·Wᵀ = gain²·I with random vectors (exact for orthogonal matrices, off by ~1/sqrt(fan)
+   for any random one).
+2. **Scale**: the observed std against the std each candidate predicts (schemes.py), with the
+   standard error of log(std) for that family, sqrt((2 + κ)/(4n)), plus a 0.5% allowance for
+   systematic effects. Candidates are weighted by prior × family posterior × scale likelihood;
+   an "unknown" alternative with a flat density over log-std absorbs tensors that fit nothing.
+
+Candidates that predict the same std within the interval (Glorot and LeCun on a square layer)
+are reported together as consistent alternatives, and the confidence says how the posterior
+splits between them: we never pick one silently.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from ..model import Role, WeightTensor
+from ..report import Candidate, SchemeResult, TensorStats
+from .schemes import NORMAL, TN2_STD_FACTOR, TRUNC, UNIFORM, all_candidates
+from .stats import draw_sample
+
+MIN_ELEMENTS = 16  # below this, no family or scale can be told apart: say so
+FAMILY_SAMPLE = 100_000  # enough for decisive family likelihoods, cheap to evaluate
+GOF_SAMPLE = 20_000  # KS on more than this rejects harmless float16/bfloat16 rounding
+GOF_ALPHA = 1e-4
+CONTAMINATION = 1e-4
+SYSTEMATIC_TOL = 0.005  # relative std allowance: dtype rounding, resampling quirks
+CONSISTENT_Z = 3.29  # two-sided 0.1%: "consistent" alternatives
+UNKNOWN_PRIOR = 0.2
+LOG_STD_RANGE = math.log(1e6)  # flat prior width for "some other scale"
+ORTHO_MAX_ELEMENTS = 1 << 24
+ORTHO_PROBES = 8
+
+_KURTOSIS = {NORMAL: 0.0, TRUNC: -0.6345, UNIFORM: -1.2}
+_TN_Z = sps.norm.cdf(2.0) - sps.norm.cdf(-2.0)
+
+
+@dataclass(frozen=True)
+class FamilyFit:
+    posterior: dict[str, float]
+    best: str
+    params: dict[str, float]  # scale parameter of each family (std, bound, pre-trunc sigma)
+    gof_pvalue: float  # KS p-value of the best family
+    fits: bool  # best family passes the goodness-of-fit test
+
+
+@dataclass(frozen=True)
+class Orthogonality:
+    orthogonal: bool
+    gain: float
+    relative_error: float
+    layout: str  # "rows" (W·Wᵀ = g²I) or "columns"
+
+
+def _contaminated_loglik(density: np.ndarray, scale: float) -> float:
+    """Σ log((1-ε)·f(x) + ε·wide(x)); the wide part (σ = 10·scale) tolerates rare outliers."""
+    return float(np.sum(np.log((1.0 - CONTAMINATION) * density
+                               + CONTAMINATION * _WIDE_DENSITY_CACHE(scale))))
+
+
+def _WIDE_DENSITY_CACHE(scale: float) -> float:  # noqa: N802 - a constant per tensor
+    # a flat-ish floor: the N(0, (10·scale)²) density near its centre
+    return 1.0 / (math.sqrt(2.0 * math.pi) * 10.0 * scale)
+
+
+def fit_families(x: np.ndarray, std: float, rng: np.random.Generator) -> FamilyFit:
+    """Posterior over normal / truncated normal / uniform for zero-centred data x."""
+    if x.size > FAMILY_SAMPLE:
+        x = x[rng.choice(x.size, FAMILY_SAMPLE, replace=False)]
+    ax = np.abs(x)
+    edge = float(ax.max())
+    lls: dict[str, float] = {}
+    params: dict[str, float] = {}
+
+    z = x / std
+    lls[NORMAL] = _contaminated_loglik(np.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * std), std)
+    params[NORMAL] = std
+
+    best_u, best_b = -math.inf, math.sqrt(3.0) * std
+    for b in {math.sqrt(3.0) * std, edge}:
+        if b <= 0:
+            continue
+        ll = _contaminated_loglik(np.where(ax <= b, 1.0 / (2.0 * b), 0.0), std)
+        if ll > best_u:
+            best_u, best_b = ll, b
+    lls[UNIFORM], params[UNIFORM] = best_u, best_b
+
+    best_t, best_s = -math.inf, std / TN2_STD_FACTOR
+    for s in {std / TN2_STD_FACTOR, edge / 2.0}:
+        if s <= 0:
+            continue
+        zs = x / s
+        dens = np.where(ax <= 2.0 * s,
+                        np.exp(-0.5 * zs * zs) / (math.sqrt(2 * math.pi) * s * _TN_Z), 0.0)
+        ll = _contaminated_loglik(dens, std)
+        if ll > best_t:
+            best_t, best_s = ll, s
+    lls[TRUNC], params[TRUNC] = best_t, best_s
+
+    top = max(lls.values())
+    weights = {k: math.exp(v - top) for k, v in lls.items()}
+    total = sum(weights.values())
+    posterior = {k: w / total for k, w in weights.items()}
+    best = max(posterior, key=posterior.__getitem__)
+    p = _gof(x, best, params[best], rng)
+    return FamilyFit(posterior=posterior, best=best, params=params, gof_pvalue=p,
+                     fits=p >= GOF_ALPHA)
+
+
+def _gof(x: np.ndarray, family: str, scale: float, rng: np.random.Generator) -> float:
+    if x.size > GOF_SAMPLE:
+        x = x[rng.choice(x.size, GOF_SAMPLE, replace=False)]
+    # quantized values (int8 dequantized, bf16) tie a lot: spread each tie over its step
+    unique = np.unique(x)
+    if unique.size < x.size / 4 and unique.size > 1:
+        step = float(np.median(np.diff(unique)))
+        x = x + rng.uniform(-step / 2, step / 2, size=x.size)
+    if family == NORMAL:
+        dist = sps.norm(scale=scale)
+    elif family == UNIFORM:
+        dist = sps.uniform(loc=-scale, scale=2 * scale)
+    else:
+        dist = sps.truncnorm(-2.0, 2.0, scale=scale)
+    return float(sps.kstest(x, dist.cdf).pvalue)
+
+
+def orthogonality(values: np.ndarray, tensor: WeightTensor,
+                  rng: np.random.Generator) -> Orthogonality | None:
+    """Probe whether some 2-D flattening of the kernel has orthonormal rows or columns."""
+    if values.ndim < 2 or values.size > ORTHO_MAX_ELEMENTS:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    shapes = {(arr.shape[0], arr.size // arr.shape[0]),  # torch: (shape[0], rest)
+              (arr.size // arr.shape[-1], arr.shape[-1])}  # keras/jax: (prod(shape[:-1]), shape[-1])
+    if tensor.matrix_shape:
+        shapes.add(tuple(tensor.matrix_shape))
+    best: Orthogonality | None = None
+    for rows, cols in sorted(shapes):
+        if min(rows, cols) < 2:
+            continue
+        w = arr.reshape(rows, cols)
+        if rows > cols:
+            w, layout = w.T, "columns"
+        else:
+            layout = "rows"
+        # w is (r, c) with r <= c; orthogonal means w·wᵀ = g²·I
+        v = rng.standard_normal((w.shape[0], ORTHO_PROBES))
+        wv = w.T @ v
+        gram = wv.T @ wv  # vᵀ (w wᵀ) v
+        ref = v.T @ v
+        g2 = float(np.trace(gram) / np.trace(ref))
+        if not g2 > 0:
+            continue
+        err = float(np.linalg.norm(gram - g2 * ref) / np.linalg.norm(g2 * ref))
+        cand = Orthogonality(orthogonal=False, gain=math.sqrt(g2), relative_error=err, layout=layout)
+        if best is None or err < best.relative_error:
+            best = cand
+    if best is None:
+        return None
+    tol = 2e-2 if np.dtype(values.dtype).itemsize <= 2 else 1e-3
+    return Orthogonality(orthogonal=best.relative_error < tol, gain=best.gain,
+                         relative_error=best.relative_error, layout=best.layout)
+
+
+def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, seed: int = 0,
+             metadata: dict[str, Any] | None = None) -> SchemeResult:
+    """Identify the init scheme of one kernel (see the module docstring for the method)."""
+    if stats.std == 0.0 or (stats.min == stats.max and math.isfinite(stats.min)):
+        value = stats.min
+        rule = "zeros" if value == 0 else "constant"
+        return SchemeResult(rule=rule, distribution="constant", mode=None, gain=None,
+                            expected_std=0.0, confidence=1.0,
+                            label="zeros" if rule == "zeros" else f"constant {value:g}",
+                            evidence={"value": value})
+    if stats.n < MIN_ELEMENTS or not math.isfinite(stats.std):
+        return SchemeResult(rule="unknown", distribution="unknown", mode=None, gain=None,
+                            expected_std=None, confidence=0.0,
+                            label=f"too few finite values ({stats.n}) to identify",
+                            evidence={"n": stats.n})
+    rng = np.random.default_rng(seed + 7919)
+    evidence: dict[str, Any] = {}
+
+    ortho = orthogonality(values, tensor, rng) if tensor.role is not Role.EMBEDDING else None
+    if ortho is not None:
+        evidence["orthogonality_error"] = ortho.relative_error
+        if ortho.orthogonal:
+            return SchemeResult(rule="orthogonal", distribution="orthogonal", mode=None,
+                                gain=ortho.gain, expected_std=None, confidence=0.999,
+                                label=f"orthogonal (gain {ortho.gain:.3g})", evidence=evidence)
+
+    sample, _ = draw_sample(values, 1 << 20, seed)
+    x = sample - stats.mean
+    fam = fit_families(x, stats.std, rng)
+    evidence["family_posterior"] = {k: round(v, 4) for k, v in fam.posterior.items()}
+    evidence["gof_pvalue"] = fam.gof_pvalue
+    n = stats.n
+    log_s = math.log(stats.std)
+    evidence["std_interval_95"] = _std_interval(stats.std, n, _KURTOSIS.get(fam.best, 0.0))
+
+    if not fam.fits:
+        return SchemeResult(rule="unknown", distribution="unknown", mode=None, gain=None,
+                            expected_std=None, confidence=0.0,
+                            label=f"no family fits (KS p={fam.gof_pvalue:.2g}, "
+                                  f"excess kurtosis {stats.excess_kurtosis:.2f})",
+                            evidence=evidence)
+
+    scored: list[tuple[float, float, Candidate]] = []  # (weight, z, candidate)
+    for cand, prior in all_candidates(tensor, metadata):
+        p_family = fam.posterior.get(cand.distribution, 0.0)
+        if p_family < 1e-12 or not cand.expected_std > 0:
+            continue
+        se = math.sqrt((2.0 + _KURTOSIS[cand.distribution]) / (4.0 * n) + SYSTEMATIC_TOL ** 2)
+        z = (log_s - math.log(cand.expected_std)) / se
+        dens = math.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * se)
+        scored.append((prior * p_family * dens, z, cand))
+    unknown_weight = UNKNOWN_PRIOR / LOG_STD_RANGE
+    total = unknown_weight + sum(w for w, _, _ in scored)
+    scored.sort(key=lambda t: -t[0])
+
+    if not scored or scored[0][0] <= unknown_weight or abs(scored[0][1]) > CONSISTENT_Z:
+        closest = min(scored, key=lambda t: abs(t[1])) if scored else None
+        if closest is not None:
+            evidence["closest"] = {"label": closest[2].label,
+                                   "expected_std": closest[2].expected_std,
+                                   "z": round(closest[1], 2)}
+        return SchemeResult(rule="unknown", distribution=fam.best if fam.posterior[fam.best] > 0.9 else "unknown",
+                            mode=None, gain=None, expected_std=None,
+                            confidence=round(unknown_weight / total, 4),
+                            label=f"no known scheme predicts std {stats.std:.4g}",
+                            evidence=evidence)
+
+    best_w, best_z, best = scored[0]
+    same = sum(w for w, _, c in scored if c.rule == best.rule and c.distribution == best.distribution)
+    confidence = same / total
+    alternatives: list[Candidate] = []
+    seen = {(best.rule, best.distribution, best.mode, round(best.gain, 4))}
+    for w, z, c in scored[1:]:
+        key = (c.rule, c.distribution, c.mode, round(c.gain, 4))
+        if key in seen or abs(z) > CONSISTENT_Z or w < 0.01 * best_w:
+            continue
+        seen.add(key)
+        alternatives.append(c)
+        if len(alternatives) >= 6:
+            break
+    evidence["z"] = round(best_z, 3)
+    return SchemeResult(rule=best.rule, distribution=best.distribution, mode=best.mode,
+                        gain=best.gain, expected_std=best.expected_std,
+                        confidence=round(confidence, 4), label=best.label,
+                        alternatives=tuple(alternatives), evidence=evidence)
+
+
+def _std_interval(std: float, n: int, kurtosis: float) -> list[float]:
+    se = math.sqrt(max(2.0 + kurtosis, 0.1) / (4.0 * n))
+    return [std * math.exp(-1.96 * se), std * math.exp(1.96 * se)]

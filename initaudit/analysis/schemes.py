@@ -1,0 +1,156 @@
+"""Initialization schemes declared as data: each row says how a framework computes the std of a
+kernel from its fans (init-schemes.md §1, §2, §4; checked against torch/nn/init.py,
+keras/src/initializers/random_initializers.py and jax/_src/nn/initializers.py).
+
+A *candidate* is a row expanded for one tensor: rule x mode x gain x family, with the std it
+predicts. Identification (identify.py) scores every candidate against the data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from ..model import Role, WeightTensor
+from ..report import Candidate
+
+# realised std of a normal truncated at +-2 of its own sigma, per unit sigma
+TN2_STD_FACTOR = 0.87962566103423978
+
+NORMAL, TRUNC, UNIFORM = "normal", "truncated_normal", "uniform"
+ALL_FAMILIES = (NORMAL, TRUNC, UNIFORM)
+
+SQRT2 = math.sqrt(2.0)
+
+Fans = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class VarianceRule:
+    """A fan-based rule: Var(W) = numerator / fan, before the gain."""
+
+    rule: str  # vocabulary of the JSON report
+    mode: str  # fan_in, fan_out, fan_avg
+    variance: Callable[[int, int], float]
+    families: tuple[str, ...]
+    gains: tuple[tuple[float, str, float], ...]  # (gain, why, prior weight)
+    prior: float
+    label: str
+
+
+def _fan_in(scale: float) -> Callable[[int, int], float]:
+    return lambda fi, fo: scale / fi
+
+
+def _fan_out(scale: float) -> Callable[[int, int], float]:
+    return lambda fi, fo: scale / fo
+
+
+def _fan_avg(scale: float) -> Callable[[int, int], float]:
+    return lambda fi, fo: 2.0 * scale / (fi + fo)
+
+
+VARIANCE_RULES: tuple[VarianceRule, ...] = (
+    VarianceRule("he", "fan_in", _fan_in(2.0), ALL_FAMILIES, ((1.0, "relu", 1.0),), 1.0,
+                 "He/Kaiming"),
+    VarianceRule("he", "fan_out", _fan_out(2.0), ALL_FAMILIES, ((1.0, "relu", 1.0),), 0.6,
+                 "He/Kaiming"),
+    VarianceRule("glorot", "fan_avg", _fan_avg(1.0), ALL_FAMILIES,
+                 ((1.0, "", 1.0), (5.0 / 3.0, "tanh", 0.3), (SQRT2, "relu", 0.3)), 1.0,
+                 "Glorot/Xavier"),
+    VarianceRule("lecun", "fan_in", _fan_in(1.0), ALL_FAMILIES,
+                 ((1.0, "", 1.0), (5.0 / 3.0, "tanh", 0.3), (0.75, "selu", 0.2)), 1.0, "LeCun"),
+    # torch's default Linear/Conv init: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in))
+    VarianceRule("torch_default", "fan_in", _fan_in(1.0 / 3.0), (UNIFORM,),
+                 ((1.0, "", 1.0),), 1.5, "torch default"),
+)
+
+# fixed-sigma conventions: (std or bound, family, prior, label)
+FIXED_STDS: tuple[tuple[float, str, float, str], ...] = (
+    (0.02, NORMAL, 1.0, "N(0, 0.02) (BERT/GPT-2/LLaMA/ViT)"),
+    (0.02 * TN2_STD_FACTOR, TRUNC, 0.5, "trunc_normal(0.02, ±2σ) (TF BERT, timm _tf_)"),
+    (0.01, NORMAL, 0.5, "N(0, 0.01)"),
+    (0.05, NORMAL, 0.5, "RandomNormal(0.05) (Keras)"),
+    (0.05 * TN2_STD_FACTOR, TRUNC, 0.5, "TruncatedNormal(0.05) (Keras)"),
+    (0.05 / math.sqrt(3.0), UNIFORM, 0.8, "U(±0.05) (Keras RandomUniform / Embedding)"),
+    (0.1, NORMAL, 0.3, "N(0, 0.1)"),
+    (0.1 / math.sqrt(3.0), UNIFORM, 0.3, "U(±0.1)"),
+    (0.001, NORMAL, 0.3, "N(0, 0.001)"),
+    (1.0, NORMAL, 0.5, "N(0, 1)"),
+)
+
+
+def _family_label(family: str) -> str:
+    return {NORMAL: "normal", TRUNC: "truncated normal", UNIFORM: "uniform"}[family]
+
+
+def variance_candidates(fan_in: int, fan_out: int) -> Iterable[tuple[Candidate, float]]:
+    """(candidate, prior) for every fan-based rule, gain and family."""
+    for vr in VARIANCE_RULES:
+        base = vr.variance(fan_in, fan_out)
+        if not base > 0:
+            continue
+        for gain, why, gain_prior in vr.gains:
+            for family in vr.families:
+                std = gain * math.sqrt(base)
+                if vr.rule == "torch_default":
+                    label = "torch default U(±1/sqrt(fan_in))"
+                else:
+                    g = f", gain {gain:.3g}{' (' + why + ')' if why else ''}" if gain != 1.0 else ""
+                    label = f"{vr.label} {_family_label(family)} ({vr.mode}{g})"
+                yield (Candidate(rule=vr.rule, distribution=family, mode=vr.mode, gain=gain,
+                                 expected_std=std, label=label), vr.prior * gain_prior)
+                # Keras 2.0-2.1 truncated without the 0.8796 correction
+                if family == TRUNC and vr.rule in ("he", "glorot", "lecun"):
+                    yield (Candidate(rule=vr.rule, distribution=family, mode=vr.mode, gain=gain,
+                                     expected_std=std * TN2_STD_FACTOR,
+                                     label=label + " uncorrected (Keras 2.0-2.1)"),
+                           0.05 * vr.prior * gain_prior)
+
+
+def fixed_candidates(extra: Iterable[tuple[float, str, float, str]] = ()) -> Iterable[tuple[Candidate, float]]:
+    for std, family, prior, label in (*FIXED_STDS, *extra):
+        yield (Candidate(rule="fixed", distribution=family, mode=None, gain=1.0,
+                         expected_std=std, label=label), prior * 0.6)
+
+
+def framework_candidates(tensor: WeightTensor, metadata: dict) -> Iterable[tuple[Candidate, float]]:
+    """Conventions tied to a layer type or a config file rather than to a fan rule."""
+    # torch RNN/LSTM/GRU: every parameter U(+-1/sqrt(hidden_size))
+    if tensor.gates >= 1 and tensor.op in ("RNN", "LSTM", "GRU") and tensor.shape:
+        hidden = tensor.shape[tensor.unit_axis or 0] // max(tensor.gates, 1) if tensor.unit_axis is not None else None
+        if hidden:
+            yield (Candidate(rule="torch_default", distribution=UNIFORM, mode="hidden", gain=1.0,
+                             expected_std=1.0 / math.sqrt(3.0 * hidden),
+                             label="torch RNN default U(±1/sqrt(hidden))"), 1.5)
+    # Flax Embed: N(0, 1/D) (variance_scaling(1, fan_in, normal, out_axis=0))
+    if tensor.role is Role.EMBEDDING and len(tensor.shape) == 2:
+        dim = tensor.shape[1]
+        yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
+                         expected_std=1.0 / math.sqrt(dim), label="Flax Embed N(0, 1/D)"), 0.5)
+    init_range = metadata.get("initializer_range") if metadata else None
+    if isinstance(init_range, (int, float)) and init_range > 0 and abs(init_range - 0.02) > 1e-9:
+        yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
+                         expected_std=float(init_range),
+                         label=f"N(0, {init_range:g}) (initializer_range)", source="hf"), 0.8)
+
+
+def all_candidates(tensor: WeightTensor, metadata: dict | None = None) -> list[tuple[Candidate, float]]:
+    out: list[tuple[Candidate, float]] = []
+    if tensor.fan_in and tensor.fan_out:
+        out.extend(variance_candidates(tensor.fan_in, tensor.fan_out))
+    out.extend(fixed_candidates())
+    out.extend(framework_candidates(tensor, metadata or {}))
+    return out
+
+
+def fan_based_stds(fan_in: int, fan_out: int) -> dict[str, float]:
+    """The std every gain-1 fan rule predicts; used by the scale rules (exploding/vanishing)."""
+    return {
+        "he_fan_in": math.sqrt(2.0 / fan_in),
+        "he_fan_out": math.sqrt(2.0 / fan_out),
+        "glorot": math.sqrt(2.0 / (fan_in + fan_out)),
+        "lecun": math.sqrt(1.0 / fan_in),
+        "torch_default": math.sqrt(1.0 / (3.0 * fan_in)),
+    }

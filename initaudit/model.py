@@ -1,0 +1,191 @@
+"""The framework-neutral model every loader returns.
+
+A loader turns a checkpoint into a :class:`LoadedModel`: a list of :class:`Layer` objects, each
+holding its :class:`WeightTensor` objects with their role, fan-in/fan-out (in the convention of
+the framework that wrote the tensor) and the activation that follows the layer. Tensor values are
+loaded lazily through ``WeightTensor.load`` so that a loader never holds the whole model in RAM.
+
+Nothing here imports a framework; everything is plain data.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+class Role(str, enum.Enum):
+    """What a tensor is for; decides which rules look at it."""
+
+    KERNEL = "kernel"  # Linear/Dense/Conv/MatMul weights: the tensors init schemes are about
+    BIAS = "bias"
+    NORM_SCALE = "norm_scale"  # LayerNorm/BatchNorm gamma: 1 by design
+    NORM_SHIFT = "norm_shift"  # beta: 0 by design
+    NORM_STAT = "norm_stat"  # running mean / variance buffers
+    EMBEDDING = "embedding"
+    RECURRENT = "recurrent"  # RNN/LSTM/GRU hidden-to-hidden kernels
+    OTHER = "other"
+
+
+class ActivationKind(str, enum.Enum):
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+    PRELU = "prelu"
+    ELU = "elu"
+    SELU = "selu"
+    SIGMOID = "sigmoid"
+    HARD_SIGMOID = "hard_sigmoid"
+    TANH = "tanh"
+    SOFTMAX = "softmax"
+    SOFTPLUS = "softplus"
+    GELU = "gelu"
+    SILU = "silu"
+    MISH = "mish"
+    RELU6 = "relu6"
+    LINEAR = "linear"  # output goes straight to another weighted layer or the graph output
+    OTHER = "other"  # an activation we recognise as one but have no rule for (param holds its name)
+
+
+SATURATING = frozenset({ActivationKind.SIGMOID, ActivationKind.TANH, ActivationKind.SOFTMAX,
+                        ActivationKind.HARD_SIGMOID})
+RELU_LIKE = frozenset({ActivationKind.RELU, ActivationKind.LEAKY_RELU, ActivationKind.PRELU,
+                       ActivationKind.RELU6})
+
+
+@dataclass(frozen=True)
+class Activation:
+    """The activation that follows a layer. ``None`` in the model means *unknown*."""
+
+    kind: ActivationKind
+    # negative slope for leaky_relu / alpha for elu; None when not applicable
+    param: float | None = None
+    # where we learnt it: "graph", "config", "hint", "hf-config", "sequential", "torchscript"...
+    source: str = "graph"
+    # the name the file used, for display ("Relu", "gelu_new", "LeakyReLU(0.2)")
+    raw: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind is ActivationKind.OTHER and self.raw:
+            return self.raw
+        if self.param is not None and self.kind in (ActivationKind.LEAKY_RELU, ActivationKind.ELU):
+            return f"{self.kind.value}({self.param:g})"
+        return self.kind.value
+
+
+class Convention(str, enum.Enum):
+    """Whose fan rules apply (init-schemes.md §3)."""
+
+    TORCH = "torch"
+    KERAS = "keras"
+    JAX = "jax"
+    ONNX = "onnx"  # MatMul/Gemm/Conv shapes; Conv follows torch
+
+
+Loader = Callable[[], np.ndarray]
+
+
+@dataclass
+class WeightTensor:
+    """One stored tensor, with everything the analysis needs to know about it."""
+
+    name: str
+    layer: str
+    op: str  # the layer's type as the file names it: "Gemm", "Conv", "Linear", "Dense", ...
+    role: Role
+    shape: tuple[int, ...]
+    dtype: str  # storage dtype name ("float32", "bfloat16", "int8 (dequantized)"...)
+    load: Loader  # returns the values as a numpy array (may be a memmap); never cached here
+    fan_in: int | None = None
+    fan_out: int | None = None
+    convention: Convention = Convention.TORCH
+    # axis that indexes output units (rows of a Linear, filters of a Conv); used by
+    # duplicate-neurons. None when the tensor has no unit structure.
+    unit_axis: int | None = None
+    # (rows, cols) flattening for the orthogonality test; None = framework default
+    matrix_shape: tuple[int, int] | None = None
+    # for RNN kernels: number of stacked gates (LSTM 4, GRU 3, RNN 1) along unit_axis
+    gates: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n
+
+
+@dataclass
+class Layer:
+    """A weighted operation and the tensors it owns."""
+
+    name: str
+    op: str
+    tensors: list[WeightTensor] = field(default_factory=list)
+    # what follows this layer's output; None = unknown (never guessed)
+    activation: Activation | None = None
+    # a normalization (BatchNorm/LayerNorm/...) sits between this layer and its activation
+    normalized: bool = False
+    # names of the weighted layers whose output reaches this layer's input (graph order);
+    # empty when the file carries no graph
+    inputs: list[str] = field(default_factory=list)
+    # a residual Add joins this layer's output (through the activation) with another path
+    residual: bool = False
+
+    @property
+    def kernel(self) -> WeightTensor | None:
+        for t in self.tensors:
+            if t.role in (Role.KERNEL, Role.EMBEDDING):
+                return t
+        return None
+
+
+@dataclass(frozen=True)
+class UnsafeContent:
+    """Something the file would make us execute or reach; never run, always reported."""
+
+    what: str  # "pickle GLOBAL os system", "Keras Lambda layer 'lambda'", "external data path ../x"
+    location: str | None = None  # tensor/layer/member name where it sits
+
+
+@dataclass
+class LoadedModel:
+    """What a loader returns; the analysis and the rules only ever see this."""
+
+    path: str
+    format: str  # "onnx", "pytorch-zip", "pytorch-legacy", "torchscript", "pt2", "safetensors", "keras", "keras-h5", "npz", "in-memory"
+    layers: list[Layer] = field(default_factory=list)
+    # tensors that belong to no weighted layer (buffers, scalars, loose parameters)
+    loose_tensors: list[WeightTensor] = field(default_factory=list)
+    framework: str | None = None  # producer: "pytorch", "keras", "tf2onnx", "jax"...
+    has_graph: bool = False  # False for bare state_dicts: activations come from hints or config
+    unsafe: list[UnsafeContent] = field(default_factory=list)
+    # things the loader could not analyse, with the reason (reported, never silent)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # notes for the user ("initializer also listed as graph input: may be overridden")
+    notes: list[str] = field(default_factory=list)
+    # free-form metadata: Hugging Face config.json, producer name, opset...
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def tensors(self) -> list[WeightTensor]:
+        out = [t for layer in self.layers for t in layer.tensors]
+        out.extend(self.loose_tensors)
+        return out
+
+    def layer(self, name: str) -> Layer | None:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        return None
+
+
+class LoadError(Exception):
+    """A file that cannot be read: one line naming the reason (the CLI adds the path)."""
+
+
+class UnsupportedFormat(LoadError):
+    pass

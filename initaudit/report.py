@@ -1,0 +1,233 @@
+"""Result objects: what an audit produces, independent of how it is printed.
+
+Small frozen dataclasses (scipy-style result objects), each with ``to_dict`` giving the JSON
+report's fields. The JSON field names are a public contract: extend, never rename.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+    @classmethod
+    def parse(cls, text: str) -> "Severity":
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise ValueError(f"unknown severity {text!r} (use info, warning or error)") from None
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    PARTIAL = "partial"  # read, but something was skipped or unsafe content was left out
+    ERROR = "error"  # could not be read at all
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    n: int  # number of elements the moments were computed on (a sample for big tensors)
+    size: int  # number of elements in the tensor
+    mean: float
+    std: float
+    min: float
+    max: float
+    excess_kurtosis: float
+    sampled: bool = False
+    nonfinite: int = 0  # NaN or Inf count over the full tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "size": self.size, "mean": _num(self.mean), "std": _num(self.std),
+                "min": _num(self.min), "max": _num(self.max),
+                "excess_kurtosis": _num(self.excess_kurtosis), "sampled": self.sampled,
+                "nonfinite": self.nonfinite}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One scheme that could have produced a tensor: a rule, a family, a mode and a gain."""
+
+    rule: str  # he, glorot, lecun, torch_default, orthogonal, fixed, zeros, constant
+    distribution: str  # normal, truncated_normal, uniform, orthogonal, constant
+    mode: str | None  # fan_in, fan_out, fan_avg, or None (fixed/orthogonal/constant)
+    gain: float
+    expected_std: float
+    label: str  # human name: "kaiming_normal(fan_in)", "torch default U(±1/sqrt(fan_in))"
+    source: str | None = None  # framework convention that names it: "torch", "keras", "hf"...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "distribution": self.distribution, "mode": self.mode,
+                "gain": _num(self.gain), "expected_std": _num(self.expected_std),
+                "label": self.label}
+
+
+@dataclass(frozen=True)
+class SchemeResult:
+    """Which scheme a kernel matches, how sure we are, and what else is equally consistent."""
+
+    rule: str  # "unknown" when nothing fits
+    distribution: str  # "unknown" when the family cannot be told
+    mode: str | None
+    gain: float | None
+    expected_std: float | None
+    confidence: float  # 0..1: posterior weight of the identified rule and family
+    label: str
+    # other candidates consistent with the data (same predicted variance within the interval)
+    alternatives: tuple[Candidate, ...] = ()
+    # evidence, in numbers: scale interval, family goodness-of-fit p-value, orthogonality error
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        return self.rule != "unknown"
+
+    def rules(self) -> set[str]:
+        """The identified rule and every consistent alternative's rule."""
+        return {self.rule, *(c.rule for c in self.alternatives)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "distribution": self.distribution, "mode": self.mode,
+                "gain": _num(self.gain), "expected_std": _num(self.expected_std),
+                "confidence": round(float(self.confidence), 4), "label": self.label,
+                "alternatives": [c.to_dict() for c in self.alternatives],
+                "evidence": {k: _jsonable(v) for k, v in self.evidence.items()}}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str  # stable: IA101
+    name: str  # stable: he-before-saturating
+    severity: Severity
+    confidence: float  # 0..1, separate axis from severity (bandit)
+    message: str
+    tensor: str | None = None
+    layer: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "name": self.name, "severity": self.severity.value,
+                "confidence": round(float(self.confidence), 4), "tensor": self.tensor,
+                "layer": self.layer, "message": self.message,
+                "evidence": {k: _jsonable(v) for k, v in self.evidence.items()}}
+
+
+@dataclass
+class TensorReport:
+    name: str
+    layer: str
+    op: str
+    role: str
+    shape: tuple[int, ...]
+    dtype: str
+    fan_in: int | None
+    fan_out: int | None
+    activation: str | None  # None = unknown
+    activation_source: str | None
+    stats: TensorStats | None
+    scheme: SchemeResult | None
+    skipped: str | None = None  # reason the tensor was not analysed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "layer": self.layer, "op": self.op, "role": self.role,
+                "shape": list(self.shape), "dtype": self.dtype, "fan_in": self.fan_in,
+                "fan_out": self.fan_out, "activation": self.activation,
+                "activation_source": self.activation_source,
+                "stats": self.stats.to_dict() if self.stats else None,
+                "scheme": self.scheme.to_dict() if self.scheme else None,
+                "skipped": self.skipped}
+
+
+@dataclass
+class FileReport:
+    path: str
+    format: str | None
+    status: Status
+    error: str | None = None
+    tensors: list[TensorReport] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"name", "reason"}
+    notes: list[str] = field(default_factory=list)
+    framework: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.format, "status": self.status.value,
+                "error": self.error, "framework": self.framework,
+                "tensors": [t.to_dict() for t in self.tensors],
+                "findings": [f.to_dict() for f in self.findings],
+                "skipped": list(self.skipped), "notes": list(self.notes)}
+
+
+@dataclass
+class Report:
+    files: list[FileReport] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for fr in self.files for f in fr.findings]
+
+    def counts(self) -> dict[str, int]:
+        c = {"files": len(self.files), "errors": 0, "warnings": 0, "infos": 0,
+             "unreadable_files": 0, "tensors": 0, "tensors_skipped": 0}
+        for fr in self.files:
+            if fr.status is Status.ERROR:
+                c["unreadable_files"] += 1
+            c["tensors"] += len(fr.tensors)
+            c["tensors_skipped"] += sum(1 for t in fr.tensors if t.skipped)
+            for f in fr.findings:
+                c[{"error": "errors", "warning": "warnings", "info": "infos"}[f.severity.value]] += 1
+        return c
+
+    def max_severity(self) -> Severity | None:
+        sev = [f.severity for f in self.findings]
+        return max(sev, key=lambda s: s.rank) if sev else None
+
+    def exit_code(self, fail_on: Severity = Severity.ERROR) -> int:
+        """0 nothing at or above ``fail_on``; 1 findings at or above it; 2 an unreadable file."""
+        if any(fr.status is Status.ERROR for fr in self.files):
+            return 2
+        if any(f.severity.rank >= fail_on.rank for f in self.findings):
+            return 1
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        from . import __version__
+
+        return {"tool": {"name": "initaudit", "version": __version__},
+                "summary": self.counts(),
+                "files": [fr.to_dict() for fr in self.files]}
+
+
+def _num(x: float | None) -> float | None | str:
+    """JSON-safe float: NaN/Inf become strings (JSON has no NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float):
+        return _num(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if getattr(v, "ndim", 0) and hasattr(v, "tolist"):  # numpy array (evidence may hold one)
+        return _jsonable(v.tolist())
+    if hasattr(v, "item") and callable(v.item):  # numpy scalar
+        return _jsonable(v.item())
+    return v

@@ -1,0 +1,32 @@
+"""The rule catalogue: one module per rule, each registering itself with ``@rule``.
+
+Every rule has a page in ``rules/<name>.md`` at the repository top level (checked one-to-one by
+tests/test_rule_catalogue.py).
+"""
+
+from __future__ import annotations
+
+from .base import Rule, RuleContext, TensorAnalysis, registry, rule
+from . import (  # noqa: F401  (imports register the rules)
+    constant_weights,
+    duplicate_neurons,
+    exploding_init,
+    he_before_saturating,
+    nonfinite_weights,
+    nonzero_mean,
+    selu_without_lecun,
+    under_scaled_for_relu,
+    unrecognized_init,
+    unsafe_content,
+    vanishing_init,
+)
+
+__all__ = ["Rule", "RuleContext", "TensorAnalysis", "registry", "rule", "find_rule"]
+
+
+def find_rule(name_or_code: str) -> Rule | None:
+    key = name_or_code.strip()
+    for r in registry().values():
+        if key.upper() == r.code or key.lower() == r.name:
+            return r
+    return None

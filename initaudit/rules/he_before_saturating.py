@@ -1,0 +1,47 @@
+"""IA101 he-before-saturating: a He-scaled kernel feeds a saturating activation.
+
+He/Kaiming init doubles the variance to make up for ReLU zeroing half of its input. Before a
+sigmoid, tanh, hard-sigmoid or softmax nothing is zeroed, so the pre-activations come out with
+twice the variance the unit needs: more of them land in the flat, saturated tails where the
+gradient vanishes. Glorot/Xavier (or LeCun) is the scale these activations were designed for.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+from ..model import SATURATING
+from ..report import Finding, Severity
+from ._common import KERNEL_ROLES, consistent_rules, fmt_std
+from .base import Rule, RuleContext, rule
+
+# schemes that suit a saturating activation; if the data is equally consistent with one of these,
+# the layer is ambiguous and we stay silent (never a false positive)
+_SUITABLE = {("glorot", 1.0), ("glorot", 1.667), ("lecun", 1.0), ("lecun", 1.667),
+             ("torch_default", 1.0), ("fixed", 1.0), ("orthogonal", 1.0)}
+
+
+@rule(code="IA101", name="he-before-saturating", severity=Severity.ERROR,
+      summary="He/Kaiming-scaled kernel feeding sigmoid, tanh, hard-sigmoid or softmax")
+def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
+    a = ctx.current
+    if a is None or a.tensor.role not in KERNEL_ROLES or a.scheme is None or a.layer is None:
+        return
+    act = a.layer.activation
+    if act is None or act.kind not in SATURATING or a.scheme.rule != "he":
+        return
+    if consistent_rules(a.scheme) & _SUITABLE:
+        return
+    t = a.tensor
+    fan = t.fan_in if a.scheme.mode != "fan_out" else t.fan_out
+    glorot = math.sqrt(2.0 / (t.fan_in + t.fan_out)) if t.fan_in and t.fan_out else None
+    yield self.finding(
+        f"He-scaled weights (std {fmt_std(a.stats.std)} ≈ sqrt(2/{fan}) = "
+        f"{fmt_std(a.scheme.expected_std)}) feed a {act.label}; {act.label} saturates, and He's "
+        f"factor 2 (meant to offset ReLU zeroing half the units) pushes more pre-activations into "
+        f"its flat tails where gradients vanish. Use Glorot/Xavier (std {fmt_std(glorot)}) "
+        f"or LeCun.",
+        confidence=a.scheme.confidence, tensor=t,
+        observed_std=a.stats.std, expected_std=a.scheme.expected_std, glorot_std=glorot,
+        activation=act.label, scheme=a.scheme.label)

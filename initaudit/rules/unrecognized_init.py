@@ -1,0 +1,32 @@
+"""IA401 unrecognized-init: no known scheme fits a kernel.
+
+Informational: the tensor may be trained, custom-initialised, or drawn from a scheme initaudit
+does not know. The evidence says which family test failed or which scheme came closest.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..report import Finding, Severity
+from ._common import KERNEL_ROLES, fmt_std
+from .base import Rule, RuleContext, rule
+
+
+@rule(code="IA401", name="unrecognized-init", severity=Severity.INFO,
+      summary="no known initialization scheme fits the kernel")
+def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
+    a = ctx.current
+    if a is None or a.tensor.role not in KERNEL_ROLES or a.scheme is None or a.scheme.known:
+        return
+    if a.units.constant or a.stats.nonfinite:
+        return  # constant-weights / nonfinite-weights say more
+    closest = a.scheme.evidence.get("closest")
+    hint = (f"; closest: {closest['label']} (std {fmt_std(closest['expected_std'])})"
+            if closest else "")
+    yield self.finding(
+        f"{a.scheme.label} (std {fmt_std(a.stats.std)}, excess kurtosis "
+        f"{a.stats.excess_kurtosis:.2f}){hint}. Trained or custom-initialised weights look like this.",
+        confidence=1.0 - a.scheme.confidence if a.scheme.confidence else 0.9, tensor=a.tensor,
+        observed_std=a.stats.std, **{k: v for k, v in a.scheme.evidence.items()
+                                     if k in ("gof_pvalue", "family_posterior")})

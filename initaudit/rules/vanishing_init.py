@@ -1,0 +1,43 @@
+"""IA302 vanishing-init: a kernel's std is far below what any fan-based rule predicts.
+
+With Var(w) well under 1/fan_in each layer shrinks the signal's second moment by
+fan_in · Var(w); N(0, 1e-4) on a 512-wide layer shrinks it by ~2e-5 per layer, so activations
+and gradients vanish within a few layers. Small fixed scales used on purpose (N(0, 0.02) in
+transformers, GPT-2's 0.02/sqrt(2·n_layer) residual projections) stay well above the threshold
+at the widths they are used with.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+from ..analysis.schemes import fan_based_stds
+from ..report import Finding, Severity
+from ._common import KERNEL_ROLES, fmt_std, std_interval
+from .base import Rule, RuleContext, rule
+
+FACTOR = 10.0  # std this many times below the smallest fan-based prediction (variance /100)
+
+
+@rule(code="IA302", name="vanishing-init", severity=Severity.WARNING,
+      summary="std far below what any fan-based rule predicts (e.g. N(0, 1e-4))")
+def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
+    a = ctx.current
+    if a is None or a.tensor.role not in KERNEL_ROLES or not a.tensor.fan_in or not a.tensor.fan_out:
+        return
+    if not math.isfinite(a.stats.std) or a.stats.std == 0 or a.units.constant:
+        return
+    refs = fan_based_stds(a.tensor.fan_in, a.tensor.fan_out)
+    floor = min(refs.values())
+    _, high = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
+    if high * FACTOR >= floor:
+        return
+    gain = a.tensor.fan_in * a.stats.std ** 2
+    yield self.finding(
+        f"std {fmt_std(a.stats.std)} is {floor / a.stats.std:.0f}x below the smallest fan-based "
+        f"prediction ({fmt_std(floor)} for fan_in {a.tensor.fan_in}, fan_out {a.tensor.fan_out}): "
+        f"each layer like this scales the signal's second moment by fan_in·Var(w) ≈ {gain:.2g}, "
+        "so activations and gradients vanish with depth. Use a fan-based scheme.",
+        confidence=min(1.0, 0.5 + (floor - FACTOR * high) / floor), tensor=a.tensor,
+        observed_std=a.stats.std, min_expected_std=floor, variance_gain=gain)
