@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from ..model import Role, WeightTensor
+from ..model import Convention, Role, WeightTensor
 from ..report import Candidate, SchemeResult, TensorStats
 from .schemes import NORMAL, TN2_STD_FACTOR, TRUNC, UNIFORM, all_candidates
 from .stats import draw_sample
@@ -143,8 +143,10 @@ def orthogonality(values: np.ndarray, tensor: WeightTensor,
     if values.ndim < 2 or values.size > ORTHO_MAX_ELEMENTS:
         return None
     arr = np.asarray(values, dtype=np.float64)
-    shapes = {(arr.shape[0], arr.size // arr.shape[0]),  # torch: (shape[0], rest)
-              (arr.size // arr.shape[-1], arr.shape[-1])}  # keras/jax: (prod(shape[:-1]), shape[-1])
+    if tensor.convention in (Convention.KERAS, Convention.JAX):
+        shapes = {(arr.size // arr.shape[-1], arr.shape[-1])}  # (prod(shape[:-1]), shape[-1])
+    else:
+        shapes = {(arr.shape[0], arr.size // arr.shape[0])}  # torch: (shape[0], rest)
     if tensor.matrix_shape:
         shapes.add(tuple(tensor.matrix_shape))
     best: Orthogonality | None = None
@@ -165,14 +167,15 @@ def orthogonality(values: np.ndarray, tensor: WeightTensor,
         if not g2 > 0:
             continue
         err = float(np.linalg.norm(gram - g2 * ref) / np.linalg.norm(g2 * ref))
-        cand = Orthogonality(orthogonal=False, gain=math.sqrt(g2), relative_error=err, layout=layout)
-        if best is None or err < best.relative_error:
+        # a random (r, c) matrix misses by ~sqrt(1/c); rounding of an orthogonal one by
+        # ~eps/sqrt(c): the tolerance sits between the two, whatever the size
+        base = 2e-2 if np.dtype(values.dtype).itemsize <= 2 else 1e-3
+        tol = min(base, 0.1 / math.sqrt(w.shape[1]))
+        cand = Orthogonality(orthogonal=err < tol, gain=math.sqrt(g2), relative_error=err,
+                             layout=layout)
+        if best is None or cand.orthogonal or (not best.orthogonal and err < best.relative_error):
             best = cand
-    if best is None:
-        return None
-    tol = 2e-2 if np.dtype(values.dtype).itemsize <= 2 else 1e-3
-    return Orthogonality(orthogonal=best.relative_error < tol, gain=best.gain,
-                         relative_error=best.relative_error, layout=best.layout)
+    return best
 
 
 def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, seed: int = 0,
