@@ -1,0 +1,153 @@
+"""Safe access to the members of a zip checkpoint (torch archives, TorchScript, .pt2, .keras).
+
+``zipfile`` parses the central directory (zip64 included); this module adds what a checkpoint
+reader needs on top of it and what ``zipfile`` does not check:
+
+* every member's local header is read and compared with its central-directory entry (name and
+  compression method), because readers that trust one and writers that fill the other are the
+  classic way to smuggle different content past a scanner;
+* encrypted members, duplicate names and members that run past the end of the file are refused;
+* tensor data must be *stored* (uncompressed) so it can be memory-mapped; its sizes come from the
+  central directory because torch sets flag bit 3 (sizes in a trailing data descriptor);
+* small text/pickle members may be compressed (TorchScript deflates its code files) and are read
+  with a hard cap on the decompressed size.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..model import LoadError
+
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_LOCAL_MAGIC = b"PK\x03\x04"
+_FLAG_ENCRYPTED = 0x1
+# members we read into memory (pickles, JSON, code) are small; a bigger one is a bomb or a mistake
+DEFAULT_READ_CAP = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class Member:
+    """One validated zip member."""
+
+    name: str
+    data_offset: int  # absolute file offset of the member's first data byte
+    size: int  # uncompressed size (central directory)
+    compressed_size: int
+    stored: bool  # compress_type == ZIP_STORED
+
+
+class SafeZip:
+    """A zip archive whose members are validated once, on open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._zf = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+            raise LoadError(f"corrupt or truncated zip archive ({exc})") from None
+        except Exception as exc:  # zipfile raises odd things (struct.error, IndexError) on garbage
+            raise LoadError(f"corrupt zip archive ({type(exc).__name__})") from None
+        self.file_size = self.path.stat().st_size
+        self.members: dict[str, Member] = {}
+        try:
+            with open(self.path, "rb") as fh:
+                for info in self._zf.infolist():
+                    member = self._validate(fh, info)
+                    if member.name in self.members:
+                        raise LoadError(f"zip archive lists member {member.name!r} twice")
+                    self.members[member.name] = member
+        except LoadError:
+            self._zf.close()
+            raise
+
+    # -- validation -------------------------------------------------------------------------
+    def _validate(self, fh, info: zipfile.ZipInfo) -> Member:  # noqa: ANN001 - binary file
+        name = info.filename
+        if info.flag_bits & _FLAG_ENCRYPTED:
+            raise LoadError(f"zip member {name!r} is encrypted")
+        if info.header_offset < 0 or info.header_offset + _LOCAL_HEADER.size > self.file_size:
+            raise LoadError(f"zip member {name!r} points past the end of the file (truncated?)")
+        fh.seek(info.header_offset)
+        raw = fh.read(_LOCAL_HEADER.size)
+        if len(raw) != _LOCAL_HEADER.size:
+            raise LoadError(f"zip member {name!r}: truncated local header")
+        (magic, _ver, flags, method, _t, _d, _crc, _csize, _usize, nlen, elen) = _LOCAL_HEADER.unpack(raw)
+        if magic != _LOCAL_MAGIC:
+            raise LoadError(f"zip member {name!r}: bad local header signature")
+        local_name = fh.read(nlen)
+        central_name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437",
+                                                 errors="replace")
+        if local_name != central_name:
+            raise LoadError(f"zip member {name!r}: local header names {local_name[:60]!r} "
+                            "(mismatched local/central headers)")
+        if method != info.compress_type:
+            raise LoadError(f"zip member {name!r}: local and central headers disagree on compression")
+        if flags & _FLAG_ENCRYPTED:
+            raise LoadError(f"zip member {name!r} is encrypted")
+        data_offset = info.header_offset + _LOCAL_HEADER.size + nlen + elen
+        if data_offset + info.compress_size > self.file_size:
+            raise LoadError(f"zip member {name!r} runs past the end of the file (truncated archive)")
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+            raise LoadError(f"zip member {name!r}: stored member with different sizes")
+        return Member(name, data_offset, info.file_size, info.compress_size,
+                      info.compress_type == zipfile.ZIP_STORED)
+
+    # -- access -----------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return list(self.members)
+
+    def get(self, name: str) -> Member | None:
+        return self.members.get(name)
+
+    def member(self, name: str) -> Member:
+        m = self.members.get(name)
+        if m is None:
+            raise LoadError(f"zip archive has no member {name!r}")
+        return m
+
+    def read(self, name: str, cap: int = DEFAULT_READ_CAP) -> bytes:
+        """The bytes of a (small) member; compressed members are inflated up to ``cap``."""
+        m = self.member(name)
+        if m.size > cap:
+            raise LoadError(f"zip member {name!r} is {m.size} bytes (limit {cap})")
+        if m.stored:
+            with open(self.path, "rb") as fh:
+                fh.seek(m.data_offset)
+                data = fh.read(m.size)
+            if len(data) != m.size:
+                raise LoadError(f"zip member {name!r} is truncated")
+            return data
+        try:
+            with self._zf.open(name) as fh:
+                data = fh.read(cap + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise LoadError(f"zip member {name!r} cannot be inflated ({exc})") from None
+        except Exception as exc:  # zlib.error and friends
+            raise LoadError(f"zip member {name!r} cannot be inflated ({type(exc).__name__})") from None
+        if len(data) > cap:
+            raise LoadError(f"zip member {name!r} inflates beyond {cap} bytes (zip bomb?)")
+        return data
+
+    def memmap(self, name: str) -> np.ndarray:
+        """A read-only uint8 memory map of a stored member (tensor data is never inflated)."""
+        m = self.member(name)
+        if not m.stored:
+            raise LoadError(f"zip member {name!r} is compressed: tensor data must be stored")
+        if m.size == 0:
+            return np.empty(0, dtype=np.uint8)
+        return np.memmap(self.path, dtype=np.uint8, mode="r", offset=m.data_offset, shape=(m.size,))
+
+    def close(self) -> None:
+        self._zf.close()
+
+    def __enter__(self) -> "SafeZip":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
