@@ -1,0 +1,317 @@
+"""safetensors reader: validates the header, memory-maps each tensor lazily.
+
+Format (checkpoint-formats.md): 8-byte little-endian header length N, N bytes of JSON
+``{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}`` with offsets
+relative to the data start, then the data. We validate everything the Rust implementation
+validates (and a little more) before mapping a single byte, so a hostile header gives a one-line
+LoadError instead of an OOM or an out-of-bounds read.
+
+A directory (``safetensors-sharded``) is read through ``model.safetensors.index.json`` when
+present (its ``weight_map`` names the shard of each tensor), otherwise every ``*.safetensors``
+file in it. Shard paths must stay inside the directory.
+
+The layout is torch's, so layers come from :func:`group_state_dict`; a Hugging Face
+``config.json`` beside the weights supplies activations (:mod:`initaudit.loaders.hf`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from ..model import Convention, LoadedModel, LoadError, Loader, UnsafeContent
+from . import LoadOptions
+from .hf import apply_hf_config
+from .statedict import FlatTensor, group_state_dict
+
+MAX_HEADER_BYTES = 100 * 1000 * 1000  # the limit the reference implementation enforces
+MAX_INDEX_BYTES = 64 * 2**20
+INDEX_NAME = "model.safetensors.index.json"
+
+
+@dataclass(frozen=True)
+class _DType:
+    name: str  # our display name
+    np_dtype: np.dtype
+
+
+# safetensors dtype code -> numpy dtype (little-endian, as the format stores it).
+# A table instead of branches, as in safetensors' own bindings.
+DTYPES: dict[str, _DType] = {
+    "F64": _DType("float64", np.dtype("<f8")),
+    "F32": _DType("float32", np.dtype("<f4")),
+    "F16": _DType("float16", np.dtype("<f2")),
+    "BF16": _DType("bfloat16", np.dtype(ml_dtypes.bfloat16)),
+    "F8_E4M3": _DType("float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn)),
+    "F8_E5M2": _DType("float8_e5m2", np.dtype(ml_dtypes.float8_e5m2)),
+    "I64": _DType("int64", np.dtype("<i8")),
+    "I32": _DType("int32", np.dtype("<i4")),
+    "I16": _DType("int16", np.dtype("<i2")),
+    "I8": _DType("int8", np.dtype("i1")),
+    "U64": _DType("uint64", np.dtype("<u8")),
+    "U32": _DType("uint32", np.dtype("<u4")),
+    "U16": _DType("uint16", np.dtype("<u2")),
+    "U8": _DType("uint8", np.dtype("u1")),
+    "BOOL": _DType("bool", np.dtype("?")),
+}
+if hasattr(ml_dtypes, "float8_e8m0fnu"):  # MX scale factors (safetensors >= 0.6)
+    DTYPES["F8_E8M0"] = _DType("float8_e8m0fnu", np.dtype(ml_dtypes.float8_e8m0fnu))
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One validated header entry; ``dtype`` is None for a dtype we cannot decode."""
+
+    name: str
+    code: str
+    dtype: _DType | None
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Header:
+    data_start: int  # 8 + N: absolute file offset of the data section
+    entries: tuple[TensorEntry, ...]
+    metadata: dict[str, Any]
+
+
+# --------------------------------------------------------------------------- header validation
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise LoadError(f"safetensors header repeats the tensor name {key!r}")
+        out[key] = value
+    return out
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass in Python; JSON true/false must not pass as a dimension
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_header(path: Path) -> Header:
+    """Read and validate the header of one safetensors file (LoadError on any violation)."""
+    try:
+        file_size = path.stat().st_size
+        with open(path, "rb") as fh:
+            prefix = fh.read(8)
+            if len(prefix) < 8:
+                raise LoadError("safetensors file is shorter than its 8-byte header length")
+            n = int.from_bytes(prefix, "little")
+            if n > MAX_HEADER_BYTES:
+                raise LoadError(f"safetensors header declares {n} bytes (limit {MAX_HEADER_BYTES})")
+            if 8 + n > file_size:
+                raise LoadError(f"safetensors header declares {n} bytes but the file has only "
+                                f"{file_size - 8} after the length")
+            raw = fh.read(n)
+    except OSError as exc:
+        raise LoadError(f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        parsed = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except LoadError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise LoadError(f"safetensors header is not valid JSON ({_short(exc)})") from None
+    if not isinstance(parsed, dict):
+        raise LoadError("safetensors header is not a JSON object")
+    metadata = parsed.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise LoadError("safetensors __metadata__ must map strings to strings")
+    entries = [_entry(name, spec) for name, spec in parsed.items()]
+    _check_coverage(entries, file_size - 8 - n)
+    return Header(8 + n, tuple(entries), dict(metadata))
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+
+
+def _entry(name: str, spec: Any) -> TensorEntry:
+    if not isinstance(spec, dict):
+        raise LoadError(f"safetensors entry {name!r} is not an object")
+    code = spec.get("dtype")
+    shape = spec.get("shape")
+    offsets = spec.get("data_offsets")
+    if not isinstance(code, str):
+        raise LoadError(f"safetensors entry {name!r} has no dtype")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise LoadError(f"safetensors entry {name!r} has an invalid shape {shape!r}")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] < 2**64):
+        raise LoadError(f"safetensors entry {name!r} has invalid data_offsets {offsets!r}")
+    begin, end = offsets
+    dtype = DTYPES.get(code)
+    if dtype is not None:
+        # Python ints: the product cannot overflow, so a hostile shape cannot wrap around
+        expected = math.prod(shape) * dtype.np_dtype.itemsize
+        if expected != end - begin:
+            raise LoadError(f"safetensors entry {name!r}: shape {tuple(shape)} x {code} needs "
+                            f"{expected} bytes but data_offsets span {end - begin}")
+    return TensorEntry(name, code, dtype, tuple(shape), begin, end)
+
+
+def _check_coverage(entries: list[TensorEntry], data_len: int) -> None:
+    """Offsets must tile the data section exactly: from 0, no gaps, no overlaps, to the end."""
+    cursor = 0
+    for e in sorted(entries, key=lambda e: (e.begin, e.end)):
+        if e.begin != cursor:
+            problem = "overlaps the previous tensor" if e.begin < cursor else "leaves a gap before it"
+            raise LoadError(f"safetensors entry {e.name!r} {problem} (offset {e.begin}, "
+                            f"expected {cursor})")
+        cursor = e.end
+    if cursor != data_len:
+        if cursor > data_len:
+            raise LoadError(f"safetensors tensors declare {cursor} data bytes but the file holds "
+                            f"only {data_len}")
+        raise LoadError(f"safetensors data section has {data_len - cursor} trailing bytes that "
+                        "belong to no tensor")
+
+
+# --------------------------------------------------------------------------- lazy tensors
+
+
+def _loader(path: Path, data_start: int, entry: TensorEntry) -> Loader:
+    dtype = entry.dtype.np_dtype  # type: ignore[union-attr]
+
+    def load() -> np.ndarray:
+        # one memmap per tensor: nothing but this tensor's pages is ever mapped
+        if entry.end == entry.begin:
+            return np.zeros(entry.shape, dtype=dtype)
+        raw = np.memmap(path, dtype=np.uint8, mode="r", offset=data_start + entry.begin,
+                        shape=(entry.end - entry.begin,))
+        return raw.view(dtype).reshape(entry.shape)
+
+    return load
+
+
+def _flat_tensors(path: Path, header: Header, options: LoadOptions, model: LoadedModel,
+                  only: set[str] | None = None) -> list[FlatTensor]:
+    out: list[FlatTensor] = []
+    for e in header.entries:
+        if only is not None and e.name not in only:
+            continue
+        if e.dtype is None:
+            model.skipped.append((e.name, f"safetensors dtype {e.code} is not supported"))
+            continue
+        if e.end - e.begin > options.max_tensor_bytes:
+            model.skipped.append((e.name, f"{e.end - e.begin} bytes exceeds the per-tensor limit "
+                                          f"({options.max_tensor_bytes})"))
+            continue
+        out.append(FlatTensor(e.name, e.shape, e.dtype.name, _loader(path, header.data_start, e)))
+    return out
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
+    model = LoadedModel(path=str(path), format=fmt, framework="pytorch", has_graph=False)
+    if fmt == "safetensors-sharded" or path.is_dir():
+        flat = _load_directory(path, options, model)
+        directory = path
+    else:
+        header = read_header(path)
+        flat = _flat_tensors(path, header, options, model)
+        if header.metadata:
+            model.metadata["safetensors_metadata"] = header.metadata
+        directory = path.parent
+    # file order is the order the writer used (usually module registration order)
+    model.layers, model.loose_tensors = group_state_dict(flat, Convention.TORCH)
+    fmt_meta = model.metadata.get("safetensors_metadata", {}).get("format")
+    if fmt_meta in ("tf", "flax", "jax"):
+        model.notes.append(f"safetensors metadata says format={fmt_meta!r}; fans use torch layout")
+    apply_hf_config(model, directory)
+    return model
+
+
+def _inside(directory: Path, name: str) -> Path | None:
+    """The shard's path if ``name`` stays inside ``directory`` (no absolute paths, no ``..``,
+    no symlink leading out), else None."""
+    if not name or os.path.isabs(name) or "\\" in name or any(p == ".." for p in Path(name).parts):
+        return None
+    candidate = directory / name
+    try:
+        resolved = candidate.resolve(strict=False)
+        root = directory.resolve(strict=True)
+    except OSError:
+        return None
+    if resolved != root and root not in resolved.parents:
+        return None
+    return candidate
+
+
+def _read_index(index_path: Path) -> dict[str, str]:
+    try:
+        if index_path.stat().st_size > MAX_INDEX_BYTES:
+            raise LoadError(f"{INDEX_NAME} is larger than {MAX_INDEX_BYTES} bytes")
+        data = json.loads(index_path.read_text(encoding="utf-8"))
+    except LoadError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise LoadError(f"{INDEX_NAME} is not valid JSON ({_short(exc)})") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise LoadError(f"{INDEX_NAME} has no weight_map of tensor name -> shard file")
+    return weight_map
+
+
+def _load_directory(directory: Path, options: LoadOptions, model: LoadedModel) -> list[FlatTensor]:
+    index_path = directory / INDEX_NAME
+    if index_path.is_file():
+        weight_map = _read_index(index_path)
+        model.metadata["safetensors_index"] = INDEX_NAME
+        by_shard: dict[str, set[str]] = {}
+        for tensor, shard in weight_map.items():
+            by_shard.setdefault(shard, set()).add(tensor)
+        shards = list(dict.fromkeys(weight_map.values()))  # first-appearance order
+    else:
+        by_shard = {}
+        shards = sorted(p.name for p in directory.glob("*.safetensors"))
+    if not shards:
+        raise LoadError("directory holds no safetensors shards")
+    flat: list[FlatTensor] = []
+    seen: set[str] = set()
+    for shard in shards:
+        shard_path = _inside(directory, shard)
+        if shard_path is None:
+            model.unsafe.append(UnsafeContent(
+                what=f"safetensors shard path {shard!r} leaves the model directory (not read)",
+                location=INDEX_NAME))
+            for tensor in sorted(by_shard.get(shard, ())):
+                model.skipped.append((tensor, f"shard {shard!r} is outside the model directory"))
+            continue
+        if not shard_path.is_file():
+            raise LoadError(f"shard {shard!r} listed in {INDEX_NAME} is missing")
+        try:
+            header = read_header(shard_path)
+        except LoadError as exc:
+            raise LoadError(f"shard {shard}: {exc}") from None
+        listed = by_shard.get(shard)
+        if listed is not None:
+            present = {e.name for e in header.entries}
+            for missing in sorted(listed - present):
+                model.skipped.append((missing, f"listed in {INDEX_NAME} but absent from {shard}"))
+            extra = present - listed
+            if extra:
+                model.notes.append(f"{shard} holds {len(extra)} tensor(s) not in {INDEX_NAME}; "
+                                   "audited anyway")
+        for ft in _flat_tensors(shard_path, header, options, model):
+            if ft.name in seen:
+                model.skipped.append((ft.name, f"appears again in {shard}; first copy audited"))
+                continue
+            seen.add(ft.name)
+            flat.append(ft)
+    return flat
