@@ -1,0 +1,512 @@
+"""Human reporter: a terminal report drawn with rich. Sample (colours removed, width 100)::
+
+    mlp_he_sigmoid.onnx ──────────────────────────────────────────────────────────────────────────────
+    onnx · framework pytorch · ok · 4 tensors analysed
+       tensor      fan in→out  activation  init scheme                       std obs / exp  conf
+    ────────────────────────────────────────────────────────────────────────────────────────────
+    ✗  fc1.weight   300 → 100  sigmoid     He/Kaiming normal (fan_in)       0.082 / 0.0816  100%
+       fc2.weight    100 → 10  linear      Glorot/Xavier uniform (fan_avg)   0.135 / 0.135   99%
+                                           ≈ He/Kaiming uniform (fan_in)
+      + 2 biases not in the table (2 constant); --verbose lists them
+
+    ✗ error   IA101 he-before-saturating fc1.weight: He-scaled weights (std 0.08201 ≈ sqrt(2/300) =
+                    0.08165) feed a sigmoid; sigmoid saturates, and He's factor 2 (meant to offset ReLU
+                    zeroing half the units) pushes more pre-activations into its flat tails where
+                    gradients vanish. Use Glorot/Xavier (std 0.07071) or LeCun.
+
+    1 file, 1 error, 0 warnings, 0 infos · 4 tensors analysed
+
+Per file: a header (path, format, framework, status), a table of the kernels (every tensor with
+``verbose``; a ``shape`` column from 110 columns up), one line for the biases and norms left out,
+the findings grouped by severity, then notes (skipped tensors and why, unknown activations, what
+the loader left out). A file with skipped tensors or left-out content never reads as clean: it
+says "no findings in the N analysed tensors; M skipped (see above)". Not a terminal: no colour
+and a fixed width of 120 (stable for tests, logs and ``--output`` files).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Iterable, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engine import AuditConfig
+
+# roles an init scheme is about: they get a row in the table; the rest are summarised
+_SCHEMED_ROLES = frozenset({"kernel", "recurrent", "embedding"})
+_SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_STATUS_STYLE = {Status.OK: "green", Status.PARTIAL: "yellow", Status.ERROR: "bold red"}
+_MAX_SKIPPED_SHOWN = 15  # longer lists are cut unless --verbose
+# fixed width when not writing to a terminal: stable output for tests, logs and files
+_PIPE_WIDTH = 120
+# narrower terminals get a table without the shape column
+_COMPACT_BELOW = 110
+
+
+class _Glyphs:
+    """Symbols, with ASCII fallbacks for streams that cannot encode them (cp1252 consoles)."""
+
+    def __init__(self, unicode_ok: bool) -> None:
+        u = unicode_ok
+        self.mark = {Severity.ERROR: "✗" if u else "x", Severity.WARNING: "!", Severity.INFO: "i"}
+        self.ok = "✓" if u else "ok"
+        self.arrow = "→" if u else "->"
+        self.times = "×" if u else "x"
+        self.approx = "≈" if u else "~"
+        self.dot = "·" if u else "-"
+        self.bullet = "•" if u else "-"
+        self.dash = "—" if u else "-"
+
+
+def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool,
+           verbose: bool = False, quiet: bool = False) -> None:
+    """Print ``result`` for a person: per file a table, the findings, the notes; then a summary."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    buffer = _Buffer(encoding)  # rich picks ASCII boxes and rules from the buffer's encoding
+    console = make_console(stream, color, file=buffer)
+    g = _Glyphs(_can_encode(encoding, "✗✓→×≈·•—±√"))
+    for index, fr in enumerate(result.files):
+        if quiet:
+            _quiet_file(console, fr, g)
+        else:
+            if index:
+                console.print()
+            _file(console, fr, g, verbose=verbose)
+    if not quiet or result.files:
+        console.print()
+    console.print(summary_text(result, g))
+    _write(stream, buffer.getvalue(), encoding)
+
+
+def print_renderables(stream: TextIO, color: bool, *renderables: object) -> None:
+    """Print rich renderables (tables, Markdown) on ``stream`` as the reporter does: the same
+    width, colour and encoding rules, no trailing blanks. Used by ``rules`` and ``explain``."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    buffer = _Buffer(encoding)
+    console = make_console(stream, color, file=buffer)
+    for item in renderables:
+        console.print(item)
+    _write(stream, buffer.getvalue(), encoding)
+
+
+def _write(stream: TextIO, text: str, encoding: str) -> None:
+    text = _strip_trailing_blanks(text)
+    if not _can_encode(encoding, text):  # a label or tensor name the stream cannot show
+        text = text.encode(encoding, "replace").decode(encoding)
+    stream.write(text)
+    stream.flush()
+
+
+def make_console(stream: TextIO, color: bool, *, file: TextIO | None = None) -> Console:
+    """A console for ``stream`` (writing to ``file`` if given): ANSI only when ``color``; the
+    terminal's width on a terminal, a fixed one otherwise (stable output for tests and logs)."""
+    is_tty = bool(getattr(stream, "isatty", lambda: False)())
+    width = None
+    if is_tty:
+        try:
+            width = os.get_terminal_size(stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            width = None
+    return Console(file=file or stream, width=width or _PIPE_WIDTH,
+                   color_system="auto" if color else None, force_terminal=color,
+                   no_color=not color, highlight=False, emoji=False, markup=False,
+                   soft_wrap=False, legacy_windows=False)
+
+
+# ---------------------------------------------------------------------------------- per file
+
+
+def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> None:
+    console.rule(Text(fr.path, style="bold"), align="left", style="dim")
+    if fr.status is Status.ERROR:
+        console.print(Text.assemble((f"{g.mark[Severity.ERROR]} could not be read: ", "bold red"),
+                                    fr.error or "unknown reason"))
+        return
+    console.print(_meta_line(fr, g))
+    table = _tensor_table(fr, g, verbose=verbose, compact=console.width < _COMPACT_BELOW)
+    if table.row_count:
+        console.print(table)
+    elif not fr.tensors:
+        console.print(Text("no weight tensors found in this file", style="yellow"))
+    if not verbose:
+        line = _hidden_line(fr, g)
+        if line is not None:
+            console.print(line)
+    if fr.findings:
+        console.print()
+        console.print(_findings_grid(fr.findings, g))
+    notes = _notes(fr, verbose=verbose)
+    if notes:
+        console.print()
+        console.print(Text("notes", style="bold"))
+        console.print(_bullets(notes, g))
+    if not fr.findings:
+        console.print()
+        console.print(_no_findings_line(fr, g))
+
+
+def _quiet_file(console: Console, fr: FileReport, g: _Glyphs) -> None:
+    """--quiet: only what needs attention: findings, unreadable files, skipped counts."""
+    if fr.status is Status.ERROR:
+        console.print(Text.assemble((fr.path, "bold"), ": ", ("could not be read: ", "bold red"),
+                                    fr.error or "unknown reason"))
+        return
+    if fr.findings:
+        console.print(Text(fr.path, style="bold"))
+        console.print(_findings_grid(fr.findings, g))
+    if fr.skipped or fr.status is Status.PARTIAL:
+        text = _incomplete_text(fr).replace("see above", "run without --quiet to see why")
+        console.print(Text.assemble((fr.path, "bold"), ": ", (text, "yellow")))
+
+
+def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
+    sep = f" {g.dot} "
+    parts: list[Text | str] = [Text(fr.format or "unknown format", style="cyan")]
+    if fr.framework:
+        parts.append(f"framework {fr.framework}")
+    parts.append(Text(fr.status.value, style=_STATUS_STYLE[fr.status]))
+    if fr.status is not Status.ERROR:
+        analysed = _analysed(fr)
+        text = f"{analysed} tensor{'s' if analysed != 1 else ''} analysed"
+        if fr.skipped:
+            text += f", {len(fr.skipped)} skipped"
+        parts.append(text)
+    out = Text(style="dim")
+    for i, part in enumerate(parts):
+        if i:
+            out.append(sep)
+        out.append(part)
+    return out
+
+
+def _tensor_table(fr: FileReport, g: _Glyphs, *, verbose: bool, compact: bool = False) -> Table:
+    """One row per kernel (every tensor with --verbose). ``compact`` (narrow terminals) leaves
+    out the shape, which the fans already summarise, so the scheme column keeps room."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
+                  padding=(0, 1, 0, 0),
+                  expand=False)
+    table.add_column("", no_wrap=True, width=1)
+    table.add_column("tensor", overflow="fold", max_width=44)
+    if not compact:
+        table.add_column("shape", no_wrap=True)
+    table.add_column(f"fan in{g.arrow}out", no_wrap=True, justify="right")
+    table.add_column("activation", overflow="fold")
+    table.add_column("init scheme", overflow="fold")
+    table.add_column("std obs / exp", no_wrap=True, justify="right")
+    table.add_column("conf", no_wrap=True, justify="right", min_width=4)
+    by_tensor, by_layer = _worst_by_tensor(fr.findings)
+    for t in fr.tensors:
+        if not verbose and not _in_table(t):
+            continue
+        worst = _worse(by_tensor.get(t.name), by_layer.get(t.layer) if _in_table(t) else None)
+        row: list[Text | str] = [_mark(worst, g), _name_cell(t, verbose=verbose)]
+        if not compact:
+            row.append(_shape(t.shape, g))
+        row += [_fans(t, g), _activation_cell(t, verbose=verbose),
+                _scheme_cell(t, g), _std_cell(t, g), _confidence_cell(t)]
+        table.add_row(*row)
+    return table
+
+
+def _in_table(t: TensorReport) -> bool:
+    return t.role in _SCHEMED_ROLES or t.scheme is not None
+
+
+def _name_cell(t: TensorReport, *, verbose: bool) -> Text:
+    text = Text(t.name)
+    # ONNX initializer names often do not say which layer they feed: show it
+    if t.layer and t.layer not in t.name:
+        text.append(f" ({t.layer})", style="dim")
+    if verbose:
+        text.append(f" {t.role}", style="dim italic")
+    return text
+
+
+def _shape(shape: Iterable[int], g: _Glyphs) -> str:
+    dims = list(shape)
+    return g.times.join(str(d) for d in dims) if dims else "scalar"
+
+
+def _fans(t: TensorReport, g: _Glyphs) -> str:
+    if t.fan_in is None and t.fan_out is None:
+        return g.dash
+    return f"{_int(t.fan_in, g)} {g.arrow} {_int(t.fan_out, g)}"
+
+
+def _int(x: int | None, g: _Glyphs) -> str:
+    return g.dash if x is None else str(x)
+
+
+def _activation_cell(t: TensorReport, *, verbose: bool) -> Text:
+    if t.activation is None:
+        if t.role not in _SCHEMED_ROLES:
+            return Text("")
+        return Text("unknown", style="dim yellow")
+    text = Text(t.activation)
+    if verbose and t.activation_source:
+        text.append(f" ({t.activation_source})", style="dim")
+    return text
+
+
+def _scheme_cell(t: TensorReport, g: _Glyphs) -> Text:
+    if t.skipped:
+        return Text("skipped", style="yellow")
+    s = t.scheme
+    if s is None:
+        if t.stats is not None and t.role not in _SCHEMED_ROLES:
+            return _constant_or_spread(t, g)
+        return Text(g.dash, style="dim")
+    if not s.known:
+        return Text(s.label or "unknown", style="yellow")
+    text = Text(s.label)
+    alternatives = list(dict.fromkeys(c.label for c in s.alternatives if c.label != s.label))
+    if alternatives:
+        text.append(f"\n{g.approx} " + ", ".join(alternatives), style="dim")
+    return text
+
+
+def _constant_or_spread(t: TensorReport, g: _Glyphs) -> Text:
+    st = t.stats
+    assert st is not None
+    if _is_constant(t):
+        return Text(f"constant {_num(st.min)}", style="dim")
+    return Text(f"mean {_num(st.mean)}", style="dim")
+
+
+def _std_cell(t: TensorReport, g: _Glyphs) -> Text:
+    if t.stats is None:
+        return Text(g.dash, style="dim")
+    observed = _num(t.stats.std)
+    expected = t.scheme.expected_std if t.scheme is not None else None
+    if expected is None:
+        return Text(observed)
+    return Text.assemble(observed, (f" / {_num(expected)}", "dim"))
+
+
+def _confidence_cell(t: TensorReport) -> Text:
+    if t.scheme is None or t.skipped:
+        return Text("")
+    if not t.scheme.known:  # the confidence of "nothing fits" says nothing to a reader
+        return Text("")
+    c = float(t.scheme.confidence)
+    style = "green" if c >= 0.9 else ("" if c >= 0.5 else "dim")
+    return Text(f"{round(c * 100):d}%", style=style)
+
+
+def _hidden_line(fr: FileReport, g: _Glyphs) -> Text | None:
+    """One line for the biases/norms left out of the table (they are constant or tiny by design)."""
+    hidden = [t for t in fr.tensors if not _in_table(t)]
+    if not hidden:
+        return None
+    kinds = Counter(_kind(t.role) for t in hidden)
+    what = ", ".join(f"{n} {_plural(kind, n)}" for kind, n in sorted(kinds.items()))
+    analysed = [t for t in hidden if not t.skipped and t.stats is not None]
+    constant = sum(1 for t in analysed if _is_constant(t))
+    detail = []
+    if constant:
+        detail.append(f"{constant} constant")
+    if len(analysed) - constant:
+        detail.append(f"{len(analysed) - constant} random")
+    skipped = len(hidden) - len(analysed)
+    if skipped:
+        detail.append(f"{skipped} skipped")
+    return Text(f"  + {what} not in the table ({', '.join(detail)}); --verbose lists them",
+                style="dim")
+
+
+def _kind(role: str) -> str:
+    if role == "bias":
+        return "bias"
+    if role.startswith("norm"):
+        return "norm tensor"
+    return "other tensor"
+
+
+def _plural(word: str, n: int) -> str:
+    if n == 1:
+        return word
+    return word + ("es" if word.endswith("s") else "s")
+
+
+def _is_constant(t: TensorReport) -> bool:
+    st = t.stats
+    return st is not None and _finite(st.min) and st.min == st.max
+
+
+def _findings_grid(findings: list[Finding], g: _Glyphs) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, min_width=9)  # severity: same width in every file's list
+    grid.add_column(no_wrap=True)  # code
+    grid.add_column(ratio=1, overflow="fold")  # name, tensor, message: wraps with a hanging indent
+    previous: Severity | None = None
+    for f in findings:
+        if previous is not None and f.severity is not previous:
+            grid.add_row("", "", "")  # a blank line between severity groups
+        previous = f.severity
+        body = Text.assemble((f.name, "bold"), " ")
+        where = f.tensor or f.layer
+        if where:
+            body.append(where, style="magenta")
+            body.append(": ")
+        body.append(f.message)
+        if f.confidence < 0.95:
+            body.append(f" (confidence {round(f.confidence * 100)}%)", style="dim")
+        grid.add_row(Text(f"{g.mark[f.severity]} {f.severity.value}", style=_SEVERITY_STYLE[f.severity]),
+                     Text(f.code, style="bold"), body)
+    return grid
+
+
+def _notes(fr: FileReport, *, verbose: bool) -> list[Text]:
+    notes: list[Text] = []
+    skipped = fr.skipped if verbose else fr.skipped[:_MAX_SKIPPED_SHOWN]
+    for item in skipped:
+        notes.append(Text.assemble(("skipped ", "yellow"), (item.get("name", "?"), "magenta"), ": ",
+                                   item.get("reason", "no reason given")))
+    if len(skipped) < len(fr.skipped):
+        notes.append(Text(f"... and {len(fr.skipped) - len(skipped)} more skipped tensors "
+                          "(--verbose lists them all)", style="yellow"))
+    notes.extend(Text(n) for n in fr.notes)
+    return notes
+
+
+def _bullets(lines: list[Text], g: _Glyphs) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    for line in lines:
+        grid.add_row(Text(f" {g.bullet}", style="dim"), line)
+    return grid
+
+
+def _no_findings_line(fr: FileReport, g: _Glyphs) -> Text:
+    if fr.skipped or fr.status is Status.PARTIAL:
+        return Text(_incomplete_text(fr), style="yellow")
+    n = _analysed(fr)
+    return Text(f"{g.ok} no findings in {n} analysed tensor{'s' if n != 1 else ''}", style="green")
+
+
+def _incomplete_text(fr: FileReport) -> str:
+    """Never "clean" for a file we did not fully read: say what was left out."""
+    n = _analysed(fr)
+    head = (f"no findings in the {n} analysed tensor{'s' if n != 1 else ''}" if not fr.findings
+            else f"{n} tensor{'s' if n != 1 else ''} analysed")
+    if fr.skipped:
+        return f"{head}; {len(fr.skipped)} skipped (see above)"
+    return f"{head}; part of the file was left out (see above)"
+
+
+# ---------------------------------------------------------------------------------- summary
+
+
+def summary_text(result: Report, g: _Glyphs | None = None) -> Text:
+    """``N files, E errors, W warnings, I infos`` (+ unreadable files, tensors analysed/skipped)."""
+    g = g or _Glyphs(True)
+    c = result.counts()
+    out = Text()
+    out.append(f"{c['files']} {_word('file', c['files'])}", style="bold")
+    for key, word, style in (("errors", "error", "bold red"), ("warnings", "warning", "yellow"),
+                             ("infos", "info", "cyan")):
+        out.append(", ")
+        out.append(f"{c[key]} {_word(word, c[key])}", style=style if c[key] else "")
+    if c["unreadable_files"]:
+        out.append(", ")
+        out.append(f"{c['unreadable_files']} unreadable {_word('file', c['unreadable_files'])}",
+                   style="bold red")
+    analysed = sum(_analysed(fr) for fr in result.files)
+    skipped = sum(len(fr.skipped) for fr in result.files)
+    out.append(f" {g.dot} {analysed} {_word('tensor', analysed)} analysed", style="dim")
+    if skipped:
+        out.append(f", {skipped} skipped", style="yellow")
+    return out
+
+
+def _word(word: str, n: int) -> str:
+    return word if n == 1 else word + "s"
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _analysed(fr: FileReport) -> int:
+    return sum(1 for t in fr.tensors if not t.skipped)
+
+
+def _worst_by_tensor(findings: list[Finding]) -> tuple[dict[str, Severity], dict[str, Severity]]:
+    """The worst severity per tensor name, and per layer for findings about a whole layer."""
+    by_tensor: dict[str, Severity] = {}
+    by_layer: dict[str, Severity] = {}
+    for f in findings:
+        if f.tensor:
+            by_tensor[f.tensor] = _worse(by_tensor.get(f.tensor), f.severity)  # type: ignore[assignment]
+        elif f.layer:
+            by_layer[f.layer] = _worse(by_layer.get(f.layer), f.severity)  # type: ignore[assignment]
+    return by_tensor, by_layer
+
+
+def _worse(a: Severity | None, b: Severity | None) -> Severity | None:
+    if a is None or b is None:
+        return a or b
+    return a if a.rank >= b.rank else b
+
+
+def _mark(severity: Severity | None, g: _Glyphs) -> Text:
+    if severity is None:
+        return Text("")
+    return Text(g.mark[severity], style=_SEVERITY_STYLE[severity])
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def _num(x: float | None) -> str:
+    """Three significant digits; NaN/Inf spelled out."""
+    if x is None:
+        return "?"
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    return f"{x:.3g}"
+
+
+_TRAILING = re.compile(r"[ \t]+(?=(?:\x1b\[[0-9;]*m)*$)", re.MULTILINE)
+
+
+def _strip_trailing_blanks(text: str) -> str:
+    """rich pads table cells to the full width; trailing blanks only get in the way of diffs."""
+    return _TRAILING.sub("", text)
+
+
+class _Buffer(io.StringIO):
+    """A string buffer that reports the encoding of the stream it stands in for."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._encoding
+
+
+def _can_encode(encoding: str, sample: str) -> bool:
+    try:
+        sample.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
