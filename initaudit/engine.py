@@ -69,7 +69,7 @@ def _matches_selector(key: str, selector: str) -> bool:
 def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileReport:
     """Run the analysis and the rules on an already loaded model."""
     from .analysis.identify import identify
-    from .analysis.stats import tensor_stats
+    from .analysis.stats import sampled_stats
     from .analysis.units import check_units, UnitCheck
     from .rules import registry
     from .rules.base import RuleContext, TensorAnalysis
@@ -87,10 +87,12 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
         activation = layer.activation if layer is not None else None
         try:
             values = tensor.load()
-            stats = tensor_stats(values, max_sample=config.max_sample, seed=config.seed)
+            stats, sample = sampled_stats(values, max_sample=config.max_sample, seed=config.seed)
             units = check_units(values, tensor) if tensor.role in SCHEMED_ROLES else UnitCheck.empty()
-            scheme = (identify(values, tensor, stats, seed=config.seed, metadata=model.metadata)
+            scheme = (identify(values, tensor, stats, seed=config.seed, metadata=model.metadata,
+                               sample=sample)
                       if tensor.role in SCHEMED_ROLES and stats.size >= 2 else None)
+            sample = None
         except LoadError as exc:
             report.skipped.append({"name": tensor.name, "reason": str(exc)})
             report.tensors.append(_tensor_report(tensor, activation, None, None, skipped=str(exc)))

@@ -179,7 +179,8 @@ def orthogonality(values: np.ndarray, tensor: WeightTensor,
 
 
 def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, seed: int = 0,
-             metadata: dict[str, Any] | None = None) -> SchemeResult:
+             metadata: dict[str, Any] | None = None,
+             sample: np.ndarray | None = None) -> SchemeResult:
     """Identify the init scheme of one kernel (see the module docstring for the method)."""
     if stats.std == 0.0 or (stats.min == stats.max and math.isfinite(stats.min)):
         value = stats.min
@@ -204,7 +205,8 @@ def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, se
                                 gain=ortho.gain, expected_std=None, confidence=0.999,
                                 label=f"orthogonal (gain {ortho.gain:.3g})", evidence=evidence)
 
-    sample, _ = draw_sample(values, 1 << 20, seed)
+    if sample is None:  # callers that already drew the stats sample pass it in
+        sample, _ = draw_sample(values, 1 << 20, seed)
     x = sample - stats.mean
     fam = fit_families(x, stats.std, rng)
     evidence["family_posterior"] = {k: round(v, 4) for k, v in fam.posterior.items()}

@@ -90,12 +90,19 @@ def moments(sample: np.ndarray) -> tuple[float, float, float]:
     return mean, std, float(kurt)
 
 
-def tensor_stats(values: np.ndarray, *, max_sample: int = 1 << 20, seed: int = 0) -> TensorStats:
-    size = int(np.asarray(values.shape).prod()) if values.shape else 1
+def sampled_stats(values: np.ndarray, *, max_sample: int = 1 << 20,
+                  seed: int = 0) -> tuple[TensorStats, np.ndarray]:
+    """The statistics and the finite float64 sample they were computed on (reused by identify)."""
+    size = int(np.prod(values.shape, dtype=np.int64)) if values.shape else 1
     nonfinite, lo, hi = full_pass(values)
     sample, sampled = draw_sample(values, max_sample, seed)
     mean, std, kurt = moments(sample)
     if not np.isfinite(lo):
         lo = hi = float("nan")
-    return TensorStats(n=int(sample.size), size=size, mean=mean, std=std, min=lo, max=hi,
-                       excess_kurtosis=kurt, sampled=sampled, nonfinite=nonfinite)
+    stats = TensorStats(n=int(sample.size), size=size, mean=mean, std=std, min=lo, max=hi,
+                        excess_kurtosis=kurt, sampled=sampled, nonfinite=nonfinite)
+    return stats, sample
+
+
+def tensor_stats(values: np.ndarray, *, max_sample: int = 1 << 20, seed: int = 0) -> TensorStats:
+    return sampled_stats(values, max_sample=max_sample, seed=seed)[0]
