@@ -112,7 +112,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
         else:
             for a in analyses:
                 findings.extend(r.check(RuleContext(model=model, analyses=base.analyses, current=a)))
-    report.findings = _post_process(findings, config, model.path)
+    report.findings = _post_process(_drop_superseded(findings, rules), config, model.path)
 
     unknown = [layer.name for layer in model.layers
                if layer.activation is None and layer.kernel is not None]
@@ -124,6 +124,17 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     if report.skipped or model.unsafe:
         report.status = Status.PARTIAL
     return report
+
+
+def _drop_superseded(findings: list[Finding], rules: list) -> list[Finding]:
+    """Drop a finding when a rule that supersedes it fired on the same tensor (one problem,
+    one finding: vanishing-init already explains why no scheme fits N(0, 1e-4))."""
+    superseded_by = {r.code: set(r.superseded_by) for r in rules if r.superseded_by}
+    if not superseded_by:
+        return findings
+    fired = {(f.code, f.tensor) for f in findings if f.tensor}
+    return [f for f in findings
+            if not any((code, f.tensor) in fired for code in superseded_by.get(f.code, ()))]
 
 
 def _post_process(findings: Iterable[Finding], config: AuditConfig, path: str) -> list[Finding]:

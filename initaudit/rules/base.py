@@ -57,6 +57,8 @@ class Rule:
     summary: str  # one line, shown by `initaudit rules`
     scope: str  # "tensor": called once per analysed tensor; "model": once per file
     check: Check
+    # codes of rules that, when they fire on the same tensor, already explain this finding
+    superseded_by: tuple[str, ...] = ()
 
     def finding(self, message: str, *, confidence: float, tensor: WeightTensor | None = None,
                 layer: str | None = None, severity: Severity | None = None,
@@ -71,8 +73,8 @@ class Rule:
 _REGISTRY: dict[str, Rule] = {}
 
 
-def rule(*, code: str, name: str, severity: Severity, summary: str,
-         scope: str = "tensor") -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
+def rule(*, code: str, name: str, severity: Severity, summary: str, scope: str = "tensor",
+         superseded_by: tuple[str, ...] = ()) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
     """Declare a rule. The decorated function receives the Rule itself and the context."""
 
     def register(fn: Callable[[Rule, RuleContext], Iterator[Finding]]) -> Rule:
@@ -80,7 +82,7 @@ def rule(*, code: str, name: str, severity: Severity, summary: str,
             raise RuntimeError(f"duplicate rule {code} / {name}")
         holder: list[Rule] = []
         r = Rule(code=code, name=name, severity=severity, summary=summary, scope=scope,
-                 check=lambda ctx: fn(holder[0], ctx))
+                 check=lambda ctx: fn(holder[0], ctx), superseded_by=superseded_by)
         holder.append(r)
         _REGISTRY[code] = r
         return r

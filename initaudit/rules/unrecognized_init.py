@@ -14,7 +14,8 @@ from .base import Rule, RuleContext, rule
 
 
 @rule(code="IA401", name="unrecognized-init", severity=Severity.INFO,
-      summary="no known initialization scheme fits the kernel")
+      summary="no known initialization scheme fits the kernel",
+      superseded_by=("IA201", "IA203", "IA301", "IA302"))
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or a.scheme is None or a.scheme.known:

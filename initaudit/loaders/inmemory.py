@@ -1,0 +1,192 @@
+"""In-memory framework objects (``initaudit.audit(model)`` in a training script).
+
+The object is written with its own framework to a temporary file and read back with initaudit's
+file loaders, so an in-memory model gets exactly the verdicts its saved checkpoint would. This
+module is imported only when such an object is passed, so torch/keras are already imported by
+the caller.
+
+For torch, a ``torch.fx`` trace of the module adds what a pickle cannot show: functional
+activations called inside ``forward`` (``F.relu(self.fc1(x))``). Tracing runs the *user's own*
+module code symbolically in the user's own process, on an object they constructed; it is never
+done for a file. When tracing fails (data-dependent control flow), the Sequential order is used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..activations import parse_activation
+from ..model import Activation, ActivationKind, LoadedModel
+
+# modules / functions an activation walk passes through unchanged
+_PASS_MODULES = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "Identity",
+                 "Flatten", "Unflatten"}
+_NORM_MODULES = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm",
+                 "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm", "LocalResponseNorm"}
+_ACT_MODULES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu",
+                "CELU": "elu", "SELU": "selu", "Sigmoid": "sigmoid", "Hardsigmoid": "hard_sigmoid",
+                "Tanh": "tanh", "Softmax": "softmax", "LogSoftmax": "softmax", "Softplus": "softplus",
+                "GELU": "gelu", "SiLU": "silu", "Mish": "mish", "ReLU6": "relu6",
+                "Hardtanh": "relu6", "Hardswish": "silu"}
+_PASS_CALLS = {"dropout", "flatten", "view", "reshape", "contiguous", "permute", "transpose",
+               "squeeze", "unsqueeze", "float", "to", "type_as", "clone", "alpha_dropout",
+               "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d", "identity"}
+_NORM_CALLS = {"layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm"}
+_ACT_CALLS = {"relu", "relu_", "leaky_relu", "leaky_relu_", "prelu", "elu", "elu_", "celu",
+              "selu", "sigmoid", "hardsigmoid", "tanh", "softmax", "log_softmax", "softplus",
+              "gelu", "silu", "mish", "relu6", "hardtanh", "hardswish"}
+
+
+def from_torch_module(module: Any) -> LoadedModel:
+    import torch
+
+    from . import LoadOptions
+    from .torch_loader import load as load_torch
+
+    with tempfile.TemporaryDirectory(prefix="initaudit-") as tmp:
+        path = Path(tmp) / "model.pt"
+        try:
+            torch.save(module, path)  # whole module: Sequential order gives activations
+        except Exception:
+            torch.save(module.state_dict(), path)  # unpicklable attributes: weights only
+        model = load_torch(path, "pytorch-zip", LoadOptions())
+        # the loader's lazy arrays map the temp file: materialise before it disappears
+        for tensor in model.tensors():
+            data = tensor.load()
+            tensor.load = (lambda d=data.copy(): d)
+    model.path = f"<{type(module).__name__}>"
+    model.format = "in-memory"
+    model.framework = "pytorch"
+    traced = _fx_activations(module)
+    if traced is not None:
+        activations, inputs, normalized = traced
+        for layer in model.layers:
+            if layer.name in activations:
+                layer.activation = activations[layer.name]
+                layer.inputs = inputs.get(layer.name, [])
+                layer.normalized = layer.normalized or layer.name in normalized
+        model.has_graph = True
+        model.notes = [n for n in model.notes if "functional activations" not in n]
+    return model
+
+
+def _fx_activations(module: Any) -> tuple[dict[str, Activation | None], dict[str, list[str]], set[str]] | None:
+    """Activation after each weighted submodule, from a symbolic trace of forward."""
+    try:
+        import torch.fx
+
+        graph = torch.fx.symbolic_trace(module).graph
+    except Exception:
+        return None
+    named = dict(module.named_modules())
+
+    def is_weighted(node: Any) -> bool:
+        if node.op != "call_module":
+            return False
+        sub = named.get(node.target)
+        return sub is not None and any(True for _ in sub.parameters(recurse=False)) and \
+            type(sub).__name__ not in _NORM_MODULES and type(sub).__name__ != "PReLU"
+
+    def classify(node: Any) -> tuple[str, Any]:
+        """('pass'|'norm'|'act'|'weighted'|'output'|'other', activation)"""
+        if node.op == "output":
+            return "output", None
+        if node.op == "call_module":
+            cls = type(named.get(node.target)).__name__
+            if is_weighted(node):
+                return "weighted", None
+            if cls in _PASS_MODULES:
+                return "pass", None
+            if cls in _NORM_MODULES:
+                return "norm", None
+            if cls in _ACT_MODULES:
+                sub = named.get(node.target)
+                param = getattr(sub, "negative_slope", None) or getattr(sub, "alpha", None)
+                if cls == "PReLU":
+                    param = float(sub.weight.detach().float().mean())
+                return "act", parse_activation(_ACT_MODULES[cls], param=param, source="fx", )
+            return "other", None
+        if node.op in ("call_function", "call_method"):
+            name = getattr(node.target, "__name__", str(node.target)).lower().strip("_")
+            if name in _PASS_CALLS:
+                return "pass", None
+            if name in _NORM_CALLS:
+                return "norm", None
+            if name in _ACT_CALLS:
+                param = None
+                if name.startswith("leaky_relu"):
+                    param = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
+                return "act", parse_activation(name.rstrip("_"), param=param if isinstance(param, (int, float)) else None,
+                                               source="fx")
+        return "other", None
+
+    activations: dict[str, Activation | None] = {}
+    normalized: set[str] = set()
+    inputs: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        if not is_weighted(node):
+            continue
+        name = node.target
+        # forward: follow single-user chains through pass-through ops and norms
+        result: Activation | None = None
+        current = node
+        seen_norm = False
+        for _ in range(32):
+            users = list(current.users)
+            if len(users) != 1:
+                break
+            kind, act = classify(users[0])
+            if kind == "pass":
+                current = users[0]
+                continue
+            if kind == "norm":
+                seen_norm = True
+                current = users[0]
+                continue
+            if kind == "act":
+                result = act
+            elif kind in ("weighted", "output"):
+                result = Activation(ActivationKind.LINEAR, None, "fx", "linear")
+            break
+        activations[name] = result
+        if seen_norm:
+            normalized.add(name)
+        inputs[name] = sorted(_upstream_weighted(node, is_weighted))
+    return activations, inputs, normalized
+
+
+def _upstream_weighted(node: Any, is_weighted: Any) -> set[str]:
+    """Names of the weighted modules whose outputs reach ``node`` (stopping at each one)."""
+    found: set[str] = set()
+    stack = list(node.all_input_nodes)
+    seen: set[int] = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if is_weighted(n):
+            found.add(n.target)
+            continue
+        stack.extend(n.all_input_nodes)
+    return found
+
+
+def from_keras_model(model: Any) -> LoadedModel:
+    from . import LoadOptions
+    from .keras_loader import load as load_keras
+
+    with tempfile.TemporaryDirectory(prefix="initaudit-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(os.fspath(path))
+        loaded = load_keras(path, "keras", LoadOptions())
+        for tensor in loaded.tensors():
+            data = tensor.load()
+            tensor.load = (lambda d=data.copy(): d)
+    loaded.path = f"<{type(model).__name__}>"
+    loaded.format = "in-memory"
+    loaded.framework = "keras"
+    return loaded
