@@ -83,9 +83,16 @@ class _Unsafe(_Unreadable):
         self.location = location
 
 
+# ONNX's names where they differ from numpy's, so every loader reports dtypes the same way
+_ONNX_DTYPE_NAMES = {"float": "float32", "double": "float64", "float16": "float16",
+                     "bfloat16": "bfloat16"}
+
+
 def _dtype_name(tp: TensorProto) -> str:
-    return TensorProto.DataType.Name(tp.data_type).lower() if tp.data_type in \
-        TensorProto.DataType.values() else f"type {tp.data_type}"
+    if tp.data_type not in TensorProto.DataType.values():
+        return f"type {tp.data_type}"
+    name = TensorProto.DataType.Name(tp.data_type).lower()
+    return _ONNX_DTYPE_NAMES.get(name, name)
 
 
 def _np_dtype(tp: TensorProto) -> np.dtype:
