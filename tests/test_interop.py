@@ -1,0 +1,192 @@
+"""Interop: one model, built with the real framework's own initializers, saved in every format the
+framework writes; initaudit reads each file in a process where the framework is never imported
+and must find bit-identical tensors, the same fans and activations, and the same verdicts as on
+the ONNX export of the same model."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.frameworks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs in a fresh interpreter: audits each file and dumps what initaudit saw, then proves that no
+# framework was imported along the way.
+READER = textwrap.dedent("""
+    import hashlib, json, sys
+    import numpy as np
+    from initaudit.engine import AuditConfig, analyse
+    from initaudit.loaders import LoadOptions, load
+    from initaudit.activations import ActivationHint
+    out = {}
+    for path, hints in json.loads(sys.argv[1]):
+        opts = LoadOptions(hints=tuple(ActivationHint.parse(h) for h in hints))
+        model = load(path, opts)
+        tensors = {}
+        for t in model.tensors():
+            v = np.ascontiguousarray(np.asarray(t.load(), dtype=np.float64))
+            tensors[t.name] = {"sha": hashlib.sha256(v.tobytes()).hexdigest(), "shape": list(v.shape),
+                               "fan_in": t.fan_in, "fan_out": t.fan_out, "role": t.role.value}
+        acts = {l.name: (l.activation.kind.value if l.activation else None) for l in model.layers}
+        report = analyse(model, AuditConfig(hints=opts.hints))
+        schemes = {t.name: [t.scheme.rule, t.scheme.distribution] for t in report.tensors if t.scheme}
+        findings = sorted([f.severity.value, f.code, f.tensor or f.layer] for f in report.findings)
+        out[path] = {"format": model.format, "tensors": tensors, "activations": acts,
+                     "schemes": schemes, "findings": findings, "unsafe": [u.what for u in model.unsafe]}
+    leaked = [m for m in ("torch", "keras", "jax", "tensorflow", "safetensors") if m in sys.modules]
+    print(json.dumps({"files": out, "leaked": leaked}))
+""")
+
+
+def read_without_frameworks(files: list[tuple[Path, list[str]]]) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    arg = json.dumps([[str(p), hints] for p, hints in files])
+    proc = subprocess.run([sys.executable, "-c", READER, arg], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["leaked"] == [], f"reading imported {result['leaked']}"
+    return result["files"]
+
+
+def sha(array: np.ndarray) -> str:
+    import hashlib
+
+    v = np.ascontiguousarray(np.asarray(array, dtype=np.float64))
+    return hashlib.sha256(v.tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def torch_files(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(64, 128), nn.ReLU(),       # He normal before ReLU: right
+        nn.Linear(128, 96), nn.Sigmoid(),    # He normal before sigmoid: IA101
+        nn.Linear(96, 48), nn.Tanh(),        # Glorot uniform before tanh: right
+        nn.Linear(48, 10),                   # torch default, linear output
+    )
+    nn.init.kaiming_normal_(model[0].weight, nonlinearity="relu")
+    nn.init.kaiming_normal_(model[2].weight, nonlinearity="relu")
+    nn.init.xavier_uniform_(model[4].weight)
+    model.eval()
+    folder = tmp_path_factory.mktemp("torch")
+    files = {}
+    files["state_dict"] = folder / "state_dict.pt"
+    torch.save(model.state_dict(), files["state_dict"])
+    files["whole"] = folder / "whole.pt"
+    torch.save(model, files["whole"])
+    files["legacy"] = folder / "legacy.pt"
+    torch.save(model.state_dict(), files["legacy"], _use_new_zipfile_serialization=False)
+    files["lightning"] = folder / "lightning.ckpt"
+    torch.save({"state_dict": model.state_dict(), "epoch": 3,
+                "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.1}]}]}, files["lightning"])
+    files["torchscript"] = folder / "scripted.pt"
+    torch.jit.script(model).save(str(files["torchscript"]))
+    example = torch.randn(2, 64)
+    files["pt2"] = folder / "exported.pt2"
+    torch.export.save(torch.export.export(model, (example,)), str(files["pt2"]))
+    files["onnx"] = folder / "exported.onnx"
+    torch.onnx.export(model, (example,), str(files["onnx"]), dynamo=False,
+                      input_names=["x"], output_names=["y"])
+    st = pytest.importorskip("safetensors.torch")
+    files["safetensors"] = folder / "model.safetensors"
+    st.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(files["safetensors"]))
+    npz = folder / "model.npz"
+    np.savez(npz, **{k: v.numpy() for k, v in model.state_dict().items()})
+    files["npz"] = npz
+    truth = {k: sha(v.numpy()) for k, v in model.state_dict().items()}
+    return files, truth
+
+
+HINTS = ["0=relu", "2=sigmoid", "4=tanh", "6=linear"]
+GRAPH_FORMATS = ("whole", "torchscript", "pt2", "onnx")
+FLAT_FORMATS = ("state_dict", "legacy", "lightning", "safetensors", "npz")
+
+
+def test_torch_formats_match_the_onnx_export(torch_files):
+    files, truth = torch_files
+    inputs = [(files[k], []) for k in GRAPH_FORMATS] + [(files[k], HINTS) for k in FLAT_FORMATS]
+    seen = read_without_frameworks(inputs)
+    onnx = seen[str(files["onnx"])]
+    assert onnx["findings"] == [["error", "IA101", "2.weight"]]
+    for key in GRAPH_FORMATS + FLAT_FORMATS:
+        got = seen[str(files[key])]
+        by_name = got["tensors"]
+        # bit-identical values for every parameter, whatever the format
+        for name, digest in truth.items():
+            matches = [t for n, t in by_name.items() if n == name or n.endswith(name.replace(".", "_"))
+                       or n.replace("_", ".").endswith(name)]
+            assert matches, f"{key}: {name} missing (has {sorted(by_name)})"
+            assert matches[0]["sha"] == digest, f"{key}: {name} differs"
+        # fans of the kernels, in torch's convention
+        kernels = {n: (t["fan_in"], t["fan_out"]) for n, t in by_name.items() if t["role"] == "kernel"}
+        assert sorted(kernels.values()) == sorted([(64, 128), (128, 96), (96, 48), (48, 10)]), key
+        # identical verdicts: the same schemes and the same findings as on the ONNX export
+        assert sorted(map(tuple, got["schemes"].values())) == sorted(map(tuple, onnx["schemes"].values())), key
+        assert [f[:2] for f in got["findings"]] == [["error", "IA101"]], (key, got["findings"])
+        assert got["unsafe"] == [], key
+
+
+def test_graph_formats_find_the_activations_themselves(torch_files):
+    files, _ = torch_files
+    seen = read_without_frameworks([(files[k], []) for k in GRAPH_FORMATS])
+    for key in GRAPH_FORMATS:
+        acts = sorted(a for a in seen[str(files[key])]["activations"].values() if a)
+        assert acts == ["linear", "relu", "sigmoid", "tanh"], (key, seen[str(files[key])]["activations"])
+
+
+def test_bare_state_dict_without_hints_says_unknown(torch_files):
+    files, _ = torch_files
+    seen = read_without_frameworks([(files["state_dict"], [])])
+    got = seen[str(files["state_dict"])]
+    assert set(got["activations"].values()) == {None}
+    assert got["findings"] == []  # pairing rules skipped (and said so in the notes), not "clean"
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64,))
+    x = keras.layers.Dense(128, activation="relu", kernel_initializer="he_normal", name="fc1")(inputs)
+    x = keras.layers.Dense(96, kernel_initializer="he_uniform", name="fc2")(x)
+    x = keras.layers.Activation("sigmoid")(x)
+    x = keras.layers.Dense(48, activation="tanh", name="fc3")(x)
+    outputs = keras.layers.Dense(10, name="head")(x)
+    model = keras.Model(inputs, outputs)
+    folder = tmp_path_factory.mktemp("keras")
+    files = {"keras": folder / "model.keras", "h5": folder / "model.h5",
+             "weights": folder / "model.weights.h5"}
+    model.save(files["keras"])
+    model.save(files["h5"])
+    model.save_weights(files["weights"])
+    truth = {f"{layer.name}/{w.name}": sha(np.asarray(w)) for layer in model.layers for w in layer.weights}
+    return files, truth
+
+
+def test_keras_formats_bit_identical_with_activations(keras_files):
+    files, truth = keras_files
+    seen = read_without_frameworks([(files["keras"], []), (files["h5"], []),
+                                    (files["weights"], ["fc1=relu", "fc2=sigmoid", "fc3=tanh", "head=linear"])])
+    for key, path in files.items():
+        got = seen[str(path)]
+        digests = {t["sha"] for t in got["tensors"].values()}
+        assert set(truth.values()) <= digests, key
+        kernels = sorted((t["fan_in"], t["fan_out"]) for t in got["tensors"].values() if t["role"] == "kernel")
+        assert kernels == sorted([(64, 128), (128, 96), (96, 48), (48, 10)]), key
+        assert [f[:2] for f in got["findings"]] == [["error", "IA101"]], (key, got["findings"])
+        if key != "weights":
+            assert sorted(a for a in got["activations"].values() if a) == ["linear", "relu", "sigmoid", "tanh"], key
