@@ -29,9 +29,13 @@ _NAMES: dict[str, ActivationKind] = {
     "approximategelu": K.GELU,
     "silu": K.SILU, "swish": K.SILU, "swiglu": K.SILU, "hardswish": K.SILU,
     "mish": K.MISH,
-    "relu6": K.RELU6, "hardtanh": K.RELU6,
+    "relu6": K.RELU6,
     "linear": K.LINEAR, "identity": K.LINEAR, "none": K.LINEAR,
 }
+
+# activations we recognise but have no rule for: kept as OTHER with their name (never relu-like)
+_OTHER_KNOWN = {"hardtanh", "softsign", "rrelu", "glu", "logsigmoid", "tanhshrink", "softshrink",
+                "hardshrink", "threshold", "exponential", "sin", "snake"}
 
 # default negative slopes (torch LeakyReLU 0.01, Keras 3 LeakyReLU 0.2, ONNX LeakyRelu 0.01)
 DEFAULT_PARAM = {K.LEAKY_RELU: 0.01, K.ELU: 1.0}
@@ -59,6 +63,8 @@ def parse_activation(name: str | None, *, param: float | None = None, source: st
             kind = _NAMES[m.group(1)]
             param = float(m.group(2))
     if kind is None:
+        if key in _OTHER_KNOWN:
+            return Activation(K.OTHER, None, source, name)
         return None if strict else Activation(K.OTHER, None, source, name)
     if param is None:
         param = DEFAULT_PARAM.get(kind)

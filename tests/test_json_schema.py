@@ -112,4 +112,6 @@ def test_schema_ships_with_the_package():
     import tomllib
 
     pyproject = tomllib.loads((SCHEMA_PATH.parents[2] / "pyproject.toml").read_text())
-    assert "schema/*.json" in pyproject["tool"]["setuptools"]["package-data"]["initaudit"]
+    setuptools = pyproject["tool"]["setuptools"]
+    assert "initaudit.schema" in setuptools["packages"]
+    assert "*.json" in setuptools["package-data"]["initaudit.schema"]

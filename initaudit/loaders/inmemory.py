@@ -30,7 +30,7 @@ _ACT_MODULES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "PReLU": "prelu", "EL
                 "CELU": "elu", "SELU": "selu", "Sigmoid": "sigmoid", "Hardsigmoid": "hard_sigmoid",
                 "Tanh": "tanh", "Softmax": "softmax", "LogSoftmax": "softmax", "Softplus": "softplus",
                 "GELU": "gelu", "SiLU": "silu", "Mish": "mish", "ReLU6": "relu6",
-                "Hardtanh": "relu6", "Hardswish": "silu"}
+                "Hardtanh": "hardtanh", "Hardswish": "silu"}
 _PASS_CALLS = {"dropout", "flatten", "view", "reshape", "contiguous", "permute", "transpose",
                "squeeze", "unsqueeze", "float", "to", "type_as", "clone", "alpha_dropout",
                "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d", "identity"}

@@ -15,7 +15,7 @@ from ..report import Finding, Severity
 from .base import Rule, RuleContext, rule
 
 # adapters whose up-projection starts at zero on purpose (the sum starts as the base model)
-_ZERO_BY_DESIGN = re.compile(r"(lora_B|lora_up|lora_b\b|adapter_up)", re.I)
+_ZERO_BY_DESIGN = re.compile(r"(^|[._])(lora_B|lora_b|lora_up|adapter_up)([._]|$)")
 
 
 @rule(code="IA201", name="constant-weights", severity=Severity.ERROR,

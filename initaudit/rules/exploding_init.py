@@ -38,7 +38,8 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     gain = a.tensor.fan_in * a.stats.std ** 2
     yield self.finding(
         f"std {fmt_std(a.stats.std)} is {a.stats.std / ceiling:.1f}x the largest fan-based "
-        f"prediction ({fmt_std(ceiling)}, He with fan_in {a.tensor.fan_in}): each layer like this "
+        f"prediction ({fmt_std(ceiling)} for fan_in {a.tensor.fan_in}, fan_out {a.tensor.fan_out}): "
+        "each layer like this "
         f"multiplies the signal's second moment by fan_in·Var(w) ≈ {gain:.3g} instead of ~1-2, "
         "so activations and gradients explode with depth. Use He (ReLU) or Glorot (tanh/sigmoid).",
         confidence=min(1.0, 1.0 - FACTOR * ceiling / low + 0.5), tensor=a.tensor,

@@ -19,7 +19,10 @@ from .base import Rule, RuleContext, rule
 # schemes that suit a saturating activation; if the data is equally consistent with one of these,
 # the layer is ambiguous and we stay silent (never a false positive)
 _SUITABLE = {("glorot", 1.0), ("glorot", 1.667), ("lecun", 1.0), ("lecun", 1.667),
-             ("torch_default", 1.0), ("fixed", 1.0), ("orthogonal", 1.0)}
+             ("torch_default", 1.0), ("orthogonal", 1.0)}
+# a fixed-sigma alternative (N(0, 0.05) matches He on a 784-wide layer) only excuses the layer
+# when that sigma is closer to what Glorot or LeCun would give it than to He's: the variance the
+# activation sees is fan_in·Var(w) whatever the scheme is called
 
 
 @rule(code="IA101", name="he-before-saturating", severity=Severity.ERROR,
@@ -31,7 +34,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     act = a.layer.activation
     if act is None or act.kind not in SATURATING or a.scheme.rule != "he":
         return
-    if consistent_rules(a.scheme) & _SUITABLE:
+    if consistent_rules(a.scheme) & _SUITABLE or _fixed_alternative_suits(a):
         return
     t = a.tensor
     fan = t.fan_in if a.scheme.mode != "fan_out" else t.fan_out
@@ -45,3 +48,17 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         confidence=a.scheme.confidence, tensor=t,
         observed_std=a.stats.std, expected_std=a.scheme.expected_std, glorot_std=glorot,
         activation=act.label, scheme=a.scheme.label)
+
+
+def _fixed_alternative_suits(a) -> bool:
+    t = a.tensor
+    if not (t.fan_in and t.fan_out):
+        return False
+    suitable = (math.sqrt(2.0 / (t.fan_in + t.fan_out)), math.sqrt(1.0 / t.fan_in))
+    he = math.sqrt(2.0 / t.fan_in)
+
+    def distance(std: float, target: float) -> float:
+        return abs(math.log(std / target))
+
+    return any(c.rule == "fixed" and min(distance(c.expected_std, s) for s in suitable)
+               < distance(c.expected_std, he) for c in a.scheme.alternatives)

@@ -11,6 +11,16 @@ from typing import Iterator
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std
 from .base import Rule, RuleContext, rule
+from ..analysis.identify import GOF_ALPHA, MIN_ELEMENTS
+
+
+def _confidence(scheme) -> float:
+    """How sure we are that nothing fits: 1 - p when the family test rejected every family,
+    else the posterior weight of "some other scale" (what identify reports as its confidence)."""
+    p = scheme.evidence.get("gof_pvalue")
+    if isinstance(p, float) and p < GOF_ALPHA:
+        return 1.0 - p
+    return scheme.confidence
 
 
 @rule(code="IA401", name="unrecognized-init", severity=Severity.INFO,
@@ -22,12 +32,14 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         return
     if a.units.constant or a.stats.nonfinite:
         return  # constant-weights / nonfinite-weights say more
+    if a.stats.n < MIN_ELEMENTS:
+        return  # too few values to tell any scheme apart: not evidence of anything
     closest = a.scheme.evidence.get("closest")
     hint = (f"; closest: {closest['label']} (std {fmt_std(closest['expected_std'])})"
             if closest else "")
     yield self.finding(
         f"{a.scheme.label} (std {fmt_std(a.stats.std)}, excess kurtosis "
         f"{a.stats.excess_kurtosis:.2f}){hint}. Trained or custom-initialised weights look like this.",
-        confidence=1.0 - a.scheme.confidence if a.scheme.confidence else 0.9, tensor=a.tensor,
+        confidence=_confidence(a.scheme), tensor=a.tensor,
         observed_std=a.stats.std, **{k: v for k, v in a.scheme.evidence.items()
                                      if k in ("gof_pvalue", "family_posterior")})

@@ -1,0 +1,75 @@
+"""IA201 constant-weights: kernels whose entries are all equal (zeros included)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from initaudit.report import Severity
+
+from . import audit_arrays, codes, findings, he_normal
+
+CODE = "IA201"
+
+
+def test_all_zero_kernel_is_an_error() -> None:
+    report = audit_arrays({"fc1.weight": np.zeros((64, 128)), "fc1.bias": np.zeros(64)}, ["fc1=relu"])
+    [f] = findings(report, CODE)
+    assert (f.code, f.name, f.severity) == (CODE, "constant-weights", Severity.ERROR)
+    assert f.tensor == "fc1.weight" and f.layer == "fc1"
+    assert f.message.startswith("all zeros")
+    assert "same gradient" in f.message and "no gradient flows" in f.message
+    assert f.confidence == 1.0
+    # one clear finding: the scale and identification rules leave a constant tensor alone
+    assert codes(report) == {CODE}
+
+
+def test_nonzero_constant_kernel_is_an_error() -> None:
+    report = audit_arrays({"fc1.weight": np.full((16, 8), 0.5)}, ["fc1=relu"])
+    [f] = findings(report, CODE)
+    assert "all 128 entries equal 0.5" in f.message
+    assert "no gradient flows" not in f.message
+    assert f.evidence["value"] == 0.5
+    assert codes(report) == {CODE}
+
+
+def test_constant_embedding_is_an_error() -> None:
+    [f] = findings(audit_arrays({"embed.weight": np.zeros((100, 16))}), CODE)
+    assert f.tensor == "embed.weight"
+
+
+def test_zero_bias_is_silent() -> None:
+    rng = np.random.default_rng(0)
+    report = audit_arrays({"fc1.weight": he_normal(rng, 64, 128), "fc1.bias": np.zeros(64)}, ["fc1=relu"])
+    assert findings(report, CODE) == []
+
+
+def test_norm_parameters_are_silent() -> None:
+    rng = np.random.default_rng(1)
+    report = audit_arrays({"fc1.weight": he_normal(rng, 64, 128), "norm.weight": np.ones(64),
+                           "norm.bias": np.zeros(64)}, ["fc1=relu"])
+    assert findings(report, CODE) == []
+
+
+@pytest.mark.parametrize("name", ["q_proj.lora_B.weight", "base.lora_B.default.weight",
+                                  "unet.down.lora_up.weight"])
+def test_zero_lora_up_projection_is_silent(name: str) -> None:
+    rng = np.random.default_rng(2)
+    report = audit_arrays({name: np.zeros((64, 8)),
+                           name.replace("lora_B", "lora_A").replace("lora_up", "lora_down"):
+                               rng.normal(0, 0.01, (8, 64))})
+    assert findings(report, CODE) == []
+
+
+def test_nonzero_constant_lora_b_is_still_an_error() -> None:
+    [f] = findings(audit_arrays({"q_proj.lora_B.weight": np.full((64, 8), 0.1)}), CODE)
+    assert f.tensor == "q_proj.lora_B.weight"
+
+
+def test_single_weight_is_silent() -> None:
+    assert findings(audit_arrays({"fc1.weight": np.zeros((1, 1))}), CODE) == []
+
+
+def test_lora_exemption_needs_the_whole_word() -> None:
+    report = audit_arrays({"flora_blocks.0.weight": np.zeros((64, 32))}, ["flora_blocks.0=relu"])
+    assert len(findings(report, CODE)) == 1
