@@ -1,7 +1,11 @@
 """The command line: a thin typer layer over :mod:`initaudit.engine` and the reporters.
 
 ``initaudit PATH...`` audits checkpoints (``check`` is the default command); ``initaudit rules``
-lists the rules; ``initaudit explain NAME_OR_CODE`` shows one rule's page.
+lists the rules; ``initaudit explain NAME_OR_CODE`` shows one rule's page; ``initaudit config``
+shows the effective configuration (:mod:`initaudit.config`) and where each value comes from;
+``initaudit inspect PATH...`` shows every tensor's numbers (:mod:`initaudit.inspect_cmd`).
+PATH may be a file, a folder or a quoted glob (:mod:`initaudit.discover`); files are audited in
+``--jobs`` processes by :mod:`initaudit.runner`; baselines are :mod:`initaudit.baseline`.
 
 Exit codes: 0 nothing at or above ``--fail-on``; 1 findings at or above it; 2 a usage error or a
 file that could not be read. ``--exit-zero`` turns 1 into 0 but never hides an unreadable file
@@ -28,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rules.base import Rule
 
 PROG = "initaudit"
-SUBCOMMANDS = ("check", "rules", "explain")
+SUBCOMMANDS = ("check", "rules", "explain", "config", "inspect")
 DEBUG_ENV = "INITAUDIT_DEBUG"
 
 # click rewraps paragraphs; \b keeps the lines of the next paragraph as written
@@ -37,12 +41,15 @@ Commands:
   initaudit PATH...              audit checkpoints (same as `initaudit check PATH...`)
   initaudit rules                list the rules: codes, names, default severities
   initaudit explain NAME_OR_CODE show one rule's documentation page
+  initaudit config               the effective configuration and where each value comes from
+  initaudit inspect PATH...      every tensor's statistics, scheme and evidence (--layer GLOB)
 
 \b
 Exit codes:
   0  nothing at or above --fail-on
   1  findings at or above --fail-on (--exit-zero turns this into 0)
-  2  a usage error, or a file that could not be read (also with --exit-zero)
+  2  a usage or configuration error, or an input that could not be read (also
+     with --exit-zero)
 """
 
 app = typer.Typer(
@@ -89,42 +96,87 @@ def _root(
     """
 
 
+# reusable option types: `check`, `config` and `inspect` share them
+_ConfigOpt = Annotated[Optional[str], typer.Option(
+    "--config", metavar="FILE", show_default=False,
+    help="Read the configuration from FILE (initaudit.toml, or a pyproject.toml with "
+         "[tool.initaudit]) instead of searching from the working directory upward.")]
+_SelectOpt = Annotated[Optional[list[str]], typer.Option(
+    "--select", metavar="RULES", show_default=False,
+    help="Only these rules: comma-separated codes or names; a prefix like IA1 selects a "
+         "family. Repeatable.")]
+_ExtendSelectOpt = Annotated[Optional[list[str]], typer.Option(
+    "--extend-select", metavar="RULES", show_default=False,
+    help="Rules added to the configured --select. Repeatable.")]
+_IgnoreOpt = Annotated[Optional[list[str]], typer.Option(
+    "--ignore", metavar="RULES", show_default=False,
+    help="Leave out these rules (codes, names or prefixes). Repeatable.")]
+_ExtendIgnoreOpt = Annotated[Optional[list[str]], typer.Option(
+    "--extend-ignore", metavar="RULES", show_default=False,
+    help="Rules left out in addition to the configured ignore. Repeatable.")]
+_FailOnOpt = Annotated[Optional[str], typer.Option(
+    "--fail-on", metavar="SEVERITY", show_default=False,
+    help="Exit 1 when a finding is at or above this severity: error, warning or info "
+         "(default: error).")]
+_MinConfidenceOpt = Annotated[Optional[float], typer.Option(
+    "--min-confidence", metavar="FLOAT", show_default=False,
+    help="Drop findings whose confidence is below this (0 to 1; default: 0).")]
+_ActivationOpt = Annotated[Optional[list[str]], typer.Option(
+    "--activation", metavar="PATTERN=ACT", show_default=False,
+    help="The activation after the layers matching the glob PATTERN, for files without a "
+         "graph (e.g. 'encoder.*.fc1=gelu'). Repeatable; the last match wins.")]
+_IncludeOpt = Annotated[Optional[list[str]], typer.Option(
+    "--include", metavar="GLOB", show_default=False,
+    help="In directories and globs, only files matching GLOB (path or file name). Repeatable.")]
+_ExcludeOpt = Annotated[Optional[list[str]], typer.Option(
+    "--exclude", metavar="GLOB", show_default=False,
+    help="In directories and globs, skip files and folders matching GLOB. Repeatable.")]
+_JobsOpt = Annotated[Optional[int], typer.Option(
+    "--jobs", "-j", metavar="N", show_default=False,
+    help="Audit files in N parallel processes (0 = one per CPU; default: 1). The output "
+         "order does not depend on it.")]
+_NoColorOpt = Annotated[bool, typer.Option(
+    "--no-color", help="No colours (also when NO_COLOR is set or output is not a terminal).")]
+
+
 @app.command("check", cls=_CheckCommand, epilog=_EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})
 def check(
     paths: Annotated[list[str], typer.Argument(
         metavar="PATH", show_default=False, hidden=True,  # described in the docstring
-        help="Checkpoint files (or a folder of sharded safetensors) to audit.")],
-    format: Annotated[str, typer.Option(
-        "--format", "-f", metavar="FORMAT", help="Output format: human or json.")] = "human",
+        help="Checkpoint files, directories or quoted globs to audit.")],
+    format: Annotated[Optional[str], typer.Option(
+        "--format", "-f", metavar="FORMAT", show_default=False,
+        help="Output format: human (default), json, sarif, github, junit or markdown.")] = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout.",
         show_default=False)] = None,
-    fail_on: Annotated[str, typer.Option(
-        "--fail-on", metavar="SEVERITY",
-        help="Exit 1 when a finding is at or above this severity: error, warning or info.")] = "error",
-    select: Annotated[Optional[list[str]], typer.Option(
-        "--select", metavar="RULES", show_default=False,
-        help="Only these rules: comma-separated codes or names; a prefix like IA1 selects a "
-             "family. Repeatable.")] = None,
-    ignore: Annotated[Optional[list[str]], typer.Option(
-        "--ignore", metavar="RULES", show_default=False,
-        help="Leave out these rules (codes, names or prefixes). Repeatable.")] = None,
-    min_confidence: Annotated[float, typer.Option(
-        "--min-confidence", metavar="FLOAT",
-        help="Drop findings whose confidence is below this (0 to 1).")] = 0.0,
-    activation: Annotated[Optional[list[str]], typer.Option(
-        "--activation", metavar="PATTERN=ACT", show_default=False,
-        help="The activation after the layers matching the glob PATTERN, for files without a "
-             "graph (e.g. 'encoder.*.fc1=gelu'). Repeatable; the last match wins.")] = None,
+    fail_on: _FailOnOpt = None,
+    select: _SelectOpt = None,
+    extend_select: _ExtendSelectOpt = None,
+    ignore: _IgnoreOpt = None,
+    extend_ignore: _ExtendIgnoreOpt = None,
+    min_confidence: _MinConfidenceOpt = None,
+    activation: _ActivationOpt = None,
+    config_file: _ConfigOpt = None,
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", metavar="FILE", show_default=False,
+        help="Report and fail only on findings not recorded in FILE (see --write-baseline).")] = None,
+    write_baseline: Annotated[Optional[str], typer.Option(
+        "--write-baseline", metavar="FILE", show_default=False,
+        help="Record this run's findings in FILE and exit 0 (2 if a file could not be read).")] = None,
+    statistics: Annotated[bool, typer.Option(
+        "--statistics", help="Print the number of findings per rule instead of the report.")] = False,
+    jobs: _JobsOpt = None,
+    include: _IncludeOpt = None,
+    exclude: _ExcludeOpt = None,
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="List every tensor, biases and norms included.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Only the findings and the summary.")] = False,
     exit_zero: Annotated[bool, typer.Option(
         "--exit-zero", help="Exit 0 even with findings (an unreadable file still exits 2).")] = False,
-    no_color: Annotated[bool, typer.Option(
-        "--no-color", help="No colours (also when NO_COLOR is set or output is not a terminal).")] = False,
+    no_color: _NoColorOpt = False,
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_version_callback, help="Print the version and exit.")] = False,
 ) -> None:
@@ -132,25 +184,58 @@ def check(
     the activation after it.
 
     PATH is a checkpoint file (ONNX, PyTorch .pt/.bin/TorchScript/.pt2, safetensors, Keras
-    .keras/.h5, .npz) or a folder of sharded safetensors. Files are parsed, never executed."""
+    .keras/.h5, .npz), a folder (searched recursively, checkpoints recognised by content; a
+    folder of sharded safetensors is one model) or a quoted glob ('models/**/*.onnx'). Files
+    are parsed, never executed. Settings come from [tool.initaudit] in pyproject.toml or from
+    initaudit.toml (see `initaudit config`); options given here override them."""
+    from .baseline import BaselineError
+    from .config import ConfigError
+
     try:
-        config = _config(fail_on=fail_on, select=select, ignore=ignore,
-                         min_confidence=min_confidence, activation=activation)
-        reporter = _reporter(format)
+        settings = _settings(config_file, fail_on=fail_on, select=select, extend_select=extend_select,
+                             ignore=ignore, extend_ignore=extend_ignore, min_confidence=min_confidence,
+                             activation=activation, include=include, exclude=exclude, jobs=jobs,
+                             format=format)
+        config = settings.audit_config()
+        fmt = settings.format
+        reporter = None if statistics else _reporter(fmt)
+        if statistics and fmt not in ("human", "json"):
+            raise UsageError(f"--statistics prints human or json, not {fmt!r}")
+        accepted = _read_baseline(baseline)
+        from .discover import discover_inputs
+
+        inputs = discover_inputs(paths, include=settings.include, exclude=settings.exclude)
         sink = _open_output(output)
-    except UsageError as exc:
+    except (UsageError, ConfigError, BaselineError) as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
 
-    result = Report(files=[_audit_one(path, config, show_progress=format == "human" and not quiet)
-                           for path in paths])
+    result = _audit_all(inputs, config, jobs=settings.jobs,
+                        progress=not quiet and (fmt == "human" or output not in (None, "-")))
+    if write_baseline is not None:
+        try:
+            from .baseline import write
+
+            n = write(result, write_baseline)
+        except BaselineError as exc:
+            _error(str(exc))
+            raise typer.Exit(2) from None
+        print(f"{PROG}: wrote {n} finding{'s' if n != 1 else ''} to the baseline {write_baseline}",
+              file=sys.stderr)
+    if accepted is not None:
+        from .baseline import apply
+
+        result = apply(result, accepted)
+
     try:
         if sink is None:
-            reporter(result, sys.stdout, config=config, color=_use_color(sys.stdout, no_color),
-                     verbose=verbose, quiet=quiet)
+            _print_result(result, sys.stdout, config, fmt=fmt, statistics=statistics,
+                          color=_use_color(sys.stdout, no_color), verbose=verbose, quiet=quiet,
+                          reporter=reporter)
         else:
             with sink:
-                reporter(result, sink, config=config, color=False, verbose=verbose, quiet=quiet)
+                _print_result(result, sink, config, fmt=fmt, statistics=statistics, color=False,
+                              verbose=verbose, quiet=quiet, reporter=reporter)
     except BrokenPipeError:
         raise  # the reader went away (`| head`): main() ends quietly
     except OSError as exc:
@@ -158,30 +243,145 @@ def check(
         raise typer.Exit(2) from None
 
     code = result.exit_code(config.fail_on)
-    if exit_zero and code == 1:
+    if (exit_zero or write_baseline is not None) and code == 1:
         code = 0
     raise typer.Exit(code)
 
 
-def _config(*, fail_on: str, select: Optional[list[str]], ignore: Optional[list[str]],
-            min_confidence: float, activation: Optional[list[str]]) -> "AuditConfig":
-    from .activations import ActivationHint
-    from .engine import AuditConfig
+def _settings(config_file: Optional[str], *, fail_on: Optional[str] = None,
+              select: Optional[list[str]] = None, extend_select: Optional[list[str]] = None,
+              ignore: Optional[list[str]] = None, extend_ignore: Optional[list[str]] = None,
+              min_confidence: Optional[float] = None, activation: Optional[list[str]] = None,
+              include: Optional[list[str]] = None, exclude: Optional[list[str]] = None,
+              jobs: Optional[int] = None, format: Optional[str] = None):  # -> config.Settings
+    """The effective settings: defaults < config file < these command-line values."""
+    from .config import load_settings
 
-    try:
-        threshold = Severity.parse(fail_on)
-    except ValueError as exc:
-        raise UsageError(f"--fail-on: {exc}") from None
-    if not 0.0 <= min_confidence <= 1.0:
-        raise UsageError(f"--min-confidence must be between 0 and 1, not {min_confidence:g}")
-    hints = []
-    for text in activation or ():
+    overrides = _overrides(fail_on=fail_on, select=select, extend_select=extend_select,
+                           ignore=ignore, extend_ignore=extend_ignore,
+                           min_confidence=min_confidence, activation=activation,
+                           include=include, exclude=exclude, jobs=jobs, format=format)
+    return load_settings(config_file, overrides)
+
+
+def _overrides(*, fail_on: Optional[str], select: Optional[list[str]],
+               extend_select: Optional[list[str]], ignore: Optional[list[str]],
+               extend_ignore: Optional[list[str]], min_confidence: Optional[float],
+               activation: Optional[list[str]], include: Optional[list[str]],
+               exclude: Optional[list[str]], jobs: Optional[int], format: Optional[str]) -> dict:
+    """Validate the command-line values (UsageError naming the option) and key them like the
+    config file. Options not given are None: the file (or the default) decides."""
+    from .activations import ActivationHint
+
+    out: dict[str, object] = {}
+    if fail_on is not None:
         try:
-            hints.append(ActivationHint.parse(text))
+            out["fail-on"] = Severity.parse(fail_on)
         except ValueError as exc:
-            raise UsageError(f"--activation: {exc}") from None
-    return AuditConfig(select=_selectors(select, "--select"), ignore=_selectors(ignore, "--ignore"),
-                       fail_on=threshold, min_confidence=min_confidence, hints=tuple(hints))
+            raise UsageError(f"--fail-on: {exc}") from None
+    if min_confidence is not None:
+        if not 0.0 <= min_confidence <= 1.0:
+            raise UsageError(f"--min-confidence must be between 0 and 1, not {min_confidence:g}")
+        out["min-confidence"] = float(min_confidence)
+    for key, values, option in (("select", select, "--select"), ("ignore", ignore, "--ignore"),
+                                ("extend-select", extend_select, "--extend-select"),
+                                ("extend-ignore", extend_ignore, "--extend-ignore")):
+        if values is not None:
+            out[key] = _selectors(values, option)
+    if activation is not None:
+        hints = []
+        for text in activation:
+            try:
+                ActivationHint.parse(text)
+            except ValueError as exc:
+                raise UsageError(f"--activation: {exc}") from None
+            hints.append(text)
+        out["activation"] = tuple(hints)  # merged after the file's hints below
+    if include is not None:
+        out["include"] = tuple(include)
+    if exclude is not None:
+        out["exclude"] = tuple(exclude)
+    if jobs is not None:
+        if jobs < 0:
+            raise UsageError(f"--jobs must be 0 (one per CPU) or more, not {jobs}")
+        out["jobs"] = jobs
+    if format is not None:
+        name = format.strip().lower()
+        _reporter(name)  # UsageError for an unknown format
+        out["format"] = name
+    return out
+
+
+def _read_baseline(path: Optional[str]):  # -> baseline.Baseline | None
+    if path is None:
+        return None
+    from .baseline import read
+
+    return read(path)
+
+
+def _audit_all(inputs: list, config: "AuditConfig", *, jobs: int, progress: bool) -> Report:
+    """Audit the discovered inputs (discover.Input) in input order. An argument that yielded
+    nothing (an empty folder, a glob without match) is an unreadable input: exit 2."""
+    from .report import FileReport
+    from .runner import audit_all
+
+    paths = [i.path for i in inputs if i.problem is None]
+    if len(paths) == 1 and len(inputs) == 1 and jobs <= 1:
+        return Report(files=[_audit_one(paths[0], config, show_progress=progress)])
+    audited = iter(audit_all(paths, config, jobs=jobs, progress=progress))
+    files = [next(audited) if item.problem is None else
+             FileReport(path=item.path, format=None, status=Status.ERROR, error=item.problem)
+             for item in inputs]
+    for fr in files:  # after the progress bar, in input order: stderr is deterministic too
+        _report_unreadable(fr)
+    return Report(files=files)
+
+
+def _print_result(result: Report, stream: TextIO, config: "AuditConfig", *, fmt: str,
+                  statistics: bool, color: bool, verbose: bool, quiet: bool, reporter) -> None:
+    if statistics:
+        _print_statistics(result, stream, fmt=fmt, color=color)
+    else:
+        reporter(result, stream, config=config, color=color, verbose=verbose, quiet=quiet)
+    baselined = getattr(result, "baselined", None)
+    if baselined is not None and fmt == "human":
+        # the human summary line is the reporter's; the baseline is the CLI's business
+        stream.write(f"{baselined} finding{'s' if baselined != 1 else ''} accepted by the baseline "
+                     f"{getattr(result, 'baseline_path', '')} (not shown)\n")
+
+
+def statistics_rows(result: Report) -> list[dict[str, object]]:
+    """Findings per rule, most frequent first: ``{"code", "name", "count"}``."""
+    from collections import Counter
+
+    counts = Counter((f.code, f.name) for f in result.findings)
+    return [{"code": code, "name": name, "count": n}
+            for (code, name), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0]))]
+
+
+def _print_statistics(result: Report, stream: TextIO, *, fmt: str, color: bool) -> None:
+    rows = statistics_rows(result)
+    if fmt == "json":
+        import json
+
+        stream.write(json.dumps(rows, indent=2) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    from .reporters.human import print_renderables, summary_text
+
+    if rows:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        table.add_column("count", justify="right")
+        table.add_column("code", style="bold")
+        table.add_column("name")
+        for r in rows:
+            table.add_row(str(r["count"]), str(r["code"]), str(r["name"]))
+        print_renderables(stream, color, table, Text(""), summary_text(result))
+    else:
+        print_renderables(stream, color, Text("no findings"), summary_text(result))
 
 
 def _selectors(values: Optional[Iterable[str]], option: str) -> tuple[str, ...]:
@@ -240,10 +440,14 @@ def _audit_one(path: str, config: "AuditConfig", *, show_progress: bool):
             result = audit_path(path, config)
     else:
         result = audit_path(path, config)
+    _report_unreadable(result)
+    return result
+
+
+def _report_unreadable(result) -> None:  # result: FileReport
     if result.status is Status.ERROR:
         # the other files are still audited and reported; this line is the one to grep for
-        _error(f"{path}: {_one_line(result.error or 'could not be read')}")
-    return result
+        _error(f"{result.path}: {_one_line(result.error or 'could not be read')}")
 
 
 def _use_color(stream: TextIO, no_color: bool) -> bool:
@@ -325,6 +529,139 @@ def explain_command(
     print_renderables(sys.stdout, _use_color(sys.stdout, no_color), title, Text(""), *body)
 
 
+# ----------------------------------------------------------------------------------- config
+
+
+@app.command("config")
+def config_command(
+    config_file: _ConfigOpt = None,
+    format: Annotated[str, typer.Option(
+        "--format", "-f", metavar="FORMAT", help="human or json.")] = "human",
+    fail_on: _FailOnOpt = None,
+    select: _SelectOpt = None,
+    extend_select: _ExtendSelectOpt = None,
+    ignore: _IgnoreOpt = None,
+    extend_ignore: _ExtendIgnoreOpt = None,
+    min_confidence: _MinConfidenceOpt = None,
+    activation: _ActivationOpt = None,
+    include: _IncludeOpt = None,
+    exclude: _ExcludeOpt = None,
+    jobs: _JobsOpt = None,
+    no_color: _NoColorOpt = False,
+) -> None:
+    """Print the effective configuration and where each value comes from (default, the
+    config file, or the command line). Takes the audit's options to show their effect."""
+    from .config import ConfigError
+
+    fmt = format.strip().lower()
+    try:
+        if fmt not in ("human", "json"):
+            raise UsageError(f"--format: unknown format {format!r} for `config` (use human or json)")
+        settings = _settings(config_file, fail_on=fail_on, select=select, extend_select=extend_select,
+                             ignore=ignore, extend_ignore=extend_ignore, min_confidence=min_confidence,
+                             activation=activation, include=include, exclude=exclude, jobs=jobs)
+    except (UsageError, ConfigError) as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    data = settings.to_dict()
+    if fmt == "json":
+        import json
+
+        print(json.dumps(data, indent=2))
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    from .reporters.human import print_renderables
+
+    where = data["config_file"]
+    title = Text(f"config file: {where}" if where else
+                 "config file: none found (looked for initaudit.toml and [tool.initaudit] in "
+                 "pyproject.toml from here upward)", style="bold")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("key", no_wrap=True, style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_column("from", no_wrap=True, style="dim")
+    for key, item in data["settings"].items():
+        table.add_row(key, _config_value(key, item["value"]), item["source"])
+    print_renderables(sys.stdout, _use_color(sys.stdout, no_color), title, Text(""), table)
+
+
+def _config_value(key: str, value: object) -> str:
+    if key == "per-tensor-ignores":
+        if not value:
+            return "[]"
+        lines = []
+        for ig in value:  # type: ignore[union-attr]
+            rules = ", ".join(ig["rules"]) or "every rule"
+            path = f" in {ig['path']}" if ig["path"] else ""
+            lines.append(f"{ig['pattern']}{path}: {rules} ({ig['reason']})")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "[]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} = {v}" for k, v in value.items()) if value else "{}"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------- inspect
+
+
+@app.command("inspect")
+def inspect_command(
+    paths: Annotated[list[str], typer.Argument(
+        metavar="PATH...", show_default=False,
+        help="Checkpoint files, directories or quoted globs.")],
+    layer: Annotated[Optional[str], typer.Option(
+        "--layer", "-l", metavar="GLOB", show_default=False,
+        help="Only tensors whose name or layer matches GLOB (e.g. 'fc*').")] = None,
+    format: Annotated[str, typer.Option(
+        "--format", "-f", metavar="FORMAT", help="human or json.")] = "human",
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", metavar="FILE", show_default=False,
+        help="Write to FILE instead of stdout.")] = None,
+    activation: _ActivationOpt = None,
+    config_file: _ConfigOpt = None,
+    include: _IncludeOpt = None,
+    exclude: _ExcludeOpt = None,
+    jobs: _JobsOpt = None,
+    no_color: _NoColorOpt = False,
+) -> None:
+    """Show every tensor (biases and norms included) with its statistics, role, fans,
+    activation, identified init scheme, confidence and evidence. Exit 2 if a file could not be
+    read or --layer matches no tensor."""
+    from .config import ConfigError
+    from .discover import DiscoveryError, discover
+    from .inspect_cmd import run
+
+    fmt = format.strip().lower()
+    try:
+        if fmt not in ("human", "json"):
+            raise UsageError(f"--format: unknown format {format!r} for `inspect` (use human or json)")
+        settings = _settings(config_file, activation=activation, include=include,
+                             exclude=exclude, jobs=jobs)
+        inputs = discover(paths, include=settings.include, exclude=settings.exclude)
+        sink = _open_output(output)
+    except (UsageError, ConfigError, DiscoveryError) as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    config = settings.audit_config()
+    stream = sink or sys.stdout
+    try:
+        files, matched = run(inputs, config, layer=layer, fmt=fmt, stream=stream, jobs=settings.jobs,
+                             color=False if sink else _use_color(sys.stdout, no_color))
+    finally:
+        if sink is not None:
+            sink.close()
+    for fr in files:
+        _report_unreadable(fr)
+    if any(fr.status is Status.ERROR for fr in files):
+        raise typer.Exit(2)
+    if layer and not matched:
+        _error(f"--layer: no tensor or layer matches {layer!r}")
+        raise typer.Exit(2)
+
+
 def find_rule(text: str) -> "Rule | None":
     from .rules import find_rule as _find
 
@@ -364,7 +701,7 @@ def route(argv: list[str]) -> list[str] | None:
 
 def _wants_version(argv: list[str]) -> bool:
     head = argv[: argv.index("--")] if "--" in argv else argv
-    return "--version" in head and (not head or head[0] not in ("rules", "explain"))
+    return "--version" in head and (not head or head[0] not in SUBCOMMANDS[1:])
 
 
 def _show_main_help() -> int:

@@ -22,6 +22,10 @@ if TYPE_CHECKING:  # pragma: no cover
 REPORTERS: dict[str, str] = {
     "human": "human",
     "json": "json_reporter",
+    "sarif": "sarif",
+    "github": "github",
+    "junit": "junit",
+    "markdown": "markdown",
 }
 
 
