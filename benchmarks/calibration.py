@@ -58,6 +58,7 @@ class Case:
     role: Role = Role.KERNEL
     op: str = "Linear"
     gates: int = 1
+    name: str = "w"
 
 
 def truncated(rng: np.random.Generator, sigma: float, shape) -> np.ndarray:
@@ -121,27 +122,73 @@ def torch_cases(shape, layer, seed) -> list[Case]:
     return out
 
 
-def torch_module_defaults(seed) -> list[Case]:
+def torch_module_defaults(seed, quick: bool = False) -> list[Case]:
     """Untouched modules: what a freshly built torch model contains."""
     import torch
 
     torch.manual_seed(seed)
     out = []
-    for mod, name in [(torch.nn.Linear(512, 256), "Linear"), (torch.nn.Conv2d(32, 64, 3), "Conv2d"),
-                      (torch.nn.Conv2d(64, 64, 3, groups=64), "Conv2d-depthwise"),
-                      (torch.nn.Conv1d(16, 32, 5), "Conv1d"), (torch.nn.Conv3d(8, 16, 3), "Conv3d"),
-                      (torch.nn.ConvTranspose2d(32, 16, 4), "ConvTranspose2d")]:
+    nn = torch.nn
+    modules = [(nn.Linear(512, 256), "Linear"), (nn.Linear(20, 8), "Linear"),
+               (nn.Conv2d(32, 64, 3), "Conv2d"), (nn.Conv2d(3, 16, 3), "Conv2d"),
+               (nn.Conv2d(64, 64, 3, groups=64), "Conv2d-depthwise"),
+               (nn.Conv2d(64, 128, 3, groups=8), "Conv2d-groups"),
+               (nn.Conv1d(16, 32, 5), "Conv1d"), (nn.Conv3d(8, 16, 3), "Conv3d"),
+               (nn.ConvTranspose2d(32, 16, 4), "ConvTranspose2d"),
+               (nn.ConvTranspose1d(64, 32, 5), "ConvTranspose1d"),
+               (nn.ConvTranspose3d(8, 8, 3), "ConvTranspose3d")]
+    if not quick:
+        modules += [(nn.Linear(4096, 2048), "Linear"), (nn.Conv2d(512, 512, 3), "Conv2d")]
+    for mod, name in modules:
         w = mod.weight.detach().numpy().copy()
         out.append(Case("torch-module", name, "torch_default", "uniform", w.shape, Convention.TORCH, w,
                         op=name))
-    lstm = torch.nn.LSTM(64, 128)
-    for pname, role in [("weight_ih_l0", Role.KERNEL), ("weight_hh_l0", Role.RECURRENT)]:
-        w = getattr(lstm, pname).detach().numpy().copy()
-        out.append(Case("torch-module", "LSTM", "torch_default", "uniform", w.shape, Convention.TORCH,
-                        w, role=role, op="LSTM", gates=4))
-    emb = torch.nn.Embedding(1000, 64).weight.detach().numpy().copy()
-    out.append(Case("torch-module", "Embedding", "fixed", "normal", emb.shape, Convention.TORCH, emb,
+    rnns = [(nn.LSTM(64, 128), "LSTM", 4), (nn.GRU(32, 96), "GRU", 3), (nn.RNN(48, 64), "RNN", 1)]
+    if not quick:
+        rnns.append((nn.LSTM(512, 1024), "LSTM", 4))
+    for rnn, name, gates in rnns:
+        for pname, role in [("weight_ih_l0", Role.KERNEL), ("weight_hh_l0", Role.RECURRENT)]:
+            w = getattr(rnn, pname).detach().numpy().copy()
+            # a bare state_dict names them weight_ih_l0 / weight_hh_l0 with no common prefix
+            out.append(Case("torch-module", name, "torch_default", "uniform", w.shape,
+                            Convention.TORCH, w, role=role, op="RNN", gates=1, name=pname))
+    for n, d in ([(1000, 64)] + ([] if quick else [(50000, 128)])):
+        emb = nn.Embedding(n, d).weight.detach().numpy().copy()
+        out.append(Case("torch-module", "Embedding", "fixed", "normal", emb.shape, Convention.TORCH,
+                        emb, role=Role.EMBEDDING, op="Embedding"))
+    return out
+
+
+def keras_module_defaults(seed) -> list[Case]:
+    """Keras layers as built: Dense/Conv glorot_uniform, Embedding U(±0.05), LSTM recurrent
+    orthogonal (checked in Keras' own layout and fans)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    out = []
+    dense = keras.layers.Dense(128)
+    dense.build((None, 300))
+    conv = keras.layers.Conv2D(32, 3)
+    conv.build((None, 16, 16, 16))
+    for layer, name in [(dense, "Dense"), (conv, "Conv2D")]:
+        w = np.asarray(layer.kernel)
+        out.append(Case("keras-layer", name, "glorot", "uniform", w.shape, Convention.KERAS, w,
+                        op=name))
+    emb = keras.layers.Embedding(2000, 64)
+    emb.build((None, 10))
+    w = np.asarray(emb.embeddings)
+    out.append(Case("keras-layer", "Embedding", "fixed", "uniform", w.shape, Convention.KERAS, w,
                     role=Role.EMBEDDING, op="Embedding"))
+    lstm = keras.layers.LSTM(64)
+    lstm.build((None, 10, 32))
+    cell = lstm.cell
+    w = np.asarray(cell.kernel)
+    out.append(Case("keras-layer", "LSTM", "glorot", "uniform", w.shape, Convention.KERAS, w,
+                    op="LSTM"))
+    w = np.asarray(cell.recurrent_kernel)
+    out.append(Case("keras-layer", "LSTM", "orthogonal", "orthogonal", w.shape, Convention.KERAS,
+                    w, role=Role.RECURRENT, op="LSTM"))
     return out
 
 
@@ -195,7 +242,9 @@ def grid(quick: bool) -> list[tuple[tuple[int, ...], str]]:
               ((128, 64), "Linear"), ((256, 256), "Linear"), ((300, 784), "Linear"),
               ((1024, 1024), "Linear"), ((16, 3, 3, 3), "Conv2d"), ((32, 16, 3, 3), "Conv2d"),
               ((64, 1, 3, 3), "Conv2d-depthwise"), ((64, 32, 5), "Conv1d"),
-              ((16, 8, 3, 3, 3), "Conv3d"), ((128, 64, 3, 3), "Conv2d"), ((512, 256, 3, 3), "Conv2d")]
+              ((16, 8, 3, 3, 3), "Conv3d"), ((128, 64, 3, 3), "Conv2d"), ((512, 256, 3, 3), "Conv2d"),
+              ((32, 16, 4, 4), "ConvTranspose2d"), ((64, 8, 3, 3), "Conv2d-groups"),
+              ((512, 128), "LSTM-ih"), ((384, 128), "GRU-hh"), ((1000, 64), "Embedding-shaped")]
     if not quick:
         shapes += [((4096, 2048), "Linear"), ((3072, 3072), "Linear")]
     return shapes
@@ -204,13 +253,13 @@ def grid(quick: bool) -> list[tuple[tuple[int, ...], str]]:
 def audit_case(case: Case) -> tuple[str, str, float, list[str], list]:
     shape = case.shape
     fi, fo = (torch_fans if case.convention is Convention.TORCH else keras_fans)(shape)
-    t = WeightTensor(name="w", layer="layer", op=case.op, role=case.role, shape=shape,
+    t = WeightTensor(name=case.name, layer="layer", op=case.op, role=case.role, shape=shape,
                      dtype="float32", load=lambda v=case.values: v, fan_in=fi, fan_out=fo,
                      convention=case.convention,
                      unit_axis=0 if case.convention is Convention.TORCH else len(shape) - 1,
                      gates=case.gates)
-    layer = Layer(name="layer", op=case.op, tensors=[t],
-                  activation=Activation(SUITS[case.rule], None, "benchmark"))
+    act = None if case.role is Role.EMBEDDING else Activation(SUITS[case.rule], None, "benchmark")
+    layer = Layer(name="layer", op=case.op, tensors=[t], activation=act)
     model = LoadedModel(path="<calibration>", format="in-memory", layers=[layer], has_graph=False)
     report = analyse(model, AuditConfig())
     scheme = report.tensors[0].scheme
@@ -240,10 +289,14 @@ def main(argv: list[str] | None = None) -> int:
             if sources["jax"]:
                 cases += jax_cases(kshape, layer, seed)
         if sources["torch"]:
-            cases += torch_module_defaults(seed)
-    if not args.quick:  # one ~10^7-element tensor per family, numpy formulas
+            cases += torch_module_defaults(seed, args.quick)
+        if sources["keras"]:
+            cases += keras_module_defaults(seed)
+    if not args.quick:  # ~10^7-element tensors: every numpy family, torch's initializers
         for fam_case in numpy_cases((2500, 4000), Convention.TORCH, "Linear", 99):
             cases.append(fam_case)
+        if sources["torch"]:
+            cases += torch_cases((2500, 4000), "Linear", 99)
 
     confusion: dict[str, collections.Counter] = {b[2]: collections.Counter() for b in BANDS}
     right = collections.Counter()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import dataclass, field
-from typing import Iterable
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable
 
 from .activations import ActivationHint
 from .model import LoadedModel, LoadError, Role, WeightTensor
@@ -52,6 +54,32 @@ class AuditConfig:
     # statistics are computed on at most this many elements (a reproducible sample)
     max_sample: int = 1 << 20
     seed: int = 0
+    # wall-clock budget for the per-tensor analysis (None: no limit). Checked before each tensor
+    # starts; tensors not reached are reported as skipped ("time budget exhausted") and the file
+    # status is partial, never a silent partial "clean".
+    max_seconds: float | None = None
+    # called on the calling thread, in model order, once per tensor finished (or skipped)
+    progress: Callable[["TensorProgress"], None] | None = field(default=None, compare=False)
+    # tensors analysed at once: 0 = min(2, CPUs). numpy releases the GIL in the heavy loops, so two
+    # threads use two cores; peak memory is `workers` tensors' working sets.
+    workers: int = 0
+
+
+BUDGET_REASON = "time budget exhausted"
+
+
+@dataclass(frozen=True)
+class TensorProgress:
+    """One step of the per-tensor loop, for progress bars."""
+
+    index: int  # 1-based: tensors finished so far, this one included
+    total: int
+    name: str
+    nbytes: int  # this tensor's stored size (elements x itemsize, from its shape and dtype)
+    done_bytes: int  # bytes of the tensors finished so far, this one included
+    total_bytes: int
+    elapsed: float  # seconds since the loop started
+    skipped: str | None = None  # the reason, when the tensor was not analysed
 
 
 def _rule_enabled(code: str, name: str, config: AuditConfig) -> bool:
@@ -68,7 +96,10 @@ def _matches_selector(key: str, selector: str) -> bool:
 
 def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileReport:
     """Run the analysis and the rules on an already loaded model."""
+    from .analysis.conventions import enrich_metadata
     from .analysis.identify import identify
+    from .analysis.signal import propagate
+    from .analysis.state import classify_file, classify_tensor
     from .analysis.stats import sampled_stats
     from .analysis.units import check_units, UnitCheck
     from .rules import registry
@@ -80,38 +111,58 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     for name, reason in model.skipped:
         report.skipped.append({"name": name, "reason": reason})
 
+    enrich_metadata(model)  # facts identification needs (depth for GPT-2's residual scaling)
     layer_of = {id(t): layer for layer in model.layers for t in layer.tensors}
     analyses: list[TensorAnalysis] = []
-    for tensor in model.tensors():
-        layer = layer_of.get(id(tensor))
-        activation = layer.activation if layer is not None else None
+
+    def work(tensor: WeightTensor) -> tuple[Any, ...]:
+        values = tensor.load()
         try:
-            values = tensor.load()
             stats, sample = sampled_stats(values, max_sample=config.max_sample, seed=config.seed)
-            units = check_units(values, tensor) if tensor.role in SCHEMED_ROLES else UnitCheck.empty()
+            units = (check_units(values, tensor, stats) if tensor.role in SCHEMED_ROLES
+                     else UnitCheck.empty())
             scheme = (identify(values, tensor, stats, seed=config.seed, metadata=model.metadata,
                                sample=sample)
                       if tensor.role in SCHEMED_ROLES and stats.size >= 2 else None)
-            sample = None
-        except LoadError as exc:
-            report.skipped.append({"name": tensor.name, "reason": str(exc)})
-            report.tensors.append(_tensor_report(tensor, activation, None, None, skipped=str(exc)))
-            continue
+            state = (classify_tensor(values, tensor, stats, scheme, units, seed=config.seed)
+                     if tensor.role in SCHEMED_ROLES and stats.size >= 2 else None)
+            return stats, units, scheme, state
         finally:
-            values = None  # drop the reference: memmaps close as we go
-        analyses.append(TensorAnalysis(tensor=tensor, layer=layer, stats=stats, scheme=scheme,
-                                       units=units))
-        report.tensors.append(_tensor_report(tensor, activation, stats, scheme))
+            values = sample = None  # drop the references: memmaps close as we go
 
+    for tensor, outcome in _run_tensors(model.tensors(), work, config):
+        layer = layer_of.get(id(tensor))
+        activation = layer.activation if layer is not None else None
+        if isinstance(outcome, str):  # LoadError message or the budget reason
+            report.skipped.append({"name": tensor.name, "reason": outcome})
+            report.tensors.append(_tensor_report(tensor, activation, None, None, skipped=outcome))
+            continue
+        stats, units, scheme, state = outcome
+        analyses.append(TensorAnalysis(tensor=tensor, layer=layer, stats=stats, scheme=scheme,
+                                       units=units, state=state))
+        report.tensors.append(_tensor_report(tensor, activation, stats, scheme))
+        report.tensors[-1].state = state.to_dict() if state is not None else None
+    budget_skips = sum(1 for s in report.skipped if s["reason"] == BUDGET_REASON)
+    if budget_skips:
+        report.notes.append(
+            f"time budget of {config.max_seconds:g} s exhausted: {budget_skips} tensor(s) were not "
+            "analysed (listed as skipped); the findings cover only the tensors analysed")
+
+    file_state = classify_file(a.state for a in analyses if a.tensor.role in SCHEMED_ROLES)
+    report.state = file_state.to_dict()
+    signal = propagate(model, analyses)
+    report.signal = signal.to_dict() if signal is not None else None
     rules = [r for r in registry().values() if _rule_enabled(r.code, r.name, config)]
-    base = RuleContext(model=model, analyses=tuple(analyses))
+    base = RuleContext(model=model, analyses=tuple(analyses), file_state=file_state,
+                       signal=signal)
     findings: list[Finding] = []
     for r in rules:
         if r.scope == "model":
             findings.extend(r.check(base))
         else:
             for a in analyses:
-                findings.extend(r.check(RuleContext(model=model, analyses=base.analyses, current=a)))
+                findings.extend(r.check(RuleContext(model=model, analyses=base.analyses, current=a,
+                                                    file_state=file_state, signal=signal)))
     report.findings = _post_process(_drop_superseded(findings, rules), config, model.path)
 
     unknown = [layer.name for layer in model.layers
@@ -135,6 +186,65 @@ def _drop_superseded(findings: list[Finding], rules: list) -> list[Finding]:
     fired = {(f.code, f.tensor) for f in findings if f.tensor}
     return [f for f in findings
             if not any((code, f.tensor) in fired for code in superseded_by.get(f.code, ()))]
+
+
+def _nbytes(tensor: WeightTensor) -> int:
+    import numpy as np
+
+    n = 1
+    for d in tensor.shape:
+        n *= int(d)
+    try:
+        return n * np.dtype(tensor.dtype).itemsize
+    except TypeError:  # bfloat16/float8 names numpy does not know: count 2/1 bytes
+        return n * (1 if "8" in tensor.dtype else 2)
+
+
+def _run_tensors(tensors: Iterable[WeightTensor], work: Callable[[WeightTensor], tuple[Any, ...]],
+                 config: AuditConfig) -> Iterable[tuple[WeightTensor, tuple[Any, ...] | str]]:
+    """(tensor, result or skip reason) in model order, computed by up to ``workers`` threads.
+
+    The budget is checked when a tensor starts; a tensor already running is finished. Progress
+    is reported here, on the caller's thread, in model order.
+    """
+    todo = list(tensors)
+    sizes = [_nbytes(t) for t in todo]
+    total_bytes = sum(sizes)
+    start = time.monotonic()
+    deadline = None if config.max_seconds is None else start + config.max_seconds
+
+    def guarded(tensor: WeightTensor) -> tuple[Any, ...] | str:
+        if deadline is not None and time.monotonic() > deadline:
+            return BUDGET_REASON
+        try:
+            return work(tensor)
+        except LoadError as exc:
+            return str(exc)
+
+    workers = config.workers or min(2, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and len(todo) > 1 else None
+    from .analysis.blas import single_threaded_blas
+
+    blas = single_threaded_blas()  # our threads, not OpenBLAS's, use the cores (see blas.py)
+    blas.__enter__()
+    try:
+        # a queued task holds no data (its tensor loads when it starts) and a finished one only
+        # its small results, so memory is bounded by the `workers` tensors running at once
+        results = (pool.map(guarded, todo) if pool is not None else map(guarded, todo))
+        done_bytes = 0
+        for i, (tensor, outcome) in enumerate(zip(todo, results)):
+            done_bytes += sizes[i]
+            if config.progress is not None:
+                config.progress(TensorProgress(
+                    index=i + 1, total=len(todo), name=tensor.name, nbytes=sizes[i],
+                    done_bytes=done_bytes, total_bytes=total_bytes,
+                    elapsed=time.monotonic() - start,
+                    skipped=outcome if isinstance(outcome, str) else None))
+            yield tensor, outcome
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        blas.__exit__(None, None, None)
 
 
 def _post_process(findings: Iterable[Finding], config: AuditConfig, path: str) -> list[Finding]:

@@ -136,6 +136,8 @@ class TensorReport:
     stats: TensorStats | None
     scheme: SchemeResult | None
     skipped: str | None = None  # reason the tensor was not analysed
+    # trained / initialized / unknown with its evidence (analysis.state), None when not decided
+    state: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "layer": self.layer, "op": self.op, "role": self.role,
@@ -144,7 +146,7 @@ class TensorReport:
                 "activation_source": self.activation_source,
                 "stats": self.stats.to_dict() if self.stats else None,
                 "scheme": self.scheme.to_dict() if self.scheme else None,
-                "skipped": self.skipped}
+                "skipped": self.skipped, "state": self.state}
 
 
 @dataclass
@@ -158,13 +160,18 @@ class FileReport:
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"name", "reason"}
     notes: list[str] = field(default_factory=list)
     framework: str | None = None
+    # whole-file verdict: trained / initialized / unknown with evidence (analysis.state)
+    state: dict[str, Any] | None = None
+    # per-layer forward/backward variance propagation (analysis.signal); None without a graph
+    signal: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.format, "status": self.status.value,
                 "error": self.error, "framework": self.framework,
                 "tensors": [t.to_dict() for t in self.tensors],
                 "findings": [f.to_dict() for f in self.findings],
-                "skipped": list(self.skipped), "notes": list(self.notes)}
+                "skipped": list(self.skipped), "notes": list(self.notes),
+                "state": self.state, "signal": self.signal}
 
 
 @dataclass

@@ -9,6 +9,7 @@ predicts. Identification (identify.py) scores every candidate against the data.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -64,6 +65,9 @@ VARIANCE_RULES: tuple[VarianceRule, ...] = (
     # torch's default Linear/Conv init: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in))
     VarianceRule("torch_default", "fan_in", _fan_in(1.0 / 3.0), (UNIFORM,),
                  ((1.0, "", 1.0),), 1.5, "torch default"),
+    # Keras applications' EfficientNet head: VarianceScaling(1/3, fan_out, uniform)
+    VarianceRule("variance_scaling", "fan_out", _fan_out(1.0 / 3.0), (UNIFORM,),
+                 ((1.0, "", 1.0),), 0.3, "VarianceScaling(1/3, fan_out)"),
 )
 
 # fixed-sigma conventions: (std or bound, family, prior, label)
@@ -96,6 +100,8 @@ def variance_candidates(fan_in: int, fan_out: int) -> Iterable[tuple[Candidate, 
                 std = gain * math.sqrt(base)
                 if vr.rule == "torch_default":
                     label = "torch default U(±1/sqrt(fan_in))"
+                elif vr.rule == "variance_scaling":
+                    label = "VarianceScaling(1/3, fan_out, uniform) (Keras EfficientNet head)"
                 else:
                     g = f", gain {gain:.3g}{' (' + why + ')' if why else ''}" if gain != 1.0 else ""
                     label = f"{vr.label} {_family_label(family)} ({vr.mode}{g})"
@@ -115,15 +121,52 @@ def fixed_candidates(extra: Iterable[tuple[float, str, float, str]] = ()) -> Ite
                          expected_std=std, label=label), prior * 0.6)
 
 
+_RNN_NAME = re.compile(r"(^|[._/])(weight|kernel)_(ih|hh|hr)(_l\d+)?(_reverse)?$", re.I)
+# output projections that feed a residual Add in transformer blocks (GPT-2 c_proj, LLaMA o_proj /
+# down_proj, BERT-style attention.output.dense is *not* rescaled by HF, so it is not listed)
+RESIDUAL_OUT_NAME = re.compile(r"(c_proj|o_proj|down_proj|out_proj|dense_4h_to_h|fc2|\bwo\b|w2)"
+                               r"(\.weight)?$", re.I)
+
+
+def _rnn_hidden_sizes(tensor: WeightTensor) -> list[tuple[int, float]]:
+    """(hidden size, prior) a torch RNN/LSTM/GRU tensor may have been drawn with.
+
+    torch stacks the gates along dim 0: weight_ih (G·H, in), weight_hh (G·H, H). When the loader
+    knows the gate count we use it; otherwise (a bare state_dict with no common prefix) every
+    gate count that divides dim 0 is a candidate, and weight_hh's dim 1 is H itself.
+    """
+    shape = tensor.shape
+    if len(shape) != 2:
+        return []
+    if tensor.gates > 1 and tensor.unit_axis is not None:
+        return [(shape[tensor.unit_axis] // tensor.gates, 1.0)]
+    m = _RNN_NAME.search(tensor.name)
+    if not m and tensor.op not in ("RNN", "LSTM", "GRU"):
+        return []
+    if m and m.group(3).lower() == "hh":
+        return [(int(shape[1]), 1.0)]
+    return [(int(shape[0]) // g, 0.5) for g in (4, 3, 1) if shape[0] % g == 0]
+
+
+def hf_residual_std(metadata: dict) -> float | None:
+    """GPT-2's re-drawn residual projections: initializer_range / sqrt(2·n_layer)."""
+    n_layer = metadata.get("n_layer") or metadata.get("inferred_n_layer")
+    if not isinstance(n_layer, int) or n_layer < 1:
+        return None
+    base = metadata.get("initializer_range")
+    base = float(base) if isinstance(base, (int, float)) and base > 0 else 0.02
+    return base / math.sqrt(2.0 * n_layer)
+
+
 def framework_candidates(tensor: WeightTensor, metadata: dict) -> Iterable[tuple[Candidate, float]]:
     """Conventions tied to a layer type or a config file rather than to a fan rule."""
     # torch RNN/LSTM/GRU: every parameter U(+-1/sqrt(hidden_size))
-    if tensor.gates >= 1 and tensor.op in ("RNN", "LSTM", "GRU") and tensor.shape:
-        hidden = tensor.shape[tensor.unit_axis or 0] // max(tensor.gates, 1) if tensor.unit_axis is not None else None
-        if hidden:
+    for hidden, prior in _rnn_hidden_sizes(tensor):
+        if hidden > 0:
             yield (Candidate(rule="torch_default", distribution=UNIFORM, mode="hidden", gain=1.0,
                              expected_std=1.0 / math.sqrt(3.0 * hidden),
-                             label="torch RNN default U(±1/sqrt(hidden))"), 1.5)
+                             label=f"torch RNN default U(±1/sqrt(hidden={hidden}))",
+                             source="torch"), 1.5 * prior)
     # Flax Embed: N(0, 1/D) (variance_scaling(1, fan_in, normal, out_axis=0))
     if tensor.role is Role.EMBEDDING and len(tensor.shape) == 2:
         dim = tensor.shape[1]
@@ -134,6 +177,39 @@ def framework_candidates(tensor: WeightTensor, metadata: dict) -> Iterable[tuple
         yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
                          expected_std=float(init_range),
                          label=f"N(0, {init_range:g}) (initializer_range)", source="hf"), 0.8)
+    residual = hf_residual_std(metadata or {})
+    if residual is not None and tensor.role is not Role.EMBEDDING:
+        named = bool(RESIDUAL_OUT_NAME.search(tensor.name))
+        n_layer = metadata.get("n_layer") or metadata.get("inferred_n_layer")
+        yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
+                         expected_std=residual,
+                         label=f"N(0, {residual:.3g}) residual projection "
+                               f"(initializer_range/sqrt(2·{n_layer}), GPT-2/Megatron)",
+                         source="hf"), 1.0 if named else 0.05)
+    yield from _t5_candidates(tensor, metadata or {})
+
+
+def _t5_candidates(tensor: WeightTensor, metadata: dict) -> Iterable[tuple[Candidate, float]]:
+    """T5's factor-based init: the query projection is N(0, factor·(d_model·d_kv)^-1/2).
+
+    The other T5 kernels (wi, wo, k, v, o) are LeCun-like fan_in rules already covered by the
+    variance rules, and the shared embedding is N(0, factor).
+    """
+    cfg = metadata.get("hf_config") or {}
+    d_model, d_kv = cfg.get("d_model"), cfg.get("d_kv")
+    if not (isinstance(d_model, int) and isinstance(d_kv, int) and d_model > 0 and d_kv > 0):
+        return
+    factor = cfg.get("initializer_factor", 1.0)
+    factor = float(factor) if isinstance(factor, (int, float)) and factor > 0 else 1.0
+    yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
+                     expected_std=factor / math.sqrt(d_model * d_kv),
+                     label="T5 query N(0, (d_model·d_kv)^-1/2)", source="hf"),
+           1.0 if re.search(r"(^|[._])q(\.weight)?$", tensor.name) else 0.05)
+    # relative_attention_bias (and every d_model-fan kernel when factor != 1)
+    yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
+                     expected_std=factor / math.sqrt(d_model),
+                     label="T5 N(0, factor·d_model^-1/2)", source="hf"),
+           1.0 if "relative_attention_bias" in tensor.name or abs(factor - 1.0) > 1e-9 else 0.05)
 
 
 def all_candidates(tensor: WeightTensor, metadata: dict | None = None) -> list[tuple[Candidate, float]]:

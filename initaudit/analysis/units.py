@@ -1,19 +1,27 @@
 """Full-pass checks on output units (rows of a Linear, filters of a Conv): constant tensors,
 duplicated units and dead (all-zero) units.
 
-Duplicates are found without comparing every pair: each unit is projected on two random vectors
-(one BLAS pass over the tensor), units with equal projections become candidates, and candidates
-are confirmed by exact comparison. Cost O(n), memory one chunk of units at a time.
+Duplicates are found without comparing every pair: each unit's raw bits are hashed with two random
+linear hashes modulo 2**32 (one integer matrix product per chunk of units: exact, order-free
+integer arithmetic, so identical units always get identical hashes, whatever the BLAS or the
+chunking), units with equal hashes become candidates, and candidates are confirmed by exact
+comparison of their values. Sign bits are masked out of the hash so -0.0 and +0.0 hash alike
+(they compare equal), and an all-zero unit hashes to 0, which makes the dead-unit check free.
+Cost O(n) with no float conversion at all; memory one chunk of units at a time; the tensor is
+never copied when its units are rows (torch) or columns (Keras, ONNX MatMul) of a contiguous
+array.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from ..model import WeightTensor
-from .stats import CHUNK_ELEMENTS, as_float
+from ..report import TensorStats
+from .stats import CHUNK_ELEMENTS, as_float, iter_chunks
 
 
 @dataclass(frozen=True)
@@ -39,76 +47,173 @@ def units_matrix(values: np.ndarray, tensor: WeightTensor) -> np.ndarray | None:
     return moved.reshape(moved.shape[0], -1)
 
 
-def check_units(values: np.ndarray, tensor: WeightTensor) -> UnitCheck:
-    flat = values.reshape(-1) if values.flags.c_contiguous else np.ravel(values)
-    if flat.size == 0:
+def check_units(values: np.ndarray, tensor: WeightTensor,
+                stats: TensorStats | None = None) -> UnitCheck:
+    """``stats`` (from the same tensor's full pass) lets the constant check skip its own pass:
+    all entries equal and finite <=> no non-finite value and min == max."""
+    if values.size == 0:
         return UnitCheck.empty()
-    first = as_float(flat[:1])[0]
-    constant = True
-    for start in range(0, flat.size, CHUNK_ELEMENTS):
-        chunk = as_float(flat[start:start + CHUNK_ELEMENTS])
-        if not np.all(chunk == first):
-            constant = False
-            break
-    matrix = units_matrix(values, tensor)
-    n_units = matrix.shape[0] if matrix is not None else 0
-    if constant or matrix is None or n_units < 2:
+    first = float(as_float(values.reshape(-1)[:1] if values.flags.c_contiguous
+                           else values[(0,) * values.ndim][None])[0])
+    if stats is not None and stats.nonfinite == 0 and stats.size == values.size:
+        constant = bool(stats.min == stats.max)
+    else:  # no stats, or non-finite values: the exact original semantics, chunk by chunk
+        constant = all(bool(np.all(as_float(c) == first)) for c in iter_chunks(values))
+    n_units = _n_units(values, tensor)
+    if constant or n_units < 2:
         return UnitCheck(n_units=n_units, constant=constant and bool(np.isfinite(first)),
-                         constant_value=float(first) if constant else None)
+                         constant_value=first if constant else None)
+    layout = _layout(values, tensor)
+    hashes, zero = _hashes(layout)
+    dead = tuple(int(k) for k in np.flatnonzero(zero) if _is_zero(layout.unit(int(k))))
     return UnitCheck(n_units=n_units, constant=False, constant_value=None,
-                     duplicate_groups=_duplicates(matrix), dead_units=_dead(matrix))
+                     duplicate_groups=_duplicates(layout, hashes, set(dead)), dead_units=dead)
 
 
-def _fingerprints(matrix: np.ndarray) -> np.ndarray:
-    rng = np.random.default_rng(12345)
-    width = matrix.shape[1]
-    probes = rng.standard_normal((width, 2))
-    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(width, 1))
-    out = np.empty((matrix.shape[0], 2))
-    for start in range(0, matrix.shape[0], rows_per_chunk):
-        block = as_float(matrix[start:start + rows_per_chunk])
-        block = np.where(np.isfinite(block), block, 0.0)
-        out[start:start + block.shape[0]] = block @ probes
-    return out
+def _n_units(values: np.ndarray, tensor: WeightTensor) -> int:
+    if tensor.unit_axis is None or values.ndim < 2:
+        return 0
+    return int(values.shape[tensor.unit_axis % values.ndim])
 
 
-def _duplicates(matrix: np.ndarray) -> tuple[tuple[int, ...], ...]:
-    fp = _fingerprints(matrix)
-    order = np.lexsort((fp[:, 1], fp[:, 0]))
+@dataclass(frozen=True)
+class _Layout:
+    """A 2-D view of the tensor whose units are its rows (``by_rows``) or its columns."""
+
+    matrix: np.ndarray
+    by_rows: bool
+
+    @property
+    def n_units(self) -> int:
+        return self.matrix.shape[0] if self.by_rows else self.matrix.shape[1]
+
+    def unit(self, k: int) -> np.ndarray:
+        return self.matrix[k] if self.by_rows else self.matrix[:, k]
+
+
+def _layout(values: np.ndarray, tensor: WeightTensor) -> _Layout:
+    axis = tensor.unit_axis % values.ndim  # type: ignore[operator]
+    if values.flags.c_contiguous and axis == 0:
+        return _Layout(values.reshape(values.shape[0], -1), True)
+    if values.flags.c_contiguous and axis == values.ndim - 1:
+        return _Layout(values.reshape(-1, values.shape[-1]), False)
+    # another axis, or a strided view: one copy of the tensor (in its own dtype, not float64)
+    return _Layout(np.ascontiguousarray(units_matrix(values, tensor)), True)
+
+
+def _sign_mask(dtype: np.dtype) -> int | None:
+    """The bits of one element without its sign bit, or None for types without a sign bit."""
+    if dtype.kind in ("f", "V") and dtype.itemsize in (1, 2, 4, 8):
+        return (1 << (8 * dtype.itemsize - 1)) - 1
+    return None
+
+
+def _words(block: np.ndarray) -> np.ndarray:
+    """(rows, k) uint32 words with sign bits cleared; equal values give equal words."""
+    dtype = block.dtype
+    mask = _sign_mask(dtype)
+    rows = block.shape[0]
+    if dtype.itemsize == 8:
+        bits = np.ascontiguousarray(block).view(np.uint64).reshape(rows, -1)
+        if mask is not None:
+            bits = bits & np.uint64(mask)
+        # fold 64 -> 32 bits: two words per element, both hashed
+        return bits.view(np.uint32).reshape(rows, -1)
+    width = block.shape[1] if block.ndim > 1 else 1
+    if dtype.itemsize == 4 or (width * dtype.itemsize) % 4 == 0:
+        words = np.ascontiguousarray(block).view(np.uint32).reshape(rows, -1)
+        if mask is not None:
+            per_word = 4 // dtype.itemsize
+            word_mask = 0
+            for i in range(per_word):
+                word_mask |= mask << (8 * dtype.itemsize * i)
+            words = words & np.uint32(word_mask)
+        return words
+    small = np.ascontiguousarray(block).view(f"u{dtype.itemsize}").reshape(rows, -1)
+    if mask is not None:
+        small = small & np.array(mask, dtype=small.dtype)
+    return small.astype(np.uint32)
+
+
+@lru_cache(maxsize=16)  # a model repeats a few widths: draw each coefficient table once
+def _coefficients(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    coef = (rng.integers(0, 1 << 32, size=(n, 2), dtype=np.uint64) | np.uint64(1)).astype(np.uint32)
+    coef.flags.writeable = False
+    return coef
+
+
+def _hashes(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """(64-bit hash per unit, units whose masked bits are all zero: dead candidates)."""
+    m = layout.matrix
+    n = layout.n_units
+    if layout.by_rows:
+        words0 = _words(m[:1])
+        coef = _coefficients(words0.shape[1], 12345)
+        out = np.empty((n, 2), dtype=np.uint32)
+        nonzero = np.empty(n, dtype=bool)
+        rows = max(1, CHUNK_ELEMENTS // max(m.shape[1], 1))
+        for start in range(0, n, rows):
+            w = _words(m[start:start + rows])
+            out[start:start + w.shape[0]] = w @ coef  # uint32 arithmetic wraps: a hash mod 2**32
+            nonzero[start:start + w.shape[0]] = w.any(axis=1)
+    else:
+        # units are columns: accumulate each column's hash over blocks of rows
+        coef = _coefficients(m.shape[0], 12345)
+        acc = np.zeros((2, n), dtype=np.uint32)
+        nonzero = np.zeros(n, dtype=bool)
+        rows = max(1, CHUNK_ELEMENTS // max(n, 1))
+        for start in range(0, m.shape[0], rows):
+            w = _element_words(m[start:start + rows])
+            acc += coef[start:start + w.shape[0]].T @ w
+            nonzero |= w.any(axis=0)
+        out = np.ascontiguousarray(acc.T)
+    key = (out[:, 0].astype(np.uint64) << np.uint64(32)) | out[:, 1].astype(np.uint64)
+    return key, ~nonzero
+
+
+def _element_words(block: np.ndarray) -> np.ndarray:
+    """One uint32 word per element (column layout: a word must not mix two units)."""
+    dtype = block.dtype
+    mask = _sign_mask(dtype)
+    if dtype.itemsize == 8:
+        bits = np.ascontiguousarray(block).view(np.uint64)
+        if mask is not None:
+            bits = bits & np.uint64(mask)
+        return (bits ^ (bits >> np.uint64(32))).astype(np.uint32)  # fold: equal in, equal out
+    small = np.ascontiguousarray(block).view(f"u{dtype.itemsize}")
+    if mask is not None:
+        small = small & np.array(mask, dtype=small.dtype)
+    return small.astype(np.uint32, copy=False)
+
+
+def _is_zero(unit: np.ndarray) -> bool:
+    return not np.any(as_float(unit) != 0)
+
+
+def _duplicates(layout: _Layout, key: np.ndarray, dead: set[int]) -> tuple[tuple[int, ...], ...]:
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    shared = counts[inverse] > 1
+    if not shared.any():
+        return ()
+    buckets: dict[int, list[int]] = {}
+    for k in np.flatnonzero(shared):
+        if int(k) not in dead:  # all-zero units are "dead units", reported by their own rule
+            buckets.setdefault(int(inverse[k]), []).append(int(k))
     groups: list[tuple[int, ...]] = []
-    i = 0
-    n = len(order)
-    while i < n:
-        j = i + 1
-        while j < n and np.array_equal(fp[order[j]], fp[order[i]]):
-            j += 1
-        if j - i > 1:
-            groups.extend(_confirm(matrix, [int(k) for k in order[i:j]]))
-        i = j
-    # all-zero rows are "dead units", reported by their own rule, not as duplicates
-    groups = [g for g in groups if np.any(as_float(matrix[g[0]]) != 0)]
+    for members in buckets.values():
+        if len(members) > 1:
+            groups.extend(_confirm(layout, members))
     return tuple(sorted(groups))
 
 
-def _confirm(matrix: np.ndarray, members: list[int]) -> list[tuple[int, ...]]:
-    """Split a fingerprint bucket into groups of exactly equal rows."""
-    remaining = sorted(members)
-    groups = []
-    while len(remaining) > 1:
-        head = as_float(matrix[remaining[0]])
-        same = [remaining[0]] + [k for k in remaining[1:] if np.array_equal(as_float(matrix[k]), head)]
-        if len(same) > 1:
-            groups.append(tuple(same))
-        remaining = [k for k in remaining if k not in same]
-    return groups
-
-
-def _dead(matrix: np.ndarray) -> tuple[int, ...]:
-    dead: list[int] = []
-    width = matrix.shape[1]
-    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(width, 1))
-    for start in range(0, matrix.shape[0], rows_per_chunk):
-        block = as_float(matrix[start:start + rows_per_chunk])
-        zero = ~np.any(block != 0, axis=1)
-        dead.extend(int(start + k) for k in np.flatnonzero(zero))
-    return tuple(dead)
+def _confirm(layout: _Layout, members: list[int]) -> list[tuple[int, ...]]:
+    """Split a hash bucket into groups of exactly equal units (NaN never equals anything)."""
+    by_value: dict[bytes, list[int]] = {}
+    for k in sorted(members):
+        unit = as_float(layout.unit(k)) + 0.0  # + 0.0 turns -0.0 into 0.0: they compare equal
+        if np.isnan(unit).any():
+            continue
+        by_value.setdefault(unit.tobytes(), []).append(k)
+    return [tuple(g) for g in by_value.values() if len(g) > 1]

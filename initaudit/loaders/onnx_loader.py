@@ -255,7 +255,9 @@ def _tensor_loader(tp: TensorProto, base_dir: Path | None,
                 return np.zeros(dims, dtype=dt)
             arr = np.memmap(path, dtype=dt.newbyteorder("<"), mode="r", offset=offset,
                             shape=(n,))
-            return _usable(arr.reshape(dims))
+            # stays a lazy memmap even for bfloat16/float8: the analysis widens chunk by chunk,
+            # so a whole-tensor float32 copy here would only double the memory (perf, issue 6)
+            return arr.reshape(dims)
 
         return load_external
     _check_embedded(tp, max_bytes)

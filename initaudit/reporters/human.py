@@ -143,6 +143,9 @@ def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> Non
         line = _hidden_line(fr, g)
         if line is not None:
             console.print(line)
+    if fr.signal:
+        console.print(Text(render_signal(fr, verbose=verbose, unicode_ok=g.dot == "·"),
+                           style="dim"))
     if fr.findings:
         console.print()
         console.print(_findings_grid(fr.findings, g))
@@ -176,6 +179,8 @@ def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
     if fr.framework:
         parts.append(f"framework {fr.framework}")
     parts.append(Text(fr.status.value, style=_STATUS_STYLE[fr.status]))
+    if fr.state and fr.state.get("state") != "unknown":
+        parts.append(f"looks {fr.state['state']}")
     if fr.status is not Status.ERROR:
         analysed = _analysed(fr)
         text = f"{analysed} tensor{'s' if analysed != 1 else ''} analysed"
@@ -510,3 +515,47 @@ def _can_encode(encoding: str, sample: str) -> bool:
     except (UnicodeEncodeError, LookupError):
         return False
     return True
+
+
+def render_signal(fr: FileReport, *, verbose: bool = False, unicode_ok: bool = True) -> str:
+    """The signal-propagation chart: one character per weighted layer (log10 of the predicted
+    second moment, input = 1), the end points and where the signal leaves the band; with
+    ``verbose`` one line per layer (gain, q, backward figure, probe measurement)."""
+    from ..analysis.signal import sparkline
+
+    sig = fr.signal or {}
+    layers = sig.get("layers") or []
+    if not layers:
+        return ""
+    qs = [layer["q_out"] if isinstance(layer["q_out"], (int, float)) else float("nan")
+          for layer in layers]
+    chart = sparkline(qs)
+    if not unicode_ok:
+        chart = "".join("_.-=+*#@"[("▁▂▃▄▅▆▇█".index(c))] if c in "▁▂▃▄▅▆▇█" else "?"
+                        for c in chart)
+    lo, hi = sig.get("band", [1e-2, 1e2])
+    head = f"signal (log10 of the predicted second moment per layer, input = 1): {chart} "
+    head += f"final {qs[-1]:.2g}"
+    exit_layer = sig.get("forward_exit")
+    if exit_layer:
+        q = next(layer["q_out"] for layer in layers if layer["layer"] == exit_layer)
+        head += f"; leaves [{lo:g}, {hi:g}] at {exit_layer} (q {q:.2g})"
+    else:
+        head += f"; stays within [{lo:g}, {hi:g}]"
+    probe = sig.get("probe")
+    if probe and probe.get("worst_ratio") is not None:
+        head += (f"; probe {'agrees' if probe['agrees'] else 'DIFFERS'} (worst measured/predicted "
+                 f"{probe['worst_ratio']:.3g}, tolerance x{probe['tolerance_factor']:g})")
+    if not verbose:
+        return head
+    lines = [head]
+    for layer in layers:
+        measured = layer.get("measured_std")
+        grad = layer.get("grad_in")
+        lines.append(
+            f"  {layer['layer'][:40]:40s} {str(layer.get('activation') or '?'):10s} "
+            f"gain {layer['forward_gain']:8.3g}  q {layer['q_out']:9.3g}"
+            + (f"  grad {grad:9.3g}" if isinstance(grad, (int, float)) else "")
+            + (f"  measured std {measured:.3g} (predicted {layer['q_out'] ** 0.5:.3g})"
+               if isinstance(measured, (int, float)) else ""))
+    return "\n".join(lines)

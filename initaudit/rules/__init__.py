@@ -15,6 +15,8 @@ from . import (  # noqa: F401  (imports register the rules)
     nonfinite_weights,
     nonzero_mean,
     selu_without_lecun,
+    signal_propagation,
+    dead_units,
     under_scaled_for_relu,
     unrecognized_init,
     unsafe_content,

@@ -7,6 +7,7 @@ Codes never change once assigned (they are what CI users script against):
 - IA3xx  scale and location
 - IA4xx  identification
 - IA5xx  safety of the file itself
+- IA6xx  model-level analyses (signal propagation)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class TensorAnalysis:
     stats: TensorStats
     scheme: SchemeResult | None  # None for roles that have no init scheme (biases, norms)
     units: UnitCheck
+    state: Any = None  # analysis.state.StateResult: trained / initialized / unknown, or None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,19 @@ class RuleContext:
     analyses: tuple[TensorAnalysis, ...]
     current: TensorAnalysis | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    file_state: Any = None  # analysis.state.StateResult of the whole file, or None
+    signal: Any = None  # analysis.signal.SignalReport, or None when the file has no graph
+
+    @property
+    def file_trained(self) -> bool:
+        """The file as a whole looks trained: init-pairing rules step back."""
+        return self.file_state is not None and getattr(self.file_state, "trained", False)
+
+    def trained(self, analysis: TensorAnalysis | None = None) -> bool:
+        """This tensor (default: the current one) or the whole file looks trained."""
+        a = analysis if analysis is not None else self.current
+        tensor_trained = a is not None and a.state is not None and getattr(a.state, "trained", False)
+        return tensor_trained or self.file_trained
 
     def analysis_of(self, layer_name: str) -> TensorAnalysis | None:
         for a in self.analyses:

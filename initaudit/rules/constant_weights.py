@@ -18,6 +18,11 @@ from .base import Rule, RuleContext, rule
 _ZERO_BY_DESIGN = re.compile(r"(^|[._])(lora_B|lora_b|lora_up|adapter_up)([._]|$)")
 
 
+def _is_float(dtype: str) -> bool:
+    d = dtype.lower()
+    return not (d.startswith(("int", "uint", "bool")) and "dequantized" not in d)
+
+
 @rule(code="IA201", name="constant-weights", severity=Severity.ERROR,
       summary="kernel whose entries are all equal (zeros included): symmetry never breaks")
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
@@ -30,7 +35,19 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         return
     if _ZERO_BY_DESIGN.search(a.tensor.name) and a.units.constant_value == 0.0:
         return
+    if not _is_float(a.tensor.dtype):
+        return  # integer buffers (token_type_ids, position_ids) are indices, not weights
     value = a.units.constant_value
+    if value == 0.0 and a.layer is not None and a.layer.residual:
+        # Fixup / SkipInit / ReZero: the last layer of a residual branch starts at zero so the
+        # block starts as the identity; the skip path carries the signal and the gradient
+        yield self.finding(
+            "all zeros, and its output joins a residual Add: the Fixup / SkipInit convention "
+            "(the block starts as the identity; the skip path carries signal and gradient). "
+            "Intentional if you use it; otherwise initialize it with a random scheme.",
+            confidence=0.8, tensor=a.tensor, severity=Severity.INFO, value=value,
+            size=a.stats.size, convention="fixup")
+        return
     what = "all zeros" if value == 0.0 else f"all {a.stats.size} entries equal {value:g}"
     yield self.finding(
         f"{what}: every unit gets the same weights, computes the same output and receives the "

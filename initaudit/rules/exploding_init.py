@@ -17,6 +17,9 @@ from ._common import KERNEL_ROLES, fmt_std, std_interval
 from .base import Rule, RuleContext, rule
 
 FACTOR = 4.0  # std this many times the largest fan-based prediction (variance x16)
+# a trained checkpoint may hold large learnt or fixed weights (an STFT basis, a lookup table):
+# only a blow-up far beyond any init (variance x900) stays an error there
+TRAINED_FACTOR = 30.0
 
 
 @rule(code="IA301", name="exploding-init", severity=Severity.ERROR,
@@ -27,20 +30,65 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         return
     if not math.isfinite(a.stats.std) or a.stats.std == 0 or a.units.constant:
         return
-    if a.scheme is not None and a.scheme.rule == "orthogonal":
-        return
+    if a.scheme is not None and a.scheme.rule in ("orthogonal", "identity", "dirac", "sparse"):
+        return  # structured schemes: the scale is set by the structure, not by a fan rule
     refs = fan_based_stds(a.tensor.fan_in, a.tensor.fan_out)
     ceiling = max(refs["he_fan_in"], refs["he_fan_out"], refs["lecun"] * 5.0 / 3.0,
                   refs["glorot"] * 5.0 / 3.0)
-    low, _ = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
+    low, high = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
     if low <= FACTOR * ceiling:
         return
     gain = a.tensor.fan_in * a.stats.std ** 2
+    severity, note = None, ""
+    if ctx.trained(a) and low <= TRAINED_FACTOR * ceiling:
+        severity = Severity.INFO
+        note = " The weights look trained: large learnt weights can be legitimate (info only)."
+    elif _tied_embedding(ctx, a) is not None:
+        return  # weight tying: this is the embedding table itself (an N(0, 1) lookup is fine)
+    elif _maybe_embedding(ctx, a):
+        severity = Severity.INFO
+        note = (" It may be an embedding table (torch's default Embedding is N(0, 1)): the file "
+                "has no graph and the name does not say; name it *embed* or give --activation "
+                "to check it as a kernel.")
     yield self.finding(
         f"std {fmt_std(a.stats.std)} is {a.stats.std / ceiling:.1f}x the largest fan-based "
         f"prediction ({fmt_std(ceiling)} for fan_in {a.tensor.fan_in}, fan_out {a.tensor.fan_out}): "
         "each layer like this "
         f"multiplies the signal's second moment by fan_in·Var(w) ≈ {gain:.3g} instead of ~1-2, "
-        "so activations and gradients explode with depth. Use He (ReLU) or Glorot (tanh/sigmoid).",
+        "so activations and gradients explode with depth. Use He (ReLU) or Glorot (tanh/sigmoid)."
+        + note,
         confidence=min(1.0, 1.0 - FACTOR * ceiling / low + 0.5), tensor=a.tensor,
-        observed_std=a.stats.std, max_expected_std=ceiling, variance_gain=gain)
+        severity=severity,
+        observed_std=a.stats.std, observed_std_interval=[low, high], max_expected_std=ceiling,
+        variance_gain=gain)
+
+
+def _maybe_embedding(ctx: RuleContext, a) -> bool:
+    """A graphless file's first 2-D weight, bias-free and N(0, 1): torch's Embedding default.
+
+    nn.Sequential(nn.Embedding(...), ...) saves as "0.weight": nothing in the file says it is a
+    lookup table rather than a Linear, so an N(0, 1) there is not called a defect.
+    """
+    if ctx.model.has_graph or len(a.tensor.shape) != 2 or a.layer is None:
+        return False
+    if any(t.role.value == "bias" for t in a.layer.tensors):
+        return False
+    kernels = [layer for layer in ctx.model.layers if layer.kernel is not None]
+    if not kernels or kernels[0] is not a.layer:
+        return False
+    return abs(a.stats.std - 1.0) < 0.05 and a.scheme is not None and a.scheme.rule == "fixed"
+
+
+def _tied_embedding(ctx: RuleContext, a) -> str | None:
+    """The embedding this kernel is tied to (same shape, same statistics to the last bit):
+    T5's and many LMs' output projection share the input embedding's storage."""
+    from ..model import Role
+
+    for other in ctx.analyses:
+        if other.tensor is a.tensor or other.tensor.role is not Role.EMBEDDING:
+            continue
+        o, s = other.stats, a.stats
+        if other.tensor.shape == a.tensor.shape and (o.mean, o.std, o.min, o.max, o.size) == (
+                s.mean, s.std, s.min, s.max, s.size):
+            return other.tensor.name
+    return None

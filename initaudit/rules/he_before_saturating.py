@@ -18,6 +18,12 @@ from .base import Rule, RuleContext, rule
 
 # schemes that suit a saturating activation; if the data is equally consistent with one of these,
 # the layer is ambiguous and we stay silent (never a false positive)
+# He's harm is the pre-activation variance it creates: fan_in·Var(w) (times E[x²]). He in
+# fan_in mode makes it 2; He in fan_out mode on an expanding layer (a squeeze-and-excitation
+# expand conv, EfficientNet's default) makes it 2·fan_in/fan_out, which can be well below
+# Glorot's. Only a forward gain clearly above LeCun's 1 is the defect this rule is about.
+MIN_FORWARD_GAIN = 1.5
+
 _SUITABLE = {("glorot", 1.0), ("glorot", 1.667), ("lecun", 1.0), ("lecun", 1.667),
              ("torch_default", 1.0), ("orthogonal", 1.0)}
 # a fixed-sigma alternative (N(0, 0.05) matches He on a 784-wide layer) only excuses the layer
@@ -37,6 +43,14 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if consistent_rules(a.scheme) & _SUITABLE or _fixed_alternative_suits(a):
         return
     t = a.tensor
+    forward_gain = (t.fan_in or 0) * a.stats.std ** 2
+    if forward_gain < MIN_FORWARD_GAIN:
+        return
+    severity = None
+    trained_note = ""
+    if ctx.trained(a):
+        severity = Severity.INFO
+        trained_note = " (the weights look trained: reported for information only)"
     fan = t.fan_in if a.scheme.mode != "fan_out" else t.fan_out
     glorot = math.sqrt(2.0 / (t.fan_in + t.fan_out)) if t.fan_in and t.fan_out else None
     yield self.finding(
@@ -44,8 +58,9 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         f"{fmt_std(a.scheme.expected_std)}) feed a {act.label}; {act.label} saturates, and He's "
         f"factor 2 (meant to offset ReLU zeroing half the units) pushes more pre-activations into "
         f"its flat tails where gradients vanish. Use Glorot/Xavier (std {fmt_std(glorot)}) "
-        f"or LeCun.",
-        confidence=a.scheme.confidence, tensor=t,
+        f"or LeCun. Predicted pre-activation variance fan_in·Var(w) ≈ {forward_gain:.2f} "
+        f"(LeCun 1).{trained_note}",
+        confidence=a.scheme.confidence, tensor=t, severity=severity, forward_gain=forward_gain,
         observed_std=a.stats.std, expected_std=a.scheme.expected_std, glorot_std=glorot,
         activation=act.label, scheme=a.scheme.label)
 

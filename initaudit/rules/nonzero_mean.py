@@ -25,6 +25,8 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or a.units.constant:
         return
+    if a.scheme is not None and a.scheme.rule in ("identity", "dirac"):
+        return  # an identity/Dirac kernel has a positive mean by construction
     s = a.stats
     if not (math.isfinite(s.mean) and math.isfinite(s.std)) or s.std == 0 or s.n < 16:
         return
@@ -32,8 +34,11 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     effect = abs(s.mean) / s.std
     if abs(z) < MIN_Z or effect < MIN_EFFECT:
         return
+    trained = ctx.trained(a)
     yield self.finding(
         f"mean {s.mean:+.4g} is {effect:.2f} standard deviations away from zero (z = {z:.1f}, "
         f"std {fmt_std(s.std)}); init schemes are zero-mean, and a shared offset correlates the "
-        "units and shifts every pre-activation.",
-        confidence=min(1.0, effect), tensor=a.tensor, mean=s.mean, std=s.std, z=z)
+        "units and shifts every pre-activation."
+        + (" The weights look trained, where learnt offsets are normal (info only)." if trained else ""),
+        severity=Severity.INFO if trained else None, confidence=min(1.0, effect), tensor=a.tensor,
+        mean=s.mean, std=s.std, z=z)

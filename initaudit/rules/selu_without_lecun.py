@@ -28,9 +28,12 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if ("lecun", 1.0) in consistent_rules(a.scheme) or a.tensor.fan_in is None:
         return
     lecun = math.sqrt(1.0 / a.tensor.fan_in)
+    trained = ctx.trained(a)
     yield self.finding(
         f"feeds a SELU but its weights follow {a.scheme.label} (std {fmt_std(a.stats.std)}); "
         f"SELU self-normalises only with LeCun normal, std sqrt(1/{a.tensor.fan_in}) = "
-        f"{fmt_std(lecun)}. Use lecun_normal (Keras/JAX) or kaiming_normal_(nonlinearity='linear') (torch).",
+        f"{fmt_std(lecun)}. Use lecun_normal (Keras/JAX) or kaiming_normal_(nonlinearity='linear') (torch)."
+        + (" (The weights look trained: reported for information only.)" if trained else ""),
         confidence=a.scheme.confidence, tensor=a.tensor,
+        severity=Severity.INFO if trained else None,
         observed_std=a.stats.std, expected_std=lecun, scheme=a.scheme.label)

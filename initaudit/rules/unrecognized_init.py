@@ -39,7 +39,10 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
             if closest else "")
     yield self.finding(
         f"{a.scheme.label} (std {fmt_std(a.stats.std)}, excess kurtosis "
-        f"{a.stats.excess_kurtosis:.2f}){hint}. Trained or custom-initialised weights look like this.",
+        f"{a.stats.excess_kurtosis:.2f}){hint}. "
+        + "Trained or custom-initialised weights look like this"
+        + (f"; this one looks trained ({a.state.reason})." if a.state is not None and a.state.trained
+           else "."),
         confidence=_confidence(a.scheme), tensor=a.tensor,
         observed_std=a.stats.std, **{k: v for k, v in a.scheme.evidence.items()
                                      if k in ("gof_pvalue", "family_posterior")})

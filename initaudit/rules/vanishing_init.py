@@ -28,16 +28,28 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         return
     if not math.isfinite(a.stats.std) or a.stats.std == 0 or a.units.constant:
         return
+    if a.scheme is not None and a.scheme.rule in ("orthogonal", "identity", "dirac", "sparse"):
+        return  # structured schemes: the scale is set by the structure, not by a fan rule
     refs = fan_based_stds(a.tensor.fan_in, a.tensor.fan_out)
     floor = min(refs.values())
-    _, high = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
+    low, high = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
     if high * FACTOR >= floor:
         return
     gain = a.tensor.fan_in * a.stats.std ** 2
+    from ..analysis.conventions import residual_branch_end
+
+    severity, note = None, ""
+    if ctx.trained(a):
+        severity, note = Severity.INFO, " The weights look trained (info only)."
+    elif residual_branch_end(a.tensor, a.layer):
+        severity = Severity.INFO
+        note = (" Its output joins a residual connection: a small init there (Fixup, T-Fixup, "
+                "GPT-2's 1/sqrt(2·n_layer)) is a deliberate convention, so this is info only.")
     yield self.finding(
         f"std {fmt_std(a.stats.std)} is {floor / a.stats.std:.0f}x below the smallest fan-based "
         f"prediction ({fmt_std(floor)} for fan_in {a.tensor.fan_in}, fan_out {a.tensor.fan_out}): "
         f"each layer like this scales the signal's second moment by fan_in·Var(w) ≈ {gain:.2g}, "
-        "so activations and gradients vanish with depth. Use a fan-based scheme.",
-        confidence=min(1.0, 0.5 + (floor - FACTOR * high) / floor), tensor=a.tensor,
-        observed_std=a.stats.std, min_expected_std=floor, variance_gain=gain)
+        "so activations and gradients vanish with depth. Use a fan-based scheme." + note,
+        severity=severity, confidence=min(1.0, 0.5 + (floor - FACTOR * high) / floor), tensor=a.tensor,
+        observed_std=a.stats.std, observed_std_interval=[low, high], min_expected_std=floor,
+        variance_gain=gain)

@@ -1,0 +1,65 @@
+"""Structural conventions that make a "too small" or "zero" kernel intentional (init-schemes.md §5).
+
+- GPT-2 / Megatron scale the residual output projections by 1/sqrt(2·n_layer): the depth comes
+  from the Hugging Face config (``n_layer``, ``num_hidden_layers``...) or, for a bare state_dict,
+  from the block indices in the tensor names (``h.11.``, ``layers.23.``).
+- Fixup zero-initialises (and T-Fixup / SkipInit down-scale) the last layer of each residual
+  branch: a kernel whose output joins a residual Add may be zero or small on purpose.
+- Zero-init of the last BatchNorm gamma of a block (timm ``zero_init_last``) and LayerScale
+  gammas (1e-5..1e-1) are norm-like scales, never kernels: no kernel rule looks at them.
+
+Nothing here decides a finding: it adds facts (metadata, per-layer flags) that the rules read.
+"""
+
+from __future__ import annotations
+
+import re
+from ..model import Layer, LoadedModel, WeightTensor
+
+_DEPTH_KEYS = ("n_layer", "num_hidden_layers", "num_layers", "n_layers", "num_decoder_layers")
+# the index of a repeated block inside a tensor name: transformer.h.11.attn, model.layers.3.mlp,
+# encoder.layer.5.output, blocks.7.attn
+_BLOCK_INDEX = re.compile(r"(?:^|[._/])(?:h|layers|layer|blocks|block|decoder\.layers|"
+                          r"encoder\.layers)[._/](\d+)[._/]")
+# names of the last kernel of a residual branch in common code bases
+RESIDUAL_BRANCH_END = re.compile(
+    r"(?:^|[./])(c_proj|o_proj|down_proj|out_proj|dense_4h_to_h|fc2|wo|conv3|conv2|"
+    r"output\.dense|proj)(\.weight|/kernel)?$", re.I)
+
+
+def model_depth(model: LoadedModel) -> int | None:
+    """Number of repeated blocks: from the HF config when present, else from tensor names."""
+    cfg = model.metadata.get("hf_config") or {}
+    for key in _DEPTH_KEYS:
+        value = cfg.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    indices: set[int] = set()
+    for t in model.tensors():
+        m = _BLOCK_INDEX.search(t.name)
+        if m:
+            indices.add(int(m.group(1)))
+    if len(indices) >= 2 and min(indices) == 0 and max(indices) == len(indices) - 1:
+        return len(indices)  # contiguous 0..n-1: a stack of n blocks
+    return None
+
+
+def enrich_metadata(model: LoadedModel) -> None:
+    """Add the facts identification needs (``n_layer``) to ``model.metadata`` (idempotent)."""
+    if "n_layer" not in model.metadata and "inferred_n_layer" not in model.metadata:
+        depth = model_depth(model)
+        if depth is not None:
+            cfg_has = any(isinstance((model.metadata.get("hf_config") or {}).get(k), int)
+                          for k in _DEPTH_KEYS)
+            model.metadata["n_layer" if cfg_has else "inferred_n_layer"] = depth
+
+
+def residual_branch_end(tensor: WeightTensor, layer: Layer | None) -> bool:
+    """Whether this kernel plausibly ends a residual branch (its output joins a skip Add).
+
+    With a graph the loader tells us (``Layer.residual``); without one, the names GPT-2, LLaMA,
+    BERT, T5 and torchvision ResNets use for a block's last projection are the evidence.
+    """
+    if layer is not None and layer.residual:
+        return True
+    return bool(RESIDUAL_BRANCH_END.search(tensor.name)) and bool(_BLOCK_INDEX.search(tensor.name))

@@ -1,0 +1,63 @@
+"""IA601 signal-propagation: the predicted signal vanishes or explodes through the depth.
+
+Each layer multiplies the second moment of the signal by fan_in · E[w²] and its activation's
+factor (ReLU 1/2, tanh and sigmoid per their curve, SELU's fixed point); normalization resets it
+and residual Adds add the skip path back (analysis/signal.py). A deep plain stack whose scheme
+does not match its activation compounds a small per-layer loss into orders of magnitude. The
+rule looks at the whole model and emits ONE finding, at the first hidden layer where the
+cumulative second moment leaves the sane band (default [1e-2, 1e2]), instead of one per layer.
+When a single layer alone leaves the band (a zeroed or N(0, 1e-4) kernel), its own rule
+(constant-weights, vanishing-init, exploding-init) reports it and this one stays silent.
+
+Needs a graph (ONNX, Keras, TorchScript/.pt2, whole pickled modules): a bare state_dict does not
+say which layer follows which. Trained checkpoints are not judged on their init: info only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+from ..report import Finding, Severity
+from .base import Rule, RuleContext, rule
+
+
+@rule(code="IA601", name="signal-propagation", severity=Severity.WARNING, scope="model",
+      summary="the predicted forward signal vanishes or explodes through the depth "
+              "(one model-level finding, at the layer where it leaves the sane band)")
+def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
+    sig = ctx.signal
+    if sig is None or sig.forward_exit is None:
+        return
+    exit_layer = sig.layer(sig.forward_exit)
+    lo, hi = sig.band
+    if not (lo <= exit_layer.forward_gain <= hi):
+        return  # one layer alone leaves the band: its own scale rule (IA201/IA301/IA302) says it
+    depth = [s.layer for s in sig.layers].index(sig.forward_exit) + 1
+    worst = sig.extreme()
+    vanishing = exit_layer.q_out < lo
+    gains = [s.forward_gain for s in sig.layers[:depth] if s.forward_gain > 0]
+    typical = math.exp(sum(math.log(g) for g in gains) / len(gains)) if gains else float("nan")
+    unknown = sig.unknown_activations
+    confidence = 0.9 if unknown == 0 else max(0.3, 0.9 - 0.1 * unknown)
+    severity = None
+    trained_note = ""
+    if ctx.file_trained:
+        severity = Severity.INFO
+        trained_note = (" The file looks trained, so this describes the learnt weights, not their "
+                        "initialization.")
+    what = "vanishes" if vanishing else "explodes"
+    fix = ("Use He/Kaiming init for ReLU-family layers (LeCun for SELU, Glorot for tanh), or add "
+           "normalization / residual connections." if vanishing else
+           "Scale the weights down to a fan-based scheme (He for ReLU, Glorot for tanh/sigmoid) "
+           "or add normalization.")
+    yield self.finding(
+        f"the forward signal {what}: its second moment is predicted to be "
+        f"{exit_layer.q_out:.2g}x the input's after {depth} weighted layer(s), leaving the band "
+        f"[{lo:g}, {hi:g}] at {exit_layer.layer} (geometric-mean gain {typical:.3g} per layer; "
+        f"extreme {worst.q_out:.2g} at {worst.layer}). {fix}{trained_note}",
+        confidence=confidence, layer=exit_layer.layer, severity=severity,
+        predicted_q=exit_layer.q_out, band=list(sig.band), depth=depth,
+        mean_gain_per_layer=typical, extreme_q=worst.q_out, extreme_layer=worst.layer,
+        unknown_activations=unknown,
+        per_layer_gain=[round(s.forward_gain, 4) for s in sig.layers[:depth]])
