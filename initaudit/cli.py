@@ -18,6 +18,7 @@ onnx...) loads when a file is audited.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Iterable, Optional, TextIO
@@ -167,6 +168,14 @@ def check(
         help="Record this run's findings in FILE and exit 0 (2 if a file could not be read).")] = None,
     statistics: Annotated[bool, typer.Option(
         "--statistics", help="Print the number of findings per rule instead of the report.")] = False,
+    max_seconds: Annotated[Optional[float], typer.Option(
+        "--max-seconds", metavar="SECONDS", show_default=False,
+        help="Time budget per file for the tensor analysis; tensors not reached are reported as "
+             "skipped and the file as partial, never as clean.")] = None,
+    probe: Annotated[bool, typer.Option(
+        "--probe", help="For ONNX models, run the model with onnxruntime on random inputs and show "
+                        "the measured activation std per layer next to the prediction (needs "
+                        "the [probe] extra).")] = False,
     jobs: _JobsOpt = None,
     include: _IncludeOpt = None,
     exclude: _ExcludeOpt = None,
@@ -197,6 +206,10 @@ def check(
                              activation=activation, include=include, exclude=exclude, jobs=jobs,
                              format=format)
         config = settings.audit_config()
+        if max_seconds is not None and not max_seconds > 0:
+            raise UsageError(f"--max-seconds must be a positive number of seconds, not {max_seconds}")
+        if max_seconds is not None or probe:
+            config = dataclasses.replace(config, max_seconds=max_seconds, probe=probe)
         fmt = settings.format
         reporter = None if statistics else _reporter(fmt)
         if statistics and fmt not in ("human", "json"):
@@ -431,15 +444,19 @@ def _open_output(output: Optional[str]) -> TextIO | None:
 
 
 def _audit_one(path: str, config: "AuditConfig", *, show_progress: bool):
-    from .engine import audit_path
+    from .engine import audit_file
 
     if show_progress and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         from rich.console import Console
 
-        with Console(stderr=True).status(f"auditing {path}", spinner="dots"):
-            result = audit_path(path, config)
+        with Console(stderr=True).status(f"auditing {path}", spinner="dots") as status:
+            def on_tensor(p) -> None:  # p: engine.TensorProgress, on the calling thread
+                share = f" ({p.done_bytes / p.total_bytes:.0%} of bytes)" if p.total_bytes else ""
+                status.update(f"auditing {path}: tensor {p.index}/{p.total} {p.name}{share}")
+
+            result = audit_file(path, dataclasses.replace(config, progress=on_tensor))
     else:
-        result = audit_path(path, config)
+        result = audit_file(path, config)
     _report_unreadable(result)
     return result
 

@@ -63,6 +63,9 @@ class AuditConfig:
     # tensors analysed at once: 0 = min(2, CPUs). numpy releases the GIL in the heavy loops, so two
     # threads use two cores; peak memory is `workers` tensors' working sets.
     workers: int = 0
+    # run ONNX models with onnxruntime (the optional [probe] extra) and put the measured
+    # activation std per layer next to the signal-propagation prediction
+    probe: bool = False
 
 
 BUDGET_REASON = "time budget exhausted"
@@ -271,6 +274,15 @@ def _tensor_report(tensor: WeightTensor, activation, stats, scheme, skipped: str
                         activation=activation.label if activation is not None else None,
                         activation_source=activation.source if activation is not None else None,
                         stats=stats, scheme=scheme, skipped=skipped)
+
+
+def audit_file(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()) -> FileReport:
+    """What the CLI runs per file: :func:`audit_path`, or the onnxruntime probe when asked."""
+    if config.probe:
+        from .probe import audit_with_probe
+
+        return audit_with_probe(path, config)
+    return audit_path(path, config)
 
 
 def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()) -> FileReport:

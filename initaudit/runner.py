@@ -21,6 +21,8 @@ def _audit(path: str, config: "AuditConfig") -> "FileReport":
     # looked up at call time: tests (and embedders) may replace engine.audit_path
     from . import engine
 
+    if config.probe:
+        return engine.audit_file(path, config)
     return engine.audit_path(path, config)
 
 

@@ -437,3 +437,30 @@ def test_sample_models_end_to_end(capsys, tmp_path):
         assert "IA201" in codes["constant_weights"]
     code, out, _ = run(capsys, *samples.values())
     assert f"{len(samples)} files" in out
+
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_models"
+
+
+def test_max_seconds_reports_what_was_not_covered(capsys):
+    code, out, _ = run(capsys, SAMPLE_DIR / "mlp_he_sigmoid.onnx", "--max-seconds", "1e-9",
+                       "--format", "json")
+    fr = json.loads(out)["files"][0]
+    assert fr["status"] == "partial"  # never a silent partial "clean"
+    assert fr["skipped"] and all(s["reason"] == "time budget exhausted" for s in fr["skipped"])
+    assert fr["findings"] == [] and code == 0
+    code, out, _ = run(capsys, SAMPLE_DIR / "mlp_he_sigmoid.onnx", "--max-seconds", "1e-9")
+    assert "skipped" in out and "clean" not in out.lower()
+
+
+def test_max_seconds_must_be_positive(capsys):
+    code, _, err = run(capsys, SAMPLE_DIR / "mlp_he_sigmoid.onnx", "--max-seconds", "0")
+    assert code == 2 and "--max-seconds" in err
+
+
+def test_probe_adds_measurements_for_onnx(capsys):
+    pytest.importorskip("onnxruntime")
+    code, out, _ = run(capsys, SAMPLE_DIR / "deep_glorot_relu.onnx", "--probe", "--format", "json")
+    fr = json.loads(out)["files"][0]
+    assert any(note.startswith("probe:") for note in fr["notes"])
+    assert fr["signal"] is not None
