@@ -8,7 +8,12 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from .model import Activation, ActivationKind
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import LoadedModel
 
 K = ActivationKind
 
@@ -95,7 +100,7 @@ class ActivationHint:
         return fnmatch.fnmatchcase(name, self.pattern)
 
 
-def apply_hints(model: "LoadedModel", hints: list[ActivationHint]) -> None:  # noqa: F821
+def apply_hints(model: "LoadedModel", hints: list[ActivationHint]) -> None:
     """Hints override what the file says for matching layers (last matching hint wins)."""
     if not hints:
         return

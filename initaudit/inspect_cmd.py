@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import math
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .report import FileReport, Status, TensorReport
+from .reporters._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import AuditConfig
@@ -158,19 +158,6 @@ def _value(v: Any) -> str:
         except (TypeError, ValueError):
             return str(v)
     return str(v)
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return "?"
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    return f"{x:.3g}"
 
 
 def run(paths: list[str], config: "AuditConfig", *, layer: str | None, fmt: str, stream: TextIO,

@@ -39,6 +39,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
+from ._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine import AuditConfig
@@ -475,18 +476,6 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(float(x))
 
 
-def _num(x: float | None) -> str:
-    """Three significant digits; NaN/Inf spelled out."""
-    if x is None:
-        return "?"
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    return f"{x:.3g}"
 
 
 _TRAILING = re.compile(r"[ \t]+(?=(?:\x1b\[[0-9;]*m)*$)", re.MULTILINE)

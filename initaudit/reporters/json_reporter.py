@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any, TextIO
+from ._text import json_fallback as _fallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine import AuditConfig
@@ -61,12 +62,3 @@ def _config_dict(config: "AuditConfig") -> dict[str, Any]:
             "activation_hints": [f"{h.pattern}={h.activation.label}" for h in config.hints]}
 
 
-def _fallback(obj: Any) -> Any:
-    # evidence dicts may carry numpy arrays or enums; keep the document valid rather than crash
-    from ..report import _jsonable
-
-    if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "value"):
-        return obj.value
-    return str(obj)

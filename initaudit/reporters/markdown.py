@@ -40,13 +40,13 @@ under the 65,536 characters GitHub accepts for most reports).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, TextIO
 
 from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
 from ._ci import (SCHEMED_ROLES, analysed, counts, fails, incomplete, plural, repo_path,
                   skipped_items, subject)
+from ._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine import AuditConfig
@@ -255,12 +255,3 @@ def _int(x: int | None) -> str:
     return "–" if x is None else str(x)
 
 
-def _num(x: float | None) -> str:
-    if x is None:
-        return "?"
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return "0" if x == 0 else f"{x:.3g}"

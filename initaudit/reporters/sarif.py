@@ -57,6 +57,7 @@ from urllib.parse import quote
 from .. import __version__
 from ..report import FileReport, Finding, Report, Severity, Status, _jsonable
 from ._ci import is_absolute, join_limited, one_line, repo_path, skipped_items, subject
+from ._text import json_fallback as _fallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine import AuditConfig
@@ -276,9 +277,3 @@ def _artifacts(result: Report) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def _fallback(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
-    if hasattr(obj, "value"):
-        return obj.value
-    return str(obj)
