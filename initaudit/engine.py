@@ -307,3 +307,12 @@ def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()
         return analyse(model, config)
     except LoadError as exc:
         return FileReport(path=spath, format=model.format, status=Status.ERROR, error=str(exc))
+    except MemoryError:
+        return FileReport(path=spath, format=model.format, status=Status.ERROR,
+                          error="ran out of memory while analysing")
+    except Exception as exc:  # a bug in one file's analysis must not stop the other files
+        if os.environ.get("INITAUDIT_DEBUG"):
+            raise
+        return FileReport(path=spath, format=model.format, status=Status.ERROR,
+                          error=f"internal error while analysing ({type(exc).__name__}: {exc}); "
+                                "re-run with INITAUDIT_DEBUG=1 for the traceback")

@@ -464,3 +464,25 @@ def test_probe_adds_measurements_for_onnx(capsys):
     fr = json.loads(out)["files"][0]
     assert any(note.startswith("probe:") for note in fr["notes"])
     assert fr["signal"] is not None
+
+
+def test_an_analysis_bug_in_one_file_does_not_stop_the_others(capsys, monkeypatch):
+    import initaudit.analysis.identify as identify_module
+
+    calls = {"n": 0}
+    real = identify_module.identify
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ZeroDivisionError("simulated bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(identify_module, "identify", flaky)
+    monkeypatch.delenv("INITAUDIT_DEBUG", raising=False)
+    code, out, err = run(capsys, SAMPLE_DIR / "constant_weights.onnx",
+                         SAMPLE_DIR / "mlp_he_sigmoid.onnx", "--format", "json", "--jobs", "1")
+    files = json.loads(out)["files"]
+    assert files[0]["status"] == "error" and "internal error" in files[0]["error"]
+    assert files[1]["status"] == "ok" and files[1]["findings"][0]["code"] == "IA101"
+    assert code == 2 and "Traceback" not in err
