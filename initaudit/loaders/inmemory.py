@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..activations import parse_activation
 from ..model import Activation, ActivationKind, LoadedModel
@@ -46,20 +46,14 @@ def from_torch_module(module: Any) -> LoadedModel:
     from . import LoadOptions
     from .torch_loader import load as load_torch
 
-    with tempfile.TemporaryDirectory(prefix="initaudit-") as tmp:
-        path = Path(tmp) / "model.pt"
+    def save(path: Path) -> None:
         try:
             torch.save(module, path)  # whole module: Sequential order gives activations
         except Exception:
             torch.save(module.state_dict(), path)  # unpicklable attributes: weights only
-        model = load_torch(path, "pytorch-zip", LoadOptions())
-        # the loader's lazy arrays map the temp file: materialise before it disappears
-        for tensor in model.tensors():
-            data = tensor.load()
-            tensor.load = (lambda d=data.copy(): d)
-    model.path = f"<{type(module).__name__}>"
-    model.format = "in-memory"
-    model.framework = "pytorch"
+
+    model = _round_trip(save, lambda p: load_torch(p, "pytorch-zip", LoadOptions()),
+                        "model.pt", module, "pytorch")
     traced = _fx_activations(module)
     if traced is not None:
         activations, inputs, normalized = traced
@@ -179,14 +173,22 @@ def from_keras_model(model: Any) -> LoadedModel:
     from . import LoadOptions
     from .keras_loader import load as load_keras
 
+    return _round_trip(lambda p: model.save(os.fspath(p)),
+                       lambda p: load_keras(p, "keras", LoadOptions()), "model.keras", model, "keras")
+
+
+def _round_trip(save: Callable[[Path], None], read: Callable[[Path], LoadedModel], filename: str,
+                obj: Any, framework: str) -> LoadedModel:
+    """Write ``obj`` with its own framework to a temporary file and read it back with ours."""
     with tempfile.TemporaryDirectory(prefix="initaudit-") as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(os.fspath(path))
-        loaded = load_keras(path, "keras", LoadOptions())
-        for tensor in loaded.tensors():
+        path = Path(tmp) / filename
+        save(path)
+        model = read(path)
+        # the loader's lazy arrays map the temp file: materialise before it disappears
+        for tensor in model.tensors():
             data = tensor.load()
             tensor.load = (lambda d=data.copy(): d)
-    loaded.path = f"<{type(model).__name__}>"
-    loaded.format = "in-memory"
-    loaded.framework = "keras"
-    return loaded
+    model.path = f"<{type(obj).__name__}>"
+    model.format = "in-memory"
+    model.framework = framework
+    return model
