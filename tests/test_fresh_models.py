@@ -59,7 +59,7 @@ def _hf_models():
 
 @pytest.mark.parametrize("name", ["bert", "gpt2", "llama", "t5", "vit"])
 def test_fresh_transformers_model_is_clean(name: str, tmp_path) -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     torch.manual_seed(0)
     model = _hf_models()[name]()
@@ -71,7 +71,7 @@ def test_fresh_transformers_model_is_clean(name: str, tmp_path) -> None:
 
 
 def test_gpt2_residual_projections_are_recognised(tmp_path) -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     torch.manual_seed(0)
     _hf_models()["gpt2"]().save_pretrained(tmp_path / "gpt2")
@@ -84,7 +84,7 @@ def test_gpt2_residual_projections_are_recognised(tmp_path) -> None:
 
 
 def test_transformers_with_injected_normal_weights_is_flagged(tmp_path) -> None:
-    import torch
+    torch = pytest.importorskip("torch")
 
     torch.manual_seed(0)
     model = _hf_models()["gpt2"]()
