@@ -170,6 +170,9 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     # free-form metadata: Hugging Face config.json, producer name, opset...
     metadata: dict[str, Any] = field(default_factory=dict)
+    # every tensor the container stores, independent of layer mapping (see StoredTensor);
+    # None = this loader does not enumerate yet (the engine then says so in a note)
+    inventory: list[StoredTensor] | None = None
 
     def tensors(self) -> list[WeightTensor]:
         out = [t for layer in self.layers for t in layer.tensors]
@@ -181,6 +184,58 @@ class LoadedModel:
             if layer.name == name:
                 return layer
         return None
+
+
+class SkipReason(str, enum.Enum):
+    """Why a stored tensor was not analysed. A public vocabulary (JSON ``skipped[].category``):
+    extend, never rename."""
+
+    UNSUPPORTED_DTYPE = "unsupported-dtype"  # a dtype we cannot decode (complex, string, fp4...)
+    QUANTIZED_NOT_DECODED = "quantized-not-decoded"  # a packed/quantized layout we do not decode
+    CONTROL_FLOW = "control-flow"  # inside an If/Loop/Scan body or function not walked
+    UNRECOGNISED_OP = "unrecognised-op"  # consumed by an op whose weight layout we do not know
+    UNMAPPED = "unmapped"  # enumerated in the container but never mapped to a layer or loose tensor
+    TIME_BUDGET = "time-budget"  # --max-seconds ran out before it was reached
+    UNREADABLE = "unreadable"  # its bytes could not be read (truncated, missing shard, bad path)
+    UNSAFE = "unsafe"  # left unread because reading it would need executing or trusting content
+    TOO_LARGE = "too-large"  # above a resource limit
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """One tensor as the container stores it, enumerated independently of layer recognition.
+
+    Loaders list every stored tensor here (``LoadedModel.inventory``); the engine compares this
+    enumeration with what was analysed, so a tensor a loader forgot to map makes the file
+    partial, never silently ok.
+    """
+
+    name: str  # the name it is analysed under when mapped (WeightTensor.name), else its key
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    # float or quantized, >= 2-D or an embedding: what an init scheme is about. 1-D float
+    # vectors (biases, norms), scalars and integer buffers are stored but not weight-like.
+    weight_like: bool
+    # set when the loader knows it will not analyse this tensor (reported under ``skipped``)
+    skip: SkipReason | None = None
+    detail: str | None = None  # words for the skip ("If branch of node 'x'", "GPTQ int4 packed")
+
+
+def is_weight_like(shape: tuple[int, ...], dtype: str, *, embedding: bool = False) -> bool:
+    """The one definition of "weight-like" every loader's inventory uses."""
+    d = dtype.lower()
+    numeric = any(k in d for k in ("float", "bfloat", "int", "uint", "fp8", "e4m3", "e5m2", "quant"))
+    if not numeric or d in ("bool",):
+        return False
+    if embedding:
+        return len(shape) >= 2
+    if d.startswith(("int", "uint")) and "quant" not in d and "dequant" not in d:
+        # plain integer buffers (num_batches_tracked, position ids) are not weights; quantized
+        # integer weights are named as such by their loader ("int8 (quantized)")
+        return False
+    return len([x for x in shape if int(x) > 1]) >= 2
 
 
 class LoadError(Exception):

@@ -121,6 +121,37 @@ class Finding:
                 "evidence": {k: _jsonable(v) for k, v in self.evidence.items()}}
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """How much of a file's stored weights the audit read (JSON ``files[].coverage``).
+
+    ``weights_*`` count weight-like tensors (float or quantized, >= 2-D or an embedding) in the
+    container's own enumeration; ``bytes_*`` their stored bytes. A file is ``ok`` only when
+    ``weights_analysed == weights_present``.
+    """
+
+    weights_present: int
+    weights_analysed: int
+    bytes_present: int
+    bytes_analysed: int
+    tensors_present: int = 0  # every stored tensor, weight-like or not
+    tensors_analysed: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.weights_analysed >= self.weights_present
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.bytes_present == 0 else self.bytes_analysed / self.bytes_present
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights_present": self.weights_present, "weights_analysed": self.weights_analysed,
+                "bytes_present": self.bytes_present, "bytes_analysed": self.bytes_analysed,
+                "tensors_present": self.tensors_present,
+                "tensors_analysed": self.tensors_analysed, "complete": self.complete}
+
+
 @dataclass
 class TensorReport:
     name: str
@@ -164,6 +195,8 @@ class FileReport:
     state: dict[str, Any] | None = None
     # per-layer forward/backward variance propagation (analysis.signal); None without a graph
     signal: dict[str, Any] | None = None
+    # how much of the stored weights were read; None only for unreadable files
+    coverage: Coverage | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.format, "status": self.status.value,
@@ -171,7 +204,8 @@ class FileReport:
                 "tensors": [t.to_dict() for t in self.tensors],
                 "findings": [f.to_dict() for f in self.findings],
                 "skipped": list(self.skipped), "notes": list(self.notes),
-                "state": self.state, "signal": self.signal}
+                "state": self.state, "signal": self.signal,
+                "coverage": self.coverage.to_dict() if self.coverage is not None else None}
 
 
 @dataclass
