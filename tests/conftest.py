@@ -19,3 +19,8 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("initaudit", derandomize=True, deadline=None)
 settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "initaudit"))
+
+# transformers imports torchvision when it is installed; see _torchvision_shim for why this is needed
+from _torchvision_shim import install as _install_torchvision_shim  # noqa: E402
+
+_install_torchvision_shim()
