@@ -441,6 +441,10 @@ _SAFE_NP_DESCR = re.compile(r"^[<>=|]?([biuf]\d{1,2}|c(8|16|32)|\?|b1|[SUV]\d{0,
 
 
 def _np_dtype(descr: Any = None, *_: Any) -> _NpDType:
+    if descr in ("O", "O4", "O8", "|O"):
+        # an object array: refused when its BUILD comes, after its elements were parsed (and
+        # scanned: their globals are what np.load(allow_pickle=True) would run)
+        return _NpDType("O")
     if not isinstance(descr, str) or not _SAFE_NP_DESCR.match(descr):
         raise PickleError(f"numpy dtype {descr!r} in pickle is not supported (object/structured)")
     return _NpDType(descr)
@@ -1055,6 +1059,8 @@ def _np_array_from_state(state: Any) -> np.ndarray:
     shape, dtype, fortran, raw = state[-4:]
     if not isinstance(dtype, _NpDType):
         raise PickleError("numpy array in pickle has an unsupported dtype")
+    if dtype.descr == "O":
+        raise PickleError("numpy object array (dtype O) in pickle is not supported")
     if not isinstance(raw, (bytes, bytearray)):
         raise PickleError("numpy object arrays in pickles are not supported")
     dims = _as_int_tuple(shape, "numpy shape")

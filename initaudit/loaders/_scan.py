@@ -67,11 +67,26 @@ def scan_blob(data: bytes, location: str, model: LoadedModel, *, required: bool,
             return
         _scan_nested_zip(data, location, model, depth=depth + 1)
         return
+    if data[:6] == b"\x93NUMPY":
+        _scan_npy(data, location, model)
+        return
     if not looks_like_pickle(data[:4096]) and not (required and data[:1] == b"\x80"):
         if required:
             model.notes.append(f"{location}: not a pickle or a zip (read as such by the framework)")
         return
     _scan_pickles(data, location, model, required=required)
+
+
+def _scan_npy(data: bytes, location: str, model: LoadedModel) -> None:
+    """A ``.npy`` member: an object array's payload is a pickle (np.load(allow_pickle=True))."""
+    from .npz_loader import read_npy_header
+
+    try:
+        header = read_npy_header(io.BytesIO(data[:1 << 20]))
+    except Exception:  # noqa: BLE001 - a broken header: numpy refuses it too
+        return
+    if header.dtype.hasobject:
+        _scan_pickles(data[header.header_len:], location, model, required=False)
 
 
 def _scan_pickles(data: bytes, location: str, model: LoadedModel, *, required: bool) -> None:
