@@ -103,6 +103,10 @@ def _zip_kind(p: Path) -> str:
         return "torchscript"
     if "data.pkl" in base:
         return "pytorch-zip"
+    if any(n.casefold().endswith((".pkl", ".pickle")) for n in names):
+        # torch's reader finds ARCHIVE/DATA.PKL case-insensitively; any other pickle member is
+        # scanned (and the archive then reported unreadable) by the torch loader (issue 11)
+        return "pytorch-zip"
     raise UnsupportedFormat("is a zip archive that is neither a torch, Keras, .pt2 nor .npz checkpoint")
 
 

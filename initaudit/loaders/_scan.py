@@ -23,7 +23,8 @@ from ._zip import SafeZip
 
 # members the formats read as raw bytes: <top>/data/<key>, <top>/constants/<key> (torch zip,
 # TorchScript), <top>/data/weights|constants/<name> of a .pt2 whose config says use_pickle=false
-_RAW_STORAGE = re.compile(r"^(?:[^/]+/)?(?:data|constants|data/weights|data/constants)/[^/]+$")
+_RAW_STORAGE = re.compile(r"^(?:[^/]+/)?(?:data|constants|data/weights|data/constants)/"
+                          r"(?!custom_obj_|opaque_obj_)[^/]+$")
 _NESTED_CAP = 256 * 2**20  # bytes of one nested member we inflate to scan
 _MAX_NESTING = 3
 _PROTO0_START = frozenset(b"(cl]}).NIKJMGFSVXUTLBCdeg")

@@ -1352,9 +1352,13 @@ def _scan_pt2_pickled(zf: SafeZip, directory: str, config: dict, model: LoadedMo
     """``use_pickle`` weights/constants: torch.export.load runs ``torch.load(weights_only=False)``
     (or ``pickle.loads``) on them; raw ones are bytes and skipped by the generic scan."""
     for fqn, meta in config.items():
-        if not (isinstance(meta, dict) and meta.get("use_pickle")):
+        if not isinstance(meta, dict):
             continue
         path_name = meta.get("path_name")
+        # torch/export/pt2_archive/_package.py: use_pickle tensors go through torch.load
+        # (weights_only=False), custom_obj_* through torch's C unpickler, opaque_obj_* pickle.loads
+        if not (meta.get("use_pickle") or str(path_name).startswith(("custom_obj_", "opaque_obj_"))):
+            continue
         member = zf.get(f"{directory}{path_name}") if isinstance(path_name, str) else None
         if member is None:
             model.notes.append(f".pt2 pickled entry {fqn!r} has no member {path_name!r}")
