@@ -293,7 +293,12 @@ def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()
     try:
         model = load(spath, LoadOptions(hints=config.hints))
     except LoadError as exc:
-        return FileReport(path=spath, format=None, status=Status.ERROR, error=str(exc))
+        # unsafe content found before the error (UnsafeLoadError) is still reported: the
+        # framework would have run it before failing (issue 11, fail closed)
+        from .rules.unsafe_content import findings_for
+
+        return FileReport(path=spath, format=None, status=Status.ERROR, error=str(exc),
+                          findings=findings_for(getattr(exc, "unsafe", ())))
     except MemoryError:
         return FileReport(path=spath, format=None, status=Status.ERROR,
                           error="ran out of memory while reading (declared sizes too large?)")

@@ -242,5 +242,17 @@ class LoadError(Exception):
     """A file that cannot be read: one line naming the reason (the CLI adds the path)."""
 
 
+class UnsafeLoadError(LoadError):
+    """A file that could not be read to the end *after* unsafe content was found in it.
+
+    The framework would already have run what was found before it failed (a pickle executes as
+    it is read), so the finding must survive the error: the engine reports both.
+    """
+
+    def __init__(self, message: str, unsafe: list[UnsafeContent]) -> None:
+        super().__init__(message)
+        self.unsafe = list(unsafe)
+
+
 class UnsupportedFormat(LoadError):
     pass

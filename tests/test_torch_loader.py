@@ -252,8 +252,9 @@ def test_whole_custom_module_with_nested_sequential(tmp_path: Path) -> None:
     path = tmp_path / "net.pt"
     torch.save(net, path)
     model = load(path)
-    assert not model.unsafe  # a user class only rebuilt through NEWOBJ + BUILD is a note
-    assert any("Net" in n for n in model.notes)
+    # fail closed (issue 11): torch.load would import the user's module to rebuild Net; the
+    # tensors are still audited
+    assert [u.what for u in model.unsafe] == [f"pickle GLOBAL {Net.__module__}.Net"]
     _assert_identical(model, net.state_dict())
     acts = _acts(model)
     assert acts["features.0"] == (ActivationKind.RELU, None) and model.layer("features.0").normalized

@@ -68,9 +68,22 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         n = int.from_bytes(head[:8], "little")
         if 2 <= n <= size - 8 and head[8:9] == b"{":
             return "safetensors"
+    if _looks_like_old_pickle(p, head):
+        return "pytorch-legacy"
     if _looks_like_onnx(p, head):
         return "onnx"
     raise UnsupportedFormat(_describe_unknown(head))
+
+
+def _looks_like_old_pickle(p: Path, head: bytes) -> bool:
+    # protocol 0/1 pickles have no \x80 header: torch.save(..., pickle_protocol=0/1) and plain
+    # pickle files; torch.load executes them all the same, so they must reach the scanner
+    from ._scan import looks_like_pickle
+
+    if not head or head[:1] not in b"(cl]}).NIKJMGFSVXUTLBCdeg":
+        return False
+    with open(p, "rb") as fh:
+        return looks_like_pickle(fh.read(4096))
 
 
 def _zip_kind(p: Path) -> str:
@@ -89,6 +102,10 @@ def _zip_kind(p: Path) -> str:
     if any(n.endswith("/code/__torch__") or "/code/__torch__/" in n for n in names) or "constants.pkl" in base:
         return "torchscript"
     if "data.pkl" in base:
+        return "pytorch-zip"
+    if any(n.casefold().endswith((".pkl", ".pickle")) for n in names):
+        # torch's reader finds ARCHIVE/DATA.PKL case-insensitively; any other pickle member is
+        # scanned (and the archive then reported unreadable) by the torch loader (issue 11)
         return "pytorch-zip"
     raise UnsupportedFormat("is a zip archive that is neither a torch, Keras, .pt2 nor .npz checkpoint")
 

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..model import LoadError, UnsafeContent
+from ..model import LoadError, UnsafeContent, UnsafeLoadError
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,16 +232,38 @@ _DANGEROUS_BUILTINS = frozenset({
 _DANGEROUS_NAMES = frozenset({"functools.reduce", "torch.load", "torch.save", "numpy.load",
                               "numpy.save", "torch.from_file", "numpy.fromfile", "numpy.memmap"})
 
-# References that are constructed, never called back, by their own library: REDUCE on them is
-# inert (the callable's arguments are still inspected because their GLOBALs went through here).
+# Classes that library code constructs from plain data and never calls back: REDUCE/NEWOBJ on
+# them is part of the grammar *only with inert arguments* (strings, numbers, tuples of those).
 _BENIGN_CONSTRUCTORS = frozenset({
-    "functools.partial", "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath",
+    "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath",
     "pathlib.PurePosixPath", "pathlib.PureWindowsPath", "datetime.datetime", "datetime.date",
     "datetime.time", "datetime.timedelta", "datetime.timezone", "decimal.Decimal",
     "numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__bit_generator_ctor",
     "numpy.random._pickle.__generator_ctor", "argparse.Namespace",
-    "torch.device", "torch.layout",
+    "torch.device", "torch.layout", "torch.memory_format", "builtins.slice", "builtins.range",
+    "builtins.bytearray", "builtins.bytes", "__builtin__.bytearray", "__builtin__.slice",
 })
+
+# Tensor classes ``_rebuild_from_type_v2`` may turn a rebuilt tensor into: torch's own, whose
+# ``__setstate__`` is torch's ``_set_obj_state`` (attribute assignment only).
+_TENSOR_CLASSES = frozenset({
+    "torch.Tensor", "torch._tensor.Tensor", "torch.nn.parameter.Parameter",
+    "torch.nn.parameter.Buffer", "torch.nn.parameter.UninitializedParameter",
+    "torch.nn.parameter.UninitializedBuffer",
+})
+
+# Class families whose instances ``torch.save`` writes as NEWOBJ/REDUCE + BUILD of plain state
+# (modules, optimizers, scripted modules, numpy arrays). Their ``__setstate__`` is the library's
+# own attribute assignment; they are rebuilt as inert :class:`Stub` objects.
+_STUB_KINDS = frozenset({"torch-module", "torchscript", "numpy-ndarray", "benign", "tensor-class"})
+_TORCH_CLASS_MODULES = ("torch.nn.modules", "torch.nn.parameter", "torch.nn.utils.parametrize",
+                        "torch.nn.utils.parametrizations", "torch.nn.utils.spectral_norm",
+                        "torch.nn.utils.weight_norm", "torch.ao.nn", "torch.nn.quantized",
+                        "torch.nn.qat", "torch.nn.intrinsic", "torch.optim",
+                        "torch.utils.hooks")
+# A class (CapWords or _Private) - never a dotted attribute path or a dunder
+_CLASS_NAME = re.compile(r"^_?[A-Z][A-Za-z0-9_]*$")
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def _is_dangerous(module: str, name: str) -> bool:
@@ -250,6 +272,46 @@ def _is_dangerous(module: str, name: str) -> bool:
     if module in ("builtins", "__builtin__", "__builtins__"):
         return name in _DANGEROUS_BUILTINS
     return any(module == m or module.startswith(m + ".") for m in _DANGEROUS_MODULES)
+
+
+class _Refused(Exception):
+    """Raised by an allow-listed helper whose arguments are outside the grammar (a finding)."""
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (GlobalRef, _Allowed)):
+        return value.qualname
+    if isinstance(value, StorageType):
+        return value.name
+    if isinstance(value, Stub):
+        return f"an instance of {value.qualname}"
+    if isinstance(value, Placeholder):
+        return f"the result of {value.what}"
+    return f"a {type(value).__name__}"
+
+
+_INERT_ATOMS = (type(None), bool, int, float, complex, str, bytes, bytearray)
+
+
+def _is_inert(value: Any, depth: int = 0) -> bool:
+    """Plain data only: numbers, strings, containers of them, tensors and dtypes we built.
+
+    No class or function reference, no placeholder of a refused call, no stub of a class.
+    """
+    if depth > 64:
+        return False
+    if isinstance(value, _INERT_ATOMS):
+        return True
+    if isinstance(value, (StorageRef, TensorRef, InlineArray, UnsupportedTensor, DType, np.ndarray,
+                          np.generic, _NpDType)):
+        return True
+    if isinstance(value, _NpArrayStub):
+        return value.array is not None
+    if isinstance(value, dict):
+        return all(_is_inert(k, depth + 1) and _is_inert(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_is_inert(v, depth + 1) for v in value)
+    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,11 +354,17 @@ def _rebuild_parameter(data: Any = None, *_: Any) -> Any:
     return data
 
 
-def _rebuild_from_type_v2(func: Any = None, _new_type: Any = None, args: Any = (), _state: Any = None) -> Any:
-    # the wrapped rebuild function must itself be one of ours; the subclass type is ignored
-    if isinstance(func, _Allowed) and isinstance(args, tuple):
-        return func.fn(*args)
-    return UnsupportedTensor("tensor subclass rebuilt by an unknown function")
+def _rebuild_from_type_v2(func: Any = None, new_type: Any = None, args: Any = (), _state: Any = None) -> Any:
+    # torch calls ``func(*args)`` and then ``new_type``'s ``__setstate__``: both must be proven
+    # inert (a rebuild function of ours, a tensor class of torch) or the call is refused
+    if not (isinstance(func, _Allowed) and func.qualname in _TENSOR_REBUILDERS):
+        raise _Refused(f"{_describe(func)} called by torch._tensor._rebuild_from_type "
+                       "(torch.load calls it with the pickled arguments)")
+    if not (isinstance(new_type, GlobalRef) and new_type.qualname in _TENSOR_CLASSES):
+        raise _Refused(f"tensor subclass {_describe(new_type)} (torch.load runs its __setstate__)")
+    if not isinstance(args, tuple):
+        raise PickleError("malformed _rebuild_from_type arguments in pickle")
+    return func.fn(*args)
 
 
 def _rebuild_from_numpy(data: Any = None, dtype: Any = None, *_: Any) -> Any:
@@ -306,11 +374,23 @@ def _rebuild_from_numpy(data: Any = None, dtype: Any = None, *_: Any) -> Any:
     return UnsupportedTensor("device tensor from numpy without an array")
 
 
-def _copyreg_reconstructor(cls: Any = None, *_: Any) -> Any:
-    # protocol 0/1 object rebuild: object.__new__(cls) + BUILD; never calls the class
-    if isinstance(cls, GlobalRef):
+def _copyreg_reconstructor(cls: Any = None, base: Any = None, state: Any = None, *_: Any) -> Any:
+    # protocol 0/1 object rebuild: ``base.__new__(cls, state)`` and, unless base is object,
+    # ``base.__init__(obj, state)``: base must be an inert builtin type, cls a class we stub
+    if not (isinstance(base, _Allowed) and base.qualname in _INERT_BASES):
+        raise _Refused(f"copyreg._reconstructor with base {_describe(base)} "
+                       "(the unpickler calls base.__init__)")
+    if isinstance(cls, GlobalRef) and cls.kind in _STUB_KINDS:
         return Stub(cls.qualname, cls.kind)
-    return Placeholder("copyreg._reconstructor of an unresolved class")
+    raise _Refused(f"copyreg._reconstructor of {_describe(cls)}")
+
+
+def _defaultdict(factory: Any = None, *_: Any) -> PDict:
+    # the default factory is called later, on a missing key: only an inert type may be one
+    if factory is not None and not (isinstance(factory, _Allowed) and factory.qualname.split(".")[0]
+                                    in ("builtins", "__builtin__")):
+        raise _Refused(f"collections.defaultdict with factory {_describe(factory)}")
+    return PDict()
 
 
 def unwrap(value: Any) -> Any:
@@ -361,6 +441,10 @@ _SAFE_NP_DESCR = re.compile(r"^[<>=|]?([biuf]\d{1,2}|c(8|16|32)|\?|b1|[SUV]\d{0,
 
 
 def _np_dtype(descr: Any = None, *_: Any) -> _NpDType:
+    if descr in ("O", "O4", "O8", "|O"):
+        # an object array: refused when its BUILD comes, after its elements were parsed (and
+        # scanned: their globals are what np.load(allow_pickle=True) would run)
+        return _NpDType("O")
     if not isinstance(descr, str) or not _SAFE_NP_DESCR.match(descr):
         raise PickleError(f"numpy dtype {descr!r} in pickle is not supported (object/structured)")
     return _NpDType(descr)
@@ -414,7 +498,6 @@ _ALLOWED_FUNCS: dict[str, Callable[..., Any]] = {
     "collections.OrderedDict": _ordered_dict,
     "copyreg._reconstructor": _copyreg_reconstructor,
     "copy_reg._reconstructor": _copyreg_reconstructor,
-    "collections.defaultdict": lambda *a: PDict(),  # the default factory is never called
     "torch.Size": _torch_size,
     "_codecs.encode": _codecs_encode,
     "__builtin__.set": _make_set, "builtins.set": _make_set,
@@ -438,31 +521,86 @@ _ALLOWED_FUNCS: dict[str, Callable[..., Any]] = {
     "numpy.core.multiarray.scalar": _np_scalar,
     "numpy._core.multiarray.scalar": _np_scalar,
 }
+_ALLOWED_FUNCS["torch._tensor._rebuild_from_type"] = _rebuild_from_type_v2
+_ALLOWED_FUNCS["collections.defaultdict"] = _defaultdict
+for _b in ("builtins", "__builtin__"):
+    _ALLOWED_FUNCS[f"{_b}.object"] = _inert_builtin(object)
+
+# functions a tensor record may name as the ``func`` of ``_rebuild_from_type[_v2]``
+_TENSOR_REBUILDERS = frozenset({
+    "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_device_tensor_from_numpy",
+})
+# base types ``copyreg._reconstructor`` may call ``__init__`` of (object: no call at all)
+_INERT_BASES = frozenset({f"{b}.{t}" for b in ("builtins", "__builtin__")
+                          for t in ("object", "dict", "list", "tuple", "set", "frozenset", "int",
+                                    "float", "str")})
+# the other rebuild functions of torch 2.x (torch/_utils.py): real torch code, whose tensors we
+# do not emulate; inert only when every argument is plain data (never a class or a call result)
+_OTHER_REBUILDERS = frozenset({
+    "torch._utils._rebuild_qtensor", "torch._utils._rebuild_sparse_tensor",
+    "torch._utils._rebuild_nested_tensor", "torch._utils._rebuild_device_tensor_from_cpu_tensor",
+    "torch._utils._rebuild_meta_tensor_no_storage", "torch._utils._rebuild_xla_tensor",
+    "torch._utils._rebuild_mtia_tensor", "torch._utils._rebuild_sparse_csr_tensor",
+})
+# enum-like torch attributes (qschemes, layouts) that appear as arguments of those records
+_TORCH_ENUMS = frozenset({
+    "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
+    "per_channel_affine_float_qparams", "strided", "sparse_coo", "sparse_csr", "sparse_csc",
+    "sparse_bsr", "sparse_bsc", "_mkldnn", "jagged", "contiguous_format", "channels_last",
+    "channels_last_3d", "preserve_format",
+})
+
+
+def _other_rebuilder(qual: str) -> Callable[..., Any]:
+    def build(*args: Any) -> Any:
+        if not all(_is_inert(a) for a in args):
+            bad = next(a for a in args if not _is_inert(a))
+            raise _Refused(f"{qual} with argument {_describe(bad)} (outside the tensor grammar)")
+        return UnsupportedTensor(f"tensor rebuilt by {qual.rsplit('.', 1)[-1]}")
+    return build
 
 
 def resolve_global(module: str, name: str, ctx: UnpickleContext) -> Any:
-    """Map a GLOBAL to one of our inert values (never imports anything)."""
+    """Map a GLOBAL to one of our inert values (never imports anything).
+
+    Fail closed: a name outside the grammar is recorded as unsafe the moment it is referenced
+    (torch.load imports its module, which alone can run code), whatever happens to it later.
+    """
     qual = f"{module}.{name}"
     fn = _ALLOWED_FUNCS.get(qual)
     if fn is not None:
         return _Allowed(qual, fn)
+    if qual in _OTHER_REBUILDERS:
+        return _Allowed(qual, _other_rebuilder(qual))
     if module in _STORAGE_MODULES and name in STORAGE_TYPES:
         return StorageType(qual, STORAGE_TYPES[name])
     if module == "torch" and name in TORCH_DTYPES:
         return DType(TORCH_DTYPES[name])
+    if module == "torch" and name in _TORCH_ENUMS:
+        return DType(name)  # inert enum value
     if qual in ("numpy.ndarray", "numpy.core.multiarray.ndarray", "numpy._core.multiarray.ndarray"):
         return GlobalRef(module, name, "numpy-ndarray")
-    if module in ("torch._utils", "torch._tensor") and name.startswith("_rebuild_"):
-        return _Allowed(qual, lambda *a, _n=name: UnsupportedTensor(f"tensor rebuilt by torch {_n}"))
+    if qual in _TENSOR_CLASSES:
+        return GlobalRef(module, name, "tensor-class")
     if _is_dangerous(module, name):
         ctx.flag(f"pickle GLOBAL {qual}")
         return GlobalRef(module, name, "dangerous")
-    if module == "torch.nn.modules" or module.startswith("torch.nn.modules."):
+    plain = _MODULE_NAME.match(module) is not None and _CLASS_NAME.match(name) is not None
+    if plain and any(module == m or module.startswith(m + ".") for m in _TORCH_CLASS_MODULES):
         return GlobalRef(module, name, "torch-module")
     if module == "__torch__" or module.startswith("__torch__."):
-        return GlobalRef(module, name, "torchscript")
+        if _MODULE_NAME.match(module) and _MODULE_NAME.match(name) and "__" not in name:
+            return GlobalRef(module, name, "torchscript")
     if qual in _BENIGN_CONSTRUCTORS:
         return GlobalRef(module, name, "benign")
+    if qual == "functools.partial":
+        return GlobalRef(module, name, "partial")
+    why = ""
+    if "." in name or not _MODULE_NAME.match(module):
+        why = " (a dotted attribute path: the unpickler walks getattr from the module)"
+    ctx.flag(f"pickle GLOBAL {qual}{why}")
     return GlobalRef(module, name, "unknown")
 
 
@@ -555,23 +693,39 @@ class RestrictedUnpickler:
 
     # -- semantic helpers -------------------------------------------------------------------
     def _call(self, func: Any, args: Any) -> Any:
-        """REDUCE/INST/OBJ: only our own callables run; everything else becomes a placeholder."""
+        """REDUCE/INST/OBJ: only our own callables run; any other call is a finding."""
         if not isinstance(args, tuple):
             args = tuple(args) if isinstance(args, list) else (args,)
         if isinstance(func, _Allowed):
             try:
                 return func.fn(*args)
+            except _Refused as exc:
+                self.ctx.flag(f"pickle call {exc}")
+                return Placeholder(f"call of {func.qualname}")
             except LoadError:
                 raise
             except (TypeError, ValueError, OverflowError) as exc:
                 raise PickleError(f"malformed arguments to {func.qualname} in pickle ({exc})") from None
         if isinstance(func, GlobalRef):
-            if func.kind in ("torch-module", "torchscript", "numpy-ndarray", "benign"):
+            if func.kind in _STUB_KINDS:
+                bad = [a for a in args if not _is_inert(a)]
+                if func.kind in ("benign", "tensor-class") and bad:
+                    self.ctx.flag(f"pickle call {func.qualname} with argument {_describe(bad[0])} "
+                                  "(outside the tensor grammar)")
+                    return Placeholder(f"call of {func.qualname}")
                 return Stub(func.qualname, func.kind, args=args, called=True)
-            if func.kind == "unknown":
-                self.ctx.flag(f"pickle GLOBAL {func.qualname}")
+            if func.kind == "partial":
+                # functools.partial(f, ...) stores f; whoever calls the result calls f
+                if args and isinstance(args[0], _Allowed) and all(_is_inert(a) for a in args[1:]):
+                    return Placeholder("functools.partial of an allowed function")
+                self.ctx.flag(f"pickle call functools.partial of {_describe(args[0]) if args else 'nothing'}")
+                return Placeholder("call of functools.partial")
+            # unknown and dangerous names were flagged when referenced; say it was called too
+            self.ctx.flag(f"pickle GLOBAL {func.qualname}")
             return Placeholder(f"call of {func.qualname}")
         if isinstance(func, (Placeholder, Stub)):
+            # calling the product of another call: no checkpoint does this; torch.load would
+            self.ctx.flag(f"pickle call of {_describe(func)}")
             return Placeholder("call of an unresolved object")
         if isinstance(func, StorageType):
             return Placeholder(f"call of {func.name}")
@@ -580,18 +734,24 @@ class RestrictedUnpickler:
     def _new(self, cls: Any, args: Any) -> Any:
         """NEWOBJ: ``cls.__new__(cls, *args)`` -> an inert stub, never the class's code."""
         if isinstance(cls, GlobalRef):
-            if cls.kind in ("unknown", "benign"):
-                self.ctx.note_class(cls.qualname)
+            if cls.kind not in _STUB_KINDS:
+                self.ctx.flag(f"pickle GLOBAL {cls.qualname}")
             return Stub(cls.qualname, cls.kind, args=tuple(args) if isinstance(args, (list, tuple)) else ())
         if isinstance(cls, _Allowed) and cls.qualname == "collections.OrderedDict":
             return PDict()
-        if isinstance(cls, Placeholder):
+        if isinstance(cls, (Placeholder, Stub)):
+            self.ctx.flag(f"pickle instantiates {_describe(cls)}")
             return Placeholder("instance of an unresolved class")
         raise PickleError(f"malformed pickle (NEWOBJ on a {type(cls).__name__})")
 
-    @staticmethod
-    def _build(obj: Any, state: Any) -> None:
+    def _build(self, obj: Any, state: Any) -> None:
         """BUILD: record state on our own objects; never call ``__setstate__``."""
+        if isinstance(obj, (GlobalRef, _Allowed, StorageType)):
+            # BUILD on a class or function sets attributes on live code (monkey-patching)
+            self.ctx.flag(f"pickle BUILD on {_describe(obj)} (sets attributes of code)")
+            return
+        if isinstance(obj, Stub) and obj.kind not in _STUB_KINDS:
+            self.ctx.flag(f"pickle GLOBAL {obj.qualname}")
         if isinstance(obj, Stub):
             if isinstance(state, tuple) and len(state) == 2:
                 for part in state:
@@ -649,11 +809,17 @@ class RestrictedUnpickler:
     def load(self) -> Any:
         """Run until STOP; returns the value. ``self.pos`` is then just past the STOP opcode."""
         try:
-            return self._run()
-        except RecursionError:
-            raise PickleError("pickle nests too deeply") from None
-        except MemoryError:
-            raise PickleError("pickle needs too much memory (resource bomb?)") from None
+            try:
+                return self._run()
+            except RecursionError:
+                raise PickleError("pickle nests too deeply") from None
+            except MemoryError:
+                raise PickleError("pickle needs too much memory (resource bomb?)") from None
+        except LoadError as exc:
+            # a finding made before the error stands: the framework ran it before failing
+            if self.ctx.unsafe:
+                raise UnsafeLoadError(str(exc), self.ctx.unsafe) from None
+            raise
 
     def _run(self) -> Any:  # noqa: C901 - one branch per opcode is the clearest form
         take, push, pop = self._take, self._push, self._pop
@@ -824,6 +990,7 @@ class RestrictedUnpickler:
                     raise PickleError("malformed pickle (STACK_GLOBAL needs two strings)")
                 push(self._global(module, name))
             elif op in (0x82, 0x83, 0x84):  # EXT1/2/4
+                self.ctx.flag("pickle EXT opcode (resolves to whatever copyreg registered at run time)")
                 raise PickleError("pickle uses the copyreg extension registry (not a checkpoint)")
             elif op == 0x52:  # REDUCE
                 args = pop()
@@ -892,6 +1059,8 @@ def _np_array_from_state(state: Any) -> np.ndarray:
     shape, dtype, fortran, raw = state[-4:]
     if not isinstance(dtype, _NpDType):
         raise PickleError("numpy array in pickle has an unsupported dtype")
+    if dtype.descr == "O":
+        raise PickleError("numpy object array (dtype O) in pickle is not supported")
     if not isinstance(raw, (bytes, bytearray)):
         raise PickleError("numpy object arrays in pickles are not supported")
     dims = _as_int_tuple(shape, "numpy shape")

@@ -6,7 +6,9 @@ reader needs on top of it and what ``zipfile`` does not check:
 * every member's local header is read and compared with its central-directory entry (name and
   compression method), because readers that trust one and writers that fill the other are the
   classic way to smuggle different content past a scanner;
-* encrypted members, duplicate names and members that run past the end of the file are refused;
+* encrypted members and members that run past the end of the file are refused; duplicate names
+  (exact or differing only in case) resolve as torch's reader does (case-insensitive, the last
+  entry wins) and are listed in ``ambiguous`` so the loader can report them;
 * tensor data must be *stored* (uncompressed) so it can be memory-mapped; its sizes come from the
   central directory because torch sets flag bit 3 (sizes in a trailing data descriptor);
 * small text/pickle members may be compressed (TorchScript deflates its code files) and are read
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import struct
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,8 @@ _LOCAL_MAGIC = b"PK\x03\x04"
 _FLAG_ENCRYPTED = 0x1
 # members we read into memory (pickles, JSON, code) are small; a bigger one is a bomb or a mistake
 DEFAULT_READ_CAP = 256 * 2**20
+# deflate tops out near 1032:1; a member declaring more is a bomb (sizes are checked again on read)
+MAX_RATIO = 1100
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Member:
     size: int  # uncompressed size (central directory)
     compressed_size: int
     stored: bool  # compress_type == ZIP_STORED
+    info: zipfile.ZipInfo = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
 
 
 class SafeZip:
@@ -55,13 +60,25 @@ class SafeZip:
             raise LoadError(f"corrupt zip archive ({type(exc).__name__})") from None
         self.file_size = self.path.stat().st_size
         self.members: dict[str, Member] = {}
+        # every entry of the central directory, duplicates included, in directory order
+        self.entries: list[Member] = []
+        # names that resolve to more than one entry (exact or case-insensitive): the framework
+        # reads one of them (torch/miniz and zipfile: the last), a scanner must look at all
+        self.ambiguous: list[str] = []
+        self._folded: dict[str, Member] = {}
         try:
             with open(self.path, "rb") as fh:
                 for info in self._zf.infolist():
                     member = self._validate(fh, info)
-                    if member.name in self.members:
-                        raise LoadError(f"zip archive lists member {member.name!r} twice")
-                    self.members[member.name] = member
+                    self.entries.append(member)
+                    key = member.name.casefold()
+                    if key in self._folded:
+                        first = self._folded[key].name
+                        what = (f"{member.name!r} twice" if first == member.name
+                                else f"{first!r} and {member.name!r} (same name but for case)")
+                        self.ambiguous.append(what)
+                    self.members[member.name] = member  # the last entry wins, as in zipfile
+                    self._folded[key] = member
         except LoadError:
             self._zf.close()
             raise
@@ -96,24 +113,26 @@ class SafeZip:
         if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
             raise LoadError(f"zip member {name!r}: stored member with different sizes")
         return Member(name, data_offset, info.file_size, info.compress_size,
-                      info.compress_type == zipfile.ZIP_STORED)
+                      info.compress_type == zipfile.ZIP_STORED, info)
 
     # -- access -----------------------------------------------------------------------------
     def names(self) -> list[str]:
         return list(self.members)
 
     def get(self, name: str) -> Member | None:
-        return self.members.get(name)
+        """Exact name first, then case-insensitively (torch's miniz reader ignores case)."""
+        return self.members.get(name) or self._folded.get(name.casefold())
 
     def member(self, name: str) -> Member:
-        m = self.members.get(name)
+        m = self.get(name)
         if m is None:
             raise LoadError(f"zip archive has no member {name!r}")
         return m
 
-    def read(self, name: str, cap: int = DEFAULT_READ_CAP) -> bytes:
+    def read(self, name: str | Member, cap: int = DEFAULT_READ_CAP) -> bytes:
         """The bytes of a (small) member; compressed members are inflated up to ``cap``."""
-        m = self.member(name)
+        m = name if isinstance(name, Member) else self.member(name)
+        name = m.name
         if m.size > cap:
             raise LoadError(f"zip member {name!r} is {m.size} bytes (limit {cap})")
         if m.stored:
@@ -123,8 +142,11 @@ class SafeZip:
             if len(data) != m.size:
                 raise LoadError(f"zip member {name!r} is truncated")
             return data
+        if m.compressed_size and m.size // m.compressed_size > MAX_RATIO and m.size > 2**20:
+            raise LoadError(f"zip member {name!r} declares a {m.size // m.compressed_size}:1 "
+                            "compression ratio (zip bomb?)")
         try:
-            with self._zf.open(name) as fh:
+            with self._zf.open(m.info) as fh:
                 data = fh.read(cap + 1)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise LoadError(f"zip member {name!r} cannot be inflated ({exc})") from None

@@ -37,7 +37,7 @@ import numpy as np
 from ..activations import parse_activation
 from ..analysis.fans import keras_fans
 from ..model import (Activation, ActivationKind, Convention, Layer, LoadedModel, LoadError, Loader,
-                     Role, UnsafeContent, WeightTensor)
+                     Role, UnsafeContent, UnsafeLoadError, WeightTensor)
 from . import LoadOptions
 from .npz_loader import stored_data_offset
 
@@ -324,39 +324,45 @@ def _registered_ok(registered: Any) -> bool:
 
 def scan_config_safety(obj: Any, model: LoadedModel, location: str | None = None,
                        depth: int = 0) -> None:
-    """Report every Lambda, serialized lambda and custom (non-Keras) object in a config."""
-    if depth > 200:
-        return
-    if isinstance(obj, list):
-        for item in obj:
-            scan_config_safety(item, model, location, depth + 1)
-        return
-    if not isinstance(obj, dict):
-        return
-    class_name = obj.get("class_name")
-    config = obj.get("config")
-    here = location
-    if isinstance(config, dict) and isinstance(config.get("name"), str) and class_name:
-        here = config["name"] if location is None else location
-    if class_name == "Lambda":
-        name = config.get("name", "?") if isinstance(config, dict) else "?"
-        model.unsafe.append(UnsafeContent(
-            what=f"Keras Lambda layer '{name}' carries code (never run)", location=name))
-        return  # its function payload is bytecode: do not look inside
-    if class_name == "__lambda__":
-        model.unsafe.append(UnsafeContent(
-            what="Keras config carries a serialized Python lambda (never run)", location=here))
-        return
-    module, registered = obj.get("module"), obj.get("registered_name")
-    if "class_name" in obj and (not _module_ok(module) or not _registered_ok(registered)):
-        label = registered if isinstance(registered, str) else f"{module}.{class_name}"
-        model.unsafe.append(UnsafeContent(
-            what=f"Keras custom object {label!r} (module {module!r}) would need user code "
-                 "(never imported)", location=here))
-    for key, value in obj.items():
-        if key in ("module", "registered_name", "class_name"):
+    """Report every Lambda, serialized lambda and custom (non-Keras) object in a config.
+
+    Walked with an explicit stack, to any depth: a payload nested 10 000 levels down is still
+    what ``keras.models.load_model`` would deserialize (issue 11, fail closed).
+    """
+    stack: list[tuple[Any, str | None]] = [(obj, location)]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, loc) for item in reversed(node))
             continue
-        scan_config_safety(value, model, here if key != "layers" else location, depth + 1)
+        if not isinstance(node, dict):
+            continue
+        class_name = node.get("class_name")
+        config = node.get("config")
+        here = loc
+        if isinstance(config, dict) and isinstance(config.get("name"), str) and class_name:
+            here = config["name"] if loc is None else loc
+        if class_name == "Lambda":
+            name = config.get("name", "?") if isinstance(config, dict) else "?"
+            _add_unsafe(model, f"Keras Lambda layer '{name}' carries code (never run)", str(name))
+            continue  # its function payload is bytecode: do not look inside
+        if class_name == "__lambda__":
+            _add_unsafe(model, "Keras config carries a serialized Python lambda (never run)", here)
+            continue
+        module, registered = node.get("module"), node.get("registered_name")
+        if "class_name" in node and (not _module_ok(module) or not _registered_ok(registered)):
+            label = registered if isinstance(registered, str) else f"{module}.{class_name}"
+            _add_unsafe(model, f"Keras custom object {label!r} (module {module!r}) would need user "
+                               "code (never imported)", here)
+        children = [(value, here if key != "layers" else loc) for key, value in node.items()
+                    if key not in ("module", "registered_name", "class_name")]
+        stack.extend(reversed(children))
+
+
+def _add_unsafe(model: LoadedModel, what: str, where: str | None) -> None:
+    item = UnsafeContent(what=what, location=where)
+    if item not in model.unsafe:
+        model.unsafe.append(item)
 
 
 # --------------------------------------------------------------------------- graph from config
@@ -1036,6 +1042,7 @@ def _build_model(model: LoadedModel, f: h5py.File, source: _H5Source, options: L
 
 def _load_h5(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras-h5", framework="keras")
+    _CURRENT.append(model)
     source = _H5Source(path)
     try:
         with source.open() as f:
@@ -1117,6 +1124,7 @@ def _unlink_quietly(name: str) -> None:
 
 def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras", framework="keras")
+    _CURRENT.append(model)
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -1126,6 +1134,7 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
         if "config.json" not in names:
             raise LoadError(".keras archive has no config.json")
         cfg = _parse_json(_read_member(zf, "config.json", MAX_CONFIG_BYTES), "config.json")
+        scan_config_safety(cfg, model)  # before anything else can fail
         version: tuple[int, ...] = ()
         if "metadata.json" in names:
             meta = _parse_json(_read_member(zf, "metadata.json", 1 << 20), "metadata.json")
@@ -1135,6 +1144,11 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
         if "model.weights.h5" in names:
             source = _keras_zip_h5(path, zf, zf.getinfo("model.weights.h5"), model, options)
         elif "model.weights.npz" in names:
+            from ._scan import scan_blob
+
+            # np.load(allow_pickle=True) of its object arrays runs their pickles: scan them first
+            scan_blob(_read_member(zf, "model.weights.npz", 1 << 30), "model.weights.npz", model,
+                      required=True)
             _npz_weights_refused(zf)
             raise AssertionError("unreachable")
         else:
@@ -1157,6 +1171,20 @@ def _npz_weights_refused(zf: zipfile.ZipFile) -> None:
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
-    if fmt == "keras":
-        return _load_keras_zip(path, options)
-    return _load_h5(path, fmt, options)
+    _CURRENT.clear()
+    try:
+        if fmt == "keras":
+            return _load_keras_zip(path, options)
+        return _load_h5(path, fmt, options)
+    except LoadError as exc:
+        # a Lambda or custom object found before the error stands: keras deserializes the config
+        # (and runs the Lambda) before it reads the weights (issue 11, fail closed)
+        found = [u for m in _CURRENT for u in m.unsafe]
+        if found and not isinstance(exc, UnsafeLoadError):
+            raise UnsafeLoadError(str(exc), found) from None
+        raise
+    finally:
+        _CURRENT.clear()
+
+
+_CURRENT: list[LoadedModel] = []  # the model under construction (see load)

@@ -20,11 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import Convention, LoadedModel, LoadError, Loader
+from ..model import Convention, LoadedModel, LoadError, Loader, UnsafeContent
 from . import LoadOptions
 from .statedict import FlatTensor, group_state_dict
 
 MAX_MEMBERS = 1_000_000
+# deflated members: above this inflated size, a ratio beyond what real weights compress to is a
+# bomb (float weights deflate ~1.1:1; all-zero arrays up to ~1000:1)
+_INFLATE_CHECK_BYTES = 64 * 2**20
+_MAX_RATIO = 50
+_OBJECT_SCAN_CAP = 256 * 2**20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header (30 bytes)
 _LAYOUTS = {"torch": Convention.TORCH, "keras": Convention.KERAS, "jax": Convention.JAX,
             "flax": Convention.JAX}
@@ -155,6 +160,8 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
         model.skipped.append((key, f"unreadable .npy header ({exc})"))
         return None
     if header.dtype.hasobject:
+        # np.load(allow_pickle=True) unpickles the payload: scan it like any pickle (issue 11)
+        _scan_object_array(zf, info, header, key, model)
         model.skipped.append((key, "object array (pickled Python objects): never loaded"))
         return None
     if header.dtype.kind not in "fiub" or header.dtype.fields is not None:
@@ -169,6 +176,12 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
         model.skipped.append((key, f"{header.nbytes} bytes exceeds the per-tensor limit "
                                    f"({options.max_tensor_bytes})"))
         return None
+    if (info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > _INFLATE_CHECK_BYTES
+            and info.file_size > _MAX_RATIO * max(info.compress_size, 1)):
+        # a deflated member that inflates a thousandfold is a bomb for whoever reads it whole
+        model.skipped.append((key, f"deflated member inflates {info.file_size // max(info.compress_size, 1)}"
+                                   f":1 to {info.file_size} bytes (decompression bomb?): not read"))
+        return None
     offset = stored_data_offset(path, info)
     if offset is not None and offset + header.header_len + header.nbytes > path.stat().st_size:
         raise LoadError(f"npz member {name!r} extends beyond the end of the file")
@@ -177,6 +190,25 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
     else:
         loader = _npz_loader(path, key)
     return FlatTensor(key, header.shape, _dtype_name(header.dtype), loader)
+
+
+def _scan_object_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: NpyHeader, key: str,
+                       model: LoadedModel) -> None:
+    from ._scan import scan_blob
+
+    if info.file_size > _OBJECT_SCAN_CAP or (info.compress_size and info.file_size > _MAX_RATIO * info.compress_size
+                                            and info.file_size > _INFLATE_CHECK_BYTES):
+        model.unsafe.append(UnsafeContent(what="object array whose pickle is too large to scan "
+                                               "(np.load(allow_pickle=True) would run it)", location=key))
+        return
+    try:
+        with zf.open(info) as fh:
+            fh.read(header.header_len)
+            payload = fh.read(_OBJECT_SCAN_CAP)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        model.notes.append(f"{key}: object array payload not readable ({exc})")
+        return
+    scan_blob(payload, key, model, required=False)
 
 
 def _dtype_name(dtype: np.dtype) -> str:

@@ -32,8 +32,9 @@ import numpy as np
 from ..activations import parse_activation
 from ..analysis.fans import torch_fans
 from ..model import (Activation, ActivationKind, Convention, Layer, LoadedModel, LoadError, Role,
-                     UnsafeContent, WeightTensor)
+                     UnsafeContent, UnsafeLoadError, WeightTensor)
 from . import _pickle as P
+from ._scan import scan_blob, scan_zip
 from ._zip import SafeZip
 from .statedict import FlatTensor, group_state_dict
 
@@ -197,16 +198,33 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
     reader = readers.get(fmt)
     if reader is None:
         raise LoadError(f"torch loader cannot read format {fmt!r}")
+    _CURRENT.clear()
     try:
-        return reader(Path(path), options)
-    except LoadError:
+        try:
+            return reader(Path(path), options)
+        except LoadError:
+            raise
+        except RecursionError:
+            raise LoadError("checkpoint nests objects too deeply") from None
+        except MemoryError:
+            raise LoadError("checkpoint needs more memory than available (resource bomb?)") from None
+        except (OSError, ValueError, struct.error) as exc:  # last line of defence: one line
+            raise LoadError(f"cannot read PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    except LoadError as exc:
+        # findings made before the error stand (torch would have run them before failing)
+        prior = list(getattr(exc, "unsafe", ()))
+        found = list(prior)
+        for m in _CURRENT:
+            found += [u for u in m.unsafe if u not in found]
+        if len(found) > len(prior):
+            raise UnsafeLoadError(str(exc), found) from None
         raise
-    except RecursionError:
-        raise LoadError("checkpoint nests objects too deeply") from None
-    except MemoryError:
-        raise LoadError("checkpoint needs more memory than available (resource bomb?)") from None
-    except (OSError, ValueError, struct.error) as exc:  # last line of defence: one line, no traceback
-        raise LoadError(f"cannot read PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    finally:
+        _CURRENT.clear()
+
+
+# the model under construction, so an error raised deep in a reader keeps its findings
+_CURRENT: list[LoadedModel] = []
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,7 +519,9 @@ class _ModuleNode:
 # building the model
 # --------------------------------------------------------------------------------------------
 def _new_model(path: Path, fmt: str) -> LoadedModel:
-    return LoadedModel(path=str(path), format=fmt, framework="pytorch")
+    model = LoadedModel(path=str(path), format=fmt, framework="pytorch")
+    _CURRENT.append(model)
+    return model
 
 
 def _build_layers(model: LoadedModel, flats: list[FlatTensor], shared: dict[str, str],
@@ -716,13 +736,20 @@ def _maybe_apply_hf_config(model: LoadedModel, directory: Path) -> None:
 # torch.save zip archives
 # --------------------------------------------------------------------------------------------
 def _archive_prefix(zf: SafeZip, marker: str) -> str:
-    """The top folder holding ``marker`` at depth one (its name is arbitrary)."""
-    hits = [n for n in zf.names() if n.count("/") == 1 and n.endswith("/" + marker)]
-    if len(hits) != 1:
-        if not hits:
-            raise LoadError(f"torch archive has no top-level */{marker}")
+    """The top folder holding ``marker`` at depth one (its name is arbitrary).
+
+    Resolved as torch's reader does: names compared case-insensitively. Several candidate
+    folders are an error (every pickle of the archive was scanned before, see
+    :func:`._scan.scan_zip`, so their findings survive it).
+    """
+    want = "/" + marker.casefold()
+    hits = sorted({n[: -len(marker)] for n in zf.names()
+                   if n.count("/") == 1 and n.casefold().endswith(want)})
+    if not hits:
+        raise LoadError(f"torch archive has no top-level */{marker}")
+    if len(hits) > 1:  # torch would pick one by entry order; a scanner must not guess
         raise LoadError(f"torch archive has {len(hits)} */{marker} members (ambiguous)")
-    return hits[0][: -len(marker)]
+    return hits[0]
 
 
 def _byteorder(zf: SafeZip, prefix: str) -> bool:
@@ -745,6 +772,7 @@ def _storage_loader(source: Any) -> Callable[[Any], Any]:
 def _load_zip(path: Path, options: Any) -> LoadedModel:
     model = _new_model(path, "pytorch-zip")
     with SafeZip(path) as zf:
+        scan_zip(zf, model)
         prefix = _archive_prefix(zf, "data.pkl")
         source = _ZipSource(zf, prefix + "data/", _byteorder(zf, prefix))
         pkl = prefix + "data.pkl"
@@ -777,17 +805,26 @@ def _load_legacy(path: Path, options: Any) -> LoadedModel:
 
 def _read_legacy(path: Path, buf: memoryview, model: LoadedModel, options: Any) -> LoadedModel:
     loc = path.name
-    magic, pos, ctx0 = P.unpickle(buf, location=loc)
-    if magic != LEGACY_MAGIC:
-        # a plain pickle, not torch's legacy layout: read it (restricted) for what it holds
-        _report_pickle(model, ctx0)
-        model.format = "pytorch-legacy"
-        model.notes.append("plain pickle file (not a torch checkpoint layout): no tensor storages")
-        return _model_from_object(model, magic, None, options, hf_dir=None)
-    protocol, pos, _ = P.unpickle(buf, location=loc, pos=pos)
+    # one context for every pickle of the file: torch.load unpickles each of them, so a finding
+    # in the magic-number, protocol, sys_info or key-list pickle counts as much as the root's
+    ctx = P.UnpickleContext(location=loc)
+    try:
+        magic, pos, ctx = P.unpickle(buf, location=loc, ctx=ctx)
+        if magic != LEGACY_MAGIC:
+            # a plain pickle, not torch's legacy layout: read it (restricted) for what it holds
+            _report_pickle(model, ctx)
+            if pos < len(buf):  # pickle.load-style readers may read further pickles
+                scan_blob(bytes(buf[pos:pos + (256 << 20)]), f"{loc} (after the first pickle)", model,
+                          required=False)
+            model.format = "pytorch-legacy"
+            model.notes.append("plain pickle file (not a torch checkpoint layout): no tensor storages")
+            return _model_from_object(model, magic, None, options, hf_dir=None)
+        protocol, pos, ctx = P.unpickle(buf, location=loc, pos=pos, ctx=ctx)
+        sys_info, pos, ctx = P.unpickle(buf, location=loc, pos=pos, ctx=ctx)
+    finally:
+        _report_pickle(model, ctx)
     if protocol != 1001:
         raise LoadError(f"unsupported legacy torch protocol {protocol!r}")
-    sys_info, pos, _ = P.unpickle(buf, location=loc, pos=pos)
     little = not (isinstance(sys_info, dict) and sys_info.get("little_endian") is False)
     storages: dict[str, P.StorageRef] = {}
 
@@ -798,10 +835,11 @@ def _read_legacy(path: Path, buf: memoryview, model: LoadedModel, options: Any) 
         storages.setdefault(ref.key, ref)
         return ref
 
-    ctx = P.UnpickleContext(location=loc)
-    root, pos, ctx = P.unpickle(buf, location=loc, pos=pos, persistent_load=persistent_load, ctx=ctx)
-    _report_pickle(model, ctx)
-    keys, pos, _ = P.unpickle(buf, location=loc, pos=pos)
+    try:
+        root, pos, ctx = P.unpickle(buf, location=loc, pos=pos, persistent_load=persistent_load, ctx=ctx)
+        keys, pos, ctx = P.unpickle(buf, location=loc, pos=pos, ctx=ctx)
+    finally:
+        _report_pickle(model, ctx)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise LoadError("legacy checkpoint: malformed storage key list")
     spans: dict[str, tuple[int, int]] = {}
@@ -835,6 +873,7 @@ def _load_torchscript(path: Path, options: Any) -> LoadedModel:
     model = _new_model(path, "torchscript")
     model.has_graph = True
     with SafeZip(path) as zf:
+        scan_zip(zf, model)
         prefix = _archive_prefix(zf, "data.pkl")
         big = _byteorder(zf, prefix)
         source = _ZipSource(zf, prefix + "data/", big)
@@ -1266,6 +1305,7 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
     model = _new_model(path, "pt2")
     model.has_graph = True
     with SafeZip(path) as zf:
+        scan_zip(zf, model)  # data.pkl of a torch zip dressed as .pt2, sample inputs, opaque objects
         prefix = _archive_prefix(zf, "archive_format")
         big = _byteorder(zf, prefix)
         models = sorted(n for n in zf.names() if n.startswith(prefix + "models/") and n.endswith(".json"))
@@ -1286,6 +1326,7 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
             if not isinstance(config, dict):
                 raise LoadError(f"{cfg_name}: 'config' is not an object")
             source = _ZipSource(zf, f"{prefix}data/{kind}/", big)
+            _scan_pt2_pickled(zf, f"{prefix}data/{kind}/", config, model)
             entries = [_Entry(fqn, _pt2_tensor(fqn, meta, model)) for fqn, meta in config.items()]
             f, s = _materialise([e for e in entries if e.value is not None], source, options, model)
             flats.extend(f)
@@ -1305,6 +1346,24 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
                     t.role = Role.EMBEDDING
     model.notes.append(".pt2 graph read from models/*.json (aten ops); nothing was executed")
     return model
+
+
+def _scan_pt2_pickled(zf: SafeZip, directory: str, config: dict, model: LoadedModel) -> None:
+    """``use_pickle`` weights/constants: torch.export.load runs ``torch.load(weights_only=False)``
+    (or ``pickle.loads``) on them; raw ones are bytes and skipped by the generic scan."""
+    for fqn, meta in config.items():
+        if not isinstance(meta, dict):
+            continue
+        path_name = meta.get("path_name")
+        # torch/export/pt2_archive/_package.py: use_pickle tensors go through torch.load
+        # (weights_only=False), custom_obj_* through torch's C unpickler, opaque_obj_* pickle.loads
+        if not (meta.get("use_pickle") or str(path_name).startswith(("custom_obj_", "opaque_obj_"))):
+            continue
+        member = zf.get(f"{directory}{path_name}") if isinstance(path_name, str) else None
+        if member is None:
+            model.notes.append(f".pt2 pickled entry {fqn!r} has no member {path_name!r}")
+            continue
+        scan_blob(zf.read(member), member.name, model, required=True)
 
 
 def _read_json(zf: SafeZip, name: str) -> dict:

@@ -133,6 +133,8 @@ def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> Non
     if fr.status is Status.ERROR:
         console.print(Text.assemble((f"{g.mark[Severity.ERROR]} could not be read: ", "bold red"),
                                     fr.error or "unknown reason"))
+        if fr.findings:  # unsafe content found before the read failed (issue 11)
+            console.print(_findings_grid(fr.findings, g))
         return
     console.print(_meta_line(fr, g))
     table = _tensor_table(fr, g, verbose=verbose, compact=console.width < _COMPACT_BELOW)
@@ -165,6 +167,8 @@ def _quiet_file(console: Console, fr: FileReport, g: _Glyphs) -> None:
     if fr.status is Status.ERROR:
         console.print(Text.assemble((fr.path, "bold"), ": ", ("could not be read: ", "bold red"),
                                     fr.error or "unknown reason"))
+        if fr.findings:
+            console.print(_findings_grid(fr.findings, g))
         return
     if fr.findings:
         console.print(Text(fr.path, style="bold"))

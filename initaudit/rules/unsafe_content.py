@@ -9,8 +9,9 @@ with safe_mode off, onnx with external data) may execute or read what it names.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
+from ..model import UnsafeContent
 from ..report import Finding, Severity
 from .base import Rule, RuleContext, rule
 
@@ -18,8 +19,18 @@ from .base import Rule, RuleContext, rule
 @rule(code="IA501", name="unsafe-content", severity=Severity.ERROR, scope="model",
       summary="the file references code or paths its framework would execute or follow")
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
-    for item in ctx.model.unsafe:
+    yield from _findings(self, ctx.model.unsafe)
+
+
+def _findings(self: Rule, unsafe: Iterable[UnsafeContent]) -> Iterator[Finding]:
+    for item in unsafe:
         yield self.finding(
             f"{item.what}: never executed or followed by initaudit, but loading this file with its "
             "framework may run or read it. Do not load it outside a sandbox.",
             confidence=1.0, layer=item.location, what=item.what)
+
+
+def findings_for(unsafe: Iterable[UnsafeContent]) -> list[Finding]:
+    """The IA501 findings of a file that failed to load *after* unsafe content was found in it
+    (``UnsafeLoadError``): the framework would have run that content before failing."""
+    return list(_findings(check, unsafe))
