@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import Convention, LoadedModel, LoadError, Loader
+from ..accounting import categorise, stored_nbytes
+from ..model import Convention, LoadedModel, LoadError, Loader, StoredTensor, is_weight_like
 from . import LoadOptions
 from .statedict import FlatTensor, group_state_dict
 
@@ -128,6 +129,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         flat_tensors = [FlatTensor(f.name.replace("/", "."), f.shape, f.dtype, f.load)
                         for f in flat_tensors]
     model.layers, model.loose_tensors = group_state_dict(flat_tensors, convention)
+    model.inventory = _inventory(flat_tensors, model)
     if convention is not Convention.TORCH:
         model.framework = "keras/jax"
     return model
@@ -177,6 +179,21 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
     else:
         loader = _npz_loader(path, key)
     return FlatTensor(key, header.shape, _dtype_name(header.dtype), loader)
+
+
+def _inventory(flat: list[FlatTensor], model: LoadedModel) -> list[StoredTensor]:
+    """Every .npy member: the ones read with their header's shape; the ones left unread (their
+    reason is already in ``skipped``) counted as weights we did not analyse, since we never
+    learnt their shape (conservative: they keep the file partial)."""
+    out = [StoredTensor(name=f.name, shape=tuple(f.shape), dtype=f.dtype,
+                        nbytes=stored_nbytes(f.shape, f.dtype),
+                        weight_like=is_weight_like(tuple(f.shape), f.dtype)) for f in flat]
+    for key, reason in model.skipped:
+        if key.endswith("/") or reason == "not a .npy member":
+            continue
+        out.append(StoredTensor(name=key, shape=(), dtype="unknown", nbytes=0, weight_like=True,
+                                skip=categorise(key, reason), detail=reason))
+    return out
 
 
 def _dtype_name(dtype: np.dtype) -> str:
