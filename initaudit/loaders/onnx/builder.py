@@ -15,10 +15,12 @@ from onnx import TensorProto
 
 from ...activations import parse_activation
 from ...analysis.fans import matmul_fans, torch_fans
-from ...model import (Activation, Convention, Layer, LoadedModel, LoadError, Role, UnsafeContent,
-                      WeightTensor)
+from ...accounting import categorise
+from ...model import (Activation, Convention, Layer, LoadedModel, LoadError, Role, SkipReason,
+                      UnsafeContent, WeightTensor, is_weight_like)
 from .decode import _FLOAT_TYPES, _dtype_name, _Unreadable, _Unsafe
-from .external import _check_location, _external_info, _tensor_loader
+from .external import _external_plan, _tensor_loader
+from . import inventory
 from .graph import (_ACTIVATION_OPS, _NORM_OPS, _RNN_GATES, _SHAPE_ONLY, _WEIGHT_SUFFIX, _attr,
                     _Graph, _readable_name, _Source)
 from .walk import _is_weighted, _Walker
@@ -58,14 +60,14 @@ def from_proto(proto: onnx.ModelProto, path_label: str = "<in-memory>",
         "opset_imports": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
         "metadata_props": {p.key: p.value for p in proto.metadata_props},
     })
-    _Builder(proto.graph, model, base_dir, max_tensor_bytes).build()
+    _Builder(proto.graph, model, base_dir, max_tensor_bytes, proto.functions).build()
     return model
 
 
 class _Builder:
     def __init__(self, graph: onnx.GraphProto, model: LoadedModel, base_dir: Path | None,
-                 max_bytes: int) -> None:
-        self.g = _Graph(graph)
+                 max_bytes: int, functions: Iterable[onnx.FunctionProto] = ()) -> None:
+        self.g = _Graph(graph, functions)
         self.model = model
         self.base_dir = base_dir
         self.max_bytes = max_bytes
@@ -77,6 +79,7 @@ class _Builder:
         self.names: set[str] = set()
         self.bad: set[str] = set()  # stored tensors already reported as skipped/unsafe
         self.order: dict[int, int] = {}  # id(layer) -> node index, to keep graph order
+        self.loose: set[str] = set()  # keys analysed as loose tensors
 
     # -- top level --------------------------------------------------------------------------
     def build(self) -> None:
@@ -86,7 +89,7 @@ class _Builder:
                 handler(self, node, i)
         self._note_overridable()
         self._loose_tensors()
-        self._note_unsupported()
+        self._check_all_external()
         for layer_node_id, layer in self.layer_of_node.items():
             node = self.g.nodes[self.g.index[layer_node_id]]
             layer.inputs = self._upstream_layers(self.data_inputs.get(layer_node_id, []), node)
@@ -95,6 +98,7 @@ class _Builder:
                 layer.activation = walker.from_value(node.output[0]) if node.output else None
         # keep graph order
         self.model.layers.sort(key=lambda layer: self.order.get(id(layer), 0))
+        self.model.inventory = inventory.build(self)
 
     # -- helpers ----------------------------------------------------------------------------
     def _new_layer(self, node: onnx.NodeProto, index: int, weight: str | None,
@@ -117,21 +121,22 @@ class _Builder:
                 fans: tuple[int, int] | None = None, unit_axis: int | None = None,
                 **extra) -> WeightTensor | None:  # noqa: ANN003 - WeightTensor fields
         """Make (and attach) the WeightTensor for ``src`` unless it cannot be read."""
-        owner = self.claimed.get(src.name)
+        key = self.g.key(src.name)
+        owner = self.claimed.get(key)
         if owner is not None:
-            note = f"{src.name} is shared with layer {owner} (tied weights): analysed there"
+            note = f"{key} is shared with layer {owner} (tied weights): analysed there"
             if note not in self.model.notes:
                 self.model.notes.append(note)
             return None
-        if src.name in self.bad:
+        if key in self.bad:
             return None
         try:
             loader = _tensor_loader(src.proto, self.base_dir, self.max_bytes)
         except _Unsafe as exc:
-            self._unsafe(src.name, exc)
+            self._unsafe(key, exc)
             return None
         except _Unreadable as exc:
-            self._skip(src.name, str(exc))
+            self._skip(key, str(exc))
             return None
         dtype = _dtype_name(src.proto)
         if src.dequant is not None:
@@ -139,9 +144,9 @@ class _Builder:
             if loader is None:
                 return None
             dtype = f"{dtype} (dequantized)"
-        self.claimed[src.name] = layer.name
+        self.claimed[key] = layer.name
         fan_in, fan_out = fans if fans is not None else (None, None)
-        wt = WeightTensor(name=src.name, layer=layer.name, op=op, role=role,
+        wt = WeightTensor(name=key, layer=layer.name, op=op, role=role,
                           shape=src.stored_shape, dtype=dtype, load=loader, fan_in=fan_in,
                           fan_out=fan_out, convention=Convention.ONNX, unit_axis=unit_axis,
                           **extra)
@@ -156,7 +161,8 @@ class _Builder:
         scale = self.g.const(scale_name, max_size=1 << 20)
         zp = self.g.const(zp_name, max_size=1 << 20) if zp_name else np.zeros(1)
         if scale is None or zp is None:
-            self._skip(src.name, "DequantizeLinear scale/zero point are not constants")
+            self._skip(self.g.key(src.name), "DequantizeLinear scale/zero point are not constants",
+                       SkipReason.QUANTIZED_NOT_DECODED)
             return None
         self.aux.update(n for n in (scale_name, zp_name) if n)
         rank = len(src.stored_shape)
@@ -185,11 +191,12 @@ class _Builder:
         self.model.unsafe.append(UnsafeContent(
             what=f"ONNX external-data path {exc.location!r} escapes the model folder",
             location=name))
-        self.model.skipped.append((name, str(exc)))
+        self.model.skip(name, str(exc), SkipReason.UNSAFE)
 
-    def _skip(self, name: str, reason: str) -> None:
+    def _skip(self, name: str, reason: str, category: SkipReason | None = None) -> None:
+        """``name``: the inventory key. Category from the words when not given."""
         self.bad.add(name)
-        self.model.skipped.append((name, reason))
+        self.model.skip(name, reason, category or categorise(name, reason))
 
     def _trace_input(self, node: onnx.NodeProto, pos: int) -> _Source | None:
         if len(node.input) <= pos or not node.input[pos]:
@@ -350,51 +357,54 @@ class _Builder:
                     t.notes.append("also a graph input: can be overridden at run time")
 
     def _loose_tensors(self) -> None:
-        """Float initializers no layer claimed and no op uses as a shape/scale parameter."""
+        """Float tensors no layer claimed and no op uses as a shape/scale parameter: initializers
+        of two or more elements, Constant nodes only when weight-like."""
         for node in self.g.nodes:
             for pos, name in enumerate(node.input):
                 if pos > 0 and node.op_type not in ("Add", "Mul", "Sub", "Div", "MatMul", "Gemm",
-                                                    "Concat", "Gather", "Where"):
+                                                    "Concat", "Gather", "Where", "Identity"):
                     self.aux.add(name)
-        for tp in self.g.graph.initializer:
-            name = tp.name
-            if name in self.claimed or name in self.bad or name in self.aux:
+        for name, tp in self.g.stored.items():
+            key = self.g.key(name)
+            if key in self.claimed or key in self.bad or name in self.aux or key in self.loose:
                 continue
             if tp.data_type not in _FLOAT_TYPES or math.prod(tp.dims) < 2:
+                continue
+            if name in self.g.from_constant and not is_weight_like(tuple(tp.dims), "float"):
                 continue
             consumers = self.g.consumers.get(name, [])
             op = consumers[0][0].op_type if consumers else "Initializer"
             try:
                 loader = _tensor_loader(tp, self.base_dir, self.max_bytes)
             except _Unsafe as exc:
-                self._unsafe(name, exc)
+                self._unsafe(key, exc)
                 continue
             except _Unreadable as exc:
-                self._skip(name, str(exc))
+                self._skip(key, str(exc))
                 continue
+            self.loose.add(key)
             self.model.loose_tensors.append(WeightTensor(
-                name=name, layer=_WEIGHT_SUFFIX.sub("", name) or name, op=op, role=Role.OTHER,
+                name=key, layer=_WEIGHT_SUFFIX.sub("", key) or key, op=op, role=Role.OTHER,
                 shape=tuple(int(d) for d in tp.dims), dtype=_dtype_name(tp), load=loader,
                 convention=Convention.ONNX))
-        # external tensors nobody consumes still must not be followed silently
-        for tp in self.g.graph.initializer:
-            if tp.name in self.claimed or tp.name in self.bad:
-                continue
-            if tp.data_location == TensorProto.EXTERNAL:
-                try:
-                    _check_location(_external_info(tp).get("location", ""))
-                except _Unsafe as exc:
-                    self._unsafe(tp.name, exc)
 
-    def _note_unsupported(self) -> None:
-        g = self.g.graph
-        if len(g.sparse_initializer):
-            for sp in g.sparse_initializer:
-                self._skip(sp.values.name or "<sparse>", "sparse initializers are not supported")
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-               for n in self.g.nodes for a in n.attribute):
-            self.model.notes.append("model has control-flow subgraphs (If/Loop/Scan): weights "
-                                    "inside them were not analysed")
+    def _check_all_external(self) -> None:
+        """Every external tensor anywhere (subgraphs, Constant nodes, sparse parts, tensors no
+        node uses) goes through the full path check: none is followed silently."""
+        tensors = [(self.g.key(n), tp) for n, tp in self.g.stored.items()]
+        for sp, _where in self.g.sparse:
+            tensors += [(sp.values.name or "<sparse>", sp.values),
+                        (f"{sp.values.name}.indices", sp.indices)]
+        for key, tp in tensors:
+            if key in self.bad or tp.data_location != TensorProto.EXTERNAL:
+                continue
+            try:
+                _external_plan(tp, self.base_dir, self.max_bytes)
+            except _Unsafe as exc:
+                self._unsafe(key, exc)
+            except _Unreadable as exc:
+                if key not in self.claimed and key not in self.loose:
+                    self._skip(key, str(exc))
 
     def _upstream_layers(self, values: list[str], node: onnx.NodeProto) -> list[str]:
         """Weighted layers whose outputs reach ``values``, walking back through any op."""
@@ -416,6 +426,7 @@ class _Builder:
             positions = self.weight_inputs.get(id(prod), set())
             inputs = list(prod.input[:1]) if prod.op_type in ("Reshape", "Expand", "Slice", "Pad",
                                                               "Tile") else list(prod.input)
+            inputs += self.g.sub_outputs.get(id(prod), [])  # If/Loop/Scan: what their bodies return
             stack.extend(x for j, x in enumerate(inputs) if x and j not in positions)
         return [name for name, _ in sorted(found.items(), key=lambda kv: kv[1])]
 

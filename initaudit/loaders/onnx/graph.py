@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,25 +61,45 @@ class _Source:
         return self.perm[eff_axis % len(self.eff_shape)]
 
 
-class _Graph:
-    """Producers, consumers and constants of the main graph."""
+@dataclass
+class _Stored:
+    """Where a stored tensor sits: its inventory name and the graph that holds it."""
 
-    def __init__(self, graph: onnx.GraphProto) -> None:
+    key: str  # inventory name (function constants: one per function, not per call site)
+    where: str  # "main graph", "If 'x' then_branch", "function 'f'"
+
+
+class _Graph:
+    """Producers, consumers and constants of the model, with every If/Loop/Scan body and every
+    call of a model-local function flattened into one node list (names made unique where sibling
+    scopes reuse them). Values leaving a subgraph link to the owner's outputs (``links``) so the
+    activation walk continues through control flow."""
+
+    def __init__(self, graph: onnx.GraphProto,
+                 functions: Iterable[onnx.FunctionProto] = ()) -> None:
         self.graph = graph
-        self.nodes = list(graph.node)
-        self.stored: dict[str, TensorProto] = {t.name: t for t in graph.initializer}
+        self.functions = {(f.domain, f.name): f for f in functions}
+        self.nodes: list[onnx.NodeProto] = []
+        self.stored: dict[str, TensorProto] = {}
+        self.origin: dict[str, _Stored] = {}
         self.from_constant: set[str] = set()
         self.small_consts: dict[str, np.ndarray] = {}
-        for node in self.nodes:
-            if node.op_type == "Constant" and node.output:
-                self._index_constant(node)
+        self.where: dict[int, str] = {}  # id(node) -> scope label
+        self.links: dict[str, list[str]] = {}  # subgraph output -> owner outputs
+        self.sub_outputs: dict[int, list[str]] = {}  # id(owner) -> its subgraphs' outputs
+        self.sparse: list[tuple[onnx.SparseTensorProto, str]] = []
+        self.called: set[tuple[str, str]] = set()  # local functions some node calls
+        self._defined: set[str] = set()
+        self._n = 0
+        self._fn_stack: list[str] = []  # functions being inlined (their constants are keyed once)
+        self._flatten(graph, {}, "main graph", depth=0)
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
         self.index: dict[int, int] = {}
         for i, node in enumerate(self.nodes):
             self.index[id(node)] = i
             for out in node.output:
-                if out:
+                if out and out not in self.producer:
                     self.producer[out] = node
             for j, inp in enumerate(node.input):
                 if inp:
@@ -86,20 +107,116 @@ class _Graph:
         self.outputs = {o.name for o in graph.output}
         self.inputs = {i.name for i in graph.input}
 
-    def _index_constant(self, node: onnx.NodeProto) -> None:
-        out = node.output[0]
+    # -- flattening -----------------------------------------------------------------------
+    def _define(self, name: str, env: dict[str, str]) -> str:
+        if not name:
+            return name
+        new = name
+        while new in self._defined:
+            self._n += 1
+            new = f"{name}@{self._n}"
+        self._defined.add(new)
+        env[name] = new
+        return new
+
+    def _flatten(self, graph: onnx.GraphProto, outer: dict[str, str], where: str,
+                 depth: int) -> list[str]:
+        """Append ``graph``'s nodes; returns its outputs' flattened names."""
+        if depth > _MAX_NESTING:
+            return []
+        env = dict(outer)  # copy: a scope sees its parents' names, siblings never see each other's
+        for vi in graph.input:
+            self._define(vi.name, env)
+        for tp in graph.initializer:
+            name = self._define(tp.name, env)
+            self._store(name, tp, tp.name, where)
+        for sp in graph.sparse_initializer:
+            self._define(sp.values.name, env)
+            self.sparse.append((sp, where))
+        for node in graph.node:
+            self._flatten_node(node, env, where, depth)
+        return [env.get(o.name, o.name) for o in graph.output]
+
+    def _flatten_node(self, node: onnx.NodeProto, env: dict[str, str], where: str,
+                      depth: int) -> None:
+        inputs = [env.get(x, x) if x else x for x in node.input]
+        fn = self.functions.get((node.domain, node.op_type))
+        if fn is not None and depth <= _MAX_NESTING:
+            self._inline(node, fn, inputs, env, depth)
+            return
+        outputs = [self._define(o, env) for o in node.output]
+        flat = node
+        if inputs != list(node.input) or outputs != list(node.output):
+            flat = onnx.NodeProto()
+            flat.op_type, flat.name, flat.domain = node.op_type, node.name, node.domain
+            flat.input.extend(inputs)
+            flat.output.extend(outputs)
+            flat.attribute.extend(a for a in node.attribute
+                                  if a.type not in (onnx.AttributeProto.GRAPH,
+                                                    onnx.AttributeProto.GRAPHS))
+        self.nodes.append(flat)
+        self.where[id(flat)] = where
+        if node.op_type == "Constant" and outputs:
+            self._index_constant(node, outputs[0], where)
+        for attr in node.attribute:
+            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else \
+                list(attr.graphs) if attr.type == onnx.AttributeProto.GRAPHS else []
+            for sub in subs:
+                label = f"{node.op_type} {node.name or outputs[:1]!r} {attr.name}"
+                sub_outs = self._flatten(sub, env, label, depth + 1)
+                self.sub_outputs.setdefault(id(flat), []).extend(x for x in sub_outs if x)
+                for i, out in enumerate(sub_outs):
+                    j = _owner_output_index(node.op_type, i)
+                    if out and j is not None and j < len(outputs) and outputs[j]:
+                        self.links.setdefault(out, []).append(outputs[j])
+
+    def _inline(self, node: onnx.NodeProto, fn: onnx.FunctionProto, inputs: list[str],
+                env: dict[str, str], depth: int) -> None:
+        """A call of a model-local function: its body, bound to the call's values; outputs
+        through synthetic Identity nodes so walks and traces pass."""
+        self.called.add((fn.domain, fn.name))
+        inner = {formal: actual for formal, actual in zip(fn.input, inputs)}
+        where = f"function {fn.name!r}"
+        self._fn_stack.append(fn.name)
+        try:
+            for body_node in fn.node:
+                self._flatten_node(body_node, inner, where, depth + 1)
+        finally:
+            self._fn_stack.pop()
+        for formal, actual in zip(fn.output, node.output):
+            out = self._define(actual, env)
+            ident = onnx.helper.make_node("Identity", [inner.get(formal, formal)], [out],
+                                          name=f"{node.name}/{formal}")
+            self.nodes.append(ident)
+            self.where[id(ident)] = where
+
+    def _store(self, name: str, tp: TensorProto, local: str, where: str) -> None:
+        """``local``: the name as the file writes it; a function's tensors get one inventory
+        entry per function, however many calls inline it."""
+        self.stored[name] = tp
+        key = f"{self._fn_stack[-1]}/{local}" if self._fn_stack else name
+        self.origin[name] = _Stored(key, where)
+
+    def _index_constant(self, node: onnx.NodeProto, out: str, where: str) -> None:
         for attr in node.attribute:
             if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
                 tp = TensorProto()
                 tp.CopyFrom(attr.t)
                 tp.name = out
-                self.stored[out] = tp
+                self._store(out, tp, node.output[0], where)
                 self.from_constant.add(out)
+            elif attr.name == "sparse_value":
+                self.sparse.append((attr.sparse_tensor, where))
             elif attr.name in ("value_float", "value_int"):
                 self.small_consts[out] = np.asarray(attr.f if attr.name == "value_float" else attr.i)
             elif attr.name in ("value_floats", "value_ints"):
                 vals = attr.floats if attr.name == "value_floats" else attr.ints
                 self.small_consts[out] = np.asarray(list(vals))
+
+    def key(self, name: str) -> str:
+        """The inventory name of a stored value."""
+        origin = self.origin.get(name)
+        return origin.key if origin is not None else name
 
     # -- constants ------------------------------------------------------------------------
     def const(self, name: str, max_size: int = 64) -> np.ndarray | None:
@@ -173,6 +290,19 @@ class _Graph:
             if _attr(prod, "block_size", 0):
                 return None  # blocked quantization: not supported yet, left as loose tensors
         return src
+
+
+_MAX_NESTING = 32  # subgraph/function depth we follow (files may nest without end)
+
+
+def _owner_output_index(op: str, i: int) -> int | None:
+    """Which output of the owner node a subgraph's i-th output becomes.
+
+    If: branch output i -> output i. Loop: body outputs are (cond, carried..., scan...), the
+    node's (carried..., scan...). Scan: body outputs (state..., scan...) map one to one."""
+    if op == "Loop":
+        return i - 1 if i >= 1 else None
+    return i
 
 
 def _reshaped(shape: tuple[int, ...] | None, target: np.ndarray | None) -> tuple[int, ...] | None:

@@ -57,6 +57,8 @@ class _Walker:
         for node, pos in consumers:
             if id(node) not in covered:
                 results.append(self._through(node, pos, value, depth))
+        # leaving an If/Loop/Scan body: continue from the owner node's output
+        results.extend(self.from_value(o, depth + 1) for o in self.g.links.get(value, []))
         return _agree(results)
 
     def _through(self, node: onnx.NodeProto, pos: int, value: str, depth: int) -> Activation | None:
