@@ -20,9 +20,10 @@ from ...model import (Activation, Convention, Layer, LoadedModel, LoadError, Rol
                       UnsafeContent, WeightTensor, is_weight_like)
 from .decode import _FLOAT_TYPES, _dtype_name, _Unreadable, _Unsafe
 from .external import _external_plan, _tensor_loader
-from . import inventory
+from . import contrib, inventory, quantized
 from .graph import (_ACTIVATION_OPS, _NORM_OPS, _RNN_GATES, _SHAPE_ONLY, _WEIGHT_SUFFIX, _attr,
                     _Graph, _readable_name, _Source)
+from .quantized import dequantize
 from .walk import _is_weighted, _Walker
 
 # ----------------------------------------------------------------------------- the loader
@@ -80,6 +81,8 @@ class _Builder:
         self.bad: set[str] = set()  # stored tensors already reported as skipped/unsafe
         self.order: dict[int, int] = {}  # id(layer) -> node index, to keep graph order
         self.loose: set[str] = set()  # keys analysed as loose tensors
+        # id(node) -> activation the op itself applies (FusedConv's activation attribute)
+        self.fixed_activation: dict[int, Activation | None] = {}
 
     # -- top level --------------------------------------------------------------------------
     def build(self) -> None:
@@ -93,7 +96,9 @@ class _Builder:
         for layer_node_id, layer in self.layer_of_node.items():
             node = self.g.nodes[self.g.index[layer_node_id]]
             layer.inputs = self._upstream_layers(self.data_inputs.get(layer_node_id, []), node)
-            if _is_weighted(layer) and layer.op not in _RNN_GATES:
+            if layer_node_id in self.fixed_activation:
+                layer.activation = self.fixed_activation[layer_node_id]
+            elif _is_weighted(layer) and layer.op not in {*_RNN_GATES, "DynamicQuantizeLSTM"}:
                 walker = _Walker(self, layer)
                 layer.activation = walker.from_value(node.output[0]) if node.output else None
         # keep graph order
@@ -157,32 +162,17 @@ class _Builder:
         return wt
 
     def _dequantizer(self, src: _Source, q_loader: Callable[[], np.ndarray]):  # noqa: ANN202
-        scale_name, zp_name, axis = src.dequant  # type: ignore[misc]
-        scale = self.g.const(scale_name, max_size=1 << 20)
-        zp = self.g.const(zp_name, max_size=1 << 20) if zp_name else np.zeros(1)
-        if scale is None or zp is None:
+        scale_name, zp_name, axis, block = src.dequant  # type: ignore[misc]
+        scale = self.g.const(scale_name, max_size=1 << 24)
+        zp = self.g.const(zp_name, max_size=1 << 24) if zp_name else None
+        if scale is None or (zp_name and zp is None):
             self._skip(self.g.key(src.name), "DequantizeLinear scale/zero point are not constants",
                        SkipReason.QUANTIZED_NOT_DECODED)
             return None
         self.aux.update(n for n in (scale_name, zp_name) if n)
-        rank = len(src.stored_shape)
-
-        def broadcast(v: np.ndarray) -> np.ndarray:
-            v = np.asarray(v, dtype=np.float32)
-            if v.ndim == 1 and v.size > 1 and rank:
-                shape = [1] * rank
-                shape[axis % rank] = v.size
-                return v.reshape(shape)
-            return v
-
-        s, z = broadcast(scale), broadcast(zp)
 
         def load_dequantized() -> np.ndarray:
-            q = q_loader()
-            try:
-                return (q.astype(np.float32) - z) * s
-            except ValueError as exc:
-                raise LoadError(f"cannot dequantize ({exc})") from None
+            return dequantize(q_loader(), scale, zp, axis, block)
 
         return load_dequantized
 
@@ -437,6 +427,8 @@ _HANDLERS: dict[str, Callable[[_Builder, onnx.NodeProto, int], None]] = {
     "LSTM": _Builder._rnn, "GRU": _Builder._rnn, "RNN": _Builder._rnn,
     "PRelu": _Builder._prelu,
     **{op: _Builder._norm for op in _NORM_OPS},
+    **quantized.HANDLERS,
+    **contrib.HANDLERS,
 }
 
 

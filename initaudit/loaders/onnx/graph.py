@@ -22,7 +22,8 @@ _PASS_THROUGH = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsque
                            "Dropout", "Cast", "Concat", "Split", "Slice", "Pad", "MaxPool",
                            "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Expand"})
 _NORM_OPS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization",
-                       "GroupNormalization", "RMSNormalization", "SimplifiedLayerNormalization"})
+                       "GroupNormalization", "RMSNormalization", "SimplifiedLayerNormalization",
+                       "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
 _WEIGHT_CHAIN = frozenset({"Cast", "Transpose", "Reshape", "Identity", "DequantizeLinear",
                            "CastLike"})
 _SHAPE_ONLY = frozenset({"Shape", "Size"})
@@ -48,7 +49,7 @@ class _Source:
     proto: TensorProto
     eff_shape: tuple[int, ...] | None  # shape as the consuming op sees it
     perm: tuple[int, ...] | None  # effective axis i = stored axis perm[i]; None after Reshape
-    dequant: tuple[str, str | None, int] | None = None  # (scale, zero_point, axis)
+    dequant: tuple[str, str | None, int, int] | None = None  # (scale, zero_point, axis, block)
     via: list[str] = field(default_factory=list)  # ops passed on the way
 
     @property
@@ -286,9 +287,8 @@ class _Graph:
             if src.dequant is not None or len(prod.input) < 2:
                 return None
             zp = prod.input[2] if len(prod.input) > 2 and prod.input[2] else None
-            src.dequant = (prod.input[1], zp, int(_attr(prod, "axis", 1)))
-            if _attr(prod, "block_size", 0):
-                return None  # blocked quantization: not supported yet, left as loose tensors
+            src.dequant = (prod.input[1], zp, int(_attr(prod, "axis", 1)),
+                           int(_attr(prod, "block_size", 0)))  # blocked: opset 21
         return src
 
 

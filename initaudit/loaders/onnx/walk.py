@@ -67,9 +67,15 @@ class _Walker:
         if layer is not None and _is_weighted(layer):
             return _LINEAR if pos not in self.b.weight_inputs.get(id(node), set()) else None
         if op in _NORM_OPS:
-            if pos != 0:
+            if op.startswith("Skip") and pos in (0, 1):  # residual Add + LayerNorm
+                self.layer.residual = True
+            elif pos != 0:
                 return None
             self.layer.normalized = True
+            return self.from_value(node.output[0], depth + 1)
+        if op in ("QuantizeLinear", "DequantizeLinear") and pos == 0:
+            if op == "QuantizeLinear" and self._clamps(node):
+                return None  # zero point at the type's minimum: a ReLU folded into quantization
             return self.from_value(node.output[0], depth + 1)
         if op in _PASS_THROUGH:
             return _agree([self.from_value(o, depth + 1) for o in node.output if o])
@@ -89,6 +95,14 @@ class _Walker:
             self._peek_residual(node.output[0])
         return act
 
+    def _clamps(self, node: onnx.NodeProto) -> bool:
+        zp = self.g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if zp is None:
+            return True  # uint8 with zero point 0 by default: clamps at 0
+        lo = {np.dtype(np.int8): -128, np.dtype(np.uint8): 0, np.dtype(np.int16): -32768,
+              np.dtype(np.uint16): 0}.get(zp.dtype)
+        return lo is None or bool(np.any(zp == lo))
+
     def _activation_op(self, node: onnx.NodeProto) -> Activation | None:
         op = node.op_type
         if op == "Clip":
@@ -98,6 +112,13 @@ class _Walker:
             if any(c is not None and c.size == 1 and float(c) == 0.0 for c in others):
                 return _named("relu", "Max(x, 0)")
             return None
+        if op == "QuickGelu":  # x * sigmoid(alpha x): 1.702 approximates GELU, 1 is SiLU
+            alpha = float(_attr(node, "alpha", 1.702))
+            if abs(alpha - 1.702) < 1e-3:
+                return _named("gelu", f"QuickGelu(alpha={alpha:g})")
+            if alpha == 1.0:
+                return _named("silu", "QuickGelu(alpha=1)")
+            return Activation(K.OTHER, alpha, "graph", f"QuickGelu(alpha={alpha:g})")
         name = _ACTIVATION_OPS.get(op)
         if name is None:
             return None
