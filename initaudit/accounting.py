@@ -161,3 +161,11 @@ def inventory_entry(name: str, shape: tuple[int, ...], dtype: str, *, nbytes: in
                         nbytes=stored_nbytes(shape, dtype) if nbytes is None else int(nbytes),
                         weight_like=is_weight_like(shape, probe, embedding=embedding),
                         skip=skip, detail=detail)
+
+
+def inventory_from_mapped(model: LoadedModel) -> list[StoredTensor]:
+    """An inventory equal to the mapped tensors: for models built by hand (tests, in-memory
+    objects) where the mapped tensors *are* the whole container."""
+    return [StoredTensor(name=t.stored_name, shape=tuple(t.shape), dtype=t.dtype,
+                         nbytes=stored_nbytes(t.shape, t.dtype), weight_like=tensor_weight_like(t))
+            for t in model.tensors()]

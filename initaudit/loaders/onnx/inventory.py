@@ -44,21 +44,26 @@ def tensor_weight_like(tp: TensorProto, quant_param: bool) -> bool:
     return is_weight_like(shape, _dtype_name(tp))
 
 
+# op -> input positions holding scales / zero points (ONNX and onnxruntime contrib specs)
+_PARAM_POSITIONS: dict[str, tuple[int, ...]] = {
+    "DequantizeLinear": (1, 2), "QuantizeLinear": (1, 2),
+    "QLinearConv": (1, 2, 4, 5, 6, 7), "QLinearMatMul": (1, 2, 4, 5, 6, 7),
+    "QGemm": (1, 2, 4, 5, 7, 8), "MatMulNBits": (2, 3, 4), "MatMulInteger": (2, 3),
+    "ConvInteger": (2, 3), "DynamicQuantizeMatMul": (2, 3), "MatMulIntegerToFloat": (2, 3, 4, 5),
+    "DynamicQuantizeLSTM": (8, 9, 10, 11), "GatherBlockQuantized": (2, 3),
+}
+
+
 def quant_params(b: _Builder) -> set[str]:
     """Values used only as scale/zero-point inputs of quantization ops."""
     params: set[str] = set()
-    weights: set[str] = set()
+    used: set[str] = set()
     for node in b.g.nodes:
-        if node.op_type in _QUANT_PARAM_OPS:
-            positions = b.weight_inputs.get(id(node), {0, 1} if node.op_type not in (
-                "DequantizeLinear", "QuantizeLinear") else {0})
-            for j, x in enumerate(node.input):
-                if x and j not in positions and j > 0:
-                    params.add(x)
+        positions = _PARAM_POSITIONS.get(node.op_type, ())
         for j, x in enumerate(node.input):
-            if x and node.op_type not in _QUANT_PARAM_OPS:
-                weights.add(x)
-    return params - weights
+            if x:
+                (params if j in positions else used).add(x)
+    return params - used
 
 
 def build(b: _Builder) -> list[StoredTensor]:
