@@ -62,7 +62,7 @@ def to_model(obj: Any) -> LoadedModel:
     """Turn an in-memory object into the neutral model without touching any file."""
     module = type(obj).__module__ or ""
     if module.startswith("onnx"):
-        from .loaders.onnx_loader import from_proto
+        from .loaders.onnx import from_proto
 
         return from_proto(obj)
     if module.startswith("torch") or _has_torch_base(obj):

@@ -13,8 +13,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
+from .accounting import account, categorise
 from .activations import ActivationHint
-from .model import LoadedModel, LoadError, Role, WeightTensor
+from .model import LoadedModel, LoadError, Role, SkipReason, WeightTensor
 from .report import FileReport, Finding, Severity, Status, TensorReport
 
 # roles whose values an init scheme is about
@@ -112,11 +113,12 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
                         framework=model.framework)
     report.notes.extend(model.notes)
     for name, reason in model.skipped:
-        report.skipped.append({"name": name, "reason": reason})
+        report.skipped.append(_skip_entry(name, reason, categorise(name, reason, model)))
 
     enrich_metadata(model)  # facts identification needs (depth for GPT-2's residual scaling)
     layer_of = {id(t): layer for layer in model.layers for t in layer.tensors}
     analyses: list[TensorAnalysis] = []
+    failed: list[WeightTensor] = []  # tried but not finished (unreadable, time budget)
 
     def work(tensor: WeightTensor) -> tuple[Any, ...]:
         values = tensor.load()
@@ -137,7 +139,9 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
         layer = layer_of.get(id(tensor))
         activation = layer.activation if layer is not None else None
         if isinstance(outcome, str):  # LoadError message or the budget reason
-            report.skipped.append({"name": tensor.name, "reason": outcome})
+            failed.append(tensor)
+            cat = SkipReason.TIME_BUDGET if outcome == BUDGET_REASON else SkipReason.UNREADABLE
+            report.skipped.append(_skip_entry(tensor.name, outcome, cat))
             report.tensors.append(_tensor_report(tensor, activation, None, None, skipped=outcome))
             continue
         stats, units, scheme, state = outcome
@@ -175,9 +179,24 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
         report.notes.append(
             f"activation unknown for {len(unknown)} layer(s) ({shown}): scheme/activation pairing "
             "rules were not applied to them; give --activation 'PATTERN=ACT' to check them")
-    if report.skipped or model.unsafe:
+    _apply_accounting(report, model, [a.tensor for a in analyses], failed)
+    if report.skipped or model.unsafe or not report.coverage.complete:
         report.status = Status.PARTIAL
     return report
+
+
+def _skip_entry(name: str, reason: str, category: SkipReason) -> dict[str, str]:
+    return {"name": name, "reason": reason, "category": category.value}
+
+
+def _apply_accounting(report: FileReport, model: LoadedModel, analysed: list[WeightTensor],
+                      failed: list[WeightTensor]) -> None:
+    """The one completeness check every loader goes through (accounting.account): coverage,
+    plus a skipped entry for each weight-like stored tensor nobody analysed or reported."""
+    acc = account(model, analysed, failed, (s["name"] for s in report.skipped))
+    report.coverage = acc.coverage
+    report.skipped.extend(acc.skipped)
+    report.notes.extend(acc.notes)
 
 
 def _drop_superseded(findings: list[Finding], rules: list) -> list[Finding]:

@@ -110,6 +110,14 @@ class WeightTensor:
     # for RNN kernels: number of stacked gates (LSTM 4, GRU 3, RNN 1) along unit_axis
     gates: int = 1
     notes: list[str] = field(default_factory=list)
+    # the inventory name (StoredTensor.name) these values come from when it differs from
+    # ``name``: a slice of a packed tensor (Attention's QKV) or a tensor shared by two files.
+    # A stored tensor counts as analysed only when every tensor derived from it was.
+    stored: str | None = None
+
+    @property
+    def stored_name(self) -> str:
+        return self.stored if self.stored is not None else self.name
 
     @property
     def size(self) -> int:
@@ -173,6 +181,14 @@ class LoadedModel:
     # every tensor the container stores, independent of layer mapping (see StoredTensor);
     # None = this loader does not enumerate yet (the engine then says so in a note)
     inventory: list[StoredTensor] | None = None
+    # category of each ``skipped`` entry, by name (set through :meth:`skip`); entries without
+    # one are categorised by the engine from their words (accounting.categorise)
+    skip_categories: dict[str, SkipReason] = field(default_factory=dict)
+
+    def skip(self, name: str, reason: str, category: SkipReason) -> None:
+        """Record a tensor the loader will not analyse, with its category."""
+        self.skipped.append((name, reason))
+        self.skip_categories.setdefault(name, category)
 
     def tensors(self) -> list[WeightTensor]:
         out = [t for layer in self.layers for t in layer.tensors]

@@ -136,10 +136,17 @@ class Coverage:
     bytes_analysed: int
     tensors_present: int = 0  # every stored tensor, weight-like or not
     tensors_analysed: int = 0
+    # False when the loader does not enumerate the container (LoadedModel.inventory is None):
+    # the counts then cover only the tensors it mapped, and the file is never "complete"
+    enumerated: bool = True
 
     @property
     def complete(self) -> bool:
-        return self.weights_analysed >= self.weights_present
+        return self.enumerated and self.weights_analysed >= self.weights_present
+
+    @property
+    def weights_skipped(self) -> int:
+        return max(0, self.weights_present - self.weights_analysed)
 
     @property
     def fraction(self) -> float:
@@ -149,7 +156,8 @@ class Coverage:
         return {"weights_present": self.weights_present, "weights_analysed": self.weights_analysed,
                 "bytes_present": self.bytes_present, "bytes_analysed": self.bytes_analysed,
                 "tensors_present": self.tensors_present,
-                "tensors_analysed": self.tensors_analysed, "complete": self.complete}
+                "tensors_analysed": self.tensors_analysed, "enumerated": self.enumerated,
+                "complete": self.complete}
 
 
 @dataclass
@@ -188,7 +196,8 @@ class FileReport:
     error: str | None = None
     tensors: list[TensorReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)  # {"name", "reason"}
+    # {"name", "reason", "category"}: category is a SkipReason value
+    skipped: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     framework: str | None = None
     # whole-file verdict: trained / initialized / unknown with evidence (analysis.state)
@@ -218,10 +227,16 @@ class Report:
 
     def counts(self) -> dict[str, int]:
         c = {"files": len(self.files), "errors": 0, "warnings": 0, "infos": 0,
-             "unreadable_files": 0, "tensors": 0, "tensors_skipped": 0}
+             "unreadable_files": 0, "tensors": 0, "tensors_skipped": 0, "partial_files": 0,
+             "weights_present": 0, "weights_analysed": 0}
         for fr in self.files:
             if fr.status is Status.ERROR:
                 c["unreadable_files"] += 1
+            elif fr.status is Status.PARTIAL:
+                c["partial_files"] += 1
+            if fr.coverage is not None:
+                c["weights_present"] += fr.coverage.weights_present
+                c["weights_analysed"] += fr.coverage.weights_analysed
             c["tensors"] += len(fr.tensors)
             c["tensors_skipped"] += sum(1 for t in fr.tensors if t.skipped)
             for f in fr.findings:

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from initaudit.loaders import LoadOptions, detect_format
 from initaudit.loaders import load as load_any
-from initaudit.loaders.onnx_loader import from_proto, load
+from initaudit.loaders.onnx import from_proto, load
 from initaudit.model import ActivationKind, Layer, LoadedModel, LoadError, Role
 
 try:

@@ -17,7 +17,7 @@ from ..model import LoadedModel, LoadError, UnsupportedFormat
 
 # format name -> module (inside initaudit.loaders) that reads it
 _LOADERS: dict[str, str] = {
-    "onnx": "onnx_loader",
+    "onnx": "onnx",
     "pytorch-zip": "torch_loader",
     "torchscript": "torch_loader",
     "pt2": "torch_loader",

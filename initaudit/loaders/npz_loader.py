@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import Convention, LoadedModel, LoadError, Loader, UnsafeContent
+from ..accounting import categorise, stored_nbytes
+from ..model import (Convention, LoadedModel, LoadError, Loader, StoredTensor, UnsafeContent,
+                     is_weight_like)
 from . import LoadOptions
 from .statedict import FlatTensor, group_state_dict
 
@@ -133,6 +135,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         flat_tensors = [FlatTensor(f.name.replace("/", "."), f.shape, f.dtype, f.load)
                         for f in flat_tensors]
     model.layers, model.loose_tensors = group_state_dict(flat_tensors, convention)
+    model.inventory = _inventory(flat_tensors, model)
     if convention is not Convention.TORCH:
         model.framework = "keras/jax"
     return model
@@ -209,6 +212,21 @@ def _scan_object_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: NpyHe
         model.notes.append(f"{key}: object array payload not readable ({exc})")
         return
     scan_blob(payload, key, model, required=False)
+
+
+def _inventory(flat: list[FlatTensor], model: LoadedModel) -> list[StoredTensor]:
+    """Every .npy member: the ones read with their header's shape; the ones left unread (their
+    reason is already in ``skipped``) counted as weights we did not analyse, since we never
+    learnt their shape (conservative: they keep the file partial)."""
+    out = [StoredTensor(name=f.name, shape=tuple(f.shape), dtype=f.dtype,
+                        nbytes=stored_nbytes(f.shape, f.dtype),
+                        weight_like=is_weight_like(tuple(f.shape), f.dtype)) for f in flat]
+    for key, reason in model.skipped:
+        if key.endswith("/") or reason == "not a .npy member":
+            continue
+        out.append(StoredTensor(name=key, shape=(), dtype="unknown", nbytes=0, weight_like=True,
+                                skip=categorise(key, reason), detail=reason))
+    return out
 
 
 def _dtype_name(dtype: np.dtype) -> str:

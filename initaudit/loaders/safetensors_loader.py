@@ -26,7 +26,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ..model import Convention, LoadedModel, LoadError, Loader, UnsafeContent
+from ..model import (Convention, LoadedModel, LoadError, Loader, SkipReason, StoredTensor,
+                     UnsafeContent, is_weight_like)
 from . import LoadOptions
 from .hf import apply_hf_config
 from .statedict import FlatTensor, group_state_dict
@@ -202,22 +203,36 @@ def _flat_tensors(path: Path, header: Header, options: LoadOptions, model: Loade
     for e in header.entries:
         if only is not None and e.name not in only:
             continue
+        # every header entry is enumerated, whatever happens to it next (accounting)
+        dtype_name = e.dtype.name if e.dtype is not None else e.code.lower()
+        probe = dtype_name if e.dtype is not None else "float"  # unknown codes: assume a weight
+        _inventory(model).append(StoredTensor(
+            name=e.name, shape=e.shape, dtype=dtype_name, nbytes=e.end - e.begin,
+            weight_like=is_weight_like(e.shape, probe)))
         if e.dtype is None:
-            model.skipped.append((e.name, f"safetensors dtype {e.code} is not supported"))
+            model.skip(e.name, f"safetensors dtype {e.code} is not supported",
+                       SkipReason.UNSUPPORTED_DTYPE)
             continue
         if e.end - e.begin > options.max_tensor_bytes:
-            model.skipped.append((e.name, f"{e.end - e.begin} bytes exceeds the per-tensor limit "
-                                          f"({options.max_tensor_bytes})"))
+            model.skip(e.name, f"{e.end - e.begin} bytes exceeds the per-tensor limit "
+                               f"({options.max_tensor_bytes})", SkipReason.TOO_LARGE)
             continue
         out.append(FlatTensor(e.name, e.shape, e.dtype.name, _loader(path, header.data_start, e)))
     return out
+
+
+def _inventory(model: LoadedModel) -> list[StoredTensor]:
+    if model.inventory is None:
+        model.inventory = []
+    return model.inventory
 
 
 # --------------------------------------------------------------------------- entry point
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
-    model = LoadedModel(path=str(path), format=fmt, framework="pytorch", has_graph=False)
+    model = LoadedModel(path=str(path), format=fmt, framework="pytorch", has_graph=False,
+                        inventory=[])
     if fmt == "safetensors-sharded" or path.is_dir():
         flat = _load_directory(path, options, model)
         directory = path
@@ -291,7 +306,11 @@ def _load_directory(directory: Path, options: LoadOptions, model: LoadedModel) -
                 what=f"safetensors shard path {shard!r} leaves the model directory (not read)",
                 location=INDEX_NAME))
             for tensor in sorted(by_shard.get(shard, ())):
-                model.skipped.append((tensor, f"shard {shard!r} is outside the model directory"))
+                # shape unknown (the header is never read): counted as a weight, unread
+                _inventory(model).append(StoredTensor(tensor, (), "unknown", 0, True,
+                                                      SkipReason.UNSAFE))
+                model.skip(tensor, f"shard {shard!r} is outside the model directory",
+                           SkipReason.UNSAFE)
             continue
         if not shard_path.is_file():
             raise LoadError(f"shard {shard!r} listed in {INDEX_NAME} is missing")
@@ -303,14 +322,18 @@ def _load_directory(directory: Path, options: LoadOptions, model: LoadedModel) -
         if listed is not None:
             present = {e.name for e in header.entries}
             for missing in sorted(listed - present):
-                model.skipped.append((missing, f"listed in {INDEX_NAME} but absent from {shard}"))
+                _inventory(model).append(StoredTensor(missing, (), "unknown", 0, True,
+                                                      SkipReason.UNREADABLE))
+                model.skip(missing, f"listed in {INDEX_NAME} but absent from {shard}",
+                           SkipReason.UNREADABLE)
             extra = present - listed
             if extra:
                 model.notes.append(f"{shard} holds {len(extra)} tensor(s) not in {INDEX_NAME}; "
                                    "audited anyway")
         for ft in _flat_tensors(shard_path, header, options, model):
             if ft.name in seen:
-                model.skipped.append((ft.name, f"appears again in {shard}; first copy audited"))
+                model.skip(ft.name, f"appears again in {shard}; first copy audited",
+                           SkipReason.OTHER)
                 continue
             seen.add(ft.name)
             flat.append(ft)

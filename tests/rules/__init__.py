@@ -105,4 +105,8 @@ def chain_model(weights: list[np.ndarray], activation: str = "relu",
 
 
 def analyse_model(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileReport:
+    from initaudit.accounting import inventory_from_mapped
+
+    if model.inventory is None:  # a hand-built model is its own complete enumeration
+        model.inventory = inventory_from_mapped(model)
     return analyse(model, config)
