@@ -8,8 +8,9 @@ walks the *whole* unpickled object independently of it, so a tensor the selectio
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..model import LoadedModel, SkipReason, StoredTensor, is_weight_like
 from . import _pickle as P

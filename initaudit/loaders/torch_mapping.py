@@ -11,7 +11,7 @@ from .reparam import Rebuilt
 
 # loose parameters that are not kernels even when 2-D (ViT pos_embed/cls_token, queries, scales)
 _NOT_KERNEL = re.compile(r"(pos|position|cls|token|query|queries|embed|scale|gamma|beta|"
-                         r"register|prompt|mask|temperature|logit)", re.I)
+                         r"register|prompt|mask|temperature|logit)", re.IGNORECASE)
 _FLOAT = ("float", "bfloat")
 
 
