@@ -230,6 +230,9 @@ def apply_hf_config(model: LoadedModel, directory: Path) -> None:
     from .quantized_hf import apply as apply_quantization
 
     apply_quantization(model, config)
+    from .peft import apply as apply_peft
+
+    apply_peft(model, directory)
     if config is None:
         return
     model.metadata["hf_config"] = config
