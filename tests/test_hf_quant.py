@@ -139,6 +139,7 @@ def _check_decoded(folder: Path, expected: dict) -> None:
         assert (t.fan_in, t.fan_out) == (want.shape[1], want.shape[0])
         np.testing.assert_allclose(t.load(), want, rtol=0, atol=1e-6)
     report = audit_path(folder)
+    assert report.status.value == "ok", (report.error, report.skipped)
     assert not any(f.code in ("IA102", "IA101") and "proj" in (f.tensor or "")
                    for f in report.findings), [f.to_dict() for f in report.findings]
 
@@ -183,6 +184,10 @@ def test_llm_int8_and_fp8_scaled(tmp_path: Path) -> None:
             sd[name], sd[name + "_scale"] = f8, scale
             expected[name] = (f8.float() * scale).numpy()
     folder = _save(tmp_path, cfg, sd, None)
+    report = audit_path(folder)
+    assert report.status.value == "ok", (report.error, report.skipped)
+    assert not [f for f in report.findings if "down_proj" in (f.tensor or "")
+                or "up_proj" in (f.tensor or "")], [f.to_dict() for f in report.findings]
     got = {t.name: t for t in load(folder).tensors()}
     for name, want in expected.items():
         assert got[name].role.value == "kernel"

@@ -165,7 +165,7 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
                     drop.add(qw.name)
                     model.skipped.append((qw.name, f"AWQ {bits}-bit layout {qw.shape} not decoded"))
                     continue
-                kern = _kernel(qw.name, prefix, (out, int(qw.shape[0])), "int4 (AWQ, dequantized)",
+                kern = _kernel(qw.name, prefix, (out, int(qw.shape[0])), "int4 (AWQ dequantized)",
                                _awq_loader(qw, qz, sc, bits), "AWQ GEMM int4: (q - zero) * scale")
                 counts["AWQ"] += 1
             else:
@@ -179,7 +179,7 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
                     model.skipped.append((qw.name, f"GPTQ {bits}-bit layout {qw.shape} not decoded"))
                     continue
                 n_in = int(qw.shape[0]) * 32 // bits
-                kern = _kernel(qw.name, prefix, (out, n_in), f"int{bits} (GPTQ, dequantized)",
+                kern = _kernel(qw.name, prefix, (out, n_in), f"int{bits} (GPTQ dequantized)",
                                _gptq_loader(qw, qz, sc, parts.get("g_idx"), bits, v2),
                                f"GPTQ int{bits}: scale * (q - zero)")
                 counts["GPTQ"] += 1
@@ -206,7 +206,7 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
         scb = parts.get("SCB")
         if scb is not None and w.dtype == "int8" and len(w.shape) == 2 and scb.shape[:1] == w.shape[:1]:
             new_kernels[prefix] = _kernel(w.name, prefix, (int(w.shape[0]), int(w.shape[1])),
-                                          "int8 (LLM.int8, dequantized)",
+                                          "int8 (LLM.int8 dequantized)",
                                           _scaled_loader(w, scb, True),
                                           "bitsandbytes LLM.int8: weight * SCB / 127")
             drop.add(w.name)
