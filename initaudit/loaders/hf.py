@@ -226,6 +226,13 @@ def apply_hf_config(model: LoadedModel, directory: Path) -> None:
     Only layers whose activation is still unknown are touched: a graph, when there is one, wins.
     """
     config = read_hf_config(directory)
+    # quantized Linears are recognised by their tensor names, with or without a config.json
+    from .quantized_hf import apply as apply_quantization
+
+    apply_quantization(model, config)
+    from .peft import apply as apply_peft
+
+    apply_peft(model, directory)
     if config is None:
         return
     model.metadata["hf_config"] = config

@@ -36,7 +36,9 @@ from ..model import (Activation, ActivationKind, Convention, Layer, LoadedModel,
 from . import _pickle as P
 from ._scan import scan_blob, scan_zip
 from ._zip import SafeZip
+from . import reparam, torch_inventory
 from .statedict import FlatTensor, group_state_dict
+from .torch_mapping import map_frozen_constants, note_rebuilt, promote_raw_parameters
 
 try:  # ml_dtypes is a runtime dependency; keep the import failure readable
     import ml_dtypes as _mld
@@ -664,27 +666,36 @@ def _report_pickle(model: LoadedModel, ctx: P.UnpickleContext) -> None:
                            f"torch.load would import them): {names}")
 
 
-def _select_weights(root: Any, model: LoadedModel) -> tuple[Any, str]:
-    """Pick the model weights out of a checkpoint object; returns (object, name prefix)."""
+def _select_weights(root: Any, model: LoadedModel) -> list[tuple[str, Any]]:
+    """Pick every model out of a checkpoint object: (name prefix, object) pairs.
+
+    The primary model (the first of ``_STATE_KEYS``) keeps its state_dict names; every other
+    entry that holds weights (EMA copy, discriminator, heads...) is read too, under its key.
+    """
     root = P.unwrap(root)
     if not isinstance(root, dict) or isinstance(root, P.Stub):
-        return root, ""
+        return [("", root)]
     direct = [k for k, v in root.items() if _is_tensor(P.unwrap(v))]
     if direct and not any(k in _SKIP_KEYS for k in root):
-        return root, ""
+        return [("", root)]
     for key in _STATE_KEYS:
         if key in root and _holds_weights(root[key]):
-            others = [str(k) for k in root if k != key and (k in _SKIP_KEYS or _holds_weights(root[k]))]
+            primary = P.unwrap(root[key])
+            others = [k for k in root if k != key and k not in _SKIP_KEYS
+                      and P.unwrap(root[k]) is not primary and _holds_weights(root[k])]
+            ignored = [str(k) for k in root if k in _SKIP_KEYS]
             note = f"weights read from checkpoint[{key!r}]"
             if others:
-                note += f"; ignored: {', '.join(others[:6])}"
+                note += "; also read, each under its key: " + ", ".join(str(k) for k in others[:6])
+            if ignored:
+                note += f"; ignored (training state): {', '.join(ignored[:6])}"
             model.notes.append(note)
-            return root[key], ""
+            return [("", root[key])] + [(str(k), root[k]) for k in others]
     kept = {k: v for k, v in root.items() if k not in _SKIP_KEYS}
     dropped = [str(k) for k in root if k in _SKIP_KEYS]
     if dropped:
         model.notes.append(f"ignored non-model entries: {', '.join(dropped[:6])}")
-    return kept, ""
+    return [("", kept)]
 
 
 def _holds_weights(value: Any) -> bool:
@@ -699,28 +710,57 @@ def _holds_weights(value: Any) -> bool:
 def _model_from_object(model: LoadedModel, root: Any, source: Any, options: Any,
                        *, hf_dir: Path | None) -> LoadedModel:
     """Shared by zip and legacy files: state_dict / checkpoint dict / whole module."""
-    obj, prefix = _select_weights(root, model)
     walker = _Walker()
-    obj = P.unwrap(obj)
-    if isinstance(obj, P.Stub) and _is_module_stub(obj):
-        tree = walker.module_tree(obj, prefix)
-        flats, shared = _materialise(list(tree.entries()), source, options, model)
-        modules = {n.path: n for n in tree.walk()}
-        _build_layers(model, flats, shared, modules)
+    entries: list[_Entry] = []
+    trees: list[_ModuleNode] = []
+    for prefix, obj in _select_weights(root, model):
+        obj = P.unwrap(obj)
+        if isinstance(obj, P.Stub) and _is_module_stub(obj):
+            tree = walker.module_tree(obj, prefix)
+            trees.append(tree)
+            entries.extend(tree.entries())
+        else:
+            entries.extend(walker.tensors(obj, prefix))
+    flats, shared = _materialise(entries, source, options, model)
+    flats, rebuilt = reparam.reconstruct(flats)
+    modules = {n.path: n for tree in trees for n in tree.walk()}
+    _build_layers(model, flats, shared, modules or None)
+    note_rebuilt(model, rebuilt)
+    promote_raw_parameters(model, {e.name for e in entries
+                                   if isinstance(e.value, P.TensorRef) and e.value.is_param})
+    for tree in trees:
         acts, normalized = _sequential_activations(tree)
         _apply_activations(model, acts, normalized)
-        model.metadata["root_module"] = _plain_class(tree.qualname)
+    if trees:
+        model.metadata["root_module"] = _plain_class(trees[0].qualname)
         model.notes.append("whole nn.Module pickle: activations read from nn.Sequential order only; "
                            "functional activations inside forward() are not stored in the file")
-        return model
-    entries = list(walker.tensors(obj, prefix))
-    flats, shared = _materialise(entries, source, options, model)
-    _build_layers(model, flats, shared, None)
-    if not entries:
+    elif not entries:
         model.notes.append("the checkpoint holds no tensors")
-    if hf_dir is not None:
+    model.inventory = torch_inventory.build(model, root, entries, rebuilt, _SKIP_KEYS, _itemsize,
+                                            walker.tick, _storage_sizes(source))
+    if hf_dir is not None and not trees:
         _maybe_apply_hf_config(model, hf_dir)
     return model
+
+
+def _storage_sizes(source: Any) -> dict[str, int] | None:
+    """key -> byte size of every storage the archive holds (for the inventory's cross-check)."""
+    if isinstance(source, _LegacySource):
+        return {k: size for k, (_, size) in source.spans.items()}
+    if isinstance(source, _ZipSource):
+        out: dict[str, int] = {}
+        for name in source.zf.names():
+            if name.startswith(source.directory) and not name.endswith("/"):
+                m = source.zf.get(name)
+                out[name[len(source.directory):]] = m.size if m is not None else 0
+        return out
+    return None
+
+
+def _itemsize(dtype: str) -> int:
+    dt = DTYPES.get(dtype)
+    return dt.itemsize if dt is not None else 1
 
 
 def _maybe_apply_hf_config(model: LoadedModel, directory: Path) -> None:
@@ -895,6 +935,10 @@ def _load_torchscript(path: Path, options: Any) -> LoadedModel:
         modules = {n.path: n for n in tree.walk()}
         _build_layers(model, flats + cflats, shared, modules)
         code = _read_code(zf, prefix, model)
+        map_frozen_constants(model, code)
+        model.inventory = torch_inventory.build(
+            model, {"data": root, "CONSTANTS": [e.value for e in entries if e.name.startswith("CONSTANTS.")]},
+            entries, [], frozenset(), _itemsize, _Walker().tick, _storage_sizes(source))
     model.metadata["root_module"] = _plain_class(tree.qualname)
     model.notes.append("TorchScript code was parsed statically (ast), never executed")
     if code:
