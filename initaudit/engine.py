@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from .activations import ActivationHint
 from .model import LoadedModel, LoadError, Role, WeightTensor
 from .report import FileReport, Finding, Severity, Status, TensorReport
+from .selector import RuleSelector
 
 # roles whose values an init scheme is about
 SCHEMED_ROLES = frozenset({Role.KERNEL, Role.RECURRENT, Role.EMBEDDING})
@@ -86,10 +87,7 @@ class TensorProgress:
 
 
 def _rule_enabled(code: str, name: str, config: AuditConfig) -> bool:
-    keys = {code, name}
-    if config.select and not any(_matches_selector(k, s) for k in keys for s in config.select):
-        return False
-    return not any(_matches_selector(k, s) for k in keys for s in config.ignore)
+    return RuleSelector(config.select, config.ignore).enabled(code, name)
 
 
 def _matches_selector(key: str, selector: str) -> bool:
