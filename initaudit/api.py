@@ -8,6 +8,7 @@ is passed (we inspect the object's type by module name first).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -19,33 +20,103 @@ from .model import Convention, LoadedModel
 from .report import FileReport, Report, Severity
 
 
-def make_config(*, select: Iterable[str] = (), ignore: Iterable[str] = (),
+def make_config(*, select: str | Iterable[str] = (), ignore: str | Iterable[str] = (),
                 fail_on: str | Severity = Severity.ERROR, min_confidence: float = 0.0,
                 activation: Iterable[str] | Mapping[str, str] = (),
-                severity: Mapping[str, str] | None = None,
-                tensor_ignores: Iterable[TensorIgnore] = ()) -> AuditConfig:
-    """Build an AuditConfig from plain values (what the CLI and config files give)."""
-    if isinstance(activation, Mapping):
-        hints = tuple(ActivationHint.parse(f"{k}={v}") for k, v in activation.items())
-    else:
-        hints = tuple(ActivationHint.parse(h) for h in activation)
-    return AuditConfig(select=tuple(select), ignore=tuple(ignore),
-                       fail_on=fail_on if isinstance(fail_on, Severity) else Severity.parse(fail_on),
-                       min_confidence=float(min_confidence), hints=hints,
-                       severity_overrides={k: Severity.parse(v) for k, v in (severity or {}).items()},
-                       tensor_ignores=tuple(tensor_ignores))
+                severity: Mapping[str, str | Severity] | None = None,
+                tensor_ignores: Iterable[TensorIgnore] = (),
+                max_seconds: float | None = None) -> AuditConfig:
+    """Build an AuditConfig from plain values, validated like the command line: ValueError (a
+    :class:`~initaudit.selector.SelectorError` for rules) naming the argument and the problem."""
+    return _overrides_to_config(_validated(select=select, ignore=ignore, fail_on=fail_on,
+                                           min_confidence=min_confidence, activation=activation,
+                                           severity=severity),
+                                tensor_ignores=tuple(tensor_ignores), max_seconds=max_seconds)
 
 
-def audit(obj: Any, *, config: AuditConfig | None = None, **options: Any) -> Report:
+def _validated(*, select: Any = None, ignore: Any = None, fail_on: Any = None,
+               min_confidence: Any = None, activation: Any = None,
+               severity: Any = None) -> dict[str, Any]:
+    """The keyword arguments checked and keyed like the config file (None: not given)."""
+    from .selector import parse
+
+    out: dict[str, Any] = {}
+    if select is not None:
+        out["select"] = parse(select, what="select")
+    if ignore is not None:
+        out["ignore"] = parse(ignore, what="ignore")
+    if fail_on is not None:
+        out["fail-on"] = fail_on if isinstance(fail_on, Severity) else Severity.parse(str(fail_on))
+    if min_confidence is not None:
+        if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) \
+                or not 0.0 <= float(min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence must be a number between 0 and 1, not {min_confidence!r}")
+        out["min-confidence"] = float(min_confidence)
+    if activation is not None:
+        texts = ([f"{k}={v}" for k, v in activation.items()] if isinstance(activation, Mapping)
+                 else [activation] if isinstance(activation, str) else list(activation))
+        for text in texts:
+            ActivationHint.parse(text)  # ValueError naming the problem
+        out["activation"] = tuple(texts)
+    if severity is not None:
+        from .rules import find_rule
+
+        table: dict[str, Severity] = {}
+        for key, value in dict(severity).items():
+            rule = find_rule(str(key))
+            if rule is None:
+                raise ValueError(f"severity: unknown rule {key!r} (run `initaudit rules` to list them)")
+            table[rule.code] = value if isinstance(value, Severity) else Severity.parse(str(value))
+        out["severity"] = table
+    return out
+
+
+def _overrides_to_config(values: Mapping[str, Any], *, tensor_ignores: tuple[TensorIgnore, ...] = (),
+                         max_seconds: float | None = None) -> AuditConfig:
+    from .config import resolve
+
+    settings = resolve(None, values)
+    config = settings.audit_config()
+    return replace(config, tensor_ignores=tensor_ignores or config.tensor_ignores,
+                   max_seconds=max_seconds)
+
+
+def audit(obj: Any, *, config: AuditConfig | None = None,
+          select: str | Iterable[str] | None = None, ignore: str | Iterable[str] | None = None,
+          fail_on: str | Severity | None = None, min_confidence: float | None = None,
+          activation: Iterable[str] | Mapping[str, str] | None = None,
+          severity: Mapping[str, str | Severity] | None = None,
+          max_seconds: float | None = None,
+          config_file: str | os.PathLike[str] | None = None, use_config: bool = True) -> Report:
     """Audit one object (or a list/tuple of paths) and return the Report.
 
-    Options are those of :func:`make_config` (select, ignore, fail_on, min_confidence,
-    activation, severity) when no ``config`` is given.
+    Without ``config``, the settings come from the nearest ``initaudit.toml`` /
+    ``pyproject.toml`` with ``[tool.initaudit]`` above each audited path (from the working
+    directory for in-memory models, and as the fallback), like the command line; ``config_file``
+    names the file instead and ``use_config=False`` reads none. The keyword arguments override
+    the file and are validated like the command-line options: an unknown rule, a selector that
+    matches nothing (``select=["IA9"]``), a bad severity raise ValueError.
     """
-    config = config or make_config(**options)
-    if isinstance(obj, (list, tuple)) and all(isinstance(o, (str, os.PathLike)) for o in obj):
-        return Report(files=[audit_path(p, config) for p in obj])
-    return Report(files=[audit_one(obj, config)])
+    overrides = _validated(select=select, ignore=ignore, fail_on=fail_on,
+                           min_confidence=min_confidence, activation=activation, severity=severity)
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be a positive number of seconds, not {max_seconds}")
+    objs = list(obj) if isinstance(obj, (list, tuple)) and obj and all(
+        isinstance(o, (str, os.PathLike)) for o in obj) else [obj]
+
+    def config_for(item: Any) -> AuditConfig:
+        if config is not None:
+            return config
+        if not use_config:
+            return _overrides_to_config(overrides, max_seconds=max_seconds)
+        from .config import settings_for
+
+        where = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        settings = settings_for(where, config_file=None if config_file is None else os.fspath(config_file),
+                                overrides=overrides)
+        return replace(settings.audit_config(), max_seconds=max_seconds)
+
+    return Report(files=[audit_one(o, config_for(o)) for o in objs])
 
 
 def audit_one(obj: Any, config: AuditConfig) -> FileReport:

@@ -33,16 +33,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rules.base import Rule
 
 PROG = "initaudit"
-SUBCOMMANDS = ("check", "rules", "explain", "config", "inspect")
+SUBCOMMANDS = ("check", "rules", "explain", "config", "inspect", "help")
 DEBUG_ENV = "INITAUDIT_DEBUG"
 
 # click rewraps paragraphs; \b keeps the lines of the next paragraph as written
 _EPILOG = """\b
 Commands:
   initaudit PATH...              audit checkpoints (same as `initaudit check PATH...`)
+  initaudit help [COMMAND]       this help, or a command's
   initaudit rules                list the rules: codes, names, default severities
   initaudit explain NAME_OR_CODE show one rule's documentation page
-  initaudit config               the effective configuration and where each value comes from
+  initaudit config [PATH]        the configuration that applies (to PATH) and where each
+                                 value comes from
   initaudit inspect PATH...      every tensor's statistics, scheme and evidence (--layer GLOB)
 
 \b
@@ -51,6 +53,9 @@ Exit codes:
   1  findings at or above --fail-on (--exit-zero turns this into 0)
   2  a usage or configuration error, or an input that could not be read (also
      with --exit-zero)
+  3  audit incomplete: a file was only partly analysed (skipped tensors, time
+     budget, left-out content); --allow-partial turns this into 0
+  Precedence: 2 > 1 > 3 > 0.
 """
 
 app = typer.Typer(
@@ -184,7 +189,15 @@ def check(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Only the findings and the summary.")] = False,
     exit_zero: Annotated[bool, typer.Option(
-        "--exit-zero", help="Exit 0 even with findings (an unreadable file still exits 2).")] = False,
+        "--exit-zero", help="Exit 0 even with findings (an unreadable file still exits 2, an "
+                            "incomplete audit 3).")] = False,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Do not fail (exit 3) when a file was only partly audited "
+                                "(skipped tensors, time budget, left-out content); config key "
+                                "allow-partial.")] = False,
+    no_ignore: Annotated[bool, typer.Option(
+        "--no-ignore", help="In folders, also walk what .gitignore, hidden folders, virtualenvs "
+                            "and build/, dist/ would leave out.")] = False,
     no_color: _NoColorOpt = False,
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_version_callback, help="Print the version and exit.")] = False,
@@ -199,31 +212,51 @@ def check(
     initaudit.toml (see `initaudit config`); options given here override them."""
     from .baseline import BaselineError
     from .config import ConfigError
+    from .selector import SelectorError
 
     try:
-        settings = _settings(config_file, fail_on=fail_on, select=select, extend_select=extend_select,
-                             ignore=ignore, extend_ignore=extend_ignore, min_confidence=min_confidence,
-                             activation=activation, include=include, exclude=exclude, jobs=jobs,
-                             format=format)
+        overrides = _overrides(fail_on=fail_on, select=select, extend_select=extend_select,
+                               ignore=ignore, extend_ignore=extend_ignore,
+                               min_confidence=min_confidence, activation=activation,
+                               include=include, exclude=exclude, jobs=jobs, format=format)
+        if allow_partial:
+            overrides["allow-partial"] = True
+        # run-wide settings (format, jobs, fail-on): --config, else the config nearest the first
+        # path (ruff's rule), else the one found from the working directory
+        settings = _settings_for(paths[0] if paths else None, config_file, overrides)
         config = settings.audit_config()
         if max_seconds is not None and not max_seconds > 0:
             raise UsageError(f"--max-seconds must be a positive number of seconds, not {max_seconds}")
-        if max_seconds is not None or probe:
-            config = dataclasses.replace(config, max_seconds=max_seconds, probe=probe)
         fmt = settings.format
         reporter = None if statistics else _reporter(fmt)
         if statistics and fmt not in ("human", "json"):
             raise UsageError(f"--statistics prints human or json, not {fmt!r}")
         accepted = _read_baseline(baseline)
-        from .discover import discover_inputs
+        from .discover import DiscoveryStats, discover_inputs
 
-        inputs = discover_inputs(paths, include=settings.include, exclude=settings.exclude)
+        stats = DiscoveryStats()
+        inputs = []
+        for arg in paths:  # each argument walked with the include/exclude of its own config
+            arg_settings = _settings_for(arg, config_file, overrides)
+            inputs += discover_inputs([arg], include=arg_settings.include, exclude=arg_settings.exclude,
+                                      respect_ignore=not no_ignore, stats=stats)
+        inputs = _dedupe(inputs)
+        # each file audited with the config nearest to it
+        configs = {i.path: dataclasses.replace(_settings_for(i.path, config_file, overrides).audit_config(),
+                                               max_seconds=max_seconds, probe=probe)
+                   for i in inputs if i.problem is None}
         sink = _open_output(output)
-    except (UsageError, ConfigError, BaselineError) as exc:
+    except (UsageError, ConfigError, BaselineError, SelectorError) as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
+    config = dataclasses.replace(config, max_seconds=max_seconds, probe=probe)
+    for path, kind in stats.not_regular:
+        _warn(f"{path}: {kind}, not a regular file: skipped (never opened)")
+    if (stats.walked and stats.models and not quiet and fmt == "human"
+            and (stats.looked_at > stats.models or stats.ignored)):
+        print(f"{PROG}: {stats.line()}", file=sys.stderr)
 
-    result = _audit_all(inputs, config, jobs=settings.jobs,
+    result = _audit_all(inputs, configs, jobs=settings.jobs,
                         progress=not quiet and (fmt == "human" or output not in (None, "-")))
     if write_baseline is not None:
         try:
@@ -255,10 +288,27 @@ def check(
         _error(f"{output or 'stdout'}: cannot write the report ({exc.strerror or exc})")
         raise typer.Exit(2) from None
 
-    code = result.exit_code(config.fail_on)
+    code = result.exit_code(config.fail_on, allow_partial=settings.allow_partial)
     if (exit_zero or write_baseline is not None) and code == 1:
         code = 0
     raise typer.Exit(code)
+
+
+def _settings_for(path: Optional[str], config_file: Optional[str], overrides: dict):  # -> Settings
+    from .config import settings_for
+
+    return settings_for(path, config_file=config_file, overrides=overrides)
+
+
+def _dedupe(inputs: list) -> list:
+    seen: set[str] = set()
+    out = []
+    for item in inputs:
+        key = item.path if item.problem is not None else os.path.normcase(os.path.abspath(item.path))
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
 
 
 def _settings(config_file: Optional[str], *, fail_on: Optional[str] = None,
@@ -333,16 +383,18 @@ def _read_baseline(path: Optional[str]):  # -> baseline.Baseline | None
     return read(path)
 
 
-def _audit_all(inputs: list, config: "AuditConfig", *, jobs: int, progress: bool) -> Report:
-    """Audit the discovered inputs (discover.Input) in input order. An argument that yielded
-    nothing (an empty folder, a glob without match) is an unreadable input: exit 2."""
+def _audit_all(inputs: list, configs: "dict[str, AuditConfig]", *, jobs: int,
+               progress: bool) -> Report:
+    """Audit the discovered inputs (discover.Input) in input order, each with its own config.
+    An argument that yielded nothing (an empty folder, a glob without match) is an unreadable
+    input: exit 2."""
     from .report import FileReport
     from .runner import audit_all
 
     paths = [i.path for i in inputs if i.problem is None]
     if len(paths) == 1 and len(inputs) == 1 and jobs <= 1:
-        return Report(files=[_audit_one(paths[0], config, show_progress=progress)])
-    audited = iter(audit_all(paths, config, jobs=jobs, progress=progress))
+        return Report(files=[_audit_one(paths[0], configs[paths[0]], show_progress=progress)])
+    audited = iter(audit_all(paths, [configs[p] for p in paths], jobs=jobs, progress=progress))
     files = [next(audited) if item.problem is None else
              FileReport(path=item.path, format=None, status=Status.ERROR, error=item.problem)
              for item in inputs]
@@ -399,29 +451,12 @@ def _print_statistics(result: Report, stream: TextIO, *, fmt: str, color: bool) 
 
 def _selectors(values: Optional[Iterable[str]], option: str) -> tuple[str, ...]:
     """Split comma-separated codes/names and check each names at least one rule."""
-    items = [item.strip() for value in values or () for item in value.split(",") if item.strip()]
-    if not items:
-        return ()
-    rules = _rules()
-    out: list[str] = []
-    for item in items:
-        resolved = _resolve_selector(item, rules)
-        if resolved is None:
-            raise UsageError(f"{option}: unknown rule {item!r} (run `{PROG} rules` to list them)")
-        out.append(resolved)
-    return tuple(dict.fromkeys(out))
+    from .selector import SelectorError, parse
 
-
-def _resolve_selector(item: str, rules: Iterable["Rule"]) -> str | None:
-    rules = list(rules)
-    upper = item.upper()
-    if upper.startswith("IA") and any(r.code.startswith(upper) for r in rules):
-        return upper  # a code or a code prefix (family)
-    lower = item.lower()
-    for r in rules:
-        if r.name == lower:
-            return r.name
-    return None
+    try:
+        return parse(list(values or ()), what=option)
+    except SelectorError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _reporter(name: str):  # -> ReportFunction
@@ -551,6 +586,10 @@ def explain_command(
 
 @app.command("config")
 def config_command(
+    path: Annotated[Optional[str], typer.Argument(
+        metavar="[PATH]", show_default=False,
+        help="Show the configuration that applies to this file or folder (the nearest "
+             "initaudit.toml / pyproject.toml with [tool.initaudit] above it).")] = None,
     config_file: _ConfigOpt = None,
     format: Annotated[str, typer.Option(
         "--format", "-f", metavar="FORMAT", help="human or json.")] = "human",
@@ -574,9 +613,11 @@ def config_command(
     try:
         if fmt not in ("human", "json"):
             raise UsageError(f"--format: unknown format {format!r} for `config` (use human or json)")
-        settings = _settings(config_file, fail_on=fail_on, select=select, extend_select=extend_select,
-                             ignore=ignore, extend_ignore=extend_ignore, min_confidence=min_confidence,
-                             activation=activation, include=include, exclude=exclude, jobs=jobs)
+        overrides = _overrides(fail_on=fail_on, select=select, extend_select=extend_select,
+                               ignore=ignore, extend_ignore=extend_ignore,
+                               min_confidence=min_confidence, activation=activation,
+                               include=include, exclude=exclude, jobs=jobs, format=None)
+        settings = _settings_for(path, config_file, overrides)
     except (UsageError, ConfigError) as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
@@ -592,9 +633,10 @@ def config_command(
     from .reporters.human import print_renderables
 
     where = data["config_file"]
+    origin = f"{path} and its parent folders, then the working directory" if path else "here upward"
     title = Text(f"config file: {where}" if where else
                  "config file: none found (looked for initaudit.toml and [tool.initaudit] in "
-                 "pyproject.toml from here upward)", style="bold")
+                 f"pyproject.toml from {origin})", style="bold")
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("key", no_wrap=True, style="bold")
     table.add_column("value", overflow="fold")
@@ -698,6 +740,10 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
 
 
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -739,6 +785,11 @@ def main(argv: list[str] | None = None) -> int:
         if _wants_version(args):  # fast path: no typer, no numpy
             print(f"{PROG} {__version__}")
             return 0
+        if args and args[0] == "help":  # `initaudit help [COMMAND]`, not a file named help
+            rest = args[1:]
+            if not rest or rest[0] == "check":
+                return _show_main_help()
+            args = [rest[0], "--help"]
         routed = route(args)
         if routed is None:
             if not args:

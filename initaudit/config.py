@@ -18,6 +18,7 @@ what the file says. Keys are kebab-case, like ruff's::
     exclude = ["legacy/**"]
     jobs = 4
     format = "human"
+    allow-partial = false                  # true: a partly audited file exits 0, not 3
 
     [[tool.initaudit.per-tensor-ignores]]
     pattern = "embed*"                     # glob over tensor or layer names
@@ -68,6 +69,7 @@ KEYS: dict[str, str] = {
     "exclude": "globs of files and folders skipped in directories",
     "jobs": "parallel processes (0 = one per CPU)",
     "format": "output format",
+    "allow-partial": "exit 0 (not 3) when a file was only partly audited",
 }
 _IGNORE_KEYS = ("pattern", "rules", "reason", "path")
 
@@ -124,6 +126,7 @@ class Settings:
     exclude: tuple[str, ...] = ()
     jobs: int = 1
     format: str = "human"
+    allow_partial: bool = False
     file: Path | None = None  # the config file read, if any
     sources: dict[str, str] = field(default_factory=dict)  # key -> default / FILE / command line
 
@@ -158,7 +161,7 @@ class Settings:
             "activation": list(self.activation),
             "per-tensor-ignores": [_ignore_dict(ig) for ig in self.per_tensor_ignores],
             "include": list(self.include), "exclude": list(self.exclude),
-            "jobs": self.jobs, "format": self.format,
+            "jobs": self.jobs, "format": self.format, "allow-partial": self.allow_partial,
         }
         return {"config_file": str(self.file) if self.file else None,
                 "settings": {k: {"value": values[k], "source": self.source(k)} for k in KEYS}}
@@ -281,14 +284,12 @@ def _string_list(value: Any, where: str) -> list[str]:
 
 
 def _rules_list(value: Any, where: str, _base: str = "") -> tuple[str, ...]:
-    items = [item.strip() for v in _string_list(value, where) for item in v.split(",") if item.strip()]
-    out = []
-    for item in items:
-        resolved = resolve_selector(item)
-        if resolved is None:
-            raise ConfigError(f"{where}: unknown rule {item!r} (run `initaudit rules` to list them)")
-        out.append(resolved)
-    return tuple(dict.fromkeys(out))
+    from .selector import SelectorError, parse
+
+    try:
+        return parse(_string_list(value, where), what=where)
+    except SelectorError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _globs(value: Any, where: str, _base: str = "") -> tuple[str, ...]:
@@ -402,11 +403,18 @@ def _format(value: Any, where: str, _base: str = "") -> str:
     return name
 
 
+def _bool(value: Any, where: str, _base: str = "") -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {_type_name(value)}")
+    return value
+
+
 _VALIDATORS: dict[str, Callable[[Any, str, str], Any]] = {
     "select": _rules_list, "extend-select": _rules_list, "ignore": _rules_list,
     "extend-ignore": _rules_list, "fail-on": _severity, "min-confidence": _confidence,
     "severity": _severity_table, "activation": _activation, "per-tensor-ignores": _tensor_ignores,
     "include": _globs, "exclude": _globs, "jobs": _jobs, "format": _format,
+    "allow-partial": _bool,
 }
 
 
@@ -420,31 +428,19 @@ def _find_rule(text: str):  # -> Rule | None
 
 
 def resolve_selector(item: str) -> str | None:
-    """A rule code, code prefix (``IA1``) or name, normalised; None if it names no rule."""
-    from .rules import registry
+    """A rule code, code prefix (``IA1``) or name, normalised; None if it names no rule
+    (:func:`initaudit.selector.resolve`)."""
+    from .selector import resolve
 
-    rules = list(registry().values())
-    upper = item.strip().upper()
-    if upper.startswith("IA") and any(r.code.startswith(upper) for r in rules):
-        return upper
-    lower = item.strip().lower()
-    for r in rules:
-        if r.name == lower:
-            return r.name
-    return None
+    return resolve(item)
 
 
 def expand_selectors(selectors: Iterable[str]) -> tuple[str, ...]:
     """Codes for selectors (prefixes expand to every matching code): the engine's per-tensor
-    ignores compare exact codes and names."""
-    from .rules import registry
+    ignores compare exact codes and names (:func:`initaudit.selector.expand`)."""
+    from .selector import expand
 
-    out: list[str] = []
-    for s in selectors:
-        for r in registry().values():
-            if r.name == s or r.code.startswith(s.upper()):
-                out.append(r.code)
-    return tuple(dict.fromkeys(out))
+    return expand(selectors)
 
 
 # ------------------------------------------------------------------------------------ merging
@@ -477,6 +473,40 @@ def resolve(file_config: FileConfig | None, overrides: Mapping[str, Any] | None 
     return settings
 
 
+def nearest_config_file(path: str | os.PathLike[str] | None) -> Path | None:
+    """The config that applies to ``path`` (ruff's rule): the nearest ``initaudit.toml`` /
+    ``pyproject.toml`` with ``[tool.initaudit]`` in the path's folder or above it; the one found
+    from the working directory when there is none (or for ``None``: an in-memory model)."""
+    if path is not None:
+        p = Path(path)
+        start = p if p.is_dir() else p.parent
+        found = find_config_file(start if str(start) else ".")
+        if found is not None:
+            return found
+    return find_config_file(None)
+
+
+# (path, mtime, size) -> validated file: read once per run, re-read when edited
+_FILE_CACHE: dict[tuple[Path, int, int], FileConfig] = {}
+
+
+def settings_for(path: str | os.PathLike[str] | None, *, config_file: str | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The effective settings for auditing ``path``: ``config_file`` if given, else the nearest
+    config (:func:`nearest_config_file`), then ``overrides``. Each file is read once."""
+    found = Path(config_file) if config_file else nearest_config_file(path)
+    if found is None:
+        return resolve(None, overrides)
+    try:
+        st = found.stat()
+        key = (found.resolve(), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return resolve(load_file(found), overrides)  # load_file says what is wrong
+    if key not in _FILE_CACHE:
+        _FILE_CACHE[key] = load_file(found)
+    return resolve(_FILE_CACHE[key], overrides)
+
+
 def load_settings(config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
                   *, start: str | None = None) -> Settings:
     """Find (or take) the config file, read it and apply ``overrides``."""
@@ -485,4 +515,5 @@ def load_settings(config_path: str | None = None, overrides: Mapping[str, Any] |
 
 
 __all__ = ["ConfigError", "Settings", "FileConfig", "PathTensorIgnore", "find_config_file",
+           "nearest_config_file", "settings_for",
            "load_file", "load_settings", "resolve", "resolve_selector", "expand_selectors", "KEYS"]

@@ -17,6 +17,7 @@ from .accounting import account, categorise
 from .activations import ActivationHint
 from .model import LoadedModel, LoadError, Role, SkipReason, WeightTensor
 from .report import FileReport, Finding, Severity, Status, TensorReport
+from .selector import RuleSelector
 
 # roles whose values an init scheme is about
 SCHEMED_ROLES = frozenset({Role.KERNEL, Role.RECURRENT, Role.EMBEDDING})
@@ -87,10 +88,7 @@ class TensorProgress:
 
 
 def _rule_enabled(code: str, name: str, config: AuditConfig) -> bool:
-    keys = {code, name}
-    if config.select and not any(_matches_selector(k, s) for k in keys for s in config.select):
-        return False
-    return not any(_matches_selector(k, s) for k in keys for s in config.ignore)
+    return RuleSelector(config.select, config.ignore).enabled(code, name)
 
 
 def _matches_selector(key: str, selector: str) -> bool:

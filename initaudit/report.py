@@ -28,6 +28,13 @@ class Severity(str, enum.Enum):
             raise ValueError(f"unknown severity {text!r} (use info, warning or error)") from None
 
 
+# exit codes of the gate (docs/ci.md): public contract
+EXIT_OK = 0
+EXIT_FINDINGS = 1  # findings at or above --fail-on
+EXIT_UNREADABLE = 2  # usage/config error or an input that could not be read
+EXIT_PARTIAL = 3  # audit incomplete: a file was only partly analysed (--allow-partial: 0)
+
+
 class Status(str, enum.Enum):
     OK = "ok"
     PARTIAL = "partial"  # read, but something was skipped or unsafe content was left out
@@ -207,6 +214,20 @@ class FileReport:
     # how much of the stored weights were read; None only for unreadable files
     coverage: Coverage | None = None
 
+    @property
+    def partial(self) -> bool:
+        """Read, but not every weight was analysed (skipped tensors, time budget, unread
+        subgraphs, left-out content): such a file must never pass as clean."""
+        if self.status is Status.ERROR:
+            return False
+        return (self.status is Status.PARTIAL or bool(self.skipped)
+                or (self.coverage is not None and not self.coverage.complete))
+
+    def __repr__(self) -> str:  # the tensors would be thousands of lines
+        return (f"FileReport(path={self.path!r}, format={self.format!r}, "
+                f"status={self.status.value!r}, findings={len(self.findings)}, "
+                f"tensors={len(self.tensors)}, skipped={len(self.skipped)})")
+
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.format, "status": self.status.value,
                 "error": self.error, "framework": self.framework,
@@ -247,13 +268,22 @@ class Report:
         sev = [f.severity for f in self.findings]
         return max(sev, key=lambda s: s.rank) if sev else None
 
-    def exit_code(self, fail_on: Severity = Severity.ERROR) -> int:
-        """0 nothing at or above ``fail_on``; 1 findings at or above it; 2 an unreadable file."""
+    def exit_code(self, fail_on: Severity = Severity.ERROR, *, allow_partial: bool = False) -> int:
+        """2 an unreadable file; else 1 findings at or above ``fail_on``; else 3 a file only
+        partly audited (unless ``allow_partial``); else 0. Precedence 2 > 1 > 3 > 0."""
         if any(fr.status is Status.ERROR for fr in self.files):
-            return 2
+            return EXIT_UNREADABLE
         if any(f.severity.rank >= fail_on.rank for f in self.findings):
-            return 1
-        return 0
+            return EXIT_FINDINGS
+        if not allow_partial and any(fr.partial for fr in self.files):
+            return EXIT_PARTIAL
+        return EXIT_OK
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (f"Report(files={c['files']}, errors={c['errors']}, warnings={c['warnings']}, "
+                f"infos={c['infos']}, unreadable_files={c['unreadable_files']}, "
+                f"partial_files={sum(1 for fr in self.files if fr.partial)})")
 
     def to_dict(self) -> dict[str, Any]:
         from . import __version__

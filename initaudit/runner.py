@@ -37,16 +37,20 @@ def effective_jobs(jobs: int, n_files: int) -> int:
     return max(1, min(jobs, n_files))
 
 
-def audit_all(paths: Sequence[str], config: "AuditConfig", *, jobs: int = 1,
+def audit_all(paths: Sequence[str], config: "AuditConfig | Sequence[AuditConfig]", *, jobs: int = 1,
               progress: bool = False,
               on_result: Callable[["FileReport"], None] | None = None) -> list["FileReport"]:
-    """Audit ``paths`` with ``jobs`` processes; ``on_result`` sees each result in input order."""
+    """Audit ``paths`` with ``jobs`` processes; ``on_result`` sees each result in input order.
+    ``config`` is one config for every path, or one per path (each file's nearest config)."""
+    configs = list(config) if isinstance(config, (list, tuple)) else [config] * len(paths)
+    if len(configs) != len(paths):
+        raise ValueError("one config per path")
     workers = effective_jobs(jobs, len(paths))
     results: list["FileReport"] = []
     show_bar = progress and len(paths) > 1 and _stderr_is_terminal()
     bar = _Bar(len(paths)) if show_bar else None
     try:
-        for result in _iterate(paths, config, workers, bar):
+        for result in _iterate(paths, configs, workers, bar):
             results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -58,17 +62,17 @@ def audit_all(paths: Sequence[str], config: "AuditConfig", *, jobs: int = 1,
     return results
 
 
-def _iterate(paths: Sequence[str], config: "AuditConfig", workers: int,
+def _iterate(paths: Sequence[str], configs: Sequence["AuditConfig"], workers: int,
              bar: "_Bar | None") -> Iterator["FileReport"]:
     if workers <= 1:
-        for path in paths:
+        for path, config in zip(paths, configs):
             if bar is not None:
                 bar.describe(path)
             yield _audit(path, config)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # chunksize 1: files differ wildly in size; one big file must not hold back a batch
-        yield from pool.map(_worker, [(p, config) for p in paths], chunksize=1)
+        yield from pool.map(_worker, list(zip(paths, configs)), chunksize=1)
 
 
 def _stderr_is_terminal() -> bool:

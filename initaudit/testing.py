@@ -23,45 +23,33 @@ __all__ = ["assert_well_initialized", "format_failure"]
 
 
 def assert_well_initialized(obj: Any, *, fail_on: str | Severity = "warning",
-                            select: Iterable[str] = (), ignore: Iterable[str] = (),
-                            activation: Iterable[str] | Mapping[str, str] = (),
-                            min_confidence: float = 0.0,
+                            select: str | Iterable[str] | None = None,
+                            ignore: str | Iterable[str] | None = None,
+                            activation: Iterable[str] | Mapping[str, str] | None = None,
+                            min_confidence: float | None = None,
                             severity: Mapping[str, str] | None = None,
-                            allow_skipped: bool = False) -> Report:
+                            allow_skipped: bool = False,
+                            config_file: str | None = None, use_config: bool = True) -> Report:
     """Audit ``obj`` (anything :func:`initaudit.audit` accepts) and fail if it has a finding at
     or above ``fail_on`` (default ``"warning"``: stricter than the CLI, since a fresh model
     has no excuse), a file that could not be read, or, unless ``allow_skipped``, a tensor that
-    was not analysed (never pass silently on something nobody looked at)."""
-    from .api import audit, make_config
-    from .config import resolve_selector
+    was not analysed (never pass silently on something nobody looked at).
+
+    The project's ``[tool.initaudit]`` settings apply as they do on the command line (the
+    nearest config above a path, else the one found from the working directory); the keyword
+    arguments override them. Unknown rules raise ValueError."""
+    from .api import audit
 
     threshold = fail_on if isinstance(fail_on, Severity) else Severity.parse(fail_on)
-    config = make_config(select=_selectors(select, "select", resolve_selector),
-                         ignore=_selectors(ignore, "ignore", resolve_selector),
-                         fail_on=threshold, min_confidence=min_confidence, activation=activation,
-                         severity=severity)
-    report = audit(obj, config=config)
+    report = audit(obj, select=select, ignore=ignore, fail_on=threshold,
+                   min_confidence=min_confidence, activation=activation, severity=severity,
+                   config_file=config_file, use_config=use_config)
     failing = [f for f in report.findings if f.severity.rank >= threshold.rank]
     unreadable = [fr for fr in report.files if fr.status is Status.ERROR]
     skipped = [] if allow_skipped else [(fr.path, s) for fr in report.files for s in fr.skipped]
     if failing or unreadable or skipped:
         raise AssertionError(format_failure(report, threshold, allow_skipped=allow_skipped))
     return report
-
-
-def _selectors(values: Iterable[str], what: str, resolve) -> tuple[str, ...]:
-    if isinstance(values, str):  # select="IA1" is one selector, not four letters
-        values = [values]
-    out = []
-    for value in values:
-        for item in (i.strip() for i in value.split(",")):
-            if not item:
-                continue
-            resolved = resolve(item)
-            if resolved is None:
-                raise ValueError(f"{what}: unknown rule {item!r} (run `initaudit rules` to list them)")
-            out.append(resolved)
-    return tuple(dict.fromkeys(out))
 
 
 def format_failure(report: Report, threshold: Severity, *, allow_skipped: bool = False) -> str:

@@ -448,9 +448,13 @@ def test_max_seconds_reports_what_was_not_covered(capsys):
     fr = json.loads(out)["files"][0]
     assert fr["status"] == "partial"  # never a silent partial "clean"
     assert fr["skipped"] and all(s["reason"] == "time budget exhausted" for s in fr["skipped"])
-    assert fr["findings"] == [] and code == 0
+    # a partial audit does not pass the gate silently: exit 3 ("audit incomplete")
+    assert fr["findings"] == [] and code == 3
     code, out, _ = run(capsys, SAMPLE_DIR / "mlp_he_sigmoid.onnx", "--max-seconds", "1e-9")
     assert "skipped" in out and "clean" not in out.lower()
+    code, _, _ = run(capsys, SAMPLE_DIR / "mlp_he_sigmoid.onnx", "--max-seconds", "1e-9",
+                     "--allow-partial", "--format", "json")
+    assert code == 0
 
 
 def test_max_seconds_must_be_positive(capsys):
