@@ -10,6 +10,14 @@ comparison of their values. Sign bits are masked out of the hash so -0.0 and +0.
 Cost O(n) with no float conversion at all; memory one chunk of units at a time; the tensor is
 never copied when its units are rows (torch) or columns (Keras, ONNX MatMul) of a contiguous
 array.
+
+When the fused pass (tensorpass.py) already projected every unit on two random float vectors,
+those projections replace the integer hashes and no further pass is made: equal units give
+bit-identical projections (the same products summed in the same order by the same BLAS call;
+-0.0 is normalised to +0.0), an all-zero unit projects to exactly 0, and every candidate, dead or
+duplicate, is still confirmed by comparing the values themselves, so a collision can never
+produce a false finding (tests/test_perf_units.py checks units equal at every position of a
+chunk and both layouts).
 """
 
 from __future__ import annotations
@@ -48,9 +56,11 @@ def units_matrix(values: np.ndarray, tensor: WeightTensor) -> np.ndarray | None:
 
 
 def check_units(values: np.ndarray, tensor: WeightTensor,
-                stats: TensorStats | None = None) -> UnitCheck:
+                stats: TensorStats | None = None,
+                projections: np.ndarray | None = None) -> UnitCheck:
     """``stats`` (from the same tensor's full pass) lets the constant check skip its own pass:
-    all entries equal and finite <=> no non-finite value and min == max."""
+    all entries equal and finite <=> no non-finite value and min == max. ``projections``
+    ((n_units, k) from the fused pass) replace the hashing pass."""
     if values.size == 0:
         return UnitCheck.empty()
     first = float(as_float(values.reshape(-1)[:1] if values.flags.c_contiguous
@@ -64,7 +74,10 @@ def check_units(values: np.ndarray, tensor: WeightTensor,
         return UnitCheck(n_units=n_units, constant=constant and bool(np.isfinite(first)),
                          constant_value=first if constant else None)
     layout = _layout(values, tensor)
-    hashes, zero = _hashes(layout)
+    if projections is not None and projections.shape[0] == n_units:
+        hashes, zero = _projection_keys(projections)
+    else:
+        hashes, zero = _hashes(layout)
     dead = tuple(int(k) for k in np.flatnonzero(zero) if _is_zero(layout.unit(int(k))))
     return UnitCheck(n_units=n_units, constant=False, constant_value=None,
                      duplicate_groups=_duplicates(layout, hashes, set(dead)), dead_units=dead)
@@ -170,6 +183,15 @@ def _hashes(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
         out = np.ascontiguousarray(acc.T)
     key = (out[:, 0].astype(np.uint64) << np.uint64(32)) | out[:, 1].astype(np.uint64)
     return key, ~nonzero
+
+
+def _projection_keys(proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a 64-bit key per unit from its first two float projections, zero-projection units)."""
+    p = np.ascontiguousarray(proj[:, :2], dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
+    words = p.view(np.uint32)
+    key = (words[:, 0].astype(np.uint64) << np.uint64(32)) | words[:, 1].astype(np.uint64)
+    zero = np.all(proj == 0, axis=1)
+    return key, zero
 
 
 def _element_words(block: np.ndarray) -> np.ndarray:
