@@ -154,7 +154,7 @@ def _gof(x: np.ndarray, family: str, scale: float, rng: np.random.Generator) -> 
 # ----------------------------------------------------------------------------- closed forms
 # Normal cdf without scipy: erfc by the Chebyshev fit of Numerical Recipes (erfcc, fractional
 # error < 1.2e-7 everywhere). A cdf error of 1.2e-7 moves the KS statistic of 20k values by at
-# most that, which moves a p-value near the 1e-4 threshold by < 0.1% (tests/test_stats_closed.py
+# most that, which moves a p-value near the 1e-4 threshold by < 0.1% (tests/test_stats_fused.py
 # compares with scipy).
 _ERFC_COEF = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
               -1.13520398, 1.48851587, -0.82215223, 0.17087277)
@@ -217,8 +217,8 @@ def ks_pvalue(n: int, d: float) -> float:
     """Two-sided p-value of the one-sample KS statistic, as scipy's ``kstest`` computes it where
     the decision is taken: 2·smirnov(n, d) (exact) once n·d² >= 2.2, the branch scipy itself uses
     there (p <~ 0.025, which includes the 1e-4 threshold); above, where only the reported number
-    is affected, the Kolmogorov limit with Stephens' finite-n correction (within 1% of scipy for
-    n >= 50, tests/test_stats_closed.py)."""
+    is affected, the Kolmogorov limit with Stephens' finite-n correction (within 3% of scipy for
+    n >= 50, tests/test_stats_fused.py)."""
     if n <= 0:
         return float("nan")
     if d <= 0.0:

@@ -288,15 +288,26 @@ def _chunk_moments(c: np.ndarray, acc: _Moments, tmp: tuple[np.ndarray, np.ndarr
         amax = max(abs(float(c.max())), abs(float(c.min())))
         if not (_F32_SAFE[0] <= amax <= _F32_SAFE[1]) and amax != 0.0:
             c = c.astype(np.float64)
-    mb = float(c.sum(dtype=c.dtype)) / nb
+    # d = x - shift with a float32 shift near the mean (the subtraction is exact for values within
+    # a factor 2 of it); the power sums of d are then moved to the chunk's exact mean in float64,
+    # so a rounded shift costs nothing (no assumption that the shift *is* the mean)
+    shift = c.dtype.type(float(c.sum(dtype=c.dtype)) / nb)
     if tmp is not None and tmp[0].dtype == c.dtype and tmp[0].size >= nb:
         d, d2 = tmp[0][:nb], tmp[1][:nb]
-        np.subtract(c, c.dtype.type(mb), out=d)
+        np.subtract(c, shift, out=d)
         np.multiply(d, d, out=d2)
     else:
-        d = c - c.dtype.type(mb)
+        d = c - shift
         d2 = d * d
-    acc.add(nb, mb, float(d2.sum()), float(np.dot(d2, d)), float(np.dot(d2, d2)))
+    s1 = float(d.sum())
+    s2 = float(d2.sum())
+    s3 = float(np.dot(d2, d))
+    s4 = float(np.dot(d2, d2))
+    delta = s1 / nb
+    m2 = s2 - s1 * delta
+    m3 = s3 - 3.0 * delta * s2 + 2.0 * nb * delta ** 3
+    m4 = s4 - 4.0 * delta * s3 + 6.0 * delta * delta * s2 - 3.0 * nb * delta ** 4
+    acc.add(nb, float(shift) + delta, max(m2, 0.0), m3, max(m4, 0.0))
 
 
 def pass_dtype(dtype: np.dtype) -> type:

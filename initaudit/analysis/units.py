@@ -12,12 +12,14 @@ never copied when its units are rows (torch) or columns (Keras, ONNX MatMul) of 
 array.
 
 When the fused pass (tensorpass.py) already projected every unit on two random float vectors,
-those projections replace the integer hashes and no further pass is made: equal units give
-bit-identical projections (the same products summed in the same order by the same BLAS call;
--0.0 is normalised to +0.0), an all-zero unit projects to exactly 0, and every candidate, dead or
-duplicate, is still confirmed by comparing the values themselves, so a collision can never
-produce a false finding (tests/test_perf_units.py checks units equal at every position of a
-chunk and both layouts).
+those projections replace the integer hashes and no further pass is made. Equal units get equal
+projections up to the BLAS's summation order, which differs between its main and edge kernels
+(measured: a few ulps, ~1e-6 of the projections' spread); so units are bucketed on a grid 1e-3 of
+that spread wide, twice (the second grid shifted by half a cell, so two values closer than half
+a cell always share a cell of one grid), in both projections. An all-zero unit projects to
+exactly 0 in any order. Every candidate, dead or duplicate, is confirmed by comparing the values
+themselves, so a collision can never produce a false finding (tests/test_perf_units.py: equal
+units at every position of the chunking, both layouts, all float widths, agree with the hashes).
 """
 
 from __future__ import annotations
@@ -75,9 +77,12 @@ def check_units(values: np.ndarray, tensor: WeightTensor,
                          constant_value=first if constant else None)
     layout = _layout(values, tensor)
     if projections is not None and projections.shape[0] == n_units:
-        hashes, zero = _projection_keys(projections)
-    else:
-        hashes, zero = _hashes(layout)
+        zero = np.all(projections == 0, axis=1)
+        dead = tuple(int(k) for k in np.flatnonzero(zero) if _is_zero(layout.unit(int(k))))
+        groups = _projection_duplicates(layout, projections, set(dead))
+        return UnitCheck(n_units=n_units, constant=False, constant_value=None,
+                         duplicate_groups=groups, dead_units=dead)
+    hashes, zero = _hashes(layout)
     dead = tuple(int(k) for k in np.flatnonzero(zero) if _is_zero(layout.unit(int(k))))
     return UnitCheck(n_units=n_units, constant=False, constant_value=None,
                      duplicate_groups=_duplicates(layout, hashes, set(dead)), dead_units=dead)
@@ -185,13 +190,29 @@ def _hashes(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
     return key, ~nonzero
 
 
-def _projection_keys(proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(a 64-bit key per unit from its first two float projections, zero-projection units)."""
-    p = np.ascontiguousarray(proj[:, :2], dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0
-    words = p.view(np.uint32)
-    key = (words[:, 0].astype(np.uint64) << np.uint64(32)) | words[:, 1].astype(np.uint64)
-    zero = np.all(proj == 0, axis=1)
-    return key, zero
+GRID = 1e-3  # bucket width, relative to the projections' spread (see the module docstring)
+
+
+def _projection_duplicates(layout: _Layout, proj: np.ndarray,
+                           dead: set[int]) -> tuple[tuple[int, ...], ...]:
+    p = np.asarray(proj[:, :2], dtype=np.float64)
+    finite = np.isfinite(p).all(axis=1)
+    cand: set[int] = {int(k) for k in np.flatnonzero(~finite)}  # inf/NaN units: exact check only
+    pf = p[finite]
+    idx = np.flatnonzero(finite)
+    if pf.shape[0] > 1:
+        spread = np.sqrt(np.mean(pf * pf, axis=0))
+        cell = np.where(spread > 0, GRID * spread, 1.0)
+        scaled = pf / cell
+        for off in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5)):
+            keys = np.floor(scaled + np.array(off)).astype(np.int64)
+            _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+            shared = counts[inverse.reshape(-1)] > 1
+            cand.update(int(k) for k in idx[shared])
+    cand -= dead  # all-zero units are "dead units", reported by their own rule
+    if len(cand) < 2:
+        return ()
+    return tuple(sorted(_confirm(layout, sorted(cand))))
 
 
 def _element_words(block: np.ndarray) -> np.ndarray:
