@@ -60,6 +60,7 @@ class LlamaShape:
     intermediate: int
     vocab: int
     layers: int
+    tied: bool = False  # lm_head shares the embedding (not stored)
 
     @classmethod
     def scaled(cls, scale: float) -> "LlamaShape":
@@ -84,7 +85,9 @@ class LlamaShape:
                     (p + "mlp.gate_proj.weight", (i, h), "normal"),
                     (p + "mlp.up_proj.weight", (i, h), "normal"),
                     (p + "mlp.down_proj.weight", (h, i), "normal")]
-        out += [("model.norm.weight", (h,), "ones"), ("lm_head.weight", (self.vocab, h), "normal")]
+        out += [("model.norm.weight", (h,), "ones")]
+        if not self.tied:
+            out.append(("lm_head.weight", (self.vocab, h), "normal"))
         return out
 
     def config(self) -> dict:
@@ -93,7 +96,7 @@ class LlamaShape:
                 "num_hidden_layers": self.layers, "num_attention_heads": max(1, self.hidden // 64),
                 "num_key_value_heads": max(1, self.hidden // 64), "vocab_size": self.vocab,
                 "hidden_act": "silu", "initializer_range": 0.02, "rms_norm_eps": 1e-5,
-                "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+                "tie_word_embeddings": self.tied, "torch_dtype": "bfloat16"}
 
 
 def _values(shape: tuple[int, ...], init: str, rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
@@ -108,18 +111,25 @@ def _values(shape: tuple[int, ...], init: str, rng: np.random.Generator, dtype: 
     return out
 
 
-def write_safetensors_sharded(folder: Path, shape: LlamaShape, shard_bytes: int = 500 * 10**6) -> int:
-    """A Hugging Face-style sharded bf16 checkpoint written by hand (header JSON + raw bytes),
-    one tensor in memory at a time. Returns the number of bytes written."""
+# the issue's fp32 reference model: Llama-shaped, 24 layers, tied embedding, 218 tensors, 1.74 GB
+FP32_LLAMA = LlamaShape(hidden=1024, intermediate=4096, vocab=32000, layers=24, tied=True)
+
+
+def write_safetensors_sharded(folder: Path, shape: LlamaShape, shard_bytes: int = 500 * 10**6,
+                              dtype: str = "bf16") -> int:
+    """A Hugging Face-style sharded checkpoint (bf16 or fp32) written by hand (header JSON + raw
+    bytes), one tensor in memory at a time. Returns the number of bytes written."""
     import ml_dtypes
 
-    bf16 = np.dtype(ml_dtypes.bfloat16)
+    np_dtype = np.dtype(ml_dtypes.bfloat16) if dtype == "bf16" else np.dtype("<f4")
+    st_dtype = "BF16" if dtype == "bf16" else "F32"
+    itemsize = np_dtype.itemsize
     folder.mkdir(parents=True, exist_ok=True)
     specs = shape.tensors()
     shards: list[list[tuple[str, tuple[int, ...], str]]] = [[]]
     size = 0
     for spec in specs:
-        nbytes = math.prod(spec[1]) * 2
+        nbytes = math.prod(spec[1]) * itemsize
         if shards[-1] and size + nbytes > shard_bytes:
             shards.append([])
             size = 0
@@ -133,8 +143,8 @@ def write_safetensors_sharded(folder: Path, shape: LlamaShape, shard_bytes: int 
         header: dict = {"__metadata__": {"format": "pt"}}
         offset = 0
         for name, shp, _ in shard:
-            nbytes = math.prod(shp) * 2
-            header[name] = {"dtype": "BF16", "shape": list(shp), "data_offsets": [offset, offset + nbytes]}
+            nbytes = math.prod(shp) * itemsize
+            header[name] = {"dtype": st_dtype, "shape": list(shp), "data_offsets": [offset, offset + nbytes]}
             offset += nbytes
             weight_map[name] = fname
         raw = json.dumps(header, separators=(",", ":")).encode()
@@ -143,7 +153,7 @@ def write_safetensors_sharded(folder: Path, shape: LlamaShape, shard_bytes: int 
             fh.write(len(raw).to_bytes(8, "little"))
             fh.write(raw)
             for name, shp, init in shard:
-                fh.write(_values(shp, init, rng, bf16).tobytes())
+                fh.write(_values(shp, init, rng, np_dtype).tobytes())
         total += 8 + len(raw) + offset
     (folder / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))

@@ -102,7 +102,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     from .analysis.identify import identify
     from .analysis.signal import propagate
     from .analysis.state import classify_file, classify_tensor
-    from .analysis.stats import sampled_stats
+    from .analysis.tensorpass import run_pass
     from .analysis.units import check_units, UnitCheck
     from .rules import registry
     from .rules.base import RuleContext, TensorAnalysis
@@ -121,17 +121,21 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     def work(tensor: WeightTensor) -> tuple[Any, ...]:
         values = tensor.load()
         try:
-            stats, sample = sampled_stats(values, max_sample=config.max_sample, seed=config.seed)
-            units = (check_units(values, tensor, stats) if tensor.role in SCHEMED_ROLES
-                     else UnitCheck.empty())
+            schemed = tensor.role in SCHEMED_ROLES
+            # one fused read of the tensor: exact stats, unit projections, orthogonality probe
+            tp = run_pass(values, tensor, schemed=schemed, max_sample=config.max_sample,
+                          seed=config.seed)
+            stats, sample = tp.stats, tp.sample
+            units = (check_units(values, tensor, stats, projections=tp.unit_projections)
+                     if schemed else UnitCheck.empty())
             scheme = (identify(values, tensor, stats, seed=config.seed, metadata=model.metadata,
-                               sample=sample)
-                      if tensor.role in SCHEMED_ROLES and stats.size >= 2 else None)
+                               sample=sample, ortho=tp.ortho)
+                      if schemed and stats.size >= 2 else None)
             state = (classify_tensor(values, tensor, stats, scheme, units, seed=config.seed)
                      if tensor.role in SCHEMED_ROLES and stats.size >= 2 else None)
             return stats, units, scheme, state
         finally:
-            values = sample = None  # drop the references: memmaps close as we go
+            values = sample = tp = None  # drop the references: memmaps close as we go
 
     for tensor, outcome in _run_tensors(model.tensors(), work, config):
         layer = layer_of.get(id(tensor))

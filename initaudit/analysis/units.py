@@ -10,6 +10,16 @@ comparison of their values. Sign bits are masked out of the hash so -0.0 and +0.
 Cost O(n) with no float conversion at all; memory one chunk of units at a time; the tensor is
 never copied when its units are rows (torch) or columns (Keras, ONNX MatMul) of a contiguous
 array.
+
+When the fused pass (tensorpass.py) already projected every unit on two random float vectors,
+those projections replace the integer hashes and no further pass is made. Equal units get equal
+projections up to the BLAS's summation order, which differs between its main and edge kernels
+(measured: a few ulps, ~1e-6 of the projections' spread); so units are bucketed on a grid 1e-3 of
+that spread wide, twice (the second grid shifted by half a cell, so two values closer than half
+a cell always share a cell of one grid), in both projections. An all-zero unit projects to
+exactly 0 in any order. Every candidate, dead or duplicate, is confirmed by comparing the values
+themselves, so a collision can never produce a false finding (tests/test_perf_units.py: equal
+units at every position of the chunking, both layouts, all float widths, agree with the hashes).
 """
 
 from __future__ import annotations
@@ -48,9 +58,11 @@ def units_matrix(values: np.ndarray, tensor: WeightTensor) -> np.ndarray | None:
 
 
 def check_units(values: np.ndarray, tensor: WeightTensor,
-                stats: TensorStats | None = None) -> UnitCheck:
+                stats: TensorStats | None = None,
+                projections: np.ndarray | None = None) -> UnitCheck:
     """``stats`` (from the same tensor's full pass) lets the constant check skip its own pass:
-    all entries equal and finite <=> no non-finite value and min == max."""
+    all entries equal and finite <=> no non-finite value and min == max. ``projections``
+    ((n_units, k) from the fused pass) replace the hashing pass."""
     if values.size == 0:
         return UnitCheck.empty()
     first = float(as_float(values.reshape(-1)[:1] if values.flags.c_contiguous
@@ -64,6 +76,12 @@ def check_units(values: np.ndarray, tensor: WeightTensor,
         return UnitCheck(n_units=n_units, constant=constant and bool(np.isfinite(first)),
                          constant_value=first if constant else None)
     layout = _layout(values, tensor)
+    if projections is not None and projections.shape[0] == n_units:
+        zero = np.all(projections == 0, axis=1)
+        dead = tuple(int(k) for k in np.flatnonzero(zero) if _is_zero(layout.unit(int(k))))
+        groups = _projection_duplicates(layout, projections, set(dead))
+        return UnitCheck(n_units=n_units, constant=False, constant_value=None,
+                         duplicate_groups=groups, dead_units=dead)
     hashes, zero = _hashes(layout)
     dead = tuple(int(k) for k in np.flatnonzero(zero) if _is_zero(layout.unit(int(k))))
     return UnitCheck(n_units=n_units, constant=False, constant_value=None,
@@ -170,6 +188,31 @@ def _hashes(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
         out = np.ascontiguousarray(acc.T)
     key = (out[:, 0].astype(np.uint64) << np.uint64(32)) | out[:, 1].astype(np.uint64)
     return key, ~nonzero
+
+
+GRID = 1e-3  # bucket width, relative to the projections' spread (see the module docstring)
+
+
+def _projection_duplicates(layout: _Layout, proj: np.ndarray,
+                           dead: set[int]) -> tuple[tuple[int, ...], ...]:
+    p = np.asarray(proj[:, :2], dtype=np.float64)
+    finite = np.isfinite(p).all(axis=1)
+    cand: set[int] = {int(k) for k in np.flatnonzero(~finite)}  # inf/NaN units: exact check only
+    pf = p[finite]
+    idx = np.flatnonzero(finite)
+    if pf.shape[0] > 1:
+        spread = np.sqrt(np.mean(pf * pf, axis=0))
+        cell = np.where(spread > 0, GRID * spread, 1.0)
+        scaled = pf / cell
+        for off in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5)):
+            keys = np.floor(scaled + np.array(off)).astype(np.int64)
+            _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+            shared = counts[inverse.reshape(-1)] > 1
+            cand.update(int(k) for k in idx[shared])
+    cand -= dead  # all-zero units are "dead units", reported by their own rule
+    if len(cand) < 2:
+        return ()
+    return tuple(sorted(_confirm(layout, sorted(cand))))
 
 
 def _element_words(block: np.ndarray) -> np.ndarray:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from ..model import (Convention, LoadedModel, LoadError, Loader, SkipReason, StoredTensor,
@@ -49,9 +48,6 @@ DTYPES: dict[str, _DType] = {
     "F64": _DType("float64", np.dtype("<f8")),
     "F32": _DType("float32", np.dtype("<f4")),
     "F16": _DType("float16", np.dtype("<f2")),
-    "BF16": _DType("bfloat16", np.dtype(ml_dtypes.bfloat16)),
-    "F8_E4M3": _DType("float8_e4m3fn", np.dtype(ml_dtypes.float8_e4m3fn)),
-    "F8_E5M2": _DType("float8_e5m2", np.dtype(ml_dtypes.float8_e5m2)),
     "I64": _DType("int64", np.dtype("<i8")),
     "I32": _DType("int32", np.dtype("<i4")),
     "I16": _DType("int16", np.dtype("<i2")),
@@ -62,8 +58,21 @@ DTYPES: dict[str, _DType] = {
     "U8": _DType("uint8", np.dtype("u1")),
     "BOOL": _DType("bool", np.dtype("?")),
 }
-if hasattr(ml_dtypes, "float8_e8m0fnu"):  # MX scale factors (safetensors >= 0.6)
-    DTYPES["F8_E8M0"] = _DType("float8_e8m0fnu", np.dtype(ml_dtypes.float8_e8m0fnu))
+# the ml_dtypes types (code -> ml_dtypes attribute), added to DTYPES on first use: importing
+# ml_dtypes costs 0.2-0.9 s, more than auditing a float32 file that never needs it (perf)
+_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+              "F8_E8M0": "float8_e8m0fnu"}  # F8_E8M0: MX scale factors (safetensors >= 0.6)
+
+
+def _dtype_of(code: str) -> _DType | None:
+    dt = DTYPES.get(code)
+    if dt is None and code in _ML_DTYPES:
+        import ml_dtypes
+
+        attr = _ML_DTYPES[code]
+        if hasattr(ml_dtypes, attr):
+            dt = DTYPES[code] = _DType(attr, np.dtype(getattr(ml_dtypes, attr)))
+    return dt
 
 
 @dataclass(frozen=True)
@@ -153,7 +162,7 @@ def _entry(name: str, spec: Any) -> TensorEntry:
             or not 0 <= offsets[0] <= offsets[1] < 2**64):
         raise LoadError(f"safetensors entry {name!r} has invalid data_offsets {offsets!r}")
     begin, end = offsets
-    dtype = DTYPES.get(code)
+    dtype = _dtype_of(code)
     if dtype is not None:
         # Python ints: the product cannot overflow, so a hostile shape cannot wrap around
         expected = math.prod(shape) * dtype.np_dtype.itemsize

@@ -1,0 +1,81 @@
+"""Duplicate and dead units found from the fused pass's float projections are exactly those the
+integer-hash path finds, wherever the units sit in the chunking, in both layouts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from initaudit.analysis.stats import PASS_CHUNK
+from initaudit.analysis.tensorpass import run_pass
+from initaudit.analysis.units import check_units
+from initaudit.model import Convention, Role, WeightTensor
+
+
+def _tensor(w: np.ndarray, unit_axis: int, convention: Convention) -> WeightTensor:
+    return WeightTensor(name="w", layer="fc", op="Linear", role=Role.KERNEL, shape=w.shape,
+                        dtype=str(w.dtype), load=lambda: w, fan_in=w.shape[1 - unit_axis],
+                        fan_out=w.shape[unit_axis], convention=convention, unit_axis=unit_axis)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("by_rows", [True, False])
+def test_projection_units_equal_hash_units(dtype: str, by_rows: bool) -> None:
+    if dtype == "bfloat16":
+        dt = np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    else:
+        dt = np.dtype(dtype)
+    rng = np.random.default_rng(7)
+    width = 300
+    n_units = 3 * PASS_CHUNK // width + 11  # several chunks and a ragged last one
+    w = rng.normal(0, 0.05, (n_units, width)).astype(dt)
+    last = n_units - 1
+    per = PASS_CHUNK // width  # units per chunk: pairs inside a chunk, across chunks, at the edges
+    pairs = [(0, 1), (2, per - 1), (per - 1, per), (per + 3, 2 * per + 5), (5, last)]
+    for a, b in pairs:
+        w[b] = w[a]
+    w[per + 1] = -w[per + 2] * 0  # -0.0 everywhere: dead
+    w[last - 1] = 0
+    w[9, 4] = -0.0 if float(w[8, 4]) == 0 else w[9, 4]
+    if not by_rows:
+        w = np.ascontiguousarray(w.T)  # units are columns (Keras / ONNX MatMul layout)
+    t = _tensor(w, 0 if by_rows else 1, Convention.TORCH if by_rows else Convention.KERAS)
+    tp = run_pass(w, t, schemed=True, max_sample=1 << 20, seed=0)
+    assert tp.unit_projections is not None and tp.unit_projections.shape[0] == n_units
+    fused = check_units(w, t, tp.stats, projections=tp.unit_projections)
+    hashed = check_units(w, t, tp.stats)
+    assert fused == hashed
+    assert {g[0] for g in fused.duplicate_groups} >= {0, 2, per + 3, 5}
+    assert fused.dead_units == (per + 1, last - 1)
+
+
+def test_negative_zero_duplicates_and_nan_units() -> None:
+    rng = np.random.default_rng(8)
+    w = rng.normal(0, 0.05, (64, 40)).astype(np.float32)
+    w[3, :5] = 0.0
+    w[4] = w[3]
+    w[4, :5] = -0.0  # equal to row 3 under ==
+    w[10, 2] = np.nan
+    w[11] = w[10]  # NaN never equals anything: not a duplicate
+    t = _tensor(w, 0, Convention.TORCH)
+    tp = run_pass(w, t, schemed=True, max_sample=1 << 20, seed=0)
+    fused = check_units(w, t, tp.stats, projections=tp.unit_projections)
+    assert fused.duplicate_groups == ((3, 4),)
+    assert fused == check_units(w, t, tp.stats)
+
+
+def test_orthogonality_fused_equals_separate() -> None:
+    from initaudit.analysis.identify import orthogonality
+
+    rng = np.random.default_rng(9)
+    q, _ = np.linalg.qr(rng.standard_normal((256, 128)))
+    for w in (q.astype(np.float32), np.ascontiguousarray(q.T).astype(np.float32),
+              rng.normal(0, 0.05, (128, 256)).astype(np.float32)):
+        t = _tensor(w, 0, Convention.TORCH)
+        tp = run_pass(w, t, schemed=True, max_sample=1 << 20, seed=0)
+        assert tp.ortho is not None
+        fused = orthogonality(w, t, seed=0, projection=tp.ortho)
+        sep = orthogonality(w, t, seed=0)
+        assert fused is not None and sep is not None
+        assert fused.orthogonal == sep.orthogonal and fused.layout == sep.layout
+        assert fused.relative_error == pytest.approx(sep.relative_error, rel=1e-4, abs=1e-6)
