@@ -27,6 +27,8 @@ _LOADERS: dict[str, str] = {
     "keras": "keras_loader",
     "keras-h5": "keras_loader",
     "npz": "npz_loader",
+    # formats beyond torch/Keras (branch formats); each module has detect(path, head) -> bool
+    "gguf": "gguf_loader",
 }
 
 MAX_FILE_BYTES_PROBE = 64
@@ -60,6 +62,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise UnsupportedFormat("is a Git LFS pointer file, not the model: run `git lfs pull` first")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _zip_kind(p)
+    from . import gguf_loader
+
+    if gguf_loader.detect(p, head):
+        return "gguf"
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "keras-h5"
     if head[:1] == b"\x80":
