@@ -29,6 +29,7 @@ _LOADERS: dict[str, str] = {
     "npz": "npz_loader",
     # formats beyond torch/Keras (branch formats); each module has detect(path, head) -> bool
     "gguf": "gguf_loader",
+    "flax-msgpack": "flax_loader",
 }
 
 MAX_FILE_BYTES_PROBE = 64
@@ -74,6 +75,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         n = int.from_bytes(head[:8], "little")
         if 2 <= n <= size - 8 and head[8:9] == b"{":
             return "safetensors"
+    from . import flax_loader
+
+    if flax_loader.detect(p, head):
+        return "flax-msgpack"
     if _looks_like_onnx(p, head):
         return "onnx"
     raise UnsupportedFormat(_describe_unknown(head))
