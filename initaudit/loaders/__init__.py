@@ -30,6 +30,7 @@ _LOADERS: dict[str, str] = {
     # formats beyond torch/Keras (branch formats); each module has detect(path, head) -> bool
     "gguf": "gguf_loader",
     "flax-msgpack": "flax_loader",
+    "orbax": "orbax_loader",
 }
 
 MAX_FILE_BYTES_PROBE = 64
@@ -49,6 +50,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if p.is_dir():
         if (p / "model.safetensors.index.json").is_file() or any(p.glob("*.safetensors")):
             return "safetensors-sharded"
+        from . import orbax_loader
+
+        if orbax_loader.detect(p, b""):
+            return "orbax"
         raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
     if not p.exists():
         raise LoadError("no such file")

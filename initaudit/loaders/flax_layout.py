@@ -41,6 +41,9 @@ _NORM = re.compile(r"(norm|ln|bn)", re.IGNORECASE)
 
 def layer_name(name: str) -> tuple[str, str]:
     """(layer, leaf) of a dotted Flax path, the collection prefix dropped from the layer."""
+    if name.endswith((".value", ".raw_value")):
+        # nnx Variables serialize as {"kernel": {"value": array}} (nnx.split state, orbax)
+        name = name.rpartition(".")[0]
     prefix, _, leaf = name.rpartition(".")
     head, _, rest = prefix.partition(".")
     if head in COLLECTIONS and rest:
