@@ -31,6 +31,8 @@ _LOADERS: dict[str, str] = {
     "gguf": "gguf_loader",
     "flax-msgpack": "flax_loader",
     "orbax": "orbax_loader",
+    "tf-checkpoint": "tensorflow.checkpoint",
+    "tf-savedmodel": "tensorflow.savedmodel",
 }
 
 MAX_FILE_BYTES_PROBE = 64
@@ -54,6 +56,12 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
         if orbax_loader.detect(p, b""):
             return "orbax"
+        from .tensorflow import checkpoint as tf_checkpoint, savedmodel as tf_savedmodel
+
+        if tf_savedmodel.detect(p, b""):
+            return "tf-savedmodel"
+        if tf_checkpoint.detect(p, b""):
+            return "tf-checkpoint"
         raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
     if not p.exists():
         raise LoadError("no such file")
@@ -64,6 +72,12 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise UnsupportedFormat("is empty (0 bytes)")
     with open(p, "rb") as fh:
         head = fh.read(MAX_FILE_BYTES_PROBE)
+    from .tensorflow import checkpoint as tf_checkpoint, savedmodel as tf_savedmodel
+
+    if tf_savedmodel.detect(p, head):
+        return "tf-savedmodel"
+    if tf_checkpoint.detect(p, head):
+        return "tf-checkpoint"
     if head.startswith(b"version https://git-lfs"):
         raise UnsupportedFormat("is a Git LFS pointer file, not the model: run `git lfs pull` first")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
@@ -87,6 +101,22 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if _looks_like_onnx(p, head):
         return "onnx"
     raise UnsupportedFormat(_describe_unknown(head))
+
+
+# directory formats that are ONE model (discovery must not audit their files one by one)
+DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint"})
+
+
+def is_model_directory(path: str | os.PathLike[str]) -> bool:
+    """A folder that is one checkpoint in a directory format (SavedModel, orbax step, TF
+    checkpoint folder); sharded safetensors folders are recognised by discovery itself."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    try:
+        return detect_format(p) in DIRECTORY_FORMATS
+    except (LoadError, OSError):
+        return False
 
 
 def _zip_kind(p: Path) -> str:
