@@ -56,7 +56,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
         if orbax_loader.detect(p, b""):
             return "orbax"
-        from .tensorflow import checkpoint as tf_checkpoint, savedmodel as tf_savedmodel
+        from .tensorflow import checkpoint as tf_checkpoint
+        from .tensorflow import savedmodel as tf_savedmodel
 
         if tf_savedmodel.detect(p, b""):
             return "tf-savedmodel"
@@ -72,7 +73,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise UnsupportedFormat("is empty (0 bytes)")
     with open(p, "rb") as fh:
         head = fh.read(MAX_FILE_BYTES_PROBE)
-    from .tensorflow import checkpoint as tf_checkpoint, savedmodel as tf_savedmodel
+    from .tensorflow import checkpoint as tf_checkpoint
+    from .tensorflow import savedmodel as tf_savedmodel
 
     if tf_savedmodel.detect(p, head):
         return "tf-savedmodel"

@@ -26,8 +26,15 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ...model import (Convention, LoadedModel, LoadError, Loader, SkipReason, StoredTensor,
-                      is_weight_like)
+from ...model import (
+    Convention,
+    LoadedModel,
+    Loader,
+    LoadError,
+    SkipReason,
+    StoredTensor,
+    is_weight_like,
+)
 from .. import LoadOptions
 from ..statedict import FlatTensor, group_state_dict
 from . import _wire
@@ -71,7 +78,7 @@ def checkpoint_prefix(path: Path) -> Path | None:
                 text = state.read_text(encoding="utf-8", errors="replace")[:65536]
             except OSError:
                 text = ""
-            m = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', text, re.M)
+            m = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', text, re.MULTILINE)
             if m:
                 candidate = Path(m.group(1))
                 candidate = candidate if candidate.is_absolute() else path / candidate
