@@ -114,7 +114,11 @@ def _candidates(path: str, root: str | None) -> list[str]:
 
 
 def is_sharded_repo(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, SHARD_INDEX))
+    if os.path.isfile(os.path.join(path, SHARD_INDEX)):
+        return True
+    from .loaders import is_model_directory  # SavedModel / orbax / TF checkpoint folders
+
+    return is_model_directory(path)
 
 
 def discover(args: Iterable[str], include: Iterable[str] = (), exclude: Iterable[str] = (),

@@ -39,8 +39,34 @@ def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
     if p.is_dir():
         if (p / "model.safetensors.index.json").is_file() or any(p.glob("*.safetensors")):
             return "safetensors-sharded"
+        from . import orbax_loader
+        from .tensorflow import checkpoint as tf_checkpoint
+        from .tensorflow import savedmodel as tf_savedmodel
+
+        if orbax_loader.detect(p, b""):
+            return "orbax"
+        if tf_savedmodel.detect(p, b""):
+            return "tf-savedmodel"
+        if tf_checkpoint.detect(p, b""):
+            return "tf-checkpoint"
         raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
     return detect(probe(p), strict=strict).name
+
+
+# directory formats that are ONE model (discovery must not audit their files one by one)
+DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint"})
+
+
+def is_model_directory(path: str | os.PathLike[str]) -> bool:
+    """A folder that is one checkpoint in a directory format (SavedModel, orbax step, TF
+    checkpoint folder); sharded safetensors folders are recognised by discovery itself."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    try:
+        return detect_format(p) in DIRECTORY_FORMATS
+    except (LoadError, OSError):
+        return False
 
 
 def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> LoadedModel:

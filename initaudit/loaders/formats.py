@@ -228,6 +228,33 @@ def is_onnx(p: Probe) -> bool:
     return 1 in seen and 7 in seen
 
 
+# ------------------------------------------------- formats beyond torch/Keras (their own modules)
+# Each module keeps its own `detect(path, head)`; imported only when the cheaper checks before
+# it did not match, so auditing a safetensors file never imports the GGUF or TF readers.
+
+
+def _is_gguf(p: Probe) -> bool:
+    return p.head.startswith(b"GGUF")
+
+
+def _is_flax_msgpack(p: Probe) -> bool:
+    from . import flax_loader
+
+    return flax_loader.detect(p.path, p.head)
+
+
+def _is_tf_savedmodel(p: Probe) -> bool:
+    from .tensorflow import savedmodel
+
+    return savedmodel.detect(p.path, p.head)
+
+
+def _is_tf_checkpoint(p: Probe) -> bool:
+    from .tensorflow import checkpoint
+
+    return checkpoint.detect(p.path, p.head)
+
+
 # ------------------------------------------------------------------------------------- table
 
 def _is_hdf5(p: Probe) -> bool:
@@ -244,16 +271,27 @@ FORMATS: tuple[FormatSpec, ...] = (
     FormatSpec("pytorch-zip", _zip_detector("pytorch-zip"), "torch_loader",
                (".pt", ".pth", ".bin", ".ckpt")),
     FormatSpec("keras-h5", _is_hdf5, "keras_loader", (".h5", ".hdf5")),
+    FormatSpec("gguf", _is_gguf, "gguf_loader", (".gguf",)),
+    # saved_model.pb and tf.train .index/.data-* files are protobuf/LevelDB: before ONNX
+    FormatSpec("tf-savedmodel", _is_tf_savedmodel, "tensorflow.savedmodel", ()),
+    FormatSpec("tf-checkpoint", _is_tf_checkpoint, "tensorflow.checkpoint", ()),
     FormatSpec("safetensors", is_safetensors, "safetensors_loader", (".safetensors",),
                near_miss=lambda p: p.size >= 10 and p.head[8:9] == b"{"
                and 2 <= int.from_bytes(p.head[:8], "little") <= p.size - 8),
     FormatSpec("pytorch-legacy", is_pickle, "torch_loader", (".pt", ".pth", ".bin", ".ckpt", ".pkl"),
                near_miss=lambda p: p.head[:1] == b"\x80" and p.head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")),
+    # a msgpack map's first byte is 0x80-0x8f/0xde/0xdf: after safetensors and pickle
+    FormatSpec("flax-msgpack", _is_flax_msgpack, "flax_loader", (".msgpack",)),
     FormatSpec("onnx", is_onnx, "onnx", (".onnx",),
                near_miss=lambda p: len(p.head) > 2 and p.head[0] in (0x08, 0x12, 0x1A)),
 )
 SHARDED = FormatSpec("safetensors-sharded", lambda p: False, "safetensors_loader", ())
-BY_NAME: dict[str, FormatSpec] = {f.name: f for f in (*FORMATS, SHARDED)}
+# folders that are one checkpoint (detected by `loaders.detect_format` on the directory)
+DIRECTORY_SPECS: tuple[FormatSpec, ...] = (
+    SHARDED,
+    FormatSpec("orbax", lambda p: False, "orbax_loader", ()),
+)
+BY_NAME: dict[str, FormatSpec] = {f.name: f for f in (*FORMATS, *DIRECTORY_SPECS)}
 MODEL_EXTENSIONS: frozenset[str] = frozenset(e for f in FORMATS for e in f.extensions) - {".pkl", ".hdf5"}
 
 

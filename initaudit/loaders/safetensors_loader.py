@@ -251,10 +251,19 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         if header.metadata:
             model.metadata["safetensors_metadata"] = header.metadata
         directory = path.parent
-    # file order is the order the writer used (usually module registration order)
-    model.layers, model.loose_tensors = group_state_dict(flat, Convention.TORCH)
     fmt_meta = model.metadata.get("safetensors_metadata", {}).get("format")
-    if fmt_meta in ("tf", "flax", "jax"):
+    if fmt_meta in ("flax", "jax"):
+        # written from a Flax tree (transformers' save_pretrained(safe_serialization=True) on a
+        # Flax model, or flatten_dict(params, sep=".")): (in, out) kernels, Flax fan rules
+        from .flax_layout import group_flax
+
+        model.layers, model.loose_tensors = group_flax(flat)
+        model.framework = "flax"
+        model.notes.append(f"safetensors metadata says format={fmt_meta!r}: read in Flax layout")
+    else:
+        # file order is the order the writer used (usually module registration order)
+        model.layers, model.loose_tensors = group_state_dict(flat, Convention.TORCH)
+    if fmt_meta == "tf":
         model.notes.append(f"safetensors metadata says format={fmt_meta!r}; fans use torch layout")
     apply_hf_config(model, directory)
     return model

@@ -1,0 +1,1 @@
+"""TensorFlow formats read without TensorFlow: tf.train checkpoints, SavedModel, TFLite."""

@@ -1,0 +1,96 @@
+"""TensorFlow checkpoints, SavedModels (and TFLite) written by real TensorFlow, read without it.
+
+The files come from tests/fixtures/make_tf_files.py run by a separate Python that has
+tensorflow-cpu ($INITAUDIT_TF_PYTHON, default /work/venv-tf/bin/python); without one the
+module skips. This process never imports TensorFlow (checked).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from initaudit.api import audit
+from initaudit.loaders import detect_format, load
+from initaudit.model import Convention, Role, SkipReason
+
+pytestmark = pytest.mark.frameworks
+
+TF_PYTHON = os.environ.get("INITAUDIT_TF_PYTHON", "/work/venv-tf/bin/python")
+SCRIPT = Path(__file__).parent / "fixtures" / "make_tf_files.py"
+
+
+@pytest.fixture(scope="module")
+def tf_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not Path(TF_PYTHON).is_file():
+        pytest.skip(f"no Python with tensorflow at {TF_PYTHON} (set INITAUDIT_TF_PYTHON)")
+    out = tmp_path_factory.mktemp("tf")
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": ""}
+    run = subprocess.run([TF_PYTHON, str(SCRIPT), str(out)], capture_output=True, text=True,
+                         timeout=300, check=False, env=env)
+    if run.returncode != 0:
+        if "No module named 'tensorflow'" in run.stderr:
+            pytest.skip(f"{TF_PYTHON} has no tensorflow")
+        raise AssertionError(run.stderr[-2000:])
+    assert "tensorflow" not in sys.modules
+    return out
+
+
+def _truth(tf_files: Path) -> dict[str, np.ndarray]:
+    with np.load(tf_files / "truth.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("where", ["ckpt", "ckpt/ckpt-1.index", "ckpt/ckpt-1.data-00000-of-00001",
+                                   "savedmodel", "savedmodel/saved_model.pb"])
+def test_checkpoint_and_savedmodel_bit_identical(tf_files: Path, where: str) -> None:
+    path = tf_files / where
+    fmt = detect_format(path)
+    assert fmt == ("tf-savedmodel" if where.startswith("savedmodel") else "tf-checkpoint")
+    model = load(path)
+    got = {t.name: t for t in model.tensors()}
+    truth = _truth(tf_files)
+    for name, arr in truth.items():
+        t = got[name.replace("/", ".")]
+        assert t.load().tobytes() == arr.tobytes(), name
+    assert {s.name for s in model.inventory or [] if s.skip is None} == {
+        n.replace("/", ".") for n in truth}
+    conv = got["conv.kernel"]  # (3, 3, 3, 16)
+    assert (conv.role, conv.fan_in, conv.fan_out, conv.convention) == (
+        Role.KERNEL, 27, 144, Convention.KERAS)
+    hidden = got["hidden.kernel"]
+    assert (hidden.fan_in, hidden.fan_out) == (10 * 10 * 16, 64)
+    bookkeeping = [s for s in model.inventory or [] if s.skip is SkipReason.OTHER]
+    assert bookkeeping  # the object graph (and save counter) are enumerated, not analysed
+
+
+def test_not_misread_as_onnx(tf_files: Path) -> None:
+    report = audit(str(tf_files / "savedmodel" / "saved_model.pb")).files[0]
+    assert report.error is None and report.format == "tf-savedmodel"
+
+
+# what the .keras config says; a graph-less checkpoint needs it as hints
+HINTS = {"conv": "relu", "hidden": "tanh", "head": "linear"}
+
+
+def test_same_verdicts_as_the_keras_file(tf_files: Path) -> None:
+    """Checkpoint and .keras hold the same weights: same schemes, same findings."""
+    ck = audit(str(tf_files / "ckpt"), activation=HINTS).files[0]
+    ke = audit(str(tf_files / "model.keras")).files[0]
+    assert ck.error is None and ke.error is None
+
+    def schemes(report) -> dict[str, tuple[str, str]]:  # noqa: ANN001
+        return {t.name.replace("/", ".").split(".")[-2]: (t.scheme.rule, t.scheme.distribution)
+                for t in report.tensors if t.scheme is not None and t.name.endswith("kernel")}
+    assert schemes(ck) == schemes(ke) and len(schemes(ck)) == 3
+    assert {(f.code, f.layer) for f in ck.findings} == {(f.code, f.layer) for f in ke.findings}
+    bk = audit(str(tf_files / "broken_ckpt"), activation=HINTS).files[0]
+    bke = audit(str(tf_files / "broken.keras")).files[0]
+    codes_ck = {f.code for f in bk.findings}
+    assert {"IA201", "IA203"} <= codes_ck
+    assert codes_ck == {f.code for f in bke.findings}
