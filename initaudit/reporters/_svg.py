@@ -176,3 +176,50 @@ def _positive(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if x > 0 and math.isfinite(x) else None
+
+
+def change_bars_svg(items: Sequence[tuple[str, float, bool]], *, title: str, desc: str,
+                    ident: str, floor: float, width: int = 760, bar_height: int = 14) -> str:
+    """One horizontal bar per tensor: its relative change on a log scale from ``floor``.
+    Unchanged tensors are a hollow square at the axis (shape, not only colour)."""
+    left, right, top = 220, 60, 22
+    n = len(items)
+    height = top + n * (bar_height + 4) + 8
+    finite = [v for _, v, _ in items if v and math.isfinite(v) and v > floor]
+    lo = math.floor(math.log10(floor))
+    hi = max(lo + 1, math.ceil(math.log10(max(finite)))) if finite else lo + 1
+    pw = width - left - right
+
+    def sx(v: float) -> float:
+        v = min(max(v, 10.0 ** lo), 10.0 ** hi)
+        return left + (math.log10(v) - lo) / (hi - lo) * pw
+
+    parts = [f'<svg class="changes" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-labelledby="{ident}-t {ident}-d">',
+             f'<title id="{ident}-t">{escape(title)}</title>',
+             f'<desc id="{ident}-d">{escape(desc)}</desc>']
+    for e in range(lo, hi + 1, max(1, (hi - lo) // 6)):
+        x = sx(10.0 ** e)
+        parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 8}" '
+                     f'stroke="#ddd"/><text x="{x:.1f}" y="{top - 8}" font-size="10" '
+                     f'text-anchor="middle">1e{e}</text>')
+    for i, (name, value, unchanged) in enumerate(items):
+        y = top + i * (bar_height + 4)
+        short = name if len(name) <= 34 else "…" + name[-33:]
+        parts.append(f'<text x="{left - 6}" y="{y + bar_height - 3}" font-size="11" '
+                     f'text-anchor="end">{escape(short)}</text>')
+        label = "unchanged" if unchanged else (f"{value:.3g}" if math.isfinite(value) else "from zero")
+        if unchanged:
+            parts.append(f'<rect x="{left + 1}" y="{y + 2}" width="{bar_height - 4}" '
+                         f'height="{bar_height - 4}" fill="none" stroke="{SUGGESTED}" '
+                         f'stroke-width="2"><title>{escape(name)}: unchanged</title></rect>')
+            x_end = left + bar_height
+        else:
+            x_end = sx(value if math.isfinite(value) else 10.0 ** hi)
+            parts.append(f'<rect x="{left}" y="{y}" width="{max(x_end - left, 1):.1f}" '
+                         f'height="{bar_height}" fill="{BAR}" stroke="{BAR_EDGE}">'
+                         f'<title>{escape(name)}: {label}</title></rect>')
+        parts.append(f'<text x="{x_end + 4:.1f}" y="{y + bar_height - 3}" font-size="10">'
+                     f'{escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

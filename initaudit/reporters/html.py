@@ -36,6 +36,7 @@ from ._markdown import render as render_markdown
 from ._svg import histogram_svg, legend_swatch, signal_svg
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..diff import DiffReport
     from ..engine import AuditConfig
 
 SEV_MARK = {"error": "✗", "warning": "⚠", "info": "ℹ"}
@@ -87,9 +88,9 @@ _SCRIPT = """
       var ok=(!text||(el.getAttribute('data-name')||'').toLowerCase().indexOf(text)>=0)&&
              (rank[el.getAttribute('data-sev')||'none']>=min);
       el.classList.toggle('hidden',!ok);
-      if(ok&&el.classList.contains('tensor')){shown++;}
+      if(ok&&el.hasAttribute('data-count')){shown++;}
     }
-    count.textContent=shown+' layer card(s) shown';
+    count.textContent=shown+' '+count.getAttribute('data-noun')+' shown';
   }
   nameBox.addEventListener('input',apply);
   sevBox.addEventListener('change',apply);
@@ -135,7 +136,8 @@ def render(result: Report, *, config: "AuditConfig | None" = None) -> str:
         '<label>Severity at least <select id="filter-sev">'
         '<option value="all">all</option><option value="info">info</option>'
         '<option value="warning">warning</option><option value="error">error</option>'
-        '</select></label><span id="filter-count" class="muted" aria-live="polite"></span></div>',
+        '</select></label><span id="filter-count" class="muted" aria-live="polite" '
+        'data-noun="layer card(s)"></span></div>',
         "<main>", *body, _rules_section(rules_used), "</main>",
         f"<script>{_SCRIPT}</script>",
         "</body></html>",
@@ -359,7 +361,7 @@ def _card(fr: FileReport, t: TensorReport, anchor: str, samples: dict,
                   f'{escape(problems.get(t.name, "no finite values to draw"))}</p>')
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
     name_attr = escape(f"{t.layer} {t.name}", quote=True)
-    return (f'<article class="tensor" id="{anchor}" data-filter data-sev="{worst}" '
+    return (f'<article class="tensor" id="{anchor}" data-filter data-count data-sev="{worst}" '
             f'data-name="{name_attr}" aria-labelledby="{anchor}-n">'
             f'<h4 id="{anchor}-n">{escape(t.name)}</h4>{figure}<dl>{dl}</dl></article>')
 
@@ -402,3 +404,81 @@ def _rules_section(rules_used: dict[str, Finding]) -> str:
 
 __all__ = ["block_key", "render", "report"]
 
+
+
+# ------------------------------------------------------------------------------------- diff
+
+
+def render_diff(report: "DiffReport") -> str:
+    """``initaudit diff A B --format html``: the same page style, one row per tensor pair with a
+    bar of its relative change (log scale), the findings first."""
+    from .. import __version__
+    from ..diff import UNCHANGED_REL, ChangeStatus
+    from ._svg import change_bars_svg
+
+    n = report.counts()
+    sides = "".join(
+        f"<dt>{tag}</dt><dd><code>{escape(fr.path)}</code> · {escape(fr.format or '?')}"
+        + (f" · could not be read: {escape(fr.error)}" if fr.error else
+           f" · weights look {escape(str((fr.state or {}).get('state', '?')))}") + "</dd>"
+        for tag, fr in (("A (before)", report.a), ("B (after)", report.b)))
+    findings = "".join(
+        f'<li class="finding" data-filter data-sev="error" data-name="{escape(f.tensor, quote=True)}">'
+        f'<span class="sev sev-error">✗ {escape(f.kind.value)}</span><code>{escape(f.tensor)}</code>'
+        f"<br>{escape(f.message)}</li>" for f in report.findings)
+    rows = []
+    for c in report.changes:
+        name = c.name if c.name_a == c.name_b or not (c.name_a and c.name_b) \
+            else f"{c.name_a} ↔ {c.name_b}"
+        mark = {ChangeStatus.UNCHANGED: "■ ", ChangeStatus.CHANGED: "▲ "}.get(c.status, "")
+        sev = "error" if any(f.tensor == c.name for f in report.findings) else "none"
+        rows.append(
+            f'<tr data-filter data-count data-sev="{sev}" data-name="{escape(name, quote=True)}">'
+            + "".join(f"<td>{escape(str(v))}</td>" for v in (
+                name, "×".join(str(d) for d in (c.shape_a or c.shape_b or ())) or "scalar",
+                "—" if c.relative_change is None else f"{c.relative_change:.3g}",
+                mark + c.status.value + (" (transposed)" if c.transposed else ""),
+                c.matched_by or "—", _pair(c.scheme_a, c.scheme_b), _pair(c.state_a, c.state_b)))
+            + "</tr>")
+    compared = [c for c in report.changes if c.relative_change is not None]
+    chart = ""
+    if compared:
+        desc = (f"Relative change of {len(compared)} matched tensors on a log scale; unchanged "
+                f"tensors (at most {UNCHANGED_REL:g}) are drawn as hollow squares at the axis.")
+        chart = ("<h2>Relative change per tensor</h2><figure>"
+                 + change_bars_svg([(c.name, c.relative_change, c.status is ChangeStatus.UNCHANGED)
+                                    for c in compared], title="Relative change per tensor",
+                                   desc=desc, ident="chg", floor=UNCHANGED_REL)
+                 + "<figcaption>Bars: ‖B−A‖/‖A‖ (log scale). Hollow squares: unchanged "
+                   "(frozen or dead if other tensors moved).</figcaption></figure>")
+    summary = (f"{n['changed']} changed, {n['unchanged']} unchanged, {n['added']} added, "
+               f"{n['removed']} removed, {n['reshaped']} reshaped · {n['findings']} finding(s)")
+    page = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+         "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"),
+        "<title>initaudit diff</title>", f"<style>{_CSS}</style></head><body>",
+        f"<header><h1>initaudit diff</h1><p class=\"muted\">initaudit {escape(__version__)} · "
+        f"{escape(summary)}</p></header>",
+        ('<div class="filters" role="search"><label>Tensor name contains '
+         '<input id="filter-name" type="search"></label><label>Severity at least '
+         '<select id="filter-sev"><option value="all">all</option>'
+         '<option value="error">with a finding</option></select></label>'
+         '<span id="filter-count" class="muted" aria-live="polite" '
+         'data-noun="tensor row(s)"></span></div>'),
+        f'<main><dl class="summary">{sides}</dl>',
+        f"<h2>Findings ({len(report.findings)})</h2>"
+        + (f'<ul class="findings">{findings}</ul>' if findings else "<p>✓ no findings.</p>"),
+        chart,
+        "<h2>Tensors</h2><table><thead><tr>"
+        + "".join(f'<th scope="col">{h}</th>' for h in (
+            "tensor", "shape", "‖B−A‖/‖A‖", "status", "matched by", "scheme A → B", "state A → B"))
+        + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></main>",
+        f"<script>{_SCRIPT}</script>",
+        "</body></html>"]
+    return "\n".join(page) + "\n"
+
+
+def _pair(a: str | None, b: str | None) -> str:
+    return (a or "—") if a == b else f"{a or '—'} → {b or '—'}"
