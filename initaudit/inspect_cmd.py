@@ -177,7 +177,7 @@ def plot_lines(t: TensorReport, fr: FileReport, sample: Any, problem: str | None
         mark, style = _MARKS[c.role]
         legend.append("  ")
         legend.append(mark, style=style)
-        legend.append(f" {c.label}" + (f" (recommended by {c.source})" if c.source else ""))
+        legend.append(f" {c.label}" + (f" ({c.source})" if c.source else ""))
     if len(curves) > 1:
         legend.append("  ◉ both", style="dim")
     lines.append(_detail(legend))

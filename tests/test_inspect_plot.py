@@ -34,7 +34,7 @@ def test_plot_draws_bars_and_both_densities_for_he_before_sigmoid(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "● He/Kaiming normal (fan_in)" in out
-    assert "○ Glorot/Xavier normal (std 0.0707) (recommended by IA101)" in out
+    assert "○ Glorot/Xavier normal (std 0.0707) (IA101)" in out
     rows = plot_rows(out, "fc1.weight  kernel")
     assert len(rows) == PLOT_BINS
     centres = np.array([c for c, _ in rows])
