@@ -155,7 +155,7 @@ class DiffReport:
 
 
 def diff_paths(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str],
-               config: "AuditConfig | None" = None) -> DiffReport:
+               config: AuditConfig | None = None) -> DiffReport:
     """Load, audit and compare two checkpoints. Never raises for a bad file (status error)."""
     from .engine import AuditConfig
 
@@ -170,7 +170,7 @@ def diff_paths(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str],
     return report
 
 
-def _load_and_audit(path: str, config: "AuditConfig") -> tuple["LoadedModel | None", FileReport]:
+def _load_and_audit(path: str, config: AuditConfig) -> tuple[LoadedModel | None, FileReport]:
     from .engine import analyse
     from .loaders import LoadOptions, load
     from .model import LoadError
@@ -179,17 +179,17 @@ def _load_and_audit(path: str, config: "AuditConfig") -> tuple["LoadedModel | No
         model = load(path, LoadOptions(hints=config.hints))
     except LoadError as exc:
         return None, FileReport(path=path, format=None, status=Status.ERROR, error=str(exc))
-    except Exception as exc:  # a loader bug: still one line, never a traceback
+    except Exception as exc:  # noqa: BLE001  a loader bug: still one line, never a traceback
         return None, FileReport(path=path, format=None, status=Status.ERROR,
                                 error=f"could not be read ({type(exc).__name__}: {exc})")
     try:
         return model, analyse(model, config)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  an analysis bug: one line, not a traceback
         return None, FileReport(path=path, format=model.format, status=Status.ERROR,
                                 error=f"could not be analysed ({type(exc).__name__}: {exc})")
 
 
-def compare(model_a: "LoadedModel", model_b: "LoadedModel", fr_a: FileReport | None = None,
+def compare(model_a: LoadedModel, model_b: LoadedModel, fr_a: FileReport | None = None,
             fr_b: FileReport | None = None) -> list[TensorChange]:
     """Match the tensors of two loaded models and measure how each changed."""
     tensors_a = model_a.tensors()
@@ -197,9 +197,9 @@ def compare(model_a: "LoadedModel", model_b: "LoadedModel", fr_a: FileReport | N
     reports_a = {t.name: t for t in fr_a.tensors} if fr_a is not None else {}
     reports_b = {t.name: t for t in fr_b.tensors} if fr_b is not None else {}
     by_name_b = {t.name: t for t in tensors_b}
-    pairs: list[tuple["WeightTensor | None", "WeightTensor | None", str | None]] = []
+    pairs: list[tuple[WeightTensor | None, WeightTensor | None, str | None]] = []
     used_b: set[int] = set()
-    left_a: list["WeightTensor"] = []
+    left_a: list[WeightTensor] = []
     for ta in tensors_a:
         tb = by_name_b.get(ta.name)
         if tb is not None and id(tb) not in used_b:
@@ -228,11 +228,11 @@ def _shape_compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return tuple(a) == tuple(b) or (len(a) == 2 and tuple(a) == tuple(b)[::-1])
 
 
-def _change(ta: "WeightTensor | None", tb: "WeightTensor | None", how: str | None,
+def _change(ta: WeightTensor | None, tb: WeightTensor | None, how: str | None,
             reports_a: dict[str, TensorReport], reports_b: dict[str, TensorReport]) -> TensorChange:
     ra = reports_a.get(ta.name) if ta is not None else None
     rb = reports_b.get(tb.name) if tb is not None else None
-    base: dict[str, Any] = dict(
+    base: dict[str, Any] = dict(  # noqa: C408
         name_a=ta.name if ta else None, name_b=tb.name if tb else None,
         layer=(ta or tb).layer if (ta or tb) else None,
         role=(ta or tb).role.value if (ta or tb) else None,
@@ -253,7 +253,7 @@ def _change(ta: "WeightTensor | None", tb: "WeightTensor | None", how: str | Non
         if transposed:
             vb = vb.T
         rel, max_abs = relative_change(va, vb)
-    except Exception as exc:  # one unreadable tensor does not stop the comparison
+    except Exception as exc:  # noqa: BLE001  one unreadable tensor does not stop the rest
         return TensorChange(status=ChangeStatus.UNREADABLE, transposed=transposed,
                             detail=f"{type(exc).__name__}: {exc}", **base)
     finally:

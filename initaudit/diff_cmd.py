@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -38,7 +38,7 @@ def diff_command(
                                           help="The checkpoint after (e.g. after N steps, or another export).")],
     format: Annotated[str, typer.Option(
         "--format", "-f", metavar="FORMAT", help="human, json or html.")] = "human",
-    output: Annotated[Optional[str], typer.Option(
+    output: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE", show_default=False,
         help="Write to FILE instead of stdout.")] = None,
     exit_zero: Annotated[bool, typer.Option(
@@ -74,7 +74,7 @@ def diff_command(
     raise typer.Exit(0 if code == 1 and exit_zero else code)
 
 
-def write(report: "DiffReport", stream: TextIO, *, fmt: str, color: bool = False) -> None:
+def write(report: DiffReport, stream: TextIO, *, fmt: str, color: bool = False) -> None:
     if fmt == "json":
         stream.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
                      + "\n")
@@ -86,12 +86,11 @@ def write(report: "DiffReport", stream: TextIO, *, fmt: str, color: bool = False
         write_human(report, stream, color=color)
 
 
-def write_human(report: "DiffReport", stream: TextIO, *, color: bool) -> None:
+def write_human(report: DiffReport, stream: TextIO, *, color: bool) -> None:
     from rich.table import Table
-
-    from .diff import ChangeStatus
     from rich.text import Text
 
+    from .diff import ChangeStatus
     from .reporters.human import print_renderables
 
     items: list[object] = []

@@ -13,12 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_html_report import check_html
 
 from initaudit.cli import main
-from initaudit.diff import (UNCHANGED_REL, ChangeStatus, DiffFindingKind, diff_paths,
-                            relative_change)
-
-from test_html_report import check_html
+from initaudit.diff import (
+    UNCHANGED_REL,
+    ChangeStatus,
+    DiffFindingKind,
+    diff_paths,
+    relative_change,
+)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 
@@ -140,8 +144,8 @@ def test_renamed_and_transposed_tensors_match_by_position(tmp_path):
 
 
 def test_reshaped_and_removed(tmp_path):
-    np.savez(tmp_path / "a.npz", **{"w": np.ones((4, 6), np.float32), "gone": np.ones((3, 5), np.float32)})
-    np.savez(tmp_path / "b.npz", **{"w": np.ones((2, 12), np.float32)})
+    np.savez(tmp_path / "a.npz", w=np.ones((4, 6), np.float32), gone=np.ones((3, 5), np.float32))
+    np.savez(tmp_path / "b.npz", w=np.ones((2, 12), np.float32))
     report = diff_paths(tmp_path / "a.npz", tmp_path / "b.npz")
     status = {c.name: c.status for c in report.changes}
     assert status == {"w": ChangeStatus.RESHAPED, "gone": ChangeStatus.REMOVED}

@@ -15,12 +15,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_html_report import (
+    SAMPLE_FILES,
+    check_html,
+    hf_report,
+    kernels_analysed,
+    n_histograms,
+)
 
 from initaudit.engine import AuditConfig, audit_path
 from initaudit.report import Report
 from initaudit.reporters.html import render
-
-from test_html_report import SAMPLE_FILES, check_html, hf_report, kernels_analysed, n_histograms
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser",
                                                         "google-chrome")) if p), None)
@@ -38,7 +43,7 @@ def open_in_chromium(page: Path, tmp_path: Path, *, size: str = "1200,1600"
     proc = subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--window-size={size}",
          f"--screenshot={shot}", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]

@@ -19,7 +19,13 @@ import pytest
 from initaudit.engine import AuditConfig, audit_path
 from initaudit.report import Report
 from initaudit.reporters import get_reporter
-from initaudit.reporters._density import Curve, TN2_STD_FACTOR, curves_for, pdf, sample_values
+from initaudit.reporters._density import (
+    TN2_STD_FACTOR,
+    Curve,
+    curves_for,
+    pdf,
+    sample_values,
+)
 from initaudit.reporters._markdown import render as render_markdown
 from initaudit.reporters.html import block_key, render
 
@@ -76,7 +82,7 @@ class StrictChecker(HTMLParser):
             if key == "class":
                 self.classes.append((tag, value))
             if key in URL_ATTRS:
-                if re.match(r"\s*(https?:|//|ftp:|file:)", value, re.I):
+                if re.match(r"\s*(https?:|//|ftp:|file:)", value, re.IGNORECASE):
                     self.errors.append(f"<{tag} {key}={value!r}> reaches the network")
                 if tag == "script" and key == "src":
                     self.errors.append("external script")
@@ -99,7 +105,7 @@ def check_html(text: str) -> StrictChecker:
     for link in checker.links:
         assert link.startswith("#"), link
         assert link[1:] in checker.ids, f"dangling link {link}"
-    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", text, re.I)
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", text, re.IGNORECASE)
     return checker
 
 

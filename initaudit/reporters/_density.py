@@ -93,7 +93,7 @@ def histogram(sample: np.ndarray, curves: list[Curve], bins: int = 40
     return edges, np.nan_to_num(density.astype(np.float64))
 
 
-def curves_for(tensor: "TensorReport", findings: list["Finding"]) -> list[Curve]:
+def curves_for(tensor: TensorReport, findings: list[Finding]) -> list[Curve]:
     """The identified scheme's density, and each density a finding on this tensor recommends."""
     out: list[Curve] = []
     sc = tensor.scheme
@@ -125,7 +125,7 @@ def curves_for(tensor: "TensorReport", findings: list["Finding"]) -> list[Curve]
     return out
 
 
-def analysed_kernels(fr: "FileReport") -> list["TensorReport"]:
+def analysed_kernels(fr: FileReport) -> list[TensorReport]:
     """The tensors a histogram is drawn for: scheme-bearing roles that were analysed."""
     return [t for t in fr.tensors
             if t.role in SCHEMED_ROLES and t.skipped is None and t.stats is not None
@@ -142,7 +142,7 @@ def load_samples(path: str, names: list[str], *, hints: tuple = (), seed: int = 
     problems: dict[str, str] = {}
     try:
         model = load(path, LoadOptions(hints=hints))
-    except Exception as exc:  # the report still renders, without pictures for this file
+    except Exception as exc:  # noqa: BLE001  the report still renders, without pictures
         return {}, {name: f"could not re-read the file ({type(exc).__name__}: {exc})"
                     for name in names}
     by_name = {t.name: t for t in model.tensors()}
@@ -155,6 +155,6 @@ def load_samples(path: str, names: list[str], *, hints: tuple = (), seed: int = 
             # seeded by name: the same tensor gets the same sample whatever else is drawn
             samples[name] = sample_values(tensor.load(), n=n,
                                           seed=seed + zlib.crc32(name.encode("utf-8")))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  this card says why it has no picture
             problems[name] = f"could not be re-read ({type(exc).__name__}: {exc})"
     return samples, problems

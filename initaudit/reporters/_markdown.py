@@ -48,8 +48,7 @@ def inline(text: str) -> str:
 
 def _cells(line: str) -> list[str]:
     line = line.strip()
-    if line.startswith("|"):
-        line = line[1:]
+    line = line.removeprefix("|")
     if line.endswith("|") and not line.endswith("\\|"):
         line = line[:-1]
     return [c.strip() for c in re.split(r"(?<!\\)\|", line)]

@@ -9,8 +9,9 @@ differ by dash pattern and marker shape as well as colour, so nothing is told by
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from html import escape
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,8 +66,8 @@ def histogram_svg(edges: np.ndarray, density: np.ndarray, curves: Sequence[Curve
     def sy(y: float) -> float:
         return top + ph - min(y, ymax) / ymax * ph
 
-    parts = [f'<svg class="hist" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" role="img" aria-labelledby="{ident}-t {ident}-d">',
+    parts = [(f'<svg class="hist" viewBox="0 0 {width} {height}" '
+             f'width="{width}" height="{height}" role="img" aria-labelledby="{ident}-t {ident}-d">'),
              f'<title id="{ident}-t">{escape(title)}</title>',
              f'<desc id="{ident}-d">{escape(desc)}</desc>']
     for i, d in enumerate(density):
@@ -122,8 +123,8 @@ def signal_svg(layers: Sequence[dict[str, Any]], *, band: Sequence[float] | None
     def sy(v: float) -> float:
         return top + ph - (math.log10(v) - lo) / (hi - lo) * ph
 
-    parts = [f'<svg class="signal" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" role="img" aria-labelledby="{ident}-t {ident}-d">',
+    parts = [(f'<svg class="signal" viewBox="0 0 {width} {height}" '
+             f'width="{width}" height="{height}" role="img" aria-labelledby="{ident}-t {ident}-d">'),
              f'<title id="{ident}-t">{escape(title)}</title>',
              f'<desc id="{ident}-d">{escape(desc)}</desc>']
     if band:
@@ -194,8 +195,8 @@ def change_bars_svg(items: Sequence[tuple[str, float, bool]], *, title: str, des
         v = min(max(v, 10.0 ** lo), 10.0 ** hi)
         return left + (math.log10(v) - lo) / (hi - lo) * pw
 
-    parts = [f'<svg class="changes" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-labelledby="{ident}-t {ident}-d">',
+    parts = [(f'<svg class="changes" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-labelledby="{ident}-t {ident}-d">'),
              f'<title id="{ident}-t">{escape(title)}</title>',
              f'<desc id="{ident}-d">{escape(desc)}</desc>']
     for e in range(lo, hi + 1, max(1, (hi - lo) // 6)):

@@ -99,12 +99,12 @@ _SCRIPT = """
 """
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool,
            verbose: bool = False, quiet: bool = False) -> None:
     stream.write(render(result, config=config))
 
 
-def render(result: Report, *, config: "AuditConfig | None" = None) -> str:
+def render(result: Report, *, config: AuditConfig | None = None) -> str:
     """The whole page as a string."""
     from .. import __version__
 
@@ -125,19 +125,19 @@ def render(result: Report, *, config: "AuditConfig | None" = None) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         # no request of any kind: a strict policy makes a stray URL fail loudly in a browser
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">",
+        ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"),
         f"<title>initaudit report · {escape(_title(result))}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<header><h1>initaudit report</h1><p class=\"muted\">initaudit {escape(__version__)} · "
-        f"{escape(summary)}</p></header>",
-        '<div class="filters" role="search"><label>Layer name contains '
+        (f"<header><h1>initaudit report</h1><p class=\"muted\">initaudit {escape(__version__)} · "
+        f"{escape(summary)}</p></header>"),
+        ('<div class="filters" role="search"><label>Layer name contains '
         '<input id="filter-name" type="search" placeholder="e.g. fc1"></label>'
         '<label>Severity at least <select id="filter-sev">'
         '<option value="all">all</option><option value="info">info</option>'
         '<option value="warning">warning</option><option value="error">error</option>'
         '</select></label><span id="filter-count" class="muted" aria-live="polite" '
-        'data-noun="layer card(s)"></span></div>',
+        'data-noun="layer card(s)"></span></div>'),
         "<main>", *body, _rules_section(rules_used), "</main>",
         f"<script>{_SCRIPT}</script>",
         "</body></html>",
@@ -186,8 +186,8 @@ def _summary(fr: FileReport) -> str:
         rows.append(("weights look", f"{fr.state.get('state')} — {fr.state.get('reason', '')}"))
     cov = fr.coverage
     if cov is None:
-        rows.append(("coverage", "not enumerated for this file (the loader does not list its "
-                                 "stored tensors yet)"))
+        rows.append(("coverage", ("not enumerated for this file (the loader does not list its "
+                                 "stored tensors yet)")))
     else:
         rows.append(("coverage", f"{cov.weights_analysed} of {cov.weights_present} weight tensors "
                                  f"analysed ({cov.fraction:.0%} of their bytes)"
@@ -348,8 +348,8 @@ def _card(fr: FileReport, t: TensorReport, anchor: str, samples: dict,
         desc += "".join(f"; {c.role} density: {c.label} (std {c.std:.3g})" for c in curves)
         svg = histogram_svg(edges, density, curves, title=f"Histogram of {t.name}", desc=desc,
                             ident=f"{anchor}-h")
-        legend = [f'<span class="bars"></span>values ({sample.size} sampled of '
-                  f'{st.size if st else "?"})']
+        legend = [(f'<span class="bars"></span>values ({sample.size} sampled of '
+                  f'{st.size if st else "?"})')]
         legend += [f"{legend_swatch(c.role)}{escape(c.label)}"
                    + (f" — recommended by {escape(c.source or '')}" if c.role == "suggested" else "")
                    for c in curves]
@@ -409,7 +409,7 @@ __all__ = ["block_key", "render", "report"]
 # ------------------------------------------------------------------------------------- diff
 
 
-def render_diff(report: "DiffReport") -> str:
+def render_diff(report: DiffReport) -> str:
     """``initaudit diff A B --format html``: the same page style, one row per tensor pair with a
     bar of its relative change (log scale), the findings first."""
     from .. import __version__
@@ -459,8 +459,8 @@ def render_diff(report: "DiffReport") -> str:
         ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
          "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"),
         "<title>initaudit diff</title>", f"<style>{_CSS}</style></head><body>",
-        f"<header><h1>initaudit diff</h1><p class=\"muted\">initaudit {escape(__version__)} · "
-        f"{escape(summary)}</p></header>",
+        (f"<header><h1>initaudit diff</h1><p class=\"muted\">initaudit {escape(__version__)} · "
+        f"{escape(summary)}</p></header>"),
         ('<div class="filters" role="search"><label>Tensor name contains '
          '<input id="filter-name" type="search"></label><label>Severity at least '
          '<select id="filter-sev"><option value="all">all</option>'
