@@ -272,3 +272,23 @@ def test_curve_labels_are_escaped():
                         [Curve(label="<x>", distribution="normal", std=0.3, role="identified")],
                         title="<t>", desc="<d>", ident="z")
     assert "<x>" not in svg and "&lt;x&gt;" in svg and "&lt;t&gt;" in svg
+
+
+@pytest.mark.frameworks
+def test_probe_measurement_is_drawn_next_to_the_prediction():
+    pytest.importorskip("onnxruntime")
+    from initaudit.engine import audit_file
+
+    fr = audit_file(SAMPLES / "deep_glorot_relu.onnx", AuditConfig(probe=True))
+    measured = [e for e in fr.signal["layers"] if e.get("measured_std") is not None]
+    assert measured
+    text = render(Report(files=[fr]))
+    check_html(text)
+    assert text.count("<title>measured ") == len(measured)
+    assert text.count("<title>predicted ") == len(fr.signal["layers"])
+    assert "measured with --probe (squares)" in text
+    # the signal-propagation finding (layer-level, no tensor) links to its layer's card
+    finding = next(f for f in fr.findings if f.code == "IA601")
+    assert finding.tensor is None
+    item = text[text.index('<li class="finding" data-filter data-sev="warning"'):]
+    assert '<a href="#f0-k' in item[:item.index("</li>")]

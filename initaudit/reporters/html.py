@@ -210,11 +210,13 @@ def _summary(fr: FileReport) -> str:
 def _findings(fr: FileReport, anchors: dict[str, str]) -> str:
     if not fr.findings:
         return "<h3>Findings</h3><p>✓ no findings.</p>"
+    layer_kernel = {t.layer: t.name for t in fr.tensors if t.name in anchors}
     out = [f"<h3>Findings ({len(fr.findings)})</h3>", '<ul class="findings">']
     for f in fr.findings:
         sev = f.severity.value
         where = f.tensor or f.layer or ""
-        target = anchors.get(f.tensor or "")
+        # a layer-level finding (signal-propagation) links to its layer's kernel card
+        target = anchors.get(f.tensor or "") or anchors.get(layer_kernel.get(f.layer or "", ""))
         link = (f'<a href="#{target}"><code>{escape(where)}</code></a>' if target
                 else f"<code>{escape(where)}</code>" if where else "")
         out.append(
