@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .rules.base import Rule
 
 PROG = "initaudit"
-SUBCOMMANDS = ("check", "rules", "explain", "config", "inspect", "help")
+SUBCOMMANDS = ("check", "rules", "explain", "config", "inspect", "diff", "help")
 DEBUG_ENV = "INITAUDIT_DEBUG"
 
 # click rewraps paragraphs; \b keeps the lines of the next paragraph as written
@@ -46,6 +46,7 @@ Commands:
   initaudit config [PATH]        the configuration that applies (to PATH) and where each
                                  value comes from
   initaudit inspect PATH...      every tensor's statistics, scheme and evidence (--layer GLOB)
+  initaudit diff A B             compare two checkpoints tensor by tensor (frozen/dead layers)
 
 \b
 Exit codes:
@@ -685,6 +686,9 @@ def inspect_command(
     exclude: _ExcludeOpt = None,
     jobs: _JobsOpt = None,
     no_color: _NoColorOpt = False,
+    plot: Annotated[bool, typer.Option(
+        "--plot", help="Draw each kernel's histogram against the identified scheme's density "
+                       "(and the one a finding recommends) in the terminal.")] = False,
 ) -> None:
     """Show every tensor (biases and norms included) with its statistics, role, fans,
     activation, identified init scheme, confidence and evidence. Exit 2 if a file could not be
@@ -708,7 +712,8 @@ def inspect_command(
     stream = sink or sys.stdout
     try:
         files, matched = run(inputs, config, layer=layer, fmt=fmt, stream=stream, jobs=settings.jobs,
-                             color=False if sink else _use_color(sys.stdout, no_color))
+                             color=False if sink else _use_color(sys.stdout, no_color),
+                             plot=plot and fmt == "human")
     finally:
         if sink is not None:
             sink.close()
@@ -719,6 +724,12 @@ def inspect_command(
     if layer and not matched:
         _error(f"--layer: no tensor or layer matches {layer!r}")
         raise typer.Exit(2)
+
+
+# `initaudit diff A B` (initaudit.diff_cmd): compare two checkpoints tensor by tensor
+from .diff_cmd import diff_command as _diff_command  # noqa: E402  (typer only, no numpy)
+
+app.command("diff")(_diff_command)
 
 
 def find_rule(text: str) -> "Rule | None":

@@ -63,7 +63,8 @@ def write_json(files: list[FileReport], stream: TextIO, layer: str | None) -> No
                             default=_fallback) + "\n")
 
 
-def write_human(files: list[FileReport], stream: TextIO, layer: str | None, *, color: bool) -> None:
+def write_human(files: list[FileReport], stream: TextIO, layer: str | None, *, color: bool,
+                plot: bool = False, config: "AuditConfig | None" = None) -> None:
     from rich.text import Text
 
     from .reporters.human import print_renderables
@@ -84,8 +85,20 @@ def write_human(files: list[FileReport], stream: TextIO, layer: str | None, *, c
         shown = f"{len(tensors)} of {len(fr.tensors)}" if layer else f"{len(fr.tensors)}"
         head.append(f" · {shown} tensor{'s' if len(fr.tensors) != 1 else ''}", style="dim")
         items.append(head)
+        samples: dict[str, Any] = {}
+        problems: dict[str, str] = {}
+        if plot:
+            from .reporters._density import analysed_kernels, load_samples
+
+            kernels = {t.name for t in analysed_kernels(fr)}
+            samples, problems = load_samples(
+                fr.path, [t.name for t in tensors if t.name in kernels],
+                hints=tuple(config.hints) if config is not None else (),
+                seed=config.seed if config is not None else 0)
         for t in tensors:
             items.extend(_tensor_lines(t))
+            if plot and (t.name in samples or t.name in problems):
+                items.extend(plot_lines(t, fr, samples.get(t.name), problems.get(t.name)))
         for item in fr.skipped:
             items.append(Text(f"  skipped {item.get('name', '?')}: {item.get('reason', '')}",
                               style="yellow"))
@@ -131,6 +144,67 @@ def _tensor_lines(t: TensorReport) -> list[object]:
     return lines
 
 
+# eighths of a cell, for bars drawn with block characters
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+# markers differ by shape as well as colour: identified scheme, scheme a finding recommends
+_MARKS = {"identified": ("●", "bold blue"), "suggested": ("○", "bold red")}
+_OVERLAP_SOURCES = frozenset({"●", "○"})
+PLOT_BINS = 24
+PLOT_WIDTH = 48
+
+
+def plot_lines(t: TensorReport, fr: FileReport, sample: Any, problem: str | None,
+               *, bins: int = PLOT_BINS, width: int = PLOT_WIDTH) -> list[object]:
+    """A horizontal histogram of ``sample`` (one row per bin, bar length = density) with a
+    marker where each scheme density falls in that row: ● the identified scheme, ○ the scheme a
+    finding recommends (e.g. Glorot for a He kernel before a sigmoid)."""
+    import numpy as np
+    from rich.text import Text
+
+    from .reporters._density import curves_for, histogram, pdf
+
+    if sample is None or not getattr(sample, "size", 0):
+        return [_detail(Text(f"no histogram: {problem or 'no finite values'}", style="yellow"))]
+    curves = curves_for(t, fr.findings)
+    edges, density = histogram(sample, curves, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    marks = [(c, pdf(centres, c.distribution, c.std)) for c in curves]
+    top = max([float(density.max())] + [float(np.max(m)) for _, m in marks]) or 1.0
+    lines: list[object] = []
+    legend = Text("█ values (", style="dim")
+    legend.append(f"{sample.size} sampled)")
+    for c in curves:
+        mark, style = _MARKS[c.role]
+        legend.append("  ")
+        legend.append(mark, style=style)
+        legend.append(f" {c.label}" + (f" ({c.source})" if c.source else ""))
+    if len(curves) > 1:
+        legend.append("  ◉ both", style="dim")
+    lines.append(_detail(legend))
+    for i, centre in enumerate(centres):
+        cells = [" "] * (width + 1)
+        eighths = int(round(density[i] / top * width * 8))
+        full, part = divmod(eighths, 8)
+        for k in range(full):
+            cells[k] = "█"
+        if part and full < len(cells):
+            cells[full] = _EIGHTHS[part]
+        styles: dict[int, str] = {}
+        for c, m in marks:
+            col = min(width, int(round(float(m[i]) / top * width)))
+            if float(m[i]) > 0:
+                mark, style = _MARKS[c.role]
+                if cells[col] in _OVERLAP_SOURCES:  # both densities in the same cell
+                    mark, style = "◉", "bold magenta"
+                cells[col] = mark
+                styles[col] = style
+        row = Text(f"{centre:>10.3g} │", style="dim")
+        for k, ch in enumerate(cells):
+            row.append(ch, style=styles.get(k, "cyan" if ch in _EIGHTHS[1:] else None))
+        lines.append(_detail(row))
+    return lines
+
+
 def _detail(text: object) -> object:
     """A detail line under a tensor: indented, and wrapped lines keep the indent."""
     from rich.padding import Padding
@@ -161,7 +235,7 @@ def _value(v: Any) -> str:
 
 
 def run(paths: list[str], config: "AuditConfig", *, layer: str | None, fmt: str, stream: TextIO,
-        color: bool, jobs: int = 1) -> tuple[list[FileReport], bool]:
+        color: bool, jobs: int = 1, plot: bool = False) -> tuple[list[FileReport], bool]:
     """Audit ``paths`` and print the tensors; returns the file reports and whether the glob
     matched any tensor."""
     from .runner import audit_all
@@ -170,9 +244,9 @@ def run(paths: list[str], config: "AuditConfig", *, layer: str | None, fmt: str,
     if fmt == "json":
         write_json(files, stream, layer)
     else:
-        write_human(files, stream, layer, color=color)
+        write_human(files, stream, layer, color=color, plot=plot, config=config)
     matched = any(select_tensors(fr, layer) for fr in files if fr.status is not Status.ERROR)
     return files, matched
 
 
-__all__ = ["run", "select_tensors", "to_dict", "write_human", "write_json"]
+__all__ = ["plot_lines", "run", "select_tensors", "to_dict", "write_human", "write_json"]
