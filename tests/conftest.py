@@ -20,7 +20,12 @@ settings.register_profile("initaudit", derandomize=True, deadline=None)
 settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "initaudit"))
 
-# transformers imports torchvision when it is installed; see _torchvision_shim for why this is needed
-from _torchvision_shim import install as _install_torchvision_shim  # noqa: E402
+# torchvision's CUDA-linked ops need their schemas declared before anything imports it
+# (transformers does, for BertModel too): see tests/_tv.py
+import importlib.util  # noqa: E402
 
-_install_torchvision_shim()
+if importlib.util.find_spec("torchvision") is not None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _tv import prepare_torchvision  # noqa: E402
+
+    prepare_torchvision()
