@@ -103,11 +103,28 @@ def _zip_kind(p: Path) -> str:
         return "torchscript"
     if "data.pkl" in base:
         return "pytorch-zip"
-    if any(n.casefold().endswith((".pkl", ".pickle")) for n in names):
+    if any(n.casefold().endswith((".pkl", ".pickle")) for n in names) or _holds_pickle(p):
         # torch's reader finds ARCHIVE/DATA.PKL case-insensitively; any other pickle member is
         # scanned (and the archive then reported unreadable) by the torch loader (issue 11)
         return "pytorch-zip"
     raise UnsupportedFormat("is a zip archive that is neither a torch, Keras, .pt2 nor .npz checkpoint")
+
+
+def _holds_pickle(p: Path) -> bool:
+    """Does a member of an otherwise unknown zip start like a pickle? (first 64 members)"""
+    from ._scan import looks_like_pickle
+
+    try:
+        with zipfile.ZipFile(p) as zf:
+            for info in zf.infolist()[:64]:
+                if info.flag_bits & 0x1 or info.file_size == 0:
+                    continue
+                with zf.open(info) as fh:
+                    if looks_like_pickle(fh.read(4096)):
+                        return True
+    except Exception:  # noqa: BLE001 - unreadable members: not a pickle we can see
+        return False
+    return False
 
 
 def _looks_like_onnx(p: Path, head: bytes) -> bool:
