@@ -169,6 +169,9 @@ class UnpickleContext:
     location: str
     unsafe: list[UnsafeContent] = field(default_factory=list)
     class_refs: list[str] = field(default_factory=list)  # classes instantiated as inert stubs
+    # bytes/str values that decode to a pickle (raw, base64, hex): scanned after the outer one
+    embedded: list[bytes] = field(default_factory=list)
+    depth: int = 0
 
     def flag(self, what: str) -> None:
         item = UnsafeContent(what=what, location=self.location)
@@ -256,6 +259,8 @@ _TENSOR_CLASSES = frozenset({
 # (modules, optimizers, scripted modules, numpy arrays). Their ``__setstate__`` is the library's
 # own attribute assignment; they are rebuilt as inert :class:`Stub` objects.
 _STUB_KINDS = frozenset({"torch-module", "torchscript", "numpy-ndarray", "benign", "tensor-class"})
+# kinds NEWOBJ (``cls.__new__``) + BUILD may instantiate without a finding
+_NEWOBJ_KINDS = _STUB_KINDS | {"main-class"}
 _TORCH_CLASS_MODULES = ("torch.nn.modules", "torch.nn.parameter", "torch.nn.utils.parametrize",
                         "torch.nn.utils.parametrizations", "torch.nn.utils.spectral_norm",
                         "torch.nn.utils.weight_norm", "torch.ao.nn", "torch.nn.quantized",
@@ -380,7 +385,7 @@ def _copyreg_reconstructor(cls: Any = None, base: Any = None, state: Any = None,
     if not (isinstance(base, _Allowed) and base.qualname in _INERT_BASES):
         raise _Refused(f"copyreg._reconstructor with base {_describe(base)} "
                        "(the unpickler calls base.__init__)")
-    if isinstance(cls, GlobalRef) and cls.kind in _STUB_KINDS:
+    if isinstance(cls, GlobalRef) and cls.kind in _NEWOBJ_KINDS:
         return Stub(cls.qualname, cls.kind)
     raise _Refused(f"copyreg._reconstructor of {_describe(cls)}")
 
@@ -595,6 +600,10 @@ def resolve_global(module: str, name: str, ctx: UnpickleContext) -> Any:
             return GlobalRef(module, name, "torchscript")
     if qual in _BENIGN_CONSTRUCTORS:
         return GlobalRef(module, name, "benign")
+    if module == "__main__" and _CLASS_NAME.match(name):
+        # a class of the loading program itself: importing __main__ runs nothing new, and
+        # NEWOBJ + BUILD of it is how pickle stores any user object; *calling* it is a finding
+        return GlobalRef(module, name, "main-class")
     if qual == "functools.partial":
         return GlobalRef(module, name, "partial")
     why = ""
@@ -658,6 +667,14 @@ class RestrictedUnpickler:
         return chunk[:i]
 
     # -- stack helpers ----------------------------------------------------------------------
+    def _data(self, value: Any) -> Any:
+        """A string or bytes constant; one that decodes to a pickle is kept for scanning."""
+        if len(self.ctx.embedded) < _MAX_EMBEDDED and len(value) >= 16:
+            blob = _embedded_pickle(value)
+            if blob is not None:
+                self.ctx.embedded.append(blob)
+        return value
+
     def _push(self, value: Any) -> None:
         self.stack.append(value)
         if len(self.stack) > self.limits.max_stack:
@@ -734,7 +751,7 @@ class RestrictedUnpickler:
     def _new(self, cls: Any, args: Any) -> Any:
         """NEWOBJ: ``cls.__new__(cls, *args)`` -> an inert stub, never the class's code."""
         if isinstance(cls, GlobalRef):
-            if cls.kind not in _STUB_KINDS:
+            if cls.kind not in _NEWOBJ_KINDS:
                 self.ctx.flag(f"pickle GLOBAL {cls.qualname}")
             return Stub(cls.qualname, cls.kind, args=tuple(args) if isinstance(args, (list, tuple)) else ())
         if isinstance(cls, _Allowed) and cls.qualname == "collections.OrderedDict":
@@ -750,7 +767,7 @@ class RestrictedUnpickler:
             # BUILD on a class or function sets attributes on live code (monkey-patching)
             self.ctx.flag(f"pickle BUILD on {_describe(obj)} (sets attributes of code)")
             return
-        if isinstance(obj, Stub) and obj.kind not in _STUB_KINDS:
+        if isinstance(obj, Stub) and obj.kind not in _NEWOBJ_KINDS:
             self.ctx.flag(f"pickle GLOBAL {obj.qualname}")
         if isinstance(obj, Stub):
             if isinstance(state, tuple) and len(state) == 2:
@@ -887,9 +904,9 @@ class RestrictedUnpickler:
                 push(_F8.unpack(take(8))[0])
             # -- strings and bytes --------------------------------------------------------
             elif op == 0x58:  # BINUNICODE
-                push(self._text(take(_U4.unpack(take(4))[0])))
+                push(self._data(self._text(take(_U4.unpack(take(4))[0]))))
             elif op == 0x8C:  # SHORT_BINUNICODE
-                push(self._text(take(take(1)[0])))
+                push(self._data(self._text(take(take(1)[0]))))
             elif op == 0x8D:  # BINUNICODE8
                 push(self._text(take(_U8.unpack(take(8))[0])))
             elif op == 0x56:  # UNICODE (raw-unicode-escape)
@@ -901,11 +918,11 @@ class RestrictedUnpickler:
             elif op == 0x53:  # STRING (repr-quoted)
                 push(self._string_nl(self._line()))
             elif op == 0x42:  # BINBYTES
-                push(bytes(take(_U4.unpack(take(4))[0])))
+                push(self._data(bytes(take(_U4.unpack(take(4))[0]))))
             elif op == 0x43:  # SHORT_BINBYTES
-                push(bytes(take(take(1)[0])))
+                push(self._data(bytes(take(take(1)[0]))))
             elif op == 0x8E:  # BINBYTES8
-                push(bytes(take(_U8.unpack(take(8))[0])))
+                push(self._data(bytes(take(_U8.unpack(take(8))[0]))))
             elif op == 0x96:  # BYTEARRAY8
                 push(bytearray(take(_U8.unpack(take(8))[0])))
             elif op in (0x97, 0x98):  # NEXT_BUFFER / READONLY_BUFFER
@@ -1073,6 +1090,47 @@ def _np_array_from_state(state: Any) -> np.ndarray:
     return arr.reshape(dims, order="F" if fortran else "C")
 
 
+_B64 = re.compile(r"^[A-Za-z0-9+/=_-]{16,}$")
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){8,}$")
+_MAX_EMBEDDED = 64
+
+
+def _embedded_pickle(value: Any) -> bytes | None:
+    """A pickle hidden in a value: raw bytes, or base64/hex text that decodes to one."""
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    elif isinstance(value, str) and len(value) >= 16 and (_HEX.match(value) or _B64.match(value)):
+        import base64
+        import binascii
+
+        try:
+            raw = bytes.fromhex(value) if _HEX.match(value) else base64.b64decode(
+                value + "=" * (-len(value) % 4), altchars=b"-_" if ("-" in value or "_" in value) else None)
+        except (ValueError, binascii.Error):
+            return None
+    else:
+        return None
+    if len(raw) >= 4 and raw[0] == 0x80 and raw[1] <= 5 and b"." in raw[-2:]:
+        return raw
+    return None
+
+
+def _scan_embedded(ctx: UnpickleContext) -> None:
+    """Embedded pickles are what an application loading this one may ``pickle.loads`` next."""
+    if ctx.depth >= 3:
+        return
+    for blob in ctx.embedded[:_MAX_EMBEDDED]:
+        sub = UnpickleContext(location=ctx.location, depth=ctx.depth + 1)
+        try:
+            RestrictedUnpickler(blob, ctx=sub, persistent_load=lambda pid: Placeholder("pid")).load()
+        except LoadError:
+            pass
+        _scan_embedded(sub)
+        for item in sub.unsafe:
+            ctx.flag(f"embedded pickle: {item.what}")
+    ctx.embedded.clear()
+
+
 def unpickle(data: bytes | memoryview, *, location: str, pos: int = 0,
              persistent_load: Callable[[Any], Any] | None = None,
              ctx: UnpickleContext | None = None,
@@ -1080,7 +1138,11 @@ def unpickle(data: bytes | memoryview, *, location: str, pos: int = 0,
     """Restricted-unpickle one pickle; returns (value, end position, context)."""
     ctx = ctx or UnpickleContext(location=location)
     up = RestrictedUnpickler(data, pos=pos, persistent_load=persistent_load, ctx=ctx, limits=limits)
-    value = up.load()
+    try:
+        value = up.load()
+    finally:
+        if ctx.embedded:
+            _scan_embedded(ctx)
     return _finish(value), up.pos, ctx
 
 

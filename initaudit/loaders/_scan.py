@@ -14,7 +14,10 @@ from __future__ import annotations
 import io
 import pickletools
 import re
+import struct
 import zipfile
+import zlib
+from pathlib import Path
 from typing import Any
 
 from ..model import LoadedModel, LoadError, UnsafeContent
@@ -151,6 +154,43 @@ def scan_zip(zf: SafeZip, model: LoadedModel, *, extra_raw: frozenset[str] = fro
             model.notes.append(f"{m.name}: not scanned ({exc})")
             continue
         scan_blob(data, m.name, model, required=m.name.lower().endswith(".pkl"))
+
+
+_LOCAL = struct.Struct("<4sHHHHHIIIHH")
+
+
+def scan_zip_raw(path: Path, model: LoadedModel) -> None:
+    """Last resort for an archive the strict reader refused (mismatched local/central headers,
+    an encryption flag on plain data, ...): read each member's bytes straight from its local
+    header, stored or deflated, ignoring the flags, and scan them. Another reader may well load
+    what the strict one refused."""
+    try:
+        zf = zipfile.ZipFile(path)
+        infos = zf.infolist()
+    except Exception:  # noqa: BLE001 - not even a central directory: nothing to scan
+        return
+    with zf, open(path, "rb") as fh:
+        size = path.stat().st_size
+        for info in infos[:10_000]:
+            if info.compress_size > _NESTED_CAP or info.header_offset + _LOCAL.size > size:
+                continue
+            fh.seek(info.header_offset)
+            raw = fh.read(_LOCAL.size)
+            if len(raw) != _LOCAL.size or raw[:4] != b"PK\x03\x04":
+                continue
+            nlen, elen = _LOCAL.unpack(raw)[-2:]
+            fh.seek(info.header_offset + _LOCAL.size + nlen + elen)
+            data = fh.read(info.compress_size)
+            if info.compress_type == zipfile.ZIP_DEFLATED:
+                try:
+                    data = zlib.decompressobj(-15).decompress(data, _NESTED_CAP)
+                except zlib.error:
+                    continue
+            elif info.compress_type != zipfile.ZIP_STORED:
+                continue
+            if _RAW_STORAGE.match(info.filename):
+                continue
+            scan_blob(data, info.filename, model, required=False)
 
 
 def _add(model: LoadedModel, unsafe: list[UnsafeContent]) -> None:

@@ -96,11 +96,28 @@ def _zip_kind(p: Probe) -> str | None:
         return "torchscript"
     if "data.pkl" in base:
         return "pytorch-zip"
-    if any(n.casefold().endswith((".pkl", ".pickle")) for n in names):
+    if any(n.casefold().endswith((".pkl", ".pickle")) for n in names) or _holds_pickle(p.path):
         # torch's reader finds ARCHIVE/DATA.PKL case-insensitively; any other pickle member is
         # scanned (and the archive then reported unreadable) by the torch loader
         return "pytorch-zip"
     return None
+
+
+def _holds_pickle(path: Path) -> bool:
+    """Does a member of an otherwise unknown zip start like a pickle? (first 64 members)"""
+    from ._scan import looks_like_pickle
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist()[:64]:
+                if info.flag_bits & 0x1 or info.file_size == 0:
+                    continue
+                with zf.open(info) as fh:
+                    if looks_like_pickle(fh.read(4096)):
+                        return True
+    except Exception:  # noqa: BLE001 - unreadable members: not a pickle we can see
+        return False
+    return False
 
 
 def _zip_detector(kind: str) -> Callable[[Probe], bool]:

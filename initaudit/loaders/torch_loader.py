@@ -215,6 +215,11 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
     except LoadError as exc:
         # findings made before the error stand (torch would have run them before failing)
         prior = list(getattr(exc, "unsafe", ()))
+        if fmt != "pytorch-legacy" and _CURRENT and not _CURRENT[0].unsafe:
+            # the strict zip reader refused the archive: a laxer reader may not, so scan raw
+            from ._scan import scan_zip_raw
+
+            scan_zip_raw(Path(path), _CURRENT[0])
         found = list(prior)
         for m in _CURRENT:
             found += [u for u in m.unsafe if u not in found]
