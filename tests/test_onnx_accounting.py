@@ -11,7 +11,6 @@ optimizer, and Silero VAD as shipped on PyPI.
 from __future__ import annotations
 
 import glob
-import io
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -98,11 +97,11 @@ def _check(path: Path) -> None:
 
 # ----------------------------------------------------------------------------- the corpus
 
-def _torch():  # noqa: ANN202
+def _torch():
     return pytest.importorskip("torch")
 
 
-def _net():  # noqa: ANN202
+def _net():
     torch = _torch()
     nn = torch.nn
     torch.manual_seed(0)
@@ -123,7 +122,7 @@ def _export(tmp: Path, dynamo: bool) -> Path:
             else:
                 torch.onnx.export(_net(), torch.zeros(1, 3, 8, 8), path, dynamo=False,
                                   opset_version=17)
-        except Exception as exc:  # an exporter missing in this torch
+        except Exception as exc:  # noqa: BLE001 - an exporter missing in this torch
             pytest.skip(f"torch.onnx.export(dynamo={dynamo}) unavailable: {exc}")
     return path
 
@@ -137,7 +136,7 @@ def _control_flow(tmp: Path) -> Path:
             super().__init__()
             self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
 
-        def forward(self, x, n: int):  # noqa: ANN001, ANN201
+        def forward(self, x, n: int):
             if bool(x.sum() > 0):
                 x = torch.relu(self.a(x))
             else:
@@ -152,7 +151,7 @@ def _control_flow(tmp: Path) -> Path:
         try:
             torch.onnx.export(torch.jit.script(Gated()), (torch.zeros(2, 8), 3), path,
                               dynamo=False, opset_version=17)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - scripting support varies by torch
             pytest.skip(f"scripted export unavailable: {exc}")
     model = onnx.load(path)
     assert any(n.op_type in ("If", "Loop") for n in model.graph.node)
@@ -176,7 +175,7 @@ def _ort_quant(tmp: Path, kind: str) -> Path:
             self.data = iter([{name: rng.normal(size=(1, 3, 8, 8)).astype(np.float32)}
                               for _ in range(4)])
 
-        def get_next(self):  # noqa: ANN201
+        def get_next(self):
             return next(self.data, None)
 
     fmt = q.QuantFormat.QDQ if kind == "qdq" else q.QuantFormat.QOperator
@@ -225,7 +224,7 @@ def _silero(tmp: Path) -> Path:
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("silero-vad not installed")
-    files = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "data", "silero_vad.onnx"))
+    files = glob.glob(os.path.join(next(iter(spec.submodule_search_locations)), "data", "silero_vad.onnx"))
     if not files:
         pytest.skip("silero_vad.onnx not shipped in this version")
     return Path(files[0])

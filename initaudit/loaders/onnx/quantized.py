@@ -61,7 +61,7 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: in
         raise LoadError(f"cannot dequantize ({exc})") from None
 
 
-def _dequant_tensor(b: _Builder, node: onnx.NodeProto, src: _Source, layer, op: str,  # noqa: ANN001
+def _dequant_tensor(b: _Builder, node: onnx.NodeProto, src: _Source, layer, op: str,
                     scale_name: str | None, zp_name: str | None, axis: int | None,
                     fans: tuple[int, int], unit: int | None, *, block_size: int = 0) -> None:
     key = b.g.key(src.name)
