@@ -11,8 +11,16 @@ import pytest
 
 from initaudit.accounting import categorise, inventory_from_mapped
 from initaudit.engine import AuditConfig, analyse, audit_path
-from initaudit.model import (Convention, Layer, LoadedModel, Role, SkipReason, StoredTensor,
-                             WeightTensor, is_weight_like)
+from initaudit.model import (
+    Convention,
+    Layer,
+    LoadedModel,
+    Role,
+    SkipReason,
+    StoredTensor,
+    WeightTensor,
+    is_weight_like,
+)
 from initaudit.report import Report, Status
 
 rng = np.random.default_rng(0)

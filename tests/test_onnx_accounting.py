@@ -5,7 +5,7 @@ Constant in every graph, subgraph and local function) and checks that the weight
 equal what the report calls analysed + skipped, and that ``ok`` appears only when nothing was
 skipped. Files: torch.onnx (legacy and dynamo exporters), torch.jit.script with control flow,
 onnxruntime quantization (dynamic, static QDQ, QOperator, MatMulNBits), onnxruntime's offline
-optimizer, and Silero VAD as shipped on PyPI.
+optimizer and onnxruntime.transformers' BERT optimizer, and Silero VAD as shipped on PyPI.
 """
 
 from __future__ import annotations
@@ -218,6 +218,53 @@ def _ort_optimized(tmp: Path) -> Path:
     return out
 
 
+def _bert_optimized(tmp: Path) -> Path:
+    """A tiny BertModel from a config, exported, then onnxruntime.transformers' optimizer
+    (Attention with packed QKV, SkipLayerNormalization, BiasGelu)."""
+    torch = _torch()
+    pytest.importorskip("onnxruntime")
+    for op in ("nms", "qnms"):  # this torchvision's compiled ops are CUDA-linked (COMMON.md)
+        try:
+            torch.library.define(f"torchvision::{op}",
+                                 "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        except RuntimeError:
+            pass  # already defined
+    try:
+        from onnxruntime.transformers import optimizer
+        from transformers import BertConfig, BertModel
+    except Exception as exc:  # noqa: BLE001 - transformers' lazy imports fail in many ways
+        pytest.skip(f"transformers / onnxruntime.transformers unavailable: {exc}")
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    cfg._attn_implementation = "eager"  # the pattern the Attention fusion recognises
+    torch.manual_seed(0)
+    bert = BertModel(cfg).eval()
+
+    class Wrap(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids, mask, types):
+            return self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types,
+                             return_dict=False)[0]
+
+    src = tmp / "bert.onnx"
+    ids = torch.ones(1, 8, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Wrap().eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)), src,
+                          dynamo=False, opset_version=17,
+                          input_names=["input_ids", "attention_mask", "token_type_ids"])
+        opt = optimizer.optimize_model(os.fspath(src), model_type="bert", num_heads=2,
+                                       hidden_size=32, opt_level=0)
+    out = tmp / "bert_opt.onnx"
+    opt.save_model_to_file(os.fspath(out))
+    ops = {n.op_type for n in onnx.load(out).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops, ops
+    return out
+
+
 def _silero(tmp: Path) -> Path:
     import importlib.util
 
@@ -240,6 +287,7 @@ CORPUS: dict[str, Callable[[Path], Path]] = {
     "ort-matmulnbits": _nbits,
     "ort-offline-optimizer": _ort_optimized,
     "silero-vad": _silero,
+    "ort-transformers-bert": _bert_optimized,
 }
 
 
@@ -256,6 +304,15 @@ def test_silero_vad_convolutions_are_analysed(tmp_path: Path) -> None:
     convs = [t for t in report.tensors if t.op == "Conv" and t.role == "kernel" and not t.skipped]
     assert len(convs) >= 10  # 6 per sample-rate branch of the If
     assert report.status is Status.OK and report.coverage.complete
+
+
+@pytest.mark.frameworks
+def test_optimized_bert_attention_is_split_into_q_k_v(tmp_path: Path) -> None:
+    report = audit_path(_bert_optimized(tmp_path), AuditConfig(workers=1))
+    parts = [t for t in report.tensors if t.op == "Attention" and t.role == "kernel"]
+    assert len(parts) == 6 and {t.name[-3:] for t in parts} == {"[q]", "[k]", "[v]"}
+    assert all((t.fan_in, t.fan_out) == (32, 32) for t in parts)
+    assert report.status is Status.OK
 
 
 @pytest.mark.frameworks
