@@ -183,6 +183,37 @@ def _ort_quant(tmp: Path, kind: str) -> Path:
     return out
 
 
+def _dynamic_lstm_gather(tmp: Path) -> Path:
+    """quantize_dynamic on Embedding + LSTM + Linear: quantized Gather (DequantizeLinear after
+    the lookup), DynamicQuantizeLSTM and MatMulInteger."""
+    pytest.importorskip("onnxruntime")
+    from onnxruntime import quantization as q
+
+    torch = _torch()
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb, self.lstm, self.head = nn.Embedding(50, 16), nn.LSTM(16, 32, batch_first=True), nn.Linear(32, 4)
+
+        def forward(self, idx):
+            x, _ = self.lstm(self.emb(idx))
+            return self.head(x)
+
+    torch.manual_seed(0)
+    src, out = tmp / "lstm.onnx", tmp / "lstm_q.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), torch.zeros(1, 6, dtype=torch.long), src, dynamo=False,
+                          opset_version=17)
+    q.quantize_dynamic(src, out, weight_type=q.QuantType.QInt8,
+                       op_types_to_quantize=["Gather", "LSTM", "MatMul", "Gemm"])
+    ops = {n.op_type for n in onnx.load(out).graph.node}
+    assert {"DynamicQuantizeLSTM", "MatMulInteger"} <= ops, ops
+    return out
+
+
 def _nbits(tmp: Path) -> Path:
     pytest.importorskip("onnxruntime")
     try:
@@ -282,6 +313,7 @@ CORPUS: dict[str, Callable[[Path], Path]] = {
     "torch-dynamo": lambda t: _export(t, dynamo=True),
     "jit-script-if-loop": _control_flow,
     "ort-dynamic": lambda t: _ort_quant(t, "dynamic"),
+    "ort-dynamic-lstm-gather": _dynamic_lstm_gather,
     "ort-static-qdq": lambda t: _ort_quant(t, "qdq"),
     "ort-static-qoperator": lambda t: _ort_quant(t, "qop"),
     "ort-matmulnbits": _nbits,
@@ -304,6 +336,18 @@ def test_silero_vad_convolutions_are_analysed(tmp_path: Path) -> None:
     convs = [t for t in report.tensors if t.op == "Conv" and t.role == "kernel" and not t.skipped]
     assert len(convs) >= 10  # 6 per sample-rate branch of the If
     assert report.status is Status.OK and report.coverage.complete
+
+
+@pytest.mark.frameworks
+def test_dynamic_quantized_lstm_and_embedding_are_dequantized(tmp_path: Path) -> None:
+    report = audit_path(_dynamic_lstm_gather(tmp_path), AuditConfig(workers=1))
+    by_op = {(t.op, t.role): t for t in report.tensors if t.stats is not None}
+    emb, w = by_op[("Gather", "embedding")], by_op[("DynamicQuantizeLSTM", "kernel")]
+    assert "dequantized" in emb.dtype and abs(float(emb.stats.std) - 1.0) < 0.1  # N(0, 1)
+    # torch's LSTM default U(+-1/sqrt(32)): std 1/sqrt(96)
+    assert abs(float(w.stats.std) - 1 / np.sqrt(96)) < 0.01
+    assert by_op[("DynamicQuantizeLSTM", "recurrent")].stats is not None
+    assert report.status is Status.OK
 
 
 @pytest.mark.frameworks
