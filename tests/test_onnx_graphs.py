@@ -258,3 +258,21 @@ def test_qlinear_matmul_weight_is_dequantized(tmp_path: Path) -> None:
     k = _load(path).layers[0].kernel
     assert (k.fan_in, k.fan_out) == (8, 4)
     np.testing.assert_allclose(k.load(), w, atol=float(s))
+
+
+@pytest.mark.parametrize("dtype", ["int4", "uint4"])
+def test_int4_weights_through_dequantize_linear(tmp_path: Path, dtype: str) -> None:
+    signed = dtype == "int4"
+    q = rng.integers(-8 if signed else 0, 8 if signed else 16, size=(8, 5))  # odd count: padding
+    zp = 0 if signed else 8
+    scale = np.float32(0.02)
+    tp = helper.make_tensor("wq", TensorProto.INT4 if signed else TensorProto.UINT4, [8, 5],
+                            q.flatten().tolist())
+    zpt = helper.make_tensor("wz", tp.data_type, [], [zp])
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]),
+             helper.make_node("MatMul", ["x", "wd"], ["y"])]
+    path = _save(tmp_path, nodes, [tp, zpt, numpy_helper.from_array(np.array(scale), "ws")],
+                 opsets={"": 21})
+    k = _load(path).layers[0].kernel
+    np.testing.assert_allclose(k.load(), (q - zp) * scale, rtol=1e-6)
+    assert audit_path(path, AuditConfig(workers=1)).status is Status.OK
