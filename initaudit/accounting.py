@@ -8,8 +8,8 @@ being silently left out of an "ok" verdict. No loader decides completeness on it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from .model import LoadedModel, SkipReason, StoredTensor, WeightTensor, is_weight_like
 from .report import Coverage

@@ -22,6 +22,8 @@ not three.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -149,9 +151,8 @@ def apply(report: Report, baseline: Baseline) -> BaselinedReport:
                 absorbed += 1
             else:
                 kept.append(f)
-        files.append(FileReport(path=fr.path, format=fr.format, status=fr.status, error=fr.error,
-                                tensors=fr.tensors, findings=kept, skipped=fr.skipped,
-                                notes=fr.notes, framework=fr.framework))
+        # replace(): every other field (coverage, state, signal...) survives the filtering
+        files.append(dataclasses.replace(fr, findings=kept))
     return BaselinedReport(files=files, baselined=absorbed, baseline_path=str(baseline.path))
 
 

@@ -5,13 +5,12 @@ Constant in every graph, subgraph and local function) and checks that the weight
 equal what the report calls analysed + skipped, and that ``ok`` appears only when nothing was
 skipped. Files: torch.onnx (legacy and dynamo exporters), torch.jit.script with control flow,
 onnxruntime quantization (dynamic, static QDQ, QOperator, MatMulNBits), onnxruntime's offline
-optimizer, and Silero VAD as shipped on PyPI.
+optimizer and onnxruntime.transformers' BERT optimizer, and Silero VAD as shipped on PyPI.
 """
 
 from __future__ import annotations
 
 import glob
-import io
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -98,11 +97,11 @@ def _check(path: Path) -> None:
 
 # ----------------------------------------------------------------------------- the corpus
 
-def _torch():  # noqa: ANN202
+def _torch():
     return pytest.importorskip("torch")
 
 
-def _net():  # noqa: ANN202
+def _net():
     torch = _torch()
     nn = torch.nn
     torch.manual_seed(0)
@@ -123,7 +122,7 @@ def _export(tmp: Path, dynamo: bool) -> Path:
             else:
                 torch.onnx.export(_net(), torch.zeros(1, 3, 8, 8), path, dynamo=False,
                                   opset_version=17)
-        except Exception as exc:  # an exporter missing in this torch
+        except Exception as exc:  # noqa: BLE001 - an exporter missing in this torch
             pytest.skip(f"torch.onnx.export(dynamo={dynamo}) unavailable: {exc}")
     return path
 
@@ -137,7 +136,7 @@ def _control_flow(tmp: Path) -> Path:
             super().__init__()
             self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
 
-        def forward(self, x, n: int):  # noqa: ANN001, ANN201
+        def forward(self, x, n: int):
             if bool(x.sum() > 0):
                 x = torch.relu(self.a(x))
             else:
@@ -152,7 +151,7 @@ def _control_flow(tmp: Path) -> Path:
         try:
             torch.onnx.export(torch.jit.script(Gated()), (torch.zeros(2, 8), 3), path,
                               dynamo=False, opset_version=17)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - scripting support varies by torch
             pytest.skip(f"scripted export unavailable: {exc}")
     model = onnx.load(path)
     assert any(n.op_type in ("If", "Loop") for n in model.graph.node)
@@ -176,11 +175,42 @@ def _ort_quant(tmp: Path, kind: str) -> Path:
             self.data = iter([{name: rng.normal(size=(1, 3, 8, 8)).astype(np.float32)}
                               for _ in range(4)])
 
-        def get_next(self):  # noqa: ANN201
+        def get_next(self):
             return next(self.data, None)
 
     fmt = q.QuantFormat.QDQ if kind == "qdq" else q.QuantFormat.QOperator
     q.quantize_static(src, out, Reader(), quant_format=fmt)
+    return out
+
+
+def _dynamic_lstm_gather(tmp: Path) -> Path:
+    """quantize_dynamic on Embedding + LSTM + Linear: quantized Gather (DequantizeLinear after
+    the lookup), DynamicQuantizeLSTM and MatMulInteger."""
+    pytest.importorskip("onnxruntime")
+    from onnxruntime import quantization as q
+
+    torch = _torch()
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb, self.lstm, self.head = nn.Embedding(50, 16), nn.LSTM(16, 32, batch_first=True), nn.Linear(32, 4)
+
+        def forward(self, idx):
+            x, _ = self.lstm(self.emb(idx))
+            return self.head(x)
+
+    torch.manual_seed(0)
+    src, out = tmp / "lstm.onnx", tmp / "lstm_q.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), torch.zeros(1, 6, dtype=torch.long), src, dynamo=False,
+                          opset_version=17)
+    q.quantize_dynamic(src, out, weight_type=q.QuantType.QInt8,
+                       op_types_to_quantize=["Gather", "LSTM", "MatMul", "Gemm"])
+    ops = {n.op_type for n in onnx.load(out).graph.node}
+    assert {"DynamicQuantizeLSTM", "MatMulInteger"} <= ops, ops
     return out
 
 
@@ -219,13 +249,60 @@ def _ort_optimized(tmp: Path) -> Path:
     return out
 
 
+def _bert_optimized(tmp: Path) -> Path:
+    """A tiny BertModel from a config, exported, then onnxruntime.transformers' optimizer
+    (Attention with packed QKV, SkipLayerNormalization, BiasGelu)."""
+    torch = _torch()
+    pytest.importorskip("onnxruntime")
+    for op in ("nms", "qnms"):  # this torchvision's compiled ops are CUDA-linked (COMMON.md)
+        try:
+            torch.library.define(f"torchvision::{op}",
+                                 "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        except RuntimeError:
+            pass  # already defined
+    try:
+        from onnxruntime.transformers import optimizer
+        from transformers import BertConfig, BertModel
+    except Exception as exc:  # noqa: BLE001 - transformers' lazy imports fail in many ways
+        pytest.skip(f"transformers / onnxruntime.transformers unavailable: {exc}")
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    cfg._attn_implementation = "eager"  # the pattern the Attention fusion recognises
+    torch.manual_seed(0)
+    bert = BertModel(cfg).eval()
+
+    class Wrap(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids, mask, types):
+            return self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types,
+                             return_dict=False)[0]
+
+    src = tmp / "bert.onnx"
+    ids = torch.ones(1, 8, dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Wrap().eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids)), src,
+                          dynamo=False, opset_version=17,
+                          input_names=["input_ids", "attention_mask", "token_type_ids"])
+        opt = optimizer.optimize_model(os.fspath(src), model_type="bert", num_heads=2,
+                                       hidden_size=32, opt_level=0)
+    out = tmp / "bert_opt.onnx"
+    opt.save_model_to_file(os.fspath(out))
+    ops = {n.op_type for n in onnx.load(out).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops, ops
+    return out
+
+
 def _silero(tmp: Path) -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("silero-vad not installed")
-    files = glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "data", "silero_vad.onnx"))
+    files = glob.glob(os.path.join(next(iter(spec.submodule_search_locations)), "data", "silero_vad.onnx"))
     if not files:
         pytest.skip("silero_vad.onnx not shipped in this version")
     return Path(files[0])
@@ -236,11 +313,13 @@ CORPUS: dict[str, Callable[[Path], Path]] = {
     "torch-dynamo": lambda t: _export(t, dynamo=True),
     "jit-script-if-loop": _control_flow,
     "ort-dynamic": lambda t: _ort_quant(t, "dynamic"),
+    "ort-dynamic-lstm-gather": _dynamic_lstm_gather,
     "ort-static-qdq": lambda t: _ort_quant(t, "qdq"),
     "ort-static-qoperator": lambda t: _ort_quant(t, "qop"),
     "ort-matmulnbits": _nbits,
     "ort-offline-optimizer": _ort_optimized,
     "silero-vad": _silero,
+    "ort-transformers-bert": _bert_optimized,
 }
 
 
@@ -257,6 +336,27 @@ def test_silero_vad_convolutions_are_analysed(tmp_path: Path) -> None:
     convs = [t for t in report.tensors if t.op == "Conv" and t.role == "kernel" and not t.skipped]
     assert len(convs) >= 10  # 6 per sample-rate branch of the If
     assert report.status is Status.OK and report.coverage.complete
+
+
+@pytest.mark.frameworks
+def test_dynamic_quantized_lstm_and_embedding_are_dequantized(tmp_path: Path) -> None:
+    report = audit_path(_dynamic_lstm_gather(tmp_path), AuditConfig(workers=1))
+    by_op = {(t.op, t.role): t for t in report.tensors if t.stats is not None}
+    emb, w = by_op[("Gather", "embedding")], by_op[("DynamicQuantizeLSTM", "kernel")]
+    assert "dequantized" in emb.dtype and abs(float(emb.stats.std) - 1.0) < 0.1  # N(0, 1)
+    # torch's LSTM default U(+-1/sqrt(32)): std 1/sqrt(96)
+    assert abs(float(w.stats.std) - 1 / np.sqrt(96)) < 0.01
+    assert by_op[("DynamicQuantizeLSTM", "recurrent")].stats is not None
+    assert report.status is Status.OK
+
+
+@pytest.mark.frameworks
+def test_optimized_bert_attention_is_split_into_q_k_v(tmp_path: Path) -> None:
+    report = audit_path(_bert_optimized(tmp_path), AuditConfig(workers=1))
+    parts = [t for t in report.tensors if t.op == "Attention" and t.role == "kernel"]
+    assert len(parts) == 6 and {t.name[-3:] for t in parts} == {"[q]", "[k]", "[v]"}
+    assert all((t.fan_in, t.fan_out) == (32, 32) for t in parts)
+    assert report.status is Status.OK
 
 
 @pytest.mark.frameworks

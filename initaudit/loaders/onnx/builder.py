@@ -83,6 +83,9 @@ class _Builder:
         self.loose: set[str] = set()  # keys analysed as loose tensors
         # id(node) -> activation the op itself applies (FusedConv's activation attribute)
         self.fixed_activation: dict[int, Activation | None] = {}
+        # id(node) -> value the activation walk starts from when not the node's own output
+        # (MatMulInteger's float result is the Mul by the scales after it)
+        self.walk_from: dict[int, str] = {}
 
     # -- top level --------------------------------------------------------------------------
     def build(self) -> None:
@@ -100,7 +103,8 @@ class _Builder:
                 layer.activation = self.fixed_activation[layer_node_id]
             elif _is_weighted(layer) and layer.op not in {*_RNN_GATES, "DynamicQuantizeLSTM"}:
                 walker = _Walker(self, layer)
-                layer.activation = walker.from_value(node.output[0]) if node.output else None
+                start = self.walk_from.get(layer_node_id) or (node.output[0] if node.output else None)
+                layer.activation = walker.from_value(start) if start else None
         # keep graph order
         self.model.layers.sort(key=lambda layer: self.order.get(id(layer), 0))
         self.model.inventory = inventory.build(self)
@@ -277,7 +281,9 @@ class _Builder:
         if src is None or src.eff_shape is None or len(src.eff_shape) != 2:
             return
         if src.proto.data_type not in _FLOAT_TYPES and src.dequant is None:
-            return
+            src.dequant = quantized.dequant_after(self, node)
+            if src.dequant is None:
+                return
         layer = self._new_layer(node, index, src.name, [], [0])
         self._tensor(src, layer, "Gather", Role.EMBEDDING, torch_fans(src.eff_shape),
                      src.stored_axis(0))

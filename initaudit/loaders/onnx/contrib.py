@@ -79,8 +79,8 @@ def attention(b: _Builder, node: onnx.NodeProto, index: int) -> None:
         layer.tensors.append(replace(
             whole, name=f"{whole.name}[{part}]", stored=whole.name, shape=(rows, size),
             load=lambda raw=raw, lo=lo, hi=hi: raw()[:, lo:hi], fan_in=rows, fan_out=size,
-            unit_axis=1, notes=[f"{part.upper()} projection: columns {lo}:{hi} of the packed "
-                                f"Attention weight {list(src.stored_shape)}"]))
+            unit_axis=1, notes=[(f"{part.upper()} projection: columns {lo}:{hi} of the packed "
+                                 f"Attention weight {list(src.stored_shape)}")]))
     bias = b._trace_input(node, 2)
     if bias is not None:
         b._tensor(bias, layer, "Attention", Role.BIAS)

@@ -68,7 +68,29 @@ def _dtype_name(tp: TensorProto) -> str:
     return _ONNX_DTYPE_NAMES.get(name, name)
 
 
+# 4-bit integers, two per byte, low nibble first (ONNX IR: int4/uint4); value: signed
+_SUB_BYTE: dict[int, bool] = {getattr(TensorProto, "INT4", -1): True,
+                              getattr(TensorProto, "UINT4", -2): False}
+
+
+def _stored_bytes(tp: TensorProto, n: int, itemsize: int) -> int:
+    return (n + 1) // 2 if tp.data_type in _SUB_BYTE else n * itemsize
+
+
+def _unpack4(packed: np.ndarray, n: int, signed: bool) -> np.ndarray:
+    """Packed nibbles -> one int8/uint8 per value (sign-extended for int4)."""
+    p = np.asarray(packed, dtype=np.uint8).reshape(-1)
+    out = np.empty(p.size * 2, dtype=np.uint8)
+    out[0::2], out[1::2] = p & 0x0F, p >> 4
+    out = out[:n]
+    if signed:
+        return (out.astype(np.int8) ^ 0x8) - 0x8  # 0..15 -> -8..7
+    return out
+
+
 def _np_dtype(tp: TensorProto) -> np.dtype:
+    if tp.data_type in _SUB_BYTE:  # the unpacked element type
+        return np.dtype(np.int8 if _SUB_BYTE[tp.data_type] else np.uint8)
     dt = _NP_DTYPES.get(tp.data_type)
     if dt is None:
         raise _Unreadable(f"element type {_dtype_name(tp)} is not supported")
@@ -96,6 +118,13 @@ def _decode_embedded(tp: TensorProto, max_bytes: int) -> np.ndarray:
     dt = _np_dtype(tp)
     dims = tuple(int(d) for d in tp.dims)
     n = _numel(dims, dt.itemsize, max_bytes)
+    if tp.data_type in _SUB_BYTE:
+        packed = (np.frombuffer(tp.raw_data, np.uint8) if tp.HasField("raw_data")
+                  else np.asarray(tp.int32_data, dtype=np.int64).astype(np.uint8))
+        if packed.size != (n + 1) // 2:
+            raise _Unreadable(f"stores {packed.size} bytes but its shape {list(dims)} needs "
+                              f"{(n + 1) // 2}")
+        return _unpack4(packed, n, _SUB_BYTE[tp.data_type]).reshape(dims)
     if tp.HasField("raw_data"):
         raw = tp.raw_data
         if len(raw) != n * dt.itemsize:
@@ -124,6 +153,12 @@ def _check_embedded(tp: TensorProto, max_bytes: int) -> None:
     """Cheap up-front check that an embedded tensor stores what its shape declares."""
     dt = _np_dtype(tp)
     n = _numel(tp.dims, dt.itemsize, max_bytes)
+    if tp.data_type in _SUB_BYTE:
+        stored = len(tp.raw_data) if tp.HasField("raw_data") else len(tp.int32_data)
+        if stored != (n + 1) // 2:
+            raise _Unreadable(f"stores {stored} bytes but its shape {list(tp.dims)} needs "
+                              f"{(n + 1) // 2}")
+        return
     if tp.HasField("raw_data"):
         stored = len(tp.raw_data)
         if stored != n * dt.itemsize:

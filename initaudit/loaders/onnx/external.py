@@ -13,7 +13,8 @@ import numpy as np
 from onnx import TensorProto
 
 from ...model import LoadError
-from .decode import _check_embedded, _decode_embedded, _np_dtype, _numel, _Unreadable, _Unsafe, _usable
+from .decode import (_SUB_BYTE, _check_embedded, _decode_embedded, _np_dtype, _numel,
+                     _stored_bytes, _unpack4, _Unreadable, _Unsafe, _usable)
 
 def _external_info(tp: TensorProto) -> dict[str, str]:
     return {e.key: e.value for e in tp.external_data}
@@ -77,7 +78,7 @@ def _external_plan(tp: TensorProto, base_dir: Path | None, max_bytes: int) -> tu
         raise _Unreadable("external data offset/length are negative")
     path = _resolve_external(base_dir, location)
     size = path.stat().st_size
-    need = n * dt.itemsize
+    need = _stored_bytes(tp, n, dt.itemsize)
     if length is not None and length != need:
         raise _Unreadable(f"external data length {length} does not match its shape "
                           f"{list(tp.dims)} ({need} bytes)")
@@ -103,6 +104,10 @@ def _tensor_loader(tp: TensorProto, base_dir: Path | None,
                 raise LoadError(str(exc)) from None
             if n == 0:
                 return np.zeros(dims, dtype=dt)
+            if tp.data_type in _SUB_BYTE:
+                packed = np.memmap(path, dtype=np.uint8, mode="r", offset=offset,
+                                   shape=((n + 1) // 2,))
+                return _unpack4(packed, n, _SUB_BYTE[tp.data_type]).reshape(dims)
             arr = np.memmap(path, dtype=dt.newbyteorder("<"), mode="r", offset=offset,
                             shape=(n,))
             # stays a lazy memmap even for bfloat16/float8: the analysis widens chunk by chunk,

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from .decode import _NP_DTYPES, _decode_embedded, _Unreadable, _usable
+from .decode import _NP_DTYPES, _SUB_BYTE, _decode_embedded, _Unreadable, _usable
 
 # ----------------------------------------------------------------------------- graph index
 
@@ -228,7 +228,8 @@ class _Graph:
                 return self.small_consts[name]
             tp = self.stored.get(name)
             if tp is not None:
-                if tp.data_location == TensorProto.EXTERNAL or tp.data_type not in _NP_DTYPES:
+                if tp.data_location == TensorProto.EXTERNAL or (tp.data_type not in _NP_DTYPES
+                                                             and tp.data_type not in _SUB_BYTE):
                     return None
                 if math.prod(tp.dims) > max_size:
                     return None

@@ -105,7 +105,7 @@ def _why_unread(b: _Builder, name: str) -> tuple[SkipReason, str]:
     ops = sorted({n.op_type for n, _ in b.g.consumers.get(name, [])})
     if not ops:
         return SkipReason.UNMAPPED, "stored but no node uses it"
-    if any(op in _QUANT_PARAM_OPS for op in ops):
+    if any(op in _QUANT_PARAM_OPS for op in ops) or b.g.stored[name].data_type in _QUANT_TYPES:
         return SkipReason.QUANTIZED_NOT_DECODED, f"quantized weight of {', '.join(ops)} not decoded"
     return SkipReason.UNRECOGNISED_OP, f"used by {', '.join(ops)}, whose weight layout is not known"
 

@@ -61,7 +61,7 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: in
         raise LoadError(f"cannot dequantize ({exc})") from None
 
 
-def _dequant_tensor(b: _Builder, node: onnx.NodeProto, src: _Source, layer, op: str,  # noqa: ANN001
+def _dequant_tensor(b: _Builder, node: onnx.NodeProto, src: _Source, layer, op: str,
                     scale_name: str | None, zp_name: str | None, axis: int | None,
                     fans: tuple[int, int], unit: int | None, *, block_size: int = 0) -> None:
     key = b.g.key(src.name)
@@ -96,11 +96,23 @@ def qlinear(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     layer = b._new_layer(node, index, src.name, [node.input[0]], positions)
     zp = node.input[zpos] if len(node.input) > zpos and node.input[zpos] else None
     _dequant_tensor(b, node, src, layer, node.op_type, node.input[spos], zp, axis, fans, unit)
+    # a ReLU folded into the output quantization (zero point at the type's minimum) leaves no op
+    # behind: the activation is unknown rather than "linear"
+    ypos = 8 if kind == "gemm" else 7
+    yzp = b.g.const(node.input[ypos]) if len(node.input) > ypos and node.input[ypos] else None
+    if (kind != "gemm" or len(node.input) > ypos) and (yzp is None or _at_type_minimum(yzp)):
+        b.fixed_activation[id(node)] = None
     bias_pos = {"conv": 8, "gemm": 6}.get(kind)
     if bias_pos is not None:
         bias = b._trace_input(node, bias_pos)
         if bias is not None:  # int32 accumulator bias (QLinearConv) or float (QGemm): as stored
             b._tensor(bias, layer, node.op_type, Role.BIAS)
+
+
+def _at_type_minimum(zp: np.ndarray) -> bool:
+    lo = {np.dtype(np.int8): -128, np.dtype(np.uint8): 0, np.dtype(np.int16): -32768,
+          np.dtype(np.uint16): 0}.get(np.asarray(zp).dtype)
+    return lo is None or bool(np.any(np.asarray(zp) == lo))
 
 
 def integer_op(b: _Builder, node: onnx.NodeProto, index: int) -> None:
@@ -114,35 +126,55 @@ def integer_op(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     fans, unit = (torch_fans(eff), 0) if conv else (matmul_fans(eff), len(eff) - 1)
     layer = b._new_layer(node, index, src.name, [node.input[0]], [1, 3])
     zp = node.input[3] if len(node.input) > 3 and node.input[3] else None
-    scale = _scale_after(b, node)
+    scale, scaled = _scale_after(b, node)
     _dequant_tensor(b, node, src, layer, node.op_type, scale, zp, unit, fans, unit)
+    if scaled is not None:  # the float result is the Mul's output: walk on from there
+        b.walk_from[id(node)] = scaled
+        b._bias_after(b.g.producer[scaled], layer, fans[1])
 
 
-def _scale_after(b: _Builder, node: onnx.NodeProto) -> str | None:
-    """The stored weight scale in the Mul chain after the op (through Cast), or None."""
+def _scale_after(b: _Builder, node: onnx.NodeProto) -> tuple[str | None, str | None]:
+    """(stored weight scale, the Mul output carrying the float result) in the chain after the
+    op (through Cast), or (None, None)."""
     value = node.output[0]
     for _ in range(3):
         consumers = b.g.consumers.get(value, [])
         if len(consumers) != 1:
-            return None
+            return None, None
         nxt = consumers[0][0]
         if nxt.op_type == "Cast":
             value = nxt.output[0]
             continue
         if nxt.op_type != "Mul":
-            return None
+            return None, None
         other = [x for x in nxt.input if x != value]
         if not other:
-            return None
+            return None, None
         if b.g.const(other[0], max_size=1 << 24) is not None:
-            return other[0]
+            return other[0], nxt.output[0]
         prod = b.g.producer.get(other[0])  # Mul(a_scale, w_scale): the stored one is the weight's
         if prod is not None and prod.op_type == "Mul":
             stored = [x for x in prod.input if b.g.const(x, max_size=1 << 24) is not None]
             if len(stored) == 1:
-                return stored[0]
+                return stored[0], nxt.output[0]
+        return None, None
+    return None, None
+
+
+def dequant_after(b: _Builder, node: onnx.NodeProto) -> tuple[str, str | None, int, int] | None:
+    """A quantized Gather: the table is int8 and the DequantizeLinear comes after the lookup
+    (onnxruntime dynamic quantization of Gather). Per-tensor parameters only: a per-axis scale
+    after the Gather indexes output axes, not the table's."""
+    consumers = b.g.consumers.get(node.output[0], [])
+    if len(consumers) != 1 or consumers[0][0].op_type != "DequantizeLinear":
         return None
-    return None
+    dq = consumers[0][0]
+    scale = b.g.const(dq.input[1]) if len(dq.input) > 1 else None
+    if scale is None or scale.size != 1:
+        return None
+    zp = dq.input[2] if len(dq.input) > 2 and dq.input[2] else None
+    b.walk_from[id(node)] = dq.output[0]
+    return dq.input[1], zp, 0, 0
 
 
 def matmul_nbits(b: _Builder, node: onnx.NodeProto, index: int) -> None:
@@ -229,6 +261,7 @@ def dynamic_lstm(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     bias = b._trace_input(node, 3)
     if bias is not None:
         b._tensor(bias, layer, "DynamicQuantizeLSTM", Role.BIAS)
+    layer.activation = b._rnn_activation(node)
 
 
 HANDLERS = {
