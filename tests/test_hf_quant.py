@@ -156,7 +156,7 @@ def test_gptq_awq_int4_decoded_to_the_dequantized_kernel(tmp_path: Path, method:
 
 
 def test_gptq_without_config_recognised_by_names(tmp_path: Path) -> None:
-    cfg, model = _tiny_llama(tmp_path)
+    _cfg, model = _tiny_llama(tmp_path)
     sd, expected = _quantized_sd(model, "gptq")
     path = tmp_path / "gptq.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(path))

@@ -27,6 +27,7 @@ _LOADERS: dict[str, str] = {
     "keras": "keras_loader",
     "keras-h5": "keras_loader",
     "npz": "npz_loader",
+    "torch-distcp": "torch_distcp",
 }
 
 MAX_FILE_BYTES_PROBE = 64
@@ -44,6 +45,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     """Name the format of ``path`` from its content; raise UnsupportedFormat otherwise."""
     p = Path(path)
     if p.is_dir():
+        if (p / ".metadata").is_file() and any(p.glob("*.distcp")):  # torch.distributed.checkpoint
+            return "torch-distcp"
         if (p / "model.safetensors.index.json").is_file() or any(p.glob("*.safetensors")):
             return "safetensors-sharded"
         raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
