@@ -10,9 +10,9 @@ import pytest
 
 h5py = pytest.importorskip("h5py")
 
-from initaudit.engine import audit_path  # noqa: E402
-from initaudit.loaders import load  # noqa: E402
-from initaudit.model import Role, SkipReason  # noqa: E402
+from initaudit.engine import audit_path
+from initaudit.loaders import load
+from initaudit.model import Role, SkipReason
 
 pytestmark = pytest.mark.frameworks
 

@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 
@@ -55,8 +56,7 @@ def name_rnn_cells(found: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 
 
 def _datasets(walker: Any, group: h5py.Group) -> Iterator[tuple[str, h5py.Dataset]]:
-    for rel, ds in walker.datasets(group):
-        yield rel, ds
+    yield from walker.datasets(group)
 
 
 def inventory(model: LoadedModel, f: h5py.File, walker: Any, h5names: dict[str, str]) -> list[StoredTensor]:
