@@ -74,7 +74,7 @@ def test_weight_norm_rebuilt_into_the_effective_kernel(tmp_path: Path, kind: str
 
 @pytest.mark.parametrize("whole_module", [False, True])
 def test_pruned_kernel_is_orig_times_mask(tmp_path: Path, whole_module: bool) -> None:
-    import torch.nn.utils.prune as prune
+    from torch.nn.utils import prune
 
     torch.manual_seed(2)
     net = _net()
@@ -108,7 +108,7 @@ def test_jit_freeze_constants_are_the_layers(tmp_path: Path) -> None:
     torch.jit.save(frozen, path)
     model = load(path)
     _accounted(model)
-    kernels = sorted((t.shape for t in model.tensors() if t.role is Role.KERNEL))
+    kernels = sorted(t.shape for t in model.tensors() if t.role is Role.KERNEL)
     assert kernels == [(8, 32), (32, 16)]
     assert sum(t.role is Role.BIAS for t in model.tensors()) == 2
 

@@ -156,7 +156,7 @@ def test_gptq_awq_int4_decoded_to_the_dequantized_kernel(tmp_path: Path, method:
 
 
 def test_gptq_without_config_recognised_by_names(tmp_path: Path) -> None:
-    cfg, model = _tiny_llama(tmp_path)
+    _cfg, model = _tiny_llama(tmp_path)
     sd, expected = _quantized_sd(model, "gptq")
     path = tmp_path / "gptq.safetensors"
     safetensors_torch.save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
@@ -166,7 +166,7 @@ def test_gptq_without_config_recognised_by_names(tmp_path: Path) -> None:
         np.testing.assert_allclose(got[name].load(), want, rtol=0, atol=1e-6)
 
 
-def test_llm_int8_and_fp8_scaled(tmp_path: Path) -> None:
+def test_llm_int8_int8_and_fp8_scaled(tmp_path: Path) -> None:
     cfg, model = _tiny_llama(tmp_path)
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     expected = {}
@@ -177,6 +177,12 @@ def test_llm_int8_and_fp8_scaled(tmp_path: Path) -> None:
             cb = torch.round(w * 127 / scb[:, None]).to(torch.int8)
             sd[name], sd[name[: -len("weight")] + "SCB"] = cb, scb
             expected[name] = (cb.float() * scb[:, None] / 127).numpy()
+        elif name.endswith("self_attn.o_proj.weight"):  # compressed-tensors INT8 per-channel
+            w = sd[name].float()
+            scale = w.abs().amax(1, keepdim=True) / 127.0
+            q = torch.round(w / scale).to(torch.int8)
+            sd[name], sd[name + "_scale"] = q, scale
+            expected[name] = (q.float() * scale).numpy()
         elif name.endswith("mlp.up_proj.weight"):  # compressed-tensors FP8 per-channel
             w = sd[name].float()
             scale = (w.abs().amax(1, keepdim=True) / 448.0)
@@ -213,3 +219,19 @@ def test_bnb_4bit_named_in_skipped_never_read_as_floats(tmp_path: Path) -> None:
     report = audit_path(folder)
     assert report.status.value == "partial"
     assert not any(name == f.tensor for f in report.findings)
+
+
+def test_weights_outside_the_index_are_listed(tmp_path: Path) -> None:
+    _cfg, model = _tiny_llama(tmp_path)
+    folder = tmp_path / "repo"
+    model.save_pretrained(folder)  # real transformers layout: config.json + model.safetensors
+    assert audit_path(folder).status.value == "ok"
+    (folder / "onnx").mkdir()
+    safetensors_torch.save_file({"w": torch.randn(8, 8)}, str(folder / "onnx" / "extra.safetensors"))
+    (folder / "original").mkdir()
+    torch.save(model.state_dict(), folder / "original" / "consolidated.00.pth")
+    torch.save({"lr": 1.0}, folder / "training_args.bin")  # Trainer state: not weights
+    report = audit_path(folder)
+    listed = {s["name"] for s in report.skipped}
+    assert listed == {"onnx/extra.safetensors", "original/consolidated.00.pth"}
+    assert report.status.value == "partial"

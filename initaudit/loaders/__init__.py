@@ -15,8 +15,25 @@ from ..activations import ActivationHint
 from ..model import LoadedModel, LoadError, UnsupportedFormat  # noqa: F401 (LoadError re-exported)
 from .formats import BY_NAME, FORMATS, MODEL_EXTENSIONS, FormatSpec  # noqa: F401 (re-exported)
 
+<<<<<<< HEAD
 # format name -> module (inside initaudit.loaders) that reads it: from the FormatSpec table
 _LOADERS: dict[str, str] = {name: spec.loader for name, spec in BY_NAME.items()}
+=======
+# format name -> module (inside initaudit.loaders) that reads it
+_LOADERS: dict[str, str] = {
+    "onnx": "onnx_loader",
+    "pytorch-zip": "torch_loader",
+    "torchscript": "torch_loader",
+    "pt2": "torch_loader",
+    "pytorch-legacy": "torch_loader",
+    "safetensors": "safetensors_loader",
+    "safetensors-sharded": "safetensors_loader",
+    "keras": "keras_loader",
+    "keras-h5": "keras_loader",
+    "npz": "npz_loader",
+    "torch-distcp": "torch_distcp",
+}
+>>>>>>> acct-torch
 
 MAX_FILE_BYTES_PROBE = 64
 
@@ -37,6 +54,8 @@ def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
 
     p = Path(path)
     if p.is_dir():
+        if (p / ".metadata").is_file() and any(p.glob("*.distcp")):  # torch.distributed.checkpoint
+            return "torch-distcp"
         if (p / "model.safetensors.index.json").is_file() or any(p.glob("*.safetensors")):
             return "safetensors-sharded"
         from . import orbax_loader
@@ -54,7 +73,7 @@ def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
 
 
 # directory formats that are ONE model (discovery must not audit their files one by one)
-DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint"})
+DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint", "torch-distcp"})
 
 
 def is_model_directory(path: str | os.PathLike[str]) -> bool:

@@ -22,6 +22,7 @@ families the fans are recomputed with (in, out) semantics and ``unit_axis=1``.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,8 @@ def apply_hf_config(model: LoadedModel, directory: Path) -> None:
     from .peft import apply as apply_peft
 
     apply_peft(model, directory)
+    if Path(model.path).is_dir():
+        list_unread_weight_files(model, directory)
     if config is None:
         return
     model.metadata["hf_config"] = config
@@ -276,3 +279,72 @@ def _conv1d_fans(model: LoadedModel) -> None:
                 t.op = "Conv1D"
                 t.notes.append("transformers Conv1D: weight stored (in, out)")
         layer.op = "Conv1D"
+
+
+# files that hold weights in some format (transformers/diffusers/optimum/llama.cpp conventions)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".onnx_data", ".h5",
+                   ".keras", ".msgpack", ".gguf", ".npz", ".distcp", ".pdparams", ".tflite")
+_INDEX = "model.safetensors.index.json"
+MAX_LISTED_DEPTH = 3
+MAX_LISTED_FILES = 10_000
+
+
+def _shards_read(model: LoadedModel, directory: Path) -> set[str] | None:
+    """Relative paths of the safetensors shards the directory loader read (its own rule: the
+    index's weight_map when there is one, else every top-level *.safetensors)."""
+    if model.format != "safetensors-sharded":
+        return None
+    index = directory / _INDEX
+    if index.is_file():
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            return None
+        wm = data.get("weight_map") if isinstance(data, dict) else None
+        return {str(v) for v in wm.values()} if isinstance(wm, dict) else None
+    return {p.name for p in directory.glob("*.safetensors")}
+
+
+def list_unread_weight_files(model: LoadedModel, directory: Path) -> None:
+    """A Hugging Face folder often holds weights the index does not name (``onnx/``,
+    ``original/`` consolidated checkpoints, a stray ``*.safetensors``, ``pytorch_model.bin`` beside
+    the safetensors). They are not part of what was audited: each is listed in ``skipped`` (and the
+    inventory) with the command that audits it, never silently passed over."""
+    read = _shards_read(model, directory)
+    if read is None:
+        return
+    from ..model import SkipReason, StoredTensor
+
+    unread: list[tuple[str, int]] = []
+    seen = 0
+    for root, dirs, files in os.walk(directory):
+        depth = Path(root).relative_to(directory).parts
+        if len(depth) >= MAX_LISTED_DEPTH:
+            dirs[:] = []
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .cache
+        for name in files:
+            seen += 1
+            if seen > MAX_LISTED_FILES:
+                model.notes.append(f"stopped listing unread weight files after {MAX_LISTED_FILES}")
+                break
+            rel = Path(root, name).relative_to(directory).as_posix()
+            if not name.endswith(WEIGHT_SUFFIXES) or rel in read or name.startswith("."):
+                continue
+            if name in ("training_args.bin", "optimizer.bin", "scheduler.bin", "rng_state.pth",
+                        "optimizer.pt", "scheduler.pt") or name.startswith("rng_state"):
+                continue  # Trainer state, not model weights
+            try:
+                size = Path(root, name).stat().st_size
+            except OSError:
+                continue
+            unread.append((rel, size))
+    for rel, size in sorted(unread):
+        detail = ("weights file outside the audited shards (not read): audit it separately "
+                  f"with `initaudit {directory / rel}`")
+        model.skipped.append((rel, detail))
+        if model.inventory is not None:
+            model.inventory.append(StoredTensor(rel, (size,), "file", size, True,
+                                                SkipReason.UNMAPPED, detail))
+    if unread:
+        model.notes.append(f"{len(unread)} weights file(s) in the folder were not part of the "
+                           "audited shards; listed under skipped")

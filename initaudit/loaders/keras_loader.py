@@ -38,7 +38,7 @@ from ..activations import parse_activation
 from ..analysis.fans import keras_fans
 from ..model import (Activation, ActivationKind, Convention, Layer, LoadedModel, LoadError, Loader,
                      Role, UnsafeContent, UnsafeLoadError, WeightTensor)
-from . import LoadOptions
+from . import LoadOptions, keras_accounting
 from .npz_loader import stored_data_offset
 
 K = ActivationKind
@@ -721,6 +721,7 @@ class _Builder:
         self.layers: dict[str, Layer] = {}
         self.layer_node: dict[str, str] = {}  # Layer.name -> node name
         self.units: dict[str, list[str]] = {}  # node -> names of Layers whose output leaves it
+        self.h5names: dict[str, str] = {}  # dataset path -> tensor name (the inventory's map)
 
     def add(self, var: H5Var, ds: h5py.Dataset | None = None) -> None:
         node = self.graph.nodes.get(var.node) if self.graph else None
@@ -746,6 +747,7 @@ class _Builder:
             unit_sub = unit_sub + ("depthwise",)
         layer_name = "/".join((var.node,) + unit_sub)
         tensor_name = "/".join((var.node,) + tuple(var.sub) + (leaf,))
+        self.h5names[var.h5path] = tensor_name
         op = cls if cls != "?" else ("Tensor" if role is Role.OTHER else "Unknown")
         layout = (_layout(cls, unit_sub, leaf, var.shape, self.version, cfg)
                   if role in (Role.KERNEL, Role.RECURRENT, Role.EMBEDDING) else _Layout(None, None, None))
@@ -855,6 +857,10 @@ def _infer_class(var: H5Var) -> str:
 # --------------------------------------------------------------------------- Keras 3 weights
 
 
+# node name of the variables a subclassed model owns directly (``self.add_weight`` on the model)
+MODEL_VARS_NODE = "model"
+
+
 def _keras3_vars(f: h5py.File, walker: _Walker, graph: Graph | None, model_cfg: dict | None,
                  model: LoadedModel) -> list[tuple[H5Var, h5py.Dataset]]:
     """Variables of a Keras 3 weights file, mapped to config layers when a config exists."""
@@ -863,6 +869,10 @@ def _keras3_vars(f: h5py.File, walker: _Walker, graph: Graph | None, model_cfg: 
     if isinstance(root, h5py.Group):
         entries = _layer_entries(model_cfg) if model_cfg else None
         _k3_container(root, entries, "", walker, out, model)
+    own = walker.child(f, "vars") if "vars" in f else None
+    if isinstance(own, h5py.Group):  # variables the (subclassed) model itself owns
+        for rel, ds in walker.datasets(own):
+            _k3_collect_var(out, MODEL_VARS_NODE, (), ["vars"] + rel.split("/"), ds)
     for key, obj in walker.children(f):
         if key not in ("layers", "vars", "optimizer") and isinstance(obj, h5py.Group):
             # subclassed models keep layers under attribute names: audit them generically
@@ -1024,6 +1034,8 @@ def _build_model(model: LoadedModel, f: h5py.File, source: _H5Source, options: L
         found = _legacy_vars(root, layer_names, graph, walker, model)
     else:
         found = _keras3_vars(f, walker, graph, model_cfg, model)
+    if graph is None:
+        found = keras_accounting.name_rnn_cells(found)
     builder = _Builder(model, source, options, graph, keras_version)
     for var, ds in found:
         problem = _dataset_problem(ds, options)
@@ -1033,6 +1045,7 @@ def _build_model(model: LoadedModel, f: h5py.File, source: _H5Source, options: L
             continue
         builder.add(var, ds)
     model.layers = builder.finish()
+    model.inventory = keras_accounting.inventory(model, f, walker, builder.h5names)
     if model.has_graph and any(v.node not in graph.nodes for v, _ in found):  # type: ignore[union-attr]
         model.notes.append("some Keras variables match no layer of the config: their "
                            "activations are unknown")

@@ -81,7 +81,7 @@ def apply(model: LoadedModel, directory: Path | None) -> None:
         hit = _factor_of(t.name)
         if hit is None:
             continue
-        module, f = hit
+        _module, f = hit
         found[f.method] = found.get(f.method, 0) + 1
         t.op = f.method
         t.notes.append(f"PEFT {f.method} factor, initialised by {f.init}")

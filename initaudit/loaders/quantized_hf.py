@@ -214,21 +214,25 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
             counts["LLM.int8"] += 1
             continue
         scale = parts.get("weight_scale") or parts.get("weight_scale_inv")
-        if scale is not None and w.dtype.startswith("float8") and _fp8_scale_ok(w, scale):
+        if scale is not None and w.dtype.startswith(("float8", "int8")) and _fp8_scale_ok(w, scale):
             shape = (int(w.shape[0]), int(w.shape[1]))
             if len(w.shape) != 2:
                 continue
+            kind = "FP8" if w.dtype.startswith("float8") else "INT8"
             new_kernels[prefix] = _kernel(w.name, prefix, shape, f"{w.dtype} (scaled)",
                                           _scaled_loader(w, scale, False),
-                                          f"FP8 weight * {scale.name.rpartition('.')[2]}")
+                                          f"{kind} weight * {scale.name.rpartition('.')[2]}")
             drop.add(w.name)
-            demote[scale.name] = f"FP8 scale of {w.name} (used to decode it)"
-            counts["FP8"] += 1
-        elif w.dtype.startswith(("float8", "uint8")) and len(w.shape) >= 2 and w.role is Role.KERNEL:
-            # an 8-bit code without its scale: its values are not the weight
+            demote[scale.name] = f"scale of {w.name} (used to decode it)"
+            counts[kind] += 1
+        elif (scale is not None and not w.dtype.startswith(("float", "bfloat"))) or (
+                w.dtype == "uint8" and len(w.shape) >= 2):
+            # a scale we cannot apply, or uint8 codes with no scale at all: the stored values
+            # are not the weight (an FP8 weight with no scale is its own value and stays)
             drop.add(w.name)
-            model.skipped.append((w.name, f"{w.dtype} weight without a scale we can apply"))
-            _mark(model, w.name, SkipReason.QUANTIZED_NOT_DECODED, "8-bit codes without a scale")
+            model.skipped.append((w.name, f"{w.dtype} weight with a scale layout we do not apply"
+                                  if scale is not None else "uint8 codes without a scale"))
+            _mark(model, w.name, SkipReason.QUANTIZED_NOT_DECODED, "quantized codes not decoded")
     if not (new_kernels or drop or demote):
         return
     _rewrite(model, new_kernels, drop, demote)
