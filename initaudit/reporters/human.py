@@ -188,6 +188,13 @@ def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
         if fr.skipped:
             text += f", {len(fr.skipped)} skipped"
         parts.append(text)
+        from ._ci import coverage_text
+
+        coverage = coverage_text(fr)
+        if coverage:
+            parts.append(Text(coverage, style="" if fr.coverage.complete else "yellow"))
+        if fr.suppressed:
+            parts.append(f"{len(fr.suppressed)} suppressed")
     out = Text(style="dim")
     for i, part in enumerate(parts):
         if i:
@@ -434,6 +441,11 @@ def summary_text(result: Report, g: _Glyphs | None = None) -> Text:
     out.append(f" {g.dot} {analysed} {_word('tensor', analysed)} analysed", style="dim")
     if skipped:
         out.append(f", {skipped} skipped", style="yellow")
+    from ._ci import accepted_parts
+
+    extra = accepted_parts(result)
+    if extra:
+        out.append(f" {g.dot} " + ", ".join(extra), style="yellow")
     return out
 
 

@@ -44,8 +44,8 @@ import re
 from typing import TYPE_CHECKING, TextIO
 
 from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
-from ._ci import (SCHEMED_ROLES, analysed, counts, fails, incomplete, plural, repo_path,
-                  skipped_items, subject)
+from ._ci import (SCHEMED_ROLES, accepted_parts, analysed, counts, coverage_text, fails,
+                  incomplete, plural, repo_path, skipped_items, subject)
 from ._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,6 +107,7 @@ def _summary_line(result: Report) -> str:
     skipped = sum(len(skipped_items(fr)) for fr in result.files if fr.status is not Status.ERROR)
     if skipped:
         parts.append(f"{skipped} skipped")
+    parts += accepted_parts(result)
     return " · ".join(parts)
 
 
@@ -176,6 +177,11 @@ def _meta_line(fr: FileReport) -> str:
     if skipped:
         text += f", {skipped} skipped"
     parts.append(text)
+    coverage = coverage_text(fr)
+    if coverage:
+        parts.append(coverage)
+    if fr.suppressed:
+        parts.append(f"{len(fr.suppressed)} suppressed")
     return cell(" · ".join(parts))
 
 
