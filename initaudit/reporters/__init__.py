@@ -26,6 +26,7 @@ REPORTERS: dict[str, str] = {
     "github": "github",
     "junit": "junit",
     "markdown": "markdown",
+    "gitlab": "gitlab",
 }
 
 
