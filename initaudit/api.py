@@ -120,13 +120,17 @@ def audit(obj: Any, *, config: AuditConfig | None = None,
 
 
 def audit_one(obj: Any, config: AuditConfig) -> FileReport:
+    """One object; per-tensor ignores move findings to ``FileReport.suppressed`` (counted)."""
+    from .baseline import apply_ignores
+
+    bare = replace(config, tensor_ignores=())
     if isinstance(obj, (str, os.PathLike)):
-        return audit_path(obj, config)
+        return apply_ignores(audit_path(obj, bare), config.tensor_ignores)
     model = to_model(obj)
     from .activations import apply_hints
 
     apply_hints(model, list(config.hints))
-    return analyse(model, config)
+    return apply_ignores(analyse(model, bare), config.tensor_ignores)
 
 
 def to_model(obj: Any) -> LoadedModel:

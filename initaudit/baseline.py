@@ -28,11 +28,12 @@ import hashlib
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .report import FileReport, Finding, Report
+from .report import FileReport, Finding, Report, Suppression
 
 VERSION = 1
 _MARKER = "initaudit_baseline"
@@ -42,17 +43,15 @@ class BaselineError(Exception):
     """An unreadable or malformed baseline file: one line, exit 2."""
 
 
-@dataclass
+@dataclass(repr=False)
 class BaselinedReport(Report):
-    """A report with the findings of a baseline removed; ``summary.baselined`` counts them."""
+    """A report with the findings of a baseline moved to ``FileReport.suppressed`` (kind
+    ``baseline``); ``summary.baselined`` counts them; ``stale`` lists the baseline entries of
+    the audited files that matched no finding (fixed, or renamed: regenerate the baseline)."""
 
     baselined: int = 0
     baseline_path: str | None = None
-
-    def counts(self) -> dict[str, int]:
-        c = super().counts()
-        c["baselined"] = self.baselined
-        return c
+    stale: list[dict[str, Any]] = field(default_factory=list)
 
 
 def relative_path(file_path: str, base_dir: str | os.PathLike[str]) -> str:
@@ -101,6 +100,7 @@ def write(report: Report, path: str | os.PathLike[str]) -> int:
 class Baseline:
     path: Path
     fingerprints: Counter = field(default_factory=Counter)
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # fingerprint -> entry
 
     @property
     def base_dir(self) -> Path:
@@ -128,33 +128,70 @@ def read(path: str | os.PathLike[str]) -> Baseline:
     if not isinstance(entries, list):
         raise BaselineError(f"{path}: 'findings' must be a list")
     prints: Counter = Counter()
+    by_print: dict[str, dict[str, Any]] = {}
     for index, e in enumerate(entries):
         if not isinstance(e, dict) or not isinstance(e.get("code"), str) or not isinstance(e.get("path"), str):
             raise BaselineError(f"{path}: findings[{index}]: needs at least 'code' and 'path' strings")
         # recomputed rather than trusted: a hand-edited entry still matches on its fields
-        prints[fingerprint(e["code"], e["path"], e.get("tensor"), e.get("layer"))] += 1
-    return Baseline(path=p, fingerprints=prints)
+        key = fingerprint(e["code"], e["path"], e.get("tensor"), e.get("layer"))
+        prints[key] += 1
+        by_print[key] = e
+    return Baseline(path=p, fingerprints=prints, entries=by_print)
 
 
 def apply(report: Report, baseline: Baseline) -> BaselinedReport:
-    """A copy of ``report`` without the findings the baseline accepts."""
+    """A copy of ``report`` with the findings the baseline accepts moved to ``suppressed``."""
     remaining = Counter(baseline.fingerprints)
     files: list[FileReport] = []
     absorbed = 0
+    audited: set[str] = set()
+    justification = f"accepted by the baseline {baseline.path}"
     for fr in report.files:
         rel = relative_path(fr.path, baseline.base_dir)
+        audited.add(rel)
         kept = []
+        accepted = list(fr.suppressed)
         for f in fr.findings:
             key = fingerprint(f.code, rel, f.tensor, f.layer)
             if remaining[key] > 0:
                 remaining[key] -= 1
                 absorbed += 1
+                accepted.append(Suppression(finding=f, kind="baseline", justification=justification))
             else:
                 kept.append(f)
         # replace(): every other field (coverage, state, signal...) survives the filtering
-        files.append(dataclasses.replace(fr, findings=kept))
-    return BaselinedReport(files=files, baselined=absorbed, baseline_path=str(baseline.path))
+        files.append(replace(fr, findings=kept, suppressed=accepted))
+    stale = [baseline.entries[key] for key, n in sorted(remaining.items())
+             if n > 0 and baseline.entries.get(key, {}).get("path") in audited]
+    return BaselinedReport(files=files, baselined=absorbed, baseline_path=str(baseline.path),
+                           stale=stale)
 
 
-__all__ = ["Baseline", "BaselineError", "BaselinedReport", "apply", "build", "fingerprint", "read",
-           "relative_path", "write"]
+def apply_ignores(fr: FileReport, ignores: Iterable[Any]) -> FileReport:
+    """Move the findings a per-tensor ignore (engine.TensorIgnore) matches to ``suppressed``
+    (kind ``external``, the ignore's reason as justification). Applied here rather than in the
+    engine so that the reports can count and mark them instead of losing them."""
+    ignores = tuple(ignores)
+    if not ignores or not fr.findings:
+        return fr
+    kept: list[Finding] = []
+    suppressed = list(fr.suppressed)
+    for f in fr.findings:
+        match = next((ig for ig in ignores if ig.applies(f, fr.path)), None)
+        if match is None:
+            kept.append(f)
+        else:
+            suppressed.append(Suppression(finding=f, kind="external", justification=match.reason,
+                                          ignore=match))
+    return replace(fr, findings=kept, suppressed=suppressed)
+
+
+def stale_ignores(report: Report, ignores: Iterable[Any]) -> list[Any]:
+    """The per-tensor ignores that matched no finding of the run."""
+    used = {id(s.ignore) for fr in report.files for s in fr.suppressed if s.ignore is not None}
+    used_eq = [s.ignore for fr in report.files for s in fr.suppressed if s.ignore is not None]
+    return [ig for ig in dict.fromkeys(ignores) if id(ig) not in used and ig not in used_eq]
+
+
+__all__ = ["Baseline", "BaselineError", "BaselinedReport", "apply", "apply_ignores", "build",
+           "fingerprint", "read", "relative_path", "stale_ignores", "write"]

@@ -154,7 +154,8 @@ def check(
         help="Checkpoint files, directories or quoted globs to audit.")],
     format: Annotated[Optional[str], typer.Option(
         "--format", "-f", metavar="FORMAT", show_default=False,
-        help="Output format: human (default), json, sarif, github, junit or markdown.")] = None,
+        help="Output format: human (default), json, sarif, github, junit, markdown or gitlab "
+             "(GitLab Code Quality).")] = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout.",
         show_default=False)] = None,
@@ -273,6 +274,14 @@ def check(
         from .baseline import apply
 
         result = apply(result, accepted)
+        if result.stale:  # type: ignore[attr-defined]
+            n = len(result.stale)  # type: ignore[attr-defined]
+            first = result.stale[0]  # type: ignore[attr-defined]
+            _warn(f"{baseline}: {n} baseline entr{'ies' if n != 1 else 'y'} of the audited files "
+                  f"match no finding (fixed or renamed? e.g. {first.get('code')} "
+                  f"{first.get('tensor') or first.get('layer') or ''} in {first.get('path')}); "
+                  "regenerate it with --write-baseline")
+    _warn_stale_ignores(result, configs.values())
 
     try:
         if sink is None:
@@ -293,6 +302,19 @@ def check(
     if (exit_zero or write_baseline is not None) and code == 1:
         code = 0
     raise typer.Exit(code)
+
+
+def _warn_stale_ignores(result: Report, configs: Iterable["AuditConfig"]) -> None:
+    """A per-tensor ignore that matched nothing this run is said so: a stale suppression hides
+    nothing today and may hide the wrong thing tomorrow."""
+    from .baseline import stale_ignores
+
+    ignores = [ig for config in configs for ig in config.tensor_ignores]
+    for ig in stale_ignores(result, ignores):
+        rules = ", ".join(ig.rules) if ig.rules else "every rule"
+        where = f" in {ig.path}" if ig.path else ""
+        _warn(f"per-tensor-ignores: pattern {ig.pattern!r}{where} ({rules}) matched no finding; "
+              "remove it if it is no longer needed")
 
 
 def _settings_for(path: Optional[str], config_file: Optional[str], overrides: dict):  # -> Settings
@@ -490,9 +512,12 @@ def _audit_one(path: str, config: "AuditConfig", *, show_progress: bool):
                 share = f" ({p.done_bytes / p.total_bytes:.0%} of bytes)" if p.total_bytes else ""
                 status.update(f"auditing {path}: tensor {p.index}/{p.total} {p.name}{share}")
 
-            result = audit_file(path, dataclasses.replace(config, progress=on_tensor))
+            result = audit_file(path, dataclasses.replace(config, progress=on_tensor, tensor_ignores=()))
     else:
-        result = audit_file(path, config)
+        result = audit_file(path, dataclasses.replace(config, tensor_ignores=()))
+    from .baseline import apply_ignores
+
+    result = apply_ignores(result, config.tensor_ignores)
     _report_unreadable(result)
     return result
 

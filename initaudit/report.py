@@ -167,6 +167,22 @@ class Coverage:
                 "complete": self.complete}
 
 
+@dataclass(frozen=True)
+class Suppression:
+    """A finding the configuration or a baseline accepted: kept (not shown as a failure) so that
+    every report can count it and SARIF can mark it instead of dropping it.
+
+    ``kind`` follows SARIF's ``suppression.kind``: ``"external"`` (a per-tensor ignore in the
+    config file) or ``"baseline"`` (accepted by ``--baseline``; SARIF ``baselineState``
+    ``"unchanged"``). ``ignore`` is the engine's TensorIgnore that matched, for stale-ignore
+    checks."""
+
+    finding: Finding
+    kind: str
+    justification: str
+    ignore: Any = None
+
+
 @dataclass
 class TensorReport:
     name: str
@@ -213,6 +229,8 @@ class FileReport:
     signal: dict[str, Any] | None = None
     # how much of the stored weights were read; None only for unreadable files
     coverage: Coverage | None = None
+    # findings accepted by a per-tensor ignore or a baseline (not in ``findings``)
+    suppressed: list[Suppression] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
@@ -262,6 +280,9 @@ class Report:
             c["tensors_skipped"] += sum(1 for t in fr.tensors if t.skipped)
             for f in fr.findings:
                 c[{"error": "errors", "warning": "warnings", "info": "infos"}[f.severity.value]] += 1
+        c["partial_files"] = sum(1 for fr in self.files if fr.partial)
+        c["suppressed"] = sum(1 for fr in self.files for s in fr.suppressed if s.kind != "baseline")
+        c["baselined"] = sum(1 for fr in self.files for s in fr.suppressed if s.kind == "baseline")
         return c
 
     def max_severity(self) -> Severity | None:

@@ -19,11 +19,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _audit(path: str, config: "AuditConfig") -> "FileReport":
     # looked up at call time: tests (and embedders) may replace engine.audit_path
-    from . import engine
+    from dataclasses import replace
 
-    if config.probe:
-        return engine.audit_file(path, config)
-    return engine.audit_path(path, config)
+    from . import engine
+    from .baseline import apply_ignores
+
+    # per-tensor ignores are applied after the engine, so that what they hide is kept and counted
+    bare = replace(config, tensor_ignores=())
+    fr = engine.audit_file(path, bare) if config.probe else engine.audit_path(path, bare)
+    return apply_ignores(fr, config.tensor_ignores)
 
 
 def _worker(args: tuple[str, "AuditConfig"]) -> "FileReport":

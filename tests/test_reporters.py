@@ -118,7 +118,7 @@ def test_human_shows_table_findings_notes_and_summary():
     assert "skipped onnx::MatMul_7: external data file missing" in block
     assert "activation unknown for 1 layer(s) (fc2)" in block
     assert out.rstrip().endswith("4 files, 1 error, 0 warnings, 1 info, 1 unreadable file · "
-                                 "7 tensors analysed, 2 skipped")
+                                 "7 tensors analysed, 2 skipped · 2 partial files")
 
 
 def test_human_wraps_long_messages_within_a_stable_width():

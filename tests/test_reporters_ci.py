@@ -292,7 +292,10 @@ def test_github_annotations_line_by_line() -> None:
     text = render("github", hand_report())
     assert "\x1b[" not in text
     lines = text.splitlines()
+    # the summary first: GitHub drops annotations past 10 per level, a last line goes first
     assert lines == [
+        "::notice title=initaudit::2 files, 2 errors, 1 warning, 1 info, 1 unreadable file; "
+        "3 tensors analysed, 1 skipped; 1 partial file",
         "::error file=models/sub dir/model.onnx,title=IA101 he-before-saturating::"
         "fc1.weight: He feeds a sigmoid",
         "::error file=models/sub dir/model.onnx,title=IA501 unsafe-content::"
@@ -306,17 +309,15 @@ def test_github_annotations_line_by_line() -> None:
         "::notice file=models/sub dir/model.onnx,title=initaudit note::"
         "activation unknown for 1 layer(s) (enc)",
         "::error file=bad.onnx,title=initaudit::could not be read: truncated protobuf (file cut short?)",
-        "::notice title=initaudit::2 files, 2 errors, 1 warning, 1 info, 1 unreadable file; "
-        "3 tensors analysed, 1 skipped",
     ]
-    kind, props, message = _parse(lines[2])
+    kind, props, message = _parse(lines[3])
     assert (kind, props["title"], message) == ("warning", "IA202 dead-units", f"{NASTY_TENSOR}: {NASTY}")
 
 
 def test_github_property_escaping_of_paths_and_titles() -> None:
     fr = FileReport("odd,name:1%.onnx", "onnx", Status.OK, findings=[
         Finding("IA301", "exploding-init", Severity.WARNING, 0.9, "too big", tensor="w")])
-    line = render("github", Report([fr]), quiet=True).splitlines()[0]
+    line = render("github", Report([fr]), quiet=True).splitlines()[1]
     assert line.startswith("::warning file=odd%2Cname%3A1%25.onnx,title=IA301 exploding-init::")
     assert _parse(line)[1]["file"] == "odd,name:1%.onnx"
 
@@ -336,8 +337,8 @@ def test_github_real_models_one_annotation_per_finding(real_report: Report) -> N
 
 def test_github_quiet_keeps_findings_unreadable_and_skipped_only() -> None:
     lines = render("github", hand_report(), quiet=True).splitlines()
-    assert len(lines) == 6
-    assert not any("title=initaudit note" in line or line.startswith("::notice title=") for line in lines)
+    assert len(lines) == 7 and lines[0].startswith("::notice title=initaudit::2 files")
+    assert not any("title=initaudit note" in line for line in lines)
 
 
 # -------------------------------------------------------------------------------------- junit
@@ -496,7 +497,7 @@ def test_cli_writes_each_ci_format(fmt: str, validator: jsonschema.Draft7Validat
     elif fmt == "github":
         lines = out.splitlines()
         assert all(line.startswith("::") for line in lines)
-        assert lines[0].startswith("::error file=sample_models/mlp_he_sigmoid.onnx,"
+        assert lines[1].startswith("::error file=sample_models/mlp_he_sigmoid.onnx,"
                                    "title=IA101 he-before-saturating::fc1.weight: ")
     elif fmt == "junit":
         root = ET.fromstring(out)
@@ -515,5 +516,5 @@ def test_cli_unreadable_file_keeps_machine_output_clean(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("::error file=") and ",title=initaudit::could not be read: " in lines[0]
+    assert lines[1].startswith("::error file=") and ",title=initaudit::could not be read: " in lines[1]
     assert all(line.startswith("::") for line in lines)

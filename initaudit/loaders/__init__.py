@@ -15,25 +15,8 @@ from ..activations import ActivationHint
 from ..model import LoadedModel, LoadError, UnsupportedFormat  # noqa: F401 (LoadError re-exported)
 from .formats import BY_NAME, FORMATS, MODEL_EXTENSIONS, FormatSpec  # noqa: F401 (re-exported)
 
-<<<<<<< HEAD
 # format name -> module (inside initaudit.loaders) that reads it: from the FormatSpec table
 _LOADERS: dict[str, str] = {name: spec.loader for name, spec in BY_NAME.items()}
-=======
-# format name -> module (inside initaudit.loaders) that reads it
-_LOADERS: dict[str, str] = {
-    "onnx": "onnx_loader",
-    "pytorch-zip": "torch_loader",
-    "torchscript": "torch_loader",
-    "pt2": "torch_loader",
-    "pytorch-legacy": "torch_loader",
-    "safetensors": "safetensors_loader",
-    "safetensors-sharded": "safetensors_loader",
-    "keras": "keras_loader",
-    "keras-h5": "keras_loader",
-    "npz": "npz_loader",
-    "torch-distcp": "torch_distcp",
-}
->>>>>>> acct-torch
 
 MAX_FILE_BYTES_PROBE = 64
 

@@ -40,11 +40,42 @@ _ACT_CALLS = {"relu", "relu_", "leaky_relu", "leaky_relu_", "prelu", "elu", "elu
               "gelu", "silu", "mish", "relu6", "hardtanh", "hardswish"}
 
 
+def _is_hf_pretrained(module: Any) -> bool:
+    """A Hugging Face ``PreTrainedModel``: it has ``save_pretrained`` and a config with a
+    ``model_type`` (what the saved folder's config.json carries)."""
+    config = getattr(module, "config", None)
+    return (callable(getattr(module, "save_pretrained", None))
+            and isinstance(getattr(config, "model_type", None), str)
+            and callable(getattr(config, "to_dict", None)))
+
+
+def from_hf_pretrained(module: Any) -> LoadedModel:
+    """Save the model as ``save_pretrained`` does (safetensors + config.json) and read the
+    folder back: the in-memory model gets exactly the activations its saved form gets from
+    ``model.config`` (the hidden activation, GPT-2's depth...)."""
+    from . import LoadOptions, load
+
+    def save(folder: Path) -> None:
+        module.save_pretrained(os.fspath(folder), safe_serialization=True)
+
+    def read(folder: Path) -> LoadedModel:
+        single = folder / "model.safetensors"
+        return load(single if single.is_file() else folder, LoadOptions())
+
+    return _round_trip(save, read, "", module, "pytorch")
+
+
 def from_torch_module(module: Any) -> LoadedModel:
     import torch
 
     from . import LoadOptions
     from .torch_loader import load as load_torch
+
+    if _is_hf_pretrained(module):
+        try:
+            return from_hf_pretrained(module)
+        except Exception:  # an exotic save_pretrained: the plain torch route still works
+            pass
 
     def save(path: Path) -> None:
         try:
@@ -179,9 +210,10 @@ def from_keras_model(model: Any) -> LoadedModel:
 
 def _round_trip(save: Callable[[Path], None], read: Callable[[Path], LoadedModel], filename: str,
                 obj: Any, framework: str) -> LoadedModel:
-    """Write ``obj`` with its own framework to a temporary file and read it back with ours."""
+    """Write ``obj`` with its own framework to a temporary file (``filename`` "" : the temporary
+    folder itself) and read it back with ours."""
     with tempfile.TemporaryDirectory(prefix="initaudit-") as tmp:
-        path = Path(tmp) / filename
+        path = Path(tmp) / filename if filename else Path(tmp)
         save(path)
         model = read(path)
         # the loader's lazy arrays map the temp file: materialise before it disappears

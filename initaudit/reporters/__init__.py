@@ -27,6 +27,7 @@ REPORTERS: dict[str, str] = {
     "junit": "junit",
     "markdown": "markdown",
     "html": "html",
+    "gitlab": "gitlab",
 }
 
 

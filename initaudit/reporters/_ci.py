@@ -10,7 +10,7 @@ import os
 import re
 from typing import Iterable
 
-from ..report import FileReport, Finding, Severity, Status, TensorReport
+from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
 
 # roles an init scheme is about (the human reporter's table shows the same ones)
 SCHEMED_ROLES = frozenset({"kernel", "recurrent", "embedding"})
@@ -88,3 +88,24 @@ def join_limited(items: Iterable[str], limit: int, *, sep: str = ", ") -> str:
     items = list(items)
     shown = sep.join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def coverage_text(fr: FileReport) -> str | None:
+    """``coverage 146/148 weights (98.7% of bytes)``; None when the loader did not count."""
+    c = getattr(fr, "coverage", None)
+    if c is None or not c.weights_present:
+        return None
+    return f"coverage {c.weights_analysed}/{c.weights_present} weights ({c.fraction:.1%} of bytes)"
+
+
+def accepted_parts(result: "Report") -> list[str]:
+    """``2 suppressed``, ``3 baselined``, ``1 partial file``: what a summary must not hide."""
+    c = result.counts()
+    parts = []
+    if c.get("partial_files"):
+        parts.append(plural(c["partial_files"], "partial file"))
+    if c.get("suppressed"):
+        parts.append(f"{c['suppressed']} suppressed")
+    if c.get("baselined"):
+        parts.append(f"{c['baselined']} baselined")
+    return parts

@@ -119,6 +119,8 @@ def make_console(stream: TextIO, color: bool, *, file: TextIO | None = None) -> 
             width = os.get_terminal_size(stream.fileno()).columns
         except (OSError, ValueError, AttributeError):
             width = None
+    if width is None and os.environ.get("COLUMNS", "").isdigit():
+        width = max(40, int(os.environ["COLUMNS"]))  # a CI log or a pipe at a chosen width
     return Console(file=file or stream, width=width or _PIPE_WIDTH,
                    color_system="auto" if color else None, force_terminal=color,
                    no_color=not color, highlight=False, emoji=False, markup=False,
@@ -129,6 +131,8 @@ def make_console(stream: TextIO, color: bool, *, file: TextIO | None = None) -> 
 
 
 def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> None:
+    """Findings first (what a person must act on), then the tensor table (repeated blocks
+    collapsed unless ``verbose``), then the signal chart and the notes."""
     console.rule(Text(fr.path, style="bold"), align="left", style="dim")
     if fr.status is Status.ERROR:
         console.print(Text.assemble((f"{g.mark[Severity.ERROR]} could not be read: ", "bold red"),
@@ -137,8 +141,14 @@ def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> Non
             console.print(_findings_grid(fr.findings, g))
         return
     console.print(_meta_line(fr, g))
-    table = _tensor_table(fr, g, verbose=verbose, compact=console.width < _COMPACT_BELOW)
+    if fr.findings:
+        console.print(_findings_grid(fr.findings, g, collapse=not verbose))
+    else:
+        console.print(_no_findings_line(fr, g))
+    table = _tensor_table(fr, g, verbose=verbose, compact=console.width < _COMPACT_BELOW,
+                          width=console.width)
     if table.row_count:
+        console.print()
         console.print(table)
     elif not fr.tensors:
         console.print(Text("no weight tensors found in this file", style="yellow"))
@@ -149,17 +159,11 @@ def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> Non
     if fr.signal:
         console.print(Text(render_signal(fr, verbose=verbose, unicode_ok=g.dot == "·"),
                            style="dim"))
-    if fr.findings:
-        console.print()
-        console.print(_findings_grid(fr.findings, g))
     notes = _notes(fr, verbose=verbose)
     if notes:
         console.print()
         console.print(Text("notes", style="bold"))
         console.print(_bullets(notes, g))
-    if not fr.findings:
-        console.print()
-        console.print(_no_findings_line(fr, g))
 
 
 def _quiet_file(console: Console, fr: FileReport, g: _Glyphs) -> None:
@@ -192,6 +196,13 @@ def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
         if fr.skipped:
             text += f", {len(fr.skipped)} skipped"
         parts.append(text)
+        from ._ci import coverage_text
+
+        coverage = coverage_text(fr)
+        if coverage:
+            parts.append(Text(coverage, style="" if fr.coverage.complete else "yellow"))
+        if fr.suppressed:
+            parts.append(f"{len(fr.suppressed)} suppressed")
     out = Text(style="dim")
     for i, part in enumerate(parts):
         if i:
@@ -200,33 +211,142 @@ def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
     return out
 
 
-def _tensor_table(fr: FileReport, g: _Glyphs, *, verbose: bool, compact: bool = False) -> Table:
-    """One row per kernel (every tensor with --verbose). ``compact`` (narrow terminals) leaves
-    out the shape, which the fans already summarise, so the scheme column keeps room."""
+def _tensor_table(fr: FileReport, g: _Glyphs, *, verbose: bool, compact: bool = False,
+                  width: int = _PIPE_WIDTH) -> Table:
+    """One row per kernel (every tensor with --verbose); without --verbose, tensors that repeat
+    block after block with the same shape, activation and scheme are one row
+    (``h.{0..11}.mlp.c_fc.weight ×12`` with the range of their std). ``compact`` (narrow
+    terminals) leaves out the shape and the fans and keeps every cell on one line: names are
+    shortened in the middle (never broken mid-word), scheme labels at the end."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
                   padding=(0, 1, 0, 0),
                   expand=False)
+    by_tensor, by_layer = _worst_by_tensor(fr.findings)
+    rows = [t for t in fr.tensors if verbose or _in_table(t)]
+    groups = [[t] for t in rows] if verbose else _collapse(rows, by_tensor, by_layer)
+    # a prefix every row shares ("transformer.") goes to the header: the names keep their room
+    prefix = "" if verbose else _common_prefix([t.name for t in rows])
+    # compact widths: mark 1+1, act 6+1, scheme 16+1, std 15+1: the name gets the rest
+    name_width = max(24, width - 44) if compact else 44
     table.add_column("", no_wrap=True, width=1)
-    table.add_column("tensor", overflow="fold", max_width=44)
+    table.add_column(f"tensor ({prefix}…)" if prefix else "tensor", no_wrap=True,
+                     max_width=name_width)
     if not compact:
         table.add_column("shape", no_wrap=True)
-    table.add_column(f"fan in{g.arrow}out", no_wrap=True, justify="right")
-    table.add_column("activation", overflow="fold")
-    table.add_column("init scheme", overflow="fold")
-    table.add_column("std obs / exp", no_wrap=True, justify="right")
-    table.add_column("conf", no_wrap=True, justify="right", min_width=4)
-    by_tensor, by_layer = _worst_by_tensor(fr.findings)
-    for t in fr.tensors:
-        if not verbose and not _in_table(t):
-            continue
+        table.add_column(f"fan in{g.arrow}out", no_wrap=True, justify="right")
+    table.add_column("act" if compact else "activation", no_wrap=True,
+                     min_width=6 if compact else None, max_width=6 if compact else None,
+                     overflow="ellipsis")
+    table.add_column("init scheme", no_wrap=compact, overflow="ellipsis" if compact else "fold",
+                     max_width=16 if compact else None)
+    table.add_column("std" if compact else "std obs / exp", no_wrap=True, justify="right",
+                     min_width=15 if compact else None)
+    if not compact:
+        table.add_column("conf", no_wrap=True, justify="right", min_width=4)
+    for group in groups:
+        t = group[0]
         worst = _worse(by_tensor.get(t.name), by_layer.get(t.layer) if _in_table(t) else None)
-        row: list[Text | str] = [_mark(worst, g), _name_cell(t, verbose=verbose)]
+        name = _name_cell(t, verbose=verbose) if len(group) == 1 else \
+            Text(f"{_pattern_name(group)} {g.times}{len(group)}")
+        name = Text(name.plain[len(prefix):], style=name.style) if prefix else name
+        row: list[Text | str] = [_mark(worst, g), _middle_ellipsis(name, name_width)]
         if not compact:
-            row.append(_shape(t.shape, g))
-        row += [_fans(t, g), _activation_cell(t, verbose=verbose),
-                _scheme_cell(t, g), _std_cell(t, g), _confidence_cell(t)]
+            row += [_shape(t.shape, g), _fans(t, g)]
+        row += [_activation_cell(t, verbose=verbose),
+                _scheme_cell(t, g, short=compact), _std_cell_group(group, g, observed_only=compact)]
+        if not compact:
+            row.append(_confidence_cell(t))
         table.add_row(*row)
     return table
+
+
+def _common_prefix(names: list[str]) -> str:
+    """The dotted prefix every name shares (``transformer.``), or ""."""
+    if len(names) < 2:
+        return ""
+    first = names[0].split(".")
+    n = 0
+    while n < len(first) - 1 and all(name.split(".")[n] == first[n] and name.count(".") > n
+                                     for name in names):
+        n += 1
+    return ".".join(first[:n]) + "." if n else ""
+
+
+_INDEX = re.compile(r"(?<=[._/])(\d+)(?=[._/])")
+
+
+def _block_key(name: str) -> tuple[str, int] | None:
+    """``transformer.h.7.mlp.c_fc.weight`` -> (``transformer.h.{}.mlp.c_fc.weight``, 7)."""
+    m = _INDEX.search(name)
+    if m is None:
+        return None
+    return name[: m.start()] + "{}" + name[m.end():], int(m.group(1))
+
+
+def _collapse(rows: list[TensorReport], by_tensor: dict[str, Severity],
+              by_layer: dict[str, Severity]) -> list[list[TensorReport]]:
+    """Group tensors of repeated blocks: same name pattern, role, shape, activation, scheme and
+    worst finding (a tensor flagged unlike its siblings keeps its own row)."""
+    groups: dict[tuple, list[TensorReport]] = {}
+    out: list[list[TensorReport]] = []
+    for t in rows:
+        key = _block_key(t.name)
+        if key is None or t.skipped:
+            out.append([t])
+            continue
+        scheme = t.scheme.label if t.scheme is not None else None
+        # the worst finding is part of the key: a flagged tensor never hides among clean ones
+        worst = _worse(by_tensor.get(t.name), by_layer.get(t.layer))
+        k = (key[0], t.role, tuple(t.shape), t.activation, scheme, worst)
+        if k not in groups:
+            groups[k] = []
+            out.append(groups[k])
+        groups[k].append(t)
+    return out
+
+
+def _pattern_name(group: list[TensorReport]) -> str:
+    key = _block_key(group[0].name)
+    assert key is not None
+    numbers = sorted({k[1] for k in (_block_key(t.name) for t in group) if k is not None})
+    return key[0].replace("{}", "{" + _ranges(numbers) + "}", 1)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0, 1, 2, 3, 5, 6] -> ``0..3,5..6``."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ",".join(f"{r[0]}..{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+
+
+def _middle_ellipsis(text: Text, width: int) -> Text:
+    """Shorten ``text`` to ``width`` cells by cutting its middle: both ends of a tensor name say
+    which block and which weight it is."""
+    plain = text.plain
+    if len(plain) <= width:
+        return text
+    keep = width - 1
+    head = keep // 2
+    tail = keep - head
+    return Text(plain[:head] + "…" + plain[len(plain) - tail:], style=text.style)
+
+
+def _std_cell_group(group: list[TensorReport], g: _Glyphs, *, observed_only: bool = False) -> Text:
+    if len(group) == 1 and not observed_only:
+        return _std_cell(group[0], g)
+    stds = [t.stats.std for t in group if t.stats is not None and _finite(t.stats.std)]
+    if not stds:
+        return Text(g.dash, style="dim")
+    lo, hi = min(stds), max(stds)
+    observed = _num(lo) if _num(lo) == _num(hi) else f"{_num(lo)}-{_num(hi)}"
+    expected = group[0].scheme.expected_std if group[0].scheme is not None else None
+    if expected is None or observed_only:
+        return Text(observed)
+    return Text.assemble(observed, (f" / {_num(expected)}", "dim"))
 
 
 def _in_table(t: TensorReport) -> bool:
@@ -269,7 +389,7 @@ def _activation_cell(t: TensorReport, *, verbose: bool) -> Text:
     return text
 
 
-def _scheme_cell(t: TensorReport, g: _Glyphs) -> Text:
+def _scheme_cell(t: TensorReport, g: _Glyphs, *, short: bool = False) -> Text:
     if t.skipped:
         return Text("skipped", style="yellow")
     s = t.scheme
@@ -279,11 +399,26 @@ def _scheme_cell(t: TensorReport, g: _Glyphs) -> Text:
         return Text(g.dash, style="dim")
     if not s.known:
         return Text(s.label or "unknown", style="yellow")
+    if short:  # "N(0, 0.02) (BERT/GPT-2/LLaMA/ViT)" -> "N(0, 0.02)": one line per row
+        return Text(_short_label(s.label))
     text = Text(s.label)
     alternatives = list(dict.fromkeys(c.label for c in s.alternatives if c.label != s.label))
     if alternatives:
         text.append(f"\n{g.approx} " + ", ".join(alternatives), style="dim")
     return text
+
+
+def _short_label(label: str) -> str:
+    """The scheme's formula without the parenthesised provenance."""
+    depth = 0
+    for i, c in enumerate(label):
+        if c == "(":
+            if depth == 0 and i > 0 and label[i - 1] == " ":
+                return label[: i - 1]
+            depth += 1
+        elif c == ")":
+            depth -= 1
+    return label
 
 
 def _constant_or_spread(t: TensorReport, g: _Glyphs) -> Text:
@@ -354,27 +489,58 @@ def _is_constant(t: TensorReport) -> bool:
     return st is not None and _finite(st.min) and st.min == st.max
 
 
-def _findings_grid(findings: list[Finding], g: _Glyphs) -> Table:
+def _findings_grid(findings: list[Finding], g: _Glyphs, *, collapse: bool = False) -> Table:
+    """One entry per finding; with ``collapse``, the same rule on the same tensor of repeated
+    blocks is one entry (``h.{0..11}.attn.c_proj.weight ×12``, the first one's message)."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True, min_width=9)  # severity: same width in every file's list
     grid.add_column(no_wrap=True)  # code
     grid.add_column(ratio=1, overflow="fold")  # name, tensor, message: wraps with a hanging indent
     previous: Severity | None = None
-    for f in findings:
+    for group in (_collapse_findings(findings) if collapse else [[f] for f in findings]):
+        f = group[0]
         if previous is not None and f.severity is not previous:
             grid.add_row("", "", "")  # a blank line between severity groups
         previous = f.severity
         body = Text.assemble((f.name, "bold"), " ")
         where = f.tensor or f.layer
-        if where:
-            body.append(where, style="magenta")
+        if len(group) > 1:
+            body.append(f"{_finding_pattern(group)} {g.times}{len(group)}", style="magenta")
             body.append(": ")
-        body.append(f.message)
+            body.append(f"first: {f.message}")
+        else:
+            if where:
+                body.append(where, style="magenta")
+                body.append(": ")
+            body.append(f.message)
         if f.confidence < 0.95:
             body.append(f" (confidence {round(f.confidence * 100)}%)", style="dim")
         grid.add_row(Text(f"{g.mark[f.severity]} {f.severity.value}", style=_SEVERITY_STYLE[f.severity]),
                      Text(f.code, style="bold"), body)
     return grid
+
+
+def _collapse_findings(findings: list[Finding]) -> list[list[Finding]]:
+    groups: dict[tuple, list[Finding]] = {}
+    out: list[list[Finding]] = []
+    for f in findings:
+        key = _block_key(f.tensor) if f.tensor else None
+        if key is None:
+            out.append([f])
+            continue
+        k = (f.code, f.severity, key[0])
+        if k not in groups:
+            groups[k] = []
+            out.append(groups[k])
+        groups[k].append(f)
+    return out
+
+
+def _finding_pattern(group: list[Finding]) -> str:
+    key = _block_key(group[0].tensor or "")
+    assert key is not None
+    numbers = sorted({k[1] for k in (_block_key(f.tensor or "") for f in group) if k is not None})
+    return key[0].replace("{}", "{" + _ranges(numbers) + "}", 1)
 
 
 def _notes(fr: FileReport, *, verbose: bool) -> list[Text]:
@@ -438,6 +604,11 @@ def summary_text(result: Report, g: _Glyphs | None = None) -> Text:
     out.append(f" {g.dot} {analysed} {_word('tensor', analysed)} analysed", style="dim")
     if skipped:
         out.append(f", {skipped} skipped", style="yellow")
+    from ._ci import accepted_parts
+
+    extra = accepted_parts(result)
+    if extra:
+        out.append(f" {g.dot} " + ", ".join(extra), style="yellow")
     return out
 
 

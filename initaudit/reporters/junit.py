@@ -38,7 +38,7 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, TextIO
 
 from ..report import FileReport, Finding, Report, Severity, Status
-from ._ci import SCHEMED_ROLES, fails, one_line, repo_path, skipped_items, subject
+from ._ci import SCHEMED_ROLES, coverage_text, fails, one_line, repo_path, skipped_items, subject
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine import AuditConfig
@@ -79,8 +79,12 @@ def _suite(fr: FileReport, *, fail_on: Severity, verbose: bool) -> ET.Element:
     path = _clean(repo_path(fr.path))
     suite = ET.Element("testsuite", {"name": path})
     properties = ET.SubElement(suite, "properties")
+    coverage = fr.coverage
     for name, value in (("format", fr.format), ("framework", fr.framework),
-                        ("status", fr.status.value)):
+                        ("status", "partial" if fr.partial else fr.status.value),
+                        ("coverage", coverage_text(fr) if coverage is not None else None),
+                        ("suppressed", str(sum(1 for s in fr.suppressed if s.kind != "baseline")) if fr.suppressed else None),
+                        ("baselined", str(sum(1 for s in fr.suppressed if s.kind == "baseline")) if fr.suppressed else None)):
         if value:
             ET.SubElement(properties, "property", {"name": name, "value": _clean(value)})
     cases: list[ET.Element] = []

@@ -34,8 +34,10 @@ The verdict says whether the run fails under ``--fail-on``; a file with skipped 
 left-out content is never called clean (its status reads "partial" and the skipped tensors are
 listed with their reasons). Cells are escaped (``|``, Markdown punctuation, HTML) and newlines
 become ``<br>``. ``quiet`` leaves out the scheme tables and notes; ``verbose`` lists every tensor
-(biases and norms too) and every finding (otherwise at most 50 per file, so the comment stays
-under the 65,536 characters GitHub accepts for most reports).
+(biases and norms too) and every finding (otherwise at most 50 per file). The whole document
+stays within the 65,536 characters GitHub accepts: past that, the summary, unreadable and
+failing files come first and a last line says how many files were left out and where to see
+the full report.
 """
 
 from __future__ import annotations
@@ -44,14 +46,17 @@ import re
 from typing import TYPE_CHECKING, TextIO
 
 from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
-from ._ci import (SCHEMED_ROLES, analysed, counts, fails, incomplete, plural, repo_path,
-                  skipped_items, subject)
+from ._ci import (SCHEMED_ROLES, accepted_parts, analysed, counts, coverage_text, fails,
+                  incomplete, plural, repo_path, skipped_items, subject)
 from ._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine import AuditConfig
 
 MAX_FINDINGS = 50  # per file, unless verbose
+# GitHub refuses comment bodies (and job summaries) above 65,536 characters
+MAX_CHARS = 65_536
+_RESERVE = 600  # room for the truncation line
 MAX_SKIPPED = 20
 ICONS = {Severity.ERROR: "❌", Severity.WARNING: "⚠️", Severity.INFO: "ℹ️"}
 # Markdown punctuation that could start emphasis, links, code, headings or HTML in a cell
@@ -65,12 +70,61 @@ def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool
 
 
 def render(result: Report, *, fail_on: Severity = Severity.ERROR, verbose: bool = False,
-           quiet: bool = False) -> str:
-    out: list[str] = [_heading(result, fail_on), "", _summary_line(result), ""]
-    out += _summary_table(result)
-    for fr in result.files:
-        out.append("")
-        out += _file_section(fr, verbose=verbose, quiet=quiet)
+           quiet: bool = False, limit: int | None = MAX_CHARS) -> str:
+    """The whole document, or, past ``limit`` characters (GitHub's 65,536 for a comment or a
+    job summary), the heading, the summary and the unreadable and failing files first, then as
+    many other sections as fit (without their tensor tables if need be), and a last line saying
+    how many were left out and where to see them. ``limit=None``: no limit."""
+    head: list[str] = [_heading(result, fail_on), "", _summary_line(result), ""]
+    table = _summary_table(result)
+    sections = [_file_section(fr, verbose=verbose, quiet=quiet) for fr in result.files]
+    full = "\n".join(head + table + [line for sec in sections for line in ["", *sec]])
+    if limit is None or len(full) + 1 <= limit:
+        return full.rstrip("\n") + "\n"
+    return _within(result, head, table, fail_on=fail_on, verbose=verbose, quiet=quiet, limit=limit)
+
+
+def _within(result: Report, head: list[str], table: list[str], *, fail_on: Severity,
+            verbose: bool, quiet: bool, limit: int) -> str:
+    budget = limit - _RESERVE
+    out = list(head)
+    used = len("\n".join(out)) + 1
+    rows_left = 0
+    for i, row in enumerate(table):  # the table too is cut if it alone would not fit
+        if used + len(row) + 1 > budget // 2 and i >= 2:
+            rows_left = len(table) - i
+            break
+        out.append(row)
+        used += len(row) + 1
+    if rows_left:
+        out.append(f"| … {plural(rows_left, 'more file')} | | | | | |")
+        used += 40
+
+    def rank(fr: FileReport) -> int:  # unreadable, failing, incomplete, then the rest
+        if fr.status is Status.ERROR:
+            return 0
+        if any(fails(f, fail_on) for f in fr.findings):
+            return 1
+        return 2 if incomplete(fr) or fr.findings else 3
+
+    order = sorted(range(len(result.files)), key=lambda i: (rank(result.files[i]), i))
+    chosen: dict[int, list[str]] = {}
+    for i in order:
+        fr = result.files[i]
+        for variant in (_file_section(fr, verbose=verbose, quiet=quiet),
+                        _file_section(fr, verbose=False, quiet=True)):
+            size = len("\n".join(variant)) + 2
+            if used + size <= budget:
+                chosen[i] = variant
+                used += size
+                break
+    for i in sorted(chosen):
+        out += ["", *chosen[i]]
+    left = len(result.files) - len(chosen)
+    out += ["", f"**… this report is cut to fit the {limit:,} characters GitHub accepts"
+                + (f": {plural(left, 'more file')} not shown" if left else "; tensor tables left out")
+                + ".** The full report: `initaudit --format markdown --output FILE` (or the job "
+                  "summary, the SARIF or JSON report)."]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -107,6 +161,7 @@ def _summary_line(result: Report) -> str:
     skipped = sum(len(skipped_items(fr)) for fr in result.files if fr.status is not Status.ERROR)
     if skipped:
         parts.append(f"{skipped} skipped")
+    parts += accepted_parts(result)
     return " · ".join(parts)
 
 
@@ -176,6 +231,11 @@ def _meta_line(fr: FileReport) -> str:
     if skipped:
         text += f", {skipped} skipped"
     parts.append(text)
+    coverage = coverage_text(fr)
+    if coverage:
+        parts.append(coverage)
+    if fr.suppressed:
+        parts.append(f"{len(fr.suppressed)} suppressed")
     return cell(" · ".join(parts))
 
 

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
 from .. import __version__
-from ..report import FileReport, Finding, Report, Severity, Status, _jsonable
+from ..report import FileReport, Finding, Report, Severity, Status, Suppression, _jsonable
 from ._ci import is_absolute, join_limited, one_line, repo_path, skipped_items, subject
 from ._text import json_fallback as _fallback
 
@@ -91,14 +91,29 @@ def dumps(result: Report, config: "AuditConfig | None" = None) -> str:
 def build(result: Report, config: "AuditConfig | None" = None) -> dict[str, Any]:
     """The SARIF log as a dict (what :func:`dumps` serialises)."""
     rules, index = _rule_descriptors(result)
+    # with a baseline every result says whether it is new (SARIF 3.27.24 baselineState)
+    baselined_run = getattr(result, "baseline_path", None) is not None
+    results = []
+    for fr in result.files:
+        results += [_result(f, fr, index, baseline_state="new" if baselined_run else None)
+                    for f in fr.findings]
+        results += [_result(s.finding, fr, index, suppression=s,
+                            baseline_state=("unchanged" if s.kind == "baseline" else "new")
+                            if baselined_run else None)
+                    for s in fr.suppressed]
+    properties: dict[str, Any] = {"summary": result.counts()}
+    coverage = {repo_path(fr.path): fr.coverage.to_dict() for fr in result.files
+                if getattr(fr, "coverage", None) is not None}
+    if coverage:
+        properties["coverage"] = coverage
     run: dict[str, Any] = {
         "tool": {"driver": {"name": "initaudit", "version": __version__,
                             "semanticVersion": __version__, "informationUri": INFORMATION_URI,
                             "rules": rules}},
         "invocations": [_invocation(result, config, index)],
-        "results": [_result(f, fr, index) for fr in result.files for f in fr.findings],
+        "results": results,
         "columnKind": "unicodeCodePoints",
-        "properties": {"summary": result.counts()},
+        "properties": properties,
     }
     artifacts = _artifacts(result)
     if artifacts:
@@ -184,11 +199,16 @@ def _invocation(result: Report, config: "AuditConfig | None", index: dict[str, i
                                  MAX_NAMES, sep="; ")
             notifications.append({"level": "warning", "locations": location, "message": {
                 "text": f"{fr.path}: {len(skipped)} tensor(s) not analysed: {names}"}})
+        elif fr.partial:
+            notifications.append({"level": "warning", "locations": location, "message": {
+                "text": f"{fr.path}: audit incomplete: part of the file was not analysed"
+                        + (f" ({_coverage_text(fr)})" if fr.coverage is not None else "")}})
         for note in fr.notes:
             notifications.append({"level": "note", "locations": location,
                                   "message": {"text": f"{fr.path}: {one_line(note)}"}})
     invocation: dict[str, Any] = {
-        "executionSuccessful": not any(fr.status is Status.ERROR for fr in result.files),
+        # an unreadable or partly audited file: the tool did not do all it was asked to
+        "executionSuccessful": not any(fr.status is Status.ERROR or fr.partial for fr in result.files),
         "toolExecutionNotifications": notifications,
     }
     overrides = _overrides(config, index)
@@ -216,7 +236,16 @@ def _overrides(config: "AuditConfig | None", index: dict[str, int]) -> list[dict
 # ---------------------------------------------------------------------------------- results
 
 
-def _result(f: Finding, fr: FileReport, index: dict[str, int]) -> dict[str, Any]:
+def _coverage_text(fr: FileReport) -> str:
+    c = fr.coverage
+    assert c is not None
+    return (f"coverage {c.weights_analysed}/{c.weights_present} weights "
+            f"({c.fraction:.1%} of bytes)")
+
+
+def _result(f: Finding, fr: FileReport, index: dict[str, int], *,
+            suppression: "Suppression | None" = None,
+            baseline_state: str | None = None) -> dict[str, Any]:
     from ..baseline import fingerprint
 
     what = subject(f)
@@ -232,7 +261,7 @@ def _result(f: Finding, fr: FileReport, index: dict[str, int]) -> dict[str, Any]
         properties["layer"] = f.layer
     if f.evidence:
         properties["evidence"] = {str(k): _jsonable(v) for k, v in f.evidence.items()}
-    return {
+    out: dict[str, Any] = {
         "ruleId": f.code,
         "ruleIndex": index[f.code],
         "level": LEVELS[f.severity],
@@ -243,6 +272,15 @@ def _result(f: Finding, fr: FileReport, index: dict[str, int]) -> dict[str, Any]
             FINGERPRINT_KEY: fingerprint(f.code, repo_path(fr.path), f.tensor, f.layer)},
         "properties": properties,
     }
+    if baseline_state is not None:
+        out["baselineState"] = baseline_state
+    if suppression is not None:
+        # SARIF 3.35: kept and marked, never dropped. Both kinds live outside the checkpoint
+        # (a config file, a baseline file): "external"; checkpoints carry no comments, so no
+        # suppression is ever "inSource".
+        # (no "status": absent means accepted, and the schema in tests/data predates it)
+        out["suppressions"] = [{"kind": "external", "justification": suppression.justification}]
+    return out
 
 
 def _logical_location(f: Finding) -> dict[str, Any] | None:
