@@ -15,13 +15,14 @@ from typing import Iterator
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std, std_interval
-from .base import Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, rule
 
 FACTOR = 10.0  # std this many times below the smallest fan-based prediction (variance /100)
 
 
 @rule(code="IA302", name="vanishing-init", severity=Severity.WARNING,
-      summary="std far below what any fan-based rule predicts (e.g. N(0, 1e-4))")
+      summary="std far below what any fan-based rule predicts (e.g. N(0, 1e-4))",
+      on_trained=OnTrained.INFO)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or not a.tensor.fan_in or not a.tensor.fan_out:
@@ -39,9 +40,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     from ..analysis.conventions import residual_branch_end
 
     severity, note = None, ""
-    if ctx.trained(a):
-        severity, note = Severity.INFO, " The weights look trained (info only)."
-    elif residual_branch_end(a.tensor, a.layer):
+    if residual_branch_end(a.tensor, a.layer):
         severity = Severity.INFO
         note = (" Its output joins a residual connection: a small init there (Fixup, T-Fixup, "
                 "GPT-2's 1/sqrt(2·n_layer)) is a deliberate convention, so this is info only.")
