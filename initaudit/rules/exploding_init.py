@@ -44,7 +44,14 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     # on trained weights large learnt values are legitimate (the engine downgrades, one wording),
     # except a blow-up far beyond anything training produces
     keep = {KEEP_WHEN_TRAINED: True} if low > TRAINED_FACTOR * ceiling else {}
-    if _tied_embedding(ctx, a) is not None:
+    from ..analysis.convention_tables import by_design, model_type_of
+
+    row = by_design(a.tensor.name, "large", model_type_of(ctx.model.metadata))
+    if row is not None:
+        severity = Severity.INFO
+        note = f" A documented convention ({row.source}): {row.why.value}; info only."
+        keep = {}
+    elif _tied_embedding(ctx, a) is not None:
         return  # weight tying: this is the embedding table itself (an N(0, 1) lookup is fine)
     elif _maybe_embedding(ctx, a):
         severity = Severity.INFO

@@ -29,9 +29,15 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if ("lecun", 1.0) in consistent_rules(a.scheme) or a.tensor.fan_in is None:
         return
     lecun = math.sqrt(1.0 / a.tensor.fan_in)
+    from ..analysis.conventions import library_default
+
+    default = library_default(a.tensor, a.scheme)
+    severity = Severity.INFO if default is not None else None
+    note = (f" This is {default}, which the library applies when nothing is chosen: reported "
+            "as info; SELU's self-normalization needs the LeCun scale.") if default else ""
     yield self.finding(
         f"feeds a SELU but its weights follow {a.scheme.label} (std {fmt_std(a.stats.std)}); "
         f"SELU self-normalises only with LeCun normal, std sqrt(1/{a.tensor.fan_in}) = "
-        f"{fmt_std(lecun)}. Use lecun_normal (Keras/JAX) or kaiming_normal_(nonlinearity='linear') (torch).",
-        confidence=a.scheme.confidence, tensor=a.tensor,
+        f"{fmt_std(lecun)}. Use lecun_normal (Keras/JAX) or kaiming_normal_(nonlinearity='linear') (torch)."
+        + note, confidence=a.scheme.confidence, tensor=a.tensor, severity=severity,
         observed_std=a.stats.std, expected_std=lecun, scheme=a.scheme.label)
