@@ -63,3 +63,42 @@ def residual_branch_end(tensor: WeightTensor, layer: Layer | None) -> bool:
     if layer is not None and layer.residual:
         return True
     return bool(RESIDUAL_BRANCH_END.search(tensor.name)) and bool(_BLOCK_INDEX.search(tensor.name))
+
+
+def consumed_layers(model: LoadedModel) -> set[str] | None:
+    """Names of the weighted layers whose output another weighted layer reads (graph files);
+    None when the file has no graph."""
+    if not model.has_graph:
+        return None
+    return {src for layer in model.layers for src in layer.inputs}
+
+
+def output_layer(model: LoadedModel, tensor: WeightTensor, layer: Layer | None) -> bool:
+    """Whether this kernel is the model's output projection: nothing weighted comes after it.
+
+    With a graph: no weighted layer consumes it (and some layer consumes others, so the graph
+    really has edges). Without one: it is named like a head (``head``, ``classifier``, ``fc``
+    as the last kernel, ``lm_head``...) and it is the last kernel of the file or of its branch.
+    """
+    from .convention_tables import HEAD_NAME
+
+    consumed = consumed_layers(model)
+    if consumed and layer is not None:
+        return layer.name not in consumed
+    kernels = [lay for lay in model.layers if lay.kernel is not None and len(lay.kernel.shape) >= 2]
+    last = bool(kernels) and layer is not None and kernels[-1] is layer
+    return bool(HEAD_NAME.search(tensor.name)) or (last and bool(re.search(
+        r"(^|[._/])(fc|linear|out|output|dense|proj)([._/]|$)", tensor.name, re.I)))
+
+
+def library_default(tensor: WeightTensor, scheme) -> str | None:
+    """The label of the library default init this kernel carries, if it is one (tables)."""
+    from .convention_tables import default_init
+
+    if scheme is None:
+        return None
+    rows = [default_init(tensor.convention, scheme.rule, scheme.distribution)]
+    rows += [default_init(tensor.convention, c.rule, c.distribution)
+             for c in getattr(scheme, "alternatives", ())]
+    row = next((r for r in rows if r is not None), None)
+    return row.label if row is not None else None

@@ -215,6 +215,7 @@ def propagate(model: LoadedModel, analyses: Iterable[Any],
             second[id(a.tensor)] = s.std ** 2 + s.mean ** 2
     report = SignalReport(band=band)
     q_out: dict[str, float] = {}
+    folded = folded_batchnorm_layers(model, analyses)
     for layer in model.layers:
         kernel = layer.kernel
         if kernel is None or id(kernel) not in second:
@@ -235,7 +236,10 @@ def propagate(model: LoadedModel, analyses: Iterable[Any],
         if act is None:
             report.unknown_activations += 1
         note = None
-        q_pre = 1.0 if layer.normalized else raw_pre
+        normalized = layer.normalized or layer.name in folded
+        if layer.name in folded:
+            note = "BatchNorm folded into the convolution at export (exactly-zero bias)"
+        q_pre = 1.0 if normalized else raw_pre
         if _is_recurrent(layer):
             gates = _gate_count(layer)
             act = Activation(K.TANH, source="recurrent")
@@ -245,7 +249,7 @@ def propagate(model: LoadedModel, analyses: Iterable[Any],
             fwd, slope2 = activation_moments(act, q_pre)
         out = fwd + (q_in if layer.residual else 0.0)
         back = fan_out * w2 * slope2
-        if layer.normalized and raw_pre > 0:
+        if normalized and raw_pre > 0:
             back /= raw_pre
         q_out[layer.name] = out
         report.layers.append(LayerSignal(
@@ -253,7 +257,7 @@ def propagate(model: LoadedModel, analyses: Iterable[Any],
             fan_in=fan_in, fan_out=fan_out, weight_second_moment=w2, q_in=q_in, q_pre=q_pre,
             q_out=out, forward_gain=out / q_in if q_in > 0 else float("nan"),
             backward_gain=back + (1.0 if layer.residual else 0.0),
-            normalized=layer.normalized, residual=layer.residual, note=note))
+            normalized=normalized, residual=layer.residual, note=note))
     consumed = _backward(model, report)
     lo, hi = band
     for s in report.layers:
@@ -265,6 +269,37 @@ def propagate(model: LoadedModel, analyses: Iterable[Any],
         if report.backward_exit is None and s.grad_in is not None and not (lo <= s.grad_in <= hi):
             report.backward_exit = s.layer
     return report if report.layers else None
+
+
+_CONV_OPS = ("conv", "convtranspose")
+
+
+def folded_batchnorm_layers(model: LoadedModel, analyses: Iterable[Any]) -> set[str]:
+    """Convolutions whose BatchNorm an exporter folded into them.
+
+    torch.onnx (and other eval-mode exporters) fold Conv → BatchNorm into one Conv:
+    w' = w·γ/sqrt(var+ε), b' = β + (b − mean)·γ/sqrt(var+ε). At init (mean 0, var 1, γ 1, β 0)
+    that leaves w unchanged and a bias of exactly zero on a conv torch builds without one
+    (``bias=False`` precedes every BatchNorm in torchvision/timm). A torch conv with its own bias
+    draws it from U(±1/sqrt(fan_in)): never all exact zeros. So, in a torch-exported graph, a
+    conv with an all-zero bias and no normalization of its own was normalized in the model:
+    in training the BatchNorm rescales with batch statistics and the signal is reset there.
+    """
+    if (model.framework or "").lower() not in ("pytorch", "torch"):
+        return set()
+    zero_bias: set[int] = set()
+    for a in analyses:
+        s = a.stats
+        if a.tensor.role is Role.BIAS and s is not None and s.size > 1 and s.std == 0 \
+                and s.mean == 0 and s.min == 0 and s.max == 0:
+            zero_bias.add(id(a.tensor))
+    out: set[str] = set()
+    for layer in model.layers:
+        if layer.normalized or not layer.op.lower().startswith(_CONV_OPS):
+            continue
+        if any(t.role is Role.BIAS and id(t) in zero_bias for t in layer.tensors):
+            out.add(layer.name)
+    return out
 
 
 def _backward(model: LoadedModel, report: SignalReport) -> set[str]:

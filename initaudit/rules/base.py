@@ -12,7 +12,8 @@ Codes never change once assigned (they are what CI users script against):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import enum
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
 
 from ..analysis.units import UnitCheck
@@ -64,6 +65,62 @@ class RuleContext:
 Check = Callable[[RuleContext], Iterable[Finding]]
 
 
+class Family(str, enum.Enum):
+    """A rule's family, fixed by the first digit of its code (the vocabulary SARIF tags, the
+    rule index and ``--select IA1`` use). The value is the tag."""
+
+    PAIRING = "activation-pairing"  # IA1xx: scheme / activation pairing
+    BROKEN = "broken-weights"  # IA2xx: symmetry never breaks, non-finite values
+    SCALE = "scale"  # IA3xx: scale and location
+    IDENTIFICATION = "identification"  # IA4xx
+    SECURITY = "security"  # IA5xx: safety of the file itself
+    SIGNAL = "signal-propagation"  # IA6xx: model-level analyses
+
+    @property
+    def prefix(self) -> str:
+        return _FAMILY_PREFIX[self]
+
+    @property
+    def title(self) -> str:
+        return _FAMILY_TITLE[self]
+
+    @classmethod
+    def of_code(cls, code: str) -> "Family":
+        for fam, prefix in _FAMILY_PREFIX.items():
+            if code.upper().startswith(prefix):
+                return fam
+        raise ValueError(f"rule code {code!r} belongs to no family (IA1xx..IA6xx)")
+
+
+_FAMILY_PREFIX = {Family.PAIRING: "IA1", Family.BROKEN: "IA2", Family.SCALE: "IA3",
+                  Family.IDENTIFICATION: "IA4", Family.SECURITY: "IA5", Family.SIGNAL: "IA6"}
+_FAMILY_TITLE = {Family.PAIRING: "scheme / activation pairing",
+                 Family.BROKEN: "broken weights (symmetry, non-finite values)",
+                 Family.SCALE: "scale and location", Family.IDENTIFICATION: "identification",
+                 Family.SECURITY: "safety of the file itself",
+                 Family.SIGNAL: "model-level analyses (signal propagation)"}
+
+
+class OnTrained(str, enum.Enum):
+    """What a rule's error/warning becomes when the weights look trained (analysis/state.py).
+
+    Init rules judge how weights were *initialized*; on a trained checkpoint that is history,
+    and learnt weights legitimately break init statistics. Declared once per rule and applied
+    by :meth:`Rule.run` with one wording, instead of each rule phrasing its own downgrade.
+    """
+
+    KEEP = "keep"  # the defect matters whatever the history (NaN, constant kernels, unsafe files)
+    INFO = "info"  # downgraded to info, with TRAINED_NOTE appended
+    SKIP = "skip"  # not reported at all (info-level rules whose only subject is the init)
+
+
+TRAINED_NOTE = (" The weights look trained, so this describes learnt weights rather than their "
+                "initialization (info only).")
+# evidence key a rule sets on a finding that stays at its severity even on trained weights
+# (exploding-init: a blow-up far beyond anything training produces)
+KEEP_WHEN_TRAINED = "beyond_trained_bound"
+
+
 @dataclass(frozen=True)
 class Rule:
     code: str
@@ -74,6 +131,36 @@ class Rule:
     check: Check
     # codes of rules that, when they fire on the same tensor, already explain this finding
     superseded_by: tuple[str, ...] = ()
+    on_trained: OnTrained = OnTrained.KEEP
+    # the rule's own logic; ``check`` (what the engine calls) is this with the policy applied
+    raw_check: Check | None = None
+
+    @property
+    def family(self) -> Family:
+        return Family.of_code(self.code)
+
+    def run(self, ctx: RuleContext) -> Iterator[Finding]:
+        """The rule's findings with the trained-weights policy applied."""
+        if self.raw_check is None:
+            return
+        for f in self.raw_check(ctx):
+            out = self.apply_trained_policy(ctx, f)
+            if out is not None:
+                yield out
+
+    def apply_trained_policy(self, ctx: RuleContext, f: Finding) -> Finding | None:
+        """One place, one wording: a finding on weights that look trained."""
+        if self.on_trained is OnTrained.KEEP or f.evidence.get(KEEP_WHEN_TRAINED):
+            return f
+        trained = ctx.trained() if self.scope == "tensor" else ctx.file_trained
+        if not trained:
+            return f
+        if self.on_trained is OnTrained.SKIP:
+            return None
+        if f.severity is Severity.INFO:
+            return f
+        return replace(f, severity=Severity.INFO, message=f.message + TRAINED_NOTE,
+                       evidence={**f.evidence, "looks_trained": True})
 
     def finding(self, message: str, *, confidence: float, tensor: WeightTensor | None = None,
                 layer: str | None = None, severity: Severity | None = None,
@@ -89,15 +176,18 @@ _REGISTRY: dict[str, Rule] = {}
 
 
 def rule(*, code: str, name: str, severity: Severity, summary: str, scope: str = "tensor",
-         superseded_by: tuple[str, ...] = ()) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
+         superseded_by: tuple[str, ...] = (), on_trained: OnTrained = OnTrained.KEEP,
+         ) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
     """Declare a rule. The decorated function receives the Rule itself and the context."""
 
     def register(fn: Callable[[Rule, RuleContext], Iterator[Finding]]) -> Rule:
         if code in _REGISTRY or any(r.name == name for r in _REGISTRY.values()):
             raise RuntimeError(f"duplicate rule {code} / {name}")
+        Family.of_code(code)  # a code outside the families is a programming error
         holder: list[Rule] = []
         r = Rule(code=code, name=name, severity=severity, summary=summary, scope=scope,
-                 check=lambda ctx: fn(holder[0], ctx), superseded_by=superseded_by)
+                 check=lambda ctx: holder[0].run(ctx), superseded_by=superseded_by,
+                 on_trained=on_trained, raw_check=lambda ctx: fn(holder[0], ctx))
         holder.append(r)
         _REGISTRY[code] = r
         return r

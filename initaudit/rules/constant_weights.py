@@ -38,6 +38,28 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if not _is_float(a.tensor.dtype):
         return  # integer buffers (token_type_ids, position_ids) are indices, not weights
     value = a.units.constant_value
+    from ..analysis.convention_tables import by_design
+    from ..analysis.conventions import output_layer
+
+    row = by_design(a.tensor.name, "zero")
+    if row is None and output_layer(ctx.model, a.tensor, a.layer):
+        from ..analysis.convention_tables import Why
+
+        why: str | None = Why.HEAD.value
+        source = "output projection"
+    else:
+        why = row.why.value if row is not None else None
+        source = row.source if row is not None else None
+    if why is not None:
+        # zero by design where nothing downstream depends on symmetry breaking (a head, a
+        # token, a LayerScale / GRN / gate): the position and role make it intentional
+        what = "all zeros" if value == 0.0 else f"all {a.stats.size} entries equal {value:g}"
+        yield self.finding(
+            f"{what}, intentionally: {why}. Intentional by convention ({source}); "
+            "only a hidden kernel with layers after it must start random.",
+            confidence=0.8, tensor=a.tensor, severity=Severity.INFO, value=value,
+            size=a.stats.size, convention=source)
+        return
     if value == 0.0 and a.layer is not None and a.layer.residual:
         # Fixup / SkipInit / ReZero: the last layer of a residual branch starts at zero so the
         # block starts as the identity; the skip path carries the signal and the gradient

@@ -14,7 +14,7 @@ from typing import Iterator
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std, std_interval
-from .base import Rule, RuleContext, rule
+from .base import KEEP_WHEN_TRAINED, OnTrained, Rule, RuleContext, rule
 
 FACTOR = 4.0  # std this many times the largest fan-based prediction (variance x16)
 # a trained checkpoint may hold large learnt or fixed weights (an STFT basis, a lookup table):
@@ -23,7 +23,8 @@ TRAINED_FACTOR = 30.0
 
 
 @rule(code="IA301", name="exploding-init", severity=Severity.ERROR,
-      summary="std far above what any fan-based rule predicts (e.g. N(0,1) on a wide layer)")
+      summary="std far above what any fan-based rule predicts (e.g. N(0,1) on a wide layer)",
+      on_trained=OnTrained.INFO)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or not a.tensor.fan_in or not a.tensor.fan_out:
@@ -40,9 +41,16 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         return
     gain = a.tensor.fan_in * a.stats.std ** 2
     severity, note = None, ""
-    if ctx.trained(a) and low <= TRAINED_FACTOR * ceiling:
+    # on trained weights large learnt values are legitimate (the engine downgrades, one wording),
+    # except a blow-up far beyond anything training produces
+    keep = {KEEP_WHEN_TRAINED: True} if low > TRAINED_FACTOR * ceiling else {}
+    from ..analysis.convention_tables import by_design, model_type_of
+
+    row = by_design(a.tensor.name, "large", model_type_of(ctx.model.metadata))
+    if row is not None:
         severity = Severity.INFO
-        note = " The weights look trained: large learnt weights can be legitimate (info only)."
+        note = f" A documented convention ({row.source}): {row.why.value}; info only."
+        keep = {}
     elif _tied_embedding(ctx, a) is not None:
         return  # weight tying: this is the embedding table itself (an N(0, 1) lookup is fine)
     elif _maybe_embedding(ctx, a):
@@ -60,7 +68,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         confidence=min(1.0, 1.0 - FACTOR * ceiling / low + 0.5), tensor=a.tensor,
         severity=severity,
         observed_std=a.stats.std, observed_std_interval=[low, high], max_expected_std=ceiling,
-        variance_gain=gain)
+        variance_gain=gain, **keep)
 
 
 def _maybe_embedding(ctx: RuleContext, a) -> bool:

@@ -14,7 +14,7 @@ from typing import Iterator
 from ..model import SATURATING
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, consistent_rules, fmt_std
-from .base import Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, rule
 
 # schemes that suit a saturating activation; if the data is equally consistent with one of these,
 # the layer is ambiguous and we stay silent (never a false positive)
@@ -32,7 +32,8 @@ _SUITABLE = {("glorot", 1.0), ("glorot", 1.667), ("lecun", 1.0), ("lecun", 1.667
 
 
 @rule(code="IA101", name="he-before-saturating", severity=Severity.ERROR,
-      summary="He/Kaiming-scaled kernel feeding sigmoid, tanh, hard-sigmoid or softmax")
+      summary="He/Kaiming-scaled kernel feeding sigmoid, tanh, hard-sigmoid or softmax",
+      on_trained=OnTrained.INFO)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or a.scheme is None or a.layer is None:
@@ -46,11 +47,6 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     forward_gain = (t.fan_in or 0) * a.stats.std ** 2
     if forward_gain < MIN_FORWARD_GAIN:
         return
-    severity = None
-    trained_note = ""
-    if ctx.trained(a):
-        severity = Severity.INFO
-        trained_note = " (the weights look trained: reported for information only)"
     fan = t.fan_in if a.scheme.mode != "fan_out" else t.fan_out
     glorot = math.sqrt(2.0 / (t.fan_in + t.fan_out)) if t.fan_in and t.fan_out else None
     yield self.finding(
@@ -59,8 +55,8 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         f"factor 2 (meant to offset ReLU zeroing half the units) pushes more pre-activations into "
         f"its flat tails where gradients vanish. Use Glorot/Xavier (std {fmt_std(glorot)}) "
         f"or LeCun. Predicted pre-activation variance fan_in·Var(w) ≈ {forward_gain:.2f} "
-        f"(LeCun 1).{trained_note}",
-        confidence=a.scheme.confidence, tensor=t, severity=severity, forward_gain=forward_gain,
+        f"(LeCun 1).",
+        confidence=a.scheme.confidence, tensor=t, forward_gain=forward_gain,
         observed_std=a.stats.std, expected_std=a.scheme.expected_std, glorot_std=glorot,
         activation=act.label, scheme=a.scheme.label)
 

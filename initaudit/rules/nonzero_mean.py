@@ -13,14 +13,15 @@ from typing import Iterator
 
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std
-from .base import Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, rule
 
 MIN_Z = 5.0
 MIN_EFFECT = 0.1
 
 
 @rule(code="IA303", name="nonzero-mean", severity=Severity.WARNING,
-      summary="kernel mean significantly away from zero (every init scheme is zero-mean)")
+      summary="kernel mean significantly away from zero (every init scheme is zero-mean)",
+      on_trained=OnTrained.INFO)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or a.units.constant:
@@ -34,11 +35,9 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     effect = abs(s.mean) / s.std
     if abs(z) < MIN_Z or effect < MIN_EFFECT:
         return
-    trained = ctx.trained(a)
     yield self.finding(
         f"mean {s.mean:+.4g} is {effect:.2f} standard deviations away from zero (z = {z:.1f}, "
         f"std {fmt_std(s.std)}); init schemes are zero-mean, and a shared offset correlates the "
-        "units and shifts every pre-activation."
-        + (" The weights look trained, where learnt offsets are normal (info only)." if trained else ""),
-        severity=Severity.INFO if trained else None, confidence=min(1.0, effect), tensor=a.tensor,
+        "units and shifts every pre-activation.",
+        confidence=min(1.0, effect), tensor=a.tensor,
         mean=s.mean, std=s.std, z=z)

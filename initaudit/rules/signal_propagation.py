@@ -19,12 +19,13 @@ import math
 from typing import Iterator
 
 from ..report import Finding, Severity
-from .base import Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, rule
 
 
 @rule(code="IA601", name="signal-propagation", severity=Severity.WARNING, scope="model",
       summary="the predicted forward signal vanishes or explodes through the depth "
-              "(one model-level finding, at the layer where it leaves the sane band)")
+              "(one model-level finding, at the layer where it leaves the sane band)",
+      on_trained=OnTrained.INFO)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     sig = ctx.signal
     if sig is None or sig.forward_exit is None:
@@ -41,11 +42,14 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     unknown = sig.unknown_activations
     confidence = 0.9 if unknown == 0 else max(0.3, 0.9 - 0.1 * unknown)
     severity = None
-    trained_note = ""
-    if ctx.file_trained:
+    default = _library_default_chain(ctx, [s.layer for s in sig.layers[:depth]])
+    default_note = ""
+    if default is not None:
+        # the library's own default init, untouched: what every model that keeps the default
+        # ships and trains; named as info so the gate does not fail every such model
         severity = Severity.INFO
-        trained_note = (" The file looks trained, so this describes the learnt weights, not their "
-                        "initialization.")
+        default_note = (f" Every layer up to here keeps {default}, the library's default: "
+                        "reported as info (choose an activation-matched scheme to improve it).")
     what = "vanishes" if vanishing else "explodes"
     fix = ("Use He/Kaiming init for ReLU-family layers (LeCun for SELU, Glorot for tanh), or add "
            "normalization / residual connections." if vanishing else
@@ -55,9 +59,26 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         f"the forward signal {what}: its second moment is predicted to be "
         f"{exit_layer.q_out:.2g}x the input's after {depth} weighted layer(s), leaving the band "
         f"[{lo:g}, {hi:g}] at {exit_layer.layer} (geometric-mean gain {typical:.3g} per layer; "
-        f"extreme {worst.q_out:.2g} at {worst.layer}). {fix}{trained_note}",
+        f"extreme {worst.q_out:.2g} at {worst.layer}). {fix}{default_note}",
         confidence=confidence, layer=exit_layer.layer, severity=severity,
         predicted_q=exit_layer.q_out, band=list(sig.band), depth=depth,
         mean_gain_per_layer=typical, extreme_q=worst.q_out, extreme_layer=worst.layer,
         unknown_activations=unknown,
         per_layer_gain=[round(s.forward_gain, 4) for s in sig.layers[:depth]])
+
+
+def _library_default_chain(ctx: RuleContext, layers: list[str]) -> str | None:
+    """The default-init label when every weighted layer on the path keeps its library's
+    default (analysis/convention_tables.py), else None."""
+    from ..analysis.conventions import library_default
+
+    labels: set[str] = set()
+    for name in layers:
+        a = ctx.analysis_of(name)
+        if a is None or a.tensor.role.value == "embedding":
+            continue
+        label = library_default(a.tensor, a.scheme)
+        if label is None:
+            return None
+        labels.add(label)
+    return " / ".join(sorted(labels)) if labels else None

@@ -19,7 +19,7 @@ from typing import Iterator
 from ..model import ActivationKind, RELU_LIKE
 from ..report import Finding, Severity
 from ._common import consistent_rules, fmt_std
-from .base import Rule, RuleContext, TensorAnalysis, rule
+from .base import OnTrained, Rule, RuleContext, TensorAnalysis, rule
 
 UNDER_SCALED = {"glorot", "lecun", "torch_default"}
 
@@ -44,12 +44,11 @@ def _under_scaled(a: TensorAnalysis) -> bool:
 
 @rule(code="IA102", name="under-scaled-for-relu", severity=Severity.INFO, scope="model",
       summary="Glorot/LeCun/torch-default kernel feeding ReLU (info per layer; a deep chain is "
-              "IA601's one warning)")
+              "IA601's one warning)", on_trained=OnTrained.SKIP)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     by_layer: dict[str, TensorAnalysis] = {}
-    if ctx.file_trained:
-        return  # the init of a trained checkpoint is history
     for a in ctx.analyses:
+        # per-tensor history: a trained tensor in an initialized file is not judged on its init
         if _under_scaled(a) and not ctx.trained(a):
             by_layer[a.layer.name] = a
 

@@ -1,0 +1,879 @@
+"""Model-zoo benchmark: untouched models from the major libraries must audit clean, and one real
+defect injected into each must be caught.
+
+Ground truth: a model freshly built by its library's own init code, untouched, is what people
+ship; any error or warning on it is a false alarm (a bug in initaudit). The same model with one
+deliberate defect injected (a zeroed hidden kernel, duplicated filters, N(0, 1) weights, a NaN,
+He in front of a saturating head) must be reported by the rule made for that defect.
+
+    python benchmarks/zoo.py                          # every library (~1 h on 2 cores)
+    python benchmarks/zoo.py --library timm --limit 40 --jobs 2   # one shard (resumable)
+    python benchmarks/zoo.py --report                 # print the table from the results JSON
+
+Results accumulate in benchmarks/_zoo/results.json (one entry per library/model/seed; models
+already there are skipped, so a long run can be done in 10-minute shards). Each model runs in
+a child process (bounded memory; a crash or hang costs one model, never the run).
+
+Per model and seed: build with the library's own init (``pretrained=False`` / ``weights=None`` /
+``from_config``), save in the formats users use, audit each file, record every error/warning;
+then inject the model's defect into the saved weights and audit again. ``--seeds 0,1,2`` runs
+each model under several ``torch.manual_seed`` draws and the report lists every verdict that
+changes with the seed (a gate must not pass or fail by the draw).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+RESULTS = ROOT / "benchmarks" / "_zoo" / "results.json"
+LIBRARIES = ("torch.nn", "torchvision", "timm", "transformers", "keras", "flax")
+MODEL_TIMEOUT = 300.0  # seconds per model (build + saves + audits); a hang costs one model
+
+
+# ---- torchvision needs its op schemas declared before import (CUDA-linked compiled ops) ----------
+
+def prepare_torchvision() -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _tv import prepare_torchvision as prep
+
+    prep()
+
+
+# ---- the catalogue ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:
+    library: str
+    name: str
+
+
+def _torch_nn_entries() -> list[str]:
+    acts = ("relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid",
+            "softplus", "hardswish", "relu6", "prelu")
+    out = [f"mlp-{a}" for a in acts]
+    out += [f"cnn-{a}" for a in ("relu", "gelu", "silu", "tanh")]
+    out += ["cnn-bn-relu", "resnet-block", "rnn-tanh", "lstm", "gru", "transformer-encoder",
+            "transformer-decoder", "embedding-mlp", "deep-gelu-mlp", "sigmoid-head-mlp"]
+    return out
+
+
+def _torchvision_entries() -> list[str]:
+    prepare_torchvision()
+    from torchvision import models
+
+    names = sorted(models.list_models(module=models))
+    det = sorted(models.list_models(module=models.detection))
+    seg = sorted(models.list_models(module=models.segmentation))
+    # classification backbones at most ~100M params; the huge ViT-H / RegNet-128GF are skipped
+    skip = {"vit_h_14", "regnet_y_128gf", "regnet_y_32gf", "vit_l_16", "vit_l_32"}
+    return [n for n in names if n not in skip] + [f"detection/{n}" for n in det] + \
+        [f"segmentation/{n}" for n in seg]
+
+
+def _timm_entries() -> list[str]:
+    """One small model per timm module (architecture family), plus the named FP families."""
+    import timm
+
+    small = ("atto", "femto", "pico", "nano", "tiny", "xxs", "xs", "small", "mobile", "050",
+             "_s_", "b0", "lite0", "18", "_t", "light", "mini")
+    picked: dict[str, str] = {}
+    for module in sorted(timm.list_modules()):
+        names = timm.list_models(module=module)
+        if not names:
+            continue
+        ranked = sorted(names, key=lambda n: (not any(s in n for s in small), len(n), n))
+        picked[module] = ranked[0]
+    extra = ["vit_tiny_patch16_224", "mixer_s32_224", "convnextv2_atto", "beit_base_patch16_224",
+             "cait_xxs24_224", "deit_tiny_distilled_patch16_224", "resmlp_12_224",
+             "gmlp_ti16_224", "vit_small_patch16_reg4_gap_256", "eva02_tiny_patch14_224",
+             "swin_tiny_patch4_window7_224", "efficientnet_b0", "mobilenetv3_small_050",
+             "resnet18", "regnetx_002", "levit_128s", "poolformer_s12", "coat_lite_tiny",
+             "xcit_nano_12_p16_224", "convmixer_768_32", "edgenext_xx_small", "fastvit_t8",
+             "inception_v3", "ghostnet_100", "hrnet_w18_small", "dla34"]
+    out = sorted(set(picked.values()) | {e for e in extra if e in set(timm.list_models())})
+    return out
+
+
+def _transformers_entries() -> list[str]:
+    from transformers import CONFIG_MAPPING, MODEL_MAPPING
+
+    out = []
+    for model_type in sorted(CONFIG_MAPPING.keys()):
+        try:
+            cfg_cls = CONFIG_MAPPING[model_type]
+        except Exception:
+            continue
+        if cfg_cls in MODEL_MAPPING._model_mapping or model_type in MODEL_MAPPING._model_mapping:
+            out.append(model_type)
+    return out
+
+
+def _keras_entries() -> list[str]:
+    import keras
+
+    apps = keras.applications
+    names = [n for n in dir(apps) if n[0].isupper()]
+    # ~100M+ params take minutes to build and save on 2 cores
+    skip = {"VGG16", "VGG19", "EfficientNetB7", "EfficientNetB6", "EfficientNetV2L",
+            "ConvNeXtXLarge", "ConvNeXtLarge", "NASNetLarge", "EfficientNetB5",
+            "ConvNeXtBase", "EfficientNetV2M", "ResNet152", "ResNet152V2", "EfficientNetB4"}
+    return sorted(n for n in names if n not in skip)
+
+
+def _flax_entries() -> list[str]:
+    return ["linen-mlp-relu", "linen-mlp-gelu", "linen-cnn", "linen-resnet-block",
+            "linen-transformer", "nnx-mlp", "nnx-cnn", "nnx-transformer"]
+
+
+ENTRIES: dict[str, Callable[[], list[str]]] = {
+    "torch.nn": _torch_nn_entries, "torchvision": _torchvision_entries, "timm": _timm_entries,
+    "transformers": _transformers_entries, "keras": _keras_entries, "flax": _flax_entries,
+}
+
+
+# ---- builders --------------------------------------------------------------------------------------
+
+def _torch_act(name: str):
+    import torch.nn as nn
+
+    return {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "selu": nn.SELU,
+            "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish, "tanh": nn.Tanh,
+            "sigmoid": nn.Sigmoid, "softplus": nn.Softplus, "hardswish": nn.Hardswish,
+            "relu6": nn.ReLU6, "prelu": nn.PReLU}[name]()
+
+
+def build_torch_nn(name: str):
+    """torch.nn stacks with torch's own default init (what `nn.Linear(...)` gives everyone)."""
+    import torch
+    import torch.nn as nn
+
+    if name.startswith("mlp-"):
+        act = name[4:]
+        layers: list[nn.Module] = []
+        dims = [64, 256, 256, 256, 10]
+        for i in range(len(dims) - 1):
+            layers.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < len(dims) - 2:
+                layers.append(_torch_act(act))
+        return nn.Sequential(*layers), torch.randn(2, 64)
+    if name.startswith("cnn-"):
+        act = name[4:]
+        if act == "bn-relu":
+            m = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32),
+                              nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1, bias=False),
+                              nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                              nn.Flatten(), nn.Linear(64, 10))
+        else:
+            m = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), _torch_act(act),
+                              nn.Conv2d(32, 64, 3, padding=1), _torch_act(act),
+                              nn.Conv2d(64, 64, 3, padding=1), _torch_act(act),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+        return m.eval(), torch.randn(2, 3, 16, 16)
+    if name == "resnet-block":
+        class Block(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.stem = nn.Conv2d(3, 32, 3, padding=1)
+                self.c1 = nn.Conv2d(32, 32, 3, padding=1)
+                self.c2 = nn.Conv2d(32, 32, 3, padding=1)
+                self.head = nn.Linear(32, 10)
+
+            def forward(self, x):
+                x = torch.relu(self.stem(x))
+                x = torch.relu(x + self.c2(torch.relu(self.c1(x))))
+                return self.head(x.mean(dim=(2, 3)))
+        return Block(), torch.randn(2, 3, 16, 16)
+    if name in ("rnn-tanh", "lstm", "gru"):
+        cls = {"rnn-tanh": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[name]
+
+        class Seq(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.rnn = cls(32, 64, num_layers=2, batch_first=True)
+                self.head = nn.Linear(64, 5)
+
+            def forward(self, x):
+                return self.head(self.rnn(x)[0][:, -1])
+        return Seq(), torch.randn(2, 7, 32)
+    if name == "transformer-encoder":
+        layer = nn.TransformerEncoderLayer(64, 4, 128, batch_first=True)
+        return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval(), torch.randn(2, 5, 64)
+    if name == "transformer-decoder":
+        class Dec(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(64, 4, 128, batch_first=True), 2)
+
+            def forward(self, x):
+                return self.dec(x, x)
+        return Dec().eval(), torch.randn(2, 5, 64)
+    if name == "embedding-mlp":
+        class Emb(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.embed = nn.Embedding(500, 64)
+                self.fc1 = nn.Linear(64, 128)
+                self.fc2 = nn.Linear(128, 10)
+
+            def forward(self, x):
+                return self.fc2(torch.relu(self.fc1(self.embed(x).mean(1))))
+        return Emb(), torch.randint(0, 500, (2, 7))
+    if name == "deep-gelu-mlp":
+        layers = [nn.Linear(64, 128)]
+        for _ in range(10):
+            layers += [nn.GELU(), nn.Linear(128, 128)]
+        return nn.Sequential(*layers), torch.randn(2, 64)
+    if name == "sigmoid-head-mlp":
+        return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                             nn.Linear(128, 1), nn.Sigmoid()), torch.randn(2, 64)
+    raise KeyError(name)
+
+
+def build_torchvision(name: str):
+    import torch
+
+    prepare_torchvision()
+    from torchvision import models
+
+    if name.startswith("detection/"):
+        n = name.split("/", 1)[1]
+        kw: dict[str, Any] = {"weights": None, "weights_backbone": None}
+        return models.get_model(n, **kw).eval(), None
+    if name.startswith("segmentation/"):
+        n = name.split("/", 1)[1]
+        kw = {"weights": None, "weights_backbone": None}
+        return models.get_model(n, **kw).eval(), None
+    kw = {"weights": None}
+    if name.startswith("inception") or name == "googlenet":
+        kw["init_weights"] = True
+        kw["aux_logits"] = False
+    m = models.get_model(name, **kw).eval()
+    size = 299 if name.startswith("inception") else 224
+    return m, torch.randn(1, 3, size, size)
+
+
+def build_timm(name: str):
+    prepare_torchvision()
+    import timm
+    import torch
+
+    m = timm.create_model(name, pretrained=False).eval()
+    size = m.pretrained_cfg.get("input_size", (3, 224, 224))
+    return m, torch.randn(1, *size)
+
+
+# size keys shrunk for transformers configs: small enough to build in a second, wide enough
+# (>= 32) for the statistics to mean something
+_HF_SHRINK = {
+    "hidden_size": 64, "d_model": 64, "n_embd": 64, "dim": 64, "embed_dim": 64,
+    "intermediate_size": 128, "d_ff": 128, "ffn_dim": 128, "encoder_ffn_dim": 128,
+    "decoder_ffn_dim": 128, "n_inner": 128, "hidden_dim": 128,
+    "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2, "encoder_layers": 2,
+    "decoder_layers": 2, "num_decoder_layers": 2, "num_encoder_layers": 2,
+    "num_attention_heads": 4, "n_head": 4, "n_heads": 4, "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4, "num_heads": 4, "num_key_value_heads": 2,
+    "vocab_size": 512, "max_position_embeddings": 128, "n_positions": 128, "d_kv": 16,
+    "head_dim": 16, "projection_dim": 32,
+}
+
+
+def _shrink(cfg) -> None:
+    for key, value in _HF_SHRINK.items():
+        cur = getattr(cfg, key, None)
+        if isinstance(cur, int) and not isinstance(cur, bool) and cur > value:
+            try:
+                setattr(cfg, key, value)
+            except Exception:
+                pass
+    for sub in ("text_config", "vision_config", "audio_config", "encoder", "decoder",
+                "backbone_config", "qformer_config"):
+        child = getattr(cfg, sub, None)
+        if child is not None and hasattr(child, "to_dict"):
+            _shrink(child)
+
+
+def build_transformers(name: str):
+    import torch  # noqa: F401
+
+    prepare_torchvision()
+    from transformers import AutoConfig, AutoModel
+
+    cfg = AutoConfig.for_model(name)
+    _shrink(cfg)
+    return AutoModel.from_config(cfg).eval(), None
+
+
+def build_keras(name: str):
+    import keras
+
+    cls = getattr(keras.applications, name)
+    return cls(weights=None), None
+
+
+def build_flax(name: str):
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(int(os.environ.get("ZOO_SEED", "0")))
+    if name.startswith("linen-"):
+        import flax.linen as fnn
+
+        kind = name[6:]
+
+        class MLP(fnn.Module):
+            act: Any
+
+            @fnn.compact
+            def __call__(self, x):
+                for w in (256, 256):
+                    x = self.act(fnn.Dense(w)(x))
+                return fnn.Dense(10)(x)
+
+        class CNN(fnn.Module):
+            @fnn.compact
+            def __call__(self, x):
+                x = fnn.relu(fnn.Conv(32, (3, 3))(x))
+                x = fnn.relu(fnn.Conv(64, (3, 3))(x))
+                return fnn.Dense(10)(x.mean(axis=(1, 2)))
+
+        class ResBlock(fnn.Module):
+            @fnn.compact
+            def __call__(self, x):
+                x = fnn.Conv(32, (3, 3))(x)
+                y = fnn.relu(fnn.Conv(32, (3, 3))(fnn.relu(x)))
+                y = fnn.Conv(32, (3, 3))(y)
+                return fnn.Dense(10)(fnn.relu(x + y).mean(axis=(1, 2)))
+
+        class Transformer(fnn.Module):
+            @fnn.compact
+            def __call__(self, x):
+                x = fnn.Embed(500, 64)(x)
+                for _ in range(2):
+                    y = fnn.LayerNorm()(x)
+                    x = x + fnn.MultiHeadDotProductAttention(num_heads=4)(y, y)
+                    y = fnn.LayerNorm()(x)
+                    x = x + fnn.Dense(64)(fnn.gelu(fnn.Dense(128)(y)))
+                return fnn.Dense(500)(fnn.LayerNorm()(x))
+
+        if kind == "mlp-relu":
+            mod, x = MLP(fnn.relu), jnp.ones((1, 64))
+        elif kind == "mlp-gelu":
+            mod, x = MLP(fnn.gelu), jnp.ones((1, 64))
+        elif kind == "cnn":
+            mod, x = CNN(), jnp.ones((1, 16, 16, 3))
+        elif kind == "resnet-block":
+            mod, x = ResBlock(), jnp.ones((1, 16, 16, 3))
+        else:
+            mod, x = Transformer(), jnp.ones((1, 8), dtype=jnp.int32)
+        return mod.init(key, x)["params"], None
+    from flax import nnx
+
+    rngs = nnx.Rngs(int(os.environ.get("ZOO_SEED", "0")))
+    kind = name[4:]
+    if kind == "mlp":
+        class NMLP(nnx.Module):
+            def __init__(self, rngs):
+                self.l1 = nnx.Linear(64, 256, rngs=rngs)
+                self.l2 = nnx.Linear(256, 256, rngs=rngs)
+                self.l3 = nnx.Linear(256, 10, rngs=rngs)
+        mod = NMLP(rngs)
+    elif kind == "cnn":
+        class NCNN(nnx.Module):
+            def __init__(self, rngs):
+                self.c1 = nnx.Conv(3, 32, (3, 3), rngs=rngs)
+                self.c2 = nnx.Conv(32, 64, (3, 3), rngs=rngs)
+                self.head = nnx.Linear(64, 10, rngs=rngs)
+        mod = NCNN(rngs)
+    else:
+        class NT(nnx.Module):
+            def __init__(self, rngs):
+                self.embed = nnx.Embed(500, 64, rngs=rngs)
+                self.attn = nnx.MultiHeadAttention(num_heads=4, in_features=64, decode=False,
+                                                   rngs=rngs)
+                self.up = nnx.Linear(64, 128, rngs=rngs)
+                self.down = nnx.Linear(128, 64, rngs=rngs)
+        mod = NT(rngs)
+    state = nnx.state(mod, nnx.Param)
+    return state.to_pure_dict(), None
+
+
+BUILDERS: dict[str, Callable[[str], tuple[Any, Any]]] = {
+    "torch.nn": build_torch_nn, "torchvision": build_torchvision, "timm": build_timm,
+    "transformers": build_transformers, "keras": build_keras, "flax": build_flax,
+}
+
+
+# ---- saving ----------------------------------------------------------------------------------------
+
+def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _flatten(v, f"{prefix}/{k}" if prefix else str(k))
+    else:
+        yield prefix, tree
+
+
+def save_formats(library: str, model: Any, example: Any, folder: Path,
+                 formats: set[str]) -> dict[str, Path]:
+    """Save an untouched model in the formats users save it in; {format: path}."""
+    out: dict[str, Path] = {}
+    if library in ("torch.nn", "torchvision", "timm", "transformers"):
+        import torch
+
+        if library == "transformers":
+            model.save_pretrained(folder / "hf", safe_serialization=True)
+            out["save_pretrained"] = folder / "hf" / "model.safetensors"
+        else:
+            sd = {k: v for k, v in model.state_dict().items()}
+            torch.save(sd, folder / "state_dict.pt")
+            out["state_dict"] = folder / "state_dict.pt"
+        if "module" in formats and library == "torch.nn":
+            torch.save(model, folder / "module.pt")
+            out["module"] = folder / "module.pt"
+        if "torchscript" in formats and example is not None:
+            try:
+                torch.jit.save(torch.jit.trace(model, example), folder / "traced.pt")
+                out["torchscript"] = folder / "traced.pt"
+            except Exception as exc:
+                out["torchscript!"] = Path(f"export failed: {type(exc).__name__}")
+        if "onnx" in formats and example is not None:
+            try:
+                torch.onnx.export(model, (example,), folder / "legacy.onnx", dynamo=False)
+                out["onnx"] = folder / "legacy.onnx"
+            except Exception as exc:
+                out["onnx!"] = Path(f"export failed: {type(exc).__name__}")
+        if "onnx-dynamo" in formats and example is not None:
+            try:
+                torch.onnx.export(model, (example,), folder / "dynamo.onnx", dynamo=True,
+                                  verbose=False)
+                out["onnx-dynamo"] = folder / "dynamo.onnx"
+            except Exception as exc:
+                out["onnx-dynamo!"] = Path(f"export failed: {type(exc).__name__}")
+    elif library == "keras":
+        model.save(folder / "model.keras")
+        out["keras"] = folder / "model.keras"
+    elif library == "flax":
+        import numpy as np
+        from safetensors.numpy import save_file
+
+        flat = {k: np.asarray(v) for k, v in _flatten(model)}
+        np.savez(folder / "params.npz", **flat)
+        out["npz"] = folder / "params.npz"
+        save_file({k: np.ascontiguousarray(v) for k, v in flat.items()},
+                  folder / "params.safetensors", metadata={"format": "flax"})
+        out["safetensors"] = folder / "params.safetensors"
+    return out
+
+
+# ---- defects ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Defect:
+    kind: str
+    code: str  # the rule that must report it
+    tensor: str
+
+
+DEFECT_KINDS = ("zero-hidden", "duplicate-filters", "normal-1", "nan")
+_DEFECT_CODE = {"zero-hidden": "IA201", "duplicate-filters": "IA202", "normal-1": "IA301",
+                "nan": "IA203", "he-saturating": "IA101"}
+
+
+def _kernels(named: list[tuple[str, tuple[int, ...]]]) -> list[str]:
+    """Hidden kernel candidates: >= 2-D, >= 16 units of >= 16 weights, not embeddings/tokens."""
+    out = []
+    for name, shape in named:
+        low = name.lower()
+        if len(shape) < 2 or any(s in low for s in ("embed", "token", "pos", "norm", "codevector",
+                                                     "relative", "bias", "mask", "rel_")):
+            continue
+        units, per_unit = shape[0], math.prod(shape[1:])
+        if units >= 16 and per_unit >= 16:
+            out.append(name)
+    return out
+
+
+def choose_defect(index: int, named: list[tuple[str, tuple[int, ...]]],
+                  saturating_head: str | None) -> Defect | None:
+    kernels = _kernels(named)
+    if saturating_head is not None:
+        return Defect("he-saturating", "IA101", saturating_head)
+    if len(kernels) < 2:
+        return None
+    kind = DEFECT_KINDS[index % len(DEFECT_KINDS)]
+    # a hidden kernel with layers after it: never the last one
+    target = kernels[min(len(kernels) - 2, len(kernels) // 2)]
+    if kind == "normal-1":  # N(0, 1) is 4x He only where fan_in >= 32 (He std <= 0.25)
+        wide = [k for k in kernels[:-1] if math.prod(dict(named)[k][1:]) >= 64]
+        if not wide:
+            kind = "nan"
+        else:
+            target = wide[len(wide) // 2]
+    return Defect(kind, _DEFECT_CODE[kind], target)
+
+
+def apply_defect(values, defect: Defect, fan_in: int):
+    import numpy as np
+
+    v = np.array(values, dtype=np.float32, copy=True)
+    rng = np.random.default_rng(1234)
+    if defect.kind == "zero-hidden":
+        v[...] = 0.0
+    elif defect.kind == "duplicate-filters":
+        v[1] = v[0]
+        v[3] = v[2]
+    elif defect.kind == "normal-1":
+        v[...] = rng.standard_normal(v.shape)
+    elif defect.kind == "nan":
+        v.reshape(-1)[v.size // 2] = np.nan
+    elif defect.kind == "he-saturating":
+        v[...] = rng.standard_normal(v.shape) * math.sqrt(2.0 / fan_in)
+    return v
+
+
+# ---- auditing --------------------------------------------------------------------------------------
+
+def alarms(report) -> list[dict[str, Any]]:
+    return [{"code": f.code, "name": f.name, "severity": f.severity.value,
+             "tensor": f.tensor or f.layer, "message": f.message[:300]}
+            for f in report.findings if f.severity.value in ("error", "warning")]
+
+
+def run_one(library: str, name: str, seed: int, formats: set[str], index: int) -> dict[str, Any]:
+    """Build, save, audit and inject one model (runs in a child process)."""
+    import numpy as np
+
+    from initaudit.engine import audit_path
+
+    os.environ["ZOO_SEED"] = str(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    t0 = time.perf_counter()
+    model, example = BUILDERS[library](name)
+    result: dict[str, Any] = {"library": library, "model": name, "seed": seed, "files": {}}
+    with tempfile.TemporaryDirectory(prefix="zoo-") as tmp:
+        folder = Path(tmp)
+        saved = save_formats(library, model, example, folder, formats)
+        for fmt, path in saved.items():
+            if fmt.endswith("!"):
+                result["files"][fmt[:-1]] = {"export_error": str(path)}
+                continue
+            rep = audit_path(path)
+            entry: dict[str, Any] = {"status": rep.status.value, "alarms": alarms(rep),
+                                     "findings": len(rep.findings), "tensors": len(rep.tensors)}
+            if rep.status.value == "error":
+                entry["error"] = rep.error
+            result["files"][fmt] = entry
+        # inject one defect into the primary file (weights as the user saves them)
+        primary = next(p for f, p in saved.items() if not f.endswith("!"))
+        result["injected"] = inject_and_audit(library, primary, folder, index, model, example)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    del np
+    return result
+
+
+def _saturating_head(library: str, name: str, named: list[tuple[str, tuple[int, ...]]]) -> str | None:
+    if library == "torch.nn" and name in ("sigmoid-head-mlp", "mlp-tanh", "mlp-sigmoid"):
+        ks = [n for n, s in named if len(s) == 2]
+        return ks[-1] if name == "sigmoid-head-mlp" else ks[1]
+    return None
+
+
+def inject_and_audit(library: str, primary: Path, folder: Path, index: int, model: Any,
+                     example: Any = None) -> dict[str, Any]:
+    """Inject this model's defect into the model object, save it like the untouched one, audit."""
+    import numpy as np
+
+    from initaudit.engine import audit_path
+
+    torch_like = library in ("torch.nn", "torchvision", "timm", "transformers")
+    if torch_like:
+        params = dict(model.named_parameters())
+        named = [(k, tuple(v.shape)) for k, v in params.items()]
+    elif library == "keras":
+        params = {w.path: w for w in model.weights}
+        named = [(k, tuple(w.shape)) for k, w in params.items()]
+    else:
+        params = dict(_flatten(model))
+        named = [(k, tuple(np.shape(v))) for k, v in params.items()]
+    # Keras/JAX kernels are (..., in, out): units on the last axis
+    named_units = named if torch_like else [(k, (s[-1], *s[:-1]) if len(s) >= 2 else s)
+                                            for k, s in named]
+    defect = choose_defect(index, named_units, _saturating_head(library, os.environ.get("ZOO_MODEL", ""), named))
+    if defect is None:
+        return {"skipped": "no hidden kernel to inject into"}
+    shape = dict(named)[defect.tensor]
+    fan_in = math.prod(shape[1:]) if torch_like else math.prod(shape[:-1])
+
+    def mutate(values):
+        v = np.asarray(values, dtype=np.float32)
+        if not torch_like:
+            v = np.moveaxis(v, -1, 0)
+        v = apply_defect(v, defect, fan_in)
+        return np.ascontiguousarray(np.moveaxis(v, 0, -1) if not torch_like else v)
+
+    sub = folder / "injected"
+    sub.mkdir()
+    if torch_like:
+        import torch
+
+        p = params[defect.tensor]
+        with torch.no_grad():
+            p.copy_(torch.from_numpy(mutate(p.detach().float().numpy())).to(p.dtype))
+        # he-saturating needs the graph to see the activation: audit the ONNX export then
+        formats = {"onnx"} if defect.kind == "he-saturating" else set()
+    elif library == "keras":
+        w = params[defect.tensor]
+        w.assign(mutate(np.asarray(w)))
+        formats = set()
+    else:
+        model = _unflatten({k: (mutate(v) if k == defect.tensor else np.asarray(v))
+                            for k, v in params.items()})
+        formats = set()
+    saved = save_formats(library, model, example, sub, formats)
+    target = saved.get("onnx") if "onnx" in formats else next(
+        p for f, p in saved.items() if not f.endswith("!") and p.suffix == primary.suffix)
+    rep = audit_path(target)
+    hits = [f for f in rep.findings if f.code == defect.code
+            and f.severity.value in ("error", "warning")
+            and (f.tensor is None or _same_tensor(f.tensor, defect.tensor))]
+    return {"kind": defect.kind, "code": defect.code, "tensor": defect.tensor,
+            "caught": bool(hits), "status": rep.status.value,
+            "got": sorted({f.code for f in rep.findings if f.severity.value in ("error", "warning")})}
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _same_tensor(reported: str, injected: str) -> bool:
+    norm = lambda s: s.replace("/", ".").replace(":0", "")  # noqa: E731
+    a, b = norm(reported), norm(injected)
+    return a == b or a.endswith(b) or b.endswith(a)
+
+
+def _child(args: tuple[str, str, int, list[str], int], queue) -> None:
+    library, name, seed, formats, index = args
+    os.environ["ZOO_MODEL"] = name
+    try:
+        prepare_torchvision()
+        queue.put(run_one(library, name, seed, set(formats), index))
+    except BaseException as exc:  # the build failing is "does not build offline", not an alarm
+        queue.put({"library": library, "model": name, "seed": seed,
+                   "build_error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                   "trace": traceback.format_exc()[-1500:]})
+
+
+def run_isolated(args: tuple[str, str, int, list[str], int]) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(args, queue))
+    proc.start()
+    try:
+        result = queue.get(timeout=MODEL_TIMEOUT)
+    except Exception:
+        result = {"library": args[0], "model": args[1], "seed": args[2],
+                  "build_error": f"timeout after {MODEL_TIMEOUT:g} s"}
+    proc.join(10)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    return result
+
+
+# ---- the run and the report ------------------------------------------------------------------------
+
+DEFAULT_FORMATS = {
+    "torch.nn": ["state_dict", "module", "torchscript", "onnx", "onnx-dynamo"],
+    "torchvision": ["state_dict", "onnx"],
+    "timm": ["state_dict"],
+    "transformers": ["save_pretrained"],
+    "keras": ["keras"],
+    "flax": ["npz", "safetensors"],
+}
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    if path.exists():
+        return json.loads(path.read_text())
+    return {}
+
+
+def key_of(library: str, name: str, seed: int) -> str:
+    return f"{library}|{name}|{seed}"
+
+
+def run(args: argparse.Namespace) -> None:
+    path = Path(args.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = load_results(path)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    libraries = [args.library] if args.library else list(LIBRARIES)
+    todo: list[tuple[str, str, int, list[str], int]] = []
+    for library in libraries:
+        try:
+            names = ENTRIES[library]()
+        except Exception as exc:
+            print(f"{library}: not available ({type(exc).__name__}: {exc})")
+            continue
+        if args.only:
+            names = [n for n in names if n in args.only.split(",")]
+        names = names[args.offset:args.offset + args.limit if args.limit else None]
+        formats = args.formats.split(",") if args.formats else DEFAULT_FORMATS[library]
+        for i, name in enumerate(names):
+            for seed in seeds:
+                if args.force or key_of(library, name, seed) not in results:
+                    todo.append((library, name, seed, formats, i + args.offset))
+    print(f"{len(todo)} model runs to do", flush=True)
+    deadline = time.monotonic() + args.budget if args.budget else None
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = []
+        for item in todo:
+            futures.append(pool.submit(_guarded, item, deadline))
+        for fut in futures:
+            res = fut.result()
+            if res is None:
+                continue
+            results[key_of(res["library"], res["model"], res["seed"])] = res
+            path.write_text(json.dumps(results, indent=1, sort_keys=True))
+            _print_line(res)
+    report(results)
+
+
+def _guarded(item, deadline):
+    if deadline is not None and time.monotonic() > deadline:
+        return None
+    return run_isolated(item)
+
+
+def _print_line(res: dict[str, Any]) -> None:
+    if "build_error" in res:
+        print(f"  - {res['library']}/{res['model']} seed {res['seed']}: does not build "
+              f"({res['build_error'][:120]})", flush=True)
+        return
+    n = sum(len(f.get("alarms", [])) for f in res["files"].values())
+    inj = res.get("injected", {})
+    print(f"  {'ok' if n == 0 else 'FP'} {res['library']}/{res['model']} seed {res['seed']} "
+          f"[{res['seconds']}s] alarms={n} injected={inj.get('kind')}:"
+          f"{'caught' if inj.get('caught') else inj.get('skipped') or 'MISSED ' + str(inj.get('got'))}",
+          flush=True)
+
+
+def report(results: dict[str, Any], out=sys.stdout) -> dict[str, Any]:
+    """Per-library table: models, clean, false alarms (rule and tensor), catch rate, seed flips."""
+    by_lib: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for res in results.values():
+        by_lib.setdefault(res["library"], {}).setdefault(res["model"], []).append(res)
+    summary: dict[str, Any] = {}
+    print("| library | models built | clean (no error/warning) | false alarms | injected defects "
+          "caught | verdicts that change with the seed |", file=out)
+    print("|---|---|---|---|---|---|", file=out)
+    details: list[str] = []
+    for lib in LIBRARIES:
+        models = by_lib.get(lib)
+        if not models:
+            continue
+        built = clean = caught = injected = flips = 0
+        for name, runs in sorted(models.items()):
+            ok_runs = [r for r in runs if "build_error" not in r]
+            if not ok_runs:
+                continue
+            built += 1
+            verdicts = []
+            model_clean = True
+            for r in ok_runs:
+                alarms_ = sorted({(fmt, a["code"], a["tensor"]) for fmt, f in r["files"].items()
+                                  for a in f.get("alarms", [])})
+                errs = [fmt for fmt, f in r["files"].items() if f.get("status") == "error"]
+                verdicts.append(tuple(alarms_))
+                if alarms_ or errs:
+                    model_clean = False
+                for fmt, code, tensor in alarms_:
+                    details.append(f"{lib}/{name} seed {r['seed']} [{fmt}] {code} {tensor}")
+                for fmt in errs:
+                    details.append(f"{lib}/{name} seed {r['seed']} [{fmt}] audit error: "
+                                   f"{r['files'][fmt].get('error')}")
+                inj = r.get("injected", {})
+                if "caught" in inj:
+                    injected += 1
+                    caught += bool(inj["caught"])
+                    if not inj["caught"]:
+                        details.append(f"{lib}/{name} seed {r['seed']} MISSED {inj['kind']} on "
+                                       f"{inj['tensor']} (got {inj.get('got')})")
+            clean += model_clean
+            if len(set(verdicts)) > 1:
+                flips += 1
+                details.append(f"{lib}/{name}: verdict changes with the seed")
+        rate = f"{caught}/{injected} ({100.0 * caught / injected:.1f}%)" if injected else "n/a"
+        summary[lib] = {"models": built, "clean": clean, "injected": injected, "caught": caught,
+                        "seed_flips": flips}
+        print(f"| {lib} | {built} | {clean} ({100.0 * clean / max(built, 1):.1f}%) | "
+              f"{built - clean} | {rate} | {flips} |", file=out)
+    if details:
+        print("\nDetails:", file=out)
+        for d in details:
+            print(f"- {d}", file=out)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--library", choices=LIBRARIES)
+    p.add_argument("--only", help="comma-separated model names")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--formats", help="override the library's default formats")
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--budget", type=float, default=0, help="stop starting models after N s")
+    p.add_argument("--force", action="store_true", help="re-run models already in the results")
+    p.add_argument("--report", action="store_true", help="only print the table")
+    p.add_argument("--list", action="store_true", help="list the models of --library")
+    args = p.parse_args(argv)
+    prepare_torchvision()  # before timm / transformers import torchvision
+    if args.list:
+        for lib in ([args.library] if args.library else LIBRARIES):
+            names = ENTRIES[lib]()
+            print(f"{lib}: {len(names)}: {' '.join(names)}")
+        return 0
+    if args.report:
+        report(load_results(Path(args.results)))
+        return 0
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
