@@ -583,8 +583,8 @@ def machine() -> list[str]:
 
 def table(rows: list[Row]) -> list[str]:
     out = ["| checkpoint | size | params | tool | wall time | CPU time | peak anon. memory "
-           "| anon. / size | peak RSS (incl. mapped file) | time / floor | time / reference | note |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| anon. / size | peak RSS (incl. mapped file) | time / floor | CPU / floor CPU | time / reference | note |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ref = next((r for r in row.runs if r.tool == "reference load" and r.ok), None)
         floor = next((r for r in row.runs if r.tool == "bare numpy pass" and r.ok), None)
@@ -595,22 +595,24 @@ def table(rows: list[Row]) -> list[str]:
                      and ref.seconds and r is not ref and not r.tool.endswith("(cold cache)") else "-")
             fratio = (f"**{r.seconds / fl.seconds:.2f}**" if fl is not None and r.ok and r.seconds
                       and fl.seconds and r is not fl else "-")
+            cratio = (f"{r.cpu / fl.cpu:.2f}" if fl is not None and r.ok and r.cpu and fl.cpu
+                      and r is not fl else "-")
             frac = f"{100 * r.peak_anon / row.size:.1f}%" if r.peak_anon else "-"
             cpu = "-" if r.cpu is None else f"{r.cpu:.2f} s"
             out.append(f"| {row.checkpoint} | {_fmt_b(row.size)} | {row.params / 1e6:.0f}M | {r.tool} | "
                        f"{_fmt_s(r.seconds)} | {cpu} | {_fmt_b(r.peak_anon)} | {frac} | "
-                       f"{_fmt_b(r.peak_rss)} | {fratio} | {ratio} | {r.note.replace('|', '/')} |")
+                       f"{_fmt_b(r.peak_rss)} | {fratio} | {cratio} | {ratio} | {r.note.replace('|', '/')} |")
     return out
 
 
 def linearity(points: list[tuple[str, int, int, float, float, float]]) -> list[str]:
     """points: (dtype, params, bytes, audit wall, audit CPU, floor wall)."""
     out = ["| dtype | params | size | audit wall time | audit CPU time | bare pass wall | audit / bare "
-           "| CPU s per GB |",
+           "| audit CPU s per GB |",
            "|---|---|---|---|---|---|---|---|"]
     for dt, params, nbytes, secs, cpu, fl in points:
         out.append(f"| {dt} | {params / 1e6:.0f}M | {_fmt_b(nbytes)} | {secs:.2f} s | {cpu:.2f} s | "
-                   f"{fl:.2f} s | {secs / fl:.2f} | {cpu / (nbytes / 1e9):.2f} |")
+                   f"{fl:.2f} s | **{secs / fl:.2f}** | {cpu / (nbytes / 1e9):.2f} |")
     if len(points) >= 2:
         # fitted on CPU time against bytes: wall time on a shared machine mostly measures the others
         x = np.array([b for _, _, b, _, _, _ in points], dtype=float)
