@@ -1,28 +1,35 @@
-"""Speed and memory benchmark on large synthetic checkpoints, side by side with reference loaders.
+"""Speed and memory benchmark on large synthetic checkpoints, against the floor (one bare numpy
+pass over the same bytes) and the formats' own loaders.
 
 One command makes the checkpoints, measures, and writes the table to benchmarks/README.md:
 
-    python benchmarks/perf.py                 # ~1B-param bf16 safetensors (sharded), ~1 GB ONNX
-                                              # with external data, ~1 GB torch zip (~10 min)
-    python benchmarks/perf.py --scale 0.05    # smoke test (a minute)
-    python benchmarks/perf.py --keep          # keep benchmarks/_data/ (gitignored) afterwards
+    python benchmarks/perf.py                  # fp32 1.74 GB Llama (218 tensors), 1B bf16 sharded,
+                                               # ~1 GB ONNX and torch zip, scaling series, cold cache
+    python benchmarks/perf.py --scale 0.05 --series 0.02,0.05   # smoke test (a minute or two)
+    python benchmarks/perf.py --keep           # keep benchmarks/_data/ (gitignored) afterwards
 
-For every checkpoint, each in its own subprocess (so each peak RSS is that process's own):
+For every checkpoint, each tool runs in its own subprocess (so each peak memory is its own):
 
 * ``initaudit``: the CLI, ``python -m initaudit PATH --format json -o /dev/null --exit-zero``;
-* ``reference load``: the format's own library loading every tensor into numpy/torch:
-  ``safetensors.torch.load_file`` per shard (``safetensors.numpy`` has no bfloat16),
-  ``onnx.load`` (external data included) + ``numpy_helper.to_array`` per initializer,
-  ``torch.load(weights_only=True)``;
-* ``peer``: weightwatcher's ``analyze()`` where it is importable (``--peer-python`` names an
-  interpreter that has it), with a timeout.
+* ``bare numpy pass`` (the floor, safetensors only): parse the header, memory-map the file and, per
+  tensor, one matrix-vector product and a finite check: the least any tool that looks at every
+  byte must do (bfloat16 widened by a shift, as initaudit does);
+* ``reference load``: the format's own library loading every tensor (``safetensors.numpy`` for
+  float32, ``safetensors.torch(backend="pread")`` for bfloat16, ``onnx.load`` +
+  ``numpy_helper.to_array``, ``torch.load(weights_only=True)``);
+* ``peer``: weightwatcher's ``analyze()`` where it is importable (``--peer-python``), with a timeout.
 
-Wall time is measured around the subprocess, peak RSS is the child's ``ru_maxrss`` from
-``os.wait4``. Files are read once before the runs, so every tool sees a warm page cache (we cannot
-drop caches without root; cold-cache numbers are disk-bound for all tools alike).
+initaudit and the floor run interleaved, best of ``--repeat``, so their ratio is taken under the
+same load. Wall time is measured around the subprocess; peak RSS is ``ru_maxrss`` (it counts the
+file's mapped pages, which are page cache, not memory the tool allocates); peak *anonymous* memory
+(heap, buffers: what the tool really costs) is the maximum of ``RssAnon`` from
+``/proc/PID/status`` sampled every 2 ms. Files are read once before the warm runs. The cold run
+evicts the files from the page cache with ``posix_fadvise(POSIX_FADV_DONTNEED)`` before each tool
+(no root, no effect on other processes' files).
 
-Time against size: the safetensors model is also generated at 1/4 and 1/2 of the size and
-audited, to show the audit time grows linearly.
+Scaling: Llama-shaped sharded checkpoints of 0.1, 0.5, 1, 2, 4 B parameters in bf16 and fp32 are
+generated on demand in a temporary directory (deleted after each point; never committed) and
+audited, up to ``--series-max-gb`` per checkpoint (disk and time: the cap is printed).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 
@@ -249,13 +257,15 @@ class Run:
     ok: bool
     note: str = ""
     cpu: float | None = None  # user + sys seconds of the child
+    peak_anon: int | None = None  # bytes, RssAnon high-water mark (sampled)
 
 
 # A tiny launcher measures the real child. Linux carries a process's peak RSS across fork+exec
 # (exec records the old mm's high-water mark), so a child started straight from this script would
 # report at least *this* process's peak (e.g. the torch generator's 1 GB): every tool would look
 # as big as the benchmark itself. The launcher is a fresh, small interpreter; its child's
-# ru_maxrss is the child's own peak (at least the launcher's ~10 MB).
+# ru_maxrss is the child's own peak (at least the launcher's ~10 MB). It also samples the child's
+# RssAnon every 2 ms (Linux has no anonymous high-water mark).
 LAUNCHER = r"""
 import json, os, sys, time
 out, argv = sys.argv[1], sys.argv[2:]
@@ -266,17 +276,31 @@ if pid == 0:
         os.execv(argv[0], argv)
     finally:
         os._exit(127)
-_, status, ru = os.wait4(pid, 0)
+anon = 0
+path = "/proc/%d/status" % pid
+while True:
+    done, status, ru = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    anon = max(anon, int(line.split()[1]) * 1024)
+                    break
+    except OSError:
+        pass
+    time.sleep(0.002)
 wall = time.perf_counter() - t0
 with open(out, "w") as fh:
     json.dump({"wall": wall, "rss": ru.ru_maxrss * 1024, "cpu": ru.ru_utime + ru.ru_stime,
-               "code": os.waitstatus_to_exitcode(status)}, fh)
+               "code": os.waitstatus_to_exitcode(status), "anon": anon}, fh)
 """
 
 
 def measure(argv: list[str], timeout: float | None = None,
-            env: dict | None = None) -> tuple[float, int, int, str, float]:
-    """(wall seconds, peak RSS bytes, exit code, last stderr line, CPU seconds) of one child."""
+            env: dict | None = None) -> tuple[float, int, int, str, float, int]:
+    """(wall s, peak RSS, exit code, last stderr line, CPU s, peak anonymous bytes) of one child."""
     with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile(suffix=".json") as res:
         proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, res.name, *argv],
                                 stdout=subprocess.DEVNULL, stderr=err, env=env,
@@ -292,28 +316,58 @@ def measure(argv: list[str], timeout: float | None = None,
         lines = [ln for ln in err.read().decode(errors="replace").splitlines() if ln.strip()]
         last = lines[-1][:200] if lines else ""
         if killed:
-            return float(timeout or 0), 0, -9, last, 0.0
+            return float(timeout or 0), 0, -9, last, 0.0, 0
         try:
             with open(res.name) as fh:
                 r = json.load(fh)
         except (OSError, ValueError):
-            return 0.0, 0, proc.returncode or 1, last or "launcher failed", 0.0
-    return r["wall"], r["rss"], r["code"], last, r["cpu"]
+            return 0.0, 0, proc.returncode or 1, last or "launcher failed", 0.0, 0
+    return r["wall"], r["rss"], r["code"], last, r["cpu"], r["anon"]
 
 
-# safetensors.numpy has no bfloat16, so the torch loader is the reference. Its default backend
-# memory-maps lazily and reads no tensor bytes at all (fast, but not a load); backend="pread"
-# reads every tensor into memory: that is the reference the ratio is taken against.
+# the floor: what any tool that looks at every byte must at least do (see the module docstring)
+BARE_SAFETENSORS = r"""
+import sys, json, glob, os, struct
+import numpy as np
+DT = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
+n_el = 0
+for shard in sorted(glob.glob(os.path.join(sys.argv[1], "*.safetensors"))):
+    with open(shard, "rb") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        header = json.loads(fh.read(n))
+    mm = np.memmap(shard, dtype=np.uint8, mode="r")
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = info["data_offsets"]
+        arr = mm[8 + n + a: 8 + n + b].view(DT[info["dtype"]]).reshape(info["shape"])
+        if info["dtype"] == "BF16":
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        m = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
+        y = m @ np.ones(m.shape[1], dtype=m.dtype)
+        ok = bool(np.isfinite(y).all())
+        n_el += m.size
+print(n_el, file=sys.stderr)
+"""
+
+# safetensors' own loaders. float32: safetensors.numpy (the issue's reference); bfloat16:
+# safetensors.numpy has no bfloat16, so the torch loader with backend="pread" (reads every byte;
+# its default backend memory-maps lazily and reads nothing: shown as "lazy mmap")
 REF_SAFETENSORS = r"""
 import sys, glob, os
-from safetensors.torch import load_file
 n = 0
 for shard in sorted(glob.glob(os.path.join(sys.argv[1], "*.safetensors"))):
-    try:
-        d = load_file(shard, backend=sys.argv[2])
-    except TypeError:  # safetensors < 0.7 has no backend argument: it reads with mmap
+    if sys.argv[2] == "numpy":
+        from safetensors.numpy import load_file
         d = load_file(shard)
-    n += sum(t.numel() for t in d.values())
+        n += sum(t.size for t in d.values())
+    else:
+        from safetensors.torch import load_file
+        try:
+            d = load_file(shard, backend=sys.argv[2])
+        except TypeError:  # safetensors < 0.7 has no backend argument: it reads with mmap
+            d = load_file(shard)
+        n += sum(t.numel() for t in d.values())
     del d
 print(n, file=sys.stderr)
 """
@@ -344,41 +398,68 @@ print(len(details), "layers analysed", file=sys.stderr)
 """
 
 
-def audit_argv(path: Path) -> list[str]:
-    return [sys.executable, "-m", "initaudit", str(path), "--format", "json", "-o", os.devnull,
-            "--exit-zero"]
+def audit_argv(path: Path | list[Path], *extra: str) -> list[str]:
+    paths = [str(p) for p in (path if isinstance(path, list) else [path])]
+    return [sys.executable, "-m", "initaudit", *paths, "--format", "json", "-o", os.devnull,
+            "--exit-zero", *extra]
 
 
 def run_tool(tool: str, argv: list[str], timeout: float | None = None,
              env: dict | None = None) -> Run:
     try:
-        secs, rss, code, last, cpu = measure(argv, timeout, env)
+        secs, rss, code, last, cpu, anon = measure(argv, timeout, env)
     except OSError as exc:
         return Run(tool, None, None, False, f"could not start ({exc})")
     if code == -9:
         return Run(tool, secs, None, False, f"timed out after {timeout:.0f} s (killed)", None)
     if code not in (0, 1):
-        return Run(tool, secs, rss, False, f"exit {code}: {last}", cpu)
-    return Run(tool, secs, rss, True, last if tool != "initaudit" else "", cpu)
+        return Run(tool, secs, rss, False, f"exit {code}: {last}", cpu, anon)
+    return Run(tool, secs, rss, True, last if not tool.startswith("initaudit") else "", cpu, anon)
+
+
+def _files(path: Path) -> list[Path]:
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    if path.is_file() and path.suffix == ".onnx":
+        files += [p for p in path.parent.iterdir() if p.is_file() and p != path]
+    return files
 
 
 def warm(path: Path) -> None:
     """Read every file once so all tools start from the same (warm) page cache."""
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    if path.is_file() and path.suffix == ".onnx":
-        files += [p for p in path.parent.iterdir() if p.is_file() and p != path]
-    for f in files:
+    for f in _files(path):
         with open(f, "rb") as fh:
             while fh.read(1 << 24):
                 pass
 
 
+def evict(path: Path) -> None:
+    """Drop the files' pages from the page cache (cold start; needs no root, touches no other file)."""
+    for f in _files(path):
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def cached_share(path: Path) -> float | None:
+    """Share of the files' bytes resident in the page cache (util-linux ``fincore``), or None."""
+    exe = shutil.which("fincore")
+    if exe is None:
+        return None
+    files = _files(path)
+    try:
+        out = subprocess.run([exe, "--bytes", "--noheadings", "--raw", "--output", "RES,SIZE",
+                              *map(str, files)], capture_output=True, text=True, check=True).stdout
+        pairs = [tuple(map(int, ln.split())) for ln in out.splitlines() if ln.strip()]
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return None
+    size = sum(sz for _, sz in pairs)
+    return sum(res for res, _ in pairs) / size if size else None
+
+
 def size_of(path: Path) -> int:
-    if path.is_file() and path.suffix == ".onnx":
-        return sum(p.stat().st_size for p in path.parent.iterdir() if p.is_file())
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return sum(f.stat().st_size for f in _files(path))
 
 
 def audit_env() -> dict:
@@ -402,24 +483,57 @@ class Row:
     runs: list[Run] = field(default_factory=list)
 
 
-def _best(tool: str, argv: list[str], repeat: int, env: dict | None = None) -> Run:
-    """The fastest of ``repeat`` successful runs (the machine may be shared: noise only adds)."""
-    runs = [run_tool(tool, argv, env=env) for _ in range(max(1, repeat))]
+def _best_of(runs: list[Run]) -> Run:
     ok = [r for r in runs if r.ok and r.seconds is not None]
     return min(ok, key=lambda r: r.seconds) if ok else runs[-1]  # type: ignore[arg-type, return-value]
 
 
+def interleaved(tools: list[tuple[str, list[str], dict | None]], repeat: int,
+                before: Callable[[], None] | None = None) -> list[Run]:
+    """Best of ``repeat`` for each tool, the tools run in turn (A B C A B C ...) so that a change
+    in the machine's load hits all of them alike; ``before`` runs before every single run."""
+    got: dict[str, list[Run]] = {t: [] for t, _, _ in tools}
+    for _ in range(max(1, repeat)):
+        for tool, argv, env in tools:
+            if before is not None:
+                before()
+            got[tool].append(run_tool(tool, argv, env=env))
+    return [_best_of(got[t]) for t, _, _ in tools]
+
+
 def bench_one(label: str, path: Path, params: int, refs: list[tuple[str, list[str]]],
-              peer: str | None, peer_timeout: float, repeat: int) -> Row:
+              peer: str | None, peer_timeout: float, repeat: int, floor: bool = False,
+              cold: bool = False) -> Row:
     """``refs``: (tool label, extra argv) reference loaders; the first is the ratio's reference."""
     row = Row(label, size_of(path), params)
     warm(path)
-    row.runs.append(_best("initaudit", audit_argv(path), repeat, audit_env()))
+    tools: list[tuple[str, list[str], dict | None]] = [("initaudit", audit_argv(path), audit_env())]
+    if floor:
+        tools.append(("bare numpy pass", [sys.executable, "-c", BARE_SAFETENSORS, str(path)], None))
     for tool, argv in refs:
-        row.runs.append(_best(tool, [sys.executable, "-c", *argv[:1], str(path), *argv[1:]], repeat))
+        tools.append((tool, [sys.executable, "-c", *argv[:1], str(path), *argv[1:]], None))
+    row.runs.extend(interleaved(tools, repeat))
+    if cold:
+        cold_tools = [(f"{t} (cold cache)", a, e) for t, a, e in tools[:2]]
+        shares: list[float] = []
+
+        def cold_start() -> None:
+            evict(path)
+            share = cached_share(path)
+            if share is not None:
+                shares.append(share)
+
+        runs = interleaved(cold_tools, max(1, repeat - 1), before=cold_start)
+        for r in runs:
+            r.note = (r.note + " " if r.note else "") + "files evicted before the run"
+        row.runs.extend(runs)
+        warm(path)
+        if shares:
+            for r in runs:
+                r.note += f" (at most {max(shares):.0%} of the file still cached, fincore)"
     if peer is not None:
         row.runs.append(run_tool("weightwatcher", [peer, "-c", PEER_WW, str(path)], timeout=peer_timeout))
-    print(f"  {label}: " + "; ".join(f"{r.tool} {_fmt_s(r.seconds)} {_fmt_b(r.peak_rss)}"
+    print(f"  {label}: " + "; ".join(f"{r.tool} {_fmt_s(r.seconds)} {_fmt_b(r.peak_anon)}"
                                       + ("" if r.ok else f" [{r.note}]") for r in row.runs),
           flush=True)
     return row
@@ -461,43 +575,54 @@ def machine() -> list[str]:
         except Exception:  # noqa: BLE001 - absent or broken: just not listed
             pass
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return [f"CPU: {cpu}, {os.cpu_count()} cores; RAM {ram}; {platform.system()} {platform.release()}; "
-            f"load average at the end of the run {load} (other jobs share the machine when > 0)",
-            "Versions: " + ", ".join(versions)]
+    blas = ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("OPENBLAS_"))
+    return [(f"CPU: {cpu}, {os.cpu_count()} cores; RAM {ram}; {platform.system()} {platform.release()}; "
+             f"load average at the end of the run {load} (other jobs share the machine when > 0)"),
+            "Versions: " + ", ".join(versions) + (f"; environment: {blas}" if blas else "")]
 
 
 def table(rows: list[Row]) -> list[str]:
-    out = ["| checkpoint | size | params | tool | wall time | CPU time | peak RSS | RSS / size "
-           "| time / reference | note |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| checkpoint | size | params | tool | wall time | CPU time | peak anon. memory "
+           "| anon. / size | peak RSS (incl. mapped file) | time / floor | CPU / floor CPU | time / reference | note |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ref = next((r for r in row.runs if r.tool == "reference load" and r.ok), None)
+        floor = next((r for r in row.runs if r.tool == "bare numpy pass" and r.ok), None)
+        cold_floor = next((r for r in row.runs if r.tool == "bare numpy pass (cold cache)" and r.ok), None)
         for r in row.runs:
+            fl = cold_floor if r.tool.endswith("(cold cache)") else floor
             ratio = (f"**{r.seconds / ref.seconds:.2f}**" if ref is not None and r.ok and r.seconds
-                     and ref.seconds and r is not ref else "-")
-            frac = f"{100 * r.peak_rss / row.size:.0f}%" if r.peak_rss else "-"
-            cpu = "-" if r.cpu is None else f"{r.cpu:.1f} s"
+                     and ref.seconds and r is not ref and not r.tool.endswith("(cold cache)") else "-")
+            fratio = (f"**{r.seconds / fl.seconds:.2f}**" if fl is not None and r.ok and r.seconds
+                      and fl.seconds and r is not fl else "-")
+            cratio = (f"{r.cpu / fl.cpu:.2f}" if fl is not None and r.ok and r.cpu and fl.cpu
+                      and r is not fl else "-")
+            frac = f"{100 * r.peak_anon / row.size:.1f}%" if r.peak_anon else "-"
+            cpu = "-" if r.cpu is None else f"{r.cpu:.2f} s"
             out.append(f"| {row.checkpoint} | {_fmt_b(row.size)} | {row.params / 1e6:.0f}M | {r.tool} | "
-                       f"{_fmt_s(r.seconds)} | {cpu} | {_fmt_b(r.peak_rss)} | {frac} | {ratio} | "
-                       f"{r.note.replace('|', '/')} |")
+                       f"{_fmt_s(r.seconds)} | {cpu} | {_fmt_b(r.peak_anon)} | {frac} | "
+                       f"{_fmt_b(r.peak_rss)} | {fratio} | {cratio} | {ratio} | {r.note.replace('|', '/')} |")
     return out
 
 
-def linearity(points: list[tuple[int, float, float]]) -> list[str]:
-    out = ["| params | audit wall time | audit CPU time | CPU seconds per billion params |",
-           "|---|---|---|---|"]
-    for params, secs, cpu in points:
-        out.append(f"| {params / 1e6:.0f}M | {secs:.2f} s | {cpu:.2f} s | {cpu / (params / 1e9):.1f} |")
+def linearity(points: list[tuple[str, int, int, float, float, float]]) -> list[str]:
+    """points: (dtype, params, bytes, audit wall, audit CPU, floor wall)."""
+    out = ["| dtype | params | size | audit wall time | audit CPU time | bare pass wall | audit / bare "
+           "| audit CPU s per GB |",
+           "|---|---|---|---|---|---|---|---|"]
+    for dt, params, nbytes, secs, cpu, fl in points:
+        out.append(f"| {dt} | {params / 1e6:.0f}M | {_fmt_b(nbytes)} | {secs:.2f} s | {cpu:.2f} s | "
+                   f"{fl:.2f} s | **{secs / fl:.2f}** | {cpu / (nbytes / 1e9):.2f} |")
     if len(points) >= 2:
-        # fitted on CPU time: wall time on a shared machine mostly measures the other jobs
-        x = np.array([p for p, _, _ in points], dtype=float)
-        y = np.array([c for _, _, c in points])
+        # fitted on CPU time against bytes: wall time on a shared machine mostly measures the others
+        x = np.array([b for _, _, b, _, _, _ in points], dtype=float)
+        y = np.array([c for _, _, _, _, c, _ in points])
         slope, intercept = np.polyfit(x, y, 1)
         pred = slope * x + intercept
         r2 = 1 - float(np.sum((y - pred) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
         out.append("")
-        out.append(f"Least-squares line (CPU time): {slope * 1e9:.2f} s per billion params + "
-                   f"{intercept:.2f} s fixed (start-up, imports); R² = {r2:.4f}.")
+        out.append(f"Least-squares line (audit CPU time against bytes, both dtypes): "
+                   f"{slope * 1e9:.2f} s per GB + {intercept:.2f} s fixed; R² = {r2:.4f}.")
     return out
 
 
@@ -513,17 +638,59 @@ def write_readme(lines: list[str]) -> None:
     README.write_text(text)
 
 
+def write_tiny(folder: Path) -> Path:
+    """A 1-tensor safetensors file: auditing it measures the start-up cost of an audit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.safetensors"
+    arr = np.random.default_rng(0).normal(0, 0.02, (16, 16)).astype("<f4")
+    raw = json.dumps({"w.weight": {"dtype": "F32", "shape": [16, 16], "data_offsets": [0, arr.nbytes]}}).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw + arr.tobytes())
+    return path
+
+
+def startup(data: Path, repeat: int) -> list[str]:
+    tiny = write_tiny(data / "tiny")
+    version, empty, imp = interleaved(
+        [("initaudit --version", [sys.executable, "-m", "initaudit", "--version"], audit_env()),
+         ("empty audit", audit_argv(tiny), audit_env()),
+         ("python + numpy import", [sys.executable, "-c", "import numpy"], None)], max(3, repeat))
+    return ["| start-up | wall time | CPU time | peak anon. memory |", "|---|---|---|---|",
+            *(f"| {r.tool} | {_fmt_s(r.seconds)} | {'-' if r.cpu is None else f'{r.cpu:.2f} s'} | "
+              f"{_fmt_b(r.peak_anon)} |" for r in (version, empty, imp))]
+
+
+def jobs_rows(folder: Path, repeat: int) -> list[str]:
+    """The shards of a sharded model as separate files: one process (-j 1) against two (-j 2)."""
+    shards = sorted(folder.glob("*.safetensors"))
+    if len(shards) < 2:
+        return []
+    warm(folder)
+    one, two = interleaved([("-j 1", audit_argv(shards, "-j", "1"), audit_env()),
+                            ("-j 2", audit_argv(shards, "-j", "2"), audit_env())], repeat)
+    return ["| files | --jobs | wall time | CPU time | peak anon. memory (largest process) |",
+            "|---|---|---|---|---|",
+            *(f"| {len(shards)} shards of {folder.name} | {r.tool} | {_fmt_s(r.seconds)} | "
+              f"{'-' if r.cpu is None else f'{r.cpu:.2f} s'} | {_fmt_b(r.peak_anon)} |" for r in (one, two))]
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="size factor (1.0: ~1B params / ~1 GB)")
+    ap.add_argument("--scale", type=float, default=1.0, help="size factor of the bf16/ONNX/torch models "
+                    "(1.0: ~1B params); the fp32 model is the issue's fixed 1.74 GB one unless --scale < 1")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--keep", action="store_true", help="keep the generated checkpoints")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per tool; the best is reported")
-    ap.add_argument("--formats", default="safetensors,onnx,torch")
-    ap.add_argument("--no-linearity", action="store_true", help="skip the time-vs-size series")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the best is reported")
+    ap.add_argument("--formats", default="fp32,safetensors,onnx,torch")
+    ap.add_argument("--series", default="0.1,0.5,1,2,4", help="billions of parameters of the scaling series")
+    ap.add_argument("--series-dtypes", default="bf16,fp32")
+    ap.add_argument("--series-max-gb", type=float, default=4.3, help="cap on one series checkpoint (disk/time)")
+    ap.add_argument("--no-series", action="store_true")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
     ap.add_argument("--no-peer", action="store_true", help="do not run weightwatcher")
     ap.add_argument("--peer-python", help="interpreter with weightwatcher installed")
     ap.add_argument("--peer-timeout", type=float, default=900.0)
@@ -532,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
 
     formats = {f.strip() for f in args.formats.split(",") if f.strip()}
     data = args.data_dir
-    need = 4.2 * GiB * args.scale * (1.75 if not args.no_linearity else 1.0)
+    need = 6.5 * GiB * min(args.scale, 1.0) + (args.series_max_gb * 1e9 if not args.no_series else 0)
     free = shutil.disk_usage(data.parent if not data.exists() else data).free
     if free < need * 1.1:
         print(f"not enough disk: need ~{need / GiB:.1f} GiB in {data}, {free / GiB:.1f} GiB free",
@@ -540,10 +707,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     peer = None if args.no_peer else peer_python(args.peer_python)
     rows: list[Row] = []
-    points: list[tuple[int, float, float]] = []
+    points: list[tuple[str, int, int, float, float, float]] = []
+    notes: list[str] = []
     created = not data.exists()
     data.mkdir(parents=True, exist_ok=True)
+    extra: list[str] = []
     try:
+        extra += ["", "Start-up (a 16×16 float32 safetensors file; best of "
+                  f"{max(3, args.repeat)}):", "", *startup(data, args.repeat)]
+        if "fp32" in formats:
+            shape = FP32_LLAMA if args.scale >= 1 else LlamaShape.scaled(args.scale)
+            params = sum(math.prod(s) for _, s, _ in shape.tensors())
+            folder = data / f"llama-fp32-{params}"
+            if not (folder / "model.safetensors.index.json").exists():
+                print(f"writing {folder} ({params / 1e6:.0f}M params, fp32)...", flush=True)
+                write_safetensors_sharded(folder, shape, shard_bytes=4 * 10**9, dtype="f32")
+            rows.append(bench_one(f"safetensors fp32, 1 file, {len(shape.tensors())} tensors "
+                                  f"(Llama, {shape.layers} layers)", folder, params,
+                                  [("reference load", [REF_SAFETENSORS, "numpy"])],
+                                  None, args.peer_timeout, args.repeat, floor=True,
+                                  cold=not args.no_cold))
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
         if "safetensors" in formats:
             shape = LlamaShape.scaled(args.scale)
             params = sum(math.prod(s) for _, s, _ in shape.tensors())
@@ -554,26 +739,36 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_one("safetensors bf16, sharded (HF Llama layout)", folder, params,
                                   [("reference load", [REF_SAFETENSORS, "pread"]),
                                    ("reference, lazy mmap", [REF_SAFETENSORS, "mmap"])],
-                                  peer, args.peer_timeout, args.repeat))
-            if not args.no_linearity:
-                for frac in (0.25, 0.5):
-                    small = LlamaShape.scaled(args.scale * frac)
-                    sp = sum(math.prod(s) for _, s, _ in small.tensors())
-                    sf = data / f"llama-bf16-{args.scale * frac:g}"
-                    if not (sf / "model.safetensors.index.json").exists():
-                        write_safetensors_sharded(sf, small)
-                    warm(sf)
-                    r = run_tool("initaudit", audit_argv(sf), env=audit_env())
-                    if r.ok and r.seconds is not None and r.cpu is not None:
-                        points.append((sp, r.seconds, r.cpu))
-                    if not args.keep:
-                        shutil.rmtree(sf, ignore_errors=True)
-                main_audit = rows[-1].runs[0]
-                if main_audit.ok and main_audit.seconds is not None and main_audit.cpu is not None:
-                    points.append((params, main_audit.seconds, main_audit.cpu))
-                points.sort()
+                                  peer, args.peer_timeout, args.repeat, floor=True))
+            extra += ["", "Files across processes (`--jobs`), the same shards audited as separate files:",
+                      "", *jobs_rows(folder, max(1, args.repeat - 1))]
             if not args.keep:
                 shutil.rmtree(folder, ignore_errors=True)
+        if not args.no_series:
+            series = [float(x) for x in args.series.split(",") if x.strip()]
+            for dt in [d.strip() for d in args.series_dtypes.split(",") if d.strip()]:
+                item = 2 if dt == "bf16" else 4
+                for billions in series:
+                    shape = LlamaShape.scaled(billions * 1e9 / 1.056e9)
+                    params = sum(math.prod(s) for _, s, _ in shape.tensors())
+                    if params * item > args.series_max_gb * 1e9:
+                        notes.append(f"{dt} {billions:g}B ({params * item / 1e9:.1f} GB) not run: "
+                                     f"over --series-max-gb {args.series_max_gb:g} (disk and time on this machine)")
+                        continue
+                    with tempfile.TemporaryDirectory(dir=data) as tmp:
+                        folder = Path(tmp) / f"llama-{dt}"
+                        print(f"series: writing {dt} {params / 1e6:.0f}M...", flush=True)
+                        write_safetensors_sharded(folder, shape, dtype="f32" if dt == "fp32" else "bf16")
+                        nbytes = size_of(folder)
+                        warm(folder)
+                        audit, bare = interleaved(
+                            [("initaudit", audit_argv(folder), audit_env()),
+                             ("bare", [sys.executable, "-c", BARE_SAFETENSORS, str(folder)], None)],
+                            max(1, args.repeat - 1))
+                        if audit.ok and bare.ok and audit.seconds and bare.seconds and audit.cpu:
+                            points.append((dt, params, nbytes, audit.seconds, audit.cpu, bare.seconds))
+                            print(f"  {dt} {params / 1e6:.0f}M: audit {audit.seconds:.2f} s, "
+                                  f"bare {bare.seconds:.2f} s", flush=True)
         if "onnx" in formats:
             width, hidden, blocks = onnx_layers(args.scale)
             params = blocks * 2 * (width * hidden + (width + hidden) // 2)
@@ -605,12 +800,15 @@ def main(argv: list[str] | None = None) -> int:
         if created and not args.keep:
             shutil.rmtree(data, ignore_errors=True)
 
-    lines = [f"Measured {time.strftime('%Y-%m-%d')} with `python benchmarks/perf.py"
-             + (f" --scale {args.scale:g}" if args.scale != 1 else "") + "` (warm page cache).",
-             "", *machine(), "", *table(rows)]
+    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python benchmarks/perf.py"
+             + (f" {' '.join(argv if argv is not None else sys.argv[1:])}" if (argv or sys.argv[1:]) else "")
+             + "` (warm page cache unless marked cold; best of "
+             f"{args.repeat}, initaudit and the floor interleaved).",
+             "", *machine(), "", *table(rows), *extra]
     if points:
-        lines += ["", "Audit time against size (safetensors bf16, same layout, 3 sizes):", "",
+        lines += ["", "Audit time against size (Llama-shaped, sharded ≤500 MB, generated on demand):", "",
                   *linearity(points)]
+    lines += ["", *(f"- {n}" for n in notes)] if notes else []
     if peer is None and not args.no_peer:
         lines += ["", "weightwatcher: not importable by this interpreter (pass --peer-python)."]
     print("\n".join(lines))

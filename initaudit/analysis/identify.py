@@ -34,11 +34,25 @@ from typing import Any
 
 import numpy as np
 
-from ..model import Convention, Role, WeightTensor
+from ..model import Role, WeightTensor
 from ..report import Candidate, SchemeResult, TensorStats
 from .schemes import NORMAL, TN2_STD_FACTOR, TRUNC, UNIFORM, all_candidates
-from .stats import CHUNK_ELEMENTS, FAMILY_SAMPLE_DEFAULT, as_float, as_float32_exact, draw_sample
-from .tensorpass import ORTHO_MAX_ELEMENTS, ORTHO_PROBES, OrthoProjection, ortho_probe, ortho_shapes
+from .stats import (
+    CHUNK_ELEMENTS,
+    FAMILY_SAMPLE_DEFAULT,
+    as_float,
+    as_float32_exact,
+    draw_sample,
+)
+from .tensorpass import (
+    ORTHO_MAX_ELEMENTS,
+    ORTHO_PROBES,
+    OrthoProjection,
+    ortho_probe,
+    ortho_shapes,
+)
+
+__all__ = ["ORTHO_MAX_ELEMENTS", "ORTHO_PROBES", "identify", "orthogonality"]  # ORTHO_*: moved
 
 MIN_ELEMENTS = 16  # below this, no family or scale can be told apart: say so
 FAMILY_SAMPLE = FAMILY_SAMPLE_DEFAULT  # see the module docstring for why 20k is enough
@@ -199,7 +213,7 @@ def smirnov_sf(n: int, d: float) -> float:
         return 1.0
     if d >= 1.0:
         return 0.0
-    jmax = int(math.floor(n * (1.0 - d)))
+    jmax = math.floor(n * (1.0 - d))
     j = np.arange(0, jmax + 1, dtype=np.float64)
     lf = _log_factorials(n)
     ji = j.astype(np.int64)

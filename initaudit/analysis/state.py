@@ -79,7 +79,9 @@ def _block(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator) -
         return None
     rows = np.sort(rng.choice(matrix.shape[0], min(BLOCK, matrix.shape[0]), replace=False))
     cols = np.sort(rng.choice(matrix.shape[1], min(BLOCK, matrix.shape[1]), replace=False))
-    block = as_float(np.asarray(matrix[rows])[:, cols])
+    if isinstance(matrix, np.memmap):  # a plain view: memmap's __getitem__ costs per call
+        matrix = matrix.view(np.ndarray)
+    block = as_float(matrix[np.ix_(rows, cols)])  # only the block's elements, not whole rows
     if not np.all(np.isfinite(block)):
         return None
     # all-zero (dead) units are a defect of their own (IA204), not a trace of training

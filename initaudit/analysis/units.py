@@ -203,12 +203,18 @@ def _projection_duplicates(layout: _Layout, proj: np.ndarray,
     if pf.shape[0] > 1:
         spread = np.sqrt(np.mean(pf * pf, axis=0))
         cell = np.where(spread > 0, GRID * spread, 1.0)
-        scaled = pf / cell
-        for off in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5)):
-            keys = np.floor(scaled + np.array(off)).astype(np.int64)
-            _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-            shared = counts[inverse.reshape(-1)] > 1
-            cand.update(int(k) for k in idx[shared])
+        scaled = np.clip(pf / cell, -(2.0 ** 30), 2.0 ** 30)  # extremes share edge cells: fine
+        for o1, o2 in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5)):
+            # one int64 key per unit (a 1-D sort, not np.unique(axis=0)'s structured sort)
+            keys = (np.floor(scaled[:, 0] + o1).astype(np.int64) << 32) + np.floor(scaled[:, 1] + o2).astype(np.int64)
+            order = np.argsort(keys, kind="stable")
+            ks = keys[order]
+            same = ks[1:] == ks[:-1]
+            if same.any():
+                hit = np.zeros(ks.size, dtype=bool)
+                hit[1:] |= same
+                hit[:-1] |= same
+                cand.update(int(k) for k in idx[order[hit]])
     cand -= dead  # all-zero units are "dead units", reported by their own rule
     if len(cand) < 2:
         return ()
