@@ -33,6 +33,7 @@ _LOADERS: dict[str, str] = {
     "orbax": "orbax_loader",
     "tf-checkpoint": "tensorflow.checkpoint",
     "tf-savedmodel": "tensorflow.savedmodel",
+    "tflite": "tensorflow.tflite",
 }
 
 MAX_FILE_BYTES_PROBE = 64
@@ -80,6 +81,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "tf-savedmodel"
     if tf_checkpoint.detect(p, head):
         return "tf-checkpoint"
+    from .tensorflow import tflite
+
+    if tflite.detect(p, head):
+        return "tflite"
     if head.startswith(b"version https://git-lfs"):
         raise UnsupportedFormat("is a Git LFS pointer file, not the model: run `git lfs pull` first")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
