@@ -34,6 +34,7 @@ _LOADERS: dict[str, str] = {
     "tf-checkpoint": "tensorflow.checkpoint",
     "tf-savedmodel": "tensorflow.savedmodel",
     "tflite": "tensorflow.tflite",
+    "keras-sharded": "keras_sharded",
 }
 
 MAX_FILE_BYTES_PROBE = 64
@@ -64,6 +65,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             return "tf-savedmodel"
         if tf_checkpoint.detect(p, b""):
             return "tf-checkpoint"
+        from . import keras_sharded
+
+        if keras_sharded.detect(p, b""):
+            return "keras-sharded"
         raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
     if not p.exists():
         raise LoadError("no such file")
@@ -85,6 +90,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
     if tflite.detect(p, head):
         return "tflite"
+    from . import keras_sharded
+
+    if keras_sharded.detect(p, head):
+        return "keras-sharded"
     if head.startswith(b"version https://git-lfs"):
         raise UnsupportedFormat("is a Git LFS pointer file, not the model: run `git lfs pull` first")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
@@ -111,7 +120,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 # directory formats that are ONE model (discovery must not audit their files one by one)
-DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint"})
+DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint", "keras-sharded"})
 
 
 def is_model_directory(path: str | os.PathLike[str]) -> bool:

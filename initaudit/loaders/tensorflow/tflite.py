@@ -283,7 +283,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         w = const(op.inputs[1])
         if w is None:
             continue
-        wt, pos, nbytes = w
+        wt, _, _ = w
         layer_name = wt.name.rsplit("/", 1)[0] if "/" in wt.name else wt.name
         layer = Layer(name=f"{layer_name}#{i}" if model.layer(layer_name) else layer_name,
                       op=_OP_NAMES[op.code])
