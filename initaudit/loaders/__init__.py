@@ -35,6 +35,7 @@ _LOADERS: dict[str, str] = {
     "tf-savedmodel": "tensorflow.savedmodel",
     "tflite": "tensorflow.tflite",
     "keras-sharded": "keras_sharded",
+    "joblib": "joblib_loader",
 }
 
 MAX_FILE_BYTES_PROBE = 64
@@ -94,6 +95,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
     if keras_sharded.detect(p, head):
         return "keras-sharded"
+    from . import joblib_loader
+
+    if joblib_loader.detect(p, head):
+        return "joblib"
     if head.startswith(b"version https://git-lfs"):
         raise UnsupportedFormat("is a Git LFS pointer file, not the model: run `git lfs pull` first")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
@@ -146,6 +151,10 @@ def _zip_kind(p: Path) -> str:
         return "keras"
     if any(n.endswith(".npy") for n in names) and not any(n.endswith("data.pkl") for n in names):
         return "npz"
+    if any("/data/aotinductor/" in f"/{n}" for n in names):
+        # torch._inductor.aoti_compile_and_package: compiled C++/.so plus weights
+        raise UnsupportedFormat("is an AOTInductor .pt2 package (compiled model code): "
+                                "not supported yet; audit the checkpoint it was compiled from")
     if any(n.startswith("models/") and n.endswith(".json") for n in base) or "archive_format" in base:
         return "pt2"
     if any(n.endswith("/code/__torch__") or "/code/__torch__/" in n for n in names) or "constants.pkl" in base:
@@ -173,7 +182,8 @@ def _describe_unknown(head: bytes) -> str:
         return "is gzip-compressed: decompress it first"
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return "is a text file, not a checkpoint"
-    return "is not a recognised checkpoint format (ONNX, PyTorch, safetensors, Keras, .npz)"
+    return ("is not a recognised checkpoint format (ONNX, PyTorch, safetensors, Keras, .npz, "
+            "GGUF, Flax msgpack, orbax, TensorFlow checkpoint/SavedModel, TFLite, joblib)")
 
 
 def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> LoadedModel:
