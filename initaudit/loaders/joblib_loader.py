@@ -131,6 +131,12 @@ def _loader(path: Path, a: _JoblibArray) -> Loader:
     return load
 
 
+def _constant(arr: np.ndarray) -> Loader:
+    def load() -> np.ndarray:
+        return arr
+    return load
+
+
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="joblib", framework="joblib", has_graph=False)
     try:
@@ -161,7 +167,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         if isinstance(a, np.ndarray):
             arr = a
             dtype, shape, nbytes = arr.dtype, tuple(arr.shape), arr.nbytes
-            load_fn: Loader = lambda arr=arr: arr
+            load_fn: Loader = _constant(arr)
         else:
             dtype, shape, nbytes = a.dtype, a.shape, a.nbytes
             load_fn = _loader(path, a)

@@ -157,7 +157,7 @@ class _Op:
     code: int
     inputs: list[int]
     outputs: list[int]
-    options: int | None
+    fused: int = 0  # ActivationFunctionType of the op's options (weighted ops only)
 
 
 def _parse(data: Any) -> tuple[list[_Tensor], list[_Op], list[int], list[tuple[int, int]]]:
@@ -192,22 +192,15 @@ def _parse(data: Any) -> tuple[list[_Tensor], list[_Op], list[int], list[tuple[i
             tensor.qdim = int(b.scalar(q, 16, "<i"))
         tensors.append(tensor)
     ops = []
-    for op in b.tables(sg, 10):
-        idx = int(b.scalar(op, 4, "<I"))
+    for op_table in b.tables(sg, 10):
+        idx = int(b.scalar(op_table, 4, "<I"))
         code = codes[idx] if idx < len(codes) else -1
-        ops.append(_Op(code, [int(x) for x in b.scalars(op, 6, "<i")],
-                       [int(x) for x in b.scalars(op, 8, "<i")], b.ref(op, 12)))
+        options = b.ref(op_table, 12)
+        slot = _FUSED_SLOT.get(code)
+        fused = int(b.scalar(options, slot, "<b")) if slot is not None and options is not None else 0
+        ops.append(_Op(code, [int(x) for x in b.scalars(op_table, 6, "<i")],
+                       [int(x) for x in b.scalars(op_table, 8, "<i")], fused))
     outputs = [int(x) for x in b.scalars(sg, 8, "<i")]
-    fused = {}
-    for i, op in enumerate(ops):
-        slot = _FUSED_SLOT.get(op.code)
-        if slot is not None and op.options is not None:
-            fused[i] = int(b.scalar(op.options, slot, "<b"))
-    for i, code in fused.items():
-        ops[i].options = code  # keep only the fused activation code
-    for i, op in enumerate(ops):
-        if i not in fused:
-            op.options = None
     return tensors, ops, outputs, buffers
 
 
@@ -250,7 +243,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         if size > MAX_FILE:
             raise LoadError(f"TFLite file is larger than {MAX_FILE} bytes")
         data = np.memmap(path, dtype=np.uint8, mode="r")
-        tensors, ops, graph_outputs, buffers = _parse(memoryview(data))
+        tensors, ops, graph_outputs, buffers = _parse(memoryview(data))  # type: ignore[arg-type]
     except OSError as exc:
         raise LoadError(f"cannot read file ({exc.strerror or exc})") from None
     except (struct.error, IndexError, ValueError) as exc:
@@ -259,8 +252,8 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     producer = {o: i for i, op in enumerate(ops) for o in op.outputs}
     consumers: dict[int, list[int]] = {}
     for i, op in enumerate(ops):
-        for t in op.inputs:
-            consumers.setdefault(t, []).append(i)
+        for inp in op.inputs:
+            consumers.setdefault(inp, []).append(i)
 
     def const(t: int) -> tuple[_Tensor, int, int] | None:
         """The constant tensor behind input ``t`` (through a DEQUANTIZE), with its bytes."""
@@ -290,9 +283,9 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         for role, c in ((Role.KERNEL, w), (Role.BIAS, const(op.inputs[2]) if len(op.inputs) > 2 else None)):
             if c is None:
                 continue
-            t, p, nb = c
-            used.add(t.index)
-            st, tensor = _stored(path, t, p, nb, role, op.code, layer.name, options, size)
+            ct, p, nb = c
+            used.add(ct.index)
+            st, tensor = _stored(path, ct, p, nb, role, op.code, layer.name, options, size)
             inventory.append(st)
             if tensor is None:
                 model.skipped.append((st.name, st.detail or "not read"))
@@ -349,7 +342,7 @@ def _stored(path: Path, t: _Tensor, pos: int, nbytes: int, role: Role, code: int
 
 def _activation(i: int, op: _Op, ops: list[_Op], consumers: dict[int, list[int]],
                 graph_outputs: list[int]) -> Any:
-    fused = op.options or 0
+    fused = op.fused
     if fused in _FUSED:
         return parse_activation(_FUSED[fused], source="graph")
     if fused not in (0,):
