@@ -84,7 +84,7 @@ def test_same_verdicts_as_the_keras_file(tf_files: Path) -> None:
     ke = audit(str(tf_files / "model.keras")).files[0]
     assert ck.error is None and ke.error is None
 
-    def schemes(report) -> dict[str, tuple[str, str]]:  # noqa: ANN001
+    def schemes(report) -> dict[str, tuple[str, str]]:
         return {t.name.replace("/", ".").split(".")[-2]: (t.scheme.rule, t.scheme.distribution)
                 for t in report.tensors if t.scheme is not None and t.name.endswith("kernel")}
     assert schemes(ck) == schemes(ke) and len(schemes(ck)) == 3
@@ -94,3 +94,43 @@ def test_same_verdicts_as_the_keras_file(tf_files: Path) -> None:
     codes_ck = {f.code for f in bk.findings}
     assert {"IA201", "IA203"} <= codes_ck
     assert codes_ck == {f.code for f in bke.findings}
+
+
+def _tflite_layers(model) -> dict[str, object]:
+    """Keras layer name (conv / hidden / head) -> the TFLite layer converted from it."""
+    out = {}
+    for layer in model.layers:
+        for key in HINTS:
+            if f"/{key}_" in layer.name or f"/{key}/" in layer.name:
+                out[key] = layer
+    return out
+
+
+@pytest.mark.parametrize("file", ["model.tflite", "model_int8.tflite"])
+def test_tflite_weights_fans_and_activations(tf_files: Path, file: str) -> None:
+    path = tf_files / file
+    assert detect_format(path) == "tflite"
+    model = load(path)
+    layers = _tflite_layers(model)
+    assert set(layers) == set(HINTS)
+    truth = _truth(tf_files)
+    conv, hidden, head = layers["conv"].kernel, layers["hidden"].kernel, layers["head"].kernel
+    # TFLite stores Dense as (out, in), Conv2D as (out, kh, kw, in)
+    expected = {"conv": np.transpose(truth["conv/kernel"], (3, 0, 1, 2)),
+                "hidden": truth["hidden/kernel"].T, "head": truth["head/kernel"].T}
+    for key, tensor in (("conv", conv), ("hidden", hidden), ("head", head)):
+        values = np.asarray(tensor.load())
+        if "dequantized" not in tensor.dtype:
+            assert values.tobytes() == np.ascontiguousarray(expected[key]).tobytes(), key
+        else:  # int8: within half a quantization step of the float weights
+            step = np.abs(expected[key]).max() / 127
+            assert np.abs(values - expected[key]).max() <= step * 0.51 + 1e-7, key
+    # the converter quantizes tensors of >= 1024 weights only
+    assert ("dequantized" in hidden.dtype) == (file == "model_int8.tflite")
+    assert (conv.fan_in, conv.fan_out) == (27, 144)
+    assert (hidden.fan_in, hidden.fan_out) == (1600, 64)
+    acts = {k: layer.activation.kind.value for k, layer in layers.items()}
+    assert acts == HINTS
+    report = audit(str(path)).files[0]
+    keras = audit(str(tf_files / "model.keras")).files[0]
+    assert sorted(f.code for f in report.findings) == sorted(f.code for f in keras.findings)

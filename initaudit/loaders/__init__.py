@@ -51,12 +51,17 @@ def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
             return "tf-savedmodel"
         if tf_checkpoint.detect(p, b""):
             return "tf-checkpoint"
+        from . import keras_sharded
+
+        if keras_sharded.detect(p, b""):
+            return "keras-sharded"
         raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
     return detect(probe(p), strict=strict).name
 
 
 # directory formats that are ONE model (discovery must not audit their files one by one)
-DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint", "torch-distcp"})
+DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint", "torch-distcp",
+                               "keras-sharded"})
 
 
 def is_model_directory(path: str | os.PathLike[str]) -> bool:

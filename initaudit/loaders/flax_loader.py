@@ -187,10 +187,10 @@ def _leaf(path: Path, name: str, leaf: Any, data: memoryview, options: LoadOptio
         return StoredTensor(name, shape, dtype_name, nbytes, False, SkipReason.UNSUPPORTED_DTYPE,
                             detail), None
     weight_like = is_weight_like(shape, dtype.name, embedding=name.endswith(".embedding"))
-    skip, detail = _skip(top, shape, dtype, nbytes, options)
-    stored = StoredTensor(name, shape, dtype.name, nbytes, weight_like, skip, detail)
+    skip, why = _skip(top, shape, dtype, nbytes, options)
+    stored = StoredTensor(name, shape, dtype.name, nbytes, weight_like, skip, why)
     if skip is not None:
-        model.skipped.append((name, detail or skip.value))
+        model.skipped.append((name, why or skip.value))
         return stored, None
     return stored, FlatTensor(name, shape, dtype.name, _loader(path, shape, dtype, buf.offset))
 

@@ -90,6 +90,10 @@ def _zip_kind(p: Probe) -> str | None:
         return "keras"
     if any(n.endswith(".npy") for n in names) and not any(n.endswith("data.pkl") for n in names):
         return "npz"
+    if any("/data/aotinductor/" in f"/{n}" for n in names):
+        # torch._inductor.aoti_compile_and_package: compiled C++/.so plus weights; loading it
+        # runs native code (reported as unsafe content by the AOTInductor reader)
+        return "pt2-aoti"
     if any(n.startswith("models/") and n.endswith(".json") for n in base) or "archive_format" in base:
         return "pt2"
     if any(n.endswith("/code/__torch__") or "/code/__torch__/" in n for n in names) or "constants.pkl" in base:
@@ -266,6 +270,22 @@ def _is_tf_savedmodel(p: Probe) -> bool:
     return savedmodel.detect(p.path, p.head)
 
 
+def _is_tflite(p: Probe) -> bool:
+    return len(p.head) >= 8 and p.head[4:8] == b"TFL3"  # the flatbuffer file identifier
+
+
+def _is_keras_sharded(p: Probe) -> bool:
+    from . import keras_sharded
+
+    return keras_sharded.detect(p.path, p.head)
+
+
+def _is_joblib(p: Probe) -> bool:
+    from . import joblib_loader
+
+    return is_pickle(p) and joblib_loader.detect(p.path, p.head)
+
+
 def _is_tf_checkpoint(p: Probe) -> bool:
     from .tensorflow import checkpoint
 
@@ -283,18 +303,23 @@ def _is_hdf5(p: Probe) -> bool:
 FORMATS: tuple[FormatSpec, ...] = (
     FormatSpec("keras", _zip_detector("keras"), "keras_loader", (".keras",)),
     FormatSpec("npz", _zip_detector("npz"), "npz_loader", (".npz",)),
+    FormatSpec("pt2-aoti", _zip_detector("pt2-aoti"), "aoti_loader", ()),
     FormatSpec("pt2", _zip_detector("pt2"), "torch_loader", (".pt2",)),
     FormatSpec("torchscript", _zip_detector("torchscript"), "torch_loader", (".pt", ".pth")),
     FormatSpec("pytorch-zip", _zip_detector("pytorch-zip"), "torch_loader",
                (".pt", ".pth", ".bin", ".ckpt")),
     FormatSpec("keras-h5", _is_hdf5, "keras_loader", (".h5", ".hdf5")),
     FormatSpec("gguf", _is_gguf, "gguf_loader", (".gguf",)),
+    FormatSpec("tflite", _is_tflite, "tensorflow.tflite", (".tflite",)),
+    FormatSpec("keras-sharded", _is_keras_sharded, "keras_sharded", ()),
     # saved_model.pb and tf.train .index/.data-* files are protobuf/LevelDB: before ONNX
     FormatSpec("tf-savedmodel", _is_tf_savedmodel, "tensorflow.savedmodel", ()),
     FormatSpec("tf-checkpoint", _is_tf_checkpoint, "tensorflow.checkpoint", ()),
     FormatSpec("safetensors", is_safetensors, "safetensors_loader", (".safetensors",),
                near_miss=lambda p: p.size >= 10 and p.head[8:9] == b"{"
                and 2 <= int.from_bytes(p.head[:8], "little") <= p.size - 8),
+    # joblib files are pickles naming joblib's array wrapper: before the generic pickle row
+    FormatSpec("joblib", _is_joblib, "joblib_loader", (".joblib",)),
     FormatSpec("pytorch-legacy", is_pickle, "torch_loader", (".pt", ".pth", ".bin", ".ckpt", ".pkl"),
                near_miss=lambda p: p.head[:1] == b"\x80" and p.head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")),
     # a msgpack map's first byte is 0x80-0x8f/0xde/0xdf: after safetensors and pickle
@@ -393,7 +418,8 @@ def describe_unknown(head: bytes) -> str:
         return "is a text file, not a checkpoint"
     if head[:1] == b"\x80":
         return "is not a recognised checkpoint (starts like a pickle, but its opcodes do not parse)"
-    return "is not a recognised checkpoint format (ONNX, PyTorch, safetensors, Keras, .npz)"
+    return ("is not a recognised checkpoint format (ONNX, PyTorch, safetensors, Keras, .npz, "
+            "GGUF, Flax msgpack, orbax, TensorFlow checkpoint/SavedModel, TFLite, joblib)")
 
 
 __all__ = [
