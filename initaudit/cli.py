@@ -659,6 +659,8 @@ def inspect_command(
     try:
         if fmt not in ("human", "json"):
             raise UsageError(f"--format: unknown format {format!r} for `inspect` (use human or json)")
+        if plot and fmt != "human":
+            raise UsageError("--plot draws in the terminal: use it with --format human")
         settings = _settings(config_file, activation=activation, include=include,
                              exclude=exclude, jobs=jobs)
         inputs = discover(paths, include=settings.include, exclude=settings.exclude)
@@ -671,7 +673,7 @@ def inspect_command(
     try:
         files, matched = run(inputs, config, layer=layer, fmt=fmt, stream=stream, jobs=settings.jobs,
                              color=False if sink else _use_color(sys.stdout, no_color),
-                             plot=plot and fmt == "human")
+                             plot=plot)
     finally:
         if sink is not None:
             sink.close()

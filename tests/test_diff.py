@@ -105,6 +105,14 @@ def test_cli_json_html_and_exit_codes(trained, capsys, tmp_path):
     assert text.count("did-not-move") >= 2 and 'class="changes"' in text
     assert main(["diff", str(trained["fresh"]), str(trained["trained"]), "--exit-zero"]) == 0
     capsys.readouterr()
+    # frozen on purpose: layer 0 is not a finding any more, the dead layers still are
+    code = main(["diff", str(trained["fresh"]), str(trained["trained"]), "-f", "json",
+                 "--frozen", "0.*"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1 and {f["tensor"] for f in data["findings"]} == {"2.weight", "4.weight"}
+    code = main(["diff", str(trained["fresh"]), str(trained["trained"]), "-f", "json",
+                 "--frozen", "0", "--frozen", "2", "--frozen", "4"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["findings"] == []
 
 
 def test_unreadable_input_and_bad_format_exit_2(tmp_path, capsys):
