@@ -235,10 +235,11 @@ def _change(ta: WeightTensor | None, tb: WeightTensor | None, how: str | None,
             reports_a: dict[str, TensorReport], reports_b: dict[str, TensorReport]) -> TensorChange:
     ra = reports_a.get(ta.name) if ta is not None else None
     rb = reports_b.get(tb.name) if tb is not None else None
+    either = ta if ta is not None else tb
     base: dict[str, Any] = dict(  # noqa: C408
         name_a=ta.name if ta else None, name_b=tb.name if tb else None,
-        layer=(ta or tb).layer if (ta or tb) else None,
-        role=(ta or tb).role.value if (ta or tb) else None,
+        layer=either.layer if either is not None else None,
+        role=either.role.value if either is not None else None,
         shape_a=tuple(int(d) for d in ta.shape) if ta else None,
         shape_b=tuple(int(d) for d in tb.shape) if tb else None,
         matched_by=how, scheme_a=_scheme(ra), scheme_b=_scheme(rb),
@@ -256,11 +257,10 @@ def _change(ta: WeightTensor | None, tb: WeightTensor | None, how: str | None,
         if transposed:
             vb = vb.T
         rel, max_abs = relative_change(va, vb)
+        del va, vb  # memmaps close as we go
     except Exception as exc:  # noqa: BLE001  one unreadable tensor does not stop the rest
         return TensorChange(status=ChangeStatus.UNREADABLE, transposed=transposed,
                             detail=f"{type(exc).__name__}: {exc}", **base)
-    finally:
-        va = vb = None
     status = ChangeStatus.UNCHANGED if rel <= UNCHANGED_REL else ChangeStatus.CHANGED
     return TensorChange(status=status, transposed=transposed, relative_change=rel,
                         max_abs_change=max_abs, **base)
