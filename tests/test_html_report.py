@@ -164,6 +164,18 @@ def test_he_before_sigmoid_draws_the_glorot_density_too(samples_report):
     assert [c.role for c in curves_for(fc2, fr.findings)] == ["identified"]
 
 
+def test_selu_with_glorot_draws_lecun_too(samples_report):
+    fr = next(fr for fr in samples_report.files if fr.path.endswith("selu_glorot.onnx"))
+    flagged = {f.tensor for f in fr.findings if f.name == "selu-without-lecun"}
+    assert flagged
+    for t in fr.tensors:
+        if t.name in flagged:
+            curves = curves_for(t, fr.findings)
+            assert curves[0].role == "identified" and "Glorot" in curves[0].label
+            assert curves[1].label.startswith("LeCun normal")
+            assert curves[1].std == pytest.approx(math.sqrt(1 / t.fan_in))
+
+
 @pytest.mark.parametrize("dist", ["normal", "truncated_normal", "uniform", "orthogonal"])
 def test_densities_integrate_to_one_with_the_realised_std(dist):
     std = 0.05
