@@ -94,6 +94,12 @@ _SCRIPT = """
   }
   nameBox.addEventListener('input',apply);
   sevBox.addEventListener('change',apply);
+  // report.html?name=fc&sev=warning opens filtered (a link to share from a CI artifact)
+  var query=new URLSearchParams(window.location.search);
+  if(query.get('name')){nameBox.value=query.get('name');}
+  if(query.get('sev')&&sevBox.querySelector('option[value="'+query.get('sev')+'"]')){
+    sevBox.value=query.get('sev');
+  }
   apply();
 })();
 """
