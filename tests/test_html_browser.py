@@ -83,7 +83,7 @@ def test_sample_models_report_in_chromium(tmp_path):
 def test_filter_by_name_and_severity_in_chromium(tmp_path):
     """The inline script filters: ?name=fc1 keeps the fc1 cards of every file; ?sev=error keeps
     the cards with an error finding."""
-    files = [SAMPLE_FILES[i] for i, p in enumerate(SAMPLE_FILES)
+    files = [p for i, p in enumerate(SAMPLE_FILES)
              if p.name in ("mlp_he_sigmoid.onnx", "mlp_relu_clean.onnx", "exploding_normal.onnx")]
     report = Report(files=[audit_path(p) for p in files])
     page = tmp_path / "filter.html"
