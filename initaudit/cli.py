@@ -149,7 +149,7 @@ def check(
         help="Checkpoint files, directories or quoted globs to audit.")],
     format: Annotated[Optional[str], typer.Option(
         "--format", "-f", metavar="FORMAT", show_default=False,
-        help="Output format: human (default), json, sarif, github, junit or markdown.")] = None,
+        help="Output format: human (default), json, sarif, github, junit, markdown or html.")] = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout.",
         show_default=False)] = None,
