@@ -154,8 +154,8 @@ def check(
         help="Checkpoint files, directories or quoted globs to audit.")],
     format: Annotated[Optional[str], typer.Option(
         "--format", "-f", metavar="FORMAT", show_default=False,
-        help="Output format: human (default), json, sarif, github, junit, markdown or gitlab "
-             "(GitLab Code Quality).")] = None,
+        help="Output format: human (default), json, sarif, github, junit, markdown, gitlab "
+             "(GitLab Code Quality) or html (a self-contained page with charts).")] = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout.",
         show_default=False)] = None,
@@ -726,6 +726,8 @@ def inspect_command(
     try:
         if fmt not in ("human", "json"):
             raise UsageError(f"--format: unknown format {format!r} for `inspect` (use human or json)")
+        if plot and fmt != "human":
+            raise UsageError("--plot draws in the terminal: use it with --format human")
         settings = _settings(config_file, activation=activation, include=include,
                              exclude=exclude, jobs=jobs)
         inputs = discover(paths, include=settings.include, exclude=settings.exclude)
@@ -738,7 +740,7 @@ def inspect_command(
     try:
         files, matched = run(inputs, config, layer=layer, fmt=fmt, stream=stream, jobs=settings.jobs,
                              color=False if sink else _use_color(sys.stdout, no_color),
-                             plot=plot and fmt == "human")
+                             plot=plot)
     finally:
         if sink is not None:
             sink.close()

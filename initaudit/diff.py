@@ -34,6 +34,7 @@ Tensors only in A are ``removed``, only in B ``added``; a name in both with anot
 from __future__ import annotations
 
 import enum
+import fnmatch
 import math
 import os
 from dataclasses import dataclass, field
@@ -155,8 +156,10 @@ class DiffReport:
 
 
 def diff_paths(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str],
-               config: AuditConfig | None = None) -> DiffReport:
-    """Load, audit and compare two checkpoints. Never raises for a bad file (status error)."""
+               config: AuditConfig | None = None, *,
+               frozen: tuple[str, ...] = ()) -> DiffReport:
+    """Load, audit and compare two checkpoints. Never raises for a bad file (status error).
+    ``frozen``: globs over tensor/layer names frozen on purpose (no finding when unchanged)."""
     from .engine import AuditConfig
 
     config = config or AuditConfig()
@@ -166,7 +169,7 @@ def diff_paths(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str],
     if model_a is None or model_b is None:
         return report
     report.changes = compare(model_a, model_b, fr_a, fr_b)
-    report.findings = findings(report.changes)
+    report.findings = findings(report.changes, frozen=frozen)
     return report
 
 
@@ -232,10 +235,11 @@ def _change(ta: WeightTensor | None, tb: WeightTensor | None, how: str | None,
             reports_a: dict[str, TensorReport], reports_b: dict[str, TensorReport]) -> TensorChange:
     ra = reports_a.get(ta.name) if ta is not None else None
     rb = reports_b.get(tb.name) if tb is not None else None
+    either = ta if ta is not None else tb
     base: dict[str, Any] = dict(  # noqa: C408
         name_a=ta.name if ta else None, name_b=tb.name if tb else None,
-        layer=(ta or tb).layer if (ta or tb) else None,
-        role=(ta or tb).role.value if (ta or tb) else None,
+        layer=either.layer if either is not None else None,
+        role=either.role.value if either is not None else None,
         shape_a=tuple(int(d) for d in ta.shape) if ta else None,
         shape_b=tuple(int(d) for d in tb.shape) if tb else None,
         matched_by=how, scheme_a=_scheme(ra), scheme_b=_scheme(rb),
@@ -253,11 +257,10 @@ def _change(ta: WeightTensor | None, tb: WeightTensor | None, how: str | None,
         if transposed:
             vb = vb.T
         rel, max_abs = relative_change(va, vb)
+        del va, vb  # memmaps close as we go
     except Exception as exc:  # noqa: BLE001  one unreadable tensor does not stop the rest
         return TensorChange(status=ChangeStatus.UNREADABLE, transposed=transposed,
                             detail=f"{type(exc).__name__}: {exc}", **base)
-    finally:
-        va = vb = None
     status = ChangeStatus.UNCHANGED if rel <= UNCHANGED_REL else ChangeStatus.CHANGED
     return TensorChange(status=status, transposed=transposed, relative_change=rel,
                         max_abs_change=max_abs, **base)
@@ -288,8 +291,9 @@ def relative_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return math.sqrt(diff2 / norm2), max_abs
 
 
-def findings(changes: list[TensorChange]) -> list[DiffFinding]:
-    """Kernels that did not move while something else did (see the module docstring)."""
+def findings(changes: list[TensorChange], *, frozen: tuple[str, ...] = ()) -> list[DiffFinding]:
+    """Kernels that did not move while something else did (see the module docstring), except
+    those matching a ``frozen`` glob (a fine-tuning run that freezes the backbone on purpose)."""
     moved = [c for c in changes if c.status is ChangeStatus.CHANGED]
     if not moved:
         return []
@@ -300,6 +304,8 @@ def findings(changes: list[TensorChange]) -> list[DiffFinding]:
     out: list[DiffFinding] = []
     for c in changes:
         if c.status is not ChangeStatus.UNCHANGED or c.role not in KERNEL_ROLES:
+            continue
+        if any(fnmatch.fnmatchcase(n, g) for g in frozen for n in (c.name_a, c.name_b, c.layer) if n):
             continue
         bias = bias_status.get(c.layer or "")
         if bias is ChangeStatus.CHANGED:

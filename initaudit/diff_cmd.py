@@ -41,6 +41,10 @@ def diff_command(
     output: Annotated[str | None, typer.Option(
         "--output", "-o", metavar="FILE", show_default=False,
         help="Write to FILE instead of stdout.")] = None,
+    frozen: Annotated[list[str] | None, typer.Option(
+        "--frozen", metavar="GLOB", show_default=False,
+        help="Tensors or layers frozen on purpose (e.g. 'encoder.*'): no finding when they did "
+             "not change. Repeatable.")] = None,
     exit_zero: Annotated[bool, typer.Option(
         "--exit-zero", help="Exit 0 even when a layer did not train (unreadable still exits 2).")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours.")] = False,
@@ -60,7 +64,7 @@ def diff_command(
             sink = open(output, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
         except OSError as exc:
             _fail(f"{output}: cannot write the report ({exc.strerror or exc})")
-    report = diff_paths(path_a, path_b)
+    report = diff_paths(path_a, path_b, frozen=tuple(frozen or ()))
     for fr in (report.a, report.b):
         if fr.error:
             print(f"initaudit: error: {fr.path}: {' '.join(fr.error.split())}", file=sys.stderr)

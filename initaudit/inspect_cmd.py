@@ -64,7 +64,7 @@ def write_json(files: list[FileReport], stream: TextIO, layer: str | None) -> No
 
 
 def write_human(files: list[FileReport], stream: TextIO, layer: str | None, *, color: bool,
-                plot: bool = False, config: "AuditConfig | None" = None) -> None:
+                plot: bool = False, config: AuditConfig | None = None) -> None:
     from rich.text import Text
 
     from .reporters.human import print_renderables
@@ -183,7 +183,7 @@ def plot_lines(t: TensorReport, fr: FileReport, sample: Any, problem: str | None
     lines.append(_detail(legend))
     for i, centre in enumerate(centres):
         cells = [" "] * (width + 1)
-        eighths = int(round(density[i] / top * width * 8))
+        eighths = round(float(density[i]) / top * width * 8)
         full, part = divmod(eighths, 8)
         for k in range(full):
             cells[k] = "█"
@@ -191,7 +191,7 @@ def plot_lines(t: TensorReport, fr: FileReport, sample: Any, problem: str | None
             cells[full] = _EIGHTHS[part]
         styles: dict[int, str] = {}
         for c, m in marks:
-            col = min(width, int(round(float(m[i]) / top * width)))
+            col = min(width, round(float(m[i]) / top * width))
             if float(m[i]) > 0:
                 mark, style = _MARKS[c.role]
                 if cells[col] in _OVERLAP_SOURCES:  # both densities in the same cell

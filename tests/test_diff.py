@@ -105,6 +105,41 @@ def test_cli_json_html_and_exit_codes(trained, capsys, tmp_path):
     assert text.count("did-not-move") >= 2 and 'class="changes"' in text
     assert main(["diff", str(trained["fresh"]), str(trained["trained"]), "--exit-zero"]) == 0
     capsys.readouterr()
+    # frozen on purpose: layer 0 is not a finding any more, the dead layers still are
+    code = main(["diff", str(trained["fresh"]), str(trained["trained"]), "-f", "json",
+                 "--frozen", "0.*"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1 and {f["tensor"] for f in data["findings"]} == {"2.weight", "4.weight"}
+    code = main(["diff", str(trained["fresh"]), str(trained["trained"]), "-f", "json",
+                 "--frozen", "0", "--frozen", "2", "--frozen", "4"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["findings"] == []
+
+
+@pytest.mark.frameworks
+def test_export_with_renamed_transposed_weights_matches_by_position(tmp_path, capsys):
+    """A bias-free Linear applied to a 3-D input is exported by torch as a MatMul whose
+    initializer is the transposed weight named onnx::MatMul_N: matched by position, compared
+    transposed, unchanged."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32, bias=False), nn.ReLU(), nn.Linear(32, 4, bias=False))
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    torch.onnx.export(model, (torch.randn(3, 5, 16),), str(tmp_path / "m.onnx"), dynamo=False)
+    report = diff_paths(tmp_path / "m.pt", tmp_path / "m.onnx")
+    assert [(c.name_a, c.matched_by, c.transposed, c.status) for c in report.changes] == [
+        ("0.weight", "position", True, ChangeStatus.UNCHANGED),
+        ("2.weight", "position", True, ChangeStatus.UNCHANGED)]
+    assert all(c.name_b.startswith("onnx::MatMul") for c in report.changes)
+    assert report.findings == [] and report.exit_code() == 0
+    # and a real change after the export is seen through the renaming
+    with torch.no_grad():
+        model[2].weight.mul_(1.5)
+    torch.save(model.state_dict(), tmp_path / "m2.pt")
+    changed = diff_paths(tmp_path / "m.onnx", tmp_path / "m2.pt")
+    rel = {c.name_b: c.relative_change for c in changed.changes}
+    assert rel["0.weight"] == 0.0 and rel["2.weight"] == pytest.approx(0.5, rel=1e-6)
 
 
 def test_unreadable_input_and_bad_format_exit_2(tmp_path, capsys):

@@ -35,14 +35,14 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--hide-scrollbars", "--enable-logging=stderr", "--v=0")
 
 
-def open_in_chromium(page: Path, tmp_path: Path, *, size: str = "1200,1600"
+def open_in_chromium(page: Path, tmp_path: Path, *, size: str = "1200,1600", query: str = ""
                      ) -> tuple[str, list[str], Path]:
     """(DOM after scripts ran, console messages, screenshot path) of ``page``."""
-    shot = tmp_path / f"{page.stem}.png"
-    profile = tmp_path / f"profile-{page.stem}"  # a fresh profile per run
+    shot = tmp_path / f"{page.stem}{len(query)}.png"
+    profile = tmp_path / f"profile-{page.stem}{len(query)}"  # a fresh profile per run
     proc = subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--window-size={size}",
-         f"--screenshot={shot}", "--dump-dom", page.resolve().as_uri()],
+         f"--screenshot={shot}", "--dump-dom", page.resolve().as_uri() + query],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -78,6 +78,27 @@ def test_sample_models_report_in_chromium(tmp_path):
     # the filter script ran: it wrote the count of cards shown (all of them, no filter yet)
     assert f"{kernels_analysed(report)} layer card(s) shown" in dom
     assert_png(shot)
+
+
+def test_filter_by_name_and_severity_in_chromium(tmp_path):
+    """The inline script filters: ?name=fc1 keeps the fc1 cards of every file; ?sev=error keeps
+    the cards with an error finding."""
+    files = [p for i, p in enumerate(SAMPLE_FILES)
+             if p.name in ("mlp_he_sigmoid.onnx", "mlp_relu_clean.onnx", "exploding_normal.onnx")]
+    report = Report(files=[audit_path(p) for p in files])
+    page = tmp_path / "filter.html"
+    page.write_text(render(report, config=AuditConfig()), encoding="utf-8")
+    names = [t.name for fr in report.files for t in fr.tensors if t.scheme is not None]
+    errors = {(fr.path, f.tensor) for fr in report.files for f in fr.findings
+              if f.severity.value == "error" and f.tensor}
+    assert errors and len(errors) < len(names)
+    for query, expected in (("?name=fc1", sum(1 for n in names if "fc1" in n)),
+                            ("?sev=error", len(errors))):
+        dom, console, _ = open_in_chromium(page, tmp_path, size="800,600", query=query)
+        assert console == []
+        shown = [m for m in re.findall(r'<article class="tensor([^"]*)"', dom) if "hidden" not in m]
+        assert len(shown) == expected, query
+        assert f"{expected} layer card(s) shown" in dom
 
 
 @pytest.mark.frameworks

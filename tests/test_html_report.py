@@ -164,6 +164,18 @@ def test_he_before_sigmoid_draws_the_glorot_density_too(samples_report):
     assert [c.role for c in curves_for(fc2, fr.findings)] == ["identified"]
 
 
+def test_selu_with_glorot_draws_lecun_too(samples_report):
+    fr = next(fr for fr in samples_report.files if fr.path.endswith("selu_glorot.onnx"))
+    flagged = {f.tensor for f in fr.findings if f.name == "selu-without-lecun"}
+    assert flagged
+    for t in fr.tensors:
+        if t.name in flagged:
+            curves = curves_for(t, fr.findings)
+            assert curves[0].role == "identified" and "Glorot" in curves[0].label
+            assert curves[1].label.startswith("LeCun normal")
+            assert curves[1].std == pytest.approx(math.sqrt(1 / t.fan_in))
+
+
 @pytest.mark.parametrize("dist", ["normal", "truncated_normal", "uniform", "orthogonal"])
 def test_densities_integrate_to_one_with_the_realised_std(dist):
     std = 0.05
@@ -292,3 +304,18 @@ def test_probe_measurement_is_drawn_next_to_the_prediction():
     assert finding.tensor is None
     item = text[text.index('<li class="finding" data-filter data-sev="warning"'):]
     assert '<a href="#f0-k' in item[:item.index("</li>")]
+
+
+def test_hostile_tensor_names_are_text_not_markup(tmp_path):
+    """Names come from the file: a name made of markup stays text in every place it appears
+    (card title, data-name attribute, figure title, findings)."""
+    name = 'x"><img src=x onerror=alert(1)><script>alert(2)</script>.weight'
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "evil.npz", **{name: rng.normal(0, 1.0, (64, 64)).astype(np.float32)})
+    report = Report(files=[audit_path(tmp_path / "evil.npz")])
+    assert report.files[0].tensors, report.files[0].error
+    text = render(report)
+    checker = check_html(text)
+    assert "img" not in checker.tags and checker.tags.get("script") == 1
+    assert "&lt;script&gt;alert(2)" in text
+    assert n_histograms(checker) == kernels_analysed(report) == 1  # its card was drawn too

@@ -61,6 +61,11 @@ def test_plot_only_for_kernels_and_only_identified_density_without_finding(capsy
     assert "fc2.bias" in out and len(plot_rows(out, "fc2.bias")) == 0  # no plot for a bias
 
 
+def test_plot_needs_the_human_format(capsys):
+    assert main(["inspect", MLP, "--plot", "--format", "json"]) == 2
+    assert "--plot draws in the terminal" in capsys.readouterr().err
+
+
 def test_without_plot_nothing_is_drawn(capsys):
     main(["inspect", MLP, "--layer", "fc1", "--no-color"])
     out = capsys.readouterr().out

@@ -41,6 +41,10 @@ _SUGGESTED_LABEL = {"glorot": "Glorot/Xavier", "xavier": "Glorot/Xavier", "he": 
                     "kaiming": "He/Kaiming", "lecun": "LeCun"}
 
 
+# rules whose evidence ``expected_std`` is the std of a scheme they name (rules/*.py)
+_RULE_WANTS = {"selu-without-lecun": "LeCun"}
+
+
 @dataclass(frozen=True)
 class Curve:
     """One density drawn over a histogram."""
@@ -115,7 +119,9 @@ def curves_for(tensor: TensorReport, findings: list[Finding]) -> list[Curve]:
                 # a rule whose expected_std is not the identified one names what it wants
                 # (selu-without-lecun: LeCun's std)
                 wanted = float(value)
-                label = f"{f.name} expects std {wanted:.3g} (normal)"
+                named = _RULE_WANTS.get(f.name)
+                label = (f"{named} normal (std {wanted:.3g})" if named
+                         else f"{f.name} expects std {wanted:.3g} (normal)")
             if wanted is None or not wanted > 0 or not math.isfinite(wanted):
                 continue
             if any(abs(c.std / wanted - 1.0) < 1e-6 for c in out):

@@ -77,9 +77,9 @@ def histogram_svg(edges: np.ndarray, density: np.ndarray, curves: Sequence[Curve
             parts.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 0.5):.1f}" '
                          f'height="{top + ph - y:.1f}" fill="{BAR}" stroke="{BAR_EDGE}" '
                          f'stroke-width="0.5"/>')
-    for c, y in zip(curves, ys):
+    for c, curve in zip(curves, ys):
         colour, dash = curve_style(c.role)
-        pts = " ".join(f"{sx(float(a)):.1f},{sy(float(b)):.1f}" for a, b in zip(xs, y))
+        pts = " ".join(f"{sx(float(a)):.1f},{sy(float(b)):.1f}" for a, b in zip(xs, curve))
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"'
                      f'{dash_attr}><title>{escape(c.label)}</title></polyline>')
@@ -179,14 +179,14 @@ def _positive(v: Any) -> float | None:
     return x if x > 0 and math.isfinite(x) else None
 
 
-def change_bars_svg(items: Sequence[tuple[str, float, bool]], *, title: str, desc: str,
+def change_bars_svg(items: Sequence[tuple[str, float | None, bool]], *, title: str, desc: str,
                     ident: str, floor: float, width: int = 760, bar_height: int = 14) -> str:
     """One horizontal bar per tensor: its relative change on a log scale from ``floor``.
     Unchanged tensors are a hollow square at the axis (shape, not only colour)."""
     left, right, top = 220, 60, 22
     n = len(items)
     height = top + n * (bar_height + 4) + 8
-    finite = [v for _, v, _ in items if v and math.isfinite(v) and v > floor]
+    finite = [v for _, v, _ in items if v is not None and math.isfinite(v) and v > floor]
     lo = math.floor(math.log10(floor))
     hi = max(lo + 1, math.ceil(math.log10(max(finite)))) if finite else lo + 1
     pw = width - left - right
@@ -204,7 +204,8 @@ def change_bars_svg(items: Sequence[tuple[str, float, bool]], *, title: str, des
         parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 8}" '
                      f'stroke="#ddd"/><text x="{x:.1f}" y="{top - 8}" font-size="10" '
                      f'text-anchor="middle">1e{e}</text>')
-    for i, (name, value, unchanged) in enumerate(items):
+    for i, (name, rel, unchanged) in enumerate(items):
+        value = math.inf if rel is None else float(rel)
         y = top + i * (bar_height + 4)
         short = name if len(name) <= 34 else "…" + name[-33:]
         parts.append(f'<text x="{left - 6}" y="{y + bar_height - 3}" font-size="11" '
@@ -214,7 +215,7 @@ def change_bars_svg(items: Sequence[tuple[str, float, bool]], *, title: str, des
             parts.append(f'<rect x="{left + 1}" y="{y + 2}" width="{bar_height - 4}" '
                          f'height="{bar_height - 4}" fill="none" stroke="{SUGGESTED}" '
                          f'stroke-width="2"><title>{escape(name)}: unchanged</title></rect>')
-            x_end = left + bar_height
+            x_end: float = left + bar_height
         else:
             x_end = sx(value if math.isfinite(value) else 10.0 ** hi)
             parts.append(f'<rect x="{left}" y="{y}" width="{max(x_end - left, 1):.1f}" '

@@ -94,6 +94,12 @@ _SCRIPT = """
   }
   nameBox.addEventListener('input',apply);
   sevBox.addEventListener('change',apply);
+  // report.html?name=fc&sev=warning opens filtered (a link to share from a CI artifact)
+  var query=new URLSearchParams(window.location.search);
+  if(query.get('name')){nameBox.value=query.get('name');}
+  if(query.get('sev')&&sevBox.querySelector('option[value="'+query.get('sev')+'"]')){
+    sevBox.value=query.get('sev');
+  }
   apply();
 })();
 """
@@ -303,9 +309,14 @@ def _kernel_groups(fr: FileReport, kernels: list[TensorReport], anchors: dict[st
             continue
         close_grid()
         flagged = any(f.tensor in {m.name for m in members} for f in fr.findings)
+        stds = [m.stats.std for m in members if m.stats is not None]
+        schemes = sorted({m.scheme.label for m in members if m.scheme is not None})
+        overview = (f" · std {min(stds):.3g}–{max(stds):.3g}" if stds else "") + (
+            f" · {escape(schemes[0])}" if len(schemes) == 1 else f" · {len(schemes)} schemes")
         out.append(f'<details class="group"{" open" if flagged else ""}><summary>'
                    f"<code>{escape(key)}</code> — repeated block, {len(members)} tensors"
                    + (" (with findings)" if flagged else "")
+                   + f'<span class="muted">{overview}</span>'
                    + f'</summary><div class="cards">{"".join(cards)}</div></details>')
     close_grid()
     return out
