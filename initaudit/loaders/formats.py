@@ -283,7 +283,9 @@ def _is_keras_sharded(p: Probe) -> bool:
 def _is_joblib(p: Probe) -> bool:
     from . import joblib_loader
 
-    return is_pickle(p) and joblib_loader.detect(p.path, p.head)
+    # joblib writes raw array bytes between pickle opcodes, so the opcode walk of `is_pickle`
+    # may stop inside them: a PROTO header and joblib's wrapper class name decide
+    return p.head[:1] == b"\x80" and joblib_loader.detect(p.path, p.head)
 
 
 def _is_tf_checkpoint(p: Probe) -> bool:
@@ -390,6 +392,8 @@ def detect(p: Probe, *, strict: bool = False) -> FormatSpec:
         raise UnsupportedFormat("is a Git LFS pointer file, not the model: run `git lfs pull` first")
     if is_old_pickle(p):  # before the text check: a protocol-0 pickle is ASCII
         return BY_NAME["pytorch-legacy"]
+    if p.head.lstrip()[:1] == b"{" and _is_keras_sharded(p):  # its index is a JSON file
+        return BY_NAME["keras-sharded"]
     if looks_like_text(head):
         raise UnsupportedFormat(describe_unknown(head))
     for spec in FORMATS:

@@ -74,7 +74,7 @@ class _JoblibArray:
 
 class _JoblibUnpickler(RestrictedUnpickler):
     def _build(self, obj: Any, state: Any) -> None:  # type: ignore[override]
-        RestrictedUnpickler._build(obj, state)
+        super()._build(obj, state)
         if not (isinstance(obj, Stub) and obj.qualname == WRAPPER):
             return
         st = obj.state
