@@ -81,7 +81,12 @@ def _candidates(path: str, root: str | None) -> list[str]:
 
 
 def is_sharded_repo(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, SHARD_INDEX))
+    if os.path.isfile(os.path.join(path, SHARD_INDEX)):
+        return True
+    # torch.distributed.checkpoint folder: .metadata + __<rank>_<n>.distcp files are ONE model
+    # (each .distcp alone is several archives end to end, not a checkpoint of its own)
+    return os.path.isfile(os.path.join(path, ".metadata")) and any(
+        n.endswith(".distcp") for n in os.listdir(path))
 
 
 def discover(args: Iterable[str], include: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[str]:

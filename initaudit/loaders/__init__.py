@@ -52,6 +52,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
     if not p.exists():
         raise LoadError("no such file")
+    if p.name.endswith(".distcp") and (p.parent / ".metadata").is_file():
+        return "torch-distcp"  # one rank's file of a distributed checkpoint: read the folder
     if not p.is_file():
         raise LoadError("not a regular file")
     size = p.stat().st_size
