@@ -126,3 +126,18 @@ def test_dynamic_quantized_module_is_never_ok(tmp_path: Path) -> None:
             assert any(s.skip is SkipReason.QUANTIZED_NOT_DECODED for s in skipped)
         report = audit_path(path)
         assert report.status.value == "partial" and report.skipped, what
+
+
+@pytest.mark.parametrize("how", ["script", "export"])
+def test_torchscript_and_export_archives_enumerate_their_tensors(tmp_path: Path, how: str) -> None:
+    net = _net().eval()
+    path = tmp_path / ("m.pt" if how == "script" else "m.pt2")
+    if how == "script":
+        torch.jit.save(torch.jit.script(net), path)
+    else:
+        torch.export.save(torch.export.export(net, (torch.randn(2, 16),)), path)
+    model = load(path)
+    _accounted(model)
+    inv = {s.name for s in model.inventory if s.weight_like}
+    assert inv == {"0.weight", "2.weight"}
+    assert audit_path(path).status.value == "ok"

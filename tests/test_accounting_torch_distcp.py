@@ -104,3 +104,26 @@ def test_missing_rank_file_is_partial_never_ok(sharded: Path, tmp_path: Path) ->
     report = audit_path(broken)
     assert report.status.value == "partial" and {"0.weight", "2.weight"} <= {
         s["name"] for s in report.skipped}
+
+
+def test_garbage_chunk_bytes_give_one_line_not_a_traceback(tmp_path: Path) -> None:
+    ck = tmp_path / "ck"
+    dcp.save({"model": _net().state_dict()}, checkpoint_id=str(ck), no_dist=True)
+    shard = ck / "__0_0.distcp"
+    shard.write_bytes(b"\x00" * shard.stat().st_size)  # same length, no archive left
+    report = audit_path(ck)
+    assert report.status.value in ("partial", "error")
+    assert report.status.value != "ok"
+    text = " ".join(s["reason"] for s in report.skipped) + (report.error or "")
+    assert "Traceback" not in text and "__0_0.distcp" in text
+
+
+def test_cli_discovery_takes_the_folder_as_one_input(tmp_path: Path) -> None:
+    from initaudit.discover import discover
+
+    root = tmp_path / "runs"
+    ck = root / "step100"
+    dcp.save({"model": _net().state_dict()}, checkpoint_id=str(ck), no_dist=True)
+    # each .distcp alone is archives end to end: never audited as a checkpoint of its own
+    assert discover([str(root)]) == [str(ck)]
+    assert detect_format(ck / "__0_0.distcp") == "torch-distcp"

@@ -56,6 +56,8 @@ def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
         if keras_sharded.detect(p, b""):
             return "keras-sharded"
         raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
+    if p.name.endswith(".distcp") and (p.parent / ".metadata").is_file():
+        return "torch-distcp"  # one rank's file of a distributed checkpoint: read the folder
     return detect(probe(p), strict=strict).name
 
 

@@ -142,6 +142,16 @@ def _ints(value: Any) -> tuple[int, ...] | None:
 
 
 def _read_chunk(path: Path, chunk: _Chunk, name: str, options: Any) -> np.ndarray:
+    try:
+        return _read_chunk_unchecked(path, chunk, name, options)
+    except LoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile on hostile bytes raises a zoo of types
+        raise LoadError(f"{chunk.file} at {chunk.start}: unreadable chunk of {name!r} "
+                        f"({type(exc).__name__})") from None
+
+
+def _read_chunk_unchecked(path: Path, chunk: _Chunk, name: str, options: Any) -> np.ndarray:
     from .torch_loader import (
         _flat_tensor,  # the shared, bounds-checked tensor materialiser
     )
@@ -190,7 +200,7 @@ def _assembler(directory: Path, name: str, shape: tuple[int, ...], np_dtype: np.
 
 
 def _covers(shape: tuple[int, ...], chunks: list[_Chunk]) -> bool:
-    """The chunks tile the tensor (their volumes add up and each fits inside it)."""
+    """The chunks tile the tensor exactly: inside it, pairwise disjoint, volumes adding up."""
     total = 0
     for c in chunks:
         if len(c.offsets) != len(shape) or len(c.sizes) != len(shape):
@@ -198,6 +208,14 @@ def _covers(shape: tuple[int, ...], chunks: list[_Chunk]) -> bool:
         if any(o + s > d for o, s, d in zip(c.offsets, c.sizes, shape)):
             return False
         total += math.prod(c.sizes)
+    if len(chunks) <= 4096:  # one chunk per rank (or per rank and dim): pairwise is cheap
+        # no two non-empty chunks overlap, so equal volume means every element is written
+        live = [c for c in chunks if math.prod(c.sizes)]
+        for i, a in enumerate(live):
+            for b in live[i + 1:]:
+                if all(ao < bo + bs and bo < ao + asz for ao, asz, bo, bs
+                       in zip(a.offsets, a.sizes, b.offsets, b.sizes)):
+                    return False
     return total == math.prod(shape)
 
 

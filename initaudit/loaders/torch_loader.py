@@ -1367,6 +1367,7 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
         program = _read_json(zf, models[0])
         flats: list[FlatTensor] = []
         shared: dict[str, str] = {}
+        listed: dict[str, dict[str, Any]] = {}  # kind -> fqn -> tensor, for the inventory
         for kind in ("weights", "constants"):
             cfg_name = f"{prefix}data/{kind}/{model_name}_{kind}_config.json"
             if zf.get(cfg_name) is None:
@@ -1380,7 +1381,11 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
             f, s = _materialise([e for e in entries if e.value is not None], source, options, model)
             flats.extend(f)
             shared.update(s)
+            listed[kind] = {e.name: e.value for e in entries if e.value is not None}
         _build_layers(model, flats, shared, None)
+        model.inventory = torch_inventory.build(
+            model, listed, [_Entry(n, v) for group in listed.values() for n, v in group.items()],
+            [], frozenset(), _itemsize, _Walker().tick)
     acts, normalized, ops = _pt2_graph_activations(program, model)
     _apply_activations(model, acts, normalized)
     for layer in model.layers:
