@@ -101,10 +101,11 @@ def account(model: LoadedModel, analysed: Iterable[WeightTensor],
     listed = set(already_skipped)
     out = Accounting(coverage=Coverage(0, 0, 0, 0))
     w_present = w_done = b_present = b_done = t_done = 0
-    seen: set[str] = set()
     for st in model.inventory:
-        ok = st.name in done and st.name not in seen
-        seen.add(st.name)
+        # several stored parts may build one analysed kernel (weight_g/weight_v, weight_orig x
+        # weight_mask, GPTQ qweight/scales/qzeros): each is listed under the kernel's name and
+        # each was read to build it
+        ok = st.name in done
         t_done += ok
         if not st.weight_like:
             continue
