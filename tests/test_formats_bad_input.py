@@ -45,7 +45,7 @@ def _joblib(path: Path) -> None:
 @pytest.mark.parametrize("make,name,fmt", [(_gguf, "m.gguf", "gguf"),
                                            (_flax, "m.msgpack", "flax-msgpack"),
                                            (_joblib, "m.joblib", "joblib")])
-def test_truncations_and_bit_flips_never_crash(tmp_path: Path, make, name: str, fmt: str) -> None:  # noqa: ANN001
+def test_truncations_and_bit_flips_never_crash(tmp_path: Path, make, name: str, fmt: str) -> None:
     good = tmp_path / name
     make(good)
     assert detect_format(good) == fmt
