@@ -58,3 +58,16 @@ def test_dangerous_global_reported_never_run(tmp_path: Path) -> None:
     assert [t.name for t in model.tensors()] == ["w"]
     report = audit(str(path)).files[0]
     assert not marker.exists() and report.error is None
+
+
+def test_aotinductor_package_is_named(tmp_path: Path) -> None:
+    """A .pt2 written by torch's own archive writer with an AOTInductor payload (the layout
+    aoti_compile_and_package uses: data/aotinductor/<model>/...) is refused by name."""
+    package = pytest.importorskip("torch.export.pt2_archive._package")
+    path = tmp_path / "model.pt2"
+    writer = package.PT2ArchiveWriter(str(path))
+    writer.write_string("data/aotinductor/model/model.wrapper.cpp", "// compiled wrapper")
+    writer.write_bytes("data/aotinductor/model/model.wrapper.so", b"\x7fELF")
+    writer.close()
+    report = audit(str(path)).files[0]
+    assert report.error is not None and "AOTInductor" in report.error

@@ -134,3 +134,35 @@ def test_tflite_weights_fans_and_activations(tf_files: Path, file: str) -> None:
     report = audit(str(path)).files[0]
     keras = audit(str(tf_files / "model.keras")).files[0]
     assert sorted(f.code for f in report.findings) == sorted(f.code for f in keras.findings)
+
+
+@pytest.fixture(scope="module")
+def legacy_files(tf_files: Path) -> Path:
+    """A tf.keras 2 SavedModel (keras_metadata.pb); needs tf_keras in the TF venv."""
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": ""}
+    env.pop("KERAS_BACKEND", None)
+    run = subprocess.run([TF_PYTHON, str(SCRIPT), str(tf_files), "--legacy"], capture_output=True,
+                         text=True, timeout=300, check=False, env=env)
+    if run.returncode != 0:
+        if "tf_keras" in run.stderr:
+            pytest.skip(f"{TF_PYTHON} has no tf_keras")
+        raise AssertionError(run.stderr[-2000:])
+    return tf_files
+
+
+def test_tf_keras_savedmodel_activations_from_keras_metadata(legacy_files: Path) -> None:
+    path = legacy_files / "legacy_savedmodel"
+    model = load(path)
+    with np.load(legacy_files / "legacy_truth.npz") as z:
+        truth = {k: z[k] for k in z.files}
+    got = {t.name: t for t in model.tensors()}
+    for name, arr in truth.items():
+        assert got[name.replace("/", ".")].load().tobytes() == arr.tobytes(), name
+    acts = {layer.name: layer.activation.kind.value if layer.activation else None
+            for layer in model.layers}
+    # relu and tanh come from the metadata; the head's linear is left unknown (an Activation
+    # layer could follow it)
+    assert acts == {"conv": "relu", "hidden": "tanh", "head": None}
+    report = audit(str(path)).files[0]
+    keras = audit(str(legacy_files / "model.keras")).files[0]
+    assert {(f.code, f.layer) for f in report.findings} == {(f.code, f.layer) for f in keras.findings}

@@ -146,15 +146,18 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     except (OSError, ValueError) as exc:
         raise LoadError(f"cannot read file ({exc})") from None
     ctx = UnpickleContext(location="joblib pickle")
+    up = _JoblibUnpickler(memoryview(mm), ctx=ctx, limits=PickleLimits(max_bytes=size))
+    error: str | None = None
     try:
-        up = _JoblibUnpickler(memoryview(mm), ctx=ctx, limits=PickleLimits(max_bytes=size))
-        try:
-            value = up.load()
-        except PickleError as exc:
-            raise LoadError(f"a joblib file: {exc}") from None
-    finally:
-        del up
-        mm.close()
+        value = up.load()
+    except PickleError as exc:
+        error = f"a joblib file: {exc}"
+    except (UnicodeDecodeError, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
+        # the shared unpickler lets a few decode errors of damaged text arguments through
+        error = f"a joblib file: malformed pickle ({type(exc).__name__})"
+    del up  # the unpickler's views of the map go with it; the map closes when unreferenced
+    if error is not None:
+        raise LoadError(error)
     # joblib's own array wrapper is handled inertly above (its class is never called)
     model.unsafe.extend(u for u in ctx.unsafe if u.what != f"pickle GLOBAL {WRAPPER}")
     if ctx.class_refs:

@@ -2,21 +2,30 @@
 
 A SavedModel keeps its weights in ``variables/variables.{index,data-*}``: a tf.train checkpoint
 (:mod:`.checkpoint`), whose object graph names each variable (``dense/kernel``). The graph in
-``saved_model.pb`` is not walked (yet): activations stay unknown unless hinted. A SavedModel
-whose weights were frozen into graph constants has no ``variables/`` and is refused by name.
+``saved_model.pb`` is not walked (yet). SavedModels written by tf.keras 2 (``tf_keras``) carry
+``keras_metadata.pb`` (SavedMetadata: repeated SavedObject{node_id 2, node_path 3,
+identifier 4, metadata 5 = the layer's JSON config}): each weighted layer's own non-linear
+``activation`` is taken from it (a linear one is left unknown: an Activation layer may follow),
+and its configs are scanned for Lambda layers like a .keras config. A SavedModel whose weights
+were frozen into graph constants has no ``variables/`` and is refused by name.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-from ...model import Convention, LoadedModel, LoadError
+from ...model import Activation, ActivationKind, Convention, LoadedModel, LoadError
 from .. import LoadOptions
 from ..statedict import group_state_dict
+from . import _wire
 from .checkpoint import _renamed, bundle_tensors, read_bundle
 
 PB = "saved_model.pb"
 PBTXT = "saved_model.pbtxt"
+KERAS_METADATA = "keras_metadata.pb"
+MAX_METADATA_BYTES = 256 * 2**20
 
 
 def saved_model_dir(path: Path) -> Path | None:
@@ -49,6 +58,61 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         raise LoadError("a TensorFlow SavedModel with no readable weight tensors in variables/")
     model.inventory = _renamed(inventory)
     model.layers, model.loose_tensors = group_state_dict(flat, Convention.KERAS)
-    model.notes.append("TensorFlow SavedModel: weights from variables/ in Keras layout; the "
-                       "graph is not walked, so activations are unknown unless hinted")
+    mapped = _keras_metadata(root, model)
+    if mapped is None:
+        model.notes.append("TensorFlow SavedModel: weights from variables/ in Keras layout; the "
+                           "graph is not walked, so activations are unknown unless hinted")
+    else:
+        model.notes.append(f"TensorFlow SavedModel: weights from variables/ in Keras layout; "
+                           f"activations of {mapped} layer(s) from keras_metadata.pb")
     return model
+
+
+def _keras_metadata(root: Path, model: LoadedModel) -> int | None:
+    """Apply the tf.keras layer configs of ``keras_metadata.pb``; None when there is none."""
+    from ..keras_loader import activation_from_value, scan_config_safety
+
+    path = root / KERAS_METADATA
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_METADATA_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    configs: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for number, _, node in _wire.fields(data):
+            if number != 1 or not isinstance(node, bytes):
+                continue
+            parts = {n: v for n, _, v in _wire.fields(node) if isinstance(v, bytes)}
+            raw = parts.get(5)
+            if not raw:
+                continue
+            try:
+                meta = json.loads(raw.decode("utf-8", errors="replace"))
+            except (ValueError, RecursionError):
+                continue
+            if not isinstance(meta, dict):
+                continue
+            scan_config_safety(meta, model, KERAS_METADATA)
+            name = meta.get("name")
+            if isinstance(name, str):
+                configs.setdefault(name, []).append(meta)
+    except LoadError:
+        model.notes.append(f"{KERAS_METADATA} is malformed: ignored")
+        return None
+    mapped = 0
+    for layer in model.layers:
+        if layer.activation is not None:
+            continue
+        entries = configs.get(layer.name.rpartition(".")[2], [])
+        if len(entries) != 1:  # unknown or ambiguous layer name: leave unknown
+            continue
+        cfg = entries[0].get("config")
+        if not isinstance(cfg, dict) or "activation" not in cfg:
+            continue
+        act: Activation | None = activation_from_value(cfg.get("activation"), "keras-metadata")
+        if act is not None and act.kind is not ActivationKind.LINEAR:
+            layer.activation = act
+            mapped += 1
+    return mapped
