@@ -165,6 +165,14 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
             "analysed (listed as skipped); the findings cover only the tensors analysed")
 
     file_state = classify_file(a.state for a in analyses if a.tensor.role in SCHEMED_ROLES)
+    declared = model.metadata.get("declared_state")
+    if isinstance(declared, dict) and declared.get("state") == "trained":
+        # the container itself says so (GGUF is an export format for trained models): the
+        # statistics stay as evidence, the verdict is the format's
+        from .analysis.state import State, StateResult
+
+        file_state = StateResult(State.TRAINED, 0.99, str(declared.get("reason", "declared")),
+                                 {**file_state.evidence, "statistical_verdict": file_state.state.value})
     report.state = file_state.to_dict()
     signal = propagate(model, analyses)
     report.signal = signal.to_dict() if signal is not None else None
