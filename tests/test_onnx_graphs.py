@@ -276,3 +276,22 @@ def test_int4_weights_through_dequantize_linear(tmp_path: Path, dtype: str) -> N
     k = _load(path).layers[0].kernel
     np.testing.assert_allclose(k.load(), (q - zp) * scale, rtol=1e-6)
     assert audit_path(path, AuditConfig(workers=1)).status is Status.OK
+
+
+def test_embed_layer_normalization_embeddings_and_norm(tmp_path: Path) -> None:
+    word, pos, seg = _w(50, 16, std=0.02), _w(32, 16, std=0.02), _w(2, 16, std=0.02)
+    inits = [numpy_helper.from_array(word, "word"), numpy_helper.from_array(pos, "pos"),
+             numpy_helper.from_array(seg, "seg"),
+             numpy_helper.from_array(np.ones(16, np.float32), "gamma"),
+             numpy_helper.from_array(np.zeros(16, np.float32), "beta")]
+    node = helper.make_node("EmbedLayerNormalization", ["ids", "segs", "word", "pos", "seg",
+                                                        "gamma", "beta"], ["y", "mask_index"],
+                            domain="com.microsoft")
+    ids = [helper.make_tensor_value_info(n, TensorProto.INT32, [1, 8]) for n in ("ids", "segs")]
+    path = _save(tmp_path, [node], inits, inputs=ids, opsets={"": 17, "com.microsoft": 1})
+    m = _load(path)
+    roles = {t.name: t.role for t in m.tensors()}
+    assert roles == {"word": Role.EMBEDDING, "pos": Role.EMBEDDING, "seg": Role.EMBEDDING,
+                     "gamma": Role.NORM_SCALE, "beta": Role.NORM_SHIFT}
+    r = audit_path(path, AuditConfig(workers=1))
+    assert r.status is Status.OK and r.coverage.weights_analysed == 3
