@@ -295,3 +295,22 @@ def test_embed_layer_normalization_embeddings_and_norm(tmp_path: Path) -> None:
                      "gamma": Role.NORM_SCALE, "beta": Role.NORM_SHIFT}
     r = audit_path(path, AuditConfig(workers=1))
     assert r.status is Status.OK and r.coverage.weights_analysed == 3
+
+
+def test_weight_computed_in_the_graph_is_not_called_ok(tmp_path: Path) -> None:
+    """onnx's "light" test models: kernels are ConstantOfShape fills, nothing is stored."""
+    fill = numpy_helper.from_array(np.array([0.02], np.float32), "")
+    nodes = [_const("shape", np.array([8, 4], np.int64)),
+             helper.make_node("ConstantOfShape", ["shape"], ["w"], value=fill),
+             helper.make_node("MatMul", ["x", "w"], ["y"])]
+    r = audit_path(_save(tmp_path, nodes))
+    assert r.status is Status.PARTIAL
+    assert [(s["name"], s["category"]) for s in r.skipped] == [("w", "other")]
+    assert "computed in the graph" in r.skipped[0]["reason"]
+
+
+def test_matmul_of_two_activations_is_not_a_computed_weight(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"]),
+             helper.make_node("MatMul", ["x", "xt"], ["y"])]
+    r = audit_path(_save(tmp_path, nodes, inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])]))
+    assert r.status is Status.OK and not r.skipped
