@@ -63,15 +63,15 @@ def stored_nbytes(shape: Iterable[int], dtype: str) -> int:
     import numpy as np
 
     n = 1
-    for d in shape:
-        n *= int(d)
-    d = dtype.lower().split(" ")[0]
-    if d in ("int4", "uint4", "float4e2m1", "float4_e2m1fn"):
+    for dim in shape:
+        n *= int(dim)
+    name = dtype.lower().split(" ")[0]
+    if name in ("int4", "uint4", "float4e2m1", "float4_e2m1fn"):
         return (n + 1) // 2
     try:
-        return n * np.dtype(d).itemsize
+        return n * np.dtype(name).itemsize
     except TypeError:
-        return n * (1 if "8" in d else 2 if "16" in d else 4)
+        return n * (1 if "8" in name else 2 if "16" in name else 4)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 from .accounting import account, categorise
 from .activations import ActivationHint
 from .model import LoadedModel, LoadError, Role, SkipReason, WeightTensor
-from .report import FileReport, Finding, Severity, Status, TensorReport
+from .report import Coverage, FileReport, Finding, Severity, Status, TensorReport
 from .selector import RuleSelector
 
 # roles whose values an init scheme is about
@@ -196,8 +196,8 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
         report.notes.append(
             f"activation unknown for {len(unknown)} layer(s) ({shown}): scheme/activation pairing "
             "rules were not applied to them; give --activation 'PATTERN=ACT' to check them")
-    _apply_accounting(report, model, [a.tensor for a in analyses], failed)
-    if report.skipped or model.unsafe or not report.coverage.complete:
+    coverage = _apply_accounting(report, model, [a.tensor for a in analyses], failed)
+    if report.skipped or model.unsafe or not coverage.complete:
         report.status = Status.PARTIAL
     return report
 
@@ -207,13 +207,14 @@ def _skip_entry(name: str, reason: str, category: SkipReason) -> dict[str, str]:
 
 
 def _apply_accounting(report: FileReport, model: LoadedModel, analysed: list[WeightTensor],
-                      failed: list[WeightTensor]) -> None:
+                      failed: list[WeightTensor]) -> Coverage:
     """The one completeness check every loader goes through (accounting.account): coverage,
     plus a skipped entry for each weight-like stored tensor nobody analysed or reported."""
     acc = account(model, analysed, failed, (s["name"] for s in report.skipped))
     report.coverage = acc.coverage
     report.skipped.extend(acc.skipped)
     report.notes.extend(acc.notes)
+    return acc.coverage
 
 
 def _drop_superseded(findings: list[Finding], rules: list) -> list[Finding]:

@@ -276,3 +276,41 @@ def test_int4_weights_through_dequantize_linear(tmp_path: Path, dtype: str) -> N
     k = _load(path).layers[0].kernel
     np.testing.assert_allclose(k.load(), (q - zp) * scale, rtol=1e-6)
     assert audit_path(path, AuditConfig(workers=1)).status is Status.OK
+
+
+def test_embed_layer_normalization_embeddings_and_norm(tmp_path: Path) -> None:
+    word, pos, seg = _w(50, 16, std=0.02), _w(32, 16, std=0.02), _w(2, 16, std=0.02)
+    inits = [numpy_helper.from_array(word, "word"), numpy_helper.from_array(pos, "pos"),
+             numpy_helper.from_array(seg, "seg"),
+             numpy_helper.from_array(np.ones(16, np.float32), "gamma"),
+             numpy_helper.from_array(np.zeros(16, np.float32), "beta")]
+    node = helper.make_node("EmbedLayerNormalization", ["ids", "segs", "word", "pos", "seg",
+                                                        "gamma", "beta"], ["y", "mask_index"],
+                            domain="com.microsoft")
+    ids = [helper.make_tensor_value_info(n, TensorProto.INT32, [1, 8]) for n in ("ids", "segs")]
+    path = _save(tmp_path, [node], inits, inputs=ids, opsets={"": 17, "com.microsoft": 1})
+    m = _load(path)
+    roles = {t.name: t.role for t in m.tensors()}
+    assert roles == {"word": Role.EMBEDDING, "pos": Role.EMBEDDING, "seg": Role.EMBEDDING,
+                     "gamma": Role.NORM_SCALE, "beta": Role.NORM_SHIFT}
+    r = audit_path(path, AuditConfig(workers=1))
+    assert r.status is Status.OK and r.coverage.weights_analysed == 3
+
+
+def test_weight_computed_in_the_graph_is_not_called_ok(tmp_path: Path) -> None:
+    """onnx's "light" test models: kernels are ConstantOfShape fills, nothing is stored."""
+    fill = numpy_helper.from_array(np.array([0.02], np.float32), "")
+    nodes = [_const("shape", np.array([8, 4], np.int64)),
+             helper.make_node("ConstantOfShape", ["shape"], ["w"], value=fill),
+             helper.make_node("MatMul", ["x", "w"], ["y"])]
+    r = audit_path(_save(tmp_path, nodes))
+    assert r.status is Status.PARTIAL
+    assert [(s["name"], s["category"]) for s in r.skipped] == [("w", "other")]
+    assert "computed in the graph" in r.skipped[0]["reason"]
+
+
+def test_matmul_of_two_activations_is_not_a_computed_weight(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"]),
+             helper.make_node("MatMul", ["x", "xt"], ["y"])]
+    r = audit_path(_save(tmp_path, nodes, inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])]))
+    assert r.status is Status.OK and not r.skipped

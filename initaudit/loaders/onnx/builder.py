@@ -96,6 +96,7 @@ class _Builder:
         self._note_overridable()
         self._loose_tensors()
         self._check_all_external()
+        self._computed_weights()
         for layer_node_id, layer in self.layer_of_node.items():
             node = self.g.nodes[self.g.index[layer_node_id]]
             layer.inputs = self._upstream_layers(self.data_inputs.get(layer_node_id, []), node)
@@ -384,6 +385,47 @@ class _Builder:
                 shape=tuple(int(d) for d in tp.dims), dtype=_dtype_name(tp), load=loader,
                 convention=Convention.ONNX))
 
+    def _computed_weights(self) -> None:
+        """A weighted op whose weight is computed in the graph from small constants alone
+        (ConstantOfShape, RandomNormal...) has a kernel no stored tensor holds: reported as not
+        analysed, so such a file is never "ok" about layers it did not read. (Weights derived
+        from stored weight tensors are accounted for by the inventory instead.)"""
+        memo: dict[str, bool] = {}
+        for node in self.g.nodes:
+            positions = _COMPUTED_WEIGHT_POSITIONS.get(node.op_type)
+            if positions is None or id(node) in self.layer_of_node:
+                continue
+            for pos in positions:
+                value = node.input[pos] if len(node.input) > pos else ""
+                if not value or self.g.trace(value) is not None:
+                    continue
+                if self._from_constants(value, memo, 0):
+                    prod = self.g.producer.get(value)
+                    what = prod.op_type if prod is not None else "?"
+                    self.model.skip(value, f"weight of {node.op_type} {node.name!r} is computed in "
+                                           f"the graph (by {what}), not stored: not analysed",
+                                    SkipReason.OTHER)
+                    break
+
+    def _from_constants(self, value: str, memo: dict[str, bool], depth: int) -> bool:
+        if value in memo:
+            return memo[value]
+        memo[value] = False  # cycle guard
+        if value in self.g.stored:
+            # a stored weight feeds it: the inventory accounts for that tensor already
+            tp = self.g.stored[value]
+            result = not is_weight_like(tuple(int(d) for d in tp.dims), "float")
+        elif value in self.g.small_consts:
+            result = True
+        elif depth > 32 or value in self.g.inputs:
+            result = False
+        else:
+            prod = self.g.producer.get(value)
+            result = prod is not None and prod.op_type not in _SHAPE_ONLY and all(
+                self._from_constants(x, memo, depth + 1) for x in prod.input if x)
+        memo[value] = result
+        return result
+
     def _check_all_external(self) -> None:
         """Every external tensor anywhere (subgraphs, Constant nodes, sparse parts, tensors no
         node uses) goes through the full path check: none is followed silently."""
@@ -426,6 +468,12 @@ class _Builder:
             stack.extend(x for j, x in enumerate(inputs) if x and j not in positions)
         return [name for name, _ in sorted(found.items(), key=lambda kv: kv[1])]
 
+
+# weighted ops and where their weights sit, for _computed_weights
+_COMPUTED_WEIGHT_POSITIONS: dict[str, tuple[int, ...]] = {
+    "MatMul": (1, 0), "Gemm": (1,), "Conv": (1,), "ConvTranspose": (1,), "LSTM": (1, 2),
+    "GRU": (1, 2), "RNN": (1, 2), "Einsum": (1, 0),
+}
 
 _HANDLERS: dict[str, Callable[[_Builder, onnx.NodeProto, int], None]] = {
     "MatMul": _Builder._matmul, "Gemm": _Builder._gemm,

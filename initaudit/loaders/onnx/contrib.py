@@ -10,9 +10,11 @@ the equation: contracted indices are fan-in, the weight's output indices fan-out
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 import onnx
 
 from ...activations import parse_activation
@@ -75,16 +77,22 @@ def attention(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     for part, size in zip("qkv", sizes):
         lo, hi = start, start + size
         start = hi
-        raw = whole.load
         layer.tensors.append(replace(
             whole, name=f"{whole.name}[{part}]", stored=whole.name, shape=(rows, size),
-            load=lambda raw=raw, lo=lo, hi=hi: raw()[:, lo:hi], fan_in=rows, fan_out=size,
+            load=_columns(whole.load, lo, hi), fan_in=rows, fan_out=size,
             unit_axis=1, notes=[(f"{part.upper()} projection: columns {lo}:{hi} of the packed "
                                  f"Attention weight {list(src.stored_shape)}")]))
     bias = b._trace_input(node, 2)
     if bias is not None:
         b._tensor(bias, layer, "Attention", Role.BIAS)
     b.fixed_activation[id(node)] = None  # softmax inside; what follows is the output projection
+
+
+def _columns(raw: Callable[[], np.ndarray], lo: int, hi: int) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        return np.asarray(raw())[:, lo:hi]
+
+    return load
 
 
 def embed_layer_norm(b: _Builder, node: onnx.NodeProto, index: int) -> None:
@@ -117,8 +125,9 @@ def _norm_params(b: _Builder, node: onnx.NodeProto, index: int, roles: dict[int,
     layer = b._new_layer(node, index, first.name, data, list(roles))
     layer.op = op
     for pos, role in roles.items():
-        if sources[pos] is not None:
-            b._tensor(sources[pos], layer, op, role)
+        src = sources[pos]
+        if src is not None:
+            b._tensor(src, layer, op, role)
 
 
 def einsum(b: _Builder, node: onnx.NodeProto, index: int) -> None:

@@ -267,7 +267,7 @@ class _Graph:
             shape = tuple(int(d) for d in tp.dims)
             return _Source(name, tp, shape, tuple(range(len(shape))))
         prod = self.producer.get(name)
-        if prod is None or prod.op_type not in _WEIGHT_CHAIN or not prod.input:
+        if prod is None or prod.op_type not in _WEIGHT_CHAIN | _RANK_OPS or not prod.input:
             return None
         src = self.trace(prod.input[0], depth + 1)
         if src is None:
@@ -280,6 +280,12 @@ class _Graph:
                 return None
             src.eff_shape = tuple(src.eff_shape[p] for p in perm)
             src.perm = tuple(src.perm[p] for p in perm) if src.perm is not None else None
+        elif prod.op_type in _RANK_OPS:  # LSTM weights exported as Unsqueeze(W)
+            axes = self.const(prod.input[1]) if len(prod.input) > 1 and prod.input[1] else None
+            listed = [int(a) for a in (axes.tolist() if axes is not None
+                                       else _attr(prod, "axes", []))]
+            src.eff_shape = _rank_changed(src.eff_shape, listed, prod.op_type == "Unsqueeze")
+            src.perm = None
         elif prod.op_type == "Reshape":
             target = self.const(prod.input[1]) if len(prod.input) > 1 else None
             src.eff_shape = _reshaped(src.eff_shape, target)
@@ -304,6 +310,28 @@ def _owner_output_index(op: str, i: int) -> int | None:
     if op == "Loop":
         return i - 1 if i >= 1 else None
     return i
+
+
+_RANK_OPS = frozenset({"Unsqueeze", "Squeeze"})
+
+
+def _rank_changed(shape: tuple[int, ...] | None, axes: list[int],
+                  insert: bool) -> tuple[int, ...] | None:
+    """Shape after Unsqueeze (insert) or Squeeze of ``axes``; None when it cannot be told."""
+    if shape is None:
+        return None
+    if insert:
+        rank = len(shape) + len(axes)
+        ins = {a % rank for a in axes} if axes else set()
+        if len(ins) != len(axes) or not axes:
+            return None
+        it = iter(shape)
+        return tuple(1 if i in ins else next(it) for i in range(rank))
+    drop = {a % len(shape) for a in axes} if axes and shape else \
+        {i for i, d in enumerate(shape) if d == 1}
+    if any(shape[i] != 1 for i in drop):
+        return None
+    return tuple(d for i, d in enumerate(shape) if i not in drop)
 
 
 def _reshaped(shape: tuple[int, ...] | None, target: np.ndarray | None) -> tuple[int, ...] | None:

@@ -209,6 +209,13 @@ def matmul_nbits(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     wt.load = lambda: _nbits_dequant(raw(), scale, zp, n, k, bits, block)
 
 
+def _scaled(raw: Loader, s: np.ndarray, z: np.ndarray) -> Loader:
+    def load() -> np.ndarray:
+        return (np.asarray(raw()).astype(np.float32) - z) * s
+
+    return load
+
+
 def _unpack(packed: np.ndarray, bits: int) -> np.ndarray:
     p = np.asarray(packed, dtype=np.uint8)
     if bits == 8:
@@ -221,8 +228,9 @@ def _nbits_dequant(packed: np.ndarray, scale: np.ndarray, zp: np.ndarray | None,
     blocks = -(-k // block)
     q = _unpack(packed, bits).reshape(n, blocks, -1)[:, :, :block].astype(np.float32)
     s = np.asarray(scale, dtype=np.float32).reshape(n, blocks, 1)
+    z: np.ndarray
     if zp is None:
-        z = np.float32(2 ** (bits - 1))
+        z = np.full((1, 1, 1), 2 ** (bits - 1), np.float32)
     elif np.asarray(zp).dtype == np.uint8:
         z = _unpack(np.asarray(zp).reshape(n, -1), bits)[:, :blocks].reshape(n, blocks, 1)
     else:  # zero points stored in the scales' float type
@@ -237,7 +245,9 @@ def dynamic_lstm(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     w, r = b._trace_input(node, 1), b._trace_input(node, 2)
     if w is None and r is None:
         return
-    layer = b._new_layer(node, index, (w or r).name, [node.input[0]], [1, 2, 3, 8, 9, 10, 11])
+    first = w if w is not None else r
+    assert first is not None
+    layer = b._new_layer(node, index, first.name, [node.input[0]], [1, 2, 3, 8, 9, 10, 11])
     for src, role, spos in ((w, Role.KERNEL, 8), (r, Role.RECURRENT, 10)):
         if src is None or len(src.stored_shape) != 3:
             continue
@@ -256,7 +266,7 @@ def dynamic_lstm(b: _Builder, node: onnx.NodeProto, index: int) -> None:
         raw = wt.load
         s = np.asarray(scale, np.float32).reshape(d, 1, -1)
         z = np.zeros(1, np.float32) if zp is None else np.asarray(zp, np.float32).reshape(d, 1, -1)
-        wt.load = lambda raw=raw, s=s, z=z: (np.asarray(raw()).astype(np.float32) - z) * s
+        wt.load = _scaled(raw, s, z)
         wt.dtype = f"{wt.dtype} (dequantized)"
     bias = b._trace_input(node, 3)
     if bias is not None:
