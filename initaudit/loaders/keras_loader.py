@@ -277,13 +277,22 @@ def _dataset_problem(ds: h5py.Dataset, options: LoadOptions) -> str | None:
     if nbytes > options.max_tensor_bytes:
         return f"{nbytes} bytes exceeds the per-tensor limit ({options.max_tensor_bytes})"
     try:
+        stored = ds.id.get_storage_size()
         contiguous = ds.chunks is None and not ds.compression
-        if contiguous and nbytes and 0 < ds.id.get_storage_size() < nbytes:
-            return (f"HDF5 dataset declares {nbytes} bytes but stores "
-                    f"{ds.id.get_storage_size()}")
+        if contiguous and nbytes and 0 < stored < nbytes:
+            return f"HDF5 dataset declares {nbytes} bytes but stores {stored}"
+        # a few KB of chunks (or none: the fill value) that expand to gigabytes: a bomb for
+        # whoever reads it whole (issue 11); real weights compress far below these ratios
+        if nbytes > _H5_BOMB_BYTES and (stored == 0 or nbytes > _H5_MAX_RATIO * stored):
+            return (f"HDF5 dataset declares {nbytes} bytes from {stored} stored bytes "
+                    "(fill value or decompression bomb): not read")
     except (OSError, ValueError):
         return "HDF5 dataset storage is unreadable"
     return None
+
+
+_H5_BOMB_BYTES = 64 * 2**20
+_H5_MAX_RATIO = 50
 
 
 def _h5_loader(source: _H5Source, h5path: str, expect: tuple[int, ...]) -> Loader:
