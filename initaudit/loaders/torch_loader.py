@@ -371,6 +371,8 @@ def _materialise(entries: list[_Entry], source: Any, options: Any,
                 first_owner[key] = e.name
         elif isinstance(v, P.InlineArray):
             ft = _inline_flat(e.name, v)
+        elif isinstance(v, np.ndarray):
+            ft = _inline_flat(e.name, P.InlineArray(v, v.dtype.name))
         elif isinstance(v, P.UnsupportedTensor):
             ft = v.reason
         else:
@@ -386,7 +388,9 @@ def _materialise(entries: list[_Entry], source: Any, options: Any,
 # walking unpickled objects
 # --------------------------------------------------------------------------------------------
 def _is_tensor(v: Any) -> bool:
-    return isinstance(v, (P.TensorRef, P.InlineArray, P.UnsupportedTensor))
+    # numpy arrays rebuilt by the restricted unpickler (a pickled dict of arrays) count too
+    return isinstance(v, (P.TensorRef, P.InlineArray, P.UnsupportedTensor)) or (
+        isinstance(v, np.ndarray) and v.ndim >= 1 and v.dtype.kind in "biuf")
 
 
 class _Walker:

@@ -149,11 +149,12 @@ def _zip_trick(data: bytes, rng: random.Random) -> bytes:
     return out.getvalue()
 
 
-def run(n: int, seed: int, work: Path, slow_after: float = 10.0) -> dict:
+def run(n: int, seed: int, work: Path, slow_after: float = 10.0,
+        skip: tuple[str, ...] = ()) -> dict:
     from initaudit.engine import AuditConfig, audit_path
 
     rng = random.Random(seed)
-    files = seeds(work / "seeds")
+    files = [f for f in seeds(work / "seeds") if f.suffix not in skip]
     counts: Counter[str] = Counter()
     examples: dict[str, list[str]] = {}
     worst = 0.0
@@ -195,5 +196,6 @@ if __name__ == "__main__":
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    skip = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else ()
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(run(n, seed, Path(tmp)), indent=1))
+        print(json.dumps(run(n, seed, Path(tmp), skip=skip), indent=1))
