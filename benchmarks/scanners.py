@@ -146,7 +146,7 @@ def run_modelaudit(exe: Path, path: Path, timeout: float = 180) -> dict[str, tup
     "any issue" (its exit code) and "critical" (what it calls a security problem)."""
     try:
         res = subprocess.run([str(exe), "scan", "--no-cache", "--format", "json", str(path)],
-                             capture_output=True, text=True, timeout=timeout,
+                             capture_output=True, text=True, timeout=timeout, check=False,
                              env={**os.environ, **_PEER_ENV})
     except subprocess.TimeoutExpired:
         return {"modelaudit": (False, "timeout"), "modelaudit_exit1": (False, "timeout")}

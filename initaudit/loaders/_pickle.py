@@ -595,9 +595,9 @@ def resolve_global(module: str, name: str, ctx: UnpickleContext) -> Any:
     plain = _MODULE_NAME.match(module) is not None and _CLASS_NAME.match(name) is not None
     if plain and any(module == m or module.startswith(m + ".") for m in _TORCH_CLASS_MODULES):
         return GlobalRef(module, name, "torch-module")
-    if module == "__torch__" or module.startswith("__torch__."):
-        if _MODULE_NAME.match(module) and _MODULE_NAME.match(name) and "__" not in name:
-            return GlobalRef(module, name, "torchscript")
+    if ((module == "__torch__" or module.startswith("__torch__.")) and _MODULE_NAME.match(module)
+            and _MODULE_NAME.match(name) and "__" not in name):
+        return GlobalRef(module, name, "torchscript")
     if qual in _BENIGN_CONSTRUCTORS:
         return GlobalRef(module, name, "benign")
     if module == "__main__" and _CLASS_NAME.match(name):
@@ -1045,7 +1045,10 @@ class RestrictedUnpickler:
     # -- decoding helpers -------------------------------------------------------------------
     @staticmethod
     def _text(raw: memoryview) -> str:
-        return bytes(raw).decode("utf-8", errors="surrogatepass")
+        try:
+            return bytes(raw).decode("utf-8", errors="surrogatepass")
+        except UnicodeDecodeError:
+            raise PickleError("malformed pickle (a text argument is not valid UTF-8)") from None
 
     @staticmethod
     def _py2str(raw: memoryview) -> str:
