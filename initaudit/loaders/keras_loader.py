@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import threading
 import tempfile
 import weakref
 import zipfile
@@ -1051,7 +1052,7 @@ def _build_model(model: LoadedModel, f: h5py.File, source: _H5Source, options: L
 
 def _load_h5(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras-h5", framework="keras")
-    _CURRENT.append(model)
+    _current().append(model)
     source = _H5Source(path)
     try:
         with source.open() as f:
@@ -1133,7 +1134,7 @@ def _unlink_quietly(name: str) -> None:
 
 def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras", framework="keras")
-    _CURRENT.append(model)
+    _current().append(model)
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
@@ -1180,7 +1181,7 @@ def _npz_weights_refused(zf: zipfile.ZipFile) -> None:
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
-    _CURRENT.clear()
+    _current().clear()
     try:
         if fmt == "keras":
             return _load_keras_zip(path, options)
@@ -1188,12 +1189,21 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     except LoadError as exc:
         # a Lambda or custom object found before the error stands: keras deserializes the config
         # (and runs the Lambda) before it reads the weights (issue 11, fail closed)
-        found = [u for m in _CURRENT for u in m.unsafe]
+        found = [u for m in _current() for u in m.unsafe]
         if found and not isinstance(exc, UnsafeLoadError):
             raise UnsafeLoadError(str(exc), found) from None
         raise
     finally:
-        _CURRENT.clear()
+        _current().clear()
 
 
-_CURRENT: list[LoadedModel] = []  # the model under construction (see load)
+# the model under construction (per thread), so an error raised deep in a reader keeps its
+# findings
+_LOCAL = threading.local()
+
+
+def _current() -> list[LoadedModel]:
+    models = getattr(_LOCAL, "models", None)
+    if models is None:
+        models = _LOCAL.models = []
+    return models
