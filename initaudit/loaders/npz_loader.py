@@ -156,7 +156,7 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
     try:
         with zf.open(info) as fh:
             header = read_npy_header(fh)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, NotImplementedError) as exc:
         model.skipped.append((key, f"unreadable .npy header ({exc})"))
         return None
     if header.dtype.hasobject:
@@ -206,7 +206,7 @@ def _scan_object_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: NpyHe
         with zf.open(info) as fh:
             fh.read(header.header_len)
             payload = fh.read(_OBJECT_SCAN_CAP)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
         model.notes.append(f"{key}: object array payload not readable ({exc})")
         return
     scan_blob(payload, key, model, required=False)
