@@ -35,15 +35,16 @@ def _fuzz(n: int, seed: int, skip: str, timeout: float) -> dict:
 
 @pytest.mark.frameworks
 def test_fuzzed_files_end_in_a_named_outcome() -> None:
-    out = _fuzz(60, 11, ".h5", timeout=400)
+    out = _fuzz(30, 11, ".h5", timeout=600)
     counts = out["counts"]
-    assert sum(counts.values()) - counts.get("slow", 0) == 60
+    assert sum(counts.values()) - counts.get("slow", 0) == 30
     for bad in ("traceback", "last-resort"):
         assert counts.get(bad, 0) == 0, out["examples"]
     assert counts.get("slow", 0) <= 1, out["examples"]  # 10 s budget on a loaded 2-core box
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("INITAUDIT_SLOW"), reason="slow: set INITAUDIT_SLOW=1")
 def test_fuzz_long_run() -> None:
     out = _fuzz(1000, 5, ".h5", timeout=3600)
     assert out["counts"].get("traceback", 0) == 0 and out["counts"].get("last-resort", 0) == 0, out
