@@ -92,9 +92,9 @@ def _zip_kind(p: Path) -> str:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise LoadError(f"looks like a zip archive but is corrupt ({exc})") from None
-    except (UnicodeDecodeError, ValueError, EOFError) as exc:  # member names not decodable, ...
-        raise LoadError(f"looks like a zip archive but its directory is corrupt "
-                        f"({type(exc).__name__})") from None
+    except (ValueError, EOFError, NotImplementedError) as exc:  # undecodable names, zip version
+        raise LoadError(f"looks like a zip archive but its central directory is unreadable "
+                        f"({str(exc)[:80] or type(exc).__name__})") from None
     base = {n.split("/", 1)[-1] for n in names}
     if "config.json" in names and any(n.startswith("model.weights") for n in names):
         return "keras"

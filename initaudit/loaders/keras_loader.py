@@ -1137,7 +1137,7 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
     _current().append(model)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise LoadError(f".keras archive is corrupt ({exc})") from None
     with zf:
         names = set(zf.namelist())

@@ -113,7 +113,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="npz", has_graph=False)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise LoadError(f"npz archive is corrupt ({exc})") from None
     entries: list[tuple[str, FlatTensor]] = []
     with zf:
