@@ -600,6 +600,11 @@ def resolve_global(module: str, name: str, ctx: UnpickleContext) -> Any:
         return GlobalRef(module, name, "torchscript")
     if qual in _BENIGN_CONSTRUCTORS:
         return GlobalRef(module, name, "benign")
+    if module == "torch.nn.functional" and _MODULE_NAME.match(name) and "." not in name \
+            and not name.startswith("_"):
+        # a module's activation stored by reference (nn.TransformerEncoderLayer.activation);
+        # referencing it imports torch only, *calling* it from the pickle is still a finding
+        return GlobalRef(module, name, "torch-function")
     if module == "__main__" and _CLASS_NAME.match(name):
         # a class of the loading program itself: importing __main__ runs nothing new, and
         # NEWOBJ + BUILD of it is how pickle stores any user object; *calling* it is a finding
