@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -48,11 +47,11 @@ SOURCES = [
     ("promptfoo+modelaudit", "tests/assets/", "modelaudit"),
     ("trailofbits+fickling", "test/fixtures/", "fickling"),
 ]
-MODEL_EXT = re.compile(r"\.(pkl|pickle|pt|pth|bin|h5|keras|npz|npy|zip|7z|joblib|ckpt|dill)$", re.I)
+MODEL_EXT = re.compile(r"\.(pkl|pickle|pt|pth|bin|h5|keras|npz|npy|zip|7z|joblib|ckpt|dill)$", re.IGNORECASE)
 MALICIOUS = re.compile(r"malicious|evil|exploit|attack|bad_|unsafe|sploit|bypass|lambda|dill_func|"
-                       r"decode_exec|nested_pickle|eval|system_call|traversal", re.I)
+                       r"decode_exec|nested_pickle|eval|system_call|traversal", re.IGNORECASE)
 BENIGN = re.compile(r"benign|safe|^pytorch_model|new_pytorch_model|simple_nested|mit_model|"
-                    r"agpl|mixed_licenses|squeezenet|model_weights", re.I)
+                    r"agpl|mixed_licenses|squeezenet|model_weights", re.IGNORECASE)
 
 
 # named "bad"/"malicious" by a peer but holding no payload any loader could run
@@ -135,7 +134,7 @@ _PEER_ENV = {"NO_COLOR": "1", "PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS"
 
 def run_peer(cmd: list[str], timeout: float = 120) -> tuple[bool, str]:
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
                              env={**os.environ, **_PEER_ENV})
     except subprocess.TimeoutExpired:
         return False, "timeout"
@@ -147,7 +146,7 @@ def run_modelaudit(exe: Path, path: Path, timeout: float = 180) -> dict[str, tup
     "any issue" (its exit code) and "critical" (what it calls a security problem)."""
     try:
         res = subprocess.run([str(exe), "scan", "--no-cache", "--format", "json", str(path)],
-                             capture_output=True, text=True, timeout=timeout,
+                             capture_output=True, text=True, timeout=timeout, check=False,
                              env={**os.environ, **_PEER_ENV})
     except subprocess.TimeoutExpired:
         return {"modelaudit": (False, "timeout"), "modelaudit_exit1": (False, "timeout")}

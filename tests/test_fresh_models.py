@@ -155,7 +155,12 @@ def test_fresh_torch_module_is_clean(name: str, tmp_path) -> None:
     torch.save(module.state_dict(), tmp_path / "sd.pt")
     torch.save(module, tmp_path / "whole.pt")
     for obj in (tmp_path / "sd.pt", tmp_path / "whole.pt", module):
-        assert _alarms(_audit(obj)) == [], obj
+        alarms = _alarms(_audit(obj))
+        if obj == tmp_path / "whole.pt" and any(type(m).__module__ == __name__ for m in module.modules()):
+            # fail closed (issue 11): a whole pickled module of a class defined in this test file
+            # makes torch.load import this file; that reference is unsafe-content by design
+            alarms = [a for a in alarms if a[0] != "IA501"]
+        assert alarms == [], obj
 
 
 def test_torch_lstm_defaults_are_named() -> None:

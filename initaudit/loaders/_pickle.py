@@ -595,11 +595,16 @@ def resolve_global(module: str, name: str, ctx: UnpickleContext) -> Any:
     plain = _MODULE_NAME.match(module) is not None and _CLASS_NAME.match(name) is not None
     if plain and any(module == m or module.startswith(m + ".") for m in _TORCH_CLASS_MODULES):
         return GlobalRef(module, name, "torch-module")
-    if module == "__torch__" or module.startswith("__torch__."):
-        if _MODULE_NAME.match(module) and _MODULE_NAME.match(name) and "__" not in name:
-            return GlobalRef(module, name, "torchscript")
+    if ((module == "__torch__" or module.startswith("__torch__.")) and _MODULE_NAME.match(module)
+            and _MODULE_NAME.match(name) and "__" not in name):
+        return GlobalRef(module, name, "torchscript")
     if qual in _BENIGN_CONSTRUCTORS:
         return GlobalRef(module, name, "benign")
+    if module == "torch.nn.functional" and _MODULE_NAME.match(name) and "." not in name \
+            and not name.startswith("_"):
+        # a module's activation stored by reference (nn.TransformerEncoderLayer.activation);
+        # referencing it imports torch only, *calling* it from the pickle is still a finding
+        return GlobalRef(module, name, "torch-function")
     if module == "__main__" and _CLASS_NAME.match(name):
         # a class of the loading program itself: importing __main__ runs nothing new, and
         # NEWOBJ + BUILD of it is how pickle stores any user object; *calling* it is a finding
@@ -1045,7 +1050,10 @@ class RestrictedUnpickler:
     # -- decoding helpers -------------------------------------------------------------------
     @staticmethod
     def _text(raw: memoryview) -> str:
-        return bytes(raw).decode("utf-8", errors="surrogatepass")
+        try:
+            return bytes(raw).decode("utf-8", errors="surrogatepass")
+        except UnicodeDecodeError:
+            raise PickleError("malformed pickle (a text argument is not valid UTF-8)") from None
 
     @staticmethod
     def _py2str(raw: memoryview) -> str:

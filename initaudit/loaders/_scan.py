@@ -172,15 +172,19 @@ def scan_zip_raw(path: Path, model: LoadedModel) -> None:
     with zf, open(path, "rb") as fh:
         size = path.stat().st_size
         for info in infos[:10_000]:
-            if info.compress_size > _NESTED_CAP or info.header_offset + _LOCAL.size > size:
+            if (info.compress_size > _NESTED_CAP or info.header_offset < 0
+                    or info.header_offset + _LOCAL.size > size):
                 continue
-            fh.seek(info.header_offset)
-            raw = fh.read(_LOCAL.size)
-            if len(raw) != _LOCAL.size or raw[:4] != b"PK\x03\x04":
+            try:
+                fh.seek(info.header_offset)
+                raw = fh.read(_LOCAL.size)
+                if len(raw) != _LOCAL.size or raw[:4] != b"PK\x03\x04":
+                    continue
+                nlen, elen = _LOCAL.unpack(raw)[-2:]
+                fh.seek(info.header_offset + _LOCAL.size + nlen + elen)
+                data = fh.read(max(info.compress_size, 0))
+            except (OSError, ValueError, OverflowError):
                 continue
-            nlen, elen = _LOCAL.unpack(raw)[-2:]
-            fh.seek(info.header_offset + _LOCAL.size + nlen + elen)
-            data = fh.read(info.compress_size)
             if info.compress_type == zipfile.ZIP_DEFLATED:
                 try:
                     data = zlib.decompressobj(-15).decompress(data, _NESTED_CAP)

@@ -54,8 +54,11 @@ class Probe:
             try:
                 with zipfile.ZipFile(self.path) as zf:
                     self._zip_names = zf.namelist()
-            except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            except (zipfile.BadZipFile, OSError) as exc:
                 raise LoadError(f"looks like a zip archive but is corrupt ({exc})") from None
+            except (ValueError, EOFError, NotImplementedError) as exc:  # undecodable names, version
+                raise LoadError("looks like a zip archive but its central directory is unreadable "
+                                f"({str(exc)[:80] or type(exc).__name__})") from None
         return self._zip_names
 
 

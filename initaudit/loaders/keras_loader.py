@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import threading
 import tempfile
 import weakref
 import zipfile
@@ -277,13 +278,22 @@ def _dataset_problem(ds: h5py.Dataset, options: LoadOptions) -> str | None:
     if nbytes > options.max_tensor_bytes:
         return f"{nbytes} bytes exceeds the per-tensor limit ({options.max_tensor_bytes})"
     try:
+        stored = ds.id.get_storage_size()
         contiguous = ds.chunks is None and not ds.compression
-        if contiguous and nbytes and 0 < ds.id.get_storage_size() < nbytes:
-            return (f"HDF5 dataset declares {nbytes} bytes but stores "
-                    f"{ds.id.get_storage_size()}")
+        if contiguous and nbytes and 0 < stored < nbytes:
+            return f"HDF5 dataset declares {nbytes} bytes but stores {stored}"
+        # a few KB of chunks (or none: the fill value) that expand to gigabytes: a bomb for
+        # whoever reads it whole (issue 11); real weights compress far below these ratios
+        if nbytes > _H5_BOMB_BYTES and (stored == 0 or nbytes > _H5_MAX_RATIO * stored):
+            return (f"HDF5 dataset declares {nbytes} bytes from {stored} stored bytes "
+                    "(fill value or decompression bomb): not read")
     except (OSError, ValueError):
         return "HDF5 dataset storage is unreadable"
     return None
+
+
+_H5_BOMB_BYTES = 64 * 2**20
+_H5_MAX_RATIO = 50
 
 
 def _h5_loader(source: _H5Source, h5path: str, expect: tuple[int, ...]) -> Loader:
@@ -1055,7 +1065,7 @@ def _build_model(model: LoadedModel, f: h5py.File, source: _H5Source, options: L
 
 def _load_h5(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras-h5", framework="keras")
-    _CURRENT.append(model)
+    _current().append(model)
     source = _H5Source(path)
     try:
         with source.open() as f:
@@ -1137,10 +1147,10 @@ def _unlink_quietly(name: str) -> None:
 
 def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras", framework="keras")
-    _CURRENT.append(model)
+    _current().append(model)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise LoadError(f".keras archive is corrupt ({exc})") from None
     with zf:
         names = set(zf.namelist())
@@ -1184,7 +1194,7 @@ def _npz_weights_refused(zf: zipfile.ZipFile) -> None:
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
-    _CURRENT.clear()
+    _current().clear()
     try:
         if fmt == "keras":
             return _load_keras_zip(path, options)
@@ -1192,12 +1202,21 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     except LoadError as exc:
         # a Lambda or custom object found before the error stands: keras deserializes the config
         # (and runs the Lambda) before it reads the weights (issue 11, fail closed)
-        found = [u for m in _CURRENT for u in m.unsafe]
+        found = [u for m in _current() for u in m.unsafe]
         if found and not isinstance(exc, UnsafeLoadError):
             raise UnsafeLoadError(str(exc), found) from None
         raise
     finally:
-        _CURRENT.clear()
+        _current().clear()
 
 
-_CURRENT: list[LoadedModel] = []  # the model under construction (see load)
+# the model under construction (per thread), so an error raised deep in a reader keeps its
+# findings
+_LOCAL = threading.local()
+
+
+def _current() -> list[LoadedModel]:
+    models = getattr(_LOCAL, "models", None)
+    if models is None:
+        models = _LOCAL.models = []
+    return models

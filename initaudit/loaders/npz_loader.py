@@ -115,7 +115,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="npz", has_graph=False)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise LoadError(f"npz archive is corrupt ({exc})") from None
     entries: list[tuple[str, FlatTensor]] = []
     with zf:
@@ -159,7 +159,7 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
     try:
         with zf.open(info) as fh:
             header = read_npy_header(fh)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, NotImplementedError) as exc:
         model.skipped.append((key, f"unreadable .npy header ({exc})"))
         return None
     if header.dtype.hasobject:
@@ -182,8 +182,9 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
     if (info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > _INFLATE_CHECK_BYTES
             and info.file_size > _MAX_RATIO * max(info.compress_size, 1)):
         # a deflated member that inflates a thousandfold is a bomb for whoever reads it whole
-        model.skipped.append((key, f"deflated member inflates {info.file_size // max(info.compress_size, 1)}"
-                                   f":1 to {info.file_size} bytes (decompression bomb?): not read"))
+        ratio = info.file_size // max(info.compress_size, 1)
+        model.skipped.append((key, f"deflated member inflates {ratio}:1 to {info.file_size} bytes "
+                                   "(decompression bomb?): not read"))
         return None
     offset = stored_data_offset(path, info)
     if offset is not None and offset + header.header_len + header.nbytes > path.stat().st_size:
@@ -208,7 +209,7 @@ def _scan_object_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: NpyHe
         with zf.open(info) as fh:
             fh.read(header.header_len)
             payload = fh.read(_OBJECT_SCAN_CAP)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
         model.notes.append(f"{key}: object array payload not readable ({exc})")
         return
     scan_blob(payload, key, model, required=False)

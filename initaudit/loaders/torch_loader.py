@@ -22,6 +22,7 @@ import json
 import math
 import mmap
 import re
+import threading
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +201,7 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
     reader = readers.get(fmt)
     if reader is None:
         raise LoadError(f"torch loader cannot read format {fmt!r}")
-    _CURRENT.clear()
+    _current().clear()
     try:
         try:
             return reader(Path(path), options)
@@ -215,23 +216,31 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
     except LoadError as exc:
         # findings made before the error stand (torch would have run them before failing)
         prior = list(getattr(exc, "unsafe", ()))
-        if fmt != "pytorch-legacy" and _CURRENT and not _CURRENT[0].unsafe:
+        if fmt != "pytorch-legacy" and _current() and not _current()[0].unsafe:
             # the strict zip reader refused the archive: a laxer reader may not, so scan raw
             from ._scan import scan_zip_raw
 
-            scan_zip_raw(Path(path), _CURRENT[0])
+            scan_zip_raw(Path(path), _current()[0])
         found = list(prior)
-        for m in _CURRENT:
+        for m in _current():
             found += [u for u in m.unsafe if u not in found]
         if len(found) > len(prior):
             raise UnsafeLoadError(str(exc), found) from None
         raise
     finally:
-        _CURRENT.clear()
+        _current().clear()
 
 
-# the model under construction, so an error raised deep in a reader keeps its findings
-_CURRENT: list[LoadedModel] = []
+# the model under construction (per thread), so an error raised deep in a reader keeps its
+# findings
+_LOCAL = threading.local()
+
+
+def _current() -> list[LoadedModel]:
+    models = getattr(_LOCAL, "models", None)
+    if models is None:
+        models = _LOCAL.models = []
+    return models
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,6 +382,8 @@ def _materialise(entries: list[_Entry], source: Any, options: Any,
                 first_owner[key] = e.name
         elif isinstance(v, P.InlineArray):
             ft = _inline_flat(e.name, v)
+        elif isinstance(v, np.ndarray):
+            ft = _inline_flat(e.name, P.InlineArray(v, v.dtype.name))
         elif isinstance(v, P.UnsupportedTensor):
             ft = v.reason
         else:
@@ -388,7 +399,9 @@ def _materialise(entries: list[_Entry], source: Any, options: Any,
 # walking unpickled objects
 # --------------------------------------------------------------------------------------------
 def _is_tensor(v: Any) -> bool:
-    return isinstance(v, (P.TensorRef, P.InlineArray, P.UnsupportedTensor))
+    # numpy arrays rebuilt by the restricted unpickler (a pickled dict of arrays) count too
+    return isinstance(v, (P.TensorRef, P.InlineArray, P.UnsupportedTensor)) or (
+        isinstance(v, np.ndarray) and v.ndim >= 1 and v.dtype.kind in "biuf")
 
 
 class _Walker:
@@ -527,7 +540,7 @@ class _ModuleNode:
 # --------------------------------------------------------------------------------------------
 def _new_model(path: Path, fmt: str) -> LoadedModel:
     model = LoadedModel(path=str(path), format=fmt, framework="pytorch")
-    _CURRENT.append(model)
+    _current().append(model)
     return model
 
 

@@ -20,8 +20,8 @@ import pickle
 import pickletools
 import struct
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class FileHandlerPayload:
     def __init__(self, sentinel: Path) -> None:
         self.sentinel = str(sentinel)
 
-    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+    def __reduce__(self):
         return (logging.FileHandler, (self.sentinel,))
 
 
@@ -40,7 +40,7 @@ class SystemPayload:
     def __init__(self, sentinel: Path) -> None:
         self.sentinel = str(sentinel)
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.system, (f"touch {self.sentinel}",))
 
 
@@ -220,7 +220,7 @@ def torch_cases(d: Path, sentinel: Path) -> dict[str, Path]:
             super().__init__()
             self.l = torch.nn.Linear(3, 4)
 
-        def forward(self, x):  # noqa: ANN001, ANN201
+        def forward(self, x):
             return torch.relu(self.l(x))
 
     pt2 = d / "_real.pt2"

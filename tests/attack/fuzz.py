@@ -1,0 +1,201 @@
+"""A mutation fuzzer over valid checkpoints of every format initaudit reads.
+
+Seeds are written at run time (torch zip / legacy / TorchScript / .pt2 with torch when present,
+otherwise assembled; npz; safetensors; Keras .h5 with h5py; ONNX with onnx). Each mutant (byte
+flips, truncation, header edits, zip tricks) goes through ``audit_path`` and its outcome is
+classed:
+
+* ``ok`` / ``partial`` / ``flagged`` (IA501) / ``error`` (one named line) - all fine;
+* ``last-resort`` - the engine's generic ``could not be read (ExceptionType: ...)`` line: a
+  loader let an exception class escape instead of naming the problem;
+* ``slow`` - took longer than ``slow_after`` seconds.
+
+``python tests/attack/fuzz.py N [SEED]`` prints the counts as JSON (run it under a memory limit:
+``prlimit --as=4000000000``). A sentinel file proves no payload ran.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import struct
+import sys
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def seeds(d: Path) -> list[Path]:
+    d.mkdir(parents=True, exist_ok=True)
+    out: list[Path] = []
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 4)).astype(np.float32)
+    # npz
+    p = d / "s.npz"
+    np.savez(p, **{"fc.weight": w, "fc.bias": np.zeros(8, np.float32)})
+    out.append(p)
+    # safetensors
+    hdr = json.dumps({"fc.weight": {"dtype": "F32", "shape": [8, 4], "data_offsets": [0, 128]},
+                      "__metadata__": {"format": "pt"}}).encode()
+    p = d / "s.safetensors"
+    p.write_bytes(struct.pack("<Q", len(hdr)) + hdr + w.tobytes())
+    out.append(p)
+    try:
+        import torch
+
+        net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        for name, kw in (("zip.pt", {}), ("legacy.pt", {"_use_new_zipfile_serialization": False})):
+            p = d / name
+            torch.save(net.state_dict(), p, **kw)  # type: ignore[arg-type]
+            out.append(p)
+        p = d / "module.pt"
+        torch.save(net, p)
+        out.append(p)
+        p = d / "ts.pt"
+        torch.jit.save(torch.jit.script(net), p)
+        out.append(p)
+        p = d / "e.pt2"
+        torch.export.save(torch.export.export(net, (torch.randn(1, 4),)), p)
+        out.append(p)
+    except ImportError:
+        pass
+    try:
+        import h5py
+
+        p = d / "k.h5"
+        with h5py.File(p, "w") as f:
+            f.attrs["layer_names"] = [b"dense"]
+            g = f.create_group("dense")
+            g.attrs["weight_names"] = [b"dense/kernel:0"]
+            g.create_group("dense").create_dataset("kernel:0", data=w)
+        out.append(p)
+    except ImportError:
+        pass
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+            "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+            [numpy_helper.from_array(w, "W")])
+        p = d / "m.onnx"
+        onnx.save(helper.make_model(graph), p)
+        out.append(p)
+    except ImportError:
+        pass
+    return out
+
+
+def mutate(data: bytes, rng: random.Random, name: str) -> tuple[str, bytes]:
+    kind = rng.choice(["flip", "flip", "truncate", "header", "splice", "zip"])
+    b = bytearray(data)
+    if kind == "flip":
+        for _ in range(rng.randint(1, 16)):
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+    elif kind == "truncate":
+        b = b[: rng.randrange(1, len(b))]
+    elif kind == "header":  # edit the first bytes: lengths, magic, counts
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(min(len(b), 64))
+            b[i] = rng.choice([0, 0xFF, 0x7F, 0x80, rng.randrange(256)])
+    elif kind == "splice":  # duplicate or drop a chunk
+        i, j = sorted(rng.randrange(len(b)) for _ in range(2))
+        b = b[:i] + b[i:j] * rng.choice([0, 2]) + b[j:]
+    elif kind == "zip" and data[:2] == b"PK":
+        b = bytearray(_zip_trick(data, rng))
+    else:
+        kind = "flip"
+        b[rng.randrange(len(b))] ^= 0xFF
+    return kind, bytes(b)
+
+
+def _zip_trick(data: bytes, rng: random.Random) -> bytes:
+    try:
+        zin = zipfile.ZipFile(io.BytesIO(data))
+        members = [(i, zin.read(i)) for i in zin.infolist()]
+    except Exception:  # noqa: BLE001
+        return data
+    trick = rng.choice(["dup", "case", "deflate", "drop", "bigname"])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zout:
+        for k, (info, blob) in enumerate(members):
+            name = info.filename
+            if trick == "case" and name.endswith(".pkl"):
+                name = name.upper()
+            if trick == "drop" and k == rng.randrange(len(members)):
+                continue
+            method = zipfile.ZIP_DEFLATED if trick == "deflate" else zipfile.ZIP_STORED
+            zout.writestr(zipfile.ZipInfo(name), blob, compress_type=method)
+            if trick == "dup" and name.endswith(".pkl"):
+                zout.writestr(zipfile.ZipInfo(name), blob[: len(blob) // 2])
+        if trick == "bigname":
+            zout.writestr(zipfile.ZipInfo("a/" * 200 + "data.pkl"), b"\x80\x02}.")
+    return out.getvalue()
+
+
+def run(n: int, seed: int, work: Path, slow_after: float = 10.0,
+        skip: tuple[str, ...] = ()) -> dict:
+    from initaudit.engine import AuditConfig, audit_path
+
+    rng = random.Random(seed)
+    files = [f for f in seeds(work / "seeds") if f.suffix not in skip]
+    counts: Counter[str] = Counter()
+    examples: dict[str, list[str]] = {}
+    worst = 0.0
+    mut = work / "mutants"
+    mut.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        src = files[k % len(files)]
+        kind, data = mutate(src.read_bytes(), rng, src.name)
+        p = mut / f"{k:05d}_{kind}{src.suffix}"
+        p.write_bytes(data)
+        t0 = time.time()
+        try:
+            fr = audit_path(p, AuditConfig())
+        except BaseException as exc:  # noqa: BLE001 - what we count
+            counts["traceback"] += 1
+            examples.setdefault("traceback", []).append(f"{p.name}: {type(exc).__name__}: {exc}")
+            continue
+        dt = time.time() - t0
+        worst = max(worst, dt)
+        if dt > slow_after:
+            counts["slow"] += 1
+            examples.setdefault("slow", []).append(f"{p.name}: {dt:.1f}s")
+        err = fr.error or ""
+        if err.startswith(("could not be read (", "internal error")):
+            outcome = "last-resort"
+            examples.setdefault(outcome, []).append(f"{p.name}: {err[:160]}")
+        elif any(f.code == "IA501" for f in fr.findings):
+            outcome = "flagged"
+        else:
+            outcome = fr.status.value if not err else "error"
+        counts[outcome] += 1
+        p.unlink()
+    return {"mutants": n, "seeds": [f.name for f in files], "counts": dict(counts),
+            "worst_seconds": round(worst, 2), "examples": {k: v[:5] for k, v in examples.items()}}
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    skip = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else ()
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(run(n, seed, Path(tmp), skip=skip), indent=1))
