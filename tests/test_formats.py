@@ -58,7 +58,7 @@ def test_safetensors_with_any_header_length_is_safetensors(tmp_path: Path, pad: 
 def test_safetensors_header_length_with_low_byte_0x80(tmp_path: Path) -> None:
     """1 file in 256 has a header length whose first byte looks like pickle's PROTO opcode."""
     path = tmp_path / "model.safetensors"
-    for pad in range(0, 400):
+    for pad in range(400):
         n = _safetensors(path, {"w": np.ones((3, 3), np.float32)}, pad)
         if n & 0xFF == 0x80:
             break

@@ -14,8 +14,8 @@ import pytest
 import initaudit
 from initaudit.baseline import apply, read, write
 from initaudit.engine import AuditConfig, TensorIgnore
-from initaudit.reporters import get_reporter, github, gitlab, markdown
 from initaudit.report import Report
+from initaudit.reporters import get_reporter, github, gitlab, markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
