@@ -167,6 +167,7 @@ class _Walker:
         self.stats = stats
         self._external: dict[str, set[str]] = {}
         self._ignores: dict[str, _IgnoreFile | None] = {}
+        self._chains: dict[str, list[_IgnoreFile]] = {}
 
     # --------------------------------------------------------------------------- arguments
 
@@ -276,6 +277,11 @@ class _Walker:
         return bool(verdict)
 
     def _rules_for(self, folder: str) -> list[_IgnoreFile]:
+        if folder not in self._chains:  # one walk up per folder, not per file
+            self._chains[folder] = self._chain(folder)
+        return self._chains[folder]
+
+    def _chain(self, folder: str) -> list[_IgnoreFile]:
         chain: list[_IgnoreFile] = []
         current = Path(folder)
         for directory in (current, *current.parents):

@@ -58,7 +58,7 @@ def test_safetensors_with_any_header_length_is_safetensors(tmp_path: Path, pad: 
 def test_safetensors_header_length_with_low_byte_0x80(tmp_path: Path) -> None:
     """1 file in 256 has a header length whose first byte looks like pickle's PROTO opcode."""
     path = tmp_path / "model.safetensors"
-    for pad in range(0, 400):
+    for pad in range(400):
         n = _safetensors(path, {"w": np.ones((3, 3), np.float32)}, pad)
         if n & 0xFF == 0x80:
             break
@@ -102,3 +102,24 @@ def test_fifo_is_never_opened(tmp_path: Path) -> None:
     stats = DiscoveryStats()
     assert discover([str(tmp_path)], stats=stats) == [str(tmp_path / "m.onnx")]
     assert stats.not_regular == [(str(tmp_path / "pipe.onnx"), "a FIFO")]
+
+
+def test_discovery_honours_gitignore_and_default_skips(tmp_path: Path) -> None:
+    model = (SAMPLES / "cnn_clean.onnx").read_bytes()
+    repo = tmp_path / "repo"
+    for rel in ("a.onnx", "build/lib/b.onnx", "venv/lib/c.onnx", "data/keep/d.onnx",
+                "data/drop/e.onnx", "node_modules/x/f.onnx", "dist/g.onnx", "pkg.egg-info/h.onnx"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes(model)
+    (repo / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (repo / ".git").mkdir()
+    (repo / ".gitignore").write_text("data/*\n!data/keep/\n")
+    (repo / "notes.md").write_text("Bonjour\n")
+    stats = DiscoveryStats()
+    found = discover([str(repo)], stats=stats)
+    assert [Path(p).relative_to(repo).as_posix() for p in found] == ["a.onnx", "data/keep/d.onnx"]
+    assert stats.models == 2 and stats.looked_at == 3 and stats.ignored >= 5
+    everything = discover([str(repo)], respect_ignore=False)
+    assert len(everything) == 8
+    # a folder named explicitly is walked even when ignored
+    assert discover([str(repo / "build")]) == [str(repo / "build" / "lib" / "b.onnx")]

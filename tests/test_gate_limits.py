@@ -14,8 +14,8 @@ import pytest
 import initaudit
 from initaudit.baseline import apply, read, write
 from initaudit.engine import AuditConfig, TensorIgnore
-from initaudit.reporters import get_reporter, github, gitlab, markdown
 from initaudit.report import Report
+from initaudit.reporters import get_reporter, github, gitlab, markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
@@ -114,3 +114,23 @@ def test_gitlab_code_quality(forty_files: Report) -> None:
     assert {i["severity"] for i in issues} <= {"info", "minor", "major", "critical", "blocker"}
     assert all(i["location"]["lines"]["begin"] == 1 for i in issues)
     assert gitlab.build(Report()) == []
+
+
+def test_coverage_is_rendered_in_every_format_and_none_is_fine() -> None:
+    from initaudit.report import Coverage, FileReport, Status
+
+    partial = FileReport("models/big.safetensors", "safetensors", Status.PARTIAL,
+                         skipped=[{"name": "h.11.mlp.c_fc.weight", "reason": "time budget exhausted"}],
+                         coverage=Coverage(weights_present=148, weights_analysed=146,
+                                           bytes_present=1000, bytes_analysed=987))
+    unknown = FileReport("models/old.onnx", "onnx", Status.OK, coverage=None)
+    report = Report([partial, unknown])
+    line = "coverage 146/148 weights (98.7% of bytes)"
+    assert line in _render("human", report)
+    assert line in _render("markdown", report)
+    assert line in _render("junit", report)
+    sarif = json.loads(_render("sarif", report))
+    run = sarif["runs"][0]
+    assert run["properties"]["coverage"]["models/big.safetensors"]["weights_analysed"] == 146
+    assert run["invocations"][0]["executionSuccessful"] is False
+    assert report.exit_code() == 3 and report.counts()["partial_files"] == 1

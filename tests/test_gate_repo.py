@@ -22,7 +22,7 @@ SAMPLES = ROOT / "sample_models"
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     return subprocess.run([sys.executable, "-m", "initaudit", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.fixture()
@@ -107,3 +107,16 @@ def test_partial_audit_exit_code_and_short_reprs() -> None:
     assert report.exit_code() == 3 and report.exit_code(allow_partial=True) == 0
     assert len(repr(report)) < 200 and len(repr(report.files[0])) < 200
     assert "partial_files=1" in repr(report)
+
+
+@pytest.mark.e2e
+def test_stale_ignore_and_suppressed_count(repo: Path) -> None:
+    (repo / "pyproject.toml").write_text(
+        '[tool.initaudit]\n'
+        '[[tool.initaudit.per-tensor-ignores]]\npattern = "fc1*"\nrules = ["IA101"]\nreason = "ablation"\n'
+        '[[tool.initaudit.per-tensor-ignores]]\npattern = "no_such_tensor*"\nreason = "stale"\n')
+    proc = _cli(".", cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 suppressed" in proc.stdout
+    assert "'no_such_tensor*'" in proc.stderr and "matched no finding" in proc.stderr
+    assert "'fc1*'" not in proc.stderr

@@ -45,7 +45,7 @@ def gpt2_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_gpt2_report_at_80_columns(gpt2_folder: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80", "NO_COLOR": "1"}
     proc = subprocess.run([sys.executable, "-m", "initaudit", "gpt2-tiny"], cwd=gpt2_folder.parent,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
@@ -68,5 +68,5 @@ def test_gpt2_report_at_80_columns(gpt2_folder: Path) -> None:
     # --verbose: every tensor on its own row, nothing collapsed
     verbose = subprocess.run([sys.executable, "-m", "initaudit", "gpt2-tiny", "--verbose"],
                              cwd=gpt2_folder.parent, env={**env, "COLUMNS": "160"},
-                             capture_output=True, text=True, timeout=300).stdout
+                             capture_output=True, text=True, timeout=300, check=False).stdout
     assert "transformer.h.11.mlp.c_proj.weight" in verbose and " ×12" not in verbose

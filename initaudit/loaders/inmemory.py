@@ -204,8 +204,41 @@ def from_keras_model(model: Any) -> LoadedModel:
     from . import LoadOptions
     from .keras_loader import load as load_keras
 
-    return _round_trip(lambda p: model.save(os.fspath(p)),
-                       lambda p: load_keras(p, "keras", LoadOptions()), "model.keras", model, "keras")
+    loaded = _round_trip(lambda p: model.save(os.fspath(p)),
+                         lambda p: load_keras(p, "keras", LoadOptions()), "model.keras", model, "keras")
+    _keras_layer_activations(model, loaded)
+    return loaded
+
+
+def _keras_layer_activations(live: Any, loaded: LoadedModel) -> None:
+    """A subclassed Keras model saves no layer graph: its ``.keras`` config does not say which
+    activation each ``Dense``/``Conv`` applies. The live object does: each weighted sublayer's
+    own ``activation`` attribute, found by the attribute path the loader names the layer with
+    (``d1``, ``encoder/d1``). Only layers the file left without an activation are filled; an
+    activation applied inside ``call`` stays unknown (and is reported as such)."""
+    filled = 0
+    for layer in loaded.layers:
+        if layer.activation is not None:
+            continue
+        obj: Any = live
+        for part in layer.name.replace(".", "/").split("/"):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        act = getattr(obj, "activation", None) if obj is not None else None
+        name = getattr(act, "__name__", None)
+        if not isinstance(name, str):
+            continue
+        parsed = parse_activation(name, source="keras-layer")
+        if parsed is not None:
+            layer.activation = parsed
+            filled += 1
+    if filled:
+        loaded.notes = [n for n in loaded.notes if "match no layer of the config" not in n]
+        unknown = [layer.name for layer in loaded.layers if layer.activation is None]
+        if not unknown:
+            loaded.notes.append(f"activations of {filled} layer(s) from the live model's layers "
+                                "(a subclassed model's file has no layer graph)")
 
 
 def _round_trip(save: Callable[[Path], None], read: Callable[[Path], LoadedModel], filename: str,

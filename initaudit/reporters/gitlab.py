@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 SEVERITIES = {Severity.ERROR: "critical", Severity.WARNING: "major", Severity.INFO: "minor"}
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool = False,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
            verbose: bool = False, quiet: bool = False) -> None:
     stream.write(json.dumps(build(result), indent=2, ensure_ascii=False) + "\n")
 

@@ -1,0 +1,56 @@
+"""An in-memory model gets the verdicts its saved form gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import initaudit
+
+
+@pytest.mark.frameworks
+def test_hf_model_in_memory_has_the_activations_of_its_saved_folder(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    for op in ("nms", "qnms"):  # torchvision's compiled ops are CUDA-linked here (COMMON.md)
+        try:
+            torch.library.define(f"torchvision::{op}",
+                                 "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        except RuntimeError:
+            pass
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = transformers.BertModel(transformers.BertConfig(
+        num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128,
+        vocab_size=500))
+    model.save_pretrained(tmp_path)
+    in_memory = initaudit.audit(model, use_config=False).files[0]
+    saved = initaudit.audit(str(tmp_path / "model.safetensors"), use_config=False).files[0]
+    activations = {t.name: t.activation for t in in_memory.tensors}
+    assert activations == {t.name: t.activation for t in saved.tensors}
+    assert sum(a is not None for a in activations.values()) > 20
+    assert [f.code for f in in_memory.findings] == [f.code for f in saved.findings]
+
+
+@pytest.mark.frameworks
+def test_subclassed_keras_model_he_into_sigmoid_is_found() -> None:
+    keras = pytest.importorskip("keras")
+
+    class Net(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.d1 = keras.layers.Dense(256, activation="sigmoid", kernel_initializer="he_normal")
+            self.d2 = keras.layers.Dense(10)
+
+        def call(self, x):  # noqa: ANN001, ANN202 - keras signature
+            return self.d2(self.d1(x))
+
+    net = Net()
+    net(np.zeros((1, 300), "float32"))
+    report = initaudit.audit(net, use_config=False)
+    assert [(f.code, f.layer) for f in report.findings if f.code == "IA101"] == [("IA101", "d1")]
+    clean = Net()
+    clean.d1 = keras.layers.Dense(256, activation="sigmoid", kernel_initializer="glorot_uniform")
+    clean(np.zeros((1, 300), "float32"))
+    assert not any(f.code == "IA101" for f in initaudit.audit(clean, use_config=False).findings)
