@@ -13,7 +13,8 @@ For every checkpoint, each tool runs in its own subprocess (so each peak memory 
 * ``initaudit``: the CLI, ``python -m initaudit PATH --format json -o /dev/null --exit-zero``;
 * ``bare numpy pass`` (the floor, safetensors only): parse the header, memory-map the file and, per
   tensor, one matrix-vector product and a finite check: the least any tool that looks at every
-  byte must do (bfloat16 widened by a shift, as initaudit does);
+  byte must do (bfloat16 widened by a shift, the whole tensor at once: numpy has no bf16
+  arithmetic; benchmarks/README.md says why this is not a lower bound for bf16);
 * ``reference load``: the format's own library loading every tensor (``safetensors.numpy`` for
   float32, ``safetensors.torch(backend="pread")`` for bfloat16, ``onnx.load`` +
   ``numpy_helper.to_array``, ``torch.load(weights_only=True)``);
@@ -341,7 +342,7 @@ for shard in sorted(glob.glob(os.path.join(sys.argv[1], "*.safetensors"))):
             continue
         a, b = info["data_offsets"]
         arr = mm[8 + n + a: 8 + n + b].view(DT[info["dtype"]]).reshape(info["shape"])
-        if info["dtype"] == "BF16":
+        if info["dtype"] == "BF16":  # numpy has no bf16 arithmetic: widen by a shift first
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
         m = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
         y = m @ np.ones(m.shape[1], dtype=m.dtype)

@@ -102,7 +102,6 @@ def run_pass(values: np.ndarray, tensor: WeightTensor, *, schemed: bool, max_sam
                 oshape, cols = (r, c), c
     if cols is not None and not (arr.ndim == 2 and shape[1] == cols) and not arr.flags.c_contiguous:
         cols = units_by = oshape = None  # a strided >2-D view: no cheap 2-D view, separate paths
-        units_by = None
     dt = pass_dtype(arr.dtype)
     right: list[np.ndarray] = []
     left: list[np.ndarray] = []
