@@ -156,6 +156,7 @@ def to_model(obj: Any) -> LoadedModel:
 
 def from_arrays(arrays: Mapping[str, Any], convention: Convention = Convention.TORCH,
                 label: str = "<arrays>") -> LoadedModel:
+    from .accounting import inventory_entry
     from .loaders.statedict import FlatTensor, group_state_dict
 
     flat = []
@@ -164,8 +165,11 @@ def from_arrays(arrays: Mapping[str, Any], convention: Convention = Convention.T
         flat.append(FlatTensor(name=str(name), shape=tuple(int(d) for d in arr.shape),
                                dtype=str(arr.dtype), load=(lambda a=arr: a)))
     layers, loose = group_state_dict(flat, convention)
-    return LoadedModel(path=label, format="in-memory", layers=layers, loose_tensors=loose,
-                       framework="numpy", has_graph=False)
+    model = LoadedModel(path=label, format="in-memory", layers=layers, loose_tensors=loose,
+                        framework="numpy", has_graph=False)
+    # the container is the mapping itself: every array in it, mapped or not
+    model.inventory = [inventory_entry(f.name, f.shape, f.dtype) for f in flat]
+    return model
 
 
 def _has_torch_base(obj: Any) -> bool:

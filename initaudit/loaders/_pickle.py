@@ -260,10 +260,22 @@ _TENSOR_CLASSES = frozenset({
 # own attribute assignment; they are rebuilt as inert :class:`Stub` objects.
 _STUB_KINDS = frozenset({"torch-module", "torchscript", "numpy-ndarray", "benign", "tensor-class"})
 # kinds NEWOBJ (``cls.__new__``) + BUILD may instantiate without a finding
-_NEWOBJ_KINDS = _STUB_KINDS | {"main-class"}
+_NEWOBJ_KINDS = _STUB_KINDS | {"main-class", "library-class"}
+# The one trust decision beyond torch's own grammar (docs/security.md): ``torch.save(model)`` of a
+# model built by the libraries whose untouched models are this linter's ground truth stores their
+# nn.Module subclasses (and configs) as NEWOBJ/``copyreg._reconstructor`` + BUILD of plain state.
+# Loading imports the installed library (the code the user already runs to build the model) and
+# assigns attributes (nn.Module.__setstate__); *calling* any of these classes or functions from
+# the pickle (REDUCE) is still a finding, and so is every class of any other package.
+_LIBRARY_CLASS_PACKAGES = ("torchvision", "timm", "transformers", "diffusers", "peft",
+                           "sentence_transformers", "torchaudio")
 _TORCH_CLASS_MODULES = ("torch.nn.modules", "torch.nn.parameter", "torch.nn.utils.parametrize",
                         "torch.nn.utils.parametrizations", "torch.nn.utils.spectral_norm",
-                        "torch.nn.utils.weight_norm", "torch.ao.nn", "torch.nn.quantized",
+                        "torch.nn.utils.weight_norm", "torch.nn.utils.prune",
+                        # torch.distributed.checkpoint's .metadata: its own dataclasses
+                        "torch.distributed.checkpoint.metadata",
+                        "torch.distributed.checkpoint.filesystem",
+                        "torch.ao.nn", "torch.nn.quantized",
                         "torch.nn.qat", "torch.nn.intrinsic", "torch.optim",
                         "torch.utils.hooks")
 # A class (CapWords or _Private) - never a dotted attribute path or a dunder
@@ -600,11 +612,15 @@ def resolve_global(module: str, name: str, ctx: UnpickleContext) -> Any:
         return GlobalRef(module, name, "torchscript")
     if qual in _BENIGN_CONSTRUCTORS:
         return GlobalRef(module, name, "benign")
-    if module == "torch.nn.functional" and _MODULE_NAME.match(name) and "." not in name \
-            and not name.startswith("_"):
-        # a module's activation stored by reference (nn.TransformerEncoderLayer.activation);
+    if module in ("torch.nn.functional", "torch._C._nn", "torch") and _MODULE_NAME.match(name) \
+            and "." not in name and not name.startswith("_"):
+        # a module's activation stored by reference (nn.TransformerEncoderLayer.activation,
+        # transformers' GELUActivation.act = torch._C._nn.gelu); dangerous torch names
+        # (torch.load...) were refused above;
         # referencing it imports torch only, *calling* it from the pickle is still a finding
         return GlobalRef(module, name, "torch-function")
+    if plain and module.split(".", 1)[0] in _LIBRARY_CLASS_PACKAGES:
+        return GlobalRef(module, name, "library-class")
     if module == "__main__" and _CLASS_NAME.match(name):
         # a class of the loading program itself: importing __main__ runs nothing new, and
         # NEWOBJ + BUILD of it is how pickle stores any user object; *calling* it is a finding
