@@ -60,14 +60,23 @@ def test_dangerous_global_reported_never_run(tmp_path: Path) -> None:
     assert not marker.exists() and report.error is None
 
 
-def test_aotinductor_package_is_named(tmp_path: Path) -> None:
+def test_aotinductor_package_is_named_and_its_compiled_code_flagged(tmp_path: Path) -> None:
     """A .pt2 written by torch's own archive writer with an AOTInductor payload (the layout
-    aoti_compile_and_package uses: data/aotinductor/<model>/...) is refused by name."""
+    aoti_compile_and_package uses: data/aotinductor/<model>/...): aoti_load_package dlopens the
+    shared library, so it is unsafe-content (exit 1), and its constants are listed as not
+    analysed (never a silent ok)."""
     package = pytest.importorskip("torch.export.pt2_archive._package")
     path = tmp_path / "model.pt2"
     writer = package.PT2ArchiveWriter(str(path))
     writer.write_string("data/aotinductor/model/model.wrapper.cpp", "// compiled wrapper")
     writer.write_bytes("data/aotinductor/model/model.wrapper.so", b"\x7fELF")
+    writer.write_bytes("data/aotinductor/model/model_consts.weights", b"\0" * 64)
     writer.close()
-    report = audit(str(path)).files[0]
-    assert report.error is not None and "AOTInductor" in report.error
+    result = audit(str(path))
+    report = result.files[0]
+    assert report.format == "pt2-aoti" and report.status.value == "partial"
+    unsafe = [f for f in report.findings if f.code == "IA501"]
+    assert unsafe and "AOTInductor shared library" in unsafe[0].message
+    assert [s["category"] for s in report.skipped] == ["unsafe"]
+    assert any("AOTInductor package" in n for n in report.notes)
+    assert result.exit_code() == 1

@@ -48,8 +48,8 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
                                     detail="AOTInductor constants blob (layout private to the "
                                            "compiled library)") for m in weights]
     for m in weights:
-        model.skipped.append((m.name, "AOTInductor constants blob: layout private to the compiled "
-                                      "library; audit the checkpoint it was compiled from"))
+        model.skip(m.name, "AOTInductor constants blob: layout private to the compiled library; "
+                           "audit the checkpoint it was compiled from", SkipReason.UNSAFE)
     model.notes.append("an AOTInductor package (compiled model code): its weights are not "
                        "analysed; audit the checkpoint it was compiled from")
     return model
