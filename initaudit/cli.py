@@ -31,7 +31,7 @@ from . import __version__
 from .report import Report, Severity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import AuditConfig
+    from .settings import AuditConfig
     from .rules.base import Rule
 
 PROG = "initaudit"

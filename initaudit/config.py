@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .engine import AuditConfig, TensorIgnore
+from .settings import AuditConfig, TensorIgnore
 from .report import Finding, Severity
 
 if sys.version_info >= (3, 11):  # pragma: no cover - version dependent

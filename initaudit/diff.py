@@ -45,14 +45,14 @@ import numpy as np
 from .report import FileReport, Status, TensorReport
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import AuditConfig
+    from .settings import AuditConfig
     from .model import LoadedModel, WeightTensor
 
 # at most this relative change counts as "no change": float32 round-off is ~6e-8 per element
 UNCHANGED_REL = 1e-7
 # elements per chunk when computing norms over a pair of tensors (bounds the float64 copies)
 CHUNK = 1 << 22
-KERNEL_ROLES = frozenset({"kernel", "recurrent", "embedding"})
+from .model import SCHEMED_ROLE_NAMES as KERNEL_ROLES  # noqa: E402
 
 
 class ChangeStatus(str, enum.Enum):
@@ -160,7 +160,7 @@ def diff_paths(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str],
                frozen: tuple[str, ...] = ()) -> DiffReport:
     """Load, audit and compare two checkpoints. Never raises for a bad file (status error).
     ``frozen``: globs over tensor/layer names frozen on purpose (no finding when unchanged)."""
-    from .engine import AuditConfig
+    from .settings import AuditConfig
 
     config = config or AuditConfig()
     model_a, fr_a = _load_and_audit(os.fspath(path_a), config)

@@ -6,95 +6,25 @@ Everything the CLI does goes through here (the CLI is a thin layer over this mod
 
 from __future__ import annotations
 
-import fnmatch
 import mmap
 import os
-from dataclasses import dataclass, field
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from .accounting import account, categorise
-from .activations import ActivationHint
-from .model import LoadedModel, LoadError, Role, SkipReason, WeightTensor
-from .report import Coverage, FileReport, Finding, Severity, Status, TensorReport
+from .model import SCHEMED_ROLES, LoadedModel, LoadError, SkipReason, WeightTensor
+from .report import Coverage, FileReport, Finding, Status, TensorReport
 from .selector import RuleSelector
 
-# roles whose values an init scheme is about
-SCHEMED_ROLES = frozenset({Role.KERNEL, Role.RECURRENT, Role.EMBEDDING})
+# the settings live in .settings (every layer may read them); re-exported for the engine's callers
+from .settings import BUDGET_REASON, AuditConfig, TensorIgnore, TensorProgress
 
-
-@dataclass(frozen=True)
-class TensorIgnore:
-    """A per-tensor suppression: glob over tensor/layer names (and optionally file paths)."""
-
-    pattern: str
-    rules: tuple[str, ...]  # codes or names; empty = all
-    reason: str
-    path: str | None = None  # glob over the checkpoint path; None = any file
-
-    def applies(self, finding: Finding, file_path: str) -> bool:
-        if self.path is not None and not (fnmatch.fnmatch(file_path, self.path)
-                                          or fnmatch.fnmatch(os.path.basename(file_path), self.path)):
-            return False
-        names = [n for n in (finding.tensor, finding.layer) if n]
-        if not names and self.pattern not in ("*", "**"):
-            return False
-        if names and not any(fnmatch.fnmatchcase(n, self.pattern) for n in names):
-            return False
-        return not self.rules or finding.code in self.rules or finding.name in self.rules
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    select: tuple[str, ...] = ()  # codes or names; empty = all rules
-    ignore: tuple[str, ...] = ()
-    fail_on: Severity = Severity.ERROR
-    min_confidence: float = 0.0  # findings below are dropped
-    hints: tuple[ActivationHint, ...] = ()
-    severity_overrides: dict[str, Severity] = field(default_factory=dict)  # code/name -> severity
-    tensor_ignores: tuple[TensorIgnore, ...] = ()
-    # statistics are computed on at most this many elements (a reproducible sample)
-    max_sample: int = 1 << 20
-    seed: int = 0
-    # wall-clock budget for the per-tensor analysis (None: no limit). Checked before each tensor
-    # starts; tensors not reached are reported as skipped ("time budget exhausted") and the file
-    # status is partial, never a silent partial "clean".
-    max_seconds: float | None = None
-    # called on the calling thread, in model order, once per tensor finished (or skipped)
-    progress: Callable[["TensorProgress"], None] | None = field(default=None, compare=False)
-    # tensors analysed at once: 0 = min(8, CPUs available). numpy releases the GIL in the heavy loops, so two
-    # threads use two cores; peak memory is `workers` tensors' working sets.
-    workers: int = 0
-    # run ONNX models with onnxruntime (the optional [probe] extra) and put the measured
-    # activation std per layer next to the signal-propagation prediction
-    probe: bool = False
-
-
-BUDGET_REASON = "time budget exhausted"
-
-
-@dataclass(frozen=True)
-class TensorProgress:
-    """One step of the per-tensor loop, for progress bars."""
-
-    index: int  # 1-based: tensors finished so far, this one included
-    total: int
-    name: str
-    nbytes: int  # this tensor's stored size (elements x itemsize, from its shape and dtype)
-    done_bytes: int  # bytes of the tensors finished so far, this one included
-    total_bytes: int
-    elapsed: float  # seconds since the loop started
-    skipped: str | None = None  # the reason, when the tensor was not analysed
-
+__all__ = ["BUDGET_REASON", "SCHEMED_ROLES", "AuditConfig", "TensorIgnore", "TensorProgress",
+           "analyse", "audit_file", "audit_path"]
 
 def _rule_enabled(code: str, name: str, config: AuditConfig) -> bool:
     return RuleSelector(config.select, config.ignore).enabled(code, name)
-
-
-def _matches_selector(key: str, selector: str) -> bool:
-    # ruff-style prefixes: "IA1" selects IA101, IA102...; names match exactly
-    return key == selector or (selector.upper().startswith("IA") and key.startswith(selector.upper()))
 
 
 def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileReport:
@@ -176,6 +106,10 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     report.state = file_state.to_dict()
     signal = propagate(model, analyses)
     report.signal = signal.to_dict() if signal is not None else None
+    if config.probe:  # measured next to the prediction (onnxruntime, the optional [probe] extra)
+        from .probe import probe_step
+
+        probe_step(model, report, seed=config.seed)
     rules = [r for r in registry().values() if _rule_enabled(r.code, r.name, config)]
     base = RuleContext(model=model, analyses=tuple(analyses), file_state=file_state,
                        signal=signal)
@@ -340,11 +274,7 @@ def _tensor_report(tensor: WeightTensor, activation, stats, scheme, skipped: str
 
 
 def audit_file(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()) -> FileReport:
-    """What the CLI runs per file: :func:`audit_path`, or the onnxruntime probe when asked."""
-    if config.probe:
-        from .probe import audit_with_probe
-
-        return audit_with_probe(path, config)
+    """What the CLI runs per file (kept for callers; the probe is a step of :func:`analyse`)."""
     return audit_path(path, config)
 
 

@@ -30,10 +30,11 @@ import json
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .report import FileReport, Status, TensorReport
+from .reporters._text import evidence_text as _evidence_text
 from .reporters._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import AuditConfig
+    from .settings import AuditConfig
 
 
 def select_tensors(fr: FileReport, layer: str | None) -> list[TensorReport]:
@@ -210,28 +211,6 @@ def _detail(text: object) -> object:
     from rich.padding import Padding
 
     return Padding(text, (0, 0, 0, 4))
-
-
-def _evidence_text(evidence: dict[str, Any]) -> str:
-    parts = []
-    for key, value in evidence.items():
-        label = {"gof_pvalue": "KS/GOF p", "std_interval_95": "std 95%",
-                 "orthogonality_error": "orthogonality error"}.get(key, key.replace("_", " "))
-        parts.append(f"{label} {_value(value)}")
-    return " · ".join(parts)
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, dict):
-        return ", ".join(f"{k} {_value(x)}" for k, x in v.items())
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, float) or (hasattr(v, "dtype") and hasattr(v, "item")):
-        try:
-            return _num(float(v))
-        except (TypeError, ValueError):
-            return str(v)
-    return str(v)
 
 
 def run(paths: list[str], config: "AuditConfig", *, layer: str | None, fmt: str, stream: TextIO,

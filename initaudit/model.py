@@ -30,6 +30,12 @@ class Role(str, enum.Enum):
     OTHER = "other"
 
 
+# the roles an init scheme is about (identification, state and the scheme rules look at these)
+SCHEMED_ROLES: frozenset[Role] = frozenset({Role.KERNEL, Role.RECURRENT, Role.EMBEDDING})
+# the same, as the role strings of the report (TensorReport.role) that reporters read
+SCHEMED_ROLE_NAMES: frozenset[str] = frozenset(r.value for r in SCHEMED_ROLES)
+
+
 class ActivationKind(str, enum.Enum):
     RELU = "relu"
     LEAKY_RELU = "leaky_relu"

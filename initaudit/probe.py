@@ -186,32 +186,21 @@ def probe_signal(source: Any, model: LoadedModel, signal: dict[str, Any], *, bat
     return summary
 
 
-def audit_with_probe(path: str | os.PathLike[str], config: Any = None):
-    """Audit an ONNX file and add the probe's measurements to its ``signal`` section.
-
-    What ``initaudit --probe`` runs for ``.onnx`` files; a model that cannot be probed keeps its
-    prediction and gets a note saying why.
-    """
-    from .engine import AuditConfig, analyse, audit_path
-    from .loaders import LoadOptions, load
-
-    config = config or AuditConfig()
-    try:
-        model = load(os.fspath(path), LoadOptions(hints=config.hints))
-        report = analyse(model, config)
-    except Exception:  # a bad file: the ordinary audit gives its one-line error report
-        return audit_path(path, config)
+def probe_step(model: LoadedModel, report: Any, *, seed: int = 0) -> None:
+    """The engine's probe step (``--probe``): measure an ONNX model's signal with onnxruntime and
+    put it next to the prediction in ``report.signal``; a model that cannot be probed keeps its
+    prediction and gets a note saying why."""
     if model.format != "onnx":
         report.notes.append("probe: only ONNX models can be probed; prediction only")
-        return report
+        return
     if report.signal is None:
         report.notes.append("probe: no signal prediction to compare (the file has no graph)")
-        return report
+        return
     try:
-        summary = probe_signal(path, model, report.signal, seed=config.seed)
+        summary = probe_signal(model.path, model, report.signal, seed=seed)
     except ProbeUnavailable as exc:
         report.notes.append(f"probe: {exc}")
-        return report
+        return
     verdict = "agrees with" if summary["agrees"] else "DIFFERS from"
     report.notes.append(
         f"probe: measured signal {verdict} the prediction on {summary['layers_compared']} "
@@ -219,4 +208,3 @@ def audit_with_probe(path: str | os.PathLike[str], config: Any = None):
         f"tolerance x{summary['tolerance_factor']:g}, wider for narrow deep stacks)"
         if summary["worst_ratio"] is not None
         else "probe: no layer could be compared")
-    return report

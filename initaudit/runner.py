@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import AuditConfig
+    from .settings import AuditConfig
     from .report import FileReport
 
 

@@ -114,10 +114,11 @@ def test_human_report_shows_the_chart(tmp_path) -> None:
 @pytest.mark.frameworks
 def test_probe_agrees_with_the_prediction_within_its_tolerance(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    from initaudit.probe import TOLERANCE, audit_with_probe
+    from initaudit.engine import AuditConfig, audit_path
+    from initaudit.probe import TOLERANCE
 
     path = _mlp(tmp_path, "glorot")
-    report = audit_with_probe(path)
+    report = audit_path(path, AuditConfig(probe=True))
     probe = report.signal["probe"]
     assert probe["layers_compared"] == DEPTH
     assert probe["agrees"], probe["compared"]
@@ -149,12 +150,13 @@ def test_probe_disagrees_when_the_prediction_is_wrong(tmp_path) -> None:
 @pytest.mark.frameworks
 def test_probe_on_an_unreadable_or_graphless_file_says_why(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
-    from initaudit.probe import audit_with_probe
+    from initaudit.engine import AuditConfig, audit_path
 
+    probe = AuditConfig(probe=True)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x07garbage")
-    assert audit_with_probe(bad).status.value == "error"
+    assert audit_path(bad, probe).status.value == "error"
     npz = tmp_path / "w.npz"
     np.savez(npz, **{"fc.weight": np.random.default_rng(0).normal(0, 0.1, (32, 32))})
-    report = audit_with_probe(npz)
+    report = audit_path(npz, probe)
     assert any(note.startswith("probe:") for note in report.notes)

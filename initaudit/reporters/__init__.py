@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
     from ..report import Report
 
 # format name -> module inside initaudit.reporters (imported lazily)

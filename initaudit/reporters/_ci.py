@@ -13,7 +13,7 @@ from typing import Iterable
 from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
 
 # roles an init scheme is about (the human reporter's table shows the same ones)
-SCHEMED_ROLES = frozenset({"kernel", "recurrent", "embedding"})
+from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES  # noqa: E402, F401 (re-exported)
 
 _SEVERITY_ORDER = (Severity.ERROR, Severity.WARNING, Severity.INFO)
 

@@ -27,7 +27,7 @@ from ..report import Finding, Report, Severity, Status
 from ._ci import accepted_parts, analysed, join_limited, plural, repo_path, skipped_items, subject
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
 
 COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 TOOL = "initaudit"

@@ -29,7 +29,7 @@ from ..report import Report, Severity, Status
 from ._ci import one_line, repo_path, skipped_items, subject
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
 
 SEVERITIES = {Severity.ERROR: "critical", Severity.WARNING: "major", Severity.INFO: "minor"}
 

@@ -37,7 +37,7 @@ from ._svg import histogram_svg, legend_swatch, signal_svg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..diff import DiffReport
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
 
 SEV_MARK = {"error": "✗", "warning": "⚠", "info": "ℹ"}
 # digits between separators: the index of a repeated block (layer.3., h.11., blocks_2_)
@@ -324,7 +324,7 @@ def _kernel_groups(fr: FileReport, kernels: list[TensorReport], anchors: dict[st
 
 def _card(fr: FileReport, t: TensorReport, anchor: str, samples: dict,
           problems: dict[str, str]) -> str:
-    from ..inspect_cmd import _evidence_text
+    from ._text import evidence_text as _evidence_text
 
     mine = [f for f in fr.findings if f.tensor == t.name]
     worst = max(mine, key=lambda f: f.severity.rank).severity.value if mine else "none"

@@ -42,10 +42,10 @@ from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
 from ._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
 
 # roles an init scheme is about: they get a row in the table; the rest are summarised
-_SCHEMED_ROLES = frozenset({"kernel", "recurrent", "embedding"})
+from ..model import SCHEMED_ROLE_NAMES as _SCHEMED_ROLES  # noqa: E402
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _STATUS_STYLE = {Status.OK: "green", Status.PARTIAL: "yellow", Status.ERROR: "bold red"}
 _MAX_SKIPPED_SHOWN = 15  # longer lists are cut unless --verbose

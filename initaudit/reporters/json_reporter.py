@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._text import json_fallback as _fallback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
     from ..report import Report
 
 

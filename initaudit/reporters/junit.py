@@ -41,7 +41,7 @@ from ..report import FileReport, Finding, Report, Severity, Status
 from ._ci import SCHEMED_ROLES, coverage_text, fails, one_line, repo_path, skipped_items, subject
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
 
 FILE_CASE = "(file)"
 # characters XML 1.0 cannot carry at all, even escaped

@@ -51,7 +51,7 @@ from ._ci import (SCHEMED_ROLES, accepted_parts, analysed, counts, coverage_text
 from ._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
 
 MAX_FINDINGS = 50  # per file, unless verbose
 # GitHub refuses comment bodies (and job summaries) above 65,536 characters

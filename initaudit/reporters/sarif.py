@@ -60,7 +60,7 @@ from ._ci import is_absolute, join_limited, one_line, repo_path, skipped_items, 
 from ._text import json_fallback as _fallback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine import AuditConfig
+    from ..settings import AuditConfig
     from ..rules.base import Rule
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
