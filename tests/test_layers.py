@@ -86,3 +86,12 @@ def test_module_imports_only_its_layer_and_below(path: Path) -> None:
         if (layer := _layer_of(target)) is not None and layer > own
     )
     assert not upward, f"{module} ({LAYERS[own][0]}) imports a higher layer: {', '.join(upward)}"
+
+
+def test_analysis_does_not_import_the_report() -> None:
+    """The analysis produces typed results (analysis/results.py); the report is assembled from
+    them by the engine. An analysis module importing report.py is a type in the wrong place."""
+    offenders = sorted(
+        _module_name(p) for p in (PACKAGE / "analysis").rglob("*.py")
+        if any(t == "initaudit.report" or t.startswith("initaudit.report.") for t in _imports(p)))
+    assert offenders == []

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..model import Role, WeightTensor
-from ..report import Candidate, SchemeResult, TensorStats
+from .results import Candidate, SchemeResult, TensorStats
 from .schemes import NORMAL, TN2_STD_FACTOR, TRUNC, UNIFORM, all_candidates
 from .stats import (
     CHUNK_ELEMENTS,

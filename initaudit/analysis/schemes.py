@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from ..model import Role, WeightTensor
-from ..report import Candidate
+from .results import Candidate
 
 # realised std of a normal truncated at +-2 of its own sigma, per unit sigma
 TN2_STD_FACTOR = 0.87962566103423978

@@ -127,7 +127,7 @@ class LayerSignal:
     measured_std: float | None = None  # filled by the optional onnxruntime probe
 
     def to_dict(self) -> dict[str, Any]:
-        from ..report import _jsonable
+        from .results import _jsonable
 
         return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 
@@ -158,7 +158,7 @@ class SignalReport:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        from ..report import _jsonable
+        from .results import _jsonable
 
         return {"band": list(self.band), "forward_exit": self.forward_exit,
                 "backward_exit": self.backward_exit,

@@ -27,7 +27,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..model import WeightTensor
-from ..report import SchemeResult, TensorStats
+from .results import SchemeResult, TensorStats
 from .stats import as_float
 from .units import UnitCheck, units_matrix
 
@@ -63,7 +63,7 @@ class StateResult:
         return self.state is State.TRAINED
 
     def to_dict(self) -> dict[str, Any]:
-        from ..report import _jsonable
+        from .results import _jsonable
 
         return {"state": self.state.value, "confidence": round(float(self.confidence), 4),
                 "reason": self.reason, "evidence": _jsonable(dict(self.evidence))}

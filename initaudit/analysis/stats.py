@@ -29,7 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..report import TensorStats
+from .results import TensorStats
 
 CHUNK_ELEMENTS = 1 << 20
 PASS_CHUNK = 1 << 16  # elements per fused-pass chunk: 256 KB of float32, cache-sized

@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..model import Convention, Role, WeightTensor
-from ..report import TensorStats
+from .results import TensorStats
 from .stats import FAMILY_SAMPLE_DEFAULT, draw_sample, fused_pass, pass_dtype
 
 ORTHO_PROBES = 8  # identify.ORTHO_PROBES (kept in one place: identify imports it from here)

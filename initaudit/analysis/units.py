@@ -30,7 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..model import WeightTensor
-from ..report import TensorStats
+from .results import TensorStats
 from .stats import CHUNK_ELEMENTS, as_float, iter_chunks
 
 
