@@ -102,7 +102,7 @@ def _timm_entries() -> list[str]:
         picked[module] = ranked[0]
     extra = ["vit_tiny_patch16_224", "mixer_s32_224", "convnextv2_atto", "beit_base_patch16_224",
              "cait_xxs24_224", "deit_tiny_distilled_patch16_224", "resmlp_12_224",
-             "gmlp_ti16_224", "vit_small_patch16_reg4_gap_256", "eva02_tiny_patch14_224",
+             "gmlp_ti16_224", "vit_base_patch16_reg4_gap_256", "eva02_tiny_patch14_224",
              "swin_tiny_patch4_window7_224", "efficientnet_b0", "mobilenetv3_small_050",
              "resnet18", "regnetx_002", "levit_128s", "poolformer_s12", "coat_lite_tiny",
              "xcit_nano_12_p16_224", "convmixer_768_32", "edgenext_xx_small", "fastvit_t8",

@@ -97,8 +97,10 @@ def library_default(tensor: WeightTensor, scheme) -> str | None:
 
     if scheme is None:
         return None
-    rows = [default_init(tensor.convention, scheme.rule, scheme.distribution)]
-    rows += [default_init(tensor.convention, c.rule, c.distribution)
+    rows = [default_init(tensor.convention, scheme.rule, scheme.distribution,
+                         mode=scheme.mode, std=scheme.expected_std)]
+    rows += [default_init(tensor.convention, c.rule, c.distribution, mode=c.mode,
+                          std=c.expected_std)
              for c in getattr(scheme, "alternatives", ())]
     row = next((r for r in rows if r is not None), None)
     return row.label if row is not None else None
