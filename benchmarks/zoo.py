@@ -32,9 +32,10 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -151,7 +152,7 @@ ENTRIES: dict[str, Callable[[], list[str]]] = {
 # ---- builders --------------------------------------------------------------------------------------
 
 def _torch_act(name: str):
-    import torch.nn as nn
+    from torch import nn
 
     return {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "selu": nn.SELU,
             "gelu": nn.GELU, "silu": nn.SiLU, "mish": nn.Mish, "tanh": nn.Tanh,
@@ -162,7 +163,7 @@ def _torch_act(name: str):
 def build_torch_nn(name: str):
     """torch.nn stacks with torch's own default init (what `nn.Linear(...)` gives everyone)."""
     import torch
-    import torch.nn as nn
+    from torch import nn
 
     if name.startswith("mlp-"):
         act = name[4:]
@@ -676,7 +677,7 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _same_tensor(reported: str, injected: str) -> bool:
-    norm = lambda s: s.replace("/", ".").replace(":0", "")  # noqa: E731
+    norm = lambda s: s.replace("/", ".").replace(":0", "")
     a, b = norm(reported), norm(injected)
     return a == b or a.endswith(b) or b.endswith(a)
 

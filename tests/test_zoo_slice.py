@@ -9,8 +9,9 @@ init code runs in seconds; the full zoo is `python benchmarks/zoo.py`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -53,7 +53,7 @@ class ByDesign:
     def matches(self, name: str, model_type: str | None = None) -> bool:
         if self.model_types and model_type not in self.model_types:
             return False
-        return re.search(self.pattern, name, re.I) is not None
+        return re.search(self.pattern, name, re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ DEFAULT_INITS: tuple[DefaultInit, ...] = (*TORCH, *TORCHVISION, *KERAS, *FLAX)
 
 # names of a model's output projection (a classifier head / LM head) when the file has no graph
 HEAD_NAME = re.compile(_SEP + r"(head|heads|classifier|logits|lm_head|fc_out|predictions|"
-                       r"output_projection|score|qa_outputs)" + r"(?:[._/:]|$)", re.I)
+                       r"output_projection|score|qa_outputs)" + r"(?:[._/:]|$)", re.IGNORECASE)
 
 
 def by_design(name: str, kind: str, model_type: str | None = None) -> ByDesign | None:
