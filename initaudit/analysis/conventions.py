@@ -86,6 +86,8 @@ def output_layer(model: LoadedModel, tensor: WeightTensor, layer: Layer | None) 
     if consumed and layer is not None:
         return layer.name not in consumed
     kernels = [lay for lay in model.layers if lay.kernel is not None and len(lay.kernel.shape) >= 2]
+    if len(kernels) < 2:
+        return False  # a lone kernel says nothing about what comes after it
     last = bool(kernels) and layer is not None and kernels[-1] is layer
     return bool(HEAD_NAME.search(tensor.name)) or (last and bool(re.search(
         r"(^|[._/])(fc|linear|out|output|dense|proj)([._/]|$)", tensor.name, re.I)))
