@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -518,11 +519,16 @@ def choose_defect(index: int, named: list[tuple[str, tuple[int, ...]]],
         return Defect("he-saturating", "IA101", saturating_head)
     if len(kernels) < 2:
         return None
-    kind = DEFECT_KINDS[index % len(DEFECT_KINDS)]
+    # the kind depends on the model's name only (not on --only/--offset): reruns agree
+    kind = DEFECT_KINDS[zlib.crc32(os.environ.get("ZOO_MODEL", str(index)).encode()) % len(DEFECT_KINDS)]
     # a hidden kernel with layers after it: never the last one
     target = kernels[min(len(kernels) - 2, len(kernels) // 2)]
-    if kind == "normal-1":  # N(0, 1) is 4x He only where fan_in >= 32 (He std <= 0.25)
-        wide = [k for k in kernels[:-1] if math.prod(dict(named)[k][1:]) >= 64]
+    if kind == "normal-1":
+        # N(0, 1) is > 4x every fan-based std (He fan_in and fan_out) only where both fans are
+        # >= 64 (He std <= 0.18); a 20-unit squeeze conv allows He fan_out std 0.32
+        shapes = dict(named)
+        wide = [k for k in kernels[:-1] if math.prod(shapes[k][1:]) >= 64
+                and shapes[k][0] * math.prod(shapes[k][2:]) >= 64]
         if not wide:
             kind = "nan"
         else:
