@@ -25,9 +25,9 @@ pytestmark = pytest.mark.frameworks
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 PAGES = sorted(p for p in RULES_DIR.glob("*.md") if p.name != "README.md")
-_EXAMPLE = re.compile(r"## Example that triggers it\n(?P<body>.*?)(?=\n## )", re.S)
-_PY = re.compile(r"```python\n(?P<code>.*?)```", re.S)
-_CONSOLE = re.compile(r"```console\n(?P<text>.*?)```", re.S)
+_EXAMPLE = re.compile(r"## Example that triggers it\n(?P<body>.*?)(?=\n## )", re.DOTALL)
+_PY = re.compile(r"```python\n(?P<code>.*?)```", re.DOTALL)
+_CONSOLE = re.compile(r"```console\n(?P<text>.*?)```", re.DOTALL)
 # a finding block starts with a severity mark and level, continuation lines are indented
 _FINDING_START = re.compile(r"^\s*(✗|x|!|i) (error|warning|info)\s+IA\d{3} ")
 WIDTH = "120"

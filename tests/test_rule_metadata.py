@@ -9,8 +9,13 @@ from initaudit.analysis.state import State, StateResult
 from initaudit.model import LoadedModel
 from initaudit.report import Finding, Severity
 from initaudit.rules import registry
-from initaudit.rules.base import (KEEP_WHEN_TRAINED, TRAINED_NOTE, Family, OnTrained,
-                                  RuleContext)
+from initaudit.rules.base import (
+    KEEP_WHEN_TRAINED,
+    TRAINED_NOTE,
+    Family,
+    OnTrained,
+    RuleContext,
+)
 
 TRAINED = StateResult(State.TRAINED, 0.9, "heavy tails")
 FRESH = StateResult(State.INITIALIZED, 0.9, "i.i.d.")
