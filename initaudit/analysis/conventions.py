@@ -106,3 +106,21 @@ def library_default(tensor: WeightTensor, scheme) -> str | None:
              for c in getattr(scheme, "alternatives", ())]
     row = next((r for r in rows if r is not None), None)
     return row.label if row is not None else None
+
+
+def config_init_ranges(metadata: dict) -> list[float]:
+    """Every ``initializer_range`` a Hugging Face config.json sets, sub-configs included
+    (BLIP's vision_config sets 1e-10: the documented draw for its vision tower)."""
+    out: list[float] = []
+
+    def walk(node: object, depth: int = 0) -> None:
+        if depth > 4 or not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "initializer_range" and isinstance(value, (int, float)) and value > 0:
+                out.append(float(value))
+            elif isinstance(value, dict):
+                walk(value, depth + 1)
+
+    walk(metadata.get("hf_config") or {})
+    return out
