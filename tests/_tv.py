@@ -22,13 +22,6 @@ def prepare_torchvision() -> None:
     except ImportError:
         return
     for name, schema in _SCHEMAS.items():
-        namespace, op = name.split("::")
-        if hasattr(getattr(torch.ops, namespace), op):
-            try:
-                getattr(getattr(torch.ops, namespace), op).default
-                continue
-            except (AttributeError, RuntimeError):
-                pass
         try:
             torch.library.define(name, schema)
         except RuntimeError:

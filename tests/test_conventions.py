@@ -155,3 +155,42 @@ def test_orthogonal_recurrent_kernel_with_gain() -> None:
     s = report.tensors[0].scheme
     assert s.rule == "orthogonal" and abs(s.gain - 1.5) < 1e-6
     assert _alarms(report) == []
+
+
+# ---- library conventions as data (analysis/convention_tables.py) ---------------------------------
+
+def test_every_convention_row_names_its_library_source() -> None:
+    import re
+
+    from initaudit.analysis.convention_tables import BY_DESIGN, DEFAULT_INITS
+
+    for row in (*BY_DESIGN, *DEFAULT_INITS):
+        assert row.library and row.source and ".py" in row.source, row
+    for row in BY_DESIGN:
+        re.compile(row.pattern)
+
+
+def test_by_design_rows_match_the_tensors_they_are_for() -> None:
+    from initaudit.analysis.convention_tables import Why, by_design
+
+    assert by_design("stages.0.blocks.0.mlp.grn.weight", "zero").why is Why.LAYER_SCALE
+    assert by_design("reg_token", "small").why is Why.TOKEN
+    assert by_design("heads.head.weight", "zero").why is Why.HEAD
+    assert by_design("base.lora_B.weight", "zero").why is Why.GATE
+    # a documented large scale only for the model types that document it
+    assert by_design("lm_head.weight", "large", "t5") is not None
+    assert by_design("lm_head.weight", "large", "gpt2") is None
+    # hidden kernels are never by design
+    assert by_design("encoder.layer.0.intermediate.dense.weight", "zero") is None
+    assert by_design("blocks.3.mlp.fc1.weight", "small") is None
+
+
+def test_library_defaults_are_rows() -> None:
+    from initaudit.analysis.convention_tables import default_init
+    from initaudit.model import Convention
+
+    assert default_init(Convention.TORCH, "torch_default", "uniform") is not None
+    assert default_init(Convention.KERAS, "glorot", "uniform") is not None
+    assert default_init(Convention.TORCH, "glorot", "uniform") is None
+    assert default_init(Convention.TORCH, "fixed", "normal", std=0.01) is not None
+    assert default_init(Convention.TORCH, "fixed", "normal", std=0.02) is None

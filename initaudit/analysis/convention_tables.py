@@ -53,7 +53,7 @@ class ByDesign:
     def matches(self, name: str, model_type: str | None = None) -> bool:
         if self.model_types and model_type not in self.model_types:
             return False
-        return re.search(self.pattern, name, re.I) is not None
+        return re.search(self.pattern, name, re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,8 @@ class DefaultInit:
     distributions: tuple[str, ...]
     label: str
     source: str
+    std: float | None = None  # for fixed-sigma defaults: the sigma (matched within 1%)
+    mode: str | None = None  # for fan rules: fan_in / fan_out (None = any)
 
 
 _SEP = r"(?:^|[._/:])"
@@ -74,6 +76,16 @@ TORCH = (
                 "torch's default nn.Linear / nn.Conv init, kaiming_uniform_(a=sqrt(5)) = "
                 "U(±1/sqrt(fan_in))",
                 "torch/nn/modules/linear.py Linear.reset_parameters; conv.py _ConvNd.reset_parameters"),
+)
+TORCHVISION = (
+    DefaultInit("torchvision", (Convention.TORCH, Convention.ONNX), "he", ("normal",),
+                "torchvision's kaiming_normal_(mode='fan_out') conv init",
+                "torchvision/models/resnet.py ResNet.__init__; mobilenetv3.py MobileNetV3.__init__",
+                mode="fan_out"),
+    DefaultInit("torchvision", (Convention.TORCH, Convention.ONNX), "fixed", ("normal",),
+                "torchvision's N(0, 0.01) classifier init",
+                "torchvision/models/mobilenetv3.py MobileNetV3.__init__ "
+                "(nn.init.normal_(m.weight, 0, 0.01))", std=0.01),
 )
 KERAS = (
     DefaultInit("keras", (Convention.KERAS,), "glorot", ("uniform",),
@@ -132,11 +144,11 @@ BY_DESIGN: tuple[ByDesign, ...] = (
              "(nn.init.zeros_(self.lora_B); lora_embedding_A zeros)"),
 )
 
-DEFAULT_INITS: tuple[DefaultInit, ...] = (*TORCH, *KERAS, *FLAX)
+DEFAULT_INITS: tuple[DefaultInit, ...] = (*TORCH, *TORCHVISION, *KERAS, *FLAX)
 
 # names of a model's output projection (a classifier head / LM head) when the file has no graph
 HEAD_NAME = re.compile(_SEP + r"(head|heads|classifier|logits|lm_head|fc_out|predictions|"
-                       r"output_projection|score|qa_outputs)" + r"(?:[._/:]|$)", re.I)
+                       r"output_projection|score|qa_outputs)" + r"(?:[._/:]|$)", re.IGNORECASE)
 
 
 def by_design(name: str, kind: str, model_type: str | None = None) -> ByDesign | None:
@@ -154,8 +166,15 @@ def model_type_of(metadata: dict) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def default_init(convention: Convention, rule: str, distribution: str) -> DefaultInit | None:
+def default_init(convention: Convention, rule: str, distribution: str, *,
+                 mode: str | None = None, std: float | None = None) -> DefaultInit | None:
     for row in DEFAULT_INITS:
-        if convention in row.conventions and rule == row.rule and distribution in row.distributions:
-            return row
+        if convention not in row.conventions or rule != row.rule \
+                or distribution not in row.distributions:
+            continue
+        if row.mode is not None and mode != row.mode:
+            continue
+        if row.std is not None and not (std and abs(std / row.std - 1.0) < 0.01):
+            continue
+        return row
     return None

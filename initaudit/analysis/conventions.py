@@ -86,6 +86,8 @@ def output_layer(model: LoadedModel, tensor: WeightTensor, layer: Layer | None) 
     if consumed and layer is not None:
         return layer.name not in consumed
     kernels = [lay for lay in model.layers if lay.kernel is not None and len(lay.kernel.shape) >= 2]
+    if len(kernels) < 2:
+        return False  # a lone kernel says nothing about what comes after it
     last = bool(kernels) and layer is not None and kernels[-1] is layer
     return bool(HEAD_NAME.search(tensor.name)) or (last and bool(re.search(
         r"(^|[._/])(fc|linear|out|output|dense|proj)([._/]|$)", tensor.name, re.I)))
@@ -97,8 +99,28 @@ def library_default(tensor: WeightTensor, scheme) -> str | None:
 
     if scheme is None:
         return None
-    rows = [default_init(tensor.convention, scheme.rule, scheme.distribution)]
-    rows += [default_init(tensor.convention, c.rule, c.distribution)
+    rows = [default_init(tensor.convention, scheme.rule, scheme.distribution,
+                         mode=scheme.mode, std=scheme.expected_std)]
+    rows += [default_init(tensor.convention, c.rule, c.distribution, mode=c.mode,
+                          std=c.expected_std)
              for c in getattr(scheme, "alternatives", ())]
     row = next((r for r in rows if r is not None), None)
     return row.label if row is not None else None
+
+
+def config_init_ranges(metadata: dict) -> list[float]:
+    """Every ``initializer_range`` a Hugging Face config.json sets, sub-configs included
+    (BLIP's vision_config sets 1e-10: the documented draw for its vision tower)."""
+    out: list[float] = []
+
+    def walk(node: object, depth: int = 0) -> None:
+        if depth > 4 or not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "initializer_range" and isinstance(value, (int, float)) and value > 0:
+                out.append(float(value))
+            elif isinstance(value, dict):
+                walk(value, depth + 1)
+
+    walk(metadata.get("hf_config") or {})
+    return out

@@ -294,11 +294,19 @@ def folded_batchnorm_layers(model: LoadedModel, analyses: Iterable[Any]) -> set[
                 and s.mean == 0 and s.min == 0 and s.max == 0:
             zero_bias.add(id(a.tensor))
     out: set[str] = set()
+    biasless: set[str] = set()
     for layer in model.layers:
         if layer.normalized or not layer.op.lower().startswith(_CONV_OPS):
             continue
         if any(t.role is Role.BIAS and id(t) in zero_bias for t in layer.tensors):
             out.add(layer.name)
+        elif not any(t.role is Role.BIAS for t in layer.tensors):
+            biasless.add(layer.name)
+    # ONNX stores one copy of identical constants: two folded convs of the same width share one
+    # zero bias, and the loader hands it to one of them. Once the export shows folding, a conv
+    # with no bias of its own is a folded one whose bias is shared.
+    if out and not any(layer.normalized for layer in model.layers):
+        out |= biasless
     return out
 
 

@@ -42,7 +42,8 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     from ..analysis.conventions import output_layer
 
     row = by_design(a.tensor.name, "zero")
-    if row is None and output_layer(ctx.model, a.tensor, a.layer):
+    # zero heads are a convention (timm, torchvision ViT); a constant non-zero head is not
+    if row is None and value == 0.0 and output_layer(ctx.model, a.tensor, a.layer):
         from ..analysis.convention_tables import Why
 
         why: str | None = Why.HEAD.value

@@ -58,6 +58,10 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     elif row is not None:
         severity = Severity.INFO
         note = f" A documented convention ({row.source}): {row.why.value}; info only."
+    elif (documented := _config_range(ctx, low, high)) is not None:
+        severity = Severity.INFO
+        note = (f" The model's config.json sets initializer_range = {documented:g}, and this is "
+                "that draw: the library's documented scale for this model, so info only.")
     elif output_layer(ctx.model, a.tensor, a.layer):
         severity = Severity.INFO
         note = (" It is the model's output projection: a small head (zero or tiny by several "
@@ -74,3 +78,14 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         severity=severity, confidence=min(1.0, 0.5 + (floor - FACTOR * high) / floor), tensor=a.tensor,
         observed_std=a.stats.std, observed_std_interval=[low, high], min_expected_std=floor,
         variance_gain=gain)
+
+
+def _config_range(ctx: RuleContext, low: float, high: float) -> float | None:
+    """The config's initializer_range this tensor was drawn with (within its std interval, or
+    truncated at 2 sigma), if any."""
+    from ..analysis.conventions import config_init_ranges
+
+    for r in config_init_ranges(ctx.model.metadata):
+        if low * 0.95 <= r <= high * 1.05 or low * 0.95 <= r * 0.88 <= high * 1.05:
+            return r
+    return None
