@@ -85,10 +85,10 @@ def from_torch_module(module: Any) -> LoadedModel:
 
     model = _round_trip(save, lambda p: load_torch(p, "pytorch-zip", LoadOptions()),
                         "model.pt", module, "pytorch")
-    # the pickle is our own serialisation of the caller's live object, not an untrusted file:
-    # the classes it names (the caller's own, e.g. a ResidualBlock of their package) are the
-    # ones already running in this process
-    model.unsafe = []
+    # the pickle was written just now from the caller's live object: its class references are
+    # the caller's own code, already imported, not content from a file (issue 11 fails closed
+    # on files, which would flag a user class)
+    model.unsafe = [u for u in model.unsafe if not u.what.startswith("pickle ")]
     traced = _fx_activations(module)
     if traced is not None:
         activations, inputs, normalized = traced
