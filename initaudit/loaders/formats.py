@@ -316,13 +316,14 @@ FORMATS: tuple[FormatSpec, ...] = (
     FormatSpec("keras-h5", _is_hdf5, "keras_loader", (".h5", ".hdf5")),
     FormatSpec("gguf", _is_gguf, "gguf_loader", (".gguf",)),
     FormatSpec("tflite", _is_tflite, "tensorflow.tflite", (".tflite",)),
-    FormatSpec("keras-sharded", _is_keras_sharded, "keras_sharded", ()),
-    # saved_model.pb and tf.train .index/.data-* files are protobuf/LevelDB: before ONNX
-    FormatSpec("tf-savedmodel", _is_tf_savedmodel, "tensorflow.savedmodel", ()),
-    FormatSpec("tf-checkpoint", _is_tf_checkpoint, "tensorflow.checkpoint", ()),
     FormatSpec("safetensors", is_safetensors, "safetensors_loader", (".safetensors",),
                near_miss=lambda p: p.size >= 10 and p.head[8:9] == b"{"
                and 2 <= int.from_bytes(p.head[:8], "little") <= p.size - 8),
+    # after safetensors (the common case never imports their readers), before pickle and ONNX:
+    # a tf.train data shard is raw bytes, saved_model.pb is protobuf
+    FormatSpec("keras-sharded", _is_keras_sharded, "keras_sharded", ()),
+    FormatSpec("tf-savedmodel", _is_tf_savedmodel, "tensorflow.savedmodel", ()),
+    FormatSpec("tf-checkpoint", _is_tf_checkpoint, "tensorflow.checkpoint", ()),
     # joblib files are pickles naming joblib's array wrapper: before the generic pickle row
     FormatSpec("joblib", _is_joblib, "joblib_loader", (".joblib",)),
     FormatSpec("pytorch-legacy", is_pickle, "torch_loader", (".pt", ".pth", ".bin", ".ckpt", ".pkl"),

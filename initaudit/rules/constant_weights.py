@@ -26,7 +26,7 @@ def _is_float(dtype: str) -> bool:
 @rule(code="IA201", name="constant-weights", severity=Severity.ERROR,
       summary="kernel whose entries are all equal (zeros included): symmetry never breaks")
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
-    from ..engine import SCHEMED_ROLES
+    from ..model import SCHEMED_ROLES
 
     a = ctx.current
     if a is None or a.tensor.role not in SCHEMED_ROLES or a.stats.size < 2:
