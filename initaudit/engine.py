@@ -69,9 +69,17 @@ class AuditConfig:
     # run ONNX models with onnxruntime (the optional [probe] extra) and put the measured
     # activation std per layer next to the signal-propagation prediction
     probe: bool = False
+    # remote safetensors: fetch only sampled byte ranges of each tensor (initaudit.remote); the
+    # rules that need every element (FULL_PASS_RULES) are then reported as not applied
+    sample_only: bool = False
 
 
 BUDGET_REASON = "time budget exhausted"
+# rules whose verdict needs every element of a tensor: not applied to tensors read as a sample
+# (a NaN, a dead or a duplicated unit may sit in the rows never fetched)
+FULL_PASS_RULES = ("nonfinite-weights", "duplicate-neurons", "dead-units")
+# LoadedModel.metadata key a loader sets when its tensors return samples, not whole tensors
+SAMPLED_KEY = "sampled_only"
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
 
     enrich_metadata(model)  # facts identification needs (depth for GPT-2's residual scaling)
     layer_of = {id(t): layer for layer in model.layers for t in layer.tensors}
+    sampled_only = bool(model.metadata.get(SAMPLED_KEY))
     analyses: list[TensorAnalysis] = []
     failed: list[WeightTensor] = []  # tried but not finished (unreadable, time budget)
 
@@ -134,12 +143,19 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
                           seed=config.seed)
             stats, sample = tp.stats, tp.sample
             units = (check_units(values, tensor, stats, projections=tp.unit_projections)
-                     if schemed else UnitCheck.empty())
+                     if schemed and not sampled_only else UnitCheck.empty())
             scheme = (identify(values, tensor, stats, seed=config.seed, metadata=model.metadata,
                                sample=sample, ortho=tp.ortho)
                       if schemed and stats.size >= 2 else None)
             state = (classify_tensor(values, tensor, stats, scheme, units, seed=config.seed)
                      if tensor.role in SCHEMED_ROLES and stats.size >= 2 else None)
+            if sampled_only:
+                # the moments are the sample's; size stays the tensor's, marked as sampled
+                import dataclasses
+
+                full = int(np.prod(tensor.shape, dtype=np.int64))
+                if full != stats.size:
+                    stats = dataclasses.replace(stats, size=full, sampled=True)
             return stats, units, scheme, state
         finally:
             values = sample = tp = None  # drop the references: memmaps close as we go
@@ -169,6 +185,13 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     signal = propagate(model, analyses)
     report.signal = signal.to_dict() if signal is not None else None
     rules = [r for r in registry().values() if _rule_enabled(r.code, r.name, config)]
+    if sampled_only:
+        left_out = [r for r in rules if r.name in FULL_PASS_RULES]
+        rules = [r for r in rules if r.name not in FULL_PASS_RULES]
+        if left_out:
+            report.notes.append(
+                "sample only: tensors were read as sampled byte ranges; rules that need every "
+                "element were not applied: " + ", ".join(f"{r.code} {r.name}" for r in left_out))
     base = RuleContext(model=model, analyses=tuple(analyses), file_state=file_state,
                        signal=signal)
     findings: list[Finding] = []
@@ -344,8 +367,20 @@ def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()
     from .loaders import LoadOptions, load
 
     spath = os.fspath(path)
+    from .remote import is_remote
+
+    if is_remote(spath):  # s3://, hf://, https://...: same analysis over ranged reads
+        from .remote import audit_remote
+
+        return audit_remote(spath, config)
+    return audit_loaded(spath, lambda: load(spath, LoadOptions(hints=config.hints)), config)
+
+
+def audit_loaded(spath: str, load_model: Callable[[], LoadedModel],
+                 config: AuditConfig = AuditConfig()) -> FileReport:
+    """:func:`audit_path` with the loading step given: every failure becomes status=error."""
     try:
-        model = load(spath, LoadOptions(hints=config.hints))
+        model = load_model()
     except LoadError as exc:
         # unsafe content found before the error (UnsafeLoadError) is still reported: the
         # framework would have run it before failing (issue 11, fail closed)
