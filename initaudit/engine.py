@@ -72,6 +72,8 @@ class AuditConfig:
     # remote safetensors: fetch only sampled byte ranges of each tensor (initaudit.remote); the
     # rules that need every element (FULL_PASS_RULES) are then reported as not applied
     sample_only: bool = False
+    # results cache folder (initaudit.cache): unchanged files are answered from it
+    cache_dir: str | None = None
 
 
 BUDGET_REASON = "time budget exhausted"

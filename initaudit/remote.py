@@ -97,6 +97,9 @@ class Transfer:
     requests: int = 0
     mode: str = "ranged"  # ranged | download
     sample_only: bool = False
+    # the first request that failed for good: the file is then unreadable (exit 2), not a
+    # partial audit -- its bytes exist, the network did not deliver them
+    failure: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, nbytes: int) -> None:
@@ -169,6 +172,23 @@ def _is_cut(exc: BaseException) -> bool:
                     "ConnectionResetError", "ReadTimeoutError") or "payload" in str(exc).lower()
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """fsspec's HTTP filesystem turns every failure of ``info`` into FileNotFoundError, the real
+    one (a 403, a timeout) chained as its cause."""
+    cause = exc.__cause__
+    if isinstance(exc, FileNotFoundError) and cause is not None:
+        return cause
+    return exc
+
+
+def _final(exc: BaseException) -> bool:
+    """No point in asking again: not found, forbidden, a client error other than 429."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, RemoteError)):
+        return True
+    status = getattr(exc, "status", None)
+    return isinstance(status, int) and status < 500 and status != 429
+
+
 def describe(exc: BaseException, settings: RemoteSettings) -> str:
     """One line for a failed request. Never the exception text of an auth failure: it may quote
     request headers."""
@@ -205,6 +225,14 @@ class RemoteFile:
         self.transfer, self.settings = transfer, settings
 
     def read(self, offset: int, length: int) -> bytes:
+        try:
+            return self._read(offset, length)
+        except RemoteError as exc:
+            if self.transfer.failure is None:
+                self.transfer.failure = str(exc)
+            raise
+
+    def _read(self, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""
         if offset < 0 or offset + length > self.size:
@@ -213,13 +241,11 @@ class RemoteFile:
         for attempt in range(max(1, self.settings.retries)):
             try:
                 data = self.fs.cat_file(self.path, start=offset, end=offset + length)
-            except (FileNotFoundError, PermissionError) as exc:
-                raise RemoteError(describe(exc, self.settings)) from None
             except Exception as exc:  # noqa: BLE001 -- network: retried when it may be transient
-                status = getattr(exc, "status", None)
-                if isinstance(status, int) and status < 500 and status != 429:
-                    raise RemoteError(describe(exc, self.settings)) from None
-                last = exc
+                real = _unwrap(exc)
+                if _final(real):
+                    raise RemoteError(describe(real, self.settings)) from None
+                last = real
                 time.sleep(min(2.0, 0.1 * 2 ** attempt))
                 continue
             self.transfer.add(len(data))
@@ -242,13 +268,11 @@ def _info(fs: Any, path: str, settings: RemoteSettings) -> dict[str, Any]:
     for attempt in range(max(1, settings.retries)):
         try:
             return dict(fs.info(path))
-        except (FileNotFoundError, PermissionError) as exc:
-            raise RemoteError(describe(exc, settings)) from None
         except Exception as exc:  # noqa: BLE001 -- any library error becomes our one line
-            status = getattr(exc, "status", None)
-            if isinstance(status, int) and status < 500 and status != 429:
-                raise RemoteError(describe(exc, settings)) from None
-            last = exc
+            real = _unwrap(exc)
+            if _final(real):
+                raise RemoteError(describe(real, settings)) from None
+            last = real
             time.sleep(min(2.0, 0.1 * 2 ** attempt))
     assert last is not None
     raise RemoteError(describe(last, settings)) from None
@@ -267,6 +291,25 @@ def _listdir(fs: Any, path: str, settings: RemoteSettings) -> dict[str, dict[str
         if e.get("type") == "file":
             out[PurePosixPath(e["name"]).name] = dict(e)
     return out
+
+
+def _side_files(fs: Any, parent: str, settings: RemoteSettings) -> dict[str, dict[str, Any]]:
+    """The small files beside a model (config.json...): listed where the store lists, asked
+    for one by one over plain HTTP (a web server has no listing to trust)."""
+    if "http" not in {p.lower() for p in _protocols(fs)}:
+        return _listdir(fs, parent, settings)
+    out = {}
+    for name in SIDE_FILES:
+        try:
+            out[name] = _info(fs, f"{parent}/{name}", settings)
+        except RemoteError:
+            continue
+    return out
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = getattr(fs, "protocol", ())
+    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def fingerprint(url: str) -> str | None:
@@ -406,8 +449,8 @@ def load_safetensors(url: str, fs: Any, path: str, info: dict[str, Any], config:
         flat = st._flat_tensors(Path(path), header, options, model, make_loader=make(rf))
         if header.metadata:
             model.metadata["safetensors_metadata"] = header.metadata
-        side_parent = str(PurePosixPath(path).parent)
-        files = _listdir(fs, side_parent, settings)
+        side_parent = path.rsplit("/", 1)[0]  # not PurePosixPath: it folds "http://" to "http:/"
+        files = _side_files(fs, side_parent, settings)
     else:
         side_parent = path.rstrip("/")
         files = _listdir(fs, path, settings)
@@ -503,7 +546,7 @@ def _download(fs: Any, path: str, info: dict[str, Any], dest: Path, transfer: Tr
     # the siblings those names point at (only plain names inside the folder)
     if target.suffix == ".onnx":
         for rel in _onnx_external_names(target):
-            sib_path = f"{PurePosixPath(path).parent}/{rel}"
+            sib_path = f"{path.rsplit('/', 1)[0]}/{rel}"
             try:
                 sib = _info(fs, sib_path, settings)
             except RemoteError:
@@ -584,6 +627,10 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
 
         report = audit_loaded(url, load, config)
         report.path = url
+        if transfer.failure is not None and report.status is not Status.ERROR:
+            report = FileReport(path=url, format=report.format, status=Status.ERROR,
+                                error=transfer.failure, remote=transfer.to_dict())
+            return report
         prefix = str(tmp / "data")
         report.notes = [n.replace(prefix, url) for n in report.notes]
         if report.error:
