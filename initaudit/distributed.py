@@ -68,8 +68,10 @@ class DaskEngine:
                     processes=True, dashboard_address=None, silence_logs=40)
                 self.client = distributed.Client(self._cluster)
             else:
-                self.client = distributed.Client(address, timeout="20s")
-        except OSError as exc:
+                # seconds to wait for the scheduler (INITAUDIT_DASK_TIMEOUT, default 20)
+                timeout = os.environ.get("INITAUDIT_DASK_TIMEOUT", "20")
+                self.client = distributed.Client(address, timeout=f"{float(timeout):g}s")
+        except (OSError, ValueError) as exc:
             self.close()
             raise DistributedError(f"cannot reach the Dask scheduler at {address} "
                                    f"({str(exc).splitlines()[0][:120]})") from None
