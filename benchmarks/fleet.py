@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from initaudit.engine import AuditConfig  # noqa: E402
-from initaudit.runner import audit_all  # noqa: E402
+from initaudit.engine import AuditConfig
+from initaudit.runner import audit_all
 
 
 def make_fleet(folder: Path, n: int) -> list[str]:
@@ -72,21 +72,21 @@ def main() -> None:
         config = AuditConfig(workers=1)
         reference = None
         for jobs in (1, 2):
-            seconds, res = timed(lambda: audit_all(paths, config, jobs=jobs))
+            seconds, res = timed(lambda jobs=jobs: audit_all(paths, config, jobs=jobs))
             reference = reference or [r.to_dict() for r in res]  # type: ignore[union-attr]
             rows.append({"engine": "local processes", "workers": jobs, "files": len(paths),
                          "seconds": round(seconds, 2), "files_per_s": round(len(paths) / seconds, 1)})
         for workers in (1, 2):
-            start, cluster = timed(lambda: distributed.LocalCluster(
+            start, cluster = timed(lambda workers=workers: distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                 silence_logs=40))
             try:
                 # one warm-up file per worker: workers import numpy/scipy on their first task
                 audit_all(paths[:workers], config, executor="dask",
                           address=cluster.scheduler_address)  # type: ignore[attr-defined]
-                seconds, res = timed(lambda: audit_all(
-                    paths, config, executor="dask",
-                    address=cluster.scheduler_address))  # type: ignore[attr-defined]
+                address = cluster.scheduler_address  # type: ignore[attr-defined]
+                seconds, res = timed(lambda address=address: audit_all(
+                    paths, config, executor="dask", address=address))
             finally:
                 cluster.close()  # type: ignore[attr-defined]
             same = [r.to_dict() for r in res] == reference  # type: ignore[union-attr]

@@ -129,13 +129,13 @@ def content_key(path: str) -> str | None:
     return key
 
 
-def _config_key(config: "AuditConfig") -> str:
+def _config_key(config: AuditConfig) -> str:
     # what changes the answer: everything but the progress callback and the cache itself
     bare = dataclasses.replace(config, progress=None, tensor_ignores=())
     return json.dumps(encode(_config_fields(bare)), sort_keys=True)
 
 
-def _config_fields(config: "AuditConfig") -> dict[str, Any]:
+def _config_fields(config: AuditConfig) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
             if f.name not in ("progress", "workers")}
 
@@ -145,7 +145,7 @@ class ResultCache:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def key(self, path: str, config: "AuditConfig") -> str | None:
+    def key(self, path: str, config: AuditConfig) -> str | None:
         from . import __version__
 
         content = content_key(path)
@@ -154,7 +154,7 @@ class ResultCache:
         text = json.dumps([FORMAT_VERSION, __version__, path, _config_key(config), content])
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def get(self, key: str) -> "FileReport | None":
+    def get(self, key: str) -> FileReport | None:
         entry = self.directory / key[:2] / f"{key}.json"
         try:
             data = json.loads(entry.read_text(encoding="utf-8"))
@@ -162,7 +162,7 @@ class ResultCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing or unreadable entry: audit again
 
-    def put(self, key: str, report: "FileReport") -> None:
+    def put(self, key: str, report: FileReport) -> None:
         from .report import Status
 
         if report.status is Status.ERROR:
@@ -181,7 +181,7 @@ class ResultCache:
                 pass
 
 
-def cached_audit(path: str, config: "AuditConfig", audit: Any) -> "FileReport":
+def cached_audit(path: str, config: AuditConfig, audit: Any) -> FileReport:
     """``audit(path, config)`` through the cache of ``config.cache_dir`` (when set)."""
     if not config.cache_dir:
         return audit(path, config)

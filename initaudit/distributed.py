@@ -21,6 +21,7 @@ future once. Tasks are pure functions of (path, config), so a re-run gives the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -38,13 +39,13 @@ class DistributedError(Exception):
 
 
 class FleetEngine(Protocol):
-    def audit(self, paths: Sequence[str], configs: Sequence["AuditConfig"]) -> Iterator["FileReport"]:
+    def audit(self, paths: Sequence[str], configs: Sequence[AuditConfig]) -> Iterator[FileReport]:
         """The reports of ``paths``, in input order, as they become available."""
 
     def close(self) -> None: ...
 
 
-def _task(path: str, config: "AuditConfig") -> "FileReport":
+def _task(path: str, config: AuditConfig) -> FileReport:
     from .runner import _audit
 
     return _audit(path, config)
@@ -76,7 +77,7 @@ class DaskEngine:
             raise DistributedError(f"cannot reach the Dask scheduler at {address} "
                                    f"({str(exc).splitlines()[0][:120]})") from None
 
-    def audit(self, paths: Sequence[str], configs: Sequence["AuditConfig"]) -> Iterator["FileReport"]:
+    def audit(self, paths: Sequence[str], configs: Sequence[AuditConfig]) -> Iterator[FileReport]:
         from distributed import as_completed
 
         run = uuid.uuid4().hex[:12]  # keys unique on a cluster other runs share
@@ -84,7 +85,7 @@ class DaskEngine:
                                       pure=False, retries=1)
                    for i, (p, c) in enumerate(zip(paths, configs))]
         index = {f.key: i for i, f in enumerate(futures)}
-        done: dict[int, "FileReport"] = {}
+        done: dict[int, FileReport] = {}
         following = 0
         try:
             for future in as_completed(futures):
@@ -103,13 +104,11 @@ class DaskEngine:
     def close(self) -> None:
         for obj in (getattr(self, "client", None), self._cluster):
             if obj is not None:
-                try:
+                with contextlib.suppress(Exception):  # shutting down: nothing left to report
                     obj.close()
-                except Exception:  # noqa: BLE001 -- shutting down: nothing left to report
-                    pass
 
 
-def _result(future: Any, path: str) -> "FileReport":
+def _result(future: Any, path: str) -> FileReport:
     from .report import FileReport, Status
 
     try:
@@ -127,8 +126,8 @@ def engine(executor: str, address: str | None = None, workers: int | None = None
                            f"local processes), not {executor!r}")
 
 
-def audit_iter(paths: Sequence[str], configs: Sequence["AuditConfig"], executor: str,
-               address: str | None = None, workers: int | None = None) -> Iterator["FileReport"]:
+def audit_iter(paths: Sequence[str], configs: Sequence[AuditConfig], executor: str,
+               address: str | None = None, workers: int | None = None) -> Iterator[FileReport]:
     fleet = engine(executor, address, workers)
     try:
         yield from fleet.audit(paths, configs)

@@ -138,7 +138,7 @@ def _storage_options(protocol: str, settings: RemoteSettings) -> dict[str, Any]:
 
 def open_fs(url: str, settings: RemoteSettings) -> tuple[Any, str]:
     try:
-        import fsspec
+        import fsspec  # type: ignore[import-untyped]
     except ImportError:
         raise LoadError("remote paths need the [remote] extra (pip install 'initaudit[remote]')") from None
     protocol = _SCHEME.match(url).group(1).lower()  # type: ignore[union-attr]
@@ -181,11 +181,30 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed request: aiohttp's ``status``, botocore's ClientError
+    ``response`` (NoSuchBucket, AccessDenied... arrive as ClientError subclasses)."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = str(response.get("Error", {}).get("Code", ""))
+        if code.startswith("NoSuch") or code == "404":
+            return 404
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return 403
+        http = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(http, int):
+            return http
+    return None
+
+
 def _final(exc: BaseException) -> bool:
     """No point in asking again: not found, forbidden, a client error other than 429."""
     if isinstance(exc, (FileNotFoundError, PermissionError, RemoteError)):
         return True
-    status = getattr(exc, "status", None)
+    status = _status(exc)
     return isinstance(status, int) and status < 500 and status != 429
 
 
@@ -198,7 +217,7 @@ def describe(exc: BaseException, settings: RemoteSettings) -> str:
         return "not found (404)"
     if isinstance(exc, PermissionError):
         return "access denied (403): check the credentials for this bucket or repository"
-    status = getattr(exc, "status", None) or getattr(exc, "code", None)
+    status = _status(exc)
     if isinstance(status, int):
         if status == 403:
             return "access denied (403): check the credentials for this bucket or repository"

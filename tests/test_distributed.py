@@ -101,7 +101,7 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(fleet: list[str], re
 def _cli(folder: str, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "initaudit", folder, "--format", "json", *extra],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def test_cli_executor_dask_output_identical_to_jobs_1(fleet: list[str], cluster: object) -> None:
@@ -129,7 +129,7 @@ def test_unreachable_scheduler_is_one_line_exit_2(fleet: list[str]) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "INITAUDIT_DASK_TIMEOUT": "2"}
     out = subprocess.run([sys.executable, "-m", "initaudit", fleet[0], fleet[1], "--executor", "dask",
                           "--address", "tcp://127.0.0.1:9"], capture_output=True, text=True,
-                         env=env, timeout=120)
+                         env=env, timeout=120, check=False)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "Dask scheduler" in out.stderr, out.stderr
 
@@ -143,7 +143,7 @@ def test_cache_rerun_audits_only_what_changed(fleet: list[str], tmp_path: Path,
     calls: list[str] = []
     real = engine.audit_path
 
-    def counting(path: str, config: AuditConfig = AuditConfig()):  # type: ignore[no-untyped-def]
+    def counting(path: str, config: AuditConfig):  # type: ignore[no-untyped-def]
         calls.append(path)
         return real(path, config)
 
