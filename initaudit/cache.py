@@ -190,6 +190,9 @@ def cached_audit(path: str, config: AuditConfig, audit: Any) -> FileReport:
     if key is not None:
         hit = cache.get(key)
         if hit is not None:
+            # said, not hidden: the numbers are those of the run that wrote the entry
+            hit.notes.append("answered from the results cache: content key unchanged since the "
+                             "audit that wrote it")
             return hit
     report = audit(path, config)
     if key is not None:

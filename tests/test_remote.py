@@ -283,6 +283,35 @@ def test_s3_missing_object_and_bucket_are_one_line_exit_2(s3: dict[str, str]) ->
         assert "Traceback" not in out.stderr
 
 
+def test_s3_cache_keyed_by_etag(s3: dict[str, str], tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run over the bucket fetches nothing of an unchanged model; a rewritten object (new
+    ETag) is audited again."""
+    import s3fs
+
+    from initaudit import engine
+    from initaudit.engine import AuditConfig
+    from initaudit.runner import audit_all
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.put(str(Path(s3["_onnx"]).parent / "model.onnx.data"), "models/cache/model.onnx.data")
+    fs.put(s3["_onnx"], "models/cache/model.onnx")
+    calls: list[str] = []
+    real = engine.audit_path
+    monkeypatch.setattr(engine, "audit_path", lambda p, c: (calls.append(p), real(p, c))[1])
+    urls = ["s3://models/run1/sharded/", "s3://models/cache/model.onnx"]
+    config = AuditConfig(workers=1, cache_dir=str(tmp_path))
+    first = audit_all(urls, config, jobs=1)
+    assert calls == urls and all(r.remote and r.remote["bytes_fetched"] for r in first)
+    calls.clear()
+    second = audit_all(urls, config, jobs=1)
+    assert calls == []
+    assert [r.to_dict()["tensors"] for r in second] == [r.to_dict()["tensors"] for r in first]
+    fs.put(str(Path(s3["_sharded"]) / "model.safetensors.index.json"), "models/cache/model.onnx")
+    audit_all(urls, config, jobs=1)  # the ONNX object was overwritten: new ETag
+    assert calls == ["s3://models/cache/model.onnx"]
+
+
 # --------------------------------------------------------------------------- HTTP
 
 
