@@ -251,6 +251,9 @@ def test_s3_sharded_safetensors_same_report_each_byte_once(s3: dict[str, str]) -
     assert rf["remote"]["mode"] == "ranged"
     assert rf["remote"]["bytes_fetched"] == shard_bytes + index_bytes == rf["remote"]["bytes_total"]
     assert "secret" not in remote.stdout + remote.stderr
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "initaudit" / "schema" / "report.schema.json").read_text())
+    jsonschema.validate(json.loads(remote.stdout), schema)
 
 
 def test_s3_bucket_prefix_lists_models(s3: dict[str, str]) -> None:
