@@ -9,9 +9,12 @@
   once. With ``--sample-only`` only a few blocks of whole rows per tensor are fetched (at most
   :data:`SAMPLE_ELEMENTS` elements) and the rules that need every element
   (``engine.FULL_PASS_RULES``) are reported as not applied.
-* **every other format** (ONNX with its external data, torch, GGUF, Keras...) is downloaded to a
-  private temporary folder and read by the local loader; the report says so and counts the
-  whole download as fetched. Ranged reads for those formats are not implemented (yet).
+* **ONNX with external data**: the .onnx (the graph, protobuf, read whole) is downloaded to a
+  private temporary folder; each external tensor is read by one ranged request when analysed
+  (the loader's hook ``loaders.onnx.external.REMOTE_DATA``), so data bytes are fetched once.
+* **every other format** (torch, GGUF, Keras...) is downloaded to a private temporary folder
+  and read by the local loader; the report says so and counts the whole download as fetched.
+  Ranged reads for those formats are not implemented (yet).
 
 The analysis is :func:`initaudit.engine.analyse`, as for a local file, so reports are the same;
 ``FileReport.remote`` adds the bytes fetched. Credentials come from the filesystem's usual
@@ -28,6 +31,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -561,42 +565,37 @@ def _download(fs: Any, path: str, info: dict[str, Any], dest: Path, transfer: Tr
         return target
     target = dest / (PurePosixPath(path).name or "checkpoint")
     _copy(fs, path, int(info.get("size") or 0), target, transfer, settings)
-    # ONNX external data sits beside the model under the names its initializers give: fetch
-    # the siblings those names point at (only plain names inside the folder)
-    if target.suffix == ".onnx":
-        for rel in _onnx_external_names(target):
-            sib_path = f"{path.rsplit('/', 1)[0]}/{rel}"
-            try:
-                sib = _info(fs, sib_path, settings)
-            except RemoteError:
-                continue  # the ONNX loader then reports the missing external data
-            _copy(fs, sib_path, int(sib.get("size") or 0), dest / rel, transfer, settings)
     return target
 
 
-def _onnx_external_names(path: Path) -> list[str]:
-    try:
-        import onnx
+def _register_onnx_data(fs: Any, path: str, model_dir: Path, transfer: Transfer,
+                        settings: RemoteSettings) -> None:
+    """ONNX external data read by ranged requests: the loader's external-data hook
+    (loaders.onnx.external.REMOTE_DATA) sizes and reads the files beside the remote model."""
+    from .loaders.onnx.external import REMOTE_DATA, RemoteData, _Unreadable
 
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 -- unreadable: the loader reports it
-        return []
-    names: list[str] = []
+    parent = path.rsplit("/", 1)[0]
+    files: dict[str, RemoteFile] = {}
+    lock = threading.Lock()
 
-    def visit(graph: Any) -> None:
-        for init in graph.initializer:
-            for kv in init.external_data:
-                if kv.key == "location" and _safe_name(kv.value) and kv.value not in names:
-                    names.append(kv.value)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.g is not None and attr.HasField("g"):
-                    visit(attr.g)
-                for g in attr.graphs:
-                    visit(g)
+    def open_data(location: str) -> RemoteFile:
+        with lock:
+            rf = files.get(location)
+            if rf is None:
+                try:
+                    info = _info(fs, f"{parent}/{location}", settings)
+                except RemoteError as exc:
+                    if str(exc).startswith("not found"):
+                        raise _Unreadable(f"external data file {location!r} does not exist") from None
+                    raise
+                rf = files[location] = RemoteFile(fs, f"{parent}/{location}",
+                                                  int(info.get("size") or 0), transfer, settings)
+                transfer.size += rf.size
+            return rf
 
-    visit(proto.graph)
-    return names
+    REMOTE_DATA[str(model_dir)] = RemoteData(
+        size=lambda location: open_data(location).size,
+        read=lambda location, offset, length: open_data(location).read(offset, length))
 
 
 def _copy(fs: Any, path: str, size: int, target: Path, transfer: Transfer,
@@ -640,6 +639,10 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
             from .loaders import load as load_local
 
             local = _download(fs, path, info, tmp / "data", transfer, settings)
+            if local.suffix == ".onnx" and info.get("type") != "directory":
+                # the graph is read whole (protobuf), its external data by ranged requests
+                transfer.mode = "ranged"
+                _register_onnx_data(fs, path, local.parent, transfer, settings)
             model = load_local(local, LoadOptions(hints=config.hints))
             model.path = url
             return model
@@ -661,6 +664,9 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
         report.remote = transfer.to_dict()
         return report
     finally:
+        external = sys.modules.get("initaudit.loaders.onnx.external")
+        if external is not None:
+            external.REMOTE_DATA.pop(str(tmp / "data"), None)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
