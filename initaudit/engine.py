@@ -375,7 +375,11 @@ def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()
         from .remote import audit_remote
 
         return audit_remote(spath, config)
-    return audit_loaded(spath, lambda: load(spath, LoadOptions(hints=config.hints)), config)
+    report = audit_loaded(spath, lambda: load(spath, LoadOptions(hints=config.hints)), config)
+    if config.sample_only and report.status is not Status.ERROR:
+        report.notes.append("--sample-only applies to remote safetensors inputs: this local "
+                            "file was read in full, every rule applied")
+    return report
 
 
 def audit_loaded(spath: str, load_model: Callable[[], LoadedModel],

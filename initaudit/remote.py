@@ -598,8 +598,21 @@ def _register_onnx_data(fs: Any, path: str, model_dir: Path, transfer: Transfer,
         read=lambda location, offset, length: open_data(location).read(offset, length))
 
 
+def _max_download() -> int:
+    """INITAUDIT_REMOTE_MAX_DOWNLOAD (bytes, default 64 GiB): a download fallback larger than
+    this is refused in one line instead of filling the temp folder."""
+    try:
+        return int(os.environ.get("INITAUDIT_REMOTE_MAX_DOWNLOAD") or 64 * 2**30)
+    except ValueError:
+        return 64 * 2**30
+
+
 def _copy(fs: Any, path: str, size: int, target: Path, transfer: Transfer,
           settings: RemoteSettings, chunk: int = 8 * 2**20) -> None:
+    limit = _max_download()
+    if transfer.size + size > limit:
+        raise RemoteError(f"this format is downloaded whole and {transfer.size + size} bytes "
+                          f"exceed INITAUDIT_REMOTE_MAX_DOWNLOAD ({limit})")
     target.parent.mkdir(parents=True, exist_ok=True)
     transfer.size += size
     rf = RemoteFile(fs, path, size, transfer, settings)
@@ -657,8 +670,9 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
         report.notes = [n.replace(prefix, url) for n in report.notes]
         if report.error:
             report.error = report.error.replace(prefix, url)
-        if transfer.mode == "download" and config.sample_only:
-            report.notes.append("--sample-only applies to safetensors only: this file was read whole")
+        if config.sample_only and not _is_safetensors(path, files) and report.status is not Status.ERROR:
+            report.notes.append("--sample-only applies to safetensors only: every tensor of this "
+                                "file was read whole, every rule applied")
             transfer.sample_only = False
         report.notes.append(transfer.note())
         report.remote = transfer.to_dict()

@@ -159,8 +159,8 @@ def test_cache_rerun_audits_only_what_changed(fleet: list[str], tmp_path: Path,
     again = [r.to_dict() for r in audit_all(files, config, jobs=1)]
     assert calls == []  # answered from the cache: the same report, and it says so
     for a, b in zip(again, first):
-        assert a["notes"] == [*b["notes"], "answered from the results cache: content key "
-                              "unchanged since the audit that wrote it"]
+        assert a["notes"] == [*b["notes"], ("answered from the results cache: content key "
+                                            "unchanged since the audit that wrote it")]
         assert {k: v for k, v in a.items() if k != "notes"} == {k: v for k, v in b.items() if k != "notes"}
     # one file rewritten: only it is audited again
     from safetensors.numpy import load_file, save_file

@@ -298,6 +298,13 @@ def test_s3_onnx_missing_external_data_same_as_local(s3: dict[str, str], tmp_pat
     assert "does not exist" in rf["skipped"][0]["reason"]
 
 
+def test_download_fallback_is_capped(s3: dict[str, str]) -> None:
+    out = _run("s3://models/run1/onnx/model.onnx", env={"INITAUDIT_REMOTE_MAX_DOWNLOAD": "100"})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "INITAUDIT_REMOTE_MAX_DOWNLOAD" in lines[0], out.stderr
+
+
 def test_s3_missing_object_and_bucket_are_one_line_exit_2(s3: dict[str, str]) -> None:
     for url in ("s3://models/run1/nothere.safetensors", "s3://no-such-bucket/x.safetensors"):
         out = _run(url)
