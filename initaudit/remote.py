@@ -666,10 +666,9 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
             report = FileReport(path=url, format=report.format, status=Status.ERROR,
                                 error=transfer.failure, remote=transfer.to_dict())
             return report
-        prefix = str(tmp / "data")
-        report.notes = [n.replace(prefix, url) for n in report.notes]
+        report.notes = [_public(n, tmp / "data", url) for n in report.notes]
         if report.error:
-            report.error = report.error.replace(prefix, url)
+            report.error = _public(report.error, tmp / "data", url)
         if config.sample_only and not _is_safetensors(path, files) and report.status is not Status.ERROR:
             report.notes.append("--sample-only applies to safetensors only: every tensor of this "
                                 "file was read whole, every rule applied")
@@ -682,6 +681,13 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
         if external is not None:
             external.REMOTE_DATA.pop(str(tmp / "data"), None)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _public(text: str, local_root: Path, url: str) -> str:
+    """Messages name the URL, never the private temp folder the loader saw."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    text = text.replace(str(local_root / name), url.rstrip("/"))
+    return text.replace(str(local_root), url.rstrip("/").rsplit("/", 1)[0])
 
 
 def expand(url: str) -> list[str]:
