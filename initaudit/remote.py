@@ -236,7 +236,25 @@ def describe(exc: BaseException, settings: RemoteSettings) -> str:
         return "truncated response: the connection closed before the bytes asked for arrived"
     if isinstance(exc, OSError) and exc.strerror:
         return f"request failed ({exc.strerror})"
-    return f"request failed ({type(exc).__name__})"
+    text = _redacted(exc)
+    return f"request failed ({type(exc).__name__}{': ' + text if text else ''})"
+
+
+_SECRETS = re.compile(r"(?i)\b(token|key|secret|signature|authorization|credential|password)"
+                      r"(\S*?)([=:]\s*)\S+")
+
+
+def _redacted(exc: BaseException) -> str:
+    """The first line of a network error's text (a DNS failure, a refused connection...), with
+    anything credential-like masked: user:password@ in URLs, token=..., key: ..."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return ""
+    line = re.sub(r"://[^/@\s]+@", "://***@", lines[0])
+    cut = line.lower().find("authorization")
+    if cut >= 0:  # a header dump: nothing after it is safe to show
+        line = line[:cut] + "authorization ***"
+    return _SECRETS.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}***", line)[:120]
 
 
 class RemoteFile:

@@ -420,3 +420,13 @@ def test_sample_ranges_stay_inside_and_spread() -> None:
     assert starts[-1] > 4096 * 1024 * 4 // 2  # not all at the start of the tensor
     flat, fshape = sample_ranges((10_000_000,), 2, seed=0)
     assert fshape[0] <= SAMPLE_ELEMENTS and all(off + n <= 20_000_000 for off, n in flat)
+
+
+def test_network_error_text_is_redacted() -> None:
+    from initaudit.remote import RemoteSettings, describe
+
+    line = describe(ValueError("GET https://bob:hunter2@host/m?token=abc123 Authorization: Bearer "
+                               "sk-999\nsecond line"), RemoteSettings())
+    assert "\n" not in line and line.startswith("request failed (ValueError: ")
+    for secret in ("hunter2", "abc123", "sk-999", "Bearer", "second line"):
+        assert secret not in line
