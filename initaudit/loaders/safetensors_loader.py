@@ -33,6 +33,9 @@ from .statedict import FlatTensor, group_state_dict
 
 MAX_HEADER_BYTES = 100 * 1000 * 1000  # the limit the reference implementation enforces
 MAX_INDEX_BYTES = 64 * 2**20
+# tensors in one file: real checkpoints hold a few thousand per shard; a header of millions of
+# empty entries costs minutes downstream (issue 11), so it is refused before JSON parsing
+MAX_TENSORS = 65_536
 INDEX_NAME = "model.safetensors.index.json"
 
 
@@ -139,6 +142,10 @@ def parse_header(read_at: Callable[[int, int], bytes], file_size: int) -> Header
         raise LoadError(f"safetensors header declares {n} bytes but the file has only "
                         f"{file_size - 8} after the length")
     raw = read_at(8, n)
+    objects = raw.count(b"{")
+    if objects > MAX_TENSORS + 2:  # one JSON object per entry, plus the header and metadata
+        raise LoadError(f"safetensors header holds {objects} JSON objects (limit {MAX_TENSORS} "
+                        "tensors per file)")
     try:
         parsed = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except LoadError:
@@ -150,6 +157,8 @@ def parse_header(read_at: Callable[[int, int], bytes], file_size: int) -> Header
     metadata = parsed.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise LoadError("safetensors __metadata__ must map strings to strings")
+    if len(parsed) > MAX_TENSORS:
+        raise LoadError(f"safetensors header lists {len(parsed)} tensors (limit {MAX_TENSORS} per file)")
     entries = [_entry(name, spec) for name, spec in parsed.items()]
     _check_coverage(entries, file_size - 8 - n)
     return Header(8 + n, tuple(entries), dict(metadata))
