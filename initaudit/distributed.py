@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import FileReport
 
 EXECUTORS = ("dask",)
+WINDOW = 2000  # tasks in flight per run (see DaskEngine.audit)
 
 
 class DistributedError(Exception):
@@ -81,24 +82,40 @@ class DaskEngine:
         from distributed import as_completed
 
         run = uuid.uuid4().hex[:12]  # keys unique on a cluster other runs share
-        futures = [self.client.submit(_task, p, c, key=f"initaudit-{run}-{i}",
-                                      pure=False, retries=1)
-                   for i, (p, c) in enumerate(zip(paths, configs))]
-        index = {f.key: i for i, f in enumerate(futures)}
+        todo = iter(enumerate(zip(paths, configs)))
+        index: dict[Any, int] = {}
+        live: dict[int, Any] = {}
+        queue = as_completed()
+
+        def submit_next() -> bool:
+            item = next(todo, None)
+            if item is None:
+                return False
+            i, (p, c) = item
+            f = self.client.submit(_task, p, c, key=f"initaudit-{run}-{i}", pure=False, retries=1)
+            index[f.key], live[i] = i, f
+            queue.add(f)
+            return True
+
+        # at most WINDOW tasks submitted ahead: a million files never become a million futures
+        # on the client and the scheduler at once; a slow file at the head of the order holds
+        # back at most WINDOW finished reports
+        for _ in range(WINDOW):
+            if not submit_next():
+                break
         done: dict[int, FileReport] = {}
         following = 0
         try:
-            for future in as_completed(futures):
-                i = index[future.key]
-                if i in done:  # cannot happen with keyed futures; never report a file twice
-                    continue
+            for future in queue:
+                i = index.pop(future.key)
                 done[i] = _result(future, paths[i])
-                future.release()
+                live.pop(i).release()
+                submit_next()
                 while following in done:  # stream back in input order
                     yield done.pop(following)
                     following += 1
         finally:
-            for f in futures:
+            for f in live.values():
                 f.cancel()
 
     def close(self) -> None:

@@ -57,10 +57,15 @@ def cluster() -> object:
         yield c
 
 
+@pytest.mark.parametrize("window", [7, 2000])
 def test_dask_fleet_same_reports_as_jobs_1(fleet: list[str], reference: list[dict],
-                                           cluster: object) -> None:
+                                           cluster: object, window: int,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from initaudit import distributed as fleet_mod
     from initaudit.engine import AuditConfig
     from initaudit.runner import audit_all
+
+    monkeypatch.setattr(fleet_mod, "WINDOW", window)  # 7: submitted in windows as it goes
 
     got = audit_all(fleet, AuditConfig(workers=1), executor="dask",
                     address=cluster.scheduler_address)  # type: ignore[attr-defined]
@@ -69,10 +74,13 @@ def test_dask_fleet_same_reports_as_jobs_1(fleet: list[str], reference: list[dic
 
 
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(fleet: list[str], reference: list[dict],
-                                                            cluster: object) -> None:
+                                                            cluster: object,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from initaudit import distributed as fleet_mod
     from initaudit.distributed import DaskEngine
     from initaudit.engine import AuditConfig
 
+    monkeypatch.setattr(fleet_mod, "WINDOW", 10)
     fleet_engine = DaskEngine(address=cluster.scheduler_address)  # type: ignore[attr-defined]
     client = fleet_engine.client
     pids = client.run(os.getpid)  # worker address -> pid
