@@ -203,6 +203,23 @@ def check(
         "--no-ignore", help="In folders, also walk what .gitignore, hidden folders, virtualenvs "
                             "and build/, dist/ would leave out.")] = False,
     no_color: _NoColorOpt = False,
+    sample_only: Annotated[bool, typer.Option(
+        "--sample-only", help="Remote safetensors (s3://, hf://, https://): fetch only sampled "
+                              "byte ranges of each tensor; the rules that need every element "
+                              "(nonfinite-weights, duplicate-neurons, dead-units) are reported "
+                              "as not applied.")] = False,
+    executor: Annotated[Optional[str], typer.Option(
+        "--executor", metavar="ENGINE", show_default=False,
+        help="Run one task per file on a distributed engine: dask (the [distributed] extra). "
+             "Without --address a local cluster of --jobs workers is started. Default: local "
+             "processes (--jobs).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        "--address", metavar="ADDR", show_default=False,
+        help="Scheduler address for --executor (e.g. tcp://10.0.0.5:8786).")] = None,
+    cache: Annotated[Optional[str], typer.Option(
+        "--cache", metavar="DIR", show_default=False,
+        help="Results cache: a file whose content key (ETag for remote objects, size, mtime "
+             "and safetensors header for local files) is unchanged is not audited again.")] = None,
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_version_callback, help="Print the version and exit.")] = False,
 ) -> None:
@@ -239,15 +256,23 @@ def check(
         from .discover import DiscoveryStats, discover_inputs
 
         stats = DiscoveryStats()
+        if executor is not None and executor not in ("dask",):
+            raise UsageError(f"--executor must be dask (or omitted for local processes), not {executor!r}")
+        if address is not None and executor is None:
+            raise UsageError("--address needs --executor")
         inputs = []
         for arg in paths:  # each argument walked with the include/exclude of its own config
+            if _is_remote(arg):  # s3://, hf://, https://: listed by the object store
+                inputs += _remote_inputs(arg)
+                continue
             arg_settings = _settings_for(arg, config_file, overrides)
             inputs += discover_inputs([arg], include=arg_settings.include, exclude=arg_settings.exclude,
                                       respect_ignore=not no_ignore, stats=stats)
         inputs = _dedupe(inputs)
         # each file audited with the config nearest to it
         configs = {i.path: dataclasses.replace(_settings_for(i.path, config_file, overrides).audit_config(),
-                                               max_seconds=max_seconds, probe=probe)
+                                               max_seconds=max_seconds, probe=probe,
+                                               sample_only=sample_only, cache_dir=cache)
                    for i in inputs if i.problem is None}
         sink = _open_output(output)
     except (UsageError, ConfigError, BaselineError, SelectorError) as exc:
@@ -260,8 +285,17 @@ def check(
             and (stats.looked_at > stats.models or stats.ignored)):
         print(f"{PROG}: {stats.line()}", file=sys.stderr)
 
-    result = _audit_all(inputs, configs, jobs=settings.jobs,
-                        progress=not quiet and (fmt == "human" or output not in (None, "-")))
+    try:
+        result = _audit_all(inputs, configs, jobs=settings.jobs,
+                            progress=not quiet and (fmt == "human" or output not in (None, "-")),
+                            executor=executor, address=address)
+    except Exception as exc:
+        from .distributed import DistributedError
+
+        if not isinstance(exc, DistributedError):
+            raise
+        _error(str(exc))
+        raise typer.Exit(2) from None
     if write_baseline is not None:
         try:
             from .baseline import write
@@ -409,8 +443,27 @@ def _read_baseline(path: Optional[str]):  # -> baseline.Baseline | None
     return read(path)
 
 
+def _is_remote(arg: str) -> bool:
+    from .remote import is_remote
+
+    return is_remote(arg)
+
+
+def _remote_inputs(arg: str) -> list:
+    """A remote argument as discovery Inputs: its checkpoints, or one Input with the problem."""
+    from .discover import Input
+    from .model import LoadError
+    from .remote import expand
+
+    try:
+        return [Input(url) for url in expand(arg)]
+    except LoadError as exc:
+        return [Input(arg, str(exc))]
+
+
 def _audit_all(inputs: list, configs: "dict[str, AuditConfig]", *, jobs: int,
-               progress: bool) -> Report:
+               progress: bool, executor: Optional[str] = None,
+               address: Optional[str] = None) -> Report:
     """Audit the discovered inputs (discover.Input) in input order, each with its own config.
     An argument that yielded nothing (an empty folder, a glob without match) is an unreadable
     input: exit 2."""
@@ -418,9 +471,11 @@ def _audit_all(inputs: list, configs: "dict[str, AuditConfig]", *, jobs: int,
     from .runner import audit_all
 
     paths = [i.path for i in inputs if i.problem is None]
-    if len(paths) == 1 and len(inputs) == 1 and jobs <= 1:
+    if (len(paths) == 1 and len(inputs) == 1 and jobs <= 1 and executor is None
+            and not configs[paths[0]].cache_dir):
         return Report(files=[_audit_one(paths[0], configs[paths[0]], show_progress=progress)])
-    audited = iter(audit_all(paths, [configs[p] for p in paths], jobs=jobs, progress=progress))
+    audited = iter(audit_all(paths, [configs[p] for p in paths], jobs=jobs, progress=progress,
+                             executor=executor, address=address))
     files = [next(audited) if item.problem is None else
              FileReport(path=item.path, format=None, status=Status.ERROR, error=item.problem)
              for item in inputs]

@@ -18,10 +18,12 @@ from .report import Coverage, FileReport, Finding, Status, TensorReport
 from .selector import RuleSelector
 
 # the settings live in .settings (every layer may read them); re-exported for the engine's callers
-from .settings import BUDGET_REASON, AuditConfig, TensorIgnore, TensorProgress
+from .settings import (BUDGET_REASON, FULL_PASS_RULES, SAMPLED_KEY, AuditConfig, TensorIgnore,
+                       TensorProgress)
 
-__all__ = ["BUDGET_REASON", "SCHEMED_ROLES", "AuditConfig", "TensorIgnore", "TensorProgress",
-           "analyse", "audit_file", "audit_path"]
+__all__ = ["BUDGET_REASON", "FULL_PASS_RULES", "SAMPLED_KEY", "SCHEMED_ROLES", "AuditConfig",
+           "TensorIgnore", "TensorProgress", "analyse", "audit_file", "audit_loaded", "audit_path"]
+
 
 def _rule_enabled(code: str, name: str, config: AuditConfig) -> bool:
     return RuleSelector(config.select, config.ignore).enabled(code, name)
@@ -48,6 +50,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
 
     enrich_metadata(model)  # facts identification needs (depth for GPT-2's residual scaling)
     layer_of = {id(t): layer for layer in model.layers for t in layer.tensors}
+    sampled_only = bool(model.metadata.get(SAMPLED_KEY))
     analyses: list[TensorAnalysis] = []
     failed: list[WeightTensor] = []  # tried but not finished (unreadable, time budget)
 
@@ -64,12 +67,19 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
                           seed=config.seed)
             stats, sample = tp.stats, tp.sample
             units = (check_units(values, tensor, stats, projections=tp.unit_projections)
-                     if schemed else UnitCheck.empty())
+                     if schemed and not sampled_only else UnitCheck.empty())
             scheme = (identify(values, tensor, stats, seed=config.seed, metadata=model.metadata,
                                sample=sample, ortho=tp.ortho)
                       if schemed and stats.size >= 2 else None)
             state = (classify_tensor(values, tensor, stats, scheme, units, seed=config.seed)
                      if tensor.role in SCHEMED_ROLES and stats.size >= 2 else None)
+            if sampled_only:
+                # the moments are the sample's; size stays the tensor's, marked as sampled
+                import dataclasses
+
+                full = int(np.prod(tensor.shape, dtype=np.int64))
+                if full != stats.size:
+                    stats = dataclasses.replace(stats, size=full, sampled=True)
             return stats, units, scheme, state
         finally:
             values = sample = tp = None  # drop the references: memmaps close as we go
@@ -111,6 +121,13 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
 
         probe_step(model, report, seed=config.seed)
     rules = [r for r in registry().values() if _rule_enabled(r.code, r.name, config)]
+    if sampled_only:
+        left_out = [r for r in rules if r.name in FULL_PASS_RULES]
+        rules = [r for r in rules if r.name not in FULL_PASS_RULES]
+        if left_out:
+            report.notes.append(
+                "sample only: tensors were read as sampled byte ranges; rules that need every "
+                "element were not applied: " + ", ".join(f"{r.code} {r.name}" for r in left_out))
     base = RuleContext(model=model, analyses=tuple(analyses), file_state=file_state,
                        signal=signal)
     findings: list[Finding] = []
@@ -283,8 +300,24 @@ def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()
     from .loaders import LoadOptions, load
 
     spath = os.fspath(path)
+    from .remote import is_remote
+
+    if is_remote(spath):  # s3://, hf://, https://...: same analysis over ranged reads
+        from .remote import audit_remote
+
+        return audit_remote(spath, config)
+    report = audit_loaded(spath, lambda: load(spath, LoadOptions(hints=config.hints)), config)
+    if config.sample_only and report.status is not Status.ERROR:
+        report.notes.append("--sample-only applies to remote safetensors inputs: this local "
+                            "file was read in full, every rule applied")
+    return report
+
+
+def audit_loaded(spath: str, load_model: Callable[[], LoadedModel],
+                 config: AuditConfig = AuditConfig()) -> FileReport:
+    """:func:`audit_path` with the loading step given: every failure becomes status=error."""
     try:
-        model = load(spath, LoadOptions(hints=config.hints))
+        model = load_model()
     except LoadError as exc:
         # unsafe content found before the error (UnsafeLoadError) is still reported: the
         # framework would have run it before failing (issue 11, fail closed)

@@ -169,6 +169,8 @@ class FileReport:
     coverage: Coverage | None = None
     # findings accepted by a per-tensor ignore or a baseline (not in ``findings``)
     suppressed: list[Suppression] = field(default_factory=list)
+    # remote inputs only (initaudit.remote): bytes fetched / total, requests, ranged or download
+    remote: dict[str, Any] | None = None
 
     @property
     def partial(self) -> bool:
@@ -191,7 +193,8 @@ class FileReport:
                 "findings": [f.to_dict() for f in self.findings],
                 "skipped": list(self.skipped), "notes": list(self.notes),
                 "state": self.state, "signal": self.signal,
-                "coverage": self.coverage.to_dict() if self.coverage is not None else None}
+                "coverage": self.coverage.to_dict() if self.coverage is not None else None,
+                **({"remote": dict(self.remote)} if self.remote is not None else {})}
 
 
 @dataclass

@@ -26,7 +26,15 @@ def _audit(path: str, config: "AuditConfig") -> "FileReport":
 
     # per-tensor ignores are applied after the engine, so that what they hide is kept and counted
     bare = replace(config, tensor_ignores=())
-    fr = engine.audit_file(path, bare) if config.probe else engine.audit_path(path, bare)
+    def run(p: str, c: "AuditConfig") -> "FileReport":
+        return engine.audit_file(p, c) if c.probe else engine.audit_path(p, c)
+
+    if config.cache_dir:
+        from .cache import cached_audit
+
+        fr = cached_audit(path, bare, run)
+    else:
+        fr = run(path, bare)
     return apply_ignores(fr, config.tensor_ignores)
 
 
@@ -43,9 +51,12 @@ def effective_jobs(jobs: int, n_files: int) -> int:
 
 def audit_all(paths: Sequence[str], config: "AuditConfig | Sequence[AuditConfig]", *, jobs: int = 1,
               progress: bool = False,
-              on_result: Callable[["FileReport"], None] | None = None) -> list["FileReport"]:
+              on_result: Callable[["FileReport"], None] | None = None,
+              executor: str | None = None, address: str | None = None) -> list["FileReport"]:
     """Audit ``paths`` with ``jobs`` processes; ``on_result`` sees each result in input order.
-    ``config`` is one config for every path, or one per path (each file's nearest config)."""
+    ``config`` is one config for every path, or one per path (each file's nearest config).
+    ``executor="dask"``: one task per file on a Dask cluster at ``address`` (None: a local
+    cluster of ``jobs`` workers), see :mod:`initaudit.distributed`; same results, same order."""
     configs = list(config) if isinstance(config, (list, tuple)) else [config] * len(paths)
     if len(configs) != len(paths):
         raise ValueError("one config per path")
@@ -54,7 +65,14 @@ def audit_all(paths: Sequence[str], config: "AuditConfig | Sequence[AuditConfig]
     show_bar = progress and len(paths) > 1 and _stderr_is_terminal()
     bar = _Bar(len(paths)) if show_bar else None
     try:
-        for result in _iterate(paths, configs, workers, bar):
+        if executor is not None:
+            from .distributed import audit_iter
+
+            results_iter = audit_iter(paths, configs, executor, address,
+                                      workers if jobs > 0 else None)
+        else:
+            results_iter = _iterate(paths, configs, workers, bar)
+        for result in results_iter:
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -61,9 +61,19 @@ class AuditConfig:
     # run ONNX models with onnxruntime (the optional [probe] extra) and put the measured
     # activation std per layer next to the signal-propagation prediction
     probe: bool = False
+    # remote safetensors: fetch only sampled byte ranges of each tensor (initaudit.remote); the
+    # rules that need every element (FULL_PASS_RULES) are then reported as not applied
+    sample_only: bool = False
+    # results cache folder (initaudit.cache): unchanged files are answered from it
+    cache_dir: str | None = None
 
 
 BUDGET_REASON = "time budget exhausted"
+# rules whose verdict needs every element of a tensor: not applied to tensors read as a sample
+# (a NaN, a dead or a duplicated unit may sit in the rows never fetched)
+FULL_PASS_RULES = ("nonfinite-weights", "duplicate-neurons", "dead-units")
+# LoadedModel.metadata key a loader sets when its tensors return samples, not whole tensors
+SAMPLED_KEY = "sampled_only"
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loaders", ("initaudit.loaders",)),
     ("rules", ("initaudit.rules", "initaudit.selector")),
     ("engine", ("initaudit.engine", "initaudit.probe", "initaudit.baseline",
-                "initaudit.discover", "initaudit.diff")),
+                "initaudit.discover", "initaudit.diff", "initaudit.remote", "initaudit.cache")),
     ("reporters", ("initaudit.reporters",)),
-    ("api", ("initaudit.api", "initaudit.runner", "initaudit.testing", "initaudit.config")),
+    ("api", ("initaudit.api", "initaudit.runner", "initaudit.testing", "initaudit.config",
+             "initaudit.distributed")),
     ("cli", ("initaudit.cli", "initaudit.inspect_cmd", "initaudit.diff_cmd", "initaudit.__main__")),
 )
 

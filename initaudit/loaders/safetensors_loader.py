@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -119,18 +119,29 @@ def read_header(path: Path) -> Header:
     try:
         file_size = path.stat().st_size
         with open(path, "rb") as fh:
-            prefix = fh.read(8)
-            if len(prefix) < 8:
-                raise LoadError("safetensors file is shorter than its 8-byte header length")
-            n = int.from_bytes(prefix, "little")
-            if n > MAX_HEADER_BYTES:
-                raise LoadError(f"safetensors header declares {n} bytes (limit {MAX_HEADER_BYTES})")
-            if 8 + n > file_size:
-                raise LoadError(f"safetensors header declares {n} bytes but the file has only "
-                                f"{file_size - 8} after the length")
-            raw = fh.read(n)
+            def read_at(offset: int, length: int) -> bytes:
+                fh.seek(offset)
+                return fh.read(length)
+
+            return parse_header(read_at, file_size)
     except OSError as exc:
         raise LoadError(f"cannot read file ({exc.strerror or exc})") from None
+
+
+def parse_header(read_at: Callable[[int, int], bytes], file_size: int) -> Header:
+    """Validate a header read through ``read_at(offset, length)``: a local file, or ranged
+    requests on a remote one (initaudit.remote) -- exactly 8 + N bytes are asked for, so a
+    remote reader fetches no tensor byte here."""
+    prefix = read_at(0, 8) if file_size >= 8 else b""
+    if len(prefix) < 8:
+        raise LoadError("safetensors file is shorter than its 8-byte header length")
+    n = int.from_bytes(prefix, "little")
+    if n > MAX_HEADER_BYTES:
+        raise LoadError(f"safetensors header declares {n} bytes (limit {MAX_HEADER_BYTES})")
+    if 8 + n > file_size:
+        raise LoadError(f"safetensors header declares {n} bytes but the file has only "
+                        f"{file_size - 8} after the length")
+    raw = read_at(8, n)
     objects = raw.count(b"{")
     if objects > MAX_TENSORS + 2:  # one JSON object per entry, plus the header and metadata
         raise LoadError(f"safetensors header holds {objects} JSON objects (limit {MAX_TENSORS} "
@@ -216,7 +227,10 @@ def _loader(path: Path, data_start: int, entry: TensorEntry) -> Loader:
 
 
 def _flat_tensors(path: Path, header: Header, options: LoadOptions, model: LoadedModel,
-                  only: set[str] | None = None) -> list[FlatTensor]:
+                  only: set[str] | None = None,
+                  make_loader: Callable[[int, TensorEntry], Loader] | None = None) -> list[FlatTensor]:
+    """``make_loader(data_start, entry)``: how a tensor's bytes are read (default: a memmap of
+    ``path``; initaudit.remote passes ranged reads)."""
     out: list[FlatTensor] = []
     for e in header.entries:
         if only is not None and e.name not in only:
@@ -235,7 +249,9 @@ def _flat_tensors(path: Path, header: Header, options: LoadOptions, model: Loade
             model.skip(e.name, f"{e.end - e.begin} bytes exceeds the per-tensor limit "
                                f"({options.max_tensor_bytes})", SkipReason.TOO_LARGE)
             continue
-        out.append(FlatTensor(e.name, e.shape, e.dtype.name, _loader(path, header.data_start, e)))
+        load_fn = (make_loader(header.data_start, e) if make_loader is not None
+                   else _loader(path, header.data_start, e))
+        out.append(FlatTensor(e.name, e.shape, e.dtype.name, load_fn))
     return out
 
 
@@ -260,6 +276,12 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         if header.metadata:
             model.metadata["safetensors_metadata"] = header.metadata
         directory = path.parent
+    finish(model, flat, directory)
+    return model
+
+
+def finish(model: LoadedModel, flat: list[FlatTensor], directory: Path) -> None:
+    """Layers from the flat tensors (torch or Flax layout), then the HF config in ``directory``."""
     fmt_meta = model.metadata.get("safetensors_metadata", {}).get("format")
     if fmt_meta in ("flax", "jax"):
         # written from a Flax tree (transformers' save_pretrained(safe_serialization=True) on a
@@ -275,7 +297,6 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     if fmt_meta == "tf":
         model.notes.append(f"safetensors metadata says format={fmt_meta!r}; fans use torch layout")
     apply_hf_config(model, directory)
-    return model
 
 
 def _inside(directory: Path, name: str) -> Path | None:

@@ -16,6 +16,24 @@ from ...model import LoadError
 from .decode import (_SUB_BYTE, _check_embedded, _decode_embedded, _np_dtype, _numel,
                      _stored_bytes, _unpack4, _Unreadable, _Unsafe, _usable)
 
+class RemoteData:
+    """External data that lives in an object store (initaudit.remote): the model folder is a
+    local temp folder holding only the .onnx; its data files are read by ranged requests.
+    ``size(location)`` raises _Unreadable for a missing file; ``read`` returns exact bytes."""
+
+    def __init__(self, size: Callable[[str], int], read: Callable[[str, int, int], bytes]) -> None:
+        self.size, self.read = size, read
+
+
+# temp model folder -> its remote data files; a module-level table, not a context variable:
+# the engine's tensor threads must see it (set and removed by initaudit.remote per audit)
+REMOTE_DATA: dict[str, RemoteData] = {}
+
+
+def _remote_for(base_dir: Path | None) -> RemoteData | None:
+    return REMOTE_DATA.get(str(base_dir)) if base_dir is not None and REMOTE_DATA else None
+
+
 def _external_info(tp: TensorProto) -> dict[str, str]:
     return {e.key: e.value for e in tp.external_data}
 
@@ -76,8 +94,12 @@ def _external_plan(tp: TensorProto, base_dir: Path | None, max_bytes: int) -> tu
         raise _Unreadable("external data offset/length are not integers") from None
     if offset < 0 or (length is not None and length < 0):
         raise _Unreadable("external data offset/length are negative")
-    path = _resolve_external(base_dir, location)
-    size = path.stat().st_size
+    remote = _remote_for(base_dir)
+    if remote is not None:  # lexically checked above; an object store has no links to follow
+        path, size = base_dir / location, remote.size(location)
+    else:
+        path = _resolve_external(base_dir, location)
+        size = path.stat().st_size
     need = _stored_bytes(tp, n, dt.itemsize)
     if length is not None and length != need:
         raise _Unreadable(f"external data length {length} does not match its shape "
@@ -104,6 +126,14 @@ def _tensor_loader(tp: TensorProto, base_dir: Path | None,
                 raise LoadError(str(exc)) from None
             if n == 0:
                 return np.zeros(dims, dtype=dt)
+            remote = _remote_for(base_dir)
+            if remote is not None:  # one ranged request for this tensor's bytes
+                location = _external_info(tp)["location"]
+                need = _stored_bytes(tp, n, dt.itemsize)
+                raw = np.frombuffer(remote.read(location, offset, need), dtype=np.uint8)
+                if tp.data_type in _SUB_BYTE:
+                    return _unpack4(raw, n, _SUB_BYTE[tp.data_type]).reshape(dims)
+                return raw.view(dt.newbyteorder("<")).reshape(dims)
             if tp.data_type in _SUB_BYTE:
                 packed = np.memmap(path, dtype=np.uint8, mode="r", offset=offset,
                                    shape=((n + 1) // 2,))
