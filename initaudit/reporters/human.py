@@ -52,7 +52,7 @@ _MAX_SKIPPED_SHOWN = 15  # longer lists are cut unless --verbose
 # fixed width when not writing to a terminal: stable output for tests, logs and files
 _PIPE_WIDTH = 120
 # narrower terminals get a table without the shape column
-_COMPACT_BELOW = 110
+_COMPACT_BELOW = 100
 
 
 class _Glyphs:
@@ -235,7 +235,7 @@ def _tensor_table(fr: FileReport, g: _Glyphs, *, verbose: bool, compact: bool = 
         table.add_column("shape", no_wrap=True)
         table.add_column(f"fan in{g.arrow}out", no_wrap=True, justify="right")
     table.add_column("act" if compact else "activation", no_wrap=True,
-                     min_width=6 if compact else None, max_width=6 if compact else None,
+                     min_width=6 if compact else None, max_width=7 if compact else None,
                      overflow="ellipsis")
     table.add_column("init scheme", no_wrap=compact, overflow="ellipsis" if compact else "fold",
                      max_width=16 if compact else None)
