@@ -24,6 +24,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,7 +159,8 @@ class ResultCache:
         entry = self.directory / key[:2] / f"{key}.json"
         try:
             data = json.loads(entry.read_text(encoding="utf-8"))
-            return decode(data)
+            report: FileReport = decode(data)
+            return report
         except (OSError, ValueError, KeyError, TypeError):
             return None  # missing or unreadable entry: audit again
 
@@ -181,7 +183,8 @@ class ResultCache:
                 pass
 
 
-def cached_audit(path: str, config: AuditConfig, audit: Any) -> FileReport:
+def cached_audit(path: str, config: AuditConfig,
+                 audit: Callable[[str, AuditConfig], FileReport]) -> FileReport:
     """``audit(path, config)`` through the cache of ``config.cache_dir`` (when set)."""
     if not config.cache_dir:
         return audit(path, config)

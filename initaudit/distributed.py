@@ -129,7 +129,8 @@ def _result(future: Any, path: str) -> FileReport:
     from .report import FileReport, Status
 
     try:
-        return future.result()
+        report: FileReport = future.result()
+        return report
     except Exception as exc:  # noqa: BLE001 -- a task that failed on every try: one line for it
         return FileReport(path=path, format=None, status=Status.ERROR,
                           error=f"distributed task failed ({type(exc).__name__}: "

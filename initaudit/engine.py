@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from .accounting import account, categorise
-from .model import SCHEMED_ROLES, LoadedModel, LoadError, SkipReason, WeightTensor
+from .analysis.results import SchemeResult, TensorStats
+from .model import SCHEMED_ROLES, Activation, LoadedModel, LoadError, SkipReason, WeightTensor
 from .report import Coverage, FileReport, Finding, Status, TensorReport
 from .selector import RuleSelector
 
@@ -82,7 +83,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
                     stats = dataclasses.replace(stats, size=full, sampled=True)
             return stats, units, scheme, state
         finally:
-            values = sample = tp = None  # drop the references: memmaps close as we go
+            del values, sample, tp  # drop the references: memmaps close as we go
 
     for tensor, outcome in _run_tensors(model.tensors(), work, config):
         layer = layer_of.get(id(tensor))
@@ -168,7 +169,7 @@ def _apply_accounting(report: FileReport, model: LoadedModel, analysed: list[Wei
     return acc.coverage
 
 
-def _drop_superseded(findings: list[Finding], rules: list) -> list[Finding]:
+def _drop_superseded(findings: list[Finding], rules: list[Any]) -> list[Finding]:
     """Drop a finding when a rule that supersedes it fired on the same tensor (one problem,
     one finding: vanishing-init already explains why no scheme fits N(0, 1e-4))."""
     superseded_by = {r.code: set(r.superseded_by) for r in rules if r.superseded_by}
@@ -281,7 +282,8 @@ def _post_process(findings: Iterable[Finding], config: AuditConfig, path: str) -
     return out
 
 
-def _tensor_report(tensor: WeightTensor, activation, stats, scheme, skipped: str | None = None) -> TensorReport:
+def _tensor_report(tensor: WeightTensor, activation: Activation | None, stats: TensorStats | None,
+                   scheme: SchemeResult | None, skipped: str | None = None) -> TensorReport:
     return TensorReport(name=tensor.name, layer=tensor.layer, op=tensor.op, role=tensor.role.value,
                         shape=tuple(int(d) for d in tensor.shape), dtype=tensor.dtype,
                         fan_in=tensor.fan_in, fan_out=tensor.fan_out,

@@ -142,7 +142,7 @@ def _storage_options(protocol: str, settings: RemoteSettings) -> dict[str, Any]:
 
 def open_fs(url: str, settings: RemoteSettings) -> tuple[Any, str]:
     try:
-        import fsspec  # type: ignore[import-untyped]
+        import fsspec
     except ImportError:
         raise LoadError("remote paths need the [remote] extra (pip install 'initaudit[remote]')") from None
     protocol = _SCHEME.match(url).group(1).lower()  # type: ignore[union-attr]
@@ -590,7 +590,8 @@ def _register_onnx_data(fs: Any, path: str, model_dir: Path, transfer: Transfer,
                         settings: RemoteSettings) -> None:
     """ONNX external data read by ranged requests: the loader's external-data hook
     (loaders.onnx.external.REMOTE_DATA) sizes and reads the files beside the remote model."""
-    from .loaders.onnx.external import REMOTE_DATA, RemoteData, _Unreadable
+    from .loaders.onnx.external import REMOTE_DATA, RemoteData
+    from .loaders.onnx.external import _Unreadable  # type: ignore[attr-defined]  # re-imported there
 
     parent = path.rsplit("/", 1)[0]
     files: dict[str, RemoteFile] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, cast
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import AuditConfig
@@ -57,7 +57,8 @@ def audit_all(paths: Sequence[str], config: "AuditConfig | Sequence[AuditConfig]
     ``config`` is one config for every path, or one per path (each file's nearest config).
     ``executor="dask"``: one task per file on a Dask cluster at ``address`` (None: a local
     cluster of ``jobs`` workers), see :mod:`initaudit.distributed`; same results, same order."""
-    configs = list(config) if isinstance(config, (list, tuple)) else [config] * len(paths)
+    configs: list[AuditConfig] = (list(config) if isinstance(config, (list, tuple))
+                                  else [cast("AuditConfig", config)] * len(paths))
     if len(configs) != len(paths):
         raise ValueError("one config per path")
     workers = effective_jobs(jobs, len(paths))

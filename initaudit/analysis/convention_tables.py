@@ -16,6 +16,8 @@ Three kinds of row:
 
 from __future__ import annotations
 
+from typing import Any
+
 import enum
 import re
 from dataclasses import dataclass
@@ -160,7 +162,7 @@ def by_design(name: str, kind: str, model_type: str | None = None) -> ByDesign |
     return None
 
 
-def model_type_of(metadata: dict) -> str | None:
+def model_type_of(metadata: dict[str, Any]) -> str | None:
     cfg = metadata.get("hf_config") or {}
     value = cfg.get("model_type") if isinstance(cfg, dict) else None
     return value if isinstance(value, str) else None

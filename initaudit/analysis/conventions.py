@@ -14,7 +14,12 @@ Nothing here decides a finding: it adds facts (metadata, per-layer flags) that t
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
+
 from ..model import Layer, LoadedModel, WeightTensor
+
+if TYPE_CHECKING:
+    from .results import SchemeResult
 
 _DEPTH_KEYS = ("n_layer", "num_hidden_layers", "num_layers", "n_layers", "num_decoder_layers")
 # the index of a repeated block inside a tensor name: transformer.h.11.attn, model.layers.3.mlp,
@@ -93,7 +98,7 @@ def output_layer(model: LoadedModel, tensor: WeightTensor, layer: Layer | None) 
         r"(^|[._/])(fc|linear|out|output|dense|proj)([._/]|$)", tensor.name, re.I)))
 
 
-def library_default(tensor: WeightTensor, scheme) -> str | None:
+def library_default(tensor: WeightTensor, scheme: SchemeResult | None) -> str | None:
     """The label of the library default init this kernel carries, if it is one (tables)."""
     from .convention_tables import default_init
 
@@ -108,7 +113,7 @@ def library_default(tensor: WeightTensor, scheme) -> str | None:
     return row.label if row is not None else None
 
 
-def config_init_ranges(metadata: dict) -> list[float]:
+def config_init_ranges(metadata: dict[str, Any]) -> list[float]:
     """Every ``initializer_range`` a Hugging Face config.json sets, sub-configs included
     (BLIP's vision_config sets 1e-10: the documented draw for its vision tower)."""
     out: list[float] = []

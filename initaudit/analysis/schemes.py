@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from ..model import Role, WeightTensor
 from .results import Candidate
@@ -148,7 +148,7 @@ def _rnn_hidden_sizes(tensor: WeightTensor) -> list[tuple[int, float]]:
     return [(int(shape[0]) // g, 0.5) for g in (4, 3, 1) if shape[0] % g == 0]
 
 
-def hf_residual_std(metadata: dict) -> float | None:
+def hf_residual_std(metadata: dict[str, Any]) -> float | None:
     """GPT-2's re-drawn residual projections: initializer_range / sqrt(2·n_layer)."""
     n_layer = metadata.get("n_layer") or metadata.get("inferred_n_layer")
     if not isinstance(n_layer, int) or n_layer < 1:
@@ -158,7 +158,7 @@ def hf_residual_std(metadata: dict) -> float | None:
     return base / math.sqrt(2.0 * n_layer)
 
 
-def framework_candidates(tensor: WeightTensor, metadata: dict) -> Iterable[tuple[Candidate, float]]:
+def framework_candidates(tensor: WeightTensor, metadata: dict[str, Any]) -> Iterable[tuple[Candidate, float]]:
     """Conventions tied to a layer type or a config file rather than to a fan rule."""
     # torch RNN/LSTM/GRU: every parameter U(+-1/sqrt(hidden_size))
     for hidden, prior in _rnn_hidden_sizes(tensor):
@@ -189,7 +189,7 @@ def framework_candidates(tensor: WeightTensor, metadata: dict) -> Iterable[tuple
     yield from _t5_candidates(tensor, metadata or {})
 
 
-def _t5_candidates(tensor: WeightTensor, metadata: dict) -> Iterable[tuple[Candidate, float]]:
+def _t5_candidates(tensor: WeightTensor, metadata: dict[str, Any]) -> Iterable[tuple[Candidate, float]]:
     """T5's factor-based init: the query projection is N(0, factor·(d_model·d_kv)^-1/2).
 
     The other T5 kernels (wi, wo, k, v, o) are LeCun-like fan_in rules already covered by the
@@ -212,7 +212,7 @@ def _t5_candidates(tensor: WeightTensor, metadata: dict) -> Iterable[tuple[Candi
            1.0 if "relative_attention_bias" in tensor.name or abs(factor - 1.0) > 1e-9 else 0.05)
 
 
-def all_candidates(tensor: WeightTensor, metadata: dict | None = None) -> list[tuple[Candidate, float]]:
+def all_candidates(tensor: WeightTensor, metadata: dict[str, Any] | None = None) -> list[tuple[Candidate, float]]:
     out: list[tuple[Candidate, float]] = []
     if tensor.fan_in and tensor.fan_out:
         out.extend(variance_candidates(tensor.fan_in, tensor.fan_out))

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..model import ActivationKind, Activation, LoadedModel, Role
+from ..model import Activation, ActivationKind, Layer, LoadedModel, Role
 
 BAND = (1e-2, 1e2)
 _GRID = np.linspace(-12.0, 12.0, 4801)
@@ -48,7 +48,7 @@ K = ActivationKind
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     from scipy.special import expit
 
-    return expit(x)
+    return np.asarray(expit(x))
 
 
 def _phi(kind: ActivationKind | None, param: float | None) -> Callable[[np.ndarray], np.ndarray]:
@@ -129,7 +129,8 @@ class LayerSignal:
     def to_dict(self) -> dict[str, Any]:
         from .results import _jsonable
 
-        return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        out: dict[str, Any] = _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return out
 
 
 @dataclass
@@ -168,7 +169,7 @@ class SignalReport:
                 "probe": _jsonable(self.probe) if self.probe is not None else None}
 
 
-def _gate_count(layer) -> int:
+def _gate_count(layer: Layer) -> int:
     gates = max((t.gates for t in layer.tensors), default=1)
     if gates > 1:
         return gates
@@ -198,7 +199,7 @@ def recurrent_moments(gates: int, q: float) -> tuple[float, float]:
     return _recurrent_moments(gates, float(f"{q:.4g}"))
 
 
-def _is_recurrent(layer) -> bool:
+def _is_recurrent(layer: Layer) -> bool:
     return layer.op.upper() in ("LSTM", "GRU", "RNN", "SIMPLERNN") or any(
         t.role is Role.RECURRENT for t in layer.tensors)
 

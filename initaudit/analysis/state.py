@@ -71,6 +71,7 @@ class StateResult:
 
 def _block(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator) -> np.ndarray | None:
     """A (units, weights) block of at most BLOCK x BLOCK entries, centred, or None."""
+    matrix: np.ndarray | None
     if values.ndim == 2:  # a view, never a copy of a big (possibly memmapped) matrix
         matrix = values.T if tensor.unit_axis is not None and tensor.unit_axis % 2 == 1 else values
     else:
@@ -88,7 +89,7 @@ def _block(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator) -
     block = block[np.any(block != 0, axis=1)]
     if block.shape[0] < MIN_SIDE:
         return None
-    return block - block.mean()
+    return np.asarray(block - block.mean())
 
 
 def spectral_ratio(block: np.ndarray) -> float | None:
@@ -101,8 +102,8 @@ def spectral_ratio(block: np.ndarray) -> float | None:
     # which only makes the test more conservative
     # float32: half the traffic of float64; the top singular value moves by ~1e-6 relative,
     # far below the 1.25 / 1.5 thresholds' margins
-    block = block.astype(np.float32)
-    v = np.random.default_rng(7).standard_normal(block.shape[1]).astype(np.float32)
+    block = np.asarray(block, dtype=np.float32)
+    v = np.asarray(np.random.default_rng(7).standard_normal(block.shape[1]), dtype=np.float32)
     for _ in range(40):
         v = block.T @ (block @ v)
         v /= np.linalg.norm(v) or 1.0
@@ -199,12 +200,12 @@ def classify_tensor(values: np.ndarray, tensor: WeightTensor, stats: TensorStats
 
 def classify_file(states: Iterable[StateResult | None]) -> StateResult:
     """A file's state from its kernels' states (shares of trained vs initialized)."""
-    counts = {s: 0 for s in State}
+    counts: dict[State, int] = {s: 0 for s in State}
     for st in states:
         if st is not None:
             counts[st.state] += 1
     decided = counts[State.TRAINED] + counts[State.INITIALIZED]
-    evidence = {"trained_tensors": counts[State.TRAINED],
+    evidence: dict[str, Any] = {"trained_tensors": counts[State.TRAINED],
                 "initialized_tensors": counts[State.INITIALIZED],
                 "unknown_tensors": counts[State.UNKNOWN]}
     if decided == 0:

@@ -81,7 +81,7 @@ class Family(str, enum.Enum):
         return _FAMILY_PREFIX[self]
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # str.title() is shadowed on purpose
         return _FAMILY_TITLE[self]
 
     @classmethod

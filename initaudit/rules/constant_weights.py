@@ -47,7 +47,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         from ..analysis.convention_tables import Why
 
         why: str | None = Why.HEAD.value
-        source = "output projection"
+        source: str | None = "output projection"
     else:
         why = row.why.value if row is not None else None
         source = row.source if row is not None else None

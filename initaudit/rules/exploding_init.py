@@ -9,12 +9,12 @@ Embeddings are exempt (torch's default Embedding is N(0, 1) by design).
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std, std_interval
-from .base import KEEP_WHEN_TRAINED, OnTrained, Rule, RuleContext, rule
+from .base import KEEP_WHEN_TRAINED, OnTrained, Rule, RuleContext, TensorAnalysis, rule
 
 FACTOR = 4.0  # std this many times the largest fan-based prediction (variance x16)
 # a trained checkpoint may hold large learnt or fixed weights (an STFT basis, a lookup table):
@@ -43,7 +43,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     severity, note = None, ""
     # on trained weights large learnt values are legitimate (the engine downgrades, one wording),
     # except a blow-up far beyond anything training produces
-    keep = {KEEP_WHEN_TRAINED: True} if low > TRAINED_FACTOR * ceiling else {}
+    keep: dict[str, Any] = {KEEP_WHEN_TRAINED: True} if low > TRAINED_FACTOR * ceiling else {}
     from ..analysis.convention_tables import by_design, model_type_of
 
     row = by_design(a.tensor.name, "large", model_type_of(ctx.model.metadata))
@@ -71,7 +71,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         variance_gain=gain, **keep)
 
 
-def _maybe_embedding(ctx: RuleContext, a) -> bool:
+def _maybe_embedding(ctx: RuleContext, a: TensorAnalysis) -> bool:
     """A graphless file's first 2-D weight, bias-free and N(0, 1): torch's Embedding default.
 
     nn.Sequential(nn.Embedding(...), ...) saves as "0.weight": nothing in the file says it is a
@@ -87,7 +87,7 @@ def _maybe_embedding(ctx: RuleContext, a) -> bool:
     return abs(a.stats.std - 1.0) < 0.05 and a.scheme is not None and a.scheme.rule == "fixed"
 
 
-def _tied_embedding(ctx: RuleContext, a) -> str | None:
+def _tied_embedding(ctx: RuleContext, a: TensorAnalysis) -> str | None:
     """The embedding this kernel is tied to (same shape, same statistics to the last bit):
     T5's and many LMs' output projection share the input embedding's storage."""
     from ..model import Role

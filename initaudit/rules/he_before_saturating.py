@@ -14,7 +14,7 @@ from typing import Iterator
 from ..model import SATURATING
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, consistent_rules, fmt_std
-from .base import OnTrained, Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, TensorAnalysis, rule
 
 # schemes that suit a saturating activation; if the data is equally consistent with one of these,
 # the layer is ambiguous and we stay silent (never a false positive)
@@ -61,9 +61,10 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         activation=act.label, scheme=a.scheme.label)
 
 
-def _fixed_alternative_suits(a) -> bool:
+def _fixed_alternative_suits(a: TensorAnalysis) -> bool:
     t = a.tensor
-    if not (t.fan_in and t.fan_out):
+    scheme = a.scheme
+    if not (t.fan_in and t.fan_out) or scheme is None:
         return False
     suitable = (math.sqrt(2.0 / (t.fan_in + t.fan_out)), math.sqrt(1.0 / t.fan_in))
     he = math.sqrt(2.0 / t.fan_in)
@@ -72,4 +73,4 @@ def _fixed_alternative_suits(a) -> bool:
         return abs(math.log(std / target))
 
     return any(c.rule == "fixed" and min(distance(c.expected_std, s) for s in suitable)
-               < distance(c.expected_std, he) for c in a.scheme.alternatives)
+               < distance(c.expected_std, he) for c in scheme.alternatives)

@@ -49,12 +49,16 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     by_layer: dict[str, TensorAnalysis] = {}
     for a in ctx.analyses:
         # per-tensor history: a trained tensor in an initialized file is not judged on its init
-        if _under_scaled(a) and not ctx.trained(a):
+        if _under_scaled(a) and not ctx.trained(a) and a.layer is not None:
             by_layer[a.layer.name] = a
 
     # per-layer infos
     gains: dict[str, float] = {}
     for name, a in by_layer.items():
+        # _under_scaled() admitted only kernels with a layer, a known activation, a scheme and
+        # a fan-in: the asserts say so to the type checker
+        assert a.layer is not None and a.layer.activation is not None
+        assert a.scheme is not None and a.tensor.fan_in
         act = a.layer.activation
         gain = a.tensor.fan_in * a.stats.std ** 2 * _relu_factor(act.kind, act.param)
         gains[name] = gain

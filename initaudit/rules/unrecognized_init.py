@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from ..analysis.identify import GOF_ALPHA, MIN_ELEMENTS
+from ..analysis.results import SchemeResult
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std
 from .base import Rule, RuleContext, rule
-from ..analysis.identify import GOF_ALPHA, MIN_ELEMENTS
 
 
-def _confidence(scheme) -> float:
+def _confidence(scheme: SchemeResult) -> float:
     """How sure we are that nothing fits: 1 - p when the family test rejected every family,
     else the posterior weight of "some other scale" (what identify reports as its confidence)."""
     p = scheme.evidence.get("gof_pvalue")
     if isinstance(p, float) and p < GOF_ALPHA:
         return 1.0 - p
-    return scheme.confidence
+    return float(scheme.confidence)
 
 
 @rule(code="IA401", name="unrecognized-init", severity=Severity.INFO,
