@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Iterable, Optional, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Optional, TextIO, cast
 
 import typer
 
@@ -31,8 +31,13 @@ from . import __version__
 from .report import Report, Severity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .settings import AuditConfig
+    from .baseline import Baseline
+    from .config import Settings
+    from .discover import Input
+    from .report import FileReport
+    from .reporters import ReportFunction
     from .rules.base import Rule
+    from .settings import AuditConfig, TensorProgress
 
 PROG = "initaudit"
 SUBCOMMANDS = ("check", "rules", "explain", "config", "inspect", "diff", "help")
@@ -76,7 +81,7 @@ app = typer.Typer(
 class _CheckCommand(typer.core.TyperCommand):
     """Plain ``[OPTIONS] PATH...`` in the usage line (typer writes ``{PATH}...``)."""
 
-    def collect_usage_pieces(self, ctx: "typer.Context") -> list[str]:
+    def collect_usage_pieces(self, ctx: "typer.Context") -> list[str]:  # type: ignore[override]
         return [self.options_metavar or "[OPTIONS]", "PATH..."]
 
 
@@ -310,9 +315,9 @@ def check(
         from .baseline import apply
 
         result = apply(result, accepted)
-        if result.stale:  # type: ignore[attr-defined]
-            n = len(result.stale)  # type: ignore[attr-defined]
-            first = result.stale[0]  # type: ignore[attr-defined]
+        if result.stale:
+            n = len(result.stale)
+            first = result.stale[0]
             _warn(f"{baseline}: {n} baseline entr{'ies' if n != 1 else 'y'} of the audited files "
                   f"match no finding (fixed or renamed? e.g. {first.get('code')} "
                   f"{first.get('tensor') or first.get('layer') or ''} in {first.get('path')}); "
@@ -354,13 +359,14 @@ def _warn_stale_ignores(result: Report, configs: Iterable["AuditConfig"]) -> Non
               "remove it if it is no longer needed")
 
 
-def _settings_for(path: Optional[str], config_file: Optional[str], overrides: dict):  # -> Settings
+def _settings_for(path: Optional[str], config_file: Optional[str],
+                  overrides: dict[str, Any]) -> "Settings":
     from .config import settings_for
 
     return settings_for(path, config_file=config_file, overrides=overrides)
 
 
-def _dedupe(inputs: list) -> list:
+def _dedupe(inputs: list["Input"]) -> list["Input"]:
     seen: set[str] = set()
     out = []
     for item in inputs:
@@ -376,7 +382,7 @@ def _settings(config_file: Optional[str], *, fail_on: Optional[str] = None,
               ignore: Optional[list[str]] = None, extend_ignore: Optional[list[str]] = None,
               min_confidence: Optional[float] = None, activation: Optional[list[str]] = None,
               include: Optional[list[str]] = None, exclude: Optional[list[str]] = None,
-              jobs: Optional[int] = None, format: Optional[str] = None):  # -> config.Settings
+              jobs: Optional[int] = None, format: Optional[str] = None) -> "Settings":
     """The effective settings: defaults < config file < these command-line values."""
     from .config import load_settings
 
@@ -391,7 +397,7 @@ def _overrides(*, fail_on: Optional[str], select: Optional[list[str]],
                extend_select: Optional[list[str]], ignore: Optional[list[str]],
                extend_ignore: Optional[list[str]], min_confidence: Optional[float],
                activation: Optional[list[str]], include: Optional[list[str]],
-               exclude: Optional[list[str]], jobs: Optional[int], format: Optional[str]) -> dict:
+               exclude: Optional[list[str]], jobs: Optional[int], format: Optional[str]) -> dict[str, Any]:
     """Validate the command-line values (UsageError naming the option) and key them like the
     config file. Options not given are None: the file (or the default) decides."""
     from .activations import ActivationHint
@@ -435,7 +441,7 @@ def _overrides(*, fail_on: Optional[str], select: Optional[list[str]],
     return out
 
 
-def _read_baseline(path: Optional[str]):  # -> baseline.Baseline | None
+def _read_baseline(path: Optional[str]) -> "Baseline | None":
     if path is None:
         return None
     from .baseline import read
@@ -449,7 +455,7 @@ def _is_remote(arg: str) -> bool:
     return is_remote(arg)
 
 
-def _remote_inputs(arg: str) -> list:
+def _remote_inputs(arg: str) -> list["Input"]:
     """A remote argument as discovery Inputs: its checkpoints, or one Input with the problem."""
     from .discover import Input
     from .model import LoadError
@@ -461,7 +467,7 @@ def _remote_inputs(arg: str) -> list:
         return [Input(arg, str(exc))]
 
 
-def _audit_all(inputs: list, configs: "dict[str, AuditConfig]", *, jobs: int,
+def _audit_all(inputs: list["Input"], configs: "dict[str, AuditConfig]", *, jobs: int,
                progress: bool, executor: Optional[str] = None,
                address: Optional[str] = None) -> Report:
     """Audit the discovered inputs (discover.Input) in input order, each with its own config.
@@ -485,8 +491,9 @@ def _audit_all(inputs: list, configs: "dict[str, AuditConfig]", *, jobs: int,
 
 
 def _print_result(result: Report, stream: TextIO, config: "AuditConfig", *, fmt: str,
-                  statistics: bool, color: bool, verbose: bool, quiet: bool, reporter) -> None:
-    if statistics:
+                  statistics: bool, color: bool, verbose: bool, quiet: bool,
+                  reporter: "ReportFunction | None") -> None:
+    if statistics or reporter is None:  # no reporter is made for --statistics
         _print_statistics(result, stream, fmt=fmt, color=color)
     else:
         reporter(result, stream, config=config, color=color, verbose=verbose, quiet=quiet)
@@ -540,7 +547,7 @@ def _selectors(values: Optional[Iterable[str]], option: str) -> tuple[str, ...]:
         raise UsageError(str(exc)) from None
 
 
-def _reporter(name: str):  # -> ReportFunction
+def _reporter(name: str) -> "ReportFunction":
     from .reporters import get_reporter
 
     try:
@@ -559,14 +566,14 @@ def _open_output(output: Optional[str]) -> TextIO | None:
         raise UsageError(f"{output}: cannot write the report ({exc.strerror or exc})") from None
 
 
-def _audit_one(path: str, config: "AuditConfig", *, show_progress: bool):
+def _audit_one(path: str, config: "AuditConfig", *, show_progress: bool) -> "FileReport":
     from .engine import audit_file
 
     if show_progress and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         from rich.console import Console
 
         with Console(stderr=True).status(f"auditing {path}", spinner="dots") as status:
-            def on_tensor(p) -> None:  # p: engine.TensorProgress, on the calling thread
+            def on_tensor(p: "TensorProgress") -> None:  # on the calling thread
                 share = f" ({p.done_bytes / p.total_bytes:.0%} of bytes)" if p.total_bytes else ""
                 status.update(f"auditing {path}: tensor {p.index}/{p.total} {p.name}{share}")
 
@@ -580,7 +587,7 @@ def _audit_one(path: str, config: "AuditConfig", *, show_progress: bool):
     return result
 
 
-def _report_unreadable(result) -> None:  # result: FileReport
+def _report_unreadable(result: "FileReport") -> None:
     if result.status is Status.ERROR:
         # the other files are still audited and reported; this line is the one to grep for
         _error(f"{result.path}: {_one_line(result.error or 'could not be read')}")
@@ -735,7 +742,7 @@ def _config_value(key: str, value: object) -> str:
         if not value:
             return "[]"
         lines = []
-        for ig in value:  # type: ignore[union-attr]
+        for ig in cast("list[dict[str, Any]]", value):
             rules = ", ".join(ig["rules"]) or "every rule"
             path = f" in {ig['path']}" if ig["path"] else ""
             lines.append(f"{ig['pattern']}{path}: {rules} ({ig['reason']})")
