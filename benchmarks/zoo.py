@@ -549,7 +549,9 @@ def apply_defect(values, defect: Defect, fan_in: int):
     elif defect.kind == "normal-1":
         v[...] = rng.standard_normal(v.shape)
     elif defect.kind == "nan":
-        v.reshape(-1)[v.size // 2] = np.nan
+        # .flat writes through a non-contiguous view (Keras/Flax kernels arrive moveaxis'd);
+        # reshape(-1) would copy it and the NaN would be lost
+        v.flat[v.size // 2] = np.nan
     elif defect.kind == "he-saturating":
         v[...] = rng.standard_normal(v.shape) * math.sqrt(2.0 / fan_in)
     return v
