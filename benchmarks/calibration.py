@@ -25,8 +25,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -35,8 +35,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from initaudit.analysis.fans import keras_fans, torch_fans  # noqa: E402
 from initaudit.analysis.schemes import TN2_STD_FACTOR  # noqa: E402
 from initaudit.engine import AuditConfig, analyse  # noqa: E402
-from initaudit.model import (Activation, ActivationKind, Convention, Layer, LoadedModel,  # noqa: E402
-                             Role, WeightTensor)
+from initaudit.model import (  # noqa: E402
+    Activation,
+    ActivationKind,
+    Convention,
+    Layer,
+    LoadedModel,
+    Role,
+    WeightTensor,
+)
 
 BANDS = [(0, 1023, "64-1,023"), (1024, 4095, "1,024-4,095"), (4096, 10**12, ">=4,096")]
 
@@ -146,7 +153,7 @@ def torch_module_defaults(seed, quick: bool = False) -> list[Case]:
     rnns = [(nn.LSTM(64, 128), "LSTM", 4), (nn.GRU(32, 96), "GRU", 3), (nn.RNN(48, 64), "RNN", 1)]
     if not quick:
         rnns.append((nn.LSTM(512, 1024), "LSTM", 4))
-    for rnn, name, gates in rnns:
+    for rnn, name, _gates in rnns:
         for pname, role in [("weight_ih_l0", Role.KERNEL), ("weight_hh_l0", Role.RECURRENT)]:
             w = getattr(rnn, pname).detach().numpy().copy()
             # a bare state_dict names them weight_ih_l0 / weight_hh_l0 with no common prefix

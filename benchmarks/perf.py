@@ -45,9 +45,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class LlamaShape:
     tied: bool = False  # lm_head shares the embedding (not stored)
 
     @classmethod
-    def scaled(cls, scale: float) -> "LlamaShape":
+    def scaled(cls, scale: float) -> LlamaShape:
         """TinyLlama-like proportions; ~1.06B parameters at scale 1, params ~ linear in scale."""
         r = math.sqrt(scale)
         hidden = max(64, int(round(2048 * r / 64)) * 64)
@@ -161,7 +161,7 @@ def write_safetensors_sharded(folder: Path, shape: LlamaShape, shard_bytes: int 
         with open(folder / fname, "wb") as fh:
             fh.write(len(raw).to_bytes(8, "little"))
             fh.write(raw)
-            for name, shp, init in shard:
+            for _name, shp, init in shard:
                 fh.write(_values(shp, init, rng, np_dtype).tobytes())
         total += 8 + len(raw) + offset
     (folder / "model.safetensors.index.json").write_text(json.dumps(

@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Any, Iterable, Optional, TextIO, cast
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO, cast
 
 import typer
 
@@ -81,7 +82,7 @@ app = typer.Typer(
 class _CheckCommand(typer.core.TyperCommand):
     """Plain ``[OPTIONS] PATH...`` in the usage line (typer writes ``{PATH}...``)."""
 
-    def collect_usage_pieces(self, ctx: "typer.Context") -> list[str]:  # type: ignore[override]
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
         return [self.options_metavar or "[OPTIONS]", "PATH..."]
 
 
@@ -346,7 +347,7 @@ def check(
     raise typer.Exit(code)
 
 
-def _warn_stale_ignores(result: Report, configs: Iterable["AuditConfig"]) -> None:
+def _warn_stale_ignores(result: Report, configs: Iterable[AuditConfig]) -> None:
     """A per-tensor ignore that matched nothing this run is said so: a stale suppression hides
     nothing today and may hide the wrong thing tomorrow."""
     from .baseline import stale_ignores
@@ -360,13 +361,13 @@ def _warn_stale_ignores(result: Report, configs: Iterable["AuditConfig"]) -> Non
 
 
 def _settings_for(path: Optional[str], config_file: Optional[str],
-                  overrides: dict[str, Any]) -> "Settings":
+                  overrides: dict[str, Any]) -> Settings:
     from .config import settings_for
 
     return settings_for(path, config_file=config_file, overrides=overrides)
 
 
-def _dedupe(inputs: list["Input"]) -> list["Input"]:
+def _dedupe(inputs: list[Input]) -> list[Input]:
     seen: set[str] = set()
     out = []
     for item in inputs:
@@ -382,7 +383,7 @@ def _settings(config_file: Optional[str], *, fail_on: Optional[str] = None,
               ignore: Optional[list[str]] = None, extend_ignore: Optional[list[str]] = None,
               min_confidence: Optional[float] = None, activation: Optional[list[str]] = None,
               include: Optional[list[str]] = None, exclude: Optional[list[str]] = None,
-              jobs: Optional[int] = None, format: Optional[str] = None) -> "Settings":
+              jobs: Optional[int] = None, format: Optional[str] = None) -> Settings:
     """The effective settings: defaults < config file < these command-line values."""
     from .config import load_settings
 
@@ -441,7 +442,7 @@ def _overrides(*, fail_on: Optional[str], select: Optional[list[str]],
     return out
 
 
-def _read_baseline(path: Optional[str]) -> "Baseline | None":
+def _read_baseline(path: Optional[str]) -> Baseline | None:
     if path is None:
         return None
     from .baseline import read
@@ -455,7 +456,7 @@ def _is_remote(arg: str) -> bool:
     return is_remote(arg)
 
 
-def _remote_inputs(arg: str) -> list["Input"]:
+def _remote_inputs(arg: str) -> list[Input]:
     """A remote argument as discovery Inputs: its checkpoints, or one Input with the problem."""
     from .discover import Input
     from .model import LoadError
@@ -467,7 +468,7 @@ def _remote_inputs(arg: str) -> list["Input"]:
         return [Input(arg, str(exc))]
 
 
-def _audit_all(inputs: list["Input"], configs: "dict[str, AuditConfig]", *, jobs: int,
+def _audit_all(inputs: list[Input], configs: dict[str, AuditConfig], *, jobs: int,
                progress: bool, executor: Optional[str] = None,
                address: Optional[str] = None) -> Report:
     """Audit the discovered inputs (discover.Input) in input order, each with its own config.
@@ -490,9 +491,9 @@ def _audit_all(inputs: list["Input"], configs: "dict[str, AuditConfig]", *, jobs
     return Report(files=files)
 
 
-def _print_result(result: Report, stream: TextIO, config: "AuditConfig", *, fmt: str,
+def _print_result(result: Report, stream: TextIO, config: AuditConfig, *, fmt: str,
                   statistics: bool, color: bool, verbose: bool, quiet: bool,
-                  reporter: "ReportFunction | None") -> None:
+                  reporter: ReportFunction | None) -> None:
     if statistics or reporter is None:  # no reporter is made for --statistics
         _print_statistics(result, stream, fmt=fmt, color=color)
     else:
@@ -547,7 +548,7 @@ def _selectors(values: Optional[Iterable[str]], option: str) -> tuple[str, ...]:
         raise UsageError(str(exc)) from None
 
 
-def _reporter(name: str) -> "ReportFunction":
+def _reporter(name: str) -> ReportFunction:
     from .reporters import get_reporter
 
     try:
@@ -566,14 +567,14 @@ def _open_output(output: Optional[str]) -> TextIO | None:
         raise UsageError(f"{output}: cannot write the report ({exc.strerror or exc})") from None
 
 
-def _audit_one(path: str, config: "AuditConfig", *, show_progress: bool) -> "FileReport":
+def _audit_one(path: str, config: AuditConfig, *, show_progress: bool) -> FileReport:
     from .engine import audit_file
 
     if show_progress and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
         from rich.console import Console
 
         with Console(stderr=True).status(f"auditing {path}", spinner="dots") as status:
-            def on_tensor(p: "TensorProgress") -> None:  # on the calling thread
+            def on_tensor(p: TensorProgress) -> None:  # on the calling thread
                 share = f" ({p.done_bytes / p.total_bytes:.0%} of bytes)" if p.total_bytes else ""
                 status.update(f"auditing {path}: tensor {p.index}/{p.total} {p.name}{share}")
 
@@ -587,7 +588,7 @@ def _audit_one(path: str, config: "AuditConfig", *, show_progress: bool) -> "Fil
     return result
 
 
-def _report_unreadable(result: "FileReport") -> None:
+def _report_unreadable(result: FileReport) -> None:
     if result.status is Status.ERROR:
         # the other files are still audited and reported; this line is the one to grep for
         _error(f"{result.path}: {_one_line(result.error or 'could not be read')}")
@@ -824,13 +825,13 @@ from .diff_cmd import diff_command as _diff_command  # noqa: E402  (typer only, 
 app.command("diff")(_diff_command)
 
 
-def find_rule(text: str) -> "Rule | None":
+def find_rule(text: str) -> Rule | None:
     from .rules import find_rule as _find
 
     return _find(text)
 
 
-def _rules() -> list["Rule"]:
+def _rules() -> list[Rule]:
     from .rules import registry
 
     return list(registry().values())

@@ -9,8 +9,9 @@ from __future__ import annotations
 import mmap
 import os
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .accounting import account, categorise
 from .analysis.results import SchemeResult, TensorStats
@@ -19,8 +20,14 @@ from .report import Coverage, FileReport, Finding, Status, TensorReport
 from .selector import RuleSelector
 
 # the settings live in .settings (every layer may read them); re-exported for the engine's callers
-from .settings import (BUDGET_REASON, FULL_PASS_RULES, SAMPLED_KEY, AuditConfig, TensorIgnore,
-                       TensorProgress)
+from .settings import (
+    BUDGET_REASON,
+    FULL_PASS_RULES,
+    SAMPLED_KEY,
+    AuditConfig,
+    TensorIgnore,
+    TensorProgress,
+)
 
 __all__ = ["BUDGET_REASON", "FULL_PASS_RULES", "SAMPLED_KEY", "SCHEMED_ROLES", "AuditConfig",
            "TensorIgnore", "TensorProgress", "analyse", "audit_file", "audit_loaded", "audit_path"]

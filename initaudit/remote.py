@@ -590,8 +590,8 @@ def _register_onnx_data(fs: Any, path: str, model_dir: Path, transfer: Transfer,
                         settings: RemoteSettings) -> None:
     """ONNX external data read by ranged requests: the loader's external-data hook
     (loaders.onnx.external.REMOTE_DATA) sizes and reads the files beside the remote model."""
+    from .loaders.onnx.decode import _Unreadable
     from .loaders.onnx.external import REMOTE_DATA, RemoteData
-    from .loaders.onnx.external import _Unreadable  # type: ignore[attr-defined]  # re-imported there
 
     parent = path.rsplit("/", 1)[0]
     files: dict[str, RemoteFile] = {}

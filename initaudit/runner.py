@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .settings import AuditConfig
     from .report import FileReport
+    from .settings import AuditConfig
 
 
-def _audit(path: str, config: "AuditConfig") -> "FileReport":
+def _audit(path: str, config: AuditConfig) -> FileReport:
     # looked up at call time: tests (and embedders) may replace engine.audit_path
     from dataclasses import replace
 
@@ -26,7 +27,7 @@ def _audit(path: str, config: "AuditConfig") -> "FileReport":
 
     # per-tensor ignores are applied after the engine, so that what they hide is kept and counted
     bare = replace(config, tensor_ignores=())
-    def run(p: str, c: "AuditConfig") -> "FileReport":
+    def run(p: str, c: AuditConfig) -> FileReport:
         return engine.audit_file(p, c) if c.probe else engine.audit_path(p, c)
 
     if config.cache_dir:
@@ -38,7 +39,7 @@ def _audit(path: str, config: "AuditConfig") -> "FileReport":
     return apply_ignores(fr, config.tensor_ignores)
 
 
-def _worker(args: tuple[str, "AuditConfig"]) -> "FileReport":
+def _worker(args: tuple[str, AuditConfig]) -> FileReport:
     return _audit(*args)
 
 
@@ -49,10 +50,10 @@ def effective_jobs(jobs: int, n_files: int) -> int:
     return max(1, min(jobs, n_files))
 
 
-def audit_all(paths: Sequence[str], config: "AuditConfig | Sequence[AuditConfig]", *, jobs: int = 1,
+def audit_all(paths: Sequence[str], config: AuditConfig | Sequence[AuditConfig], *, jobs: int = 1,
               progress: bool = False,
-              on_result: Callable[["FileReport"], None] | None = None,
-              executor: str | None = None, address: str | None = None) -> list["FileReport"]:
+              on_result: Callable[[FileReport], None] | None = None,
+              executor: str | None = None, address: str | None = None) -> list[FileReport]:
     """Audit ``paths`` with ``jobs`` processes; ``on_result`` sees each result in input order.
     ``config`` is one config for every path, or one per path (each file's nearest config).
     ``executor="dask"``: one task per file on a Dask cluster at ``address`` (None: a local
@@ -62,7 +63,7 @@ def audit_all(paths: Sequence[str], config: "AuditConfig | Sequence[AuditConfig]
     if len(configs) != len(paths):
         raise ValueError("one config per path")
     workers = effective_jobs(jobs, len(paths))
-    results: list["FileReport"] = []
+    results: list[FileReport] = []
     show_bar = progress and len(paths) > 1 and _stderr_is_terminal()
     bar = _Bar(len(paths)) if show_bar else None
     try:
@@ -85,8 +86,8 @@ def audit_all(paths: Sequence[str], config: "AuditConfig | Sequence[AuditConfig]
     return results
 
 
-def _iterate(paths: Sequence[str], configs: Sequence["AuditConfig"], workers: int,
-             bar: "_Bar | None") -> Iterator["FileReport"]:
+def _iterate(paths: Sequence[str], configs: Sequence[AuditConfig], workers: int,
+             bar: _Bar | None) -> Iterator[FileReport]:
     if workers <= 1:
         for path, config in zip(paths, configs):
             if bar is not None:
@@ -109,7 +110,13 @@ class _Bar:
 
     def __init__(self, total: int) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._progress = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), TextColumn("{task.description}"),

@@ -11,8 +11,9 @@ Node names imitate torch's exporter (``/fc1/MatMul``) so layer naming is exercis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnx

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from initaudit.config import (COMMAND_LINE, ConfigError, PathTensorIgnore, find_config_file,
-                              load_file, load_settings)
+from initaudit.config import (
+    COMMAND_LINE,
+    ConfigError,
+    PathTensorIgnore,
+    find_config_file,
+    load_file,
+    load_settings,
+)
 from initaudit.report import Finding, Severity
 
 

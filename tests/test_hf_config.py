@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from initaudit.loaders import load
-from initaudit.model import ActivationKind as K, Role
+from initaudit.model import ActivationKind as K
+from initaudit.model import Role
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
 
 
 def kinds(model) -> dict[str, K | None]:
-    return {l.name: (l.activation.kind if l.activation else None) for l in model.layers}
+    return {layer.name: (layer.activation.kind if layer.activation else None) for layer in model.layers}
 
 
 def test_bert_config(tmp_path: Path) -> None:

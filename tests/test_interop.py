@@ -6,7 +6,6 @@ the ONNX export of the same model."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys

@@ -14,10 +14,11 @@ jsonschema = pytest.importorskip("jsonschema")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for test_reporters, any import mode
 
+from test_reporters import sample_report  # noqa: E402
+
 from initaudit.engine import AuditConfig  # noqa: E402
 from initaudit.report import FileReport, Report, Severity, Status  # noqa: E402
 from initaudit.reporters import get_reporter  # noqa: E402
-from test_reporters import sample_report  # noqa: E402
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "initaudit" / "schema" / "report.schema.json"
 

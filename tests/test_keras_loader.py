@@ -16,7 +16,8 @@ import pytest
 h5py = pytest.importorskip("h5py")
 
 from initaudit.loaders import load  # noqa: E402
-from initaudit.model import ActivationKind as K, LoadError, Role  # noqa: E402
+from initaudit.model import ActivationKind as K  # noqa: E402
+from initaudit.model import LoadError, Role
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from initaudit.loaders import LoadOptions, load
-from initaudit.loaders import npz_loader
+from initaudit.loaders import LoadOptions, load, npz_loader
 from initaudit.model import Convention, Role
 
 

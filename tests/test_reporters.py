@@ -10,8 +10,17 @@ import re
 import pytest
 
 from initaudit.engine import AuditConfig
-from initaudit.report import (Candidate, FileReport, Finding, Report, SchemeResult, Severity, Status,
-                              TensorReport, TensorStats)
+from initaudit.report import (
+    Candidate,
+    FileReport,
+    Finding,
+    Report,
+    SchemeResult,
+    Severity,
+    Status,
+    TensorReport,
+    TensorStats,
+)
 from initaudit.reporters import REPORTERS, formats, get_reporter
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -21,10 +21,17 @@ import jsonschema
 import pytest
 
 from initaudit.engine import AuditConfig, audit_path
-from initaudit.report import (FileReport, Finding, Report, SchemeResult, Severity, Status,
-                              TensorReport, TensorStats)
-from initaudit.reporters import formats, get_reporter
-from initaudit.reporters import github, junit, markdown, sarif
+from initaudit.report import (
+    FileReport,
+    Finding,
+    Report,
+    SchemeResult,
+    Severity,
+    Status,
+    TensorReport,
+    TensorStats,
+)
+from initaudit.reporters import formats, get_reporter, github, markdown
 from initaudit.rules import registry
 
 REPO = Path(__file__).resolve().parent.parent

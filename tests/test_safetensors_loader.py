@@ -200,7 +200,9 @@ def test_declared_size_beyond_file(tmp_path: Path) -> None:
 def test_header_length_beyond_file(tmp_path: Path) -> None:
     path = tmp_path / "short.safetensors"
     path.write_bytes(struct.pack("<Q", 10_000) + b'{"a": 1}')
-    from initaudit.loaders import safetensors_loader  # detection already refuses it; the loader must too
+    from initaudit.loaders import (
+        safetensors_loader,  # detection already refuses it; the loader must too
+    )
     with pytest.raises(LoadError) as exc:
         safetensors_loader.load(path, "safetensors", LoadOptions())
     assert "header declares 10000 bytes" in _one_line(exc)

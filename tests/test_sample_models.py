@@ -53,7 +53,7 @@ def test_regenerated_samples_are_identical_and_give_the_same_findings(tmp_path: 
     finally:
         sys.path.remove(str(SAMPLES))
     written = build_all(tmp_path)
-    for name, path in written.items():
+    for _name, path in written.items():
         committed = SAMPLES / path.name
         assert path.read_bytes() == committed.read_bytes(), f"{path.name} is not reproducible"
     assert actual(written["mlp_he_sigmoid"]) == EXPECTED["mlp_he_sigmoid.onnx"]

@@ -202,6 +202,7 @@ def test_calibration_set_same_verdicts_sampled_and_full(shape, layer) -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import calibration as cal
+
     from initaudit.analysis.fans import torch_fans
     from initaudit.engine import analyse
     from initaudit.model import Activation, Layer, LoadedModel

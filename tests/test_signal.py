@@ -10,7 +10,8 @@ import pytest
 
 import initaudit
 from initaudit.analysis.signal import activation_moments, sparkline
-from initaudit.model import Activation, ActivationKind as K
+from initaudit.model import Activation
+from initaudit.model import ActivationKind as K
 
 try:
     from onnx_builders import GraphBuilder

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import initaudit
-from initaudit.analysis.state import State, classify_file, StateResult
-
+from initaudit.analysis.state import State, StateResult, classify_file
 from tests.rules import glorot_uniform, he_normal, torch_default, truncated_normal
 
 

@@ -16,11 +16,10 @@ Three kinds of row:
 
 from __future__ import annotations
 
-from typing import Any
-
 import enum
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..model import Convention
 

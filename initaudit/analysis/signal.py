@@ -30,9 +30,10 @@ Without a graph (a bare state_dict) the order of the layers is unknown and nothi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -19,14 +19,23 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..model import (Convention, LoadedModel, LoadError, Loader, SkipReason, StoredTensor,
-                     UnsafeContent, is_weight_like)
+from ..model import (
+    Convention,
+    LoadedModel,
+    Loader,
+    LoadError,
+    SkipReason,
+    StoredTensor,
+    UnsafeContent,
+    is_weight_like,
+)
 from . import LoadOptions
 from .hf import apply_hf_config
 from .statedict import FlatTensor, group_state_dict

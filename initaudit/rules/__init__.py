@@ -6,9 +6,9 @@ tests/test_rule_catalogue.py).
 
 from __future__ import annotations
 
-from .base import Rule, RuleContext, TensorAnalysis, registry, rule
 from . import (  # noqa: F401  (imports register the rules)
     constant_weights,
+    dead_units,
     duplicate_neurons,
     exploding_init,
     he_before_saturating,
@@ -16,12 +16,12 @@ from . import (  # noqa: F401  (imports register the rules)
     nonzero_mean,
     selu_without_lecun,
     signal_propagation,
-    dead_units,
     under_scaled_for_relu,
     unrecognized_init,
     unsafe_content,
     vanishing_init,
 )
+from .base import Rule, RuleContext, TensorAnalysis, registry, rule
 
 __all__ = ["Rule", "RuleContext", "TensorAnalysis", "registry", "rule", "find_rule"]
 

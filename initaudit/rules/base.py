@@ -13,8 +13,9 @@ Codes never change once assigned (they are what CI users script against):
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ..analysis.units import UnitCheck
 from ..model import Layer, LoadedModel, WeightTensor
@@ -85,7 +86,7 @@ class Family(str, enum.Enum):
         return _FAMILY_TITLE[self]
 
     @classmethod
-    def of_code(cls, code: str) -> "Family":
+    def of_code(cls, code: str) -> Family:
         for fam, prefix in _FAMILY_PREFIX.items():
             if code.upper().startswith(prefix):
                 return fam

@@ -9,7 +9,7 @@ design and are not checked. Zero-initialised LoRA "B" matrices are constant by d
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..report import Finding, Severity
 from .base import Rule, RuleContext, rule

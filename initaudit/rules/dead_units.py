@@ -9,7 +9,7 @@ finding is info: pruned units and fixed bases (an STFT's zero sine filters) are 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES

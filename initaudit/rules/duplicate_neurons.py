@@ -7,7 +7,7 @@ come from copying or tiling a tensor.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES

@@ -9,7 +9,8 @@ Embeddings are exempt (torch's default Embedding is N(0, 1) by design).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity

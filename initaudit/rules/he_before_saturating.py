@@ -9,7 +9,7 @@ gradient vanishes. Glorot/Xavier (or LeCun) is the scale these activations were 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..model import SATURATING
 from ..report import Finding, Severity

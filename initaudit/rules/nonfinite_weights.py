@@ -6,7 +6,7 @@ Checked on every tensor (biases and norms too), over every element.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..report import Finding, Severity
 from .base import Rule, RuleContext, rule

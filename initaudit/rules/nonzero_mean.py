@@ -9,7 +9,7 @@ layers towards all-on or all-off. Flagged only when the offset is both statistic
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std

@@ -8,7 +8,7 @@ deep SELU stacks drift towards vanishing or exploding activations.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..model import ActivationKind
 from ..report import Finding, Severity

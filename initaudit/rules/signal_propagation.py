@@ -16,7 +16,7 @@ say which layer follows which. Trained checkpoints are not judged on their init:
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..report import Finding, Severity
 from .base import OnTrained, Rule, RuleContext, rule

@@ -14,9 +14,9 @@ LayerNorm) resets the scale: such layers are not reported. Trained checkpoints a
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from ..model import ActivationKind, RELU_LIKE
+from ..model import RELU_LIKE, ActivationKind
 from ..report import Finding, Severity
 from ._common import consistent_rules, fmt_std
 from .base import OnTrained, Rule, RuleContext, TensorAnalysis, rule

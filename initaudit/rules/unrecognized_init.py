@@ -6,7 +6,7 @@ does not know. The evidence says which family test failed or which scheme came c
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..analysis.identify import GOF_ALPHA, MIN_ELEMENTS
 from ..analysis.results import SchemeResult

@@ -9,7 +9,7 @@ with safe_mode off, onnx with external data) may execute or read what it names.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ..model import UnsafeContent
 from ..report import Finding, Severity

@@ -10,7 +10,7 @@ at the widths they are used with.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
@@ -42,10 +42,8 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if high * FACTOR >= floor:
         return
     gain = a.tensor.fan_in * a.stats.std ** 2
-    from ..analysis.conventions import residual_branch_end
-
     from ..analysis.convention_tables import by_design
-    from ..analysis.conventions import output_layer
+    from ..analysis.conventions import output_layer, residual_branch_end
 
     severity, note = None, ""
     row = by_design(a.tensor.name, "small")

@@ -9,8 +9,15 @@ from hypothesis import strategies as st
 
 from initaudit.report import Severity
 
-from . import (audit_arrays, findings, glorot_normal, glorot_uniform, he_normal, he_uniform,
-               lecun_normal)
+from . import (
+    audit_arrays,
+    findings,
+    glorot_normal,
+    glorot_uniform,
+    he_normal,
+    he_uniform,
+    lecun_normal,
+)
 
 CODE = "IA101"
 

@@ -9,8 +9,15 @@ from hypothesis import strategies as st
 
 from initaudit.report import Severity
 
-from . import (audit_arrays, findings, glorot_normal, glorot_uniform, he_normal, lecun_normal,
-               truncated_normal)
+from . import (
+    audit_arrays,
+    findings,
+    glorot_normal,
+    glorot_uniform,
+    he_normal,
+    lecun_normal,
+    truncated_normal,
+)
 
 CODE = "IA103"
 

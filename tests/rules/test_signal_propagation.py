@@ -7,8 +7,15 @@ import numpy as np
 
 from initaudit.report import Severity
 
-from . import (analyse_model, audit_arrays, chain_model, findings, glorot_normal, he_normal,
-               torch_default)
+from . import (
+    analyse_model,
+    audit_arrays,
+    chain_model,
+    findings,
+    glorot_normal,
+    he_normal,
+    torch_default,
+)
 
 CODE = "IA601"
 

@@ -10,8 +10,17 @@ from hypothesis import strategies as st
 
 from initaudit.report import Severity
 
-from . import (analyse_model, audit_arrays, chain_model, findings, glorot_normal,
-               glorot_uniform, he_normal, lecun_normal, torch_default)
+from . import (
+    analyse_model,
+    audit_arrays,
+    chain_model,
+    findings,
+    glorot_normal,
+    glorot_uniform,
+    he_normal,
+    lecun_normal,
+    torch_default,
+)
 
 CODE = "IA102"
 
