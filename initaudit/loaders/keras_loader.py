@@ -23,22 +23,34 @@ import json
 import math
 import os
 import re
-import threading
 import tempfile
+import threading
 import weakref
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 import numpy as np
 
 from ..activations import parse_activation
 from ..analysis.fans import keras_fans
-from ..model import (Activation, ActivationKind, Convention, Layer, LoadedModel, LoadError, Loader,
-                     Role, UnsafeContent, UnsafeLoadError, WeightTensor)
+from ..model import (
+    Activation,
+    ActivationKind,
+    Convention,
+    Layer,
+    LoadedModel,
+    Loader,
+    LoadError,
+    Role,
+    UnsafeContent,
+    UnsafeLoadError,
+    WeightTensor,
+)
 from . import LoadOptions, keras_accounting
 from .npz_loader import stored_data_offset
 
@@ -860,7 +872,7 @@ def _infer_class(var: H5Var) -> str:
     if var.leaf == "kernel" and len(var.shape) == 2:
         return "Dense"
     if var.leaf == "kernel" and 3 <= len(var.shape) <= 5:
-        return "Conv%dD" % (len(var.shape) - 2)
+        return f"Conv{len(var.shape) - 2}D"
     return "?"
 
 

@@ -22,22 +22,33 @@ import json
 import math
 import mmap
 import re
-import threading
 import struct
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..activations import parse_activation
 from ..analysis.fans import torch_fans
-from ..model import (Activation, ActivationKind, Convention, Layer, LoadedModel, LoadError, Role,
-                     UnsafeContent, UnsafeLoadError, WeightTensor)
+from ..model import (
+    Activation,
+    ActivationKind,
+    Convention,
+    Layer,
+    LoadedModel,
+    LoadError,
+    Role,
+    UnsafeContent,
+    UnsafeLoadError,
+    WeightTensor,
+)
 from . import _pickle as P
+from . import reparam, torch_inventory
 from ._scan import scan_blob, scan_zip
 from ._zip import SafeZip
-from . import reparam, torch_inventory
 from .statedict import FlatTensor, group_state_dict
 from .torch_mapping import map_frozen_constants, note_rebuilt, promote_raw_parameters
 
@@ -447,7 +458,7 @@ class _Walker:
             for i, v in enumerate(obj):
                 yield from self.tensors(v, join(i), depth + 1, seen)
 
-    def module_tree(self, stub: P.Stub, path: str, depth: int = 0) -> "_ModuleNode":
+    def module_tree(self, stub: P.Stub, path: str, depth: int = 0) -> _ModuleNode:
         """nn.Module stubs (``_modules``/``_parameters``/``_buffers``) and TorchScript objects."""
         self.tick(depth)
         node = _ModuleNode(path=path, qualname=stub.qualname, attrs={})
@@ -503,7 +514,7 @@ class _ModuleNode:
     qualname: str
     attrs: dict[str, Any]
     tensors: list[tuple[str, Any]] = field(default_factory=list)
-    children: list["_ModuleNode"] = field(default_factory=list)
+    children: list[_ModuleNode] = field(default_factory=list)
 
     @property
     def cls(self) -> str:
@@ -514,7 +525,7 @@ class _ModuleNode:
     def is_torch_class(self) -> bool:
         return _plain_class(self.qualname).startswith("torch.nn.")
 
-    def walk(self) -> Iterator["_ModuleNode"]:
+    def walk(self) -> Iterator[_ModuleNode]:
         stack = [self]
         while stack:
             node = stack.pop()
@@ -1486,7 +1497,7 @@ def _pt2_graph_activations(program: dict, model: LoadedModel
     for spec in sig.get("input_specs") or []:
         if not isinstance(spec, dict):
             continue
-        for kind, body in spec.items():
+        for body in spec.values():
             if not isinstance(body, dict):
                 continue
             arg = body.get("arg") or {}

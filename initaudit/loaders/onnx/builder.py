@@ -13,16 +13,35 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from ...accounting import categorise
 from ...activations import parse_activation
 from ...analysis.fans import matmul_fans, torch_fans
-from ...accounting import categorise
-from ...model import (Activation, Convention, Layer, LoadedModel, LoadError, Role, SkipReason,
-                      UnsafeContent, WeightTensor, is_weight_like)
+from ...model import (
+    Activation,
+    Convention,
+    Layer,
+    LoadedModel,
+    LoadError,
+    Role,
+    SkipReason,
+    UnsafeContent,
+    WeightTensor,
+    is_weight_like,
+)
+from . import contrib, inventory, quantized
 from .decode import _FLOAT_TYPES, _dtype_name, _Unreadable, _Unsafe
 from .external import _external_plan, _tensor_loader
-from . import contrib, inventory, quantized
-from .graph import (_ACTIVATION_OPS, _NORM_OPS, _RNN_GATES, _SHAPE_ONLY, _WEIGHT_SUFFIX, _attr,
-                    _Graph, _readable_name, _Source)
+from .graph import (
+    _ACTIVATION_OPS,
+    _NORM_OPS,
+    _RNN_GATES,
+    _SHAPE_ONLY,
+    _WEIGHT_SUFFIX,
+    _attr,
+    _Graph,
+    _readable_name,
+    _Source,
+)
 from .quantized import dequantize
 from .walk import _is_weighted, _Walker
 
