@@ -87,7 +87,8 @@ def reconstruct(flats: list[FlatTensor]) -> tuple[list[FlatTensor], list[Rebuilt
                 continue
             g_load, v_load = a.load, b.load
             new = FlatTensor(target, tuple(b.shape), "float32",
-                             cast(Loader, lambda g_load=g_load, v_load=v_load: _weight_norm(g_load(), v_load())))
+                             cast(Loader, lambda g_load=g_load, v_load=v_load:
+                                  _weight_norm(g_load(), v_load())))
             first = min(pair, key=lambda n: flats.index(by_name[n]))
         else:
             if tuple(a.shape) != tuple(b.shape):
