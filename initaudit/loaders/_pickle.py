@@ -25,8 +25,9 @@ import codecs
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -59,10 +60,10 @@ class Stub:
 
     qualname: str
     kind: str
-    args: tuple = ()
-    state: dict = field(default_factory=dict)
-    items: dict = field(default_factory=dict)
-    list_items: list = field(default_factory=list)
+    args: tuple[Any, ...] = ()
+    state: dict[Any, Any] = field(default_factory=dict)
+    items: dict[Any, Any] = field(default_factory=dict)
+    list_items: list[Any] = field(default_factory=list)
     called: bool = False  # built through REDUCE (a call) rather than NEWOBJ
 
 
@@ -98,7 +99,7 @@ class StorageRef:
     location: str
     type_name: str
     # legacy format: (view_key, offset, size) in elements of a root storage
-    view: tuple | None = None
+    view: tuple[Any, ...] | None = None
 
 
 @dataclass(eq=False)
@@ -128,7 +129,7 @@ class UnsupportedTensor:
     reason: str
 
 
-class PDict(dict):
+class PDict(dict[Any, Any]):
     """``collections.OrderedDict`` (or defaultdict); BUILD state lands in ``.state``."""
 
     state: Any = None
@@ -147,7 +148,8 @@ class _NpDType:
     byteorder: str = "="
 
     def numpy(self) -> np.dtype:
-        order = self.byteorder if self.byteorder in "<>" else "="
+        # narrowed to "<", ">" or "=" by the test itself
+        order = cast(Literal["<", ">", "="], self.byteorder if self.byteorder in "<>" else "=")
         return np.dtype(self.descr).newbyteorder(order) if order != "=" else np.dtype(self.descr)
 
 
@@ -434,7 +436,7 @@ def _ordered_dict(*args: Any) -> PDict:
 def _codecs_encode(text: Any = "", encoding: Any = "utf-8", *_: Any) -> bytes:
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8", "ascii"):
         raise PickleError("malformed _codecs.encode call in pickle")
-    return codecs.encode(text, encoding)
+    return cast(bytes, codecs.encode(text, encoding))  # text codecs only (checked above)
 
 
 def _make_set(items: Any = ()) -> Any:
@@ -446,7 +448,7 @@ def _make_set(items: Any = ()) -> Any:
         return list(items)  # unhashable stubs: keep them, order is irrelevant to us
 
 
-def _torch_size(items: Any = ()) -> tuple:
+def _torch_size(items: Any = ()) -> tuple[int, ...]:
     return tuple(_as_int_tuple(items, "torch.Size"))
 
 
@@ -972,7 +974,7 @@ class RestrictedUnpickler:
                 push(list(self._pop_mark()))
             elif op == 0x64:  # DICT
                 items = self._pop_mark()
-                d: dict = {}
+                d: dict[Any, Any] = {}
                 self._setitems(d, items)
                 push(d)
             elif op == 0x91:  # FROZENSET

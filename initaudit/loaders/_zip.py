@@ -21,6 +21,7 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class SafeZip:
             raise
 
     # -- validation -------------------------------------------------------------------------
-    def _validate(self, fh, info: zipfile.ZipInfo) -> Member:  # noqa: ANN001 - binary file
+    def _validate(self, fh: IO[bytes], info: zipfile.ZipInfo) -> Member:
         name = info.filename
         if info.flag_bits & _FLAG_ENCRYPTED:
             raise LoadError(f"zip member {name!r} is encrypted")
@@ -168,7 +169,7 @@ class SafeZip:
     def close(self) -> None:
         self._zf.close()
 
-    def __enter__(self) -> "SafeZip":
+    def __enter__(self) -> SafeZip:
         return self
 
     def __exit__(self, *exc: object) -> None:

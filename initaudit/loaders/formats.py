@@ -194,6 +194,7 @@ def is_old_pickle(p: Probe) -> bool:
         for opcode, _arg, pos in pickletools.genops(io.BytesIO(head)):
             ops += 1
             if opcode.name == "STOP":
+                assert pos is not None  # a BytesIO always reports its position
                 return ops >= 2 and pos + 1 == p.size
     except ValueError:
         return ops >= 16 and len(head) == PROBE_BYTES and p.size > PROBE_BYTES

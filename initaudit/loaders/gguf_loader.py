@@ -140,7 +140,8 @@ def _q4_0(b: np.ndarray) -> np.ndarray:
 def _q4_1(b: np.ndarray) -> np.ndarray:
     n = b.shape[0]
     d, m, qs = _f16(b[:, :2]), _f16(b[:, 2:4]), b[:, 4:]
-    return d * _nibbles(qs, n, 16).reshape((n, -1)).astype(np.float32) + m
+    out: np.ndarray = d * _nibbles(qs, n, 16).reshape((n, -1)).astype(np.float32) + m
+    return out
 
 
 def _q5_high(qh_bytes: np.ndarray, n: int) -> np.ndarray:
@@ -154,14 +155,16 @@ def _q5_0(b: np.ndarray) -> np.ndarray:
     d, qh, qs = _f16(b[:, :2]), _q5_high(b[:, 2:6], n), b[:, 6:]
     ql = _nibbles(qs, n, 16).reshape((n, -1))
     q = (ql | (qh << np.uint8(4))).astype(np.int8) - np.int8(16)
-    return d * q.astype(np.float32)
+    out: np.ndarray = d * q.astype(np.float32)
+    return out
 
 
 def _q5_1(b: np.ndarray) -> np.ndarray:
     n = b.shape[0]
     d, m, qh, qs = _f16(b[:, :2]), _f16(b[:, 2:4]), _q5_high(b[:, 4:8], n), b[:, 8:]
     ql = _nibbles(qs, n, 16).reshape((n, -1))
-    return d * (ql | (qh << np.uint8(4))).astype(np.float32) + m
+    out: np.ndarray = d * (ql | (qh << np.uint8(4))).astype(np.float32) + m
+    return out
 
 
 def _q8_0(b: np.ndarray) -> np.ndarray:
@@ -185,7 +188,8 @@ def _q4_k(b: np.ndarray) -> np.ndarray:
     dd = (d * sc.astype(np.float32)).reshape((n, -1, 1))
     dm = (dmin * m.astype(np.float32)).reshape((n, -1, 1))
     q = _nibbles(qs, n, 32).reshape((n, -1, 32)).astype(np.float32)
-    return (dd * q - dm).reshape((n, QK_K))
+    out: np.ndarray = (dd * q - dm).reshape((n, QK_K))
+    return out
 
 
 def _q5_k(b: np.ndarray) -> np.ndarray:
@@ -199,7 +203,8 @@ def _q5_k(b: np.ndarray) -> np.ndarray:
     hi = qh.reshape((n, -1, 1, 32)) >> np.arange(8, dtype=np.uint8).reshape((1, 1, 8, 1))
     hi = (hi & np.uint8(1)).reshape((n, -1, 32))
     q = (ql | (hi << np.uint8(4))).astype(np.float32)
-    return (dd * q - dm).reshape((n, QK_K))
+    out: np.ndarray = (dd * q - dm).reshape((n, QK_K))
+    return out
 
 
 def _q6_k(b: np.ndarray) -> np.ndarray:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 from ..activations import parse_activation
-from ..model import Activation, ActivationKind, LoadedModel
+from ..model import Activation, ActivationKind, LoadedModel, Loader
 
 # modules / functions an activation walk passes through unchanged
 _PASS_MODULES = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "Identity",
@@ -135,6 +136,7 @@ def _fx_activations(module: Any) -> tuple[dict[str, Activation | None], dict[str
                 sub = named.get(node.target)
                 param = getattr(sub, "negative_slope", None) or getattr(sub, "alpha", None)
                 if cls == "PReLU":
+                    assert sub is not None  # type(None) is not PReLU
                     param = float(sub.weight.detach().float().mean())
                 return "act", parse_activation(_ACT_MODULES[cls], param=param, source="fx", )
             return "other", None
@@ -256,7 +258,7 @@ def _round_trip(save: Callable[[Path], None], read: Callable[[Path], LoadedModel
         # the loader's lazy arrays map the temp file: materialise before it disappears
         for tensor in model.tensors():
             data = tensor.load()
-            tensor.load = (lambda d=data.copy(): d)
+            tensor.load = cast(Loader, lambda d=data.copy(): d)
     model.path = f"<{type(obj).__name__}>"
     model.format = "in-memory"
     model.framework = framework

@@ -73,7 +73,7 @@ class _JoblibArray:
 
 
 class _JoblibUnpickler(RestrictedUnpickler):
-    def _build(self, obj: Any, state: Any) -> None:  # type: ignore[override]
+    def _build(self, obj: Any, state: Any) -> None:
         super()._build(obj, state)
         if not (isinstance(obj, Stub) and obj.qualname == WRAPPER):
             return

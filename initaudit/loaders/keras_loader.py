@@ -23,22 +23,34 @@ import json
 import math
 import os
 import re
-import threading
 import tempfile
+import threading
 import weakref
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast, overload
 
 import h5py
 import numpy as np
 
 from ..activations import parse_activation
 from ..analysis.fans import keras_fans
-from ..model import (Activation, ActivationKind, Convention, Layer, LoadedModel, LoadError, Loader,
-                     Role, UnsafeContent, UnsafeLoadError, WeightTensor)
+from ..model import (
+    Activation,
+    ActivationKind,
+    Convention,
+    Layer,
+    LoadedModel,
+    Loader,
+    LoadError,
+    Role,
+    UnsafeContent,
+    UnsafeLoadError,
+    WeightTensor,
+)
 from . import LoadOptions, keras_accounting
 from .npz_loader import stored_data_offset
 
@@ -160,7 +172,9 @@ class _Window(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001 - writable buffer
+    # a writable buffer (bytearray/memoryview from io): typed Any as in torch_distcp._Window,
+    # since the Buffer protocol declares neither len() nor slice assignment
+    def readinto(self, buffer: Any) -> int:
         n = max(0, min(len(buffer), self._size - self._pos))
         if n == 0:
             return 0
@@ -467,7 +481,8 @@ class Graph:
         qname = f"{prefix}{name}"
         if _is_model(entry):
             return self.build(entry, prefix=f"{qname}/", inputs=srcs, depth=depth + 1)
-        cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        cfg: dict[str, Any] = cast(dict[str, Any], entry.get("config")) \
+            if isinstance(entry.get("config"), dict) else {}
         self.add(KNode(qname, str(entry.get("class_name", "?")), cfg, list(dict.fromkeys(srcs))))
         return [qname]
 
@@ -493,6 +508,10 @@ def _linear(raw: str = "linear", source: str = "graph") -> Activation:
     return Activation(K.LINEAR, None, source, raw)
 
 
+@overload
+def _num(value: Any, default: float) -> float: ...
+@overload
+def _num(value: Any, default: None) -> float | None: ...
 def _num(value: Any, default: float | None) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -787,8 +806,8 @@ class _Builder:
         if self.graph is None:
             return layers
         for layer in layers:
-            node = self.layer_node[layer.name]
-            self.units.setdefault(node, [])
+            node_name = self.layer_node[layer.name]
+            self.units.setdefault(node_name, [])
         for layer in layers:
             node_name = self.layer_node[layer.name]
             node = self.graph.nodes.get(node_name)
@@ -860,7 +879,7 @@ def _infer_class(var: H5Var) -> str:
     if var.leaf == "kernel" and len(var.shape) == 2:
         return "Dense"
     if var.leaf == "kernel" and 3 <= len(var.shape) <= 5:
-        return "Conv%dD" % (len(var.shape) - 2)
+        return f"Conv{len(var.shape) - 2}D"
     return "?"
 
 
@@ -871,8 +890,9 @@ def _infer_class(var: H5Var) -> str:
 MODEL_VARS_NODE = "model"
 
 
-def _keras3_vars(f: h5py.File, walker: _Walker, graph: Graph | None, model_cfg: dict | None,
-                 model: LoadedModel) -> list[tuple[H5Var, h5py.Dataset]]:
+def _keras3_vars(f: h5py.File, walker: _Walker, graph: Graph | None,
+                 model_cfg: dict[str, Any] | None, model: LoadedModel
+                 ) -> list[tuple[H5Var, h5py.Dataset]]:
     """Variables of a Keras 3 weights file, mapped to config layers when a config exists."""
     root = walker.child(f, "layers") if "layers" in f else None
     out: list[tuple[H5Var, h5py.Dataset]] = []
@@ -892,15 +912,16 @@ def _keras3_vars(f: h5py.File, walker: _Walker, graph: Graph | None, model_cfg: 
     return out
 
 
-def _k3_collect_var(out: list, node: str, sub: tuple[str, ...], parts: list[str],
-                    ds: h5py.Dataset) -> None:
+def _k3_collect_var(out: list[tuple[H5Var, h5py.Dataset]], node: str, sub: tuple[str, ...],
+                    parts: list[str], ds: h5py.Dataset) -> None:
     idx = int(parts[-1]) if parts[-1].isdigit() else None
     out.append((H5Var(node, sub, None if idx is not None else parts[-1], idx, ds.name,
                       tuple(int(d) for d in ds.shape or ()), ds.dtype), ds))
 
 
-def _k3_container(group: h5py.Group, entries: list[dict] | None, prefix: str, walker: _Walker,
-                  out: list, model: LoadedModel, depth: int = 0) -> None:
+def _k3_container(group: h5py.Group, entries: list[dict[str, Any]] | None, prefix: str,
+                  walker: _Walker, out: list[tuple[H5Var, h5py.Dataset]], model: LoadedModel,
+                  depth: int = 0) -> None:
     if depth > 32:
         raise LoadError("Keras weights nest models deeper than 32 levels")
     groups = {k: g for k, g in walker.children(group) if isinstance(g, h5py.Group)}
@@ -935,12 +956,13 @@ def _k3_container(group: h5py.Group, entries: list[dict] | None, prefix: str, wa
         attr = vars_group.attrs.get("name") if isinstance(vars_group, h5py.Group) else None
         if entries is None and isinstance(attr, (str, bytes)):
             name = attr.decode() if isinstance(attr, bytes) else attr
-        nested = {"config": {"layers": []}} if "layers" in g else None
+        nested: dict[str, Any] | None = {"config": {"layers": []}} if "layers" in g else None
         _k3_layer(g, f"{prefix}{name}", nested, walker, out, model, depth, group_key=key)
 
 
-def _k3_layer(group: h5py.Group, qname: str, nested_entry: dict | None, walker: _Walker,
-              out: list, model: LoadedModel, depth: int, group_key: str | None = None) -> None:
+def _k3_layer(group: h5py.Group, qname: str, nested_entry: dict[str, Any] | None,
+              walker: _Walker, out: list[tuple[H5Var, h5py.Dataset]], model: LoadedModel,
+              depth: int, group_key: str | None = None) -> None:
     if nested_entry is not None and "layers" in group:
         inner = walker.child(group, "layers")
         if isinstance(inner, h5py.Group):
@@ -1023,7 +1045,8 @@ def _version(text: Any) -> tuple[int, ...]:
 
 
 def _build_model(model: LoadedModel, f: h5py.File, source: _H5Source, options: LoadOptions,
-                 model_cfg: dict | None, keras_version: tuple[int, ...], legacy: bool) -> None:
+                 model_cfg: dict[str, Any] | None, keras_version: tuple[int, ...],
+                 legacy: bool) -> None:
     walker = _Walker(model)
     graph: Graph | None = None
     if model_cfg is not None:

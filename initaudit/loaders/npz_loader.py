@@ -17,12 +17,20 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from ..accounting import categorise, stored_nbytes
-from ..model import (Convention, LoadedModel, LoadError, Loader, StoredTensor, UnsafeContent,
-                     is_weight_like)
+from ..model import (
+    Convention,
+    LoadedModel,
+    Loader,
+    LoadError,
+    StoredTensor,
+    UnsafeContent,
+    is_weight_like,
+)
 from . import LoadOptions
 from .statedict import FlatTensor, group_state_dict
 
@@ -49,7 +57,7 @@ class NpyHeader:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
-def read_npy_header(fh) -> NpyHeader:  # noqa: ANN001 - any binary file object
+def read_npy_header(fh: IO[bytes]) -> NpyHeader:
     """Parse a ``.npy`` header without reading the data (numpy's own, safe parser)."""
     major, _minor = np.lib.format.read_magic(fh)
     if major == 1:
@@ -76,7 +84,8 @@ def stored_data_offset(path: Path, info: zipfile.ZipInfo) -> int | None:
     fields = _LOCAL_HEADER.unpack(raw)
     if fields[0] != b"PK\x03\x04":
         return None
-    name_len, extra_len = fields[-2], fields[-1]
+    name_len: int = fields[-2]
+    extra_len: int = fields[-1]
     return info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
 
 
@@ -92,7 +101,8 @@ def _mapped_loader(path: Path, offset: int, h: NpyHeader) -> Loader:
 def _npz_loader(path: Path, key: str) -> Loader:
     def load() -> np.ndarray:
         with np.load(path, allow_pickle=False) as npz:
-            return npz[key]
+            arr: np.ndarray = npz[key]
+            return arr
     return load
 
 

@@ -153,7 +153,8 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
     demote: dict[str, str] = {}  # name -> note (kept as loose OTHER: scales, zeros)
     counts: dict[str, int] = defaultdict(int)
     for prefix, parts in groups.items():
-        full = (lambda leaf, prefix=prefix: f"{prefix}.{leaf}" if prefix else leaf)
+        full: Callable[..., str] = (
+            lambda leaf, prefix=prefix: f"{prefix}.{leaf}" if prefix else leaf)
         qw, qz, sc = parts.get("qweight"), parts.get("qzeros"), parts.get("scales")
         if qw is not None and qz is not None and sc is not None and len(qw.shape) == 2 \
                 and len(sc.shape) == 2 and qw.dtype.startswith("int"):
@@ -252,6 +253,7 @@ def _rewrite(model: LoadedModel, new_kernels: dict[str, WeightTensor], drop: set
             t.notes.append(demote[t.name])
         loose.append(t)
     layers: dict[str, Layer] = {}
+    layer: Layer | None  # the last loop looks layers up by name
     for layer in model.layers:
         kept = []
         for t in layer.tensors:

@@ -19,9 +19,11 @@ would hold without the reparametrisation); the stored factors are accounted to i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
+from ..model import Loader
 from .statedict import FlatTensor
 
 _WN_PARAM = (".parametrizations.weight.original0", ".parametrizations.weight.original1")
@@ -43,7 +45,7 @@ def _weight_norm(g: np.ndarray, v: np.ndarray) -> np.ndarray:
         axes = tuple(range(v.ndim))
     norm = np.sqrt(np.sum(v * v, axis=axes, keepdims=True)) if axes else np.abs(v)
     with np.errstate(divide="ignore", invalid="ignore"):
-        w = g * v / norm
+        w: np.ndarray = g * v / norm
     return w.astype(np.float32)
 
 
@@ -85,15 +87,16 @@ def reconstruct(flats: list[FlatTensor]) -> tuple[list[FlatTensor], list[Rebuilt
                 continue
             g_load, v_load = a.load, b.load
             new = FlatTensor(target, tuple(b.shape), "float32",
-                             lambda g_load=g_load, v_load=v_load: _weight_norm(g_load(), v_load()))
+                             cast(Loader, lambda g_load=g_load, v_load=v_load:
+                                  _weight_norm(g_load(), v_load())))
             first = min(pair, key=lambda n: flats.index(by_name[n]))
         else:
             if tuple(a.shape) != tuple(b.shape):
                 continue
             o_load, m_load = a.load, b.load
             new = FlatTensor(target, tuple(a.shape), "float32",
-                             lambda o_load=o_load, m_load=m_load: (
-                                 np.asarray(o_load()) * np.asarray(m_load())).astype(np.float32))
+                             cast(Loader, lambda o_load=o_load, m_load=m_load: (
+                                 np.asarray(o_load()) * np.asarray(m_load())).astype(np.float32)))
             first = pair[0]
         replace[first] = new
         drop.update(pair)

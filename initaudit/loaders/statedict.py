@@ -9,8 +9,8 @@ Hugging Face ``config.json`` supplies it. Nothing here guesses an activation.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ..analysis.fans import fans as conv_fans
 from ..model import Convention, Layer, Loader, Role, WeightTensor

@@ -129,7 +129,7 @@ class _ChunkSource:
             return np.frombuffer(fh.read(), dtype=np.uint8)
 
 
-def _state(obj: Any) -> dict:
+def _state(obj: Any) -> dict[Any, Any]:
     obj = P.unwrap(obj)
     return obj.state if isinstance(obj, P.Stub) and isinstance(obj.state, dict) else {}
 
@@ -158,7 +158,7 @@ def _read_chunk_unchecked(path: Path, chunk: _Chunk, name: str, options: Any) ->
 
     with _Window(path, chunk.start, chunk.length) as win:
         try:
-            zf = zipfile.ZipFile(win)  # type: ignore[arg-type]
+            zf = zipfile.ZipFile(win)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise LoadError(f"{chunk.file} at {chunk.start}: not a torch archive ({exc})") from None
         with zf:
@@ -315,6 +315,7 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
             inventory.append(StoredTensor(name, shape, dname, nbytes, weight_like,
                                           SkipReason.TOO_LARGE, "above the per-tensor limit"))
             continue
+        assert entry is not None and entry.numpy is not None  # else `problem` was set above
         flats.append(FlatTensor(name, shape, dname,
                                 _assembler(directory, name, shape, entry.numpy, chunks, options)))
         inventory.append(StoredTensor(name, shape, dname, nbytes, weight_like))

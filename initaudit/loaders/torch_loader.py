@@ -22,25 +22,38 @@ import json
 import math
 import mmap
 import re
-import threading
 import struct
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from types import ModuleType
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from ..activations import parse_activation
 from ..analysis.fans import torch_fans
-from ..model import (Activation, ActivationKind, Convention, Layer, LoadedModel, LoadError, Role,
-                     UnsafeContent, UnsafeLoadError, WeightTensor)
+from ..model import (
+    Activation,
+    ActivationKind,
+    Convention,
+    Layer,
+    LoadedModel,
+    LoadError,
+    Role,
+    UnsafeContent,
+    UnsafeLoadError,
+    WeightTensor,
+)
 from . import _pickle as P
+from . import reparam, torch_inventory
 from ._scan import scan_blob, scan_zip
 from ._zip import SafeZip
-from . import reparam, torch_inventory
 from .statedict import FlatTensor, group_state_dict
 from .torch_mapping import map_frozen_constants, note_rebuilt, promote_raw_parameters
 
+_mld: ModuleType | None
 try:  # ml_dtypes is a runtime dependency; keep the import failure readable
     import ml_dtypes as _mld
 except ImportError:  # pragma: no cover - declared in pyproject
@@ -430,7 +443,7 @@ class _Walker:
             if id(obj) in seen:
                 return
             seen.add(id(obj))
-        join = (lambda k: f"{prefix}.{k}" if prefix else str(k))
+        join: Callable[[Any], str] = (lambda k: f"{prefix}.{k}" if prefix else str(k))
         if isinstance(obj, P.Stub):
             if _is_module_stub(obj):
                 node = self.module_tree(obj, prefix, depth)
@@ -447,7 +460,7 @@ class _Walker:
             for i, v in enumerate(obj):
                 yield from self.tensors(v, join(i), depth + 1, seen)
 
-    def module_tree(self, stub: P.Stub, path: str, depth: int = 0) -> "_ModuleNode":
+    def module_tree(self, stub: P.Stub, path: str, depth: int = 0) -> _ModuleNode:
         """nn.Module stubs (``_modules``/``_parameters``/``_buffers``) and TorchScript objects."""
         self.tick(depth)
         node = _ModuleNode(path=path, qualname=stub.qualname, attrs={})
@@ -503,7 +516,7 @@ class _ModuleNode:
     qualname: str
     attrs: dict[str, Any]
     tensors: list[tuple[str, Any]] = field(default_factory=list)
-    children: list["_ModuleNode"] = field(default_factory=list)
+    children: list[_ModuleNode] = field(default_factory=list)
 
     @property
     def cls(self) -> str:
@@ -514,7 +527,7 @@ class _ModuleNode:
     def is_torch_class(self) -> bool:
         return _plain_class(self.qualname).startswith("torch.nn.")
 
-    def walk(self) -> Iterator["_ModuleNode"]:
+    def walk(self) -> Iterator[_ModuleNode]:
         stack = [self]
         while stack:
             node = stack.pop()
@@ -784,7 +797,7 @@ def _itemsize(dtype: str) -> int:
 def _maybe_apply_hf_config(model: LoadedModel, directory: Path) -> None:
     # HF-CONFIG CALL SITE: a Hugging Face config.json beside a state_dict supplies activations
     try:
-        from .hf import apply_hf_config  # type: ignore[attr-defined]
+        from .hf import apply_hf_config
     except ImportError:
         return
     apply_hf_config(model, directory)
@@ -901,7 +914,7 @@ def _read_legacy(path: Path, buf: memoryview, model: LoadedModel, options: Any) 
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise LoadError("legacy checkpoint: malformed storage key list")
     spans: dict[str, tuple[int, int]] = {}
-    order = "little" if little else "big"
+    order: Literal["little", "big"] = "little" if little else "big"
     for key in keys:
         ref = storages.get(key)
         if ref is None:
@@ -1060,7 +1073,7 @@ class _Const:
 
 @dataclass(frozen=True)
 class _Tuple:
-    items: tuple
+    items: tuple[Any, ...]
 
 
 _UNKNOWN = _T()
@@ -1415,7 +1428,8 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
     return model
 
 
-def _scan_pt2_pickled(zf: SafeZip, directory: str, config: dict, model: LoadedModel) -> None:
+def _scan_pt2_pickled(zf: SafeZip, directory: str, config: dict[str, Any],
+                      model: LoadedModel) -> None:
     """``use_pickle`` weights/constants: torch.export.load runs ``torch.load(weights_only=False)``
     (or ``pickle.loads``) on them; raw ones are bytes and skipped by the generic scan."""
     for fqn, meta in config.items():
@@ -1433,7 +1447,7 @@ def _scan_pt2_pickled(zf: SafeZip, directory: str, config: dict, model: LoadedMo
         scan_blob(zf.read(member), member.name, model, required=True)
 
 
-def _read_json(zf: SafeZip, name: str) -> dict:
+def _read_json(zf: SafeZip, name: str) -> dict[str, Any]:
     try:
         value = json.loads(zf.read(name).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -1457,7 +1471,7 @@ def _pt2_tensor(fqn: str, meta: Any, model: LoadedModel) -> Any:
     if meta.get("use_pickle"):
         return P.UnsupportedTensor("pickled tensor (tensor subclass) in .pt2: not read")
     tm = meta["tensor_meta"]
-    dtype = PT2_DTYPES.get(tm.get("dtype"))  # type: ignore[arg-type]
+    dtype = PT2_DTYPES.get(tm.get("dtype"))
     if dtype is None:
         return P.UnsupportedTensor(f"unknown .pt2 dtype code {tm.get('dtype')!r}")
     sizes = [_as_int(s) for s in tm.get("sizes", [])]
@@ -1475,7 +1489,7 @@ def _pt2_tensor(fqn: str, meta: Any, model: LoadedModel) -> Any:
     return P.TensorRef(storage, int(offset), tuple(sizes), tuple(strides), dt.name)  # type: ignore[arg-type]
 
 
-def _pt2_graph_activations(program: dict, model: LoadedModel
+def _pt2_graph_activations(program: dict[str, Any], model: LoadedModel
                            ) -> tuple[dict[str, Activation | None], set[str], dict[str, str]]:
     """Walk graph_module.graph.nodes: weighted aten ops, then what consumes their outputs."""
     gm = program.get("graph_module") or {}
@@ -1486,7 +1500,7 @@ def _pt2_graph_activations(program: dict, model: LoadedModel
     for spec in sig.get("input_specs") or []:
         if not isinstance(spec, dict):
             continue
-        for kind, body in spec.items():
+        for body in spec.values():
             if not isinstance(body, dict):
                 continue
             arg = body.get("arg") or {}
@@ -1568,7 +1582,7 @@ _LINEAR_PT2 = Activation(ActivationKind.LINEAR, source="graph", raw="(none)")
 _OUTPUT_PT2 = Activation(ActivationKind.LINEAR, source="graph", raw="graph output")
 
 
-def _pt2_module_path(node: dict) -> str | None:
+def _pt2_module_path(node: dict[str, Any]) -> str | None:
     """The innermost module of ``metadata.nn_module_stack`` ("key,path,class;..."), if any."""
     stack = (node.get("metadata") or {}).get("nn_module_stack")
     if not isinstance(stack, str) or not stack:
@@ -1584,13 +1598,15 @@ def _pt2_arg_tensors(arg: Any) -> list[str]:
         name = arg["as_tensor"].get("name")
         return [name] if isinstance(name, str) else []
     if isinstance(arg.get("as_tensors"), list):
-        return [t.get("name") for t in arg["as_tensors"] if isinstance(t, dict) and isinstance(t.get("name"), str)]
+        # the filter keeps only string names
+        return cast(list[str], [t.get("name") for t in arg["as_tensors"]
+                                if isinstance(t, dict) and isinstance(t.get("name"), str)])
     if isinstance(arg.get("as_optional_tensor"), dict):
         return _pt2_arg_tensors(arg["as_optional_tensor"])
     return []
 
 
-def _pt2_node_args(node: dict) -> tuple[list[str], list[tuple[str, str]]]:
+def _pt2_node_args(node: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
     tensors: list[str] = []
     named: list[tuple[str, str]] = []
     for inp in node.get("inputs") or []:
@@ -1602,14 +1618,14 @@ def _pt2_node_args(node: dict) -> tuple[list[str], list[tuple[str, str]]]:
     return tensors, named
 
 
-def _pt2_outputs(node: dict) -> list[str]:
+def _pt2_outputs(node: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for o in node.get("outputs") or []:
         out.extend(_pt2_arg_tensors(o))
     return out
 
 
-def _pt2_scalar(node: dict, name: str | None, index: int | None = None) -> Any:
+def _pt2_scalar(node: dict[str, Any], name: str | None, index: int | None = None) -> Any:
     for i, inp in enumerate(node.get("inputs") or []):
         if not isinstance(inp, dict):
             continue

@@ -8,28 +8,51 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto
 
+from ...accounting import categorise
 from ...activations import parse_activation
 from ...analysis.fans import matmul_fans, torch_fans
-from ...accounting import categorise
-from ...model import (Activation, Convention, Layer, LoadedModel, LoadError, Role, SkipReason,
-                      UnsafeContent, WeightTensor, is_weight_like)
+from ...model import (
+    Activation,
+    Convention,
+    Layer,
+    LoadedModel,
+    LoadError,
+    Role,
+    SkipReason,
+    UnsafeContent,
+    WeightTensor,
+    is_weight_like,
+)
+from . import contrib, inventory, quantized
 from .decode import _FLOAT_TYPES, _dtype_name, _Unreadable, _Unsafe
 from .external import _external_plan, _tensor_loader
-from . import contrib, inventory, quantized
-from .graph import (_ACTIVATION_OPS, _NORM_OPS, _RNN_GATES, _SHAPE_ONLY, _WEIGHT_SUFFIX, _attr,
-                    _Graph, _readable_name, _Source)
+from .graph import (
+    _ACTIVATION_OPS,
+    _NORM_OPS,
+    _RNN_GATES,
+    _SHAPE_ONLY,
+    _WEIGHT_SUFFIX,
+    _attr,
+    _Graph,
+    _readable_name,
+    _Source,
+)
 from .quantized import dequantize
 from .walk import _is_weighted, _Walker
+
+if TYPE_CHECKING:
+    from .. import LoadOptions  # a runtime import would be circular
 
 # ----------------------------------------------------------------------------- the loader
 
 
-def load(path: Path, fmt: str, options) -> LoadedModel:  # noqa: ANN001 - LoadOptions (import cycle)
+def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     """Read an ONNX file (format "onnx") into the neutral model."""
     try:
         proto = onnx.load(os.fspath(path), load_external_data=False)
@@ -129,7 +152,7 @@ class _Builder:
 
     def _tensor(self, src: _Source, layer: Layer, op: str, role: Role,
                 fans: tuple[int, int] | None = None, unit_axis: int | None = None,
-                **extra) -> WeightTensor | None:  # noqa: ANN003 - WeightTensor fields
+                **extra: Any) -> WeightTensor | None:  # extra: WeightTensor fields
         """Make (and attach) the WeightTensor for ``src`` unless it cannot be read."""
         key = self.g.key(src.name)
         owner = self.claimed.get(key)
@@ -150,9 +173,10 @@ class _Builder:
             return None
         dtype = _dtype_name(src.proto)
         if src.dequant is not None:
-            loader = self._dequantizer(src, loader)
-            if loader is None:
+            dequantized = self._dequantizer(src, loader)
+            if dequantized is None:
                 return None
+            loader = dequantized
             dtype = f"{dtype} (dequantized)"
         self.claimed[key] = layer.name
         fan_in, fan_out = fans if fans is not None else (None, None)
@@ -166,7 +190,8 @@ class _Builder:
         layer.tensors.append(wt)
         return wt
 
-    def _dequantizer(self, src: _Source, q_loader: Callable[[], np.ndarray]):  # noqa: ANN202
+    def _dequantizer(self, src: _Source, q_loader: Callable[[], np.ndarray]
+                     ) -> Callable[[], np.ndarray] | None:
         scale_name, zp_name, axis, block = src.dequant  # type: ignore[misc]
         scale = self.g.const(scale_name, max_size=1 << 24)
         zp = self.g.const(zp_name, max_size=1 << 24) if zp_name else None
@@ -294,7 +319,9 @@ class _Builder:
         if w is None and r is None:
             return
         gates = _RNN_GATES[node.op_type]
-        layer = self._new_layer(node, index, (w or r).name, [node.input[0]], [1, 2, 3, 7])
+        first = w or r
+        assert first is not None  # both None returned above
+        layer = self._new_layer(node, index, first.name, [node.input[0]], [1, 2, 3, 7])
         for src, role in ((w, Role.KERNEL), (r, Role.RECURRENT)):
             if src is None or src.eff_shape is None or len(src.eff_shape) != 3:
                 continue
@@ -329,8 +356,9 @@ class _Builder:
         first = next(s for s in sources.values() if s is not None)
         layer = self._new_layer(node, index, first.name, [node.input[0]], roles)
         for pos, role in roles.items():
-            if sources[pos] is not None:
-                self._tensor(sources[pos], layer, node.op_type, role)
+            src = sources[pos]
+            if src is not None:
+                self._tensor(src, layer, node.op_type, role)
 
     def _prelu(self, node: onnx.NodeProto, index: int) -> None:
         src = self._trace_input(node, 1)

@@ -4,6 +4,7 @@ hostile file from making us allocate what it does not store."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -36,9 +37,10 @@ _FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLO
                           TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2,
                           TensorProto.FLOAT8E5M2FNUZ})
 # types whose values sit as bit patterns in int32_data when raw_data is absent
-_BITS_IN_INT32 = {TensorProto.FLOAT16: np.uint16, TensorProto.BFLOAT16: np.uint16,
-                  TensorProto.FLOAT8E4M3FN: np.uint8, TensorProto.FLOAT8E4M3FNUZ: np.uint8,
-                  TensorProto.FLOAT8E5M2: np.uint8, TensorProto.FLOAT8E5M2FNUZ: np.uint8}
+_BITS_IN_INT32: dict[int, type[np.unsignedinteger[Any]]] = {
+    TensorProto.FLOAT16: np.uint16, TensorProto.BFLOAT16: np.uint16,
+    TensorProto.FLOAT8E4M3FN: np.uint8, TensorProto.FLOAT8E4M3FNUZ: np.uint8,
+    TensorProto.FLOAT8E5M2: np.uint8, TensorProto.FLOAT8E5M2FNUZ: np.uint8}
 _ML_DTYPES = frozenset(np.dtype(t) for t in (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
                                              ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2,
                                              ml_dtypes.float8_e5m2fnuz))
@@ -64,7 +66,7 @@ _ONNX_DTYPE_NAMES = {"float": "float32", "double": "float64", "float16": "float1
 def _dtype_name(tp: TensorProto) -> str:
     if tp.data_type not in TensorProto.DataType.values():
         return f"type {tp.data_type}"
-    name = TensorProto.DataType.Name(tp.data_type).lower()
+    name: str = TensorProto.DataType.Name(tp.data_type).lower()
     return _ONNX_DTYPE_NAMES.get(name, name)
 
 
@@ -165,9 +167,10 @@ def _check_embedded(tp: TensorProto, max_bytes: int) -> None:
             raise _Unreadable(f"stores {stored} bytes but its shape {list(tp.dims)} needs "
                               f"{n * dt.itemsize}")
         return
-    counts = {TensorProto.FLOAT: len(tp.float_data), TensorProto.DOUBLE: len(tp.double_data),
-              TensorProto.INT64: len(tp.int64_data), TensorProto.UINT32: len(tp.uint64_data),
-              TensorProto.UINT64: len(tp.uint64_data)}
+    counts: dict[int, int] = {
+        TensorProto.FLOAT: len(tp.float_data), TensorProto.DOUBLE: len(tp.double_data),
+        TensorProto.INT64: len(tp.int64_data), TensorProto.UINT32: len(tp.uint64_data),
+        TensorProto.UINT64: len(tp.uint64_data)}
     stored = counts.get(tp.data_type, len(tp.int32_data))
     if stored != n:
         raise _Unreadable(f"stores {stored} values but its shape {list(tp.dims)} needs {n}")

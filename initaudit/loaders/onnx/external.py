@@ -13,8 +13,19 @@ import numpy as np
 from onnx import TensorProto
 
 from ...model import LoadError
-from .decode import (_SUB_BYTE, _check_embedded, _decode_embedded, _np_dtype, _numel,
-                     _stored_bytes, _unpack4, _Unreadable, _Unsafe, _usable)
+from .decode import (
+    _SUB_BYTE,
+    _check_embedded,
+    _decode_embedded,
+    _np_dtype,
+    _numel,
+    _stored_bytes,
+    _unpack4,
+    _Unreadable,
+    _Unsafe,
+    _usable,
+)
+
 
 class RemoteData:
     """External data that lives in an object store (initaudit.remote): the model folder is a

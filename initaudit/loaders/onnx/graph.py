@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -350,7 +351,7 @@ def _reshaped(shape: tuple[int, ...] | None, target: np.ndarray | None) -> tuple
     return tuple(out)
 
 
-def _attr(node: onnx.NodeProto, name: str, default):  # noqa: ANN001, ANN202 - attribute values vary
+def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:  # attribute values vary by type
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from ...analysis.fans import matmul_fans, torch_fans
-from ...model import LoadError, Role, SkipReason
+from ...model import Layer, LoadError, Role, SkipReason
 from .graph import _attr
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: in
         raise LoadError(f"cannot dequantize ({exc})") from None
 
 
-def _dequant_tensor(b: _Builder, node: onnx.NodeProto, src: _Source, layer, op: str,
+def _dequant_tensor(b: _Builder, node: onnx.NodeProto, src: _Source, layer: Layer, op: str,
                     scale_name: str | None, zp_name: str | None, axis: int | None,
                     fans: tuple[int, int], unit: int | None, *, block_size: int = 0) -> None:
     key = b.g.key(src.name)
@@ -211,7 +211,8 @@ def matmul_nbits(b: _Builder, node: onnx.NodeProto, index: int) -> None:
 
 def _scaled(raw: Loader, s: np.ndarray, z: np.ndarray) -> Loader:
     def load() -> np.ndarray:
-        return (np.asarray(raw()).astype(np.float32) - z) * s
+        out: np.ndarray = (np.asarray(raw()).astype(np.float32) - z) * s
+        return out
 
     return load
 

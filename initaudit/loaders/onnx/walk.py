@@ -10,8 +10,15 @@ import onnx
 
 from ...activations import parse_activation
 from ...model import Activation, ActivationKind, Layer
-from .graph import (_ACTIVATION_OPS, _NORM_OPS, _PASS_THROUGH, _REGION_OPS, _SHAPE_ONLY, _attr,
-                    _Graph)
+from .graph import (
+    _ACTIVATION_OPS,
+    _NORM_OPS,
+    _PASS_THROUGH,
+    _REGION_OPS,
+    _SHAPE_ONLY,
+    _attr,
+    _Graph,
+)
 
 if TYPE_CHECKING:
     from .builder import _Builder

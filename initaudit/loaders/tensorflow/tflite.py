@@ -87,7 +87,8 @@ class _Buf:
         return struct.unpack_from(fmt, self.d, pos)[0]
 
     def root(self) -> int:
-        return self._u("<I", 0)
+        offset: int = self._u("<I", 0)
+        return offset
 
     def field_pos(self, table: int, slot: int) -> int | None:
         vtable = table - self._u("<i", table)
