@@ -10,6 +10,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..activations import ActivationHint
 from ..model import LoadedModel, LoadError, UnsupportedFormat  # noqa: F401 (LoadError re-exported)
@@ -26,7 +27,7 @@ class LoadOptions:
     hints: tuple[ActivationHint, ...] = ()
     # refuse single allocations above this many bytes (resource bombs)
     max_tensor_bytes: int = 64 * 2**30
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
@@ -83,7 +84,7 @@ def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> Lo
     options = options or LoadOptions()
     fmt = detect_format(path)
     module = importlib.import_module(f"{__name__}.{_LOADERS[fmt]}")
-    model = module.load(Path(path), fmt, options)
+    model: LoadedModel = module.load(Path(path), fmt, options)
     from ..activations import apply_hints
 
     apply_hints(model, list(options.hints))
