@@ -18,13 +18,11 @@ the activation/normalisation layers that follow it in the (Sequential or functio
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import re
 import tempfile
-import threading
 import weakref
 import zipfile
 from collections.abc import Iterator
@@ -52,6 +50,7 @@ from ..model import (
     WeightTensor,
 )
 from . import LoadOptions, keras_accounting
+from ._shared import FileWindow, UnderConstruction
 from .npz_loader import stored_data_offset
 
 K = ActivationKind
@@ -149,46 +148,6 @@ class H5Var:
 # --------------------------------------------------------------------------- HDF5 access
 
 
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of ``[start, start+size)`` of a file: a stored zip member,
-    handed to h5py without extracting it or reading it into memory."""
-
-    def __init__(self, path: Path, start: int, size: int) -> None:
-        super().__init__()
-        self._fh = open(path, "rb")
-        self._start, self._size, self._pos = start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    # a writable buffer (bytearray/memoryview from io): typed Any as in torch_distcp._Window,
-    # since the Buffer protocol declares neither len() nor slice assignment
-    def readinto(self, buffer: Any) -> int:
-        n = max(0, min(len(buffer), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._fh.seek(self._start + self._pos)
-        data = self._fh.read(n)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        try:
-            self._fh.close()
-        finally:
-            super().close()
 
 
 @dataclass
@@ -204,7 +163,7 @@ class _H5Source:
             with h5py.File(self.path, "r") as f:
                 yield f
             return
-        raw = _Window(self.path, *self.window)
+        raw = FileWindow(self.path, *self.window)
         try:
             with h5py.File(raw, "r") as f:
                 yield f
@@ -1235,11 +1194,4 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
 
 # the model under construction (per thread), so an error raised deep in a reader keeps its
 # findings
-_LOCAL = threading.local()
-
-
-def _current() -> list[LoadedModel]:
-    models = getattr(_LOCAL, "models", None)
-    if models is None:
-        models = _LOCAL.models = []
-    return models
+_current = UnderConstruction()

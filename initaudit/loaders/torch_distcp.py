@@ -17,7 +17,6 @@ validated by the same ``_flat_tensor`` bounds checks as any torch zip. Optimizer
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import zipfile
@@ -38,6 +37,7 @@ from ..model import (
 )
 from . import _pickle as P
 from . import reparam
+from ._shared import FileWindow
 from .statedict import FlatTensor, group_state_dict
 from .torch_mapping import note_rebuilt
 
@@ -65,43 +65,6 @@ class _Chunk:
     length: int
 
 
-class _Window(io.RawIOBase):
-    """Read-only view of ``[start, start+size)`` of a file (one embedded torch archive)."""
-
-    def __init__(self, path: Path, start: int, size: int) -> None:
-        super().__init__()
-        self._fh = open(path, "rb")  # noqa: SIM115 - closed in close(), lives with the window
-        self._start, self._size, self._pos = start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        n = max(0, min(len(buffer), self._size - self._pos))
-        if n == 0:
-            return 0
-        self._fh.seek(self._start + self._pos)
-        data = self._fh.read(n)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        try:
-            self._fh.close()
-        finally:
-            super().close()
 
 
 class _ChunkSource:
@@ -156,7 +119,7 @@ def _read_chunk_unchecked(path: Path, chunk: _Chunk, name: str, options: Any) ->
         _flat_tensor,  # the shared, bounds-checked tensor materialiser
     )
 
-    with _Window(path, chunk.start, chunk.length) as win:
+    with FileWindow(path, chunk.start, chunk.length) as win:
         try:
             zf = zipfile.ZipFile(win)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:

@@ -23,7 +23,6 @@ import math
 import mmap
 import re
 import struct
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from ..model import (
 from . import _pickle as P
 from . import reparam, torch_inventory
 from ._scan import scan_blob, scan_zip
+from ._shared import UnderConstruction
 from ._zip import SafeZip
 from .statedict import FlatTensor, group_state_dict
 from .torch_mapping import map_frozen_constants, note_rebuilt, promote_raw_parameters
@@ -246,14 +246,7 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
 
 # the model under construction (per thread), so an error raised deep in a reader keeps its
 # findings
-_LOCAL = threading.local()
-
-
-def _current() -> list[LoadedModel]:
-    models = getattr(_LOCAL, "models", None)
-    if models is None:
-        models = _LOCAL.models = []
-    return models
+_current = UnderConstruction()
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,67 @@
+"""Small pieces more than one loader needs: a windowed view of a file, and the per-thread list
+of models under construction (so a parse error raised deep in a reader keeps the unsafe-content
+findings already made: the framework would have run them before failing)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..model import LoadedModel
+
+
+class FileWindow(io.RawIOBase):
+    """A read-only, seekable view of ``[start, start+size)`` of a file: a stored zip member handed
+    to h5py, one embedded archive of a ``.distcp`` file; nothing is extracted or read ahead."""
+
+    def __init__(self, path: Path, start: int, size: int) -> None:
+        super().__init__()
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed in close(), lives with the window
+        self._start, self._size, self._pos = start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    # a writable buffer (bytearray/memoryview from io): typed Any since the Buffer protocol
+    # declares neither len() nor slice assignment
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._fh.seek(self._start + self._pos)
+        data = self._fh.read(n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._fh.close()
+        finally:
+            super().close()
+
+
+class UnderConstruction:
+    """The models one loader is building, per thread (API callers may load files concurrently)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __call__(self) -> list[LoadedModel]:
+        models: list[LoadedModel] | None = getattr(self._local, "models", None)
+        if models is None:
+            models = self._local.models = []
+        return models
