@@ -99,11 +99,12 @@ def test_rule_page_example_matches_the_tool(page: Path, tmp_path: Path) -> None:
     got = _finding_blocks(output)
     shown = _finding_blocks(console.group("text"))
     if os.environ.get("INITAUDIT_UPDATE_RULE_DOCS") and got != shown:
-        rendered = [ln for ln in output.splitlines() if ln.strip()]
         keep: list[str] = []
         inside = False
-        for ln in rendered:
-            if _FINDING_START.match(ln):
+        for ln in output.splitlines():  # a blank line ends a finding (the table follows one)
+            if not ln.strip():
+                inside = False
+            elif _FINDING_START.match(ln):
                 inside = True
                 keep.append(ln.rstrip())
             elif inside and ln.startswith(" "):

@@ -6,6 +6,7 @@ import math
 
 from ..model import Role
 from ..report import SchemeResult
+from .base import RuleContext, TensorAnalysis
 
 KERNEL_ROLES = frozenset({Role.KERNEL, Role.RECURRENT})
 
@@ -26,3 +27,17 @@ def std_interval(std: float, n: int, excess_kurtosis: float = 0.0, z: float = 3.
     k = excess_kurtosis if math.isfinite(excess_kurtosis) else 0.0
     se = math.sqrt(max(2.0 + k, 0.1) / (4.0 * max(n, 1)))
     return std * math.exp(-z * se), std * math.exp(z * se)
+
+
+def scale_judgeable(ctx: RuleContext) -> TensorAnalysis | None:
+    """The current tensor when its scale can be judged against the fan-based predictions (the
+    shared entry of exploding-init and vanishing-init): a kernel with both fans, a finite
+    non-zero std, not constant, not a structured scheme whose scale the structure sets."""
+    a = ctx.current
+    if a is None or a.tensor.role not in KERNEL_ROLES or not a.tensor.fan_in or not a.tensor.fan_out:
+        return None
+    if not math.isfinite(a.stats.std) or a.stats.std == 0 or a.units.constant:
+        return None
+    if a.scheme is not None and a.scheme.rule in ("orthogonal", "identity", "dirac", "sparse"):
+        return None
+    return a

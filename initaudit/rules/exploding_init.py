@@ -8,13 +8,12 @@ Embeddings are exempt (torch's default Embedding is N(0, 1) by design).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
-from ._common import KERNEL_ROLES, fmt_std, std_interval
+from ._common import fmt_std, scale_judgeable, std_interval
 from .base import KEEP_WHEN_TRAINED, OnTrained, Rule, RuleContext, TensorAnalysis, rule
 
 FACTOR = 4.0  # std this many times the largest fan-based prediction (variance x16)
@@ -27,20 +26,18 @@ TRAINED_FACTOR = 30.0
       summary="std far above what any fan-based rule predicts (e.g. N(0,1) on a wide layer)",
       on_trained=OnTrained.INFO)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
-    a = ctx.current
-    if a is None or a.tensor.role not in KERNEL_ROLES or not a.tensor.fan_in or not a.tensor.fan_out:
+    a = scale_judgeable(ctx)
+    if a is None:
         return
-    if not math.isfinite(a.stats.std) or a.stats.std == 0 or a.units.constant:
-        return
-    if a.scheme is not None and a.scheme.rule in ("orthogonal", "identity", "dirac", "sparse"):
-        return  # structured schemes: the scale is set by the structure, not by a fan rule
-    refs = fan_based_stds(a.tensor.fan_in, a.tensor.fan_out)
+    fan_in, fan_out = a.tensor.fan_in, a.tensor.fan_out
+    assert fan_in and fan_out  # scale_judgeable() admits only kernels with both fans
+    refs = fan_based_stds(fan_in, fan_out)
     ceiling = max(refs["he_fan_in"], refs["he_fan_out"], refs["lecun"] * 5.0 / 3.0,
                   refs["glorot"] * 5.0 / 3.0)
     low, high = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
     if low <= FACTOR * ceiling:
         return
-    gain = a.tensor.fan_in * a.stats.std ** 2
+    gain = fan_in * a.stats.std ** 2
     severity, note = None, ""
     # on trained weights large learnt values are legitimate (the engine downgrades, one wording),
     # except a blow-up far beyond anything training produces

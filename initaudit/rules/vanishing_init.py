@@ -9,12 +9,11 @@ at the widths they are used with.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
-from ._common import KERNEL_ROLES, fmt_std, std_interval
+from ._common import fmt_std, scale_judgeable, std_interval
 from .base import OnTrained, Rule, RuleContext, rule
 
 FACTOR = 10.0  # std this many times below the smallest fan-based prediction (variance /100)
@@ -29,19 +28,17 @@ SMALL_MARGIN = 10.0
       summary="std far below what any fan-based rule predicts (e.g. N(0, 1e-4))",
       on_trained=OnTrained.INFO)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
-    a = ctx.current
-    if a is None or a.tensor.role not in KERNEL_ROLES or not a.tensor.fan_in or not a.tensor.fan_out:
+    a = scale_judgeable(ctx)
+    if a is None:
         return
-    if not math.isfinite(a.stats.std) or a.stats.std == 0 or a.units.constant:
-        return
-    if a.scheme is not None and a.scheme.rule in ("orthogonal", "identity", "dirac", "sparse"):
-        return  # structured schemes: the scale is set by the structure, not by a fan rule
-    refs = fan_based_stds(a.tensor.fan_in, a.tensor.fan_out)
+    fan_in, fan_out = a.tensor.fan_in, a.tensor.fan_out
+    assert fan_in and fan_out  # scale_judgeable() admits only kernels with both fans
+    refs = fan_based_stds(fan_in, fan_out)
     floor = min(refs.values())
     low, high = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
     if high * FACTOR >= floor:
         return
-    gain = a.tensor.fan_in * a.stats.std ** 2
+    gain = fan_in * a.stats.std ** 2
     from ..analysis.convention_tables import by_design
     from ..analysis.conventions import output_layer, residual_branch_end
 
