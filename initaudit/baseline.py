@@ -22,8 +22,6 @@ not three.
 
 from __future__ import annotations
 
-import dataclasses
-
 import hashlib
 import json
 import os

@@ -37,12 +37,13 @@ import difflib
 import fnmatch
 import os
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
-from .settings import AuditConfig, TensorIgnore
 from .report import Finding, Severity
+from .settings import AuditConfig, TensorIgnore
 
 if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
     import tomllib

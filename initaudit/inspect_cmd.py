@@ -213,7 +213,7 @@ def _detail(text: object) -> object:
     return Padding(text, (0, 0, 0, 4))
 
 
-def run(paths: list[str], config: "AuditConfig", *, layer: str | None, fmt: str, stream: TextIO,
+def run(paths: list[str], config: AuditConfig, *, layer: str | None, fmt: str, stream: TextIO,
         color: bool, jobs: int = 1, plot: bool = False) -> tuple[list[FileReport], bool]:
     """Audit ``paths`` and print the tensors; returns the file reports and whether the glob
     matched any tensor."""

@@ -23,9 +23,9 @@ float32 squares (|x| > 1e15 or all |x| < 1e-15) are done in float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
 import numpy as np
 

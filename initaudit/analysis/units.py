@@ -44,7 +44,7 @@ class UnitCheck:
     dead_units: tuple[int, ...] = ()  # all-zero units (in a tensor that is not all zero)
 
     @classmethod
-    def empty(cls) -> "UnitCheck":
+    def empty(cls) -> UnitCheck:
         return cls(n_units=0, constant=False, constant_value=None)
 
 

@@ -15,8 +15,8 @@ import importlib
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..settings import AuditConfig
     from ..report import Report
+    from ..settings import AuditConfig
 
 # format name -> module inside initaudit.reporters (imported lazily)
 REPORTERS: dict[str, str] = {
@@ -32,7 +32,7 @@ REPORTERS: dict[str, str] = {
 
 
 class ReportFunction(Protocol):
-    def __call__(self, result: "Report", stream: TextIO, *, config: "AuditConfig", color: bool,
+    def __call__(self, result: Report, stream: TextIO, *, config: AuditConfig, color: bool,
                  verbose: bool = False, quiet: bool = False) -> None: ...
 
 

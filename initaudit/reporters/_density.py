@@ -35,6 +35,7 @@ TN2_STD_FACTOR = 0.87962566103423978
 SAMPLE_SIZE = 4000
 # roles whose values an init scheme is about (engine.SCHEMED_ROLES, by value)
 from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES  # noqa: E402
+
 # evidence keys a finding uses for the std of the scheme it recommends instead (rules/*.py)
 _SUGGESTED_STD = re.compile(r"^(glorot|he|lecun|xavier|kaiming)_std$")
 _SUGGESTED_LABEL = {"glorot": "Glorot/Xavier", "xavier": "Glorot/Xavier", "he": "He/Kaiming",

@@ -31,7 +31,8 @@ import math
 import os
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable, TextIO
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TextIO
 
 from rich import box
 from rich.console import Console
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # roles an init scheme is about: they get a row in the table; the rest are summarised
 from ..model import SCHEMED_ROLE_NAMES as _SCHEMED_ROLES  # noqa: E402
+
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _STATUS_STYLE = {Status.OK: "green", Status.PARTIAL: "yellow", Status.ERROR: "bold red"}
 _MAX_SKIPPED_SHOWN = 15  # longer lists are cut unless --verbose
@@ -70,7 +72,7 @@ class _Glyphs:
         self.dash = "—" if u else "-"
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool,
            verbose: bool = False, quiet: bool = False) -> None:
     """Print ``result`` for a person: per file a table, the findings, the notes; then a summary."""
     encoding = getattr(stream, "encoding", None) or "utf-8"

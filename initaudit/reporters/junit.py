@@ -48,7 +48,7 @@ FILE_CASE = "(file)"
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool = False,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
            verbose: bool = False, quiet: bool = False) -> None:
     """Write ``result`` as one JUnit XML document (``color`` and ``quiet`` do not apply)."""
     stream.write(dumps(result, fail_on=config.fail_on, verbose=verbose))
