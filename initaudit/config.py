@@ -40,10 +40,13 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .report import Finding, Severity
 from .settings import AuditConfig, TensorIgnore
+
+if TYPE_CHECKING:  # pragma: no cover - the rules package is imported lazily
+    from .rules.base import Rule
 
 if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
     import tomllib
@@ -422,7 +425,7 @@ _VALIDATORS: dict[str, Callable[[Any, str, str], Any]] = {
 # ------------------------------------------------------------------------------------- rules
 
 
-def _find_rule(text: str):  # -> Rule | None
+def _find_rule(text: str) -> Rule | None:
     from .rules import find_rule
 
     return find_rule(text)
