@@ -48,4 +48,5 @@ def get_reporter(name: str) -> ReportFunction:
     except KeyError:
         raise ValueError(f"unknown format {name!r} (use one of: {', '.join(formats())})") from None
     module = importlib.import_module(f"{__name__}.{module_name}")
-    return module.report
+    report: ReportFunction = module.report  # each reporter module defines this signature
+    return report

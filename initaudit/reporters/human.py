@@ -32,7 +32,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich import box
 from rich.console import Console
@@ -202,6 +202,7 @@ def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
 
         coverage = coverage_text(fr)
         if coverage:
+            assert fr.coverage is not None  # coverage_text gives a line only for a coverage
             parts.append(Text(coverage, style="" if fr.coverage.complete else "yellow"))
         if fr.suppressed:
             parts.append(f"{len(fr.suppressed)} suppressed")
@@ -289,7 +290,7 @@ def _collapse(rows: list[TensorReport], by_tensor: dict[str, Severity],
               by_layer: dict[str, Severity]) -> list[list[TensorReport]]:
     """Group tensors of repeated blocks: same name pattern, role, shape, activation, scheme and
     worst finding (a tensor flagged unlike its siblings keeps its own row)."""
-    groups: dict[tuple, list[TensorReport]] = {}
+    groups: dict[tuple[Any, ...], list[TensorReport]] = {}
     out: list[list[TensorReport]] = []
     for t in rows:
         key = _block_key(t.name)
@@ -523,7 +524,7 @@ def _findings_grid(findings: list[Finding], g: _Glyphs, *, collapse: bool = Fals
 
 
 def _collapse_findings(findings: list[Finding]) -> list[list[Finding]]:
-    groups: dict[tuple, list[Finding]] = {}
+    groups: dict[tuple[Any, ...], list[Finding]] = {}
     out: list[list[Finding]] = []
     for f in findings:
         key = _block_key(f.tensor) if f.tensor else None

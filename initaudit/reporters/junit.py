@@ -37,8 +37,9 @@ import re
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, TextIO
 
+from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES
 from ..report import FileReport, Finding, Report, Severity, Status
-from ._ci import SCHEMED_ROLES, coverage_text, fails, one_line, repo_path, skipped_items, subject
+from ._ci import coverage_text, fails, one_line, repo_path, skipped_items, subject
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import AuditConfig

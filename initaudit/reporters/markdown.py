@@ -45,9 +45,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, TextIO
 
+from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES
 from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
 from ._ci import (
-    SCHEMED_ROLES,
     accepted_parts,
     analysed,
     counts,

@@ -55,7 +55,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
 from .. import __version__
-from ..report import FileReport, Finding, Report, Severity, Status, Suppression, _jsonable
+from ..analysis.results import _jsonable
+from ..report import FileReport, Finding, Report, Severity, Status, Suppression
 from ._ci import is_absolute, join_limited, one_line, repo_path, skipped_items, subject
 from ._text import json_fallback as _fallback
 
@@ -102,8 +103,8 @@ def build(result: Report, config: AuditConfig | None = None) -> dict[str, Any]:
                             if baselined_run else None)
                     for s in fr.suppressed]
     properties: dict[str, Any] = {"summary": result.counts()}
-    coverage = {repo_path(fr.path): fr.coverage.to_dict() for fr in result.files
-                if getattr(fr, "coverage", None) is not None}
+    coverage = {repo_path(fr.path): c.to_dict() for fr in result.files
+                if (c := getattr(fr, "coverage", None)) is not None}
     if coverage:
         properties["coverage"] = coverage
     run: dict[str, Any] = {
