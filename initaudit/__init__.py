@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import Report
 
 
-def audit(obj: Any, **options: Any) -> "Report":
+def audit(obj: Any, **options: Any) -> Report:
     """Audit ``obj``; see :func:`initaudit.api.audit` for the options."""
     from .api import audit as _audit
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 from .model import Activation, ActivationKind
@@ -84,7 +83,7 @@ class ActivationHint:
     activation: Activation
 
     @classmethod
-    def parse(cls, text: str, source: str = "hint") -> "ActivationHint":
+    def parse(cls, text: str, source: str = "hint") -> ActivationHint:
         if "=" not in text:
             raise ValueError(f"activation hint {text!r} must look like 'PATTERN=ACTIVATION'")
         pattern, _, act = text.rpartition("=")
@@ -100,7 +99,7 @@ class ActivationHint:
         return fnmatch.fnmatchcase(name, self.pattern)
 
 
-def apply_hints(model: "LoadedModel", hints: list[ActivationHint]) -> None:
+def apply_hints(model: LoadedModel, hints: list[ActivationHint]) -> None:
     """Hints override what the file says for matching layers (last matching hint wins)."""
     if not hints:
         return

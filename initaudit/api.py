@@ -8,15 +8,16 @@ is passed (we inspect the object's type by module name first).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from .activations import ActivationHint
 from .engine import AuditConfig, TensorIgnore, analyse, audit_path
-from .model import Convention, LoadedModel
+from .model import Convention, LoadedModel, Loader
 from .report import FileReport, Report, Severity
 
 
@@ -154,6 +155,11 @@ def to_model(obj: Any) -> LoadedModel:
                     "onnx.ModelProto, a torch.nn.Module, a Keras model or a dict of numpy arrays")
 
 
+def _holding(arr: np.ndarray) -> Loader:
+    """A loader returning ``arr`` (a def, not a defaulted lambda: mypy types this one)."""
+    return lambda: arr
+
+
 def from_arrays(arrays: Mapping[str, Any], convention: Convention = Convention.TORCH,
                 label: str = "<arrays>") -> LoadedModel:
     from .accounting import inventory_entry
@@ -163,7 +169,7 @@ def from_arrays(arrays: Mapping[str, Any], convention: Convention = Convention.T
     for name, value in arrays.items():
         arr = np.asarray(value)
         flat.append(FlatTensor(name=str(name), shape=tuple(int(d) for d in arr.shape),
-                               dtype=str(arr.dtype), load=(lambda a=arr: a)))
+                               dtype=str(arr.dtype), load=_holding(arr)))
     layers, loose = group_state_dict(flat, convention)
     model = LoadedModel(path=label, format="in-memory", layers=layers, loose_tensors=loose,
                         framework="numpy", has_graph=False)

@@ -22,8 +22,6 @@ not three.
 
 from __future__ import annotations
 
-import dataclasses
-
 import hashlib
 import json
 import os
@@ -99,7 +97,7 @@ def write(report: Report, path: str | os.PathLike[str]) -> int:
 @dataclass(frozen=True)
 class Baseline:
     path: Path
-    fingerprints: Counter = field(default_factory=Counter)
+    fingerprints: Counter[str] = field(default_factory=Counter)
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # fingerprint -> entry
 
     @property
@@ -127,7 +125,7 @@ def read(path: str | os.PathLike[str]) -> Baseline:
     entries = data.get("findings")
     if not isinstance(entries, list):
         raise BaselineError(f"{path}: 'findings' must be a list")
-    prints: Counter = Counter()
+    prints: Counter[str] = Counter()
     by_print: dict[str, dict[str, Any]] = {}
     for index, e in enumerate(entries):
         if not isinstance(e, dict) or not isinstance(e.get("code"), str) or not isinstance(e.get("path"), str):

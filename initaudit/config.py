@@ -37,12 +37,16 @@ import difflib
 import fnmatch
 import os
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .settings import AuditConfig, TensorIgnore
 from .report import Finding, Severity
+from .settings import AuditConfig, TensorIgnore
+
+if TYPE_CHECKING:  # pragma: no cover - the rules package is imported lazily
+    from .rules.base import Rule
 
 if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
     import tomllib
@@ -421,7 +425,7 @@ _VALIDATORS: dict[str, Callable[[Any, str, str], Any]] = {
 # ------------------------------------------------------------------------------------- rules
 
 
-def _find_rule(text: str):  # -> Rule | None
+def _find_rule(text: str) -> Rule | None:
     from .rules import find_rule
 
     return find_rule(text)

@@ -45,8 +45,8 @@ import numpy as np
 from .report import FileReport, Status, TensorReport
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .settings import AuditConfig
     from .model import LoadedModel, WeightTensor
+    from .settings import AuditConfig
 
 # at most this relative change counts as "no change": float32 round-off is ~6e-8 per element
 UNCHANGED_REL = 1e-7

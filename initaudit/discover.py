@@ -36,8 +36,12 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .loaders.formats import MODEL_EXTENSIONS
+
+if TYPE_CHECKING:  # pragma: no cover - pathspec is imported lazily, only when a .gitignore exists
+    from pathspec import GitIgnoreSpec
 
 SHARD_INDEX = "model.safetensors.index.json"
 # folders never walked (unless --no-ignore, which still skips the VCS folders): tool caches,
@@ -325,7 +329,7 @@ class _IgnoreFile:
     """One ``.gitignore`` (or ``.git/info/exclude``), matched with pathspec's git rules."""
 
     base: str
-    spec: object  # pathspec.GitIgnoreSpec
+    spec: GitIgnoreSpec
 
     @classmethod
     def read(cls, path: str, base: str) -> _IgnoreFile | None:
@@ -341,7 +345,7 @@ class _IgnoreFile:
     def check(self, rel: str) -> bool | None:
         if rel.startswith(".."):
             return None
-        return self.spec.check_file(rel).include  # type: ignore[attr-defined]
+        return self.spec.check_file(rel).include
 
 
 def has_model_extension(path: str) -> bool:

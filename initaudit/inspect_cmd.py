@@ -34,6 +34,9 @@ from .reporters._text import evidence_text as _evidence_text
 from .reporters._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.padding import Padding
+    from rich.text import Text
+
     from .settings import AuditConfig
 
 
@@ -58,7 +61,7 @@ def to_dict(files: list[FileReport], layer: str | None) -> dict[str, Any]:
 
 
 def write_json(files: list[FileReport], stream: TextIO, layer: str | None) -> None:
-    from .reporters.json_reporter import _fallback
+    from .reporters._text import json_fallback as _fallback
 
     stream.write(json.dumps(to_dict(files, layer), indent=2, ensure_ascii=False, allow_nan=False,
                             default=_fallback) + "\n")
@@ -130,12 +133,12 @@ def _tensor_lines(t: TensorReport) -> list[object]:
         lines.append(_detail(Text(line)))
     sc = t.scheme
     if sc is not None:
-        line = Text(f"scheme {sc.label}")
+        scheme_line = Text(f"scheme {sc.label}")
         if sc.expected_std is not None:
-            line.append(f"  expected std {_num(sc.expected_std)}")
+            scheme_line.append(f"  expected std {_num(sc.expected_std)}")
         if sc.known:
-            line.append(f"  confidence {round(float(sc.confidence) * 100)}%")
-        lines.append(_detail(line))
+            scheme_line.append(f"  confidence {round(float(sc.confidence) * 100)}%")
+        lines.append(_detail(scheme_line))
         alternatives = list(dict.fromkeys(c.label for c in sc.alternatives if c.label != sc.label))
         if alternatives:
             lines.append(_detail(Text(f"also consistent: {', '.join(alternatives)}", style="dim")))
@@ -206,14 +209,14 @@ def plot_lines(t: TensorReport, fr: FileReport, sample: Any, problem: str | None
     return lines
 
 
-def _detail(text: object) -> object:
+def _detail(text: Text) -> Padding:
     """A detail line under a tensor: indented, and wrapped lines keep the indent."""
     from rich.padding import Padding
 
     return Padding(text, (0, 0, 0, 4))
 
 
-def run(paths: list[str], config: "AuditConfig", *, layer: str | None, fmt: str, stream: TextIO,
+def run(paths: list[str], config: AuditConfig, *, layer: str | None, fmt: str, stream: TextIO,
         color: bool, jobs: int = 1, plot: bool = False) -> tuple[list[FileReport], bool]:
     """Audit ``paths`` and print the tensors; returns the file reports and whether the glob
     matched any tensor."""

@@ -11,8 +11,9 @@ Nothing here imports a framework; everything is plain data.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .model import LoadedModel
+
+if TYPE_CHECKING:  # pragma: no cover - onnx is an optional extra
+    from onnx import GraphProto, NodeProto
 
 TOLERANCE = 1.5
 BATCH = 64
@@ -39,7 +42,7 @@ class ProbeUnavailable(RuntimeError):
     """onnxruntime is missing or the model cannot be probed; the message says why."""
 
 
-def _ort():
+def _ort() -> Any:  # the onnxruntime module (untyped)
     try:
         import onnxruntime as ort  # noqa: PLC0415 - optional extra
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -50,12 +53,12 @@ def _ort():
 def _float_dtype(elem_type: int) -> np.dtype | None:
     import onnx
 
-    mapping = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
+    mapping: dict[int, type[np.floating[Any]]] = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
                onnx.TensorProto.FLOAT16: np.float16}
     return np.dtype(mapping[elem_type]) if elem_type in mapping else None
 
 
-def _inputs(graph, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+def _inputs(graph: GraphProto, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
     initializers = {t.name for t in graph.initializer}
     feeds: dict[str, np.ndarray] = {}
     for vi in graph.input:
@@ -72,10 +75,10 @@ def _inputs(graph, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray
     return feeds
 
 
-def _weighted_nodes(graph, model: LoadedModel) -> dict[str, tuple[Any, str]]:
+def _weighted_nodes(graph: GraphProto, model: LoadedModel) -> dict[str, tuple[Any, str]]:
     """layer name -> (node, data input name) for every layer whose kernel a node consumes."""
     initializers = {t.name for t in graph.initializer}
-    consumers: dict[str, list] = {}
+    consumers: dict[str, list[NodeProto]] = {}
     for node in graph.node:
         for x in node.input:
             consumers.setdefault(x, []).append(node)

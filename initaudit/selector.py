@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .rules.base import Rule
 
 
 class SelectorError(ValueError):
     """A selector that names no rule: one line, exit 2 on the command line."""
 
 
-def _rules() -> list:  # list[Rule]; the registry imports numpy-free modules only
+def _rules() -> list[Rule]:  # the registry imports numpy-free modules only
     from .rules import registry
 
     return list(registry().values())

@@ -54,7 +54,7 @@ class AuditConfig:
     # status is partial, never a silent partial "clean".
     max_seconds: float | None = None
     # called on the calling thread, in model order, once per tensor finished (or skipped)
-    progress: Callable[["TensorProgress"], None] | None = field(default=None, compare=False)
+    progress: Callable[[TensorProgress], None] | None = field(default=None, compare=False)
     # tensors analysed at once: 0 = min(8, CPUs available). numpy releases the GIL in the heavy loops, so two
     # threads use two cores; peak memory is `workers` tensors' working sets.
     workers: int = 0

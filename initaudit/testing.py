@@ -15,7 +15,8 @@ the :class:`~initaudit.report.Report` for further assertions.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .report import FileReport, Finding, Report, Severity, Status
 

@@ -7,7 +7,7 @@ shape and the layout; loaders pick the layout that matches the tensor they read.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..model import Convention
 

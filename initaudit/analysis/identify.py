@@ -182,7 +182,8 @@ def erfc(x: np.ndarray) -> np.ndarray:
         poly *= t
         poly += c
     ans = t * np.exp(-z * z + poly)
-    return np.where(x >= 0, ans, 2.0 - ans)
+    out: np.ndarray = np.where(x >= 0, ans, 2.0 - ans)
+    return out
 
 
 def norm_cdf(z: np.ndarray) -> np.ndarray:

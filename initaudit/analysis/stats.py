@@ -23,9 +23,9 @@ float32 squares (|x| > 1e15 or all |x| < 1e-15) are done in float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
 import numpy as np
 
@@ -122,9 +122,12 @@ def _strata(n: int, k: int, seed: int) -> np.ndarray:
 
 def _gather(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """values.flat[idx] without flattening (copying) a strided view."""
+    picked: np.ndarray  # integer-array indexing always gives an ndarray
     if values.flags.c_contiguous:
-        return values.reshape(-1)[idx]
-    return values[np.unravel_index(idx, values.shape)]
+        picked = values.reshape(-1)[idx]
+    else:
+        picked = values[np.unravel_index(idx, values.shape)]
+    return picked
 
 
 def draw_sample(values: np.ndarray, max_sample: int, seed: int) -> tuple[np.ndarray, bool]:
@@ -283,7 +286,7 @@ def _widen_into(raw: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _ones(n: int, dtype: type) -> np.ndarray:
-    out = np.ones(n, dtype=dtype)
+    out: np.ndarray = np.ones(n, dtype=dtype)
     out.flags.writeable = False
     return out
 
@@ -308,7 +311,8 @@ def _chunk_moments(c: np.ndarray, acc: _Moments, tmp: tuple[np.ndarray, np.ndarr
     amax = max(abs(lo), abs(hi))
     if c.dtype == np.float32 and amax != 0.0 and not (_F32_SAFE[0] <= amax <= _F32_SAFE[1]):
         c = c.astype(np.float64)
-    ones = _ones(nb, c.dtype.type)
+    ctype: type = c.dtype.type
+    ones = _ones(nb, ctype)
     if shift.value is None:
         m = float(np.dot(c, ones)) / nb
         shift.value = 0.0 if abs(m) <= 0.1 * (hi - lo) else float(c.dtype.type(m))
@@ -363,6 +367,7 @@ def fused_pass(values: np.ndarray, *, cols: int | None = None,
             matrix = arr.reshape(-1, cols)
     right = left = None
     if matrix is not None:
+        assert cols is not None  # matrix is only set when cols names a 2-D view
         rows_n = matrix.shape[0]
         per = max(1, PASS_CHUNK // max(cols, 1))
         blocks: Iterator[tuple[int, np.ndarray]] = ((s, matrix[s:s + per]) for s in range(0, rows_n, per))
@@ -375,7 +380,7 @@ def fused_pass(values: np.ndarray, *, cols: int | None = None,
     dt = pass_dtype(arr.dtype)
     n_tmp = max(PASS_CHUNK, cols or 0) if matrix is not None else PASS_CHUNK
     wbuf = np.empty(n_tmp, dtype=np.float32) if arr.dtype.kind == "V" else None
-    tmp = (np.empty(n_tmp, dtype=dt), np.empty(n_tmp, dtype=dt))
+    tmp: tuple[np.ndarray, np.ndarray] = (np.empty(n_tmp, dtype=dt), np.empty(n_tmp, dtype=dt))
     shift = _Shift()
     for start, raw in blocks:
         if raw.size == 0:
@@ -402,7 +407,7 @@ def fused_pass(values: np.ndarray, *, cols: int | None = None,
             _chunk_moments(fin, acc, tmp, float(cmin), float(cmax), shift)
         if start >= 0:
             if right is not None:
-                right[start:start + block.shape[0]] = block @ right_probe  # type: ignore[operator]
+                right[start:start + block.shape[0]] = block @ right_probe
             if left is not None:
                 left += left_probe[start:start + block.shape[0]].T @ block  # type: ignore[index]
     if not math.isfinite(lo):

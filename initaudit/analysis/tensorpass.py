@@ -59,7 +59,7 @@ def ortho_probe(n: int, seed: int) -> np.ndarray:
 @lru_cache(maxsize=16)  # a model repeats a few widths: draw each table once
 def unit_probe(n: int, dtype: type) -> np.ndarray:
     rng = np.random.default_rng(UNIT_SEED)
-    out = rng.standard_normal((n, UNIT_PROBES)).astype(dtype)
+    out: np.ndarray = rng.standard_normal((n, UNIT_PROBES)).astype(dtype)
     out.flags.writeable = False
     return out
 
@@ -107,7 +107,7 @@ def run_pass(values: np.ndarray, tensor: WeightTensor, *, schemed: bool, max_sam
     left: list[np.ndarray] = []
     rows = size // cols if cols else 0
     if units_by == "rows":
-        right.append(unit_probe(cols, dt))  # type: ignore[arg-type]
+        right.append(unit_probe(cols, dt))
     elif units_by == "cols":
         left.append(unit_probe(rows, dt))
     v = None

@@ -44,7 +44,7 @@ class UnitCheck:
     dead_units: tuple[int, ...] = ()  # all-zero units (in a tensor that is not all zero)
 
     @classmethod
-    def empty(cls) -> "UnitCheck":
+    def empty(cls) -> UnitCheck:
         return cls(n_units=0, constant=False, constant_value=None)
 
 
@@ -103,7 +103,8 @@ class _Layout:
 
     @property
     def n_units(self) -> int:
-        return self.matrix.shape[0] if self.by_rows else self.matrix.shape[1]
+        n: int = self.matrix.shape[0] if self.by_rows else self.matrix.shape[1]
+        return n
 
     def unit(self, k: int) -> np.ndarray:
         return self.matrix[k] if self.by_rows else self.matrix[:, k]

@@ -15,8 +15,8 @@ import importlib
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..settings import AuditConfig
     from ..report import Report
+    from ..settings import AuditConfig
 
 # format name -> module inside initaudit.reporters (imported lazily)
 REPORTERS: dict[str, str] = {
@@ -32,7 +32,7 @@ REPORTERS: dict[str, str] = {
 
 
 class ReportFunction(Protocol):
-    def __call__(self, result: "Report", stream: TextIO, *, config: "AuditConfig", color: bool,
+    def __call__(self, result: Report, stream: TextIO, *, config: AuditConfig, color: bool,
                  verbose: bool = False, quiet: bool = False) -> None: ...
 
 
@@ -48,4 +48,5 @@ def get_reporter(name: str) -> ReportFunction:
     except KeyError:
         raise ValueError(f"unknown format {name!r} (use one of: {', '.join(formats())})") from None
     module = importlib.import_module(f"{__name__}.{module_name}")
-    return module.report
+    report: ReportFunction = module.report  # each reporter module defines this signature
+    return report

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable
-
-from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
+from collections.abc import Iterable
 
 # roles an init scheme is about (the human reporter's table shows the same ones)
 from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES  # noqa: E402, F401 (re-exported)
+from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
 
 _SEVERITY_ORDER = (Severity.ERROR, Severity.WARNING, Severity.INFO)
 
@@ -98,7 +97,7 @@ def coverage_text(fr: FileReport) -> str | None:
     return f"coverage {c.weights_analysed}/{c.weights_present} weights ({c.fraction:.1%} of bytes)"
 
 
-def accepted_parts(result: "Report") -> list[str]:
+def accepted_parts(result: Report) -> list[str]:
     """``2 suppressed``, ``3 baselined``, ``1 partial file``: what a summary must not hide."""
     c = result.counts()
     parts = []

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..activations import ActivationHint
     from ..report import FileReport, Finding, TensorReport
 
 # the realised std of a normal truncated at +-2 of its own sigma, per unit sigma (schemes.py)
@@ -35,6 +36,7 @@ TN2_STD_FACTOR = 0.87962566103423978
 SAMPLE_SIZE = 4000
 # roles whose values an init scheme is about (engine.SCHEMED_ROLES, by value)
 from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES  # noqa: E402
+
 # evidence keys a finding uses for the std of the scheme it recommends instead (rules/*.py)
 _SUGGESTED_STD = re.compile(r"^(glorot|he|lecun|xavier|kaiming)_std$")
 _SUGGESTED_LABEL = {"glorot": "Glorot/Xavier", "xavier": "Glorot/Xavier", "he": "He/Kaiming",
@@ -138,7 +140,7 @@ def analysed_kernels(fr: FileReport) -> list[TensorReport]:
             and t.stats.size >= 2]
 
 
-def load_samples(path: str, names: list[str], *, hints: tuple = (), seed: int = 0,
+def load_samples(path: str, names: list[str], *, hints: tuple[ActivationHint, ...] = (), seed: int = 0,
                  n: int = SAMPLE_SIZE) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Re-read ``names`` from the checkpoint at ``path``: (samples by name, reason by name for
     those that could not be read). Never raises for a bad file."""

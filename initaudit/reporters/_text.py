@@ -23,7 +23,7 @@ def num(x: float | None) -> str:
 
 def json_fallback(obj: Any) -> Any:
     """json.dumps(default=...): evidence may carry numpy arrays or enums; keep the document valid."""
-    from ..report import _jsonable
+    from ..analysis.results import _jsonable
 
     if hasattr(obj, "tolist"):
         return _jsonable(obj.tolist())

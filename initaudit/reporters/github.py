@@ -41,7 +41,7 @@ MAX_PER_LEVEL = 10
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool = False,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
            verbose: bool = False, quiet: bool = False) -> None:
     """Write the summary notice, then at most 10 annotations per level, then the rest as plain
     log lines; append the Markdown report to ``$GITHUB_STEP_SUMMARY`` when it is set."""
@@ -51,7 +51,7 @@ def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool
     write_step_summary(result, config)
 
 
-def write_step_summary(result: Report, config: "AuditConfig | None") -> bool:
+def write_step_summary(result: Report, config: AuditConfig | None) -> bool:
     """Append the Markdown report (within GitHub's limits) to the job summary file, if any."""
     target = os.environ.get(STEP_SUMMARY_ENV)
     if not target:

@@ -36,6 +36,9 @@ from ._markdown import render as render_markdown
 from ._svg import histogram_svg, legend_swatch, signal_svg
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from ..activations import ActivationHint
     from ..diff import DiffReport
     from ..settings import AuditConfig
 
@@ -156,7 +159,7 @@ def _title(result: Report) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def _file_section(fr: FileReport, index: int, *, hints: tuple, seed: int) -> str:
+def _file_section(fr: FileReport, index: int, *, hints: tuple[ActivationHint, ...], seed: int) -> str:
     fid = f"f{index}"
     out = [f'<section class="file" id="{fid}" aria-labelledby="{fid}-h">',
            f'<h2 id="{fid}-h">{escape(fr.path)}</h2>']
@@ -283,7 +286,7 @@ def block_key(name: str) -> str:
 
 
 def _kernel_groups(fr: FileReport, kernels: list[TensorReport], anchors: dict[str, str],
-                   samples: dict, problems: dict[str, str]) -> list[str]:
+                   samples: dict[str, np.ndarray], problems: dict[str, str]) -> list[str]:
     """Cards in model order; tensors sharing a block key (repeated blocks) folded together."""
     groups: dict[str, list[TensorReport]] = {}
     for t in kernels:
@@ -322,7 +325,7 @@ def _kernel_groups(fr: FileReport, kernels: list[TensorReport], anchors: dict[st
     return out
 
 
-def _card(fr: FileReport, t: TensorReport, anchor: str, samples: dict,
+def _card(fr: FileReport, t: TensorReport, anchor: str, samples: dict[str, np.ndarray],
           problems: dict[str, str]) -> str:
     from ._text import evidence_text as _evidence_text
 

@@ -31,7 +31,8 @@ import math
 import os
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable, TextIO
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich import box
 from rich.console import Console
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # roles an init scheme is about: they get a row in the table; the rest are summarised
 from ..model import SCHEMED_ROLE_NAMES as _SCHEMED_ROLES  # noqa: E402
+
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _STATUS_STYLE = {Status.OK: "green", Status.PARTIAL: "yellow", Status.ERROR: "bold red"}
 _MAX_SKIPPED_SHOWN = 15  # longer lists are cut unless --verbose
@@ -70,7 +72,7 @@ class _Glyphs:
         self.dash = "—" if u else "-"
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool,
            verbose: bool = False, quiet: bool = False) -> None:
     """Print ``result`` for a person: per file a table, the findings, the notes; then a summary."""
     encoding = getattr(stream, "encoding", None) or "utf-8"
@@ -200,6 +202,7 @@ def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
 
         coverage = coverage_text(fr)
         if coverage:
+            assert fr.coverage is not None  # coverage_text gives a line only for a coverage
             parts.append(Text(coverage, style="" if fr.coverage.complete else "yellow"))
         if fr.suppressed:
             parts.append(f"{len(fr.suppressed)} suppressed")
@@ -287,7 +290,7 @@ def _collapse(rows: list[TensorReport], by_tensor: dict[str, Severity],
               by_layer: dict[str, Severity]) -> list[list[TensorReport]]:
     """Group tensors of repeated blocks: same name pattern, role, shape, activation, scheme and
     worst finding (a tensor flagged unlike its siblings keeps its own row)."""
-    groups: dict[tuple, list[TensorReport]] = {}
+    groups: dict[tuple[Any, ...], list[TensorReport]] = {}
     out: list[list[TensorReport]] = []
     for t in rows:
         key = _block_key(t.name)
@@ -521,7 +524,7 @@ def _findings_grid(findings: list[Finding], g: _Glyphs, *, collapse: bool = Fals
 
 
 def _collapse_findings(findings: list[Finding]) -> list[list[Finding]]:
-    groups: dict[tuple, list[Finding]] = {}
+    groups: dict[tuple[Any, ...], list[Finding]] = {}
     out: list[list[Finding]] = []
     for f in findings:
         key = _block_key(f.tensor) if f.tensor else None

@@ -33,21 +33,22 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any, TextIO
+
 from ._text import json_fallback as _fallback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..settings import AuditConfig
     from ..report import Report
+    from ..settings import AuditConfig
 
 
-def report(result: "Report", stream: TextIO, *, config: "AuditConfig", color: bool = False,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
            verbose: bool = False, quiet: bool = False) -> None:
     """Write ``result`` as indented JSON (``color``, ``verbose``, ``quiet`` do not apply)."""
     stream.write(dumps(result, config))
     stream.write("\n")
 
 
-def dumps(result: "Report", config: "AuditConfig | None" = None) -> str:
+def dumps(result: Report, config: AuditConfig | None = None) -> str:
     data = result.to_dict()
     if config is not None:
         data["config"] = _config_dict(config)
@@ -56,7 +57,7 @@ def dumps(result: "Report", config: "AuditConfig | None" = None) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False, default=_fallback)
 
 
-def _config_dict(config: "AuditConfig") -> dict[str, Any]:
+def _config_dict(config: AuditConfig) -> dict[str, Any]:
     return {"fail_on": config.fail_on.value, "select": list(config.select),
             "ignore": list(config.ignore), "min_confidence": config.min_confidence,
             "activation_hints": [f"{h.pattern}={h.activation.label}" for h in config.hints]}

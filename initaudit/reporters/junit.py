@@ -37,8 +37,9 @@ import re
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, TextIO
 
+from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES
 from ..report import FileReport, Finding, Report, Severity, Status
-from ._ci import SCHEMED_ROLES, coverage_text, fails, one_line, repo_path, skipped_items, subject
+from ._ci import coverage_text, fails, one_line, repo_path, skipped_items, subject
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import AuditConfig
@@ -48,7 +49,7 @@ FILE_CASE = "(file)"
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool = False,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
            verbose: bool = False, quiet: bool = False) -> None:
     """Write ``result`` as one JUnit XML document (``color`` and ``quiet`` do not apply)."""
     stream.write(dumps(result, fail_on=config.fail_on, verbose=verbose))

@@ -45,9 +45,20 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, TextIO
 
+from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES
 from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
-from ._ci import (SCHEMED_ROLES, accepted_parts, analysed, counts, coverage_text, fails,
-                  incomplete, plural, repo_path, skipped_items, subject)
+from ._ci import (
+    accepted_parts,
+    analysed,
+    counts,
+    coverage_text,
+    fails,
+    incomplete,
+    plural,
+    repo_path,
+    skipped_items,
+    subject,
+)
 from ._text import num as _num
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +74,7 @@ ICONS = {Severity.ERROR: "❌", Severity.WARNING: "⚠️", Severity.INFO: "ℹ�
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~!])")
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool = False,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
            verbose: bool = False, quiet: bool = False) -> None:
     """Write ``result`` as one Markdown document (``color`` does not apply)."""
     stream.write(render(result, fail_on=config.fail_on, verbose=verbose, quiet=quiet))

@@ -55,13 +55,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
 from .. import __version__
-from ..report import FileReport, Finding, Report, Severity, Status, Suppression, _jsonable
+from ..analysis.results import _jsonable
+from ..report import FileReport, Finding, Report, Severity, Status, Suppression
 from ._ci import is_absolute, join_limited, one_line, repo_path, skipped_items, subject
 from ._text import json_fallback as _fallback
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..settings import AuditConfig
     from ..rules.base import Rule
+    from ..settings import AuditConfig
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/initaudit/initaudit"
@@ -75,20 +76,20 @@ _FAMILY_TAGS = {"IA1": "activation-pairing", "IA2": "broken-weights", "IA3": "sc
                 "IA4": "identification", "IA5": "security"}
 
 
-def report(result: Report, stream: TextIO, *, config: "AuditConfig", color: bool = False,
+def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
            verbose: bool = False, quiet: bool = False) -> None:
     """Write ``result`` as one SARIF 2.1.0 log."""
     stream.write(dumps(result, config))
     stream.write("\n")
 
 
-def dumps(result: Report, config: "AuditConfig | None" = None) -> str:
+def dumps(result: Report, config: AuditConfig | None = None) -> str:
     # allow_nan=False: SARIF is JSON, which has no NaN; evidence goes through _jsonable first
     return json.dumps(build(result, config), indent=2, ensure_ascii=False, allow_nan=False,
                       default=_fallback)
 
 
-def build(result: Report, config: "AuditConfig | None" = None) -> dict[str, Any]:
+def build(result: Report, config: AuditConfig | None = None) -> dict[str, Any]:
     """The SARIF log as a dict (what :func:`dumps` serialises)."""
     rules, index = _rule_descriptors(result)
     # with a baseline every result says whether it is new (SARIF 3.27.24 baselineState)
@@ -102,8 +103,8 @@ def build(result: Report, config: "AuditConfig | None" = None) -> dict[str, Any]
                             if baselined_run else None)
                     for s in fr.suppressed]
     properties: dict[str, Any] = {"summary": result.counts()}
-    coverage = {repo_path(fr.path): fr.coverage.to_dict() for fr in result.files
-                if getattr(fr, "coverage", None) is not None}
+    coverage = {repo_path(fr.path): c.to_dict() for fr in result.files
+                if (c := getattr(fr, "coverage", None)) is not None}
     if coverage:
         properties["coverage"] = coverage
     run: dict[str, Any] = {
@@ -141,7 +142,7 @@ def _rule_descriptors(result: Report) -> tuple[list[dict[str, Any]], dict[str, i
     return descriptors, index
 
 
-def _descriptor(rule: "Rule") -> dict[str, Any]:
+def _descriptor(rule: Rule) -> dict[str, Any]:
     from ..rules.docs import read_page
 
     page = read_page(rule)
@@ -184,7 +185,7 @@ def _tags(code: str) -> list[str]:
 # ------------------------------------------------------------------------------- invocation
 
 
-def _invocation(result: Report, config: "AuditConfig | None", index: dict[str, int]) -> dict[str, Any]:
+def _invocation(result: Report, config: AuditConfig | None, index: dict[str, int]) -> dict[str, Any]:
     notifications: list[dict[str, Any]] = []
     for fr in result.files:
         location = [_location(fr.path)]
@@ -217,7 +218,7 @@ def _invocation(result: Report, config: "AuditConfig | None", index: dict[str, i
     return invocation
 
 
-def _overrides(config: "AuditConfig | None", index: dict[str, int]) -> list[dict[str, Any]]:
+def _overrides(config: AuditConfig | None, index: dict[str, int]) -> list[dict[str, Any]]:
     """Per-rule severity overrides from the configuration, as SARIF configuration overrides."""
     if config is None or not getattr(config, "severity_overrides", None):
         return []
@@ -244,7 +245,7 @@ def _coverage_text(fr: FileReport) -> str:
 
 
 def _result(f: Finding, fr: FileReport, index: dict[str, int], *,
-            suppression: "Suppression | None" = None,
+            suppression: Suppression | None = None,
             baseline_state: str | None = None) -> dict[str, Any]:
     from ..baseline import fingerprint
 
