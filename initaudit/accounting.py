@@ -18,23 +18,46 @@ from .report import Coverage
 # call LoadedModel.skip() or set StoredTensor.skip never go through this table.
 _KEYWORDS: tuple[tuple[tuple[str, ...], SkipReason], ...] = (
     (("time budget",), SkipReason.TIME_BUDGET),
-    (("escapes", "unsafe", "symlink", "object array", "pickled", "never loaded"), SkipReason.UNSAFE),
+    (
+        ("escapes", "unsafe", "symlink", "object array", "pickled", "never loaded"),
+        SkipReason.UNSAFE,
+    ),
     (("exceeds", "limit", "too large"), SkipReason.TOO_LARGE),
     (("quantiz", "packed"), SkipReason.QUANTIZED_NOT_DECODED),
-    (("subgraph", "control flow", "control-flow", "if branch", "loop body"),
-     SkipReason.CONTROL_FLOW),
+    (
+        ("subgraph", "control flow", "control-flow", "if branch", "loop body"),
+        SkipReason.CONTROL_FLOW,
+    ),
     (("dtype", "element type", "not a plain numeric"), SkipReason.UNSUPPORTED_DTYPE),
-    (("bytes but", "values but", "too short", "does not exist", "cannot be examined", "absent",
-      "missing", "truncated", "unreadable", "corrupt", "outside the model directory",
-      "cannot dequantize", "without a folder", "not stored", "cannot be read"),
-     SkipReason.UNREADABLE),
+    (
+        (
+            "bytes but",
+            "values but",
+            "too short",
+            "does not exist",
+            "cannot be examined",
+            "absent",
+            "missing",
+            "truncated",
+            "unreadable",
+            "corrupt",
+            "outside the model directory",
+            "cannot dequantize",
+            "without a folder",
+            "not stored",
+            "cannot be read",
+        ),
+        SkipReason.UNREADABLE,
+    ),
     (("not supported",), SkipReason.UNSUPPORTED_DTYPE),
 )
 
 UNMAPPED_REASON = "stored in the file but not mapped to any layer: not analysed"
-NOT_ENUMERATED_NOTE = ("the {fmt} loader does not enumerate every stored tensor yet: coverage "
-                       "counts only the tensors it mapped, so it cannot show that nothing was "
-                       "left unread (status partial)")
+NOT_ENUMERATED_NOTE = (
+    "the {fmt} loader does not enumerate every stored tensor yet: coverage "
+    "counts only the tensors it mapped, so it cannot show that nothing was "
+    "left unread (status partial)"
+)
 
 
 def categorise(name: str, reason: str, model: LoadedModel | None = None) -> SkipReason:
@@ -84,8 +107,12 @@ class Accounting:
     notes: list[str] = field(default_factory=list)
 
 
-def account(model: LoadedModel, analysed: Iterable[WeightTensor],
-            failed: Iterable[WeightTensor], already_skipped: Iterable[str]) -> Accounting:
+def account(
+    model: LoadedModel,
+    analysed: Iterable[WeightTensor],
+    failed: Iterable[WeightTensor],
+    already_skipped: Iterable[str],
+) -> Accounting:
     """Compare the loader's enumeration with the tensors the engine analysed.
 
     ``analysed``: tensors whose values went through the analysis; ``failed``: tensors the engine
@@ -116,12 +143,22 @@ def account(model: LoadedModel, analysed: Iterable[WeightTensor],
             b_done += st.nbytes
         elif st.name not in listed:
             cat = st.skip or model.skip_categories.get(st.name) or SkipReason.UNMAPPED
-            out.skipped.append({"name": st.name, "reason": st.detail or _default_reason(cat),
-                                "category": cat.value})
+            out.skipped.append(
+                {
+                    "name": st.name,
+                    "reason": st.detail or _default_reason(cat),
+                    "category": cat.value,
+                }
+            )
             listed.add(st.name)
-    out.coverage = Coverage(weights_present=w_present, weights_analysed=w_done,
-                            bytes_present=b_present, bytes_analysed=b_done,
-                            tensors_present=len(model.inventory), tensors_analysed=t_done)
+    out.coverage = Coverage(
+        weights_present=w_present,
+        weights_analysed=w_done,
+        bytes_present=b_present,
+        bytes_analysed=b_done,
+        tensors_present=len(model.inventory),
+        tensors_analysed=t_done,
+    )
     return out
 
 
@@ -131,8 +168,9 @@ def _default_reason(cat: SkipReason) -> str:
     return f"not analysed ({cat.value})"
 
 
-def _without_inventory(model: LoadedModel, analysed: list[WeightTensor],
-                       failed: list[WeightTensor]) -> Accounting:
+def _without_inventory(
+    model: LoadedModel, analysed: list[WeightTensor], failed: list[WeightTensor]
+) -> Accounting:
     """What can be said without an enumeration: the mapped tensors only, never "complete"."""
     w_present = w_done = b_present = b_done = 0
     done = {id(t) for t in analysed}
@@ -145,28 +183,54 @@ def _without_inventory(model: LoadedModel, analysed: list[WeightTensor],
         if id(t) in done:
             w_done += 1
             b_done += size
-    cov = Coverage(weights_present=w_present, weights_analysed=w_done, bytes_present=b_present,
-                   bytes_analysed=b_done, tensors_present=len(analysed) + len(failed),
-                   tensors_analysed=len(analysed), enumerated=False)
+    cov = Coverage(
+        weights_present=w_present,
+        weights_analysed=w_done,
+        bytes_present=b_present,
+        bytes_analysed=b_done,
+        tensors_present=len(analysed) + len(failed),
+        tensors_analysed=len(analysed),
+        enumerated=False,
+    )
     return Accounting(coverage=cov, notes=[NOT_ENUMERATED_NOTE.format(fmt=model.format)])
 
 
-def inventory_entry(name: str, shape: tuple[int, ...], dtype: str, *, nbytes: int | None = None,
-                    embedding: bool = False, quantized: bool = False,
-                    skip: SkipReason | None = None, detail: str | None = None) -> StoredTensor:
+def inventory_entry(
+    name: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    *,
+    nbytes: int | None = None,
+    embedding: bool = False,
+    quantized: bool = False,
+    skip: SkipReason | None = None,
+    detail: str | None = None,
+) -> StoredTensor:
     """A StoredTensor with weight-likeness decided by :func:`is_weight_like` (quantized integer
     storage counts as weight-like when ``quantized``)."""
     shape = tuple(int(d) for d in shape)
     probe = f"{dtype} (quantized)" if quantized else dtype
-    return StoredTensor(name=name, shape=shape, dtype=dtype,
-                        nbytes=stored_nbytes(shape, dtype) if nbytes is None else int(nbytes),
-                        weight_like=is_weight_like(shape, probe, embedding=embedding),
-                        skip=skip, detail=detail)
+    return StoredTensor(
+        name=name,
+        shape=shape,
+        dtype=dtype,
+        nbytes=stored_nbytes(shape, dtype) if nbytes is None else int(nbytes),
+        weight_like=is_weight_like(shape, probe, embedding=embedding),
+        skip=skip,
+        detail=detail,
+    )
 
 
 def inventory_from_mapped(model: LoadedModel) -> list[StoredTensor]:
     """An inventory equal to the mapped tensors: for models built by hand (tests, in-memory
     objects) where the mapped tensors *are* the whole container."""
-    return [StoredTensor(name=t.stored_name, shape=tuple(t.shape), dtype=t.dtype,
-                         nbytes=stored_nbytes(t.shape, t.dtype), weight_like=tensor_weight_like(t))
-            for t in model.tensors()]
+    return [
+        StoredTensor(
+            name=t.stored_name,
+            shape=tuple(t.shape),
+            dtype=t.dtype,
+            nbytes=stored_nbytes(t.shape, t.dtype),
+            weight_like=tensor_weight_like(t),
+        )
+        for t in model.tensors()
+    ]

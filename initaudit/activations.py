@@ -18,28 +18,56 @@ K = ActivationKind
 
 # lower-cased, with "_", "-" and spaces removed -> kind
 _NAMES: dict[str, ActivationKind] = {
-    "relu": K.RELU, "rectifiedlinear": K.RELU,
-    "leakyrelu": K.LEAKY_RELU, "lrelu": K.LEAKY_RELU,
+    "relu": K.RELU,
+    "rectifiedlinear": K.RELU,
+    "leakyrelu": K.LEAKY_RELU,
+    "lrelu": K.LEAKY_RELU,
     "prelu": K.PRELU,
-    "elu": K.ELU, "celu": K.ELU,
+    "elu": K.ELU,
+    "celu": K.ELU,
     "selu": K.SELU,
-    "sigmoid": K.SIGMOID, "logistic": K.SIGMOID,
+    "sigmoid": K.SIGMOID,
+    "logistic": K.SIGMOID,
     "hardsigmoid": K.HARD_SIGMOID,
     "tanh": K.TANH,
-    "softmax": K.SOFTMAX, "logsoftmax": K.SOFTMAX,
+    "softmax": K.SOFTMAX,
+    "logsoftmax": K.SOFTMAX,
     "softplus": K.SOFTPLUS,
-    "gelu": K.GELU, "gelunew": K.GELU, "gelupytorchtanh": K.GELU, "gelufast": K.GELU,
-    "quickgelu": K.GELU, "geluaccurate": K.GELU, "gelu10": K.GELU, "gelupython": K.GELU,
+    "gelu": K.GELU,
+    "gelunew": K.GELU,
+    "gelupytorchtanh": K.GELU,
+    "gelufast": K.GELU,
+    "quickgelu": K.GELU,
+    "geluaccurate": K.GELU,
+    "gelu10": K.GELU,
+    "gelupython": K.GELU,
     "approximategelu": K.GELU,
-    "silu": K.SILU, "swish": K.SILU, "swiglu": K.SILU, "hardswish": K.SILU,
+    "silu": K.SILU,
+    "swish": K.SILU,
+    "swiglu": K.SILU,
+    "hardswish": K.SILU,
     "mish": K.MISH,
     "relu6": K.RELU6,
-    "linear": K.LINEAR, "identity": K.LINEAR, "none": K.LINEAR,
+    "linear": K.LINEAR,
+    "identity": K.LINEAR,
+    "none": K.LINEAR,
 }
 
 # activations we recognise but have no rule for: kept as OTHER with their name (never relu-like)
-_OTHER_KNOWN = {"hardtanh", "softsign", "rrelu", "glu", "logsigmoid", "tanhshrink", "softshrink",
-                "hardshrink", "threshold", "exponential", "sin", "snake"}
+_OTHER_KNOWN = {
+    "hardtanh",
+    "softsign",
+    "rrelu",
+    "glu",
+    "logsigmoid",
+    "tanhshrink",
+    "softshrink",
+    "hardshrink",
+    "threshold",
+    "exponential",
+    "sin",
+    "snake",
+}
 
 # default negative slopes (torch LeakyReLU 0.01, Keras 3 LeakyReLU 0.2, ONNX LeakyRelu 0.01)
 DEFAULT_PARAM = {K.LEAKY_RELU: 0.01, K.ELU: 1.0}
@@ -49,8 +77,9 @@ def _key(name: str) -> str:
     return re.sub(r"[\s_\-]", "", name.strip().lower())
 
 
-def parse_activation(name: str | None, *, param: float | None = None, source: str = "graph",
-                     strict: bool = False) -> Activation | None:
+def parse_activation(
+    name: str | None, *, param: float | None = None, source: str = "graph", strict: bool = False
+) -> Activation | None:
     """Map any framework's activation name to an :class:`Activation`.
 
     Unknown names give ``Activation(OTHER, raw=name)`` (we know *something* follows, not what),

@@ -21,23 +21,42 @@ from .model import Convention, LoadedModel, Loader
 from .report import FileReport, Report, Severity
 
 
-def make_config(*, select: str | Iterable[str] = (), ignore: str | Iterable[str] = (),
-                fail_on: str | Severity = Severity.ERROR, min_confidence: float = 0.0,
-                activation: Iterable[str] | Mapping[str, str] = (),
-                severity: Mapping[str, str | Severity] | None = None,
-                tensor_ignores: Iterable[TensorIgnore] = (),
-                max_seconds: float | None = None) -> AuditConfig:
+def make_config(
+    *,
+    select: str | Iterable[str] = (),
+    ignore: str | Iterable[str] = (),
+    fail_on: str | Severity = Severity.ERROR,
+    min_confidence: float = 0.0,
+    activation: Iterable[str] | Mapping[str, str] = (),
+    severity: Mapping[str, str | Severity] | None = None,
+    tensor_ignores: Iterable[TensorIgnore] = (),
+    max_seconds: float | None = None,
+) -> AuditConfig:
     """Build an AuditConfig from plain values, validated like the command line: ValueError (a
     :class:`~initaudit.selector.SelectorError` for rules) naming the argument and the problem."""
-    return _overrides_to_config(_validated(select=select, ignore=ignore, fail_on=fail_on,
-                                           min_confidence=min_confidence, activation=activation,
-                                           severity=severity),
-                                tensor_ignores=tuple(tensor_ignores), max_seconds=max_seconds)
+    return _overrides_to_config(
+        _validated(
+            select=select,
+            ignore=ignore,
+            fail_on=fail_on,
+            min_confidence=min_confidence,
+            activation=activation,
+            severity=severity,
+        ),
+        tensor_ignores=tuple(tensor_ignores),
+        max_seconds=max_seconds,
+    )
 
 
-def _validated(*, select: Any = None, ignore: Any = None, fail_on: Any = None,
-               min_confidence: Any = None, activation: Any = None,
-               severity: Any = None) -> dict[str, Any]:
+def _validated(
+    *,
+    select: Any = None,
+    ignore: Any = None,
+    fail_on: Any = None,
+    min_confidence: Any = None,
+    activation: Any = None,
+    severity: Any = None,
+) -> dict[str, Any]:
     """The keyword arguments checked and keyed like the config file (None: not given)."""
     from .selector import parse
 
@@ -49,13 +68,23 @@ def _validated(*, select: Any = None, ignore: Any = None, fail_on: Any = None,
     if fail_on is not None:
         out["fail-on"] = fail_on if isinstance(fail_on, Severity) else Severity.parse(str(fail_on))
     if min_confidence is not None:
-        if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) \
-                or not 0.0 <= float(min_confidence) <= 1.0:
-            raise ValueError(f"min_confidence must be a number between 0 and 1, not {min_confidence!r}")
+        if (
+            isinstance(min_confidence, bool)
+            or not isinstance(min_confidence, (int, float))
+            or not 0.0 <= float(min_confidence) <= 1.0
+        ):
+            raise ValueError(
+                f"min_confidence must be a number between 0 and 1, not {min_confidence!r}"
+            )
         out["min-confidence"] = float(min_confidence)
     if activation is not None:
-        texts = ([f"{k}={v}" for k, v in activation.items()] if isinstance(activation, Mapping)
-                 else [activation] if isinstance(activation, str) else list(activation))
+        texts = (
+            [f"{k}={v}" for k, v in activation.items()]
+            if isinstance(activation, Mapping)
+            else [activation]
+            if isinstance(activation, str)
+            else list(activation)
+        )
         for text in texts:
             ActivationHint.parse(text)  # ValueError naming the problem
         out["activation"] = tuple(texts)
@@ -66,29 +95,43 @@ def _validated(*, select: Any = None, ignore: Any = None, fail_on: Any = None,
         for key, value in dict(severity).items():
             rule = find_rule(str(key))
             if rule is None:
-                raise ValueError(f"severity: unknown rule {key!r} (run `initaudit rules` to list them)")
+                raise ValueError(
+                    f"severity: unknown rule {key!r} (run `initaudit rules` to list them)"
+                )
             table[rule.code] = value if isinstance(value, Severity) else Severity.parse(str(value))
         out["severity"] = table
     return out
 
 
-def _overrides_to_config(values: Mapping[str, Any], *, tensor_ignores: tuple[TensorIgnore, ...] = (),
-                         max_seconds: float | None = None) -> AuditConfig:
+def _overrides_to_config(
+    values: Mapping[str, Any],
+    *,
+    tensor_ignores: tuple[TensorIgnore, ...] = (),
+    max_seconds: float | None = None,
+) -> AuditConfig:
     from .config import resolve
 
     settings = resolve(None, values)
     config = settings.audit_config()
-    return replace(config, tensor_ignores=tensor_ignores or config.tensor_ignores,
-                   max_seconds=max_seconds)
+    return replace(
+        config, tensor_ignores=tensor_ignores or config.tensor_ignores, max_seconds=max_seconds
+    )
 
 
-def audit(obj: Any, *, config: AuditConfig | None = None,
-          select: str | Iterable[str] | None = None, ignore: str | Iterable[str] | None = None,
-          fail_on: str | Severity | None = None, min_confidence: float | None = None,
-          activation: Iterable[str] | Mapping[str, str] | None = None,
-          severity: Mapping[str, str | Severity] | None = None,
-          max_seconds: float | None = None,
-          config_file: str | os.PathLike[str] | None = None, use_config: bool = True) -> Report:
+def audit(
+    obj: Any,
+    *,
+    config: AuditConfig | None = None,
+    select: str | Iterable[str] | None = None,
+    ignore: str | Iterable[str] | None = None,
+    fail_on: str | Severity | None = None,
+    min_confidence: float | None = None,
+    activation: Iterable[str] | Mapping[str, str] | None = None,
+    severity: Mapping[str, str | Severity] | None = None,
+    max_seconds: float | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    use_config: bool = True,
+) -> Report:
     """Audit one object (or a list/tuple of paths) and return the Report.
 
     Without ``config``, the settings come from the nearest ``initaudit.toml`` /
@@ -98,12 +141,23 @@ def audit(obj: Any, *, config: AuditConfig | None = None,
     the file and are validated like the command-line options: an unknown rule, a selector that
     matches nothing (``select=["IA9"]``), a bad severity raise ValueError.
     """
-    overrides = _validated(select=select, ignore=ignore, fail_on=fail_on,
-                           min_confidence=min_confidence, activation=activation, severity=severity)
+    overrides = _validated(
+        select=select,
+        ignore=ignore,
+        fail_on=fail_on,
+        min_confidence=min_confidence,
+        activation=activation,
+        severity=severity,
+    )
     if max_seconds is not None and not max_seconds > 0:
         raise ValueError(f"max_seconds must be a positive number of seconds, not {max_seconds}")
-    objs = list(obj) if isinstance(obj, (list, tuple)) and obj and all(
-        isinstance(o, (str, os.PathLike)) for o in obj) else [obj]
+    objs = (
+        list(obj)
+        if isinstance(obj, (list, tuple))
+        and obj
+        and all(isinstance(o, (str, os.PathLike)) for o in obj)
+        else [obj]
+    )
 
     def config_for(item: Any) -> AuditConfig:
         if config is not None:
@@ -113,8 +167,11 @@ def audit(obj: Any, *, config: AuditConfig | None = None,
         from .config import settings_for
 
         where = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
-        settings = settings_for(where, config_file=None if config_file is None else os.fspath(config_file),
-                                overrides=overrides)
+        settings = settings_for(
+            where,
+            config_file=None if config_file is None else os.fspath(config_file),
+            overrides=overrides,
+        )
         return replace(settings.audit_config(), max_seconds=max_seconds)
 
     return Report(files=[audit_one(o, config_for(o)) for o in objs])
@@ -151,8 +208,10 @@ def to_model(obj: Any) -> LoadedModel:
         return from_keras_model(obj)
     if isinstance(obj, Mapping):
         return from_arrays(obj)
-    raise TypeError(f"initaudit.audit() cannot audit a {type(obj).__name__}: pass a path, an "
-                    "onnx.ModelProto, a torch.nn.Module, a Keras model or a dict of numpy arrays")
+    raise TypeError(
+        f"initaudit.audit() cannot audit a {type(obj).__name__}: pass a path, an "
+        "onnx.ModelProto, a torch.nn.Module, a Keras model or a dict of numpy arrays"
+    )
 
 
 def _holding(arr: np.ndarray) -> Loader:
@@ -160,19 +219,32 @@ def _holding(arr: np.ndarray) -> Loader:
     return lambda: arr
 
 
-def from_arrays(arrays: Mapping[str, Any], convention: Convention = Convention.TORCH,
-                label: str = "<arrays>") -> LoadedModel:
+def from_arrays(
+    arrays: Mapping[str, Any], convention: Convention = Convention.TORCH, label: str = "<arrays>"
+) -> LoadedModel:
     from .accounting import inventory_entry
     from .loaders.statedict import FlatTensor, group_state_dict
 
     flat = []
     for name, value in arrays.items():
         arr = np.asarray(value)
-        flat.append(FlatTensor(name=str(name), shape=tuple(int(d) for d in arr.shape),
-                               dtype=str(arr.dtype), load=_holding(arr)))
+        flat.append(
+            FlatTensor(
+                name=str(name),
+                shape=tuple(int(d) for d in arr.shape),
+                dtype=str(arr.dtype),
+                load=_holding(arr),
+            )
+        )
     layers, loose = group_state_dict(flat, convention)
-    model = LoadedModel(path=label, format="in-memory", layers=layers, loose_tensors=loose,
-                        framework="numpy", has_graph=False)
+    model = LoadedModel(
+        path=label,
+        format="in-memory",
+        layers=layers,
+        loose_tensors=loose,
+        framework="numpy",
+        has_graph=False,
+    )
     # the container is the mapping itself: every array in it, mapped or not
     model.inventory = [inventory_entry(f.name, f.shape, f.dtype) for f in flat]
     return model

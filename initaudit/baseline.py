@@ -70,15 +70,24 @@ def fingerprint(code: str, path: str, tensor: str | None, layer: str | None) -> 
 
 
 def _entry(f: Finding, rel: str) -> dict[str, Any]:
-    return {"fingerprint": fingerprint(f.code, rel, f.tensor, f.layer), "code": f.code,
-            "name": f.name, "path": rel, "tensor": f.tensor, "layer": f.layer,
-            "severity": f.severity.value, "message": f.message}
+    return {
+        "fingerprint": fingerprint(f.code, rel, f.tensor, f.layer),
+        "code": f.code,
+        "name": f.name,
+        "path": rel,
+        "tensor": f.tensor,
+        "layer": f.layer,
+        "severity": f.severity.value,
+        "message": f.message,
+    }
 
 
 def build(report: Report, base_dir: str | os.PathLike[str]) -> dict[str, Any]:
     from . import __version__
 
-    entries = [_entry(f, relative_path(fr.path, base_dir)) for fr in report.files for f in fr.findings]
+    entries = [
+        _entry(f, relative_path(fr.path, base_dir)) for fr in report.files for f in fr.findings
+    ]
     entries.sort(key=lambda e: (e["path"], e["code"], e["tensor"] or "", e["layer"] or ""))
     return {_MARKER: VERSION, "tool_version": __version__, "findings": entries}
 
@@ -111,25 +120,37 @@ def read(path: str | os.PathLike[str]) -> Baseline:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BaselineError(f"{path}: no such baseline file (create it with --write-baseline)") from None
+        raise BaselineError(
+            f"{path}: no such baseline file (create it with --write-baseline)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BaselineError(f"{path}: cannot read the baseline ({exc})") from None
     except json.JSONDecodeError as exc:
         raise BaselineError(f"{path}: not a baseline: invalid JSON ({exc})") from None
     if not isinstance(data, dict) or _MARKER not in data:
-        raise BaselineError(f"{path}: not an initaudit baseline (no {_MARKER!r} key; create it "
-                            "with --write-baseline)")
+        raise BaselineError(
+            f"{path}: not an initaudit baseline (no {_MARKER!r} key; create it "
+            "with --write-baseline)"
+        )
     if data[_MARKER] != VERSION:
-        raise BaselineError(f"{path}: baseline version {data[_MARKER]!r} is not supported "
-                            f"(this initaudit reads version {VERSION})")
+        raise BaselineError(
+            f"{path}: baseline version {data[_MARKER]!r} is not supported "
+            f"(this initaudit reads version {VERSION})"
+        )
     entries = data.get("findings")
     if not isinstance(entries, list):
         raise BaselineError(f"{path}: 'findings' must be a list")
     prints: Counter[str] = Counter()
     by_print: dict[str, dict[str, Any]] = {}
     for index, e in enumerate(entries):
-        if not isinstance(e, dict) or not isinstance(e.get("code"), str) or not isinstance(e.get("path"), str):
-            raise BaselineError(f"{path}: findings[{index}]: needs at least 'code' and 'path' strings")
+        if (
+            not isinstance(e, dict)
+            or not isinstance(e.get("code"), str)
+            or not isinstance(e.get("path"), str)
+        ):
+            raise BaselineError(
+                f"{path}: findings[{index}]: needs at least 'code' and 'path' strings"
+            )
         # recomputed rather than trusted: a hand-edited entry still matches on its fields
         key = fingerprint(e["code"], e["path"], e.get("tensor"), e.get("layer"))
         prints[key] += 1
@@ -154,15 +175,21 @@ def apply(report: Report, baseline: Baseline) -> BaselinedReport:
             if remaining[key] > 0:
                 remaining[key] -= 1
                 absorbed += 1
-                accepted.append(Suppression(finding=f, kind="baseline", justification=justification))
+                accepted.append(
+                    Suppression(finding=f, kind="baseline", justification=justification)
+                )
             else:
                 kept.append(f)
         # replace(): every other field (coverage, state, signal...) survives the filtering
         files.append(replace(fr, findings=kept, suppressed=accepted))
-    stale = [baseline.entries[key] for key, n in sorted(remaining.items())
-             if n > 0 and baseline.entries.get(key, {}).get("path") in audited]
-    return BaselinedReport(files=files, baselined=absorbed, baseline_path=str(baseline.path),
-                           stale=stale)
+    stale = [
+        baseline.entries[key]
+        for key, n in sorted(remaining.items())
+        if n > 0 and baseline.entries.get(key, {}).get("path") in audited
+    ]
+    return BaselinedReport(
+        files=files, baselined=absorbed, baseline_path=str(baseline.path), stale=stale
+    )
 
 
 def apply_ignores(fr: FileReport, ignores: Iterable[Any]) -> FileReport:
@@ -179,8 +206,9 @@ def apply_ignores(fr: FileReport, ignores: Iterable[Any]) -> FileReport:
         if match is None:
             kept.append(f)
         else:
-            suppressed.append(Suppression(finding=f, kind="external", justification=match.reason,
-                                          ignore=match))
+            suppressed.append(
+                Suppression(finding=f, kind="external", justification=match.reason, ignore=match)
+            )
     return replace(fr, findings=kept, suppressed=suppressed)
 
 
@@ -191,5 +219,16 @@ def stale_ignores(report: Report, ignores: Iterable[Any]) -> list[Any]:
     return [ig for ig in dict.fromkeys(ignores) if id(ig) not in used and ig not in used_eq]
 
 
-__all__ = ["Baseline", "BaselineError", "BaselinedReport", "apply", "apply_ignores", "build",
-           "fingerprint", "read", "relative_path", "stale_ignores", "write"]
+__all__ = [
+    "Baseline",
+    "BaselineError",
+    "BaselinedReport",
+    "apply",
+    "apply_ignores",
+    "build",
+    "fingerprint",
+    "read",
+    "relative_path",
+    "stale_ignores",
+    "write",
+]

@@ -38,9 +38,20 @@ def _classes() -> dict[str, type]:
     from . import report
     from .engine import TensorIgnore
 
-    return {c.__name__: c for c in (report.FileReport, report.TensorReport, report.TensorStats,
-                                    report.SchemeResult, report.Candidate, report.Finding,
-                                    report.Coverage, report.Suppression, TensorIgnore)}
+    return {
+        c.__name__: c
+        for c in (
+            report.FileReport,
+            report.TensorReport,
+            report.TensorStats,
+            report.SchemeResult,
+            report.Candidate,
+            report.Finding,
+            report.Coverage,
+            report.Suppression,
+            TensorIgnore,
+        )
+    }
 
 
 def _enums() -> dict[str, type[enum.Enum]]:
@@ -52,8 +63,10 @@ def _enums() -> dict[str, type[enum.Enum]]:
 def encode(obj: Any) -> Any:
     """Lossless JSON for the report classes (tuples, enums, NaN, numpy scalars kept)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__dc__": type(obj).__name__,
-                **{f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+        return {
+            "__dc__": type(obj).__name__,
+            **{f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+        }
     if isinstance(obj, enum.Enum):
         return {"__enum__": type(obj).__name__, "v": obj.value}
     if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
@@ -119,7 +132,9 @@ def content_key(path: str) -> str | None:
                     s = os.stat(os.path.join(root, name))
                 except OSError:
                     return None
-                parts.append(f"{os.path.relpath(os.path.join(root, name), path)}:{s.st_size}:{s.st_mtime_ns}")
+                parts.append(
+                    f"{os.path.relpath(os.path.join(root, name), path)}:{s.st_size}:{s.st_mtime_ns}"
+                )
         return "dir:" + ";".join(parts)
     key = f"file:{st.st_size}:{st.st_mtime_ns}"
     if path.endswith(".safetensors") and st.st_size >= 8:
@@ -137,8 +152,11 @@ def _config_key(config: AuditConfig) -> str:
 
 
 def _config_fields(config: AuditConfig) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-            if f.name not in ("progress", "workers")}
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in ("progress", "workers")
+    }
 
 
 class ResultCache:
@@ -183,8 +201,9 @@ class ResultCache:
                 pass
 
 
-def cached_audit(path: str, config: AuditConfig,
-                 audit: Callable[[str, AuditConfig], FileReport]) -> FileReport:
+def cached_audit(
+    path: str, config: AuditConfig, audit: Callable[[str, AuditConfig], FileReport]
+) -> FileReport:
     """``audit(path, config)`` through the cache of ``config.cache_dir`` (when set)."""
     if not config.cache_dir:
         return audit(path, config)
@@ -194,8 +213,10 @@ def cached_audit(path: str, config: AuditConfig,
         hit = cache.get(key)
         if hit is not None:
             # said, not hidden: the numbers are those of the run that wrote the entry
-            hit.notes.append("answered from the results cache: content key unchanged since the "
-                             "audit that wrote it")
+            hit.notes.append(
+                "answered from the results cache: content key unchanged since the "
+                "audit that wrote it"
+            )
             return hit
     report = audit(path, config)
     if key is not None:

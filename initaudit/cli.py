@@ -101,8 +101,15 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_version_callback,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version_callback,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Audit the weight initialization of neural-network checkpoints (ONNX, PyTorch,
     safetensors, Keras, .npz). Files are parsed, never executed.
@@ -112,61 +119,156 @@ def _root(
 
 
 # reusable option types: `check`, `config` and `inspect` share them
-_ConfigOpt = Annotated[Optional[str], typer.Option(
-    "--config", metavar="FILE", show_default=False,
-    help="Read the configuration from FILE (initaudit.toml, or a pyproject.toml with "
-         "[tool.initaudit]) instead of searching from the working directory upward.")]
-_SelectOpt = Annotated[Optional[list[str]], typer.Option(
-    "--select", metavar="RULES", show_default=False,
-    help="Only these rules: comma-separated codes or names; a prefix like IA1 selects a "
-         "family. Repeatable.")]
-_ExtendSelectOpt = Annotated[Optional[list[str]], typer.Option(
-    "--extend-select", metavar="RULES", show_default=False,
-    help="Rules added to the configured --select. Repeatable.")]
-_IgnoreOpt = Annotated[Optional[list[str]], typer.Option(
-    "--ignore", metavar="RULES", show_default=False,
-    help="Leave out these rules (codes, names or prefixes). Repeatable.")]
-_ExtendIgnoreOpt = Annotated[Optional[list[str]], typer.Option(
-    "--extend-ignore", metavar="RULES", show_default=False,
-    help="Rules left out in addition to the configured ignore. Repeatable.")]
-_FailOnOpt = Annotated[Optional[str], typer.Option(
-    "--fail-on", metavar="SEVERITY", show_default=False,
-    help="Exit 1 when a finding is at or above this severity: error, warning or info "
-         "(default: error).")]
-_MinConfidenceOpt = Annotated[Optional[float], typer.Option(
-    "--min-confidence", metavar="FLOAT", show_default=False,
-    help="Drop findings whose confidence is below this (0 to 1; default: 0).")]
-_ActivationOpt = Annotated[Optional[list[str]], typer.Option(
-    "--activation", metavar="PATTERN=ACT", show_default=False,
-    help="The activation after the layers matching the glob PATTERN, for files without a "
-         "graph (e.g. 'encoder.*.fc1=gelu'). Repeatable; the last match wins.")]
-_IncludeOpt = Annotated[Optional[list[str]], typer.Option(
-    "--include", metavar="GLOB", show_default=False,
-    help="In directories and globs, only files matching GLOB (path or file name). Repeatable.")]
-_ExcludeOpt = Annotated[Optional[list[str]], typer.Option(
-    "--exclude", metavar="GLOB", show_default=False,
-    help="In directories and globs, skip files and folders matching GLOB. Repeatable.")]
-_JobsOpt = Annotated[Optional[int], typer.Option(
-    "--jobs", "-j", metavar="N", show_default=False,
-    help="Audit files in N parallel processes (0 = one per CPU; default: 1). The output "
-         "order does not depend on it.")]
-_NoColorOpt = Annotated[bool, typer.Option(
-    "--no-color", help="No colours (also when NO_COLOR is set or output is not a terminal).")]
+_ConfigOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        show_default=False,
+        help="Read the configuration from FILE (initaudit.toml, or a pyproject.toml with "
+        "[tool.initaudit]) instead of searching from the working directory upward.",
+    ),
+]
+_SelectOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--select",
+        metavar="RULES",
+        show_default=False,
+        help="Only these rules: comma-separated codes or names; a prefix like IA1 selects a "
+        "family. Repeatable.",
+    ),
+]
+_ExtendSelectOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--extend-select",
+        metavar="RULES",
+        show_default=False,
+        help="Rules added to the configured --select. Repeatable.",
+    ),
+]
+_IgnoreOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--ignore",
+        metavar="RULES",
+        show_default=False,
+        help="Leave out these rules (codes, names or prefixes). Repeatable.",
+    ),
+]
+_ExtendIgnoreOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--extend-ignore",
+        metavar="RULES",
+        show_default=False,
+        help="Rules left out in addition to the configured ignore. Repeatable.",
+    ),
+]
+_FailOnOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--fail-on",
+        metavar="SEVERITY",
+        show_default=False,
+        help="Exit 1 when a finding is at or above this severity: error, warning or info "
+        "(default: error).",
+    ),
+]
+_MinConfidenceOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--min-confidence",
+        metavar="FLOAT",
+        show_default=False,
+        help="Drop findings whose confidence is below this (0 to 1; default: 0).",
+    ),
+]
+_ActivationOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--activation",
+        metavar="PATTERN=ACT",
+        show_default=False,
+        help="The activation after the layers matching the glob PATTERN, for files without a "
+        "graph (e.g. 'encoder.*.fc1=gelu'). Repeatable; the last match wins.",
+    ),
+]
+_IncludeOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--include",
+        metavar="GLOB",
+        show_default=False,
+        help="In directories and globs, only files matching GLOB (path or file name). Repeatable.",
+    ),
+]
+_ExcludeOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--exclude",
+        metavar="GLOB",
+        show_default=False,
+        help="In directories and globs, skip files and folders matching GLOB. Repeatable.",
+    ),
+]
+_JobsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--jobs",
+        "-j",
+        metavar="N",
+        show_default=False,
+        help="Audit files in N parallel processes (0 = one per CPU; default: 1). The output "
+        "order does not depend on it.",
+    ),
+]
+_NoColorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-color", help="No colours (also when NO_COLOR is set or output is not a terminal)."
+    ),
+]
 
 
-@app.command("check", cls=_CheckCommand, epilog=_EPILOG,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@app.command(
+    "check",
+    cls=_CheckCommand,
+    epilog=_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 def check(
-    paths: Annotated[list[str], typer.Argument(
-        metavar="PATH", show_default=False, hidden=True,  # described in the docstring
-        help="Checkpoint files, directories or quoted globs to audit.")],
-    format: Annotated[Optional[str], typer.Option(
-        "--format", "-f", metavar="FORMAT", show_default=False,
-        help="Output format: human (default), json, sarif, github, junit, markdown, gitlab "
-             "(GitLab Code Quality) or html (a self-contained page with charts).")] = None,
-    output: Annotated[Optional[str], typer.Option(
-        "--output", "-o", metavar="FILE", help="Write the report to FILE instead of stdout.",
-        show_default=False)] = None,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATH",
+            show_default=False,
+            hidden=True,  # described in the docstring
+            help="Checkpoint files, directories or quoted globs to audit.",
+        ),
+    ],
+    format: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            show_default=False,
+            help="Output format: human (default), json, sarif, github, junit, markdown, gitlab "
+            "(GitLab Code Quality) or html (a self-contained page with charts).",
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write the report to FILE instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
     fail_on: _FailOnOpt = None,
     select: _SelectOpt = None,
     extend_select: _ExtendSelectOpt = None,
@@ -175,59 +277,133 @@ def check(
     min_confidence: _MinConfidenceOpt = None,
     activation: _ActivationOpt = None,
     config_file: _ConfigOpt = None,
-    baseline: Annotated[Optional[str], typer.Option(
-        "--baseline", metavar="FILE", show_default=False,
-        help="Report and fail only on findings not recorded in FILE (see --write-baseline).")] = None,
-    write_baseline: Annotated[Optional[str], typer.Option(
-        "--write-baseline", metavar="FILE", show_default=False,
-        help="Record this run's findings in FILE and exit 0 (2 if a file could not be read).")] = None,
-    statistics: Annotated[bool, typer.Option(
-        "--statistics", help="Print the number of findings per rule instead of the report.")] = False,
-    max_seconds: Annotated[Optional[float], typer.Option(
-        "--max-seconds", metavar="SECONDS", show_default=False,
-        help="Time budget per file for the tensor analysis; tensors not reached are reported as "
-             "skipped and the file as partial, never as clean.")] = None,
-    probe: Annotated[bool, typer.Option(
-        "--probe", help="For ONNX models, run the model with onnxruntime on random inputs and show "
-                        "the measured activation std per layer next to the prediction (needs "
-                        "the [probe] extra).")] = False,
+    baseline: Annotated[
+        Optional[str],
+        typer.Option(
+            "--baseline",
+            metavar="FILE",
+            show_default=False,
+            help="Report and fail only on findings not recorded in FILE (see --write-baseline).",
+        ),
+    ] = None,
+    write_baseline: Annotated[
+        Optional[str],
+        typer.Option(
+            "--write-baseline",
+            metavar="FILE",
+            show_default=False,
+            help="Record this run's findings in FILE and exit 0 (2 if a file could not be read).",
+        ),
+    ] = None,
+    statistics: Annotated[
+        bool,
+        typer.Option(
+            "--statistics", help="Print the number of findings per rule instead of the report."
+        ),
+    ] = False,
+    max_seconds: Annotated[
+        Optional[float],
+        typer.Option(
+            "--max-seconds",
+            metavar="SECONDS",
+            show_default=False,
+            help="Time budget per file for the tensor analysis; tensors not reached are reported as "
+            "skipped and the file as partial, never as clean.",
+        ),
+    ] = None,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="For ONNX models, run the model with onnxruntime on random inputs and show "
+            "the measured activation std per layer next to the prediction (needs "
+            "the [probe] extra).",
+        ),
+    ] = False,
     jobs: _JobsOpt = None,
     include: _IncludeOpt = None,
     exclude: _ExcludeOpt = None,
-    verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", help="List every tensor, biases and norms included.")] = False,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="Only the findings and the summary.")] = False,
-    exit_zero: Annotated[bool, typer.Option(
-        "--exit-zero", help="Exit 0 even with findings (an unreadable file still exits 2, an "
-                            "incomplete audit 3).")] = False,
-    allow_partial: Annotated[bool, typer.Option(
-        "--allow-partial", help="Do not fail (exit 3) when a file was only partly audited "
-                                "(skipped tensors, time budget, left-out content); config key "
-                                "allow-partial.")] = False,
-    no_ignore: Annotated[bool, typer.Option(
-        "--no-ignore", help="In folders, also walk what .gitignore, hidden folders, virtualenvs "
-                            "and build/, dist/ would leave out.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="List every tensor, biases and norms included.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the findings and the summary.")
+    ] = False,
+    exit_zero: Annotated[
+        bool,
+        typer.Option(
+            "--exit-zero",
+            help="Exit 0 even with findings (an unreadable file still exits 2, an "
+            "incomplete audit 3).",
+        ),
+    ] = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="Do not fail (exit 3) when a file was only partly audited "
+            "(skipped tensors, time budget, left-out content); config key "
+            "allow-partial.",
+        ),
+    ] = False,
+    no_ignore: Annotated[
+        bool,
+        typer.Option(
+            "--no-ignore",
+            help="In folders, also walk what .gitignore, hidden folders, virtualenvs "
+            "and build/, dist/ would leave out.",
+        ),
+    ] = False,
     no_color: _NoColorOpt = False,
-    sample_only: Annotated[bool, typer.Option(
-        "--sample-only", help="Remote safetensors (s3://, hf://, https://): fetch only sampled "
-                              "byte ranges of each tensor; the rules that need every element "
-                              "(nonfinite-weights, duplicate-neurons, dead-units) are reported "
-                              "as not applied.")] = False,
-    executor: Annotated[Optional[str], typer.Option(
-        "--executor", metavar="ENGINE", show_default=False,
-        help="Run one task per file on a distributed engine: dask (the [distributed] extra). "
-             "Without --address a local cluster of --jobs workers is started. Default: local "
-             "processes (--jobs).")] = None,
-    address: Annotated[Optional[str], typer.Option(
-        "--address", metavar="ADDR", show_default=False,
-        help="Scheduler address for --executor (e.g. tcp://10.0.0.5:8786).")] = None,
-    cache: Annotated[Optional[str], typer.Option(
-        "--cache", metavar="DIR", show_default=False,
-        help="Results cache: a file whose content key (ETag for remote objects, size, mtime "
-             "and safetensors header for local files) is unchanged is not audited again.")] = None,
-    version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=_version_callback, help="Print the version and exit.")] = False,
+    sample_only: Annotated[
+        bool,
+        typer.Option(
+            "--sample-only",
+            help="Remote safetensors (s3://, hf://, https://): fetch only sampled "
+            "byte ranges of each tensor; the rules that need every element "
+            "(nonfinite-weights, duplicate-neurons, dead-units) are reported "
+            "as not applied.",
+        ),
+    ] = False,
+    executor: Annotated[
+        Optional[str],
+        typer.Option(
+            "--executor",
+            metavar="ENGINE",
+            show_default=False,
+            help="Run one task per file on a distributed engine: dask (the [distributed] extra). "
+            "Without --address a local cluster of --jobs workers is started. Default: local "
+            "processes (--jobs).",
+        ),
+    ] = None,
+    address: Annotated[
+        Optional[str],
+        typer.Option(
+            "--address",
+            metavar="ADDR",
+            show_default=False,
+            help="Scheduler address for --executor (e.g. tcp://10.0.0.5:8786).",
+        ),
+    ] = None,
+    cache: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cache",
+            metavar="DIR",
+            show_default=False,
+            help="Results cache: a file whose content key (ETag for remote objects, size, mtime "
+            "and safetensors header for local files) is unchanged is not audited again.",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version_callback,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Audit checkpoints: which init scheme each layer's weights follow, and whether it fits
     the activation after it.
@@ -242,10 +418,19 @@ def check(
     from .selector import SelectorError
 
     try:
-        overrides = _overrides(fail_on=fail_on, select=select, extend_select=extend_select,
-                               ignore=ignore, extend_ignore=extend_ignore,
-                               min_confidence=min_confidence, activation=activation,
-                               include=include, exclude=exclude, jobs=jobs, format=format)
+        overrides = _overrides(
+            fail_on=fail_on,
+            select=select,
+            extend_select=extend_select,
+            ignore=ignore,
+            extend_ignore=extend_ignore,
+            min_confidence=min_confidence,
+            activation=activation,
+            include=include,
+            exclude=exclude,
+            jobs=jobs,
+            format=format,
+        )
         if allow_partial:
             overrides["allow-partial"] = True
         # run-wide settings (format, jobs, fail-on): --config, else the config nearest the first
@@ -253,7 +438,9 @@ def check(
         settings = _settings_for(paths[0] if paths else None, config_file, overrides)
         config = settings.audit_config()
         if max_seconds is not None and not max_seconds > 0:
-            raise UsageError(f"--max-seconds must be a positive number of seconds, not {max_seconds}")
+            raise UsageError(
+                f"--max-seconds must be a positive number of seconds, not {max_seconds}"
+            )
         fmt = settings.format
         reporter = None if statistics else _reporter(fmt)
         if statistics and fmt not in ("human", "json"):
@@ -263,7 +450,9 @@ def check(
 
         stats = DiscoveryStats()
         if executor is not None and executor not in ("dask",):
-            raise UsageError(f"--executor must be dask (or omitted for local processes), not {executor!r}")
+            raise UsageError(
+                f"--executor must be dask (or omitted for local processes), not {executor!r}"
+            )
         if address is not None and executor is None:
             raise UsageError("--address needs --executor")
         inputs = []
@@ -272,14 +461,26 @@ def check(
                 inputs += _remote_inputs(arg)
                 continue
             arg_settings = _settings_for(arg, config_file, overrides)
-            inputs += discover_inputs([arg], include=arg_settings.include, exclude=arg_settings.exclude,
-                                      respect_ignore=not no_ignore, stats=stats)
+            inputs += discover_inputs(
+                [arg],
+                include=arg_settings.include,
+                exclude=arg_settings.exclude,
+                respect_ignore=not no_ignore,
+                stats=stats,
+            )
         inputs = _dedupe(inputs)
         # each file audited with the config nearest to it
-        configs = {i.path: dataclasses.replace(_settings_for(i.path, config_file, overrides).audit_config(),
-                                               max_seconds=max_seconds, probe=probe,
-                                               sample_only=sample_only, cache_dir=cache)
-                   for i in inputs if i.problem is None}
+        configs = {
+            i.path: dataclasses.replace(
+                _settings_for(i.path, config_file, overrides).audit_config(),
+                max_seconds=max_seconds,
+                probe=probe,
+                sample_only=sample_only,
+                cache_dir=cache,
+            )
+            for i in inputs
+            if i.problem is None
+        }
         sink = _open_output(output)
     except (UsageError, ConfigError, BaselineError, SelectorError) as exc:
         _error(str(exc))
@@ -287,14 +488,24 @@ def check(
     config = dataclasses.replace(config, max_seconds=max_seconds, probe=probe)
     for path, kind in stats.not_regular:
         _warn(f"{path}: {kind}, not a regular file: skipped (never opened)")
-    if (stats.walked and stats.models and not quiet and fmt == "human"
-            and (stats.looked_at > stats.models or stats.ignored)):
+    if (
+        stats.walked
+        and stats.models
+        and not quiet
+        and fmt == "human"
+        and (stats.looked_at > stats.models or stats.ignored)
+    ):
         print(f"{PROG}: {stats.line()}", file=sys.stderr)
 
     try:
-        result = _audit_all(inputs, configs, jobs=settings.jobs,
-                            progress=not quiet and (fmt == "human" or output not in (None, "-")),
-                            executor=executor, address=address)
+        result = _audit_all(
+            inputs,
+            configs,
+            jobs=settings.jobs,
+            progress=not quiet and (fmt == "human" or output not in (None, "-")),
+            executor=executor,
+            address=address,
+        )
     except Exception as exc:
         from .distributed import DistributedError
 
@@ -310,8 +521,10 @@ def check(
         except BaselineError as exc:
             _error(str(exc))
             raise typer.Exit(2) from None
-        print(f"{PROG}: wrote {n} finding{'s' if n != 1 else ''} to the baseline {write_baseline}",
-              file=sys.stderr)
+        print(
+            f"{PROG}: wrote {n} finding{'s' if n != 1 else ''} to the baseline {write_baseline}",
+            file=sys.stderr,
+        )
     if accepted is not None:
         from .baseline import apply
 
@@ -319,22 +532,41 @@ def check(
         if result.stale:
             n = len(result.stale)
             first = result.stale[0]
-            _warn(f"{baseline}: {n} baseline entr{'ies' if n != 1 else 'y'} of the audited files "
-                  f"match no finding (fixed or renamed? e.g. {first.get('code')} "
-                  f"{first.get('tensor') or first.get('layer') or ''} in {first.get('path')}); "
-                  "regenerate it with --write-baseline")
+            _warn(
+                f"{baseline}: {n} baseline entr{'ies' if n != 1 else 'y'} of the audited files "
+                f"match no finding (fixed or renamed? e.g. {first.get('code')} "
+                f"{first.get('tensor') or first.get('layer') or ''} in {first.get('path')}); "
+                "regenerate it with --write-baseline"
+            )
     if stats.walked:  # on a few files (pre-commit) most ignores have nothing to match
         _warn_stale_ignores(result, configs.values())
 
     try:
         if sink is None:
-            _print_result(result, sys.stdout, config, fmt=fmt, statistics=statistics,
-                          color=_use_color(sys.stdout, no_color), verbose=verbose, quiet=quiet,
-                          reporter=reporter)
+            _print_result(
+                result,
+                sys.stdout,
+                config,
+                fmt=fmt,
+                statistics=statistics,
+                color=_use_color(sys.stdout, no_color),
+                verbose=verbose,
+                quiet=quiet,
+                reporter=reporter,
+            )
         else:
             with sink:
-                _print_result(result, sink, config, fmt=fmt, statistics=statistics, color=False,
-                              verbose=verbose, quiet=quiet, reporter=reporter)
+                _print_result(
+                    result,
+                    sink,
+                    config,
+                    fmt=fmt,
+                    statistics=statistics,
+                    color=False,
+                    verbose=verbose,
+                    quiet=quiet,
+                    reporter=reporter,
+                )
     except BrokenPipeError:
         raise  # the reader went away (`| head`): main() ends quietly
     except OSError as exc:
@@ -356,12 +588,15 @@ def _warn_stale_ignores(result: Report, configs: Iterable[AuditConfig]) -> None:
     for ig in stale_ignores(result, ignores):
         rules = ", ".join(ig.rules) if ig.rules else "every rule"
         where = f" in {ig.path}" if ig.path else ""
-        _warn(f"per-tensor-ignores: pattern {ig.pattern!r}{where} ({rules}) matched no finding; "
-              "remove it if it is no longer needed")
+        _warn(
+            f"per-tensor-ignores: pattern {ig.pattern!r}{where} ({rules}) matched no finding; "
+            "remove it if it is no longer needed"
+        )
 
 
-def _settings_for(path: Optional[str], config_file: Optional[str],
-                  overrides: dict[str, Any]) -> Settings:
+def _settings_for(
+    path: Optional[str], config_file: Optional[str], overrides: dict[str, Any]
+) -> Settings:
     from .config import settings_for
 
     return settings_for(path, config_file=config_file, overrides=overrides)
@@ -371,34 +606,63 @@ def _dedupe(inputs: list[Input]) -> list[Input]:
     seen: set[str] = set()
     out = []
     for item in inputs:
-        key = item.path if item.problem is not None else os.path.normcase(os.path.abspath(item.path))
+        key = (
+            item.path if item.problem is not None else os.path.normcase(os.path.abspath(item.path))
+        )
         if key not in seen:
             seen.add(key)
             out.append(item)
     return out
 
 
-def _settings(config_file: Optional[str], *, fail_on: Optional[str] = None,
-              select: Optional[list[str]] = None, extend_select: Optional[list[str]] = None,
-              ignore: Optional[list[str]] = None, extend_ignore: Optional[list[str]] = None,
-              min_confidence: Optional[float] = None, activation: Optional[list[str]] = None,
-              include: Optional[list[str]] = None, exclude: Optional[list[str]] = None,
-              jobs: Optional[int] = None, format: Optional[str] = None) -> Settings:
+def _settings(
+    config_file: Optional[str],
+    *,
+    fail_on: Optional[str] = None,
+    select: Optional[list[str]] = None,
+    extend_select: Optional[list[str]] = None,
+    ignore: Optional[list[str]] = None,
+    extend_ignore: Optional[list[str]] = None,
+    min_confidence: Optional[float] = None,
+    activation: Optional[list[str]] = None,
+    include: Optional[list[str]] = None,
+    exclude: Optional[list[str]] = None,
+    jobs: Optional[int] = None,
+    format: Optional[str] = None,
+) -> Settings:
     """The effective settings: defaults < config file < these command-line values."""
     from .config import load_settings
 
-    overrides = _overrides(fail_on=fail_on, select=select, extend_select=extend_select,
-                           ignore=ignore, extend_ignore=extend_ignore,
-                           min_confidence=min_confidence, activation=activation,
-                           include=include, exclude=exclude, jobs=jobs, format=format)
+    overrides = _overrides(
+        fail_on=fail_on,
+        select=select,
+        extend_select=extend_select,
+        ignore=ignore,
+        extend_ignore=extend_ignore,
+        min_confidence=min_confidence,
+        activation=activation,
+        include=include,
+        exclude=exclude,
+        jobs=jobs,
+        format=format,
+    )
     return load_settings(config_file, overrides)
 
 
-def _overrides(*, fail_on: Optional[str], select: Optional[list[str]],
-               extend_select: Optional[list[str]], ignore: Optional[list[str]],
-               extend_ignore: Optional[list[str]], min_confidence: Optional[float],
-               activation: Optional[list[str]], include: Optional[list[str]],
-               exclude: Optional[list[str]], jobs: Optional[int], format: Optional[str]) -> dict[str, Any]:
+def _overrides(
+    *,
+    fail_on: Optional[str],
+    select: Optional[list[str]],
+    extend_select: Optional[list[str]],
+    ignore: Optional[list[str]],
+    extend_ignore: Optional[list[str]],
+    min_confidence: Optional[float],
+    activation: Optional[list[str]],
+    include: Optional[list[str]],
+    exclude: Optional[list[str]],
+    jobs: Optional[int],
+    format: Optional[str],
+) -> dict[str, Any]:
     """Validate the command-line values (UsageError naming the option) and key them like the
     config file. Options not given are None: the file (or the default) decides."""
     from .activations import ActivationHint
@@ -413,9 +677,12 @@ def _overrides(*, fail_on: Optional[str], select: Optional[list[str]],
         if not 0.0 <= min_confidence <= 1.0:
             raise UsageError(f"--min-confidence must be between 0 and 1, not {min_confidence:g}")
         out["min-confidence"] = float(min_confidence)
-    for key, values, option in (("select", select, "--select"), ("ignore", ignore, "--ignore"),
-                                ("extend-select", extend_select, "--extend-select"),
-                                ("extend-ignore", extend_ignore, "--extend-ignore")):
+    for key, values, option in (
+        ("select", select, "--select"),
+        ("ignore", ignore, "--ignore"),
+        ("extend-select", extend_select, "--extend-select"),
+        ("extend-ignore", extend_ignore, "--extend-ignore"),
+    ):
         if values is not None:
             out[key] = _selectors(values, option)
     if activation is not None:
@@ -468,9 +735,15 @@ def _remote_inputs(arg: str) -> list[Input]:
         return [Input(arg, str(exc))]
 
 
-def _audit_all(inputs: list[Input], configs: dict[str, AuditConfig], *, jobs: int,
-               progress: bool, executor: Optional[str] = None,
-               address: Optional[str] = None) -> Report:
+def _audit_all(
+    inputs: list[Input],
+    configs: dict[str, AuditConfig],
+    *,
+    jobs: int,
+    progress: bool,
+    executor: Optional[str] = None,
+    address: Optional[str] = None,
+) -> Report:
     """Audit the discovered inputs (discover.Input) in input order, each with its own config.
     An argument that yielded nothing (an empty folder, a glob without match) is an unreadable
     input: exit 2."""
@@ -478,22 +751,47 @@ def _audit_all(inputs: list[Input], configs: dict[str, AuditConfig], *, jobs: in
     from .runner import audit_all
 
     paths = [i.path for i in inputs if i.problem is None]
-    if (len(paths) == 1 and len(inputs) == 1 and jobs <= 1 and executor is None
-            and not configs[paths[0]].cache_dir):
+    if (
+        len(paths) == 1
+        and len(inputs) == 1
+        and jobs <= 1
+        and executor is None
+        and not configs[paths[0]].cache_dir
+    ):
         return Report(files=[_audit_one(paths[0], configs[paths[0]], show_progress=progress)])
-    audited = iter(audit_all(paths, [configs[p] for p in paths], jobs=jobs, progress=progress,
-                             executor=executor, address=address))
-    files = [next(audited) if item.problem is None else
-             FileReport(path=item.path, format=None, status=Status.ERROR, error=item.problem)
-             for item in inputs]
+    audited = iter(
+        audit_all(
+            paths,
+            [configs[p] for p in paths],
+            jobs=jobs,
+            progress=progress,
+            executor=executor,
+            address=address,
+        )
+    )
+    files = [
+        next(audited)
+        if item.problem is None
+        else FileReport(path=item.path, format=None, status=Status.ERROR, error=item.problem)
+        for item in inputs
+    ]
     for fr in files:  # after the progress bar, in input order: stderr is deterministic too
         _report_unreadable(fr)
     return Report(files=files)
 
 
-def _print_result(result: Report, stream: TextIO, config: AuditConfig, *, fmt: str,
-                  statistics: bool, color: bool, verbose: bool, quiet: bool,
-                  reporter: ReportFunction | None) -> None:
+def _print_result(
+    result: Report,
+    stream: TextIO,
+    config: AuditConfig,
+    *,
+    fmt: str,
+    statistics: bool,
+    color: bool,
+    verbose: bool,
+    quiet: bool,
+    reporter: ReportFunction | None,
+) -> None:
     if statistics or reporter is None:  # no reporter is made for --statistics
         _print_statistics(result, stream, fmt=fmt, color=color)
     else:
@@ -501,8 +799,10 @@ def _print_result(result: Report, stream: TextIO, config: AuditConfig, *, fmt: s
     baselined = getattr(result, "baselined", None)
     if baselined is not None and fmt == "human":
         # the human summary line is the reporter's; the baseline is the CLI's business
-        stream.write(f"{baselined} finding{'s' if baselined != 1 else ''} accepted by the baseline "
-                     f"{getattr(result, 'baseline_path', '')} (not shown)\n")
+        stream.write(
+            f"{baselined} finding{'s' if baselined != 1 else ''} accepted by the baseline "
+            f"{getattr(result, 'baseline_path', '')} (not shown)\n"
+        )
 
 
 def statistics_rows(result: Report) -> list[dict[str, object]]:
@@ -510,8 +810,10 @@ def statistics_rows(result: Report) -> list[dict[str, object]]:
     from collections import Counter
 
     counts = Counter((f.code, f.name) for f in result.findings)
-    return [{"code": code, "name": name, "count": n}
-            for (code, name), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0]))]
+    return [
+        {"code": code, "name": name, "count": n}
+        for (code, name), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0]))
+    ]
 
 
 def _print_statistics(result: Report, stream: TextIO, *, fmt: str, color: bool) -> None:
@@ -574,11 +876,14 @@ def _audit_one(path: str, config: AuditConfig, *, show_progress: bool) -> FileRe
         from rich.console import Console
 
         with Console(stderr=True).status(f"auditing {path}", spinner="dots") as status:
+
             def on_tensor(p: TensorProgress) -> None:  # on the calling thread
                 share = f" ({p.done_bytes / p.total_bytes:.0%} of bytes)" if p.total_bytes else ""
                 status.update(f"auditing {path}: tensor {p.index}/{p.total} {p.name}{share}")
 
-            result = audit_file(path, dataclasses.replace(config, progress=on_tensor, tensor_ignores=()))
+            result = audit_file(
+                path, dataclasses.replace(config, progress=on_tensor, tensor_ignores=())
+            )
     else:
         result = audit_file(path, dataclasses.replace(config, tensor_ignores=()))
     from .baseline import apply_ignores
@@ -607,8 +912,9 @@ def _use_color(stream: TextIO, no_color: bool) -> bool:
 
 @app.command("rules")
 def rules_command(
-    format: Annotated[str, typer.Option(
-        "--format", "-f", metavar="FORMAT", help="human or json.")] = "human",
+    format: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="human or json.")
+    ] = "human",
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours.")] = False,
 ) -> None:
     """List the rules: code, name, default severity and what each one checks."""
@@ -617,8 +923,16 @@ def rules_command(
     if fmt == "json":
         import json
 
-        data = [{"code": r.code, "name": r.name, "severity": r.severity.value,
-                 "scope": r.scope, "summary": r.summary} for r in rules]
+        data = [
+            {
+                "code": r.code,
+                "name": r.name,
+                "severity": r.severity.value,
+                "scope": r.scope,
+                "summary": r.summary,
+            }
+            for r in rules
+        ]
         print(json.dumps(data, indent=2))
         return
     if fmt != "human":
@@ -637,8 +951,11 @@ def rules_command(
     styles = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
     for r in rules:
         table.add_row(r.code, r.name, Text(r.severity.value, style=styles[r.severity]), r.summary)
-    hint = Text(f"\n`{PROG} explain NAME_OR_CODE` shows a rule's page; --select and --ignore take "
-                "codes, names or code prefixes (IA1).", style="dim")
+    hint = Text(
+        f"\n`{PROG} explain NAME_OR_CODE` shows a rule's page; --select and --ignore take "
+        "codes, names or code prefixes (IA1).",
+        style="dim",
+    )
     print_renderables(sys.stdout, _use_color(sys.stdout, no_color), table, hint)
 
 
@@ -647,8 +964,12 @@ def rules_command(
 
 @app.command("explain")
 def explain_command(
-    rule: Annotated[str, typer.Argument(metavar="NAME_OR_CODE",
-                                        help="A rule code (IA101) or name (he-before-saturating).")],
+    rule: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME_OR_CODE", help="A rule code (IA101) or name (he-before-saturating)."
+        ),
+    ],
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours.")] = False,
 ) -> None:
     """Explain a rule: what it checks, why it matters, how to fix it."""
@@ -666,8 +987,10 @@ def explain_command(
     title = Text(f"{found.code} {found.name}", style="bold")
     title.append(f"  (default severity: {found.severity.value})", style="dim")
     if page is None:
-        body: list[object] = [Text(found.summary),
-                              Text("\n(no documentation page ships with this rule)", style="dim")]
+        body: list[object] = [
+            Text(found.summary),
+            Text("\n(no documentation page ships with this rule)", style="dim"),
+        ]
     else:
         body = [Markdown(page)]
     print_renderables(sys.stdout, _use_color(sys.stdout, no_color), title, Text(""), *body)
@@ -678,13 +1001,19 @@ def explain_command(
 
 @app.command("config")
 def config_command(
-    path: Annotated[Optional[str], typer.Argument(
-        metavar="[PATH]", show_default=False,
-        help="Show the configuration that applies to this file or folder (the nearest "
-             "initaudit.toml / pyproject.toml with [tool.initaudit] above it).")] = None,
+    path: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="[PATH]",
+            show_default=False,
+            help="Show the configuration that applies to this file or folder (the nearest "
+            "initaudit.toml / pyproject.toml with [tool.initaudit] above it).",
+        ),
+    ] = None,
     config_file: _ConfigOpt = None,
-    format: Annotated[str, typer.Option(
-        "--format", "-f", metavar="FORMAT", help="human or json.")] = "human",
+    format: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="human or json.")
+    ] = "human",
     fail_on: _FailOnOpt = None,
     select: _SelectOpt = None,
     extend_select: _ExtendSelectOpt = None,
@@ -704,11 +1033,22 @@ def config_command(
     fmt = format.strip().lower()
     try:
         if fmt not in ("human", "json"):
-            raise UsageError(f"--format: unknown format {format!r} for `config` (use human or json)")
-        overrides = _overrides(fail_on=fail_on, select=select, extend_select=extend_select,
-                               ignore=ignore, extend_ignore=extend_ignore,
-                               min_confidence=min_confidence, activation=activation,
-                               include=include, exclude=exclude, jobs=jobs, format=None)
+            raise UsageError(
+                f"--format: unknown format {format!r} for `config` (use human or json)"
+            )
+        overrides = _overrides(
+            fail_on=fail_on,
+            select=select,
+            extend_select=extend_select,
+            ignore=ignore,
+            extend_ignore=extend_ignore,
+            min_confidence=min_confidence,
+            activation=activation,
+            include=include,
+            exclude=exclude,
+            jobs=jobs,
+            format=None,
+        )
         settings = _settings_for(path, config_file, overrides)
     except (UsageError, ConfigError) as exc:
         _error(str(exc))
@@ -726,9 +1066,13 @@ def config_command(
 
     where = data["config_file"]
     origin = f"{path} and its parent folders, then the working directory" if path else "here upward"
-    title = Text(f"config file: {where}" if where else
-                 "config file: none found (looked for initaudit.toml and [tool.initaudit] in "
-                 f"pyproject.toml from {origin})", style="bold")
+    title = Text(
+        f"config file: {where}"
+        if where
+        else "config file: none found (looked for initaudit.toml and [tool.initaudit] in "
+        f"pyproject.toml from {origin})",
+        style="bold",
+    )
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("key", no_wrap=True, style="bold")
     table.add_column("value", overflow="fold")
@@ -760,26 +1104,51 @@ def _config_value(key: str, value: object) -> str:
 
 @app.command("inspect")
 def inspect_command(
-    paths: Annotated[list[str], typer.Argument(
-        metavar="PATH...", show_default=False,
-        help="Checkpoint files, directories or quoted globs.")],
-    layer: Annotated[Optional[str], typer.Option(
-        "--layer", "-l", metavar="GLOB", show_default=False,
-        help="Only tensors whose name or layer matches GLOB (e.g. 'fc*').")] = None,
-    format: Annotated[str, typer.Option(
-        "--format", "-f", metavar="FORMAT", help="human or json.")] = "human",
-    output: Annotated[Optional[str], typer.Option(
-        "--output", "-o", metavar="FILE", show_default=False,
-        help="Write to FILE instead of stdout.")] = None,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATH...",
+            show_default=False,
+            help="Checkpoint files, directories or quoted globs.",
+        ),
+    ],
+    layer: Annotated[
+        Optional[str],
+        typer.Option(
+            "--layer",
+            "-l",
+            metavar="GLOB",
+            show_default=False,
+            help="Only tensors whose name or layer matches GLOB (e.g. 'fc*').",
+        ),
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="human or json.")
+    ] = "human",
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            show_default=False,
+            help="Write to FILE instead of stdout.",
+        ),
+    ] = None,
     activation: _ActivationOpt = None,
     config_file: _ConfigOpt = None,
     include: _IncludeOpt = None,
     exclude: _ExcludeOpt = None,
     jobs: _JobsOpt = None,
     no_color: _NoColorOpt = False,
-    plot: Annotated[bool, typer.Option(
-        "--plot", help="Draw each kernel's histogram against the identified scheme's density "
-                       "(and the one a finding recommends) in the terminal.")] = False,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            "--plot",
+            help="Draw each kernel's histogram against the identified scheme's density "
+            "(and the one a finding recommends) in the terminal.",
+        ),
+    ] = False,
 ) -> None:
     """Show every tensor (biases and norms included) with its statistics, role, fans,
     activation, identified init scheme, confidence and evidence. Exit 2 if a file could not be
@@ -791,11 +1160,14 @@ def inspect_command(
     fmt = format.strip().lower()
     try:
         if fmt not in ("human", "json"):
-            raise UsageError(f"--format: unknown format {format!r} for `inspect` (use human or json)")
+            raise UsageError(
+                f"--format: unknown format {format!r} for `inspect` (use human or json)"
+            )
         if plot and fmt != "human":
             raise UsageError("--plot draws in the terminal: use it with --format human")
-        settings = _settings(config_file, activation=activation, include=include,
-                             exclude=exclude, jobs=jobs)
+        settings = _settings(
+            config_file, activation=activation, include=include, exclude=exclude, jobs=jobs
+        )
         inputs = discover(paths, include=settings.include, exclude=settings.exclude)
         sink = _open_output(output)
     except (UsageError, ConfigError, DiscoveryError) as exc:
@@ -804,9 +1176,16 @@ def inspect_command(
     config = settings.audit_config()
     stream = sink or sys.stdout
     try:
-        files, matched = run(inputs, config, layer=layer, fmt=fmt, stream=stream, jobs=settings.jobs,
-                             color=False if sink else _use_color(sys.stdout, no_color),
-                             plot=plot)
+        files, matched = run(
+            inputs,
+            config,
+            layer=layer,
+            fmt=fmt,
+            stream=stream,
+            jobs=settings.jobs,
+            color=False if sink else _use_color(sys.stdout, no_color),
+            plot=plot,
+        )
     finally:
         if sink is not None:
             sink.close()
@@ -897,8 +1276,10 @@ def main(argv: list[str] | None = None) -> int:
         routed = route(args)
         if routed is None:
             if not args:
-                _error(f"no checkpoint given: usage is `{PROG} [OPTIONS] PATH...` "
-                       f"(`{PROG} --help` for more)")
+                _error(
+                    f"no checkpoint given: usage is `{PROG} [OPTIONS] PATH...` "
+                    f"(`{PROG} --help` for more)"
+                )
                 return 2
             return _show_main_help()
         try:
@@ -924,9 +1305,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an internal bug: one line, unless debugging
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
-              f"(re-run with {DEBUG_ENV}=1 to see the traceback, and please report it)",
-              file=sys.stderr)
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            f"(re-run with {DEBUG_ENV}=1 to see the traceback, and please report it)",
+            file=sys.stderr,
+        )
         return 2
 
 

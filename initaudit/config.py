@@ -98,7 +98,9 @@ class PathTensorIgnore(TensorIgnore):
     def applies(self, finding: Finding, file_path: str) -> bool:
         if self.path is None:
             return super().applies(finding, file_path)
-        if not any(fnmatch.fnmatch(candidate, self.path) for candidate in self._candidates(file_path)):
+        if not any(
+            fnmatch.fnmatch(candidate, self.path) for candidate in self._candidates(file_path)
+        ):
             return False
         return TensorIgnore(self.pattern, self.rules, self.reason, None).applies(finding, file_path)
 
@@ -149,26 +151,38 @@ class Settings:
     def audit_config(self) -> AuditConfig:
         from .activations import ActivationHint
 
-        return AuditConfig(select=self.effective_select(), ignore=self.effective_ignore(),
-                           fail_on=self.fail_on, min_confidence=self.min_confidence,
-                           hints=tuple(ActivationHint.parse(h) for h in self.activation),
-                           severity_overrides=dict(self.severity),
-                           tensor_ignores=self.per_tensor_ignores)
+        return AuditConfig(
+            select=self.effective_select(),
+            ignore=self.effective_ignore(),
+            fail_on=self.fail_on,
+            min_confidence=self.min_confidence,
+            hints=tuple(ActivationHint.parse(h) for h in self.activation),
+            severity_overrides=dict(self.severity),
+            tensor_ignores=self.per_tensor_ignores,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Every key with its value and source (``initaudit config --format json``)."""
         values: dict[str, Any] = {
-            "select": list(self.select), "extend-select": list(self.extend_select),
-            "ignore": list(self.ignore), "extend-ignore": list(self.extend_ignore),
-            "fail-on": self.fail_on.value, "min-confidence": self.min_confidence,
+            "select": list(self.select),
+            "extend-select": list(self.extend_select),
+            "ignore": list(self.ignore),
+            "extend-ignore": list(self.extend_ignore),
+            "fail-on": self.fail_on.value,
+            "min-confidence": self.min_confidence,
             "severity": {k: v.value for k, v in self.severity.items()},
             "activation": list(self.activation),
             "per-tensor-ignores": [_ignore_dict(ig) for ig in self.per_tensor_ignores],
-            "include": list(self.include), "exclude": list(self.exclude),
-            "jobs": self.jobs, "format": self.format, "allow-partial": self.allow_partial,
+            "include": list(self.include),
+            "exclude": list(self.exclude),
+            "jobs": self.jobs,
+            "format": self.format,
+            "allow-partial": self.allow_partial,
         }
-        return {"config_file": str(self.file) if self.file else None,
-                "settings": {k: {"value": values[k], "source": self.source(k)} for k in KEYS}}
+        return {
+            "config_file": str(self.file) if self.file else None,
+            "settings": {k: {"value": values[k], "source": self.source(k)} for k in KEYS},
+        }
 
 
 def _ignore_dict(ig: TensorIgnore) -> dict[str, Any]:
@@ -251,7 +265,9 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
             raise ConfigError(f"{prefix}: must be a table")
     else:
         table, prefix = raw, f"{shown}:"
-    return FileConfig(path=p.resolve(), values=validate(table, prefix, base_dir=str(p.resolve().parent)))
+    return FileConfig(
+        path=p.resolve(), values=validate(table, prefix, base_dir=str(p.resolve().parent))
+    )
 
 
 def validate(table: Mapping[str, Any], prefix: str, *, base_dir: str = "") -> dict[str, Any]:
@@ -277,8 +293,14 @@ def _suggest(key: str, known: Iterable[str]) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 def _string_list(value: Any, where: str) -> list[str]:
@@ -305,7 +327,9 @@ def _globs(value: Any, where: str, _base: str = "") -> tuple[str, ...]:
 
 def _severity(value: Any, where: str, _base: str = "") -> Severity:
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string (error, warning or info), got {_type_name(value)}")
+        raise ConfigError(
+            f"{where}: expected a string (error, warning or info), got {_type_name(value)}"
+        )
     try:
         return Severity.parse(value)
     except ValueError as exc:
@@ -339,13 +363,17 @@ def _activation(value: Any, where: str, _base: str = "") -> tuple[str, ...]:
         texts = []
         for pattern, act in value.items():
             if not isinstance(act, str):
-                raise ConfigError(f"{where}.{pattern}: expected an activation name, got {_type_name(act)}")
+                raise ConfigError(
+                    f"{where}.{pattern}: expected an activation name, got {_type_name(act)}"
+                )
             texts.append(f"{pattern}={act}")
     elif isinstance(value, list):
         texts = _string_list(value, where)
     else:
-        raise ConfigError(f"{where}: expected a table of pattern = activation or an array of "
-                          f"'PATTERN=ACT' strings, got {_type_name(value)}")
+        raise ConfigError(
+            f"{where}: expected a table of pattern = activation or an array of "
+            f"'PATTERN=ACT' strings, got {_type_name(value)}"
+        )
     for text in texts:
         try:
             ActivationHint.parse(text)
@@ -361,8 +389,9 @@ def _tensor_ignores(value: Any, where: str, base_dir: str = "") -> tuple[TensorI
     for index, entry in enumerate(value):
         here = f"{where}[{index}]"
         if not isinstance(entry, dict):
-            raise ConfigError(f"{here}: expected a table with pattern, rules and reason, got "
-                              f"{_type_name(entry)}")
+            raise ConfigError(
+                f"{here}: expected a table with pattern, rules and reason, got {_type_name(entry)}"
+            )
         for key in entry:
             if key not in _IGNORE_KEYS:
                 raise ConfigError(f"{here}: unknown key {key!r}{_suggest(key, _IGNORE_KEYS)}")
@@ -383,14 +412,23 @@ def _tensor_ignores(value: Any, where: str, base_dir: str = "") -> tuple[TensorI
         path = entry.get("path")
         if path is not None and (not isinstance(path, str) or not path.strip()):
             raise ConfigError(f"{here}: 'path' must be a non-empty string")
-        out.append(PathTensorIgnore(pattern=entry["pattern"], rules=rules, reason=entry["reason"].strip(),
-                                    path=path, base_dir=base_dir))
+        out.append(
+            PathTensorIgnore(
+                pattern=entry["pattern"],
+                rules=rules,
+                reason=entry["reason"].strip(),
+                path=path,
+                base_dir=base_dir,
+            )
+        )
     return tuple(out)
 
 
 def _jobs(value: Any, where: str, _base: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: expected an integer (0 = one per CPU), got {_type_name(value)}")
+        raise ConfigError(
+            f"{where}: expected an integer (0 = one per CPU), got {_type_name(value)}"
+        )
     if value < 0:
         raise ConfigError(f"{where}: must be 0 or more, not {value}")
     return value
@@ -414,10 +452,19 @@ def _bool(value: Any, where: str, _base: str = "") -> bool:
 
 
 _VALIDATORS: dict[str, Callable[[Any, str, str], Any]] = {
-    "select": _rules_list, "extend-select": _rules_list, "ignore": _rules_list,
-    "extend-ignore": _rules_list, "fail-on": _severity, "min-confidence": _confidence,
-    "severity": _severity_table, "activation": _activation, "per-tensor-ignores": _tensor_ignores,
-    "include": _globs, "exclude": _globs, "jobs": _jobs, "format": _format,
+    "select": _rules_list,
+    "extend-select": _rules_list,
+    "ignore": _rules_list,
+    "extend-ignore": _rules_list,
+    "fail-on": _severity,
+    "min-confidence": _confidence,
+    "severity": _severity_table,
+    "activation": _activation,
+    "per-tensor-ignores": _tensor_ignores,
+    "include": _globs,
+    "exclude": _globs,
+    "jobs": _jobs,
+    "format": _format,
     "allow-partial": _bool,
 }
 
@@ -494,8 +541,12 @@ def nearest_config_file(path: str | os.PathLike[str] | None) -> Path | None:
 _FILE_CACHE: dict[tuple[Path, int, int], FileConfig] = {}
 
 
-def settings_for(path: str | os.PathLike[str] | None, *, config_file: str | None = None,
-                 overrides: Mapping[str, Any] | None = None) -> Settings:
+def settings_for(
+    path: str | os.PathLike[str] | None,
+    *,
+    config_file: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
     """The effective settings for auditing ``path``: ``config_file`` if given, else the nearest
     config (:func:`nearest_config_file`), then ``overrides``. Each file is read once."""
     found = Path(config_file) if config_file else nearest_config_file(path)
@@ -511,13 +562,29 @@ def settings_for(path: str | os.PathLike[str] | None, *, config_file: str | None
     return resolve(_FILE_CACHE[key], overrides)
 
 
-def load_settings(config_path: str | None = None, overrides: Mapping[str, Any] | None = None,
-                  *, start: str | None = None) -> Settings:
+def load_settings(
+    config_path: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    start: str | None = None,
+) -> Settings:
     """Find (or take) the config file, read it and apply ``overrides``."""
     path = Path(config_path) if config_path else find_config_file(start)
     return resolve(load_file(path) if path is not None else None, overrides)
 
 
-__all__ = ["ConfigError", "Settings", "FileConfig", "PathTensorIgnore", "find_config_file",
-           "nearest_config_file", "settings_for",
-           "load_file", "load_settings", "resolve", "resolve_selector", "expand_selectors", "KEYS"]
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "FileConfig",
+    "PathTensorIgnore",
+    "find_config_file",
+    "nearest_config_file",
+    "settings_for",
+    "load_file",
+    "load_settings",
+    "resolve",
+    "resolve_selector",
+    "expand_selectors",
+    "KEYS",
+]

@@ -97,15 +97,24 @@ class TensorChange:
         return self.name_a or self.name_b or "?"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name_a": self.name_a, "name_b": self.name_b, "layer": self.layer, "role": self.role,
-                "shape_a": list(self.shape_a) if self.shape_a is not None else None,
-                "shape_b": list(self.shape_b) if self.shape_b is not None else None,
-                "status": self.status.value, "matched_by": self.matched_by,
-                "transposed": self.transposed,
-                "relative_change": _num(self.relative_change),
-                "max_abs_change": _num(self.max_abs_change),
-                "scheme_a": self.scheme_a, "scheme_b": self.scheme_b,
-                "state_a": self.state_a, "state_b": self.state_b, "detail": self.detail}
+        return {
+            "name_a": self.name_a,
+            "name_b": self.name_b,
+            "layer": self.layer,
+            "role": self.role,
+            "shape_a": list(self.shape_a) if self.shape_a is not None else None,
+            "shape_b": list(self.shape_b) if self.shape_b is not None else None,
+            "status": self.status.value,
+            "matched_by": self.matched_by,
+            "transposed": self.transposed,
+            "relative_change": _num(self.relative_change),
+            "max_abs_change": _num(self.max_abs_change),
+            "scheme_a": self.scheme_a,
+            "scheme_b": self.scheme_b,
+            "state_a": self.state_a,
+            "state_b": self.state_b,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,12 @@ class DiffFinding:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "tensor": self.tensor, "layer": self.layer,
-                "message": self.message}
+        return {
+            "kind": self.kind.value,
+            "tensor": self.tensor,
+            "layer": self.layer,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -144,20 +157,33 @@ class DiffReport:
         from . import __version__
 
         def side(fr: FileReport) -> dict[str, Any]:
-            return {"path": fr.path, "format": fr.format, "status": fr.status.value,
-                    "error": fr.error, "framework": fr.framework,
-                    "state": (fr.state or {}).get("state")}
+            return {
+                "path": fr.path,
+                "format": fr.format,
+                "status": fr.status.value,
+                "error": fr.error,
+                "framework": fr.framework,
+                "state": (fr.state or {}).get("state"),
+            }
 
-        return {"tool": {"name": "initaudit", "version": __version__},
-                "a": side(self.a), "b": side(self.b), "summary": self.counts(),
-                "unchanged_threshold": UNCHANGED_REL,
-                "tensors": [c.to_dict() for c in self.changes],
-                "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "tool": {"name": "initaudit", "version": __version__},
+            "a": side(self.a),
+            "b": side(self.b),
+            "summary": self.counts(),
+            "unchanged_threshold": UNCHANGED_REL,
+            "tensors": [c.to_dict() for c in self.changes],
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
-def diff_paths(path_a: str | os.PathLike[str], path_b: str | os.PathLike[str],
-               config: AuditConfig | None = None, *,
-               frozen: tuple[str, ...] = ()) -> DiffReport:
+def diff_paths(
+    path_a: str | os.PathLike[str],
+    path_b: str | os.PathLike[str],
+    config: AuditConfig | None = None,
+    *,
+    frozen: tuple[str, ...] = (),
+) -> DiffReport:
     """Load, audit and compare two checkpoints. Never raises for a bad file (status error).
     ``frozen``: globs over tensor/layer names frozen on purpose (no finding when unchanged)."""
     from .settings import AuditConfig
@@ -183,17 +209,29 @@ def _load_and_audit(path: str, config: AuditConfig) -> tuple[LoadedModel | None,
     except LoadError as exc:
         return None, FileReport(path=path, format=None, status=Status.ERROR, error=str(exc))
     except Exception as exc:  # noqa: BLE001  a loader bug: still one line, never a traceback
-        return None, FileReport(path=path, format=None, status=Status.ERROR,
-                                error=f"could not be read ({type(exc).__name__}: {exc})")
+        return None, FileReport(
+            path=path,
+            format=None,
+            status=Status.ERROR,
+            error=f"could not be read ({type(exc).__name__}: {exc})",
+        )
     try:
         return model, analyse(model, config)
     except Exception as exc:  # noqa: BLE001  an analysis bug: one line, not a traceback
-        return None, FileReport(path=path, format=model.format, status=Status.ERROR,
-                                error=f"could not be analysed ({type(exc).__name__}: {exc})")
+        return None, FileReport(
+            path=path,
+            format=model.format,
+            status=Status.ERROR,
+            error=f"could not be analysed ({type(exc).__name__}: {exc})",
+        )
 
 
-def compare(model_a: LoadedModel, model_b: LoadedModel, fr_a: FileReport | None = None,
-            fr_b: FileReport | None = None) -> list[TensorChange]:
+def compare(
+    model_a: LoadedModel,
+    model_b: LoadedModel,
+    fr_a: FileReport | None = None,
+    fr_b: FileReport | None = None,
+) -> list[TensorChange]:
     """Match the tensors of two loaded models and measure how each changed."""
     tensors_a = model_a.tensors()
     tensors_b = model_b.tensors()
@@ -231,19 +269,29 @@ def _shape_compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return tuple(a) == tuple(b) or (len(a) == 2 and tuple(a) == tuple(b)[::-1])
 
 
-def _change(ta: WeightTensor | None, tb: WeightTensor | None, how: str | None,
-            reports_a: dict[str, TensorReport], reports_b: dict[str, TensorReport]) -> TensorChange:
+def _change(
+    ta: WeightTensor | None,
+    tb: WeightTensor | None,
+    how: str | None,
+    reports_a: dict[str, TensorReport],
+    reports_b: dict[str, TensorReport],
+) -> TensorChange:
     ra = reports_a.get(ta.name) if ta is not None else None
     rb = reports_b.get(tb.name) if tb is not None else None
     either = ta if ta is not None else tb
     base: dict[str, Any] = dict(  # noqa: C408
-        name_a=ta.name if ta else None, name_b=tb.name if tb else None,
+        name_a=ta.name if ta else None,
+        name_b=tb.name if tb else None,
         layer=either.layer if either is not None else None,
         role=either.role.value if either is not None else None,
         shape_a=tuple(int(d) for d in ta.shape) if ta else None,
         shape_b=tuple(int(d) for d in tb.shape) if tb else None,
-        matched_by=how, scheme_a=_scheme(ra), scheme_b=_scheme(rb),
-        state_a=_state(ra), state_b=_state(rb))
+        matched_by=how,
+        scheme_a=_scheme(ra),
+        scheme_b=_scheme(rb),
+        state_a=_state(ra),
+        state_b=_state(rb),
+    )
     if ta is None:
         return TensorChange(status=ChangeStatus.ADDED, **base)
     if tb is None:
@@ -259,11 +307,16 @@ def _change(ta: WeightTensor | None, tb: WeightTensor | None, how: str | None,
         rel, max_abs = relative_change(va, vb)
         del va, vb  # memmaps close as we go
     except Exception as exc:  # noqa: BLE001  one unreadable tensor does not stop the rest
-        return TensorChange(status=ChangeStatus.UNREADABLE, transposed=transposed,
-                            detail=f"{type(exc).__name__}: {exc}", **base)
+        return TensorChange(
+            status=ChangeStatus.UNREADABLE,
+            transposed=transposed,
+            detail=f"{type(exc).__name__}: {exc}",
+            **base,
+        )
     status = ChangeStatus.UNCHANGED if rel <= UNCHANGED_REL else ChangeStatus.CHANGED
-    return TensorChange(status=status, transposed=transposed, relative_change=rel,
-                        max_abs_change=max_abs, **base)
+    return TensorChange(
+        status=status, transposed=transposed, relative_change=rel, max_abs_change=max_abs, **base
+    )
 
 
 def relative_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -274,8 +327,8 @@ def relative_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     diff2 = norm2 = 0.0
     max_abs = 0.0
     for start in range(0, fa.size, CHUNK):
-        ca = np.asarray(fa[start:start + CHUNK], dtype=np.float64)
-        cb = np.asarray(fb[start:start + CHUNK], dtype=np.float64)
+        ca = np.asarray(fa[start : start + CHUNK], dtype=np.float64)
+        cb = np.asarray(fb[start : start + CHUNK], dtype=np.float64)
         same = (ca == cb) | (np.isnan(ca) & np.isnan(cb))
         d = np.where(same, 0.0, cb - ca)
         d = np.where(np.isnan(d), np.inf, d)
@@ -305,23 +358,39 @@ def findings(changes: list[TensorChange], *, frozen: tuple[str, ...] = ()) -> li
     for c in changes:
         if c.status is not ChangeStatus.UNCHANGED or c.role not in KERNEL_ROLES:
             continue
-        if any(fnmatch.fnmatchcase(n, g) for g in frozen for n in (c.name_a, c.name_b, c.layer) if n):
+        if any(
+            fnmatch.fnmatchcase(n, g) for g in frozen for n in (c.name_a, c.name_b, c.layer) if n
+        ):
             continue
         bias = bias_status.get(c.layer or "")
         if bias is ChangeStatus.CHANGED:
-            out.append(DiffFinding(
-                kind=DiffFindingKind.DEAD_INPUT, tensor=c.name, layer=c.layer,
-                message=(f"{c.name} did not change while its bias trained and {len(moved)} "
-                         "tensor(s) changed: the weight gradient (output gradient × input) was "
-                         "zero, so this layer's input carried no signal (dead units before it)")))
+            out.append(
+                DiffFinding(
+                    kind=DiffFindingKind.DEAD_INPUT,
+                    tensor=c.name,
+                    layer=c.layer,
+                    message=(
+                        f"{c.name} did not change while its bias trained and {len(moved)} "
+                        "tensor(s) changed: the weight gradient (output gradient × input) was "
+                        "zero, so this layer's input carried no signal (dead units before it)"
+                    ),
+                )
+            )
         else:
-            tail = (" and neither did its bias" if bias is ChangeStatus.UNCHANGED else "")
-            out.append(DiffFinding(
-                kind=DiffFindingKind.DID_NOT_MOVE, tensor=c.name, layer=c.layer,
-                message=(f"{c.name} did not change at all{tail} while {len(moved)} tensor(s) "
-                         "changed: the layer is frozen (requires_grad=False, left out of the "
-                         "optimizer) or no gradient reached it (a dead ReLU layer, or everything "
-                         "upstream of one)")))
+            tail = " and neither did its bias" if bias is ChangeStatus.UNCHANGED else ""
+            out.append(
+                DiffFinding(
+                    kind=DiffFindingKind.DID_NOT_MOVE,
+                    tensor=c.name,
+                    layer=c.layer,
+                    message=(
+                        f"{c.name} did not change at all{tail} while {len(moved)} tensor(s) "
+                        "changed: the layer is frozen (requires_grad=False, left out of the "
+                        "optimizer) or no gradient reached it (a dead ReLU layer, or everything "
+                        "upstream of one)"
+                    ),
+                )
+            )
     return out
 
 
@@ -343,5 +412,16 @@ def _num(x: float | None) -> float | str | None:
     return x
 
 
-__all__ = ["CHUNK", "UNCHANGED_REL", "ChangeStatus", "DiffFinding", "DiffFindingKind",
-           "DiffReport", "TensorChange", "compare", "diff_paths", "findings", "relative_change"]
+__all__ = [
+    "CHUNK",
+    "UNCHANGED_REL",
+    "ChangeStatus",
+    "DiffFinding",
+    "DiffFindingKind",
+    "DiffReport",
+    "TensorChange",
+    "compare",
+    "diff_paths",
+    "findings",
+    "relative_change",
+]

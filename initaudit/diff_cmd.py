@@ -32,21 +32,51 @@ FORMATS = ("human", "json", "html")
 
 
 def diff_command(
-    path_a: Annotated[str, typer.Argument(metavar="A", show_default=False,
-                                          help="The checkpoint before (e.g. freshly initialized).")],
-    path_b: Annotated[str, typer.Argument(metavar="B", show_default=False,
-                                          help="The checkpoint after (e.g. after N steps, or another export).")],
-    format: Annotated[str, typer.Option(
-        "--format", "-f", metavar="FORMAT", help="human, json or html.")] = "human",
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", metavar="FILE", show_default=False,
-        help="Write to FILE instead of stdout.")] = None,
-    frozen: Annotated[list[str] | None, typer.Option(
-        "--frozen", metavar="GLOB", show_default=False,
-        help="Tensors or layers frozen on purpose (e.g. 'encoder.*'): no finding when they did "
-             "not change. Repeatable.")] = None,
-    exit_zero: Annotated[bool, typer.Option(
-        "--exit-zero", help="Exit 0 even when a layer did not train (unreadable still exits 2).")] = False,
+    path_a: Annotated[
+        str,
+        typer.Argument(
+            metavar="A",
+            show_default=False,
+            help="The checkpoint before (e.g. freshly initialized).",
+        ),
+    ],
+    path_b: Annotated[
+        str,
+        typer.Argument(
+            metavar="B",
+            show_default=False,
+            help="The checkpoint after (e.g. after N steps, or another export).",
+        ),
+    ],
+    format: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="human, json or html.")
+    ] = "human",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            show_default=False,
+            help="Write to FILE instead of stdout.",
+        ),
+    ] = None,
+    frozen: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--frozen",
+            metavar="GLOB",
+            show_default=False,
+            help="Tensors or layers frozen on purpose (e.g. 'encoder.*'): no finding when they did "
+            "not change. Repeatable.",
+        ),
+    ] = None,
+    exit_zero: Annotated[
+        bool,
+        typer.Option(
+            "--exit-zero", help="Exit 0 even when a layer did not train (unreadable still exits 2)."
+        ),
+    ] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours.")] = False,
 ) -> None:
     """Compare two checkpoints of the same model tensor by tensor (by name, else by position
@@ -80,8 +110,9 @@ def diff_command(
 
 def write(report: DiffReport, stream: TextIO, *, fmt: str, color: bool = False) -> None:
     if fmt == "json":
-        stream.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
-                     + "\n")
+        stream.write(
+            json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        )
     elif fmt == "html":
         from .reporters.html import render_diff
 
@@ -110,21 +141,40 @@ def write_human(report: DiffReport, stream: TextIO, *, color: bool) -> None:
         items.append(line)
     if report.changes:
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for col, justify in (("tensor", "left"), ("shape", "left"), ("change", "right"),
-                             ("status", "left"), ("scheme A → B", "left"), ("state A → B", "left")):
+        for col, justify in (
+            ("tensor", "left"),
+            ("shape", "left"),
+            ("change", "right"),
+            ("status", "left"),
+            ("scheme A → B", "left"),
+            ("state A → B", "left"),
+        ):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
-        style = {ChangeStatus.UNCHANGED: "yellow", ChangeStatus.CHANGED: "green",
-                 ChangeStatus.UNREADABLE: "red"}
+        style = {
+            ChangeStatus.UNCHANGED: "yellow",
+            ChangeStatus.CHANGED: "green",
+            ChangeStatus.UNREADABLE: "red",
+        }
         for c in report.changes:
-            name = c.name if c.name_a == c.name_b or not (c.name_a and c.name_b) \
+            name = (
+                c.name
+                if c.name_a == c.name_b or not (c.name_a and c.name_b)
                 else f"{c.name_a} ↔ {c.name_b}"
+            )
             shape = _shape(c.shape_a if c.shape_a is not None else c.shape_b)
             if c.status is ChangeStatus.RESHAPED:
                 shape = f"{_shape(c.shape_a)} → {_shape(c.shape_b)}"
-            table.add_row(name, shape, _rel(c.relative_change),
-                          Text(c.status.value + (" (transposed)" if c.transposed else ""),
-                               style=style.get(c.status, "")),
-                          _arrow(c.scheme_a, c.scheme_b), _arrow(c.state_a, c.state_b))
+            table.add_row(
+                name,
+                shape,
+                _rel(c.relative_change),
+                Text(
+                    c.status.value + (" (transposed)" if c.transposed else ""),
+                    style=style.get(c.status, ""),
+                ),
+                _arrow(c.scheme_a, c.scheme_b),
+                _arrow(c.state_a, c.state_b),
+            )
         items.append(table)
     for f in report.findings:
         line = Text("✗ ", style="bold red")
@@ -132,10 +182,14 @@ def write_human(report: DiffReport, stream: TextIO, *, color: bool) -> None:
         line.append(f" {f.tensor}: {f.message}")
         items.append(line)
     n = report.counts()
-    items.append(Text(f"{n['changed']} changed, {n['unchanged']} unchanged, {n['added']} added, "
-                      f"{n['removed']} removed, {n['reshaped']} reshaped"
-                      + (f", {n['unreadable']} unreadable" if n["unreadable"] else "")
-                      + f" · {n['findings']} finding{'s' if n['findings'] != 1 else ''}"))
+    items.append(
+        Text(
+            f"{n['changed']} changed, {n['unchanged']} unchanged, {n['added']} added, "
+            f"{n['removed']} removed, {n['reshaped']} reshaped"
+            + (f", {n['unreadable']} unreadable" if n["unreadable"] else "")
+            + f" · {n['findings']} finding{'s' if n['findings'] != 1 else ''}"
+        )
+    )
     print_renderables(stream, color, *items)
 
 

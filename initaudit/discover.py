@@ -47,9 +47,22 @@ SHARD_INDEX = "model.safetensors.index.json"
 # folders never walked (unless --no-ignore, which still skips the VCS folders): tool caches,
 # dependencies, virtualenvs and build output (`pip install .` leaves a copy of the repository
 # in build/)
-SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", ".venv", "venv", ".tox", ".nox",
-                          ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist",
-                          "site-packages"})
+SKIPPED_DIRS = frozenset(
+    {
+        "__pycache__",
+        "node_modules",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "build",
+        "dist",
+        "site-packages",
+    }
+)
 VCS_DIRS = frozenset({".git", ".hg", ".svn"})
 
 
@@ -125,8 +138,14 @@ def is_sharded_repo(path: str) -> bool:
     return is_model_directory(path)
 
 
-def discover(args: Iterable[str], include: Iterable[str] = (), exclude: Iterable[str] = (),
-             *, respect_ignore: bool = True, stats: DiscoveryStats | None = None) -> list[str]:
+def discover(
+    args: Iterable[str],
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    *,
+    respect_ignore: bool = True,
+    stats: DiscoveryStats | None = None,
+) -> list[str]:
     """The checkpoints to audit for the command-line ``args``; DiscoveryError for an argument
     that yields none."""
     out = []
@@ -137,14 +156,22 @@ def discover(args: Iterable[str], include: Iterable[str] = (), exclude: Iterable
     return out
 
 
-def discover_inputs(args: Iterable[str], include: Iterable[str] = (),
-                    exclude: Iterable[str] = (), *, respect_ignore: bool = True,
-                    stats: DiscoveryStats | None = None) -> list[Input]:
+def discover_inputs(
+    args: Iterable[str],
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    *,
+    respect_ignore: bool = True,
+    stats: DiscoveryStats | None = None,
+) -> list[Input]:
     """Like :func:`discover`, but an argument that yields nothing becomes an Input with a
     ``problem`` instead of an exception (the other arguments are still audited). ``stats``,
     when given, is filled with what the walk looked at."""
-    walker = _Walker(Filters(tuple(include), tuple(exclude)), respect_ignore,
-                     stats if stats is not None else DiscoveryStats())
+    walker = _Walker(
+        Filters(tuple(include), tuple(exclude)),
+        respect_ignore,
+        stats if stats is not None else DiscoveryStats(),
+    )
     seen: set[str] = set()
     out: list[Input] = []
     for arg in args:
@@ -181,8 +208,10 @@ class _Walker:
             self.stats.walked = True
             found = self.walk(arg)
             if not found:
-                raise DiscoveryError(f"{arg}: no checkpoint found in this directory"
-                                     + (" (after --include/--exclude)" if filters.include or filters.exclude else ""))
+                raise DiscoveryError(
+                    f"{arg}: no checkpoint found in this directory"
+                    + (" (after --include/--exclude)" if filters.include or filters.exclude else "")
+                )
             yield from found
         elif os.path.lexists(arg) or not glob.has_magic(arg):
             yield arg  # explicit file (or a missing one: the engine reports it)
@@ -203,10 +232,16 @@ class _Walker:
                     found.append(os.path.normpath(m))
             # a sharded repository found through a glob is one input; its shards are not repeated
             shard_dirs = {os.path.abspath(p) for p in found if os.path.isdir(p)}
-            found = [p for p in found if os.path.isdir(p) or os.path.abspath(os.path.dirname(p)) not in shard_dirs]
+            found = [
+                p
+                for p in found
+                if os.path.isdir(p) or os.path.abspath(os.path.dirname(p)) not in shard_dirs
+            ]
             if not found:
-                raise DiscoveryError(f"{arg}: no checkpoint among the {len(matches)} matching "
-                                     f"path{'s' if len(matches) != 1 else ''}")
+                raise DiscoveryError(
+                    f"{arg}: no checkpoint among the {len(matches)} matching "
+                    f"path{'s' if len(matches) != 1 else ''}"
+                )
             yield from sorted(dict.fromkeys(found))
 
     # ------------------------------------------------------------------------------ walking
@@ -223,7 +258,9 @@ class _Walker:
                 full = os.path.join(directory, d)
                 if d in VCS_DIRS or filters.prunes_dir(_candidates(full, root)):
                     continue
-                if self.respect_ignore and (self._default_skip(d, full) or self.ignored(full, is_dir=True)):
+                if self.respect_ignore and (
+                    self._default_skip(d, full) or self.ignored(full, is_dir=True)
+                ):
                     self.stats.ignored += 1
                     continue
                 if is_sharded_repo(full):
@@ -237,7 +274,9 @@ class _Walker:
                 full = os.path.join(directory, name)
                 if not filters.keeps_file(_candidates(full, root)):
                     continue
-                if self.respect_ignore and (name.startswith(".") or self.ignored(full, is_dir=False)):
+                if self.respect_ignore and (
+                    name.startswith(".") or self.ignored(full, is_dir=False)
+                ):
                     self.stats.ignored += 1
                     continue
                 if self.is_candidate(full):
@@ -263,8 +302,12 @@ class _Walker:
 
     @staticmethod
     def _default_skip(name: str, full: str) -> bool:
-        return (name.startswith(".") or name in SKIPPED_DIRS or name.endswith(".egg-info")
-                or os.path.isfile(os.path.join(full, "pyvenv.cfg")))
+        return (
+            name.startswith(".")
+            or name in SKIPPED_DIRS
+            or name.endswith(".egg-info")
+            or os.path.isfile(os.path.join(full, "pyvenv.cfg"))
+        )
 
     # ------------------------------------------------------------------------- ignore files
 
@@ -293,15 +336,17 @@ class _Walker:
             if rules is not None:
                 chain.append(rules)
             if (directory / ".git").exists():
-                exclude = self._load(str(directory / ".git" / "info"), base=str(directory),
-                                     name="exclude")
+                exclude = self._load(
+                    str(directory / ".git" / "info"), base=str(directory), name="exclude"
+                )
                 if exclude is not None:
                     chain.append(exclude)
                 break  # the repository root: .gitignore files above it do not apply
         return list(reversed(chain))  # shallowest first: deeper files override
 
-    def _load(self, directory: str, *, base: str | None = None,
-              name: str = ".gitignore") -> _IgnoreFile | None:
+    def _load(
+        self, directory: str, *, base: str | None = None, name: str = ".gitignore"
+    ) -> _IgnoreFile | None:
         key = os.path.join(directory, name)
         if key not in self._ignores:
             self._ignores[key] = _IgnoreFile.read(key, base or directory)

@@ -59,15 +59,21 @@ class DaskEngine:
         try:
             import distributed
         except ImportError:
-            raise DistributedError("--executor dask needs the [distributed] extra "
-                                   "(pip install 'initaudit[distributed]')") from None
+            raise DistributedError(
+                "--executor dask needs the [distributed] extra "
+                "(pip install 'initaudit[distributed]')"
+            ) from None
         self._cluster: Any = None
         try:
             if address is None:
                 # processes, one thread each: the per-tensor threads of the engine use the cores
                 self._cluster = distributed.LocalCluster(
-                    n_workers=workers or (os.cpu_count() or 1), threads_per_worker=1,
-                    processes=True, dashboard_address=None, silence_logs=40)
+                    n_workers=workers or (os.cpu_count() or 1),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
                 self.client = distributed.Client(self._cluster)
             else:
                 # seconds to wait for the scheduler (INITAUDIT_DASK_TIMEOUT, default 20)
@@ -75,8 +81,9 @@ class DaskEngine:
                 self.client = distributed.Client(address, timeout=f"{float(timeout):g}s")
         except (OSError, ValueError) as exc:
             self.close()
-            raise DistributedError(f"cannot reach the Dask scheduler at {address} "
-                                   f"({str(exc).splitlines()[0][:120]})") from None
+            raise DistributedError(
+                f"cannot reach the Dask scheduler at {address} ({str(exc).splitlines()[0][:120]})"
+            ) from None
 
     def audit(self, paths: Sequence[str], configs: Sequence[AuditConfig]) -> Iterator[FileReport]:
         from distributed import as_completed
@@ -132,20 +139,31 @@ def _result(future: Any, path: str) -> FileReport:
         report: FileReport = future.result()
         return report
     except Exception as exc:  # noqa: BLE001 -- a task that failed on every try: one line for it
-        return FileReport(path=path, format=None, status=Status.ERROR,
-                          error=f"distributed task failed ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0][:160] if str(exc) else ''})")
+        return FileReport(
+            path=path,
+            format=None,
+            status=Status.ERROR,
+            error=f"distributed task failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else ''})",
+        )
 
 
 def engine(executor: str, address: str | None = None, workers: int | None = None) -> FleetEngine:
     if executor == "dask":
         return DaskEngine(address, workers)
-    raise DistributedError(f"--executor must be one of {', '.join(EXECUTORS)} (or omitted for "
-                           f"local processes), not {executor!r}")
+    raise DistributedError(
+        f"--executor must be one of {', '.join(EXECUTORS)} (or omitted for "
+        f"local processes), not {executor!r}"
+    )
 
 
-def audit_iter(paths: Sequence[str], configs: Sequence[AuditConfig], executor: str,
-               address: str | None = None, workers: int | None = None) -> Iterator[FileReport]:
+def audit_iter(
+    paths: Sequence[str],
+    configs: Sequence[AuditConfig],
+    executor: str,
+    address: str | None = None,
+    workers: int | None = None,
+) -> Iterator[FileReport]:
     fleet = engine(executor, address, workers)
     try:
         yield from fleet.audit(paths, configs)

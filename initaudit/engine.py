@@ -29,8 +29,19 @@ from .settings import (
     TensorProgress,
 )
 
-__all__ = ["BUDGET_REASON", "FULL_PASS_RULES", "SAMPLED_KEY", "SCHEMED_ROLES", "AuditConfig",
-           "TensorIgnore", "TensorProgress", "analyse", "audit_file", "audit_loaded", "audit_path"]
+__all__ = [
+    "BUDGET_REASON",
+    "FULL_PASS_RULES",
+    "SAMPLED_KEY",
+    "SCHEMED_ROLES",
+    "AuditConfig",
+    "TensorIgnore",
+    "TensorProgress",
+    "analyse",
+    "audit_file",
+    "audit_loaded",
+    "audit_path",
+]
 
 
 def _rule_enabled(code: str, name: str, config: AuditConfig) -> bool:
@@ -50,8 +61,9 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     from .rules import registry
     from .rules.base import RuleContext, TensorAnalysis
 
-    report = FileReport(path=model.path, format=model.format, status=Status.OK,
-                        framework=model.framework)
+    report = FileReport(
+        path=model.path, format=model.format, status=Status.OK, framework=model.framework
+    )
     report.notes.extend(model.notes)
     for name, reason in model.skipped:
         report.skipped.append(_skip_entry(name, reason, categorise(name, reason, model)))
@@ -71,16 +83,33 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
         try:
             schemed = tensor.role in SCHEMED_ROLES
             # one fused read of the tensor: exact stats, unit projections, orthogonality probe
-            tp = run_pass(values, tensor, schemed=schemed, max_sample=config.max_sample,
-                          seed=config.seed)
+            tp = run_pass(
+                values, tensor, schemed=schemed, max_sample=config.max_sample, seed=config.seed
+            )
             stats, sample = tp.stats, tp.sample
-            units = (check_units(values, tensor, stats, projections=tp.unit_projections)
-                     if schemed and not sampled_only else UnitCheck.empty())
-            scheme = (identify(values, tensor, stats, seed=config.seed, metadata=model.metadata,
-                               sample=sample, ortho=tp.ortho)
-                      if schemed and stats.size >= 2 else None)
-            state = (classify_tensor(values, tensor, stats, scheme, units, seed=config.seed)
-                     if tensor.role in SCHEMED_ROLES and stats.size >= 2 else None)
+            units = (
+                check_units(values, tensor, stats, projections=tp.unit_projections)
+                if schemed and not sampled_only
+                else UnitCheck.empty()
+            )
+            scheme = (
+                identify(
+                    values,
+                    tensor,
+                    stats,
+                    seed=config.seed,
+                    metadata=model.metadata,
+                    sample=sample,
+                    ortho=tp.ortho,
+                )
+                if schemed and stats.size >= 2
+                else None
+            )
+            state = (
+                classify_tensor(values, tensor, stats, scheme, units, seed=config.seed)
+                if tensor.role in SCHEMED_ROLES and stats.size >= 2
+                else None
+            )
             if sampled_only:
                 # the moments are the sample's; size stays the tensor's, marked as sampled
                 import dataclasses
@@ -102,15 +131,19 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
             report.tensors.append(_tensor_report(tensor, activation, None, None, skipped=outcome))
             continue
         stats, units, scheme, state = outcome
-        analyses.append(TensorAnalysis(tensor=tensor, layer=layer, stats=stats, scheme=scheme,
-                                       units=units, state=state))
+        analyses.append(
+            TensorAnalysis(
+                tensor=tensor, layer=layer, stats=stats, scheme=scheme, units=units, state=state
+            )
+        )
         report.tensors.append(_tensor_report(tensor, activation, stats, scheme))
         report.tensors[-1].state = state.to_dict() if state is not None else None
     budget_skips = sum(1 for s in report.skipped if s["reason"] == BUDGET_REASON)
     if budget_skips:
         report.notes.append(
             f"time budget of {config.max_seconds:g} s exhausted: {budget_skips} tensor(s) were not "
-            "analysed (listed as skipped); the findings cover only the tensors analysed")
+            "analysed (listed as skipped); the findings cover only the tensors analysed"
+        )
 
     file_state = classify_file(a.state for a in analyses if a.tensor.role in SCHEMED_ROLES)
     declared = model.metadata.get("declared_state")
@@ -119,8 +152,12 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
         # statistics stay as evidence, the verdict is the format's
         from .analysis.state import State, StateResult
 
-        file_state = StateResult(State.TRAINED, 0.99, str(declared.get("reason", "declared")),
-                                 {**file_state.evidence, "statistical_verdict": file_state.state.value})
+        file_state = StateResult(
+            State.TRAINED,
+            0.99,
+            str(declared.get("reason", "declared")),
+            {**file_state.evidence, "statistical_verdict": file_state.state.value},
+        )
     report.state = file_state.to_dict()
     signal = propagate(model, analyses)
     report.signal = signal.to_dict() if signal is not None else None
@@ -135,26 +172,41 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
         if left_out:
             report.notes.append(
                 "sample only: tensors were read as sampled byte ranges; rules that need every "
-                "element were not applied: " + ", ".join(f"{r.code} {r.name}" for r in left_out))
-    base = RuleContext(model=model, analyses=tuple(analyses), file_state=file_state,
-                       signal=signal)
+                "element were not applied: " + ", ".join(f"{r.code} {r.name}" for r in left_out)
+            )
+    base = RuleContext(model=model, analyses=tuple(analyses), file_state=file_state, signal=signal)
     findings: list[Finding] = []
     for r in rules:
         if r.scope == "model":
             findings.extend(r.check(base))
         else:
             for a in analyses:
-                findings.extend(r.check(RuleContext(model=model, analyses=base.analyses, current=a,
-                                                    file_state=file_state, signal=signal)))
+                findings.extend(
+                    r.check(
+                        RuleContext(
+                            model=model,
+                            analyses=base.analyses,
+                            current=a,
+                            file_state=file_state,
+                            signal=signal,
+                        )
+                    )
+                )
     report.findings = _post_process(_drop_superseded(findings, rules), config, model.path)
 
-    unknown = [layer.name for layer in model.layers
-               if layer.activation is None and layer.kernel is not None]
+    unknown = [
+        layer.name
+        for layer in model.layers
+        if layer.activation is None and layer.kernel is not None
+    ]
     if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        shown = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
         report.notes.append(
             f"activation unknown for {len(unknown)} layer(s) ({shown}): scheme/activation pairing "
-            "rules were not applied to them; give --activation 'PATTERN=ACT' to check them")
+            "rules were not applied to them; give --activation 'PATTERN=ACT' to check them"
+        )
     coverage = _apply_accounting(report, model, [a.tensor for a in analyses], failed)
     if report.skipped or model.unsafe or not coverage.complete:
         report.status = Status.PARTIAL
@@ -165,8 +217,9 @@ def _skip_entry(name: str, reason: str, category: SkipReason) -> dict[str, str]:
     return {"name": name, "reason": reason, "category": category.value}
 
 
-def _apply_accounting(report: FileReport, model: LoadedModel, analysed: list[WeightTensor],
-                      failed: list[WeightTensor]) -> Coverage:
+def _apply_accounting(
+    report: FileReport, model: LoadedModel, analysed: list[WeightTensor], failed: list[WeightTensor]
+) -> Coverage:
     """The one completeness check every loader goes through (accounting.account): coverage,
     plus a skipped entry for each weight-like stored tensor nobody analysed or reported."""
     acc = account(model, analysed, failed, (s["name"] for s in report.skipped))
@@ -183,8 +236,11 @@ def _drop_superseded(findings: list[Finding], rules: list[Any]) -> list[Finding]
     if not superseded_by:
         return findings
     fired = {(f.code, f.tensor) for f in findings if f.tensor}
-    return [f for f in findings
-            if not any((code, f.tensor) in fired for code in superseded_by.get(f.code, ()))]
+    return [
+        f
+        for f in findings
+        if not any((code, f.tensor) in fired for code in superseded_by.get(f.code, ()))
+    ]
 
 
 def _nbytes(tensor: WeightTensor) -> int:
@@ -225,8 +281,11 @@ def _default_workers() -> int:
     return max(1, min(8, cpus))
 
 
-def _run_tensors(tensors: Iterable[WeightTensor], work: Callable[[WeightTensor], tuple[Any, ...]],
-                 config: AuditConfig) -> Iterable[tuple[WeightTensor, tuple[Any, ...] | str]]:
+def _run_tensors(
+    tensors: Iterable[WeightTensor],
+    work: Callable[[WeightTensor], tuple[Any, ...]],
+    config: AuditConfig,
+) -> Iterable[tuple[WeightTensor, tuple[Any, ...] | str]]:
     """(tensor, result or skip reason) in model order, computed by up to ``workers`` threads.
 
     The budget is checked when a tensor starts; a tensor already running is finished. Progress
@@ -255,16 +314,23 @@ def _run_tensors(tensors: Iterable[WeightTensor], work: Callable[[WeightTensor],
     try:
         # a queued task holds no data (its tensor loads when it starts) and a finished one only
         # its small results, so memory is bounded by the `workers` tensors running at once
-        results = (pool.map(guarded, todo) if pool is not None else map(guarded, todo))
+        results = pool.map(guarded, todo) if pool is not None else map(guarded, todo)
         done_bytes = 0
         for i, (tensor, outcome) in enumerate(zip(todo, results)):
             done_bytes += sizes[i]
             if config.progress is not None:
-                config.progress(TensorProgress(
-                    index=i + 1, total=len(todo), name=tensor.name, nbytes=sizes[i],
-                    done_bytes=done_bytes, total_bytes=total_bytes,
-                    elapsed=time.monotonic() - start,
-                    skipped=outcome if isinstance(outcome, str) else None))
+                config.progress(
+                    TensorProgress(
+                        index=i + 1,
+                        total=len(todo),
+                        name=tensor.name,
+                        nbytes=sizes[i],
+                        done_bytes=done_bytes,
+                        total_bytes=total_bytes,
+                        elapsed=time.monotonic() - start,
+                        skipped=outcome if isinstance(outcome, str) else None,
+                    )
+                )
             yield tensor, outcome
     finally:
         if pool is not None:
@@ -281,22 +347,44 @@ def _post_process(findings: Iterable[Finding], config: AuditConfig, path: str) -
             continue
         override = config.severity_overrides.get(f.code) or config.severity_overrides.get(f.name)
         if override is not None and override is not f.severity:
-            f = Finding(code=f.code, name=f.name, severity=override, confidence=f.confidence,
-                        message=f.message, tensor=f.tensor, layer=f.layer, evidence=f.evidence)
+            f = Finding(
+                code=f.code,
+                name=f.name,
+                severity=override,
+                confidence=f.confidence,
+                message=f.message,
+                tensor=f.tensor,
+                layer=f.layer,
+                evidence=f.evidence,
+            )
         out.append(f)
     # deterministic order: severity first, then rule, then tensor
     out.sort(key=lambda f: (-f.severity.rank, f.code, f.tensor or "", f.layer or ""))
     return out
 
 
-def _tensor_report(tensor: WeightTensor, activation: Activation | None, stats: TensorStats | None,
-                   scheme: SchemeResult | None, skipped: str | None = None) -> TensorReport:
-    return TensorReport(name=tensor.name, layer=tensor.layer, op=tensor.op, role=tensor.role.value,
-                        shape=tuple(int(d) for d in tensor.shape), dtype=tensor.dtype,
-                        fan_in=tensor.fan_in, fan_out=tensor.fan_out,
-                        activation=activation.label if activation is not None else None,
-                        activation_source=activation.source if activation is not None else None,
-                        stats=stats, scheme=scheme, skipped=skipped)
+def _tensor_report(
+    tensor: WeightTensor,
+    activation: Activation | None,
+    stats: TensorStats | None,
+    scheme: SchemeResult | None,
+    skipped: str | None = None,
+) -> TensorReport:
+    return TensorReport(
+        name=tensor.name,
+        layer=tensor.layer,
+        op=tensor.op,
+        role=tensor.role.value,
+        shape=tuple(int(d) for d in tensor.shape),
+        dtype=tensor.dtype,
+        fan_in=tensor.fan_in,
+        fan_out=tensor.fan_out,
+        activation=activation.label if activation is not None else None,
+        activation_source=activation.source if activation is not None else None,
+        stats=stats,
+        scheme=scheme,
+        skipped=skipped,
+    )
 
 
 def audit_file(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()) -> FileReport:
@@ -317,13 +405,16 @@ def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()
         return audit_remote(spath, config)
     report = audit_loaded(spath, lambda: load(spath, LoadOptions(hints=config.hints)), config)
     if config.sample_only and report.status is not Status.ERROR:
-        report.notes.append("--sample-only applies to remote safetensors inputs: this local "
-                            "file was read in full, every rule applied")
+        report.notes.append(
+            "--sample-only applies to remote safetensors inputs: this local "
+            "file was read in full, every rule applied"
+        )
     return report
 
 
-def audit_loaded(spath: str, load_model: Callable[[], LoadedModel],
-                 config: AuditConfig = AuditConfig()) -> FileReport:
+def audit_loaded(
+    spath: str, load_model: Callable[[], LoadedModel], config: AuditConfig = AuditConfig()
+) -> FileReport:
     """:func:`audit_path` with the loading step given: every failure becomes status=error."""
     try:
         model = load_model()
@@ -332,27 +423,52 @@ def audit_loaded(spath: str, load_model: Callable[[], LoadedModel],
         # framework would have run it before failing (issue 11, fail closed)
         from .rules.unsafe_content import findings_for
 
-        return FileReport(path=spath, format=None, status=Status.ERROR, error=str(exc),
-                          findings=findings_for(getattr(exc, "unsafe", ())))
+        return FileReport(
+            path=spath,
+            format=None,
+            status=Status.ERROR,
+            error=str(exc),
+            findings=findings_for(getattr(exc, "unsafe", ())),
+        )
     except MemoryError:
-        return FileReport(path=spath, format=None, status=Status.ERROR,
-                          error="ran out of memory while reading (declared sizes too large?)")
+        return FileReport(
+            path=spath,
+            format=None,
+            status=Status.ERROR,
+            error="ran out of memory while reading (declared sizes too large?)",
+        )
     except RecursionError:
-        return FileReport(path=spath, format=None, status=Status.ERROR,
-                          error="structure nested too deeply to read safely")
+        return FileReport(
+            path=spath,
+            format=None,
+            status=Status.ERROR,
+            error="structure nested too deeply to read safely",
+        )
     except Exception as exc:  # a loader bug must still not become a traceback for the user
-        return FileReport(path=spath, format=None, status=Status.ERROR,
-                          error=f"could not be read ({type(exc).__name__}: {exc})")
+        return FileReport(
+            path=spath,
+            format=None,
+            status=Status.ERROR,
+            error=f"could not be read ({type(exc).__name__}: {exc})",
+        )
     try:
         return analyse(model, config)
     except LoadError as exc:
         return FileReport(path=spath, format=model.format, status=Status.ERROR, error=str(exc))
     except MemoryError:
-        return FileReport(path=spath, format=model.format, status=Status.ERROR,
-                          error="ran out of memory while analysing")
+        return FileReport(
+            path=spath,
+            format=model.format,
+            status=Status.ERROR,
+            error="ran out of memory while analysing",
+        )
     except Exception as exc:  # a bug in one file's analysis must not stop the other files
         if os.environ.get("INITAUDIT_DEBUG"):
             raise
-        return FileReport(path=spath, format=model.format, status=Status.ERROR,
-                          error=f"internal error while analysing ({type(exc).__name__}: {exc}); "
-                                "re-run with INITAUDIT_DEBUG=1 for the traceback")
+        return FileReport(
+            path=spath,
+            format=model.format,
+            status=Status.ERROR,
+            error=f"internal error while analysing ({type(exc).__name__}: {exc}); "
+            "re-run with INITAUDIT_DEBUG=1 for the traceback",
+        )

@@ -44,31 +44,55 @@ def select_tensors(fr: FileReport, layer: str | None) -> list[TensorReport]:
     """The tensors of ``fr`` whose name or layer matches the glob ``layer`` (all if None)."""
     if not layer:
         return list(fr.tensors)
-    return [t for t in fr.tensors
-            if fnmatch.fnmatchcase(t.name, layer) or fnmatch.fnmatchcase(t.layer, layer)]
+    return [
+        t
+        for t in fr.tensors
+        if fnmatch.fnmatchcase(t.name, layer) or fnmatch.fnmatchcase(t.layer, layer)
+    ]
 
 
 def to_dict(files: list[FileReport], layer: str | None) -> dict[str, Any]:
     from . import __version__
 
-    return {"tool": {"name": "initaudit", "version": __version__},
-            "layer_filter": layer,
-            "files": [{"path": fr.path, "format": fr.format, "status": fr.status.value,
-                       "error": fr.error, "framework": fr.framework,
-                       "tensors": [t.to_dict() for t in select_tensors(fr, layer)],
-                       "skipped": list(fr.skipped), "notes": list(fr.notes)}
-                      for fr in files]}
+    return {
+        "tool": {"name": "initaudit", "version": __version__},
+        "layer_filter": layer,
+        "files": [
+            {
+                "path": fr.path,
+                "format": fr.format,
+                "status": fr.status.value,
+                "error": fr.error,
+                "framework": fr.framework,
+                "tensors": [t.to_dict() for t in select_tensors(fr, layer)],
+                "skipped": list(fr.skipped),
+                "notes": list(fr.notes),
+            }
+            for fr in files
+        ],
+    }
 
 
 def write_json(files: list[FileReport], stream: TextIO, layer: str | None) -> None:
     from .reporters._text import json_fallback as _fallback
 
-    stream.write(json.dumps(to_dict(files, layer), indent=2, ensure_ascii=False, allow_nan=False,
-                            default=_fallback) + "\n")
+    stream.write(
+        json.dumps(
+            to_dict(files, layer), indent=2, ensure_ascii=False, allow_nan=False, default=_fallback
+        )
+        + "\n"
+    )
 
 
-def write_human(files: list[FileReport], stream: TextIO, layer: str | None, *, color: bool,
-                plot: bool = False, config: AuditConfig | None = None) -> None:
+def write_human(
+    files: list[FileReport],
+    stream: TextIO,
+    layer: str | None,
+    *,
+    color: bool,
+    plot: bool = False,
+    config: AuditConfig | None = None,
+) -> None:
     from rich.text import Text
 
     from .reporters.human import print_renderables
@@ -96,27 +120,38 @@ def write_human(files: list[FileReport], stream: TextIO, layer: str | None, *, c
 
             kernels = {t.name for t in analysed_kernels(fr)}
             samples, problems = load_samples(
-                fr.path, [t.name for t in tensors if t.name in kernels],
+                fr.path,
+                [t.name for t in tensors if t.name in kernels],
                 hints=tuple(config.hints) if config is not None else (),
-                seed=config.seed if config is not None else 0)
+                seed=config.seed if config is not None else 0,
+            )
         for t in tensors:
             items.extend(_tensor_lines(t))
             if plot and (t.name in samples or t.name in problems):
                 items.extend(plot_lines(t, fr, samples.get(t.name), problems.get(t.name)))
         for item in fr.skipped:
-            items.append(Text(f"  skipped {item.get('name', '?')}: {item.get('reason', '')}",
-                              style="yellow"))
+            items.append(
+                Text(f"  skipped {item.get('name', '?')}: {item.get('reason', '')}", style="yellow")
+            )
     print_renderables(stream, color, *items)
 
 
 def _tensor_lines(t: TensorReport) -> list[object]:
     from rich.text import Text
 
-    head = Text.assemble((t.name, "bold magenta"), "  ", t.role, "  ",
-                         "×".join(str(d) for d in t.shape) or "scalar", f"  {t.dtype}")
+    head = Text.assemble(
+        (t.name, "bold magenta"),
+        "  ",
+        t.role,
+        "  ",
+        "×".join(str(d) for d in t.shape) or "scalar",
+        f"  {t.dtype}",
+    )
     if t.fan_in is not None or t.fan_out is not None:
-        head.append(f"  fan {t.fan_in if t.fan_in is not None else '?'}→"
-                    f"{t.fan_out if t.fan_out is not None else '?'}")
+        head.append(
+            f"  fan {t.fan_in if t.fan_in is not None else '?'}→"
+            f"{t.fan_out if t.fan_out is not None else '?'}"
+        )
     act = t.activation or "unknown"
     head.append(f"  act {act}" + (f" ({t.activation_source})" if t.activation_source else ""))
     lines: list[object] = [head]
@@ -126,8 +161,10 @@ def _tensor_lines(t: TensorReport) -> list[object]:
     s = t.stats
     if s is not None:
         sample = f" (sample of {s.size})" if s.sampled else ""
-        line = (f"n {s.n}{sample}  mean {_num(s.mean)}  std {_num(s.std)}  min {_num(s.min)}  "
-                f"max {_num(s.max)}  kurtosis {_num(s.excess_kurtosis)}")
+        line = (
+            f"n {s.n}{sample}  mean {_num(s.mean)}  std {_num(s.std)}  min {_num(s.min)}  "
+            f"max {_num(s.max)}  kurtosis {_num(s.excess_kurtosis)}"
+        )
         if s.nonfinite:
             line += f"  non-finite {s.nonfinite}"
         lines.append(_detail(Text(line)))
@@ -157,8 +194,15 @@ PLOT_BINS = 24
 PLOT_WIDTH = 48
 
 
-def plot_lines(t: TensorReport, fr: FileReport, sample: Any, problem: str | None,
-               *, bins: int = PLOT_BINS, width: int = PLOT_WIDTH) -> list[object]:
+def plot_lines(
+    t: TensorReport,
+    fr: FileReport,
+    sample: Any,
+    problem: str | None,
+    *,
+    bins: int = PLOT_BINS,
+    width: int = PLOT_WIDTH,
+) -> list[object]:
     """A horizontal histogram of ``sample`` (one row per bin, bar length = density) with a
     marker where each scheme density falls in that row: ● the identified scheme, ○ the scheme a
     finding recommends (e.g. Glorot for a He kernel before a sigmoid)."""
@@ -216,8 +260,17 @@ def _detail(text: Text) -> Padding:
     return Padding(text, (0, 0, 0, 4))
 
 
-def run(paths: list[str], config: AuditConfig, *, layer: str | None, fmt: str, stream: TextIO,
-        color: bool, jobs: int = 1, plot: bool = False) -> tuple[list[FileReport], bool]:
+def run(
+    paths: list[str],
+    config: AuditConfig,
+    *,
+    layer: str | None,
+    fmt: str,
+    stream: TextIO,
+    color: bool,
+    jobs: int = 1,
+    plot: bool = False,
+) -> tuple[list[FileReport], bool]:
     """Audit ``paths`` and print the tensors; returns the file reports and whether the glob
     matched any tensor."""
     from .runner import audit_all

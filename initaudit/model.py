@@ -56,10 +56,17 @@ class ActivationKind(str, enum.Enum):
     OTHER = "other"  # an activation we recognise as one but have no rule for (param holds its name)
 
 
-SATURATING = frozenset({ActivationKind.SIGMOID, ActivationKind.TANH, ActivationKind.SOFTMAX,
-                        ActivationKind.HARD_SIGMOID})
-RELU_LIKE = frozenset({ActivationKind.RELU, ActivationKind.LEAKY_RELU, ActivationKind.PRELU,
-                       ActivationKind.RELU6})
+SATURATING = frozenset(
+    {
+        ActivationKind.SIGMOID,
+        ActivationKind.TANH,
+        ActivationKind.SOFTMAX,
+        ActivationKind.HARD_SIGMOID,
+    }
+)
+RELU_LIKE = frozenset(
+    {ActivationKind.RELU, ActivationKind.LEAKY_RELU, ActivationKind.PRELU, ActivationKind.RELU6}
+)
 
 
 @dataclass(frozen=True)
@@ -249,7 +256,9 @@ class StoredTensor:
 def is_weight_like(shape: tuple[int, ...], dtype: str, *, embedding: bool = False) -> bool:
     """The one definition of "weight-like" every loader's inventory uses."""
     d = dtype.lower()
-    numeric = any(k in d for k in ("float", "bfloat", "int", "uint", "fp8", "e4m3", "e5m2", "quant"))
+    numeric = any(
+        k in d for k in ("float", "bfloat", "int", "uint", "fp8", "e4m3", "e5m2", "quant")
+    )
     if not numeric or d in ("bool",):
         return False
     if embedding:

@@ -46,15 +46,20 @@ def _ort() -> Any:  # the onnxruntime module (untyped)
     try:
         import onnxruntime as ort  # noqa: PLC0415 - optional extra
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ProbeUnavailable("the probe needs onnxruntime: pip install 'initaudit[probe]'") from exc
+        raise ProbeUnavailable(
+            "the probe needs onnxruntime: pip install 'initaudit[probe]'"
+        ) from exc
     return ort
 
 
 def _float_dtype(elem_type: int) -> np.dtype | None:
     import onnx
 
-    mapping: dict[int, type[np.floating[Any]]] = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
-               onnx.TensorProto.FLOAT16: np.float16}
+    mapping: dict[int, type[np.floating[Any]]] = {
+        onnx.TensorProto.FLOAT: np.float32,
+        onnx.TensorProto.DOUBLE: np.float64,
+        onnx.TensorProto.FLOAT16: np.float16,
+    }
     return np.dtype(mapping[elem_type]) if elem_type in mapping else None
 
 
@@ -104,8 +109,15 @@ def _weighted_nodes(graph: GraphProto, model: LoadedModel) -> dict[str, tuple[An
     return out
 
 
-def probe_signal(source: Any, model: LoadedModel, signal: dict[str, Any], *, batch: int = BATCH,
-                 seed: int = 0, tolerance: float = TOLERANCE) -> dict[str, Any]:
+def probe_signal(
+    source: Any,
+    model: LoadedModel,
+    signal: dict[str, Any],
+    *,
+    batch: int = BATCH,
+    seed: int = 0,
+    tolerance: float = TOLERANCE,
+) -> dict[str, Any]:
     """Measure the signal of an ONNX model and write it next to the prediction, in place.
 
     ``source`` is a path or an ``onnx.ModelProto``; ``signal`` is a report's ``signal`` dict.
@@ -129,8 +141,9 @@ def probe_signal(source: Any, model: LoadedModel, signal: dict[str, Any], *, bat
         if name not in existing:
             graph.output.append(onnx.ValueInfoProto(name=name))
     try:
-        session = ort.InferenceSession(proto.SerializeToString(),
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            proto.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
         names = [o.name for o in session.get_outputs()]
         sums: dict[str, float] = {}
         for k in range(runs):
@@ -139,11 +152,15 @@ def probe_signal(source: Any, model: LoadedModel, signal: dict[str, Any], *, bat
             for name, value in zip(names, session.run(names, feeds)):
                 arr = np.asarray(value)
                 if arr.dtype.kind == "f":
-                    sums[name] = sums.get(name, 0.0) + float(np.mean(np.square(arr, dtype=np.float64)))
+                    sums[name] = sums.get(name, 0.0) + float(
+                        np.mean(np.square(arr, dtype=np.float64))
+                    )
         second = {name: total / runs for name, total in sums.items()}
     except Exception as exc:  # an operator ORT lacks, a shape it rejects: say so, don't crash
-        raise ProbeUnavailable(f"onnxruntime could not run the model ({type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0][:200]})") from None
+        raise ProbeUnavailable(
+            f"onnxruntime could not run the model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]})"
+        ) from None
 
     measured_in = {layer: second[data] for layer, (_, data) in nodes.items() if data in second}
     # a layer's output figure = the measured input of the layers consuming it
@@ -168,23 +185,38 @@ def probe_signal(source: Any, model: LoadedModel, signal: dict[str, Any], *, bat
         entry["measured_std"] = math.sqrt(q)
         predicted = entry.get("q_out")
         recurrent = str(entry.get("note") or "").startswith("recurrent")
-        if after_norm or recurrent or not (isinstance(predicted, (int, float)) and predicted > 0
-                                            and q > 0):
+        if (
+            after_norm
+            or recurrent
+            or not (isinstance(predicted, (int, float)) and predicted > 0 and q > 0)
+        ):
             continue  # recurrent: the prediction is the first time step's, the run has many
         # finite width: a given network's gains fluctuate around the mean-field value by a
         # log-factor of about sqrt(Σ 1/width) (depth/width); allow two of those, at least x1.5
         allowed = max(tolerance, math.exp(2.0 * math.sqrt(inverse_width)))
         ratio = q / predicted
-        compared.append({"layer": entry["layer"], "predicted_q": predicted, "measured_q": q,
-                         "ratio": ratio, "allowed_factor": allowed,
-                         "agrees": 1 / allowed <= ratio <= allowed})
+        compared.append(
+            {
+                "layer": entry["layer"],
+                "predicted_q": predicted,
+                "measured_q": q,
+                "ratio": ratio,
+                "allowed_factor": allowed,
+                "agrees": 1 / allowed <= ratio <= allowed,
+            }
+        )
     ratios = [c["ratio"] for c in compared]
     worst = max(ratios, key=lambda r: abs(math.log(r))) if ratios else None
-    summary = {"tolerance_factor": tolerance, "batch": batch, "runs": runs, "seed": seed,
-               "layers_compared": len(compared),
-               "worst_ratio": worst,
-               "agrees": bool(compared) and all(c["agrees"] for c in compared),
-               "compared": compared}
+    summary = {
+        "tolerance_factor": tolerance,
+        "batch": batch,
+        "runs": runs,
+        "seed": seed,
+        "layers_compared": len(compared),
+        "worst_ratio": worst,
+        "agrees": bool(compared) and all(c["agrees"] for c in compared),
+        "compared": compared,
+    }
     signal["probe"] = summary
     return summary
 
@@ -210,4 +242,5 @@ def probe_step(model: LoadedModel, report: Any, *, seed: int = 0) -> None:
         f"layer(s) (worst measured/predicted ratio {summary['worst_ratio']:.3g}, "
         f"tolerance x{summary['tolerance_factor']:g}, wider for narrow deep stacks)"
         if summary["worst_ratio"] is not None
-        else "probe: no layer could be compared")
+        else "probe: no layer could be compared"
+    )

@@ -60,8 +60,22 @@ INDEX_NAME = "model.safetensors.index.json"
 SIDE_FILES = ("config.json", "adapter_config.json", "quantize_config.json")
 # extensions of checkpoint files when a remote folder is walked (remote listing has no content
 # probe: one request per file would cost more than the audit of a small file)
-CHECKPOINT_EXTENSIONS = (".safetensors", ".onnx", ".pt", ".pth", ".bin", ".ckpt", ".gguf",
-                         ".npz", ".keras", ".h5", ".tflite", ".pt2", ".msgpack", ".joblib")
+CHECKPOINT_EXTENSIONS = (
+    ".safetensors",
+    ".onnx",
+    ".pt",
+    ".pth",
+    ".bin",
+    ".ckpt",
+    ".gguf",
+    ".npz",
+    ".keras",
+    ".h5",
+    ".tflite",
+    ".pt2",
+    ".msgpack",
+    ".joblib",
+)
 
 
 def is_remote(path: str) -> bool:
@@ -84,8 +98,10 @@ class RemoteSettings:
                 return default
             return value if value > 0 else default
 
-        return cls(timeout=num("INITAUDIT_REMOTE_TIMEOUT", 60.0),
-                   retries=int(num("INITAUDIT_REMOTE_RETRIES", 3)))
+        return cls(
+            timeout=num("INITAUDIT_REMOTE_TIMEOUT", 60.0),
+            retries=int(num("INITAUDIT_REMOTE_RETRIES", 3)),
+        )
 
 
 class RemoteError(LoadError):
@@ -112,16 +128,26 @@ class Transfer:
             self.requests += 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bytes_fetched": self.fetched, "bytes_total": self.size, "requests": self.requests,
-                "mode": self.mode, "sample_only": self.sample_only}
+        return {
+            "bytes_fetched": self.fetched,
+            "bytes_total": self.size,
+            "requests": self.requests,
+            "mode": self.mode,
+            "sample_only": self.sample_only,
+        }
 
     def note(self) -> str:
         share = f" ({self.fetched / self.size:.1%})" if self.size else ""
-        how = ("ranged requests" if self.mode == "ranged"
-               else "requests: downloaded whole to a temporary folder, this format is not read "
-                    "with ranged requests")
-        return (f"remote: fetched {self.fetched:,} of {self.size:,} bytes{share} in "
-                f"{self.requests} {how}")
+        how = (
+            "ranged requests"
+            if self.mode == "ranged"
+            else "requests: downloaded whole to a temporary folder, this format is not read "
+            "with ranged requests"
+        )
+        return (
+            f"remote: fetched {self.fetched:,} of {self.size:,} bytes{share} in "
+            f"{self.requests} {how}"
+        )
 
 
 # --------------------------------------------------------------------------- filesystem access
@@ -130,9 +156,13 @@ class Transfer:
 def _storage_options(protocol: str, settings: RemoteSettings) -> dict[str, Any]:
     """Timeouts in each filesystem's own terms; credentials are left to its configuration."""
     if protocol in ("s3", "s3a"):
-        return {"config_kwargs": {"connect_timeout": settings.timeout,
-                                  "read_timeout": settings.timeout,
-                                  "retries": {"max_attempts": 1}}}  # our retry loop counts
+        return {
+            "config_kwargs": {
+                "connect_timeout": settings.timeout,
+                "read_timeout": settings.timeout,
+                "retries": {"max_attempts": 1},
+            }
+        }  # our retry loop counts
     if protocol in ("http", "https"):
         import aiohttp
 
@@ -144,12 +174,16 @@ def open_fs(url: str, settings: RemoteSettings) -> tuple[Any, str]:
     try:
         import fsspec
     except ImportError:
-        raise LoadError("remote paths need the [remote] extra (pip install 'initaudit[remote]')") from None
+        raise LoadError(
+            "remote paths need the [remote] extra (pip install 'initaudit[remote]')"
+        ) from None
     protocol = _SCHEME.match(url).group(1).lower()  # type: ignore[union-attr]
     try:
         fs, path = fsspec.core.url_to_fs(url, **_storage_options(protocol, settings))
     except ImportError as exc:
-        raise LoadError(f"the {protocol}:// filesystem is not installed ({_first_line(exc)})") from None
+        raise LoadError(
+            f"the {protocol}:// filesystem is not installed ({_first_line(exc)})"
+        ) from None
     except ValueError as exc:
         raise LoadError(f"cannot open {protocol}:// URLs ({_first_line(exc)})") from None
     return fs, path
@@ -171,9 +205,20 @@ def _is_timeout(exc: BaseException) -> bool:
 
 def _is_cut(exc: BaseException) -> bool:
     name = type(exc).__name__
-    return name in ("ClientPayloadError", "ServerDisconnectedError", "IncompleteRead",
-                    "ResponseStreamingError", "ContentLengthError", "ClientConnectionError",
-                    "ConnectionResetError", "ReadTimeoutError") or "payload" in str(exc).lower()
+    return (
+        name
+        in (
+            "ClientPayloadError",
+            "ServerDisconnectedError",
+            "IncompleteRead",
+            "ResponseStreamingError",
+            "ContentLengthError",
+            "ClientConnectionError",
+            "ConnectionResetError",
+            "ReadTimeoutError",
+        )
+        or "payload" in str(exc).lower()
+    )
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -240,8 +285,10 @@ def describe(exc: BaseException, settings: RemoteSettings) -> str:
     return f"request failed ({type(exc).__name__}{': ' + text if text else ''})"
 
 
-_SECRETS = re.compile(r"(?i)\b(token|key|secret|signature|authorization|credential|password)"
-                      r"(\S*?)([=:]\s*)\S+")
+_SECRETS = re.compile(
+    r"(?i)\b(token|key|secret|signature|authorization|credential|password)"
+    r"(\S*?)([=:]\s*)\S+"
+)
 
 
 def _redacted(exc: BaseException) -> str:
@@ -260,8 +307,9 @@ def _redacted(exc: BaseException) -> str:
 class RemoteFile:
     """One remote file: exact ranged reads with retries, every byte received counted."""
 
-    def __init__(self, fs: Any, path: str, size: int, transfer: Transfer,
-                 settings: RemoteSettings) -> None:
+    def __init__(
+        self, fs: Any, path: str, size: int, transfer: Transfer, settings: RemoteSettings
+    ) -> None:
         self.fs, self.path, self.size = fs, path, size
         self.transfer, self.settings = transfer, settings
 
@@ -287,21 +335,25 @@ class RemoteFile:
                 if _final(real):
                     raise RemoteError(describe(real, self.settings)) from None
                 last = real
-                time.sleep(min(2.0, 0.1 * 2 ** attempt))
+                time.sleep(min(2.0, 0.1 * 2**attempt))
                 continue
             self.transfer.add(len(data))
             if len(data) != length:
                 if len(data) > length:  # the server ignored Range and sent more
-                    raise RemoteError(f"server ignored the byte range (sent {len(data)} bytes for "
-                                      f"a range of {length}): ranged reads are required")
-                last = RemoteError(f"truncated response: got {len(data)} of {length} bytes "
-                                   f"at offset {offset}")
+                    raise RemoteError(
+                        f"server ignored the byte range (sent {len(data)} bytes for "
+                        f"a range of {length}): ranged reads are required"
+                    )
+                last = RemoteError(
+                    f"truncated response: got {len(data)} of {length} bytes at offset {offset}"
+                )
                 continue
             return bytes(data)
         assert last is not None
-        raise RemoteError(describe(last, self.settings)
-                          + (f" (after {self.settings.retries} attempts)"
-                             if self.settings.retries > 1 else "")) from None
+        raise RemoteError(
+            describe(last, self.settings)
+            + (f" (after {self.settings.retries} attempts)" if self.settings.retries > 1 else "")
+        ) from None
 
 
 def _info(fs: Any, path: str, settings: RemoteSettings) -> dict[str, Any]:
@@ -314,7 +366,7 @@ def _info(fs: Any, path: str, settings: RemoteSettings) -> dict[str, Any]:
             if _final(real):
                 raise RemoteError(describe(real, settings)) from None
             last = real
-            time.sleep(min(2.0, 0.1 * 2 ** attempt))
+            time.sleep(min(2.0, 0.1 * 2**attempt))
     assert last is not None
     raise RemoteError(describe(last, settings)) from None
 
@@ -394,8 +446,9 @@ def _full_loader(rf: RemoteFile, data_start: int, entry: Any) -> Callable[[], np
     return load
 
 
-def sample_ranges(shape: tuple[int, ...], itemsize: int, seed: int,
-                  budget: int = SAMPLE_ELEMENTS) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
+def sample_ranges(
+    shape: tuple[int, ...], itemsize: int, seed: int, budget: int = SAMPLE_ELEMENTS
+) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
     """Byte ranges (offset, length) to fetch for a sample of a C-ordered tensor, and the shape
     of what they hold once concatenated. Whole rows in up to SAMPLE_BLOCKS blocks, one per
     stratum of rows (spread over the tensor), so a unit's values stay together; a tensor whose
@@ -430,7 +483,9 @@ def sample_ranges(shape: tuple[int, ...], itemsize: int, seed: int,
     return out, (sum(length for _, length in out) // itemsize,)
 
 
-def _sample_loader(rf: RemoteFile, data_start: int, entry: Any, seed: int) -> Callable[[], np.ndarray]:
+def _sample_loader(
+    rf: RemoteFile, data_start: int, entry: Any, seed: int
+) -> Callable[[], np.ndarray]:
     if entry.end - entry.begin <= SMALL_TENSOR_BYTES:
         return _full_loader(rf, data_start, entry)
 
@@ -447,12 +502,23 @@ def _sample_loader(rf: RemoteFile, data_start: int, entry: Any, seed: int) -> Ca
 
 def _safe_name(name: str) -> bool:
     """A shard name from an index must stay inside the model folder."""
-    return (bool(name) and not name.startswith("/") and "\\" not in name and "://" not in name
-            and all(p not in ("..", "") for p in name.split("/")))
+    return (
+        bool(name)
+        and not name.startswith("/")
+        and "\\" not in name
+        and "://" not in name
+        and all(p not in ("..", "") for p in name.split("/"))
+    )
 
 
-def _fetch_small(fs: Any, path: str, info: dict[str, Any], transfer: Transfer,
-                 settings: RemoteSettings, what: str) -> bytes:
+def _fetch_small(
+    fs: Any,
+    path: str,
+    info: dict[str, Any],
+    transfer: Transfer,
+    settings: RemoteSettings,
+    what: str,
+) -> bytes:
     size = int(info.get("size") or 0)
     if size > MAX_SIDE_FILE_BYTES:
         raise RemoteError(f"{what} is larger than {MAX_SIDE_FILE_BYTES} bytes")
@@ -460,16 +526,29 @@ def _fetch_small(fs: Any, path: str, info: dict[str, Any], transfer: Transfer,
     return RemoteFile(fs, path, size, transfer, settings).read(0, size)
 
 
-def load_safetensors(url: str, fs: Any, path: str, info: dict[str, Any], config: AuditConfig,
-                     transfer: Transfer, settings: RemoteSettings, side_dir: Path) -> LoadedModel:
+def load_safetensors(
+    url: str,
+    fs: Any,
+    path: str,
+    info: dict[str, Any],
+    config: AuditConfig,
+    transfer: Transfer,
+    settings: RemoteSettings,
+    side_dir: Path,
+) -> LoadedModel:
     """A remote safetensors file or folder of shards, as the local loader reads it."""
     from .loaders import LoadOptions
     from .loaders import safetensors_loader as st
 
     options = LoadOptions(hints=config.hints)
     is_dir = info.get("type") == "directory"
-    model = LoadedModel(path=url, format="safetensors-sharded" if is_dir else "safetensors",
-                        framework="pytorch", has_graph=False, inventory=[])
+    model = LoadedModel(
+        path=url,
+        format="safetensors-sharded" if is_dir else "safetensors",
+        framework="pytorch",
+        has_graph=False,
+        inventory=[],
+    )
     if config.sample_only:
         model.metadata["sampled_only"] = True
 
@@ -497,8 +576,14 @@ def load_safetensors(url: str, fs: Any, path: str, info: dict[str, Any], config:
         files = _listdir(fs, path, settings)
         by_shard: dict[str, set[str]] = {}
         if INDEX_NAME in files:
-            raw = _fetch_small(fs, f"{path.rstrip('/')}/{INDEX_NAME}", files[INDEX_NAME], transfer,
-                               settings, INDEX_NAME)
+            raw = _fetch_small(
+                fs,
+                f"{path.rstrip('/')}/{INDEX_NAME}",
+                files[INDEX_NAME],
+                transfer,
+                settings,
+                INDEX_NAME,
+            )
             (side_dir / INDEX_NAME).write_bytes(raw)
             weight_map = st._read_index(side_dir / INDEX_NAME)
             model.metadata["safetensors_index"] = INDEX_NAME
@@ -514,14 +599,27 @@ def load_safetensors(url: str, fs: Any, path: str, info: dict[str, Any], config:
             if not _safe_name(shard):
                 from .model import UnsafeContent
 
-                model.unsafe.append(UnsafeContent(
-                    what=f"safetensors shard path {shard!r} leaves the model folder (not read)",
-                    location=INDEX_NAME))
+                model.unsafe.append(
+                    UnsafeContent(
+                        what=f"safetensors shard path {shard!r} leaves the model folder (not read)",
+                        location=INDEX_NAME,
+                    )
+                )
                 for tensor in sorted(by_shard.get(shard, ())):
-                    model.inventory.append(StoredTensor(tensor, (), "unknown", 0, True,  # type: ignore[union-attr]
-                                                        SkipReason.UNSAFE))
-                    model.skip(tensor, f"shard {shard!r} is outside the model folder",
-                               SkipReason.UNSAFE)
+                    assert model.inventory is not None  # the model is created with an inventory above
+                    model.inventory.append(
+                        StoredTensor(
+                            tensor,
+                            (),
+                            "unknown",
+                            0,
+                            True,
+                            SkipReason.UNSAFE,
+                        )
+                    )
+                    model.skip(
+                        tensor, f"shard {shard!r} is outside the model folder", SkipReason.UNSAFE
+                    )
                 continue
             shard_path = f"{path.rstrip('/')}/{shard}"
             shard_info = files.get(shard) if "/" not in shard else None
@@ -538,14 +636,27 @@ def load_safetensors(url: str, fs: Any, path: str, info: dict[str, Any], config:
             if listed is not None:
                 present = {e.name for e in header.entries}
                 for missing in sorted(listed - present):
-                    model.inventory.append(StoredTensor(missing, (), "unknown", 0, True,  # type: ignore[union-attr]
-                                                        SkipReason.UNREADABLE))
-                    model.skip(missing, f"listed in {INDEX_NAME} but absent from {shard}",
-                               SkipReason.UNREADABLE)
+                    assert model.inventory is not None  # the model is created with an inventory above
+                    model.inventory.append(
+                        StoredTensor(
+                            missing,
+                            (),
+                            "unknown",
+                            0,
+                            True,
+                            SkipReason.UNREADABLE,
+                        )
+                    )
+                    model.skip(
+                        missing,
+                        f"listed in {INDEX_NAME} but absent from {shard}",
+                        SkipReason.UNREADABLE,
+                    )
             for ft in st._flat_tensors(Path(shard), header, options, model, make_loader=make(rf)):
                 if ft.name in seen:
-                    model.skip(ft.name, f"appears again in {shard}; first copy audited",
-                               SkipReason.OTHER)
+                    model.skip(
+                        ft.name, f"appears again in {shard}; first copy audited", SkipReason.OTHER
+                    )
                     continue
                 seen.add(ft.name)
                 flat.append(ft)
@@ -563,8 +674,14 @@ def load_safetensors(url: str, fs: Any, path: str, info: dict[str, Any], config:
 # --------------------------------------------------------------------------- download fallback
 
 
-def _download(fs: Any, path: str, info: dict[str, Any], dest: Path, transfer: Transfer,
-              settings: RemoteSettings) -> Path:
+def _download(
+    fs: Any,
+    path: str,
+    info: dict[str, Any],
+    dest: Path,
+    transfer: Transfer,
+    settings: RemoteSettings,
+) -> Path:
     """The file (or folder, recursively) copied into ``dest``, counted; names checked."""
     transfer.mode = "download"
     if info.get("type") == "directory":
@@ -576,7 +693,9 @@ def _download(fs: Any, path: str, info: dict[str, Any], dest: Path, transfer: Tr
         except Exception as exc:  # noqa: BLE001 -- any library error becomes our one line
             raise RemoteError(describe(exc, settings)) from None
         for name, finfo in sorted(found.items()):
-            rel = name[len(root):].lstrip("/") if name.startswith(root) else PurePosixPath(name).name
+            rel = (
+                name[len(root) :].lstrip("/") if name.startswith(root) else PurePosixPath(name).name
+            )
             if not _safe_name(rel):
                 continue
             _copy(fs, name, int(finfo.get("size") or 0), target / rel, transfer, settings)
@@ -586,8 +705,9 @@ def _download(fs: Any, path: str, info: dict[str, Any], dest: Path, transfer: Tr
     return target
 
 
-def _register_onnx_data(fs: Any, path: str, model_dir: Path, transfer: Transfer,
-                        settings: RemoteSettings) -> None:
+def _register_onnx_data(
+    fs: Any, path: str, model_dir: Path, transfer: Transfer, settings: RemoteSettings
+) -> None:
     """ONNX external data read by ranged requests: the loader's external-data hook
     (loaders.onnx.external.REMOTE_DATA) sizes and reads the files beside the remote model."""
     from .loaders.onnx.decode import _Unreadable
@@ -605,16 +725,20 @@ def _register_onnx_data(fs: Any, path: str, model_dir: Path, transfer: Transfer,
                     info = _info(fs, f"{parent}/{location}", settings)
                 except RemoteError as exc:
                     if str(exc).startswith("not found"):
-                        raise _Unreadable(f"external data file {location!r} does not exist") from None
+                        raise _Unreadable(
+                            f"external data file {location!r} does not exist"
+                        ) from None
                     raise
-                rf = files[location] = RemoteFile(fs, f"{parent}/{location}",
-                                                  int(info.get("size") or 0), transfer, settings)
+                rf = files[location] = RemoteFile(
+                    fs, f"{parent}/{location}", int(info.get("size") or 0), transfer, settings
+                )
                 transfer.size += rf.size
             return rf
 
     REMOTE_DATA[str(model_dir)] = RemoteData(
         size=lambda location: open_data(location).size,
-        read=lambda location, offset, length: open_data(location).read(offset, length))
+        read=lambda location, offset, length: open_data(location).read(offset, length),
+    )
 
 
 def _max_download() -> int:
@@ -626,17 +750,28 @@ def _max_download() -> int:
         return 64 * 2**30
 
 
-def _copy(fs: Any, path: str, size: int, target: Path, transfer: Transfer,
-          settings: RemoteSettings, chunk: int = 8 * 2**20) -> None:
+def _copy(
+    fs: Any,
+    path: str,
+    size: int,
+    target: Path,
+    transfer: Transfer,
+    settings: RemoteSettings,
+    chunk: int = 8 * 2**20,
+) -> None:
     limit = _max_download()
     if transfer.size + size > limit:
-        raise RemoteError(f"this format is downloaded whole and {transfer.size + size} bytes "
-                          f"exceed INITAUDIT_REMOTE_MAX_DOWNLOAD ({limit})")
+        raise RemoteError(
+            f"this format is downloaded whole and {transfer.size + size} bytes "
+            f"exceed INITAUDIT_REMOTE_MAX_DOWNLOAD ({limit})"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     transfer.size += size
     rf = RemoteFile(fs, path, size, transfer, settings)
     with open(target, "wb") as out:
-        out.writelines(rf.read(offset, min(chunk, size - offset)) for offset in range(0, size, chunk))
+        out.writelines(
+            rf.read(offset, min(chunk, size - offset)) for offset in range(0, size, chunk)
+        )
 
 
 # --------------------------------------------------------------------------- entry points
@@ -682,15 +817,26 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
         report = audit_loaded(url, load, config)
         report.path = url
         if transfer.failure is not None and report.status is not Status.ERROR:
-            report = FileReport(path=url, format=report.format, status=Status.ERROR,
-                                error=transfer.failure, remote=transfer.to_dict())
+            report = FileReport(
+                path=url,
+                format=report.format,
+                status=Status.ERROR,
+                error=transfer.failure,
+                remote=transfer.to_dict(),
+            )
             return report
         report.notes = [_public(n, tmp / "data", url) for n in report.notes]
         if report.error:
             report.error = _public(report.error, tmp / "data", url)
-        if config.sample_only and not _is_safetensors(path, files) and report.status is not Status.ERROR:
-            report.notes.append("--sample-only applies to safetensors only: every tensor of this "
-                                "file was read whole, every rule applied")
+        if (
+            config.sample_only
+            and not _is_safetensors(path, files)
+            and report.status is not Status.ERROR
+        ):
+            report.notes.append(
+                "--sample-only applies to safetensors only: every tensor of this "
+                "file was read whole, every rule applied"
+            )
             transfer.sample_only = False
         report.notes.append(transfer.note())
         report.remote = transfer.to_dict()
@@ -741,7 +887,9 @@ def expand(url: str) -> list[str]:
 
 
 def _shards_in(found: list[str], parent: str) -> int:
-    return sum(1 for n in found if str(PurePosixPath(n).parent) == parent and n.endswith(".safetensors"))
+    return sum(
+        1 for n in found if str(PurePosixPath(n).parent) == parent and n.endswith(".safetensors")
+    )
 
 
 def _unstrip(fs: Any, proto: str, path: str) -> str:

@@ -14,8 +14,19 @@ from typing import Any
 # Re-exported here: `from initaudit.report import SchemeResult` keeps working.
 from .analysis.results import Candidate, SchemeResult, TensorStats, _jsonable, _num  # noqa: F401
 
-__all__ = ["Candidate", "Coverage", "FileReport", "Finding", "Report", "SchemeResult", "Severity",
-           "Status", "Suppression", "TensorReport", "TensorStats"]
+__all__ = [
+    "Candidate",
+    "Coverage",
+    "FileReport",
+    "Finding",
+    "Report",
+    "SchemeResult",
+    "Severity",
+    "Status",
+    "Suppression",
+    "TensorReport",
+    "TensorStats",
+]
 
 
 class Severity(str, enum.Enum):
@@ -60,10 +71,16 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "name": self.name, "severity": self.severity.value,
-                "confidence": round(float(self.confidence), 4), "tensor": self.tensor,
-                "layer": self.layer, "message": self.message,
-                "evidence": {k: _jsonable(v) for k, v in self.evidence.items()}}
+        return {
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity.value,
+            "confidence": round(float(self.confidence), 4),
+            "tensor": self.tensor,
+            "layer": self.layer,
+            "message": self.message,
+            "evidence": {k: _jsonable(v) for k, v in self.evidence.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -98,11 +115,16 @@ class Coverage:
         return 1.0 if self.bytes_present == 0 else self.bytes_analysed / self.bytes_present
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weights_present": self.weights_present, "weights_analysed": self.weights_analysed,
-                "bytes_present": self.bytes_present, "bytes_analysed": self.bytes_analysed,
-                "tensors_present": self.tensors_present,
-                "tensors_analysed": self.tensors_analysed, "enumerated": self.enumerated,
-                "complete": self.complete}
+        return {
+            "weights_present": self.weights_present,
+            "weights_analysed": self.weights_analysed,
+            "bytes_present": self.bytes_present,
+            "bytes_analysed": self.bytes_analysed,
+            "tensors_present": self.tensors_present,
+            "tensors_analysed": self.tensors_analysed,
+            "enumerated": self.enumerated,
+            "complete": self.complete,
+        }
 
 
 @dataclass(frozen=True)
@@ -140,13 +162,22 @@ class TensorReport:
     state: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "layer": self.layer, "op": self.op, "role": self.role,
-                "shape": list(self.shape), "dtype": self.dtype, "fan_in": self.fan_in,
-                "fan_out": self.fan_out, "activation": self.activation,
-                "activation_source": self.activation_source,
-                "stats": self.stats.to_dict() if self.stats else None,
-                "scheme": self.scheme.to_dict() if self.scheme else None,
-                "skipped": self.skipped, "state": self.state}
+        return {
+            "name": self.name,
+            "layer": self.layer,
+            "op": self.op,
+            "role": self.role,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "fan_in": self.fan_in,
+            "fan_out": self.fan_out,
+            "activation": self.activation,
+            "activation_source": self.activation_source,
+            "stats": self.stats.to_dict() if self.stats else None,
+            "scheme": self.scheme.to_dict() if self.scheme else None,
+            "skipped": self.skipped,
+            "state": self.state,
+        }
 
 
 @dataclass
@@ -178,23 +209,35 @@ class FileReport:
         subgraphs, left-out content): such a file must never pass as clean."""
         if self.status is Status.ERROR:
             return False
-        return (self.status is Status.PARTIAL or bool(self.skipped)
-                or (self.coverage is not None and not self.coverage.complete))
+        return (
+            self.status is Status.PARTIAL
+            or bool(self.skipped)
+            or (self.coverage is not None and not self.coverage.complete)
+        )
 
     def __repr__(self) -> str:  # the tensors would be thousands of lines
-        return (f"FileReport(path={self.path!r}, format={self.format!r}, "
-                f"status={self.status.value!r}, findings={len(self.findings)}, "
-                f"tensors={len(self.tensors)}, skipped={len(self.skipped)})")
+        return (
+            f"FileReport(path={self.path!r}, format={self.format!r}, "
+            f"status={self.status.value!r}, findings={len(self.findings)}, "
+            f"tensors={len(self.tensors)}, skipped={len(self.skipped)})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "format": self.format, "status": self.status.value,
-                "error": self.error, "framework": self.framework,
-                "tensors": [t.to_dict() for t in self.tensors],
-                "findings": [f.to_dict() for f in self.findings],
-                "skipped": list(self.skipped), "notes": list(self.notes),
-                "state": self.state, "signal": self.signal,
-                "coverage": self.coverage.to_dict() if self.coverage is not None else None,
-                **({"remote": dict(self.remote)} if self.remote is not None else {})}
+        return {
+            "path": self.path,
+            "format": self.format,
+            "status": self.status.value,
+            "error": self.error,
+            "framework": self.framework,
+            "tensors": [t.to_dict() for t in self.tensors],
+            "findings": [f.to_dict() for f in self.findings],
+            "skipped": list(self.skipped),
+            "notes": list(self.notes),
+            "state": self.state,
+            "signal": self.signal,
+            "coverage": self.coverage.to_dict() if self.coverage is not None else None,
+            **({"remote": dict(self.remote)} if self.remote is not None else {}),
+        }
 
 
 @dataclass
@@ -206,9 +249,18 @@ class Report:
         return [f for fr in self.files for f in fr.findings]
 
     def counts(self) -> dict[str, int]:
-        c = {"files": len(self.files), "errors": 0, "warnings": 0, "infos": 0,
-             "unreadable_files": 0, "tensors": 0, "tensors_skipped": 0, "partial_files": 0,
-             "weights_present": 0, "weights_analysed": 0}
+        c = {
+            "files": len(self.files),
+            "errors": 0,
+            "warnings": 0,
+            "infos": 0,
+            "unreadable_files": 0,
+            "tensors": 0,
+            "tensors_skipped": 0,
+            "partial_files": 0,
+            "weights_present": 0,
+            "weights_analysed": 0,
+        }
         for fr in self.files:
             if fr.status is Status.ERROR:
                 c["unreadable_files"] += 1
@@ -220,7 +272,9 @@ class Report:
             c["tensors"] += len(fr.tensors)
             c["tensors_skipped"] += sum(1 for t in fr.tensors if t.skipped)
             for f in fr.findings:
-                c[{"error": "errors", "warning": "warnings", "info": "infos"}[f.severity.value]] += 1
+                c[
+                    {"error": "errors", "warning": "warnings", "info": "infos"}[f.severity.value]
+                ] += 1
         c["partial_files"] = sum(1 for fr in self.files if fr.partial)
         c["suppressed"] = sum(1 for fr in self.files for s in fr.suppressed if s.kind != "baseline")
         c["baselined"] = sum(1 for fr in self.files for s in fr.suppressed if s.kind == "baseline")
@@ -243,13 +297,17 @@ class Report:
 
     def __repr__(self) -> str:
         c = self.counts()
-        return (f"Report(files={c['files']}, errors={c['errors']}, warnings={c['warnings']}, "
-                f"infos={c['infos']}, unreadable_files={c['unreadable_files']}, "
-                f"partial_files={sum(1 for fr in self.files if fr.partial)})")
+        return (
+            f"Report(files={c['files']}, errors={c['errors']}, warnings={c['warnings']}, "
+            f"infos={c['infos']}, unreadable_files={c['unreadable_files']}, "
+            f"partial_files={sum(1 for fr in self.files if fr.partial)})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         from . import __version__
 
-        return {"tool": {"name": "initaudit", "version": __version__},
-                "summary": self.counts(),
-                "files": [fr.to_dict() for fr in self.files]}
+        return {
+            "tool": {"name": "initaudit", "version": __version__},
+            "summary": self.counts(),
+            "files": [fr.to_dict() for fr in self.files],
+        }

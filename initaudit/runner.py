@@ -27,6 +27,7 @@ def _audit(path: str, config: AuditConfig) -> FileReport:
 
     # per-tensor ignores are applied after the engine, so that what they hide is kept and counted
     bare = replace(config, tensor_ignores=())
+
     def run(p: str, c: AuditConfig) -> FileReport:
         return engine.audit_file(p, c) if c.probe else engine.audit_path(p, c)
 
@@ -50,16 +51,25 @@ def effective_jobs(jobs: int, n_files: int) -> int:
     return max(1, min(jobs, n_files))
 
 
-def audit_all(paths: Sequence[str], config: AuditConfig | Sequence[AuditConfig], *, jobs: int = 1,
-              progress: bool = False,
-              on_result: Callable[[FileReport], None] | None = None,
-              executor: str | None = None, address: str | None = None) -> list[FileReport]:
+def audit_all(
+    paths: Sequence[str],
+    config: AuditConfig | Sequence[AuditConfig],
+    *,
+    jobs: int = 1,
+    progress: bool = False,
+    on_result: Callable[[FileReport], None] | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+) -> list[FileReport]:
     """Audit ``paths`` with ``jobs`` processes; ``on_result`` sees each result in input order.
     ``config`` is one config for every path, or one per path (each file's nearest config).
     ``executor="dask"``: one task per file on a Dask cluster at ``address`` (None: a local
     cluster of ``jobs`` workers), see :mod:`initaudit.distributed`; same results, same order."""
-    configs: list[AuditConfig] = (list(config) if isinstance(config, (list, tuple))
-                                  else [cast("AuditConfig", config)] * len(paths))
+    configs: list[AuditConfig] = (
+        list(config)
+        if isinstance(config, (list, tuple))
+        else [cast("AuditConfig", config)] * len(paths)
+    )
     if len(configs) != len(paths):
         raise ValueError("one config per path")
     workers = effective_jobs(jobs, len(paths))
@@ -70,8 +80,9 @@ def audit_all(paths: Sequence[str], config: AuditConfig | Sequence[AuditConfig],
         if executor is not None:
             from .distributed import audit_iter
 
-            results_iter = audit_iter(paths, configs, executor, address,
-                                      workers if jobs > 0 else None)
+            results_iter = audit_iter(
+                paths, configs, executor, address, workers if jobs > 0 else None
+            )
         else:
             results_iter = _iterate(paths, configs, workers, bar)
         for result in results_iter:
@@ -86,8 +97,9 @@ def audit_all(paths: Sequence[str], config: AuditConfig | Sequence[AuditConfig],
     return results
 
 
-def _iterate(paths: Sequence[str], configs: Sequence[AuditConfig], workers: int,
-             bar: _Bar | None) -> Iterator[FileReport]:
+def _iterate(
+    paths: Sequence[str], configs: Sequence[AuditConfig], workers: int, bar: _Bar | None
+) -> Iterator[FileReport]:
     if workers <= 1:
         for path, config in zip(paths, configs):
             if bar is not None:
@@ -118,9 +130,15 @@ class _Bar:
             TimeElapsedColumn,
         )
 
-        self._progress = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), TextColumn("{task.description}"),
-                                  console=Console(stderr=True), transient=True)
+        self._progress = Progress(
+            TextColumn("auditing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self._task = self._progress.add_task("", total=total)
         self._progress.start()
 

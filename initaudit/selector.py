@@ -51,16 +51,18 @@ def parse(values: str | Iterable[str] | None, *, what: str = "select") -> tuple[
     out: list[str] = []
     for value in values:
         if not isinstance(value, str):
-            raise SelectorError(f"{what}: expected rule codes or names as strings, got "
-                                f"{type(value).__name__}")
+            raise SelectorError(
+                f"{what}: expected rule codes or names as strings, got {type(value).__name__}"
+            )
         for item in (i.strip() for i in value.split(",")):
             if not item:
                 continue
             resolved = resolve(item)
             if resolved is None:
                 # "unknown" covers a prefix that matches no code (IA9) as well as a typo
-                raise SelectorError(f"{what}: unknown rule {item!r} (run `initaudit rules` to "
-                                    "list them)")
+                raise SelectorError(
+                    f"{what}: unknown rule {item!r} (run `initaudit rules` to list them)"
+                )
             out.append(resolved)
     return tuple(dict.fromkeys(out))
 
@@ -87,8 +89,9 @@ class RuleSelector:
     ignore: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, select: str | Iterable[str] | None = (),
-              ignore: str | Iterable[str] | None = ()) -> RuleSelector:
+    def parse(
+        cls, select: str | Iterable[str] | None = (), ignore: str | Iterable[str] | None = ()
+    ) -> RuleSelector:
         return cls(parse(select, what="select"), parse(ignore, what="ignore"))
 
     def enabled(self, code: str, name: str) -> bool:

@@ -26,8 +26,10 @@ class TensorIgnore:
     path: str | None = None  # glob over the checkpoint path; None = any file
 
     def applies(self, finding: Finding, file_path: str) -> bool:
-        if self.path is not None and not (fnmatch.fnmatch(file_path, self.path)
-                                          or fnmatch.fnmatch(os.path.basename(file_path), self.path)):
+        if self.path is not None and not (
+            fnmatch.fnmatch(file_path, self.path)
+            or fnmatch.fnmatch(os.path.basename(file_path), self.path)
+        ):
             return False
         names = [n for n in (finding.tensor, finding.layer) if n]
         if not names and self.pattern not in ("*", "**"):
@@ -88,5 +90,3 @@ class TensorProgress:
     total_bytes: int
     elapsed: float  # seconds since the loop started
     skipped: str | None = None  # the reason, when the tensor was not analysed
-
-

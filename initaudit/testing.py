@@ -23,14 +23,19 @@ from .report import FileReport, Finding, Report, Severity, Status
 __all__ = ["assert_well_initialized", "format_failure"]
 
 
-def assert_well_initialized(obj: Any, *, fail_on: str | Severity = "warning",
-                            select: str | Iterable[str] | None = None,
-                            ignore: str | Iterable[str] | None = None,
-                            activation: Iterable[str] | Mapping[str, str] | None = None,
-                            min_confidence: float | None = None,
-                            severity: Mapping[str, str] | None = None,
-                            allow_skipped: bool = False,
-                            config_file: str | None = None, use_config: bool = True) -> Report:
+def assert_well_initialized(
+    obj: Any,
+    *,
+    fail_on: str | Severity = "warning",
+    select: str | Iterable[str] | None = None,
+    ignore: str | Iterable[str] | None = None,
+    activation: Iterable[str] | Mapping[str, str] | None = None,
+    min_confidence: float | None = None,
+    severity: Mapping[str, str] | None = None,
+    allow_skipped: bool = False,
+    config_file: str | None = None,
+    use_config: bool = True,
+) -> Report:
     """Audit ``obj`` (anything :func:`initaudit.audit` accepts) and fail if it has a finding at
     or above ``fail_on`` (default ``"warning"``: stricter than the CLI, since a fresh model
     has no excuse), a file that could not be read, or, unless ``allow_skipped``, a tensor that
@@ -42,9 +47,17 @@ def assert_well_initialized(obj: Any, *, fail_on: str | Severity = "warning",
     from .api import audit
 
     threshold = fail_on if isinstance(fail_on, Severity) else Severity.parse(fail_on)
-    report = audit(obj, select=select, ignore=ignore, fail_on=threshold,
-                   min_confidence=min_confidence, activation=activation, severity=severity,
-                   config_file=config_file, use_config=use_config)
+    report = audit(
+        obj,
+        select=select,
+        ignore=ignore,
+        fail_on=threshold,
+        min_confidence=min_confidence,
+        activation=activation,
+        severity=severity,
+        config_file=config_file,
+        use_config=use_config,
+    )
     failing = [f for f in report.findings if f.severity.rank >= threshold.rank]
     unreadable = [fr for fr in report.files if fr.status is Status.ERROR]
     skipped = [] if allow_skipped else [(fr.path, s) for fr in report.files for s in fr.skipped]
@@ -56,8 +69,10 @@ def assert_well_initialized(obj: Any, *, fail_on: str | Severity = "warning",
 def format_failure(report: Report, threshold: Severity, *, allow_skipped: bool = False) -> str:
     """The assertion message: one line per problem, grouped per file."""
     failing = [f for f in report.findings if f.severity.rank >= threshold.rank]
-    parts = [f"initaudit: {len(failing)} finding{'s' if len(failing) != 1 else ''} at or above "
-             f"{threshold.value}"]
+    parts = [
+        f"initaudit: {len(failing)} finding{'s' if len(failing) != 1 else ''} at or above "
+        f"{threshold.value}"
+    ]
     for fr in report.files:
         lines = _file_lines(fr, threshold, allow_skipped)
         if lines:
@@ -72,10 +87,15 @@ def _file_lines(fr: FileReport, threshold: Severity, allow_skipped: bool) -> lis
     lines = [_finding_line(f) for f in fr.findings if f.severity.rank >= threshold.rank]
     below = [f for f in fr.findings if f.severity.rank < threshold.rank]
     if below:
-        lines.append(f"(and {len(below)} finding{'s' if len(below) != 1 else ''} below {threshold.value}: "
-                     + ", ".join(f"{f.code} {f.tensor or f.layer or ''}".strip() for f in below) + ")")
+        lines.append(
+            f"(and {len(below)} finding{'s' if len(below) != 1 else ''} below {threshold.value}: "
+            + ", ".join(f"{f.code} {f.tensor or f.layer or ''}".strip() for f in below)
+            + ")"
+        )
     if not allow_skipped:
-        lines.extend(f"not analysed {s.get('name', '?')}: {s.get('reason', '')}" for s in fr.skipped)
+        lines.extend(
+            f"not analysed {s.get('name', '?')}: {s.get('reason', '')}" for s in fr.skipped
+        )
     return lines
 
 

@@ -29,7 +29,7 @@ def _controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if "openblas" in line.lower() and "/" in line:
-                    paths.add(line[line.index("/"):].strip())
+                    paths.add(line[line.index("/") :].strip())
     except OSError:
         return []
     out = []

@@ -28,15 +28,21 @@ class Why(str, enum.Enum):
     """Why a zero / tiny tensor does not block symmetry breaking (the wording the rules use)."""
 
     TOKEN = "a learnt token or embedding added to the input: no unit symmetry to break"
-    LAYER_SCALE = "a per-channel scale on a residual branch (LayerScale / GRN / ReZero): the " \
-                  "block starts as the identity and the skip path carries signal and gradient"
+    LAYER_SCALE = (
+        "a per-channel scale on a residual branch (LayerScale / GRN / ReZero): the "
+        "block starts as the identity and the skip path carries signal and gradient"
+    )
     GATE = "a gate or adapter initialised closed: the base path carries signal and gradient"
-    HEAD = "the model's output projection: its gradient δ·xᵀ differs per output unit, so the " \
-           "units separate after the first step and nothing after it depends on symmetry"
+    HEAD = (
+        "the model's output projection: its gradient δ·xᵀ differs per output unit, so the "
+        "units separate after the first step and nothing after it depends on symmetry"
+    )
     CODEBOOK = "a codebook / quantizer buffer, not a kernel"
     TINY_FIXED = "a small fixed scale the library documents for this tensor"
-    DOCUMENTED_SCALE = "a scale the library documents for this tensor (it ends the network: " \
-                       "nothing after it compounds it)"
+    DOCUMENTED_SCALE = (
+        "a scale the library documents for this tensor (it ends the network: "
+        "nothing after it compounds it)"
+    )
 
 
 @dataclass(frozen=True)
@@ -73,90 +79,170 @@ _SEP = r"(?:^|[._/:])"
 _END = r"(?:[._/:]|$)"
 
 TORCH = (
-    DefaultInit("torch", (Convention.TORCH, Convention.ONNX), "torch_default", ("uniform",),
-                "torch's default nn.Linear / nn.Conv init, kaiming_uniform_(a=sqrt(5)) = "
-                "U(±1/sqrt(fan_in))",
-                "torch/nn/modules/linear.py Linear.reset_parameters; conv.py _ConvNd.reset_parameters"),
+    DefaultInit(
+        "torch",
+        (Convention.TORCH, Convention.ONNX),
+        "torch_default",
+        ("uniform",),
+        "torch's default nn.Linear / nn.Conv init, kaiming_uniform_(a=sqrt(5)) = "
+        "U(±1/sqrt(fan_in))",
+        "torch/nn/modules/linear.py Linear.reset_parameters; conv.py _ConvNd.reset_parameters",
+    ),
 )
 TORCHVISION = (
-    DefaultInit("torchvision", (Convention.TORCH, Convention.ONNX), "he", ("normal",),
-                "torchvision's kaiming_normal_(mode='fan_out') conv init",
-                "torchvision/models/resnet.py ResNet.__init__; mobilenetv3.py MobileNetV3.__init__",
-                mode="fan_out"),
-    DefaultInit("torchvision", (Convention.TORCH, Convention.ONNX), "fixed", ("normal",),
-                "torchvision's N(0, 0.01) classifier init",
-                "torchvision/models/mobilenetv3.py MobileNetV3.__init__ "
-                "(nn.init.normal_(m.weight, 0, 0.01))", std=0.01),
+    DefaultInit(
+        "torchvision",
+        (Convention.TORCH, Convention.ONNX),
+        "he",
+        ("normal",),
+        "torchvision's kaiming_normal_(mode='fan_out') conv init",
+        "torchvision/models/resnet.py ResNet.__init__; mobilenetv3.py MobileNetV3.__init__",
+        mode="fan_out",
+    ),
+    DefaultInit(
+        "torchvision",
+        (Convention.TORCH, Convention.ONNX),
+        "fixed",
+        ("normal",),
+        "torchvision's N(0, 0.01) classifier init",
+        "torchvision/models/mobilenetv3.py MobileNetV3.__init__ "
+        "(nn.init.normal_(m.weight, 0, 0.01))",
+        std=0.01,
+    ),
 )
 KERAS = (
-    DefaultInit("keras", (Convention.KERAS,), "glorot", ("uniform",),
-                "Keras' default kernel_initializer='glorot_uniform'",
-                "keras/src/layers/core/dense.py Dense.__init__ kernel_initializer='glorot_uniform'"),
+    DefaultInit(
+        "keras",
+        (Convention.KERAS,),
+        "glorot",
+        ("uniform",),
+        "Keras' default kernel_initializer='glorot_uniform'",
+        "keras/src/layers/core/dense.py Dense.__init__ kernel_initializer='glorot_uniform'",
+    ),
 )
 FLAX = (
-    DefaultInit("flax", (Convention.JAX,), "lecun", ("truncated_normal", "normal"),
-                "Flax's default_kernel_init = lecun_normal()",
-                "flax/linen/linear.py default_kernel_init = initializers.lecun_normal()"),
+    DefaultInit(
+        "flax",
+        (Convention.JAX,),
+        "lecun",
+        ("truncated_normal", "normal"),
+        "Flax's default_kernel_init = lecun_normal()",
+        "flax/linen/linear.py default_kernel_init = initializers.lecun_normal()",
+    ),
 )
 
 BY_DESIGN: tuple[ByDesign, ...] = (
     # --- timm --------------------------------------------------------------------------------
-    ByDesign("timm", _SEP + r"(mask_token|reg_token|register_tokens?|cls_token|dist_token)" + _END,
-             Why.TOKEN, "timm/models/vision_transformer.py VisionTransformer.init_weights "
-             "(nn.init.normal_(self.reg_token, std=1e-6)); beit.py mask_token zeros"),
-    ByDesign("timm", _SEP + r"(gamma|gamma_?\d|ls\d?|layer_?scale\w*|grn)" + _END,
-             Why.LAYER_SCALE, "timm/layers/layer_scale.py LayerScale init_values=1e-5; "
-             "timm/layers/grn.py GlobalResponseNorm weight/bias = zeros"),
-    ByDesign("timm", _SEP + r"grn" + _SEP + r"(weight|bias)$", Why.LAYER_SCALE,
-             "timm/layers/grn.py GlobalResponseNorm.__init__ (torch.zeros(dim))"),
-    ByDesign("timm", _SEP + r"proj_[lw]" + _END, Why.TINY_FIXED,
-             "timm/models/cait.py TalkingHeadAttn proj_l/proj_w (4-wide, trunc_normal_ 0.02)",
-             applies_to="small"),
+    ByDesign(
+        "timm",
+        _SEP + r"(mask_token|reg_token|register_tokens?|cls_token|dist_token)" + _END,
+        Why.TOKEN,
+        "timm/models/vision_transformer.py VisionTransformer.init_weights "
+        "(nn.init.normal_(self.reg_token, std=1e-6)); beit.py mask_token zeros",
+    ),
+    ByDesign(
+        "timm",
+        _SEP + r"(gamma|gamma_?\d|ls\d?|layer_?scale\w*|grn)" + _END,
+        Why.LAYER_SCALE,
+        "timm/layers/layer_scale.py LayerScale init_values=1e-5; "
+        "timm/layers/grn.py GlobalResponseNorm weight/bias = zeros",
+    ),
+    ByDesign(
+        "timm",
+        _SEP + r"grn" + _SEP + r"(weight|bias)$",
+        Why.LAYER_SCALE,
+        "timm/layers/grn.py GlobalResponseNorm.__init__ (torch.zeros(dim))",
+    ),
+    ByDesign(
+        "timm",
+        _SEP + r"proj_[lw]" + _END,
+        Why.TINY_FIXED,
+        "timm/models/cait.py TalkingHeadAttn proj_l/proj_w (4-wide, trunc_normal_ 0.02)",
+        applies_to="small",
+    ),
     # --- torchvision -------------------------------------------------------------------------
-    ByDesign("torchvision", _SEP + r"heads?\.head" + _END, Why.HEAD,
-             "torchvision/models/vision_transformer.py VisionTransformer.__init__ "
-             "(nn.init.zeros_(self.heads.head.weight))"),
-    ByDesign("torchvision", _SEP + r"class_token" + _END, Why.TOKEN,
-             "torchvision/models/vision_transformer.py (self.class_token = zeros)"),
+    ByDesign(
+        "torchvision",
+        _SEP + r"heads?\.head" + _END,
+        Why.HEAD,
+        "torchvision/models/vision_transformer.py VisionTransformer.__init__ "
+        "(nn.init.zeros_(self.heads.head.weight))",
+    ),
+    ByDesign(
+        "torchvision",
+        _SEP + r"class_token" + _END,
+        Why.TOKEN,
+        "torchvision/models/vision_transformer.py (self.class_token = zeros)",
+    ),
     # --- transformers ------------------------------------------------------------------------
-    ByDesign("transformers", _SEP + r"(mask_emb|masked_spec_embed|mask_embedding|"
-             r"mask_token|vision_token|image_newline|register_tokens|query_tokens|"
-             r"learnable_\w+_token)" + _END, Why.TOKEN,
-             "transformers/models/wav2vec2/modeling_wav2vec2.py masked_spec_embed.uniform_(); "
-             "beit mask_token zeros"),
-    ByDesign("transformers", _SEP + r"(codevectors|codebook|embed_avg|cluster_size|"
-             r"ema_\w+)" + _END, Why.CODEBOOK,
-             "transformers/models/wav2vec2/modeling_wav2vec2.py GumbelVectorQuantizer "
-             "(codevectors.uniform_())"),
-    ByDesign("transformers", _SEP + r"(lambda\w*|layer_scale\w*|ls_\w+|gate\w*_?(attn|mlp)?|"
-             r"alpha\w*|rezero\w*|res_scale)" + _END, Why.GATE,
-             "transformers/models/mllama/modeling_mllama.py gate_attn/gate_ffwd zeros; "
-             "idefics gated cross-attention alpha zeros"),
-    ByDesign("transformers", _SEP + r"lm_head" + _END, Why.DOCUMENTED_SCALE,
-             "transformers/models/t5/modeling_t5.py T5PreTrainedModel._init_weights "
-             "(lm_head.weight.normal_(mean=0.0, std=factor * 1.0) when not tied)",
-             applies_to="large", model_types=("t5", "mt5", "umt5", "longt5", "switch_transformers")),
-    ByDesign("transformers", _SEP + r"(codevectors|quantizer\.weight_proj)" + _END, Why.CODEBOOK,
-             "transformers/models/wav2vec2/modeling_wav2vec2.py Wav2Vec2PreTrainedModel._init_weights"
-             " (codevectors.uniform_(); weight_proj.normal_(0, 1))", applies_to="large"),
+    ByDesign(
+        "transformers",
+        _SEP + r"(mask_emb|masked_spec_embed|mask_embedding|"
+        r"mask_token|vision_token|image_newline|register_tokens|query_tokens|"
+        r"learnable_\w+_token)" + _END,
+        Why.TOKEN,
+        "transformers/models/wav2vec2/modeling_wav2vec2.py masked_spec_embed.uniform_(); "
+        "beit mask_token zeros",
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"(codevectors|codebook|embed_avg|cluster_size|"
+        r"ema_\w+)" + _END,
+        Why.CODEBOOK,
+        "transformers/models/wav2vec2/modeling_wav2vec2.py GumbelVectorQuantizer "
+        "(codevectors.uniform_())",
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"(lambda\w*|layer_scale\w*|ls_\w+|gate\w*_?(attn|mlp)?|"
+        r"alpha\w*|rezero\w*|res_scale)" + _END,
+        Why.GATE,
+        "transformers/models/mllama/modeling_mllama.py gate_attn/gate_ffwd zeros; "
+        "idefics gated cross-attention alpha zeros",
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"lm_head" + _END,
+        Why.DOCUMENTED_SCALE,
+        "transformers/models/t5/modeling_t5.py T5PreTrainedModel._init_weights "
+        "(lm_head.weight.normal_(mean=0.0, std=factor * 1.0) when not tied)",
+        applies_to="large",
+        model_types=("t5", "mt5", "umt5", "longt5", "switch_transformers"),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"(codevectors|quantizer\.weight_proj)" + _END,
+        Why.CODEBOOK,
+        "transformers/models/wav2vec2/modeling_wav2vec2.py Wav2Vec2PreTrainedModel._init_weights"
+        " (codevectors.uniform_(); weight_proj.normal_(0, 1))",
+        applies_to="large",
+    ),
     # --- adapters (peft) ---------------------------------------------------------------------
-    ByDesign("peft", _SEP + r"(lora_B|lora_b|lora_up|adapter_up|lora_embedding_A)" + _END,
-             Why.GATE, "peft/tuners/lora/layer.py LoraLayer.reset_lora_parameters "
-             "(nn.init.zeros_(self.lora_B); lora_embedding_A zeros)"),
+    ByDesign(
+        "peft",
+        _SEP + r"(lora_B|lora_b|lora_up|adapter_up|lora_embedding_A)" + _END,
+        Why.GATE,
+        "peft/tuners/lora/layer.py LoraLayer.reset_lora_parameters "
+        "(nn.init.zeros_(self.lora_B); lora_embedding_A zeros)",
+    ),
 )
 
 DEFAULT_INITS: tuple[DefaultInit, ...] = (*TORCH, *TORCHVISION, *KERAS, *FLAX)
 
 # names of a model's output projection (a classifier head / LM head) when the file has no graph
-HEAD_NAME = re.compile(_SEP + r"(head|heads|classifier|logits|lm_head|fc_out|predictions|"
-                       r"output_projection|score|qa_outputs)" + r"(?:[._/:]|$)", re.IGNORECASE)
+HEAD_NAME = re.compile(
+    _SEP + r"(head|heads|classifier|logits|lm_head|fc_out|predictions|"
+    r"output_projection|score|qa_outputs)" + r"(?:[._/:]|$)",
+    re.IGNORECASE,
+)
 
 
 def by_design(name: str, kind: str, model_type: str | None = None) -> ByDesign | None:
     """The convention row that makes this tensor's zero / tiny / large values intentional."""
     for row in BY_DESIGN:
-        if (row.applies_to == kind or (row.applies_to == "both" and kind != "large")) \
-                and row.matches(name, model_type):
+        if (
+            row.applies_to == kind or (row.applies_to == "both" and kind != "large")
+        ) and row.matches(name, model_type):
             return row
     return None
 
@@ -167,11 +253,20 @@ def model_type_of(metadata: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def default_init(convention: Convention, rule: str, distribution: str, *,
-                 mode: str | None = None, std: float | None = None) -> DefaultInit | None:
+def default_init(
+    convention: Convention,
+    rule: str,
+    distribution: str,
+    *,
+    mode: str | None = None,
+    std: float | None = None,
+) -> DefaultInit | None:
     for row in DEFAULT_INITS:
-        if convention not in row.conventions or rule != row.rule \
-                or distribution not in row.distributions:
+        if (
+            convention not in row.conventions
+            or rule != row.rule
+            or distribution not in row.distributions
+        ):
             continue
         if row.mode is not None and mode != row.mode:
             continue

@@ -24,12 +24,16 @@ if TYPE_CHECKING:
 _DEPTH_KEYS = ("n_layer", "num_hidden_layers", "num_layers", "n_layers", "num_decoder_layers")
 # the index of a repeated block inside a tensor name: transformer.h.11.attn, model.layers.3.mlp,
 # encoder.layer.5.output, blocks.7.attn
-_BLOCK_INDEX = re.compile(r"(?:^|[._/])(?:h|layers|layer|blocks|block|decoder\.layers|"
-                          r"encoder\.layers)[._/](\d+)[._/]")
+_BLOCK_INDEX = re.compile(
+    r"(?:^|[._/])(?:h|layers|layer|blocks|block|decoder\.layers|"
+    r"encoder\.layers)[._/](\d+)[._/]"
+)
 # names of the last kernel of a residual branch in common code bases
 RESIDUAL_BRANCH_END = re.compile(
     r"(?:^|[./])(c_proj|o_proj|down_proj|out_proj|dense_4h_to_h|fc2|wo|conv3|conv2|"
-    r"output\.dense|proj)(\.weight|/kernel)?$", re.I)
+    r"output\.dense|proj)(\.weight|/kernel)?$",
+    re.I,
+)
 
 
 def model_depth(model: LoadedModel) -> int | None:
@@ -54,8 +58,9 @@ def enrich_metadata(model: LoadedModel) -> None:
     if "n_layer" not in model.metadata and "inferred_n_layer" not in model.metadata:
         depth = model_depth(model)
         if depth is not None:
-            cfg_has = any(isinstance((model.metadata.get("hf_config") or {}).get(k), int)
-                          for k in _DEPTH_KEYS)
+            cfg_has = any(
+                isinstance((model.metadata.get("hf_config") or {}).get(k), int) for k in _DEPTH_KEYS
+            )
             model.metadata["n_layer" if cfg_has else "inferred_n_layer"] = depth
 
 
@@ -94,8 +99,12 @@ def output_layer(model: LoadedModel, tensor: WeightTensor, layer: Layer | None) 
     if len(kernels) < 2:
         return False  # a lone kernel says nothing about what comes after it
     last = bool(kernels) and layer is not None and kernels[-1] is layer
-    return bool(HEAD_NAME.search(tensor.name)) or (last and bool(re.search(
-        r"(^|[._/])(fc|linear|out|output|dense|proj)([._/]|$)", tensor.name, re.I)))
+    return bool(HEAD_NAME.search(tensor.name)) or (
+        last
+        and bool(
+            re.search(r"(^|[._/])(fc|linear|out|output|dense|proj)([._/]|$)", tensor.name, re.I)
+        )
+    )
 
 
 def library_default(tensor: WeightTensor, scheme: SchemeResult | None) -> str | None:
@@ -104,11 +113,19 @@ def library_default(tensor: WeightTensor, scheme: SchemeResult | None) -> str | 
 
     if scheme is None:
         return None
-    rows = [default_init(tensor.convention, scheme.rule, scheme.distribution,
-                         mode=scheme.mode, std=scheme.expected_std)]
-    rows += [default_init(tensor.convention, c.rule, c.distribution, mode=c.mode,
-                          std=c.expected_std)
-             for c in getattr(scheme, "alternatives", ())]
+    rows = [
+        default_init(
+            tensor.convention,
+            scheme.rule,
+            scheme.distribution,
+            mode=scheme.mode,
+            std=scheme.expected_std,
+        )
+    ]
+    rows += [
+        default_init(tensor.convention, c.rule, c.distribution, mode=c.mode, std=c.expected_std)
+        for c in getattr(scheme, "alternatives", ())
+    ]
     row = next((r for r in rows if r is not None), None)
     return row.label if row is not None else None
 

@@ -90,8 +90,9 @@ class Orthogonality:
 
 def _contaminated_loglik(density: np.ndarray, scale: float) -> float:
     """Σ log((1-ε)·f(x) + ε·wide(x)); the wide part (σ = 10·scale) tolerates rare outliers."""
-    return float(np.sum(np.log((1.0 - CONTAMINATION) * density
-                               + CONTAMINATION * _WIDE_DENSITY_CACHE(scale))))
+    return float(
+        np.sum(np.log((1.0 - CONTAMINATION) * density + CONTAMINATION * _WIDE_DENSITY_CACHE(scale)))
+    )
 
 
 def _WIDE_DENSITY_CACHE(scale: float) -> float:  # noqa: N802 - a constant per tensor
@@ -126,8 +127,9 @@ def fit_families(x: np.ndarray, std: float, rng: np.random.Generator) -> FamilyF
         if s <= 0:
             continue
         zs = x / s
-        dens = np.where(ax <= 2.0 * s,
-                        np.exp(-0.5 * zs * zs) / (math.sqrt(2 * math.pi) * s * _TN_Z), 0.0)
+        dens = np.where(
+            ax <= 2.0 * s, np.exp(-0.5 * zs * zs) / (math.sqrt(2 * math.pi) * s * _TN_Z), 0.0
+        )
         ll = _contaminated_loglik(dens, std)
         if ll > best_t:
             best_t, best_s = ll, s
@@ -139,8 +141,9 @@ def fit_families(x: np.ndarray, std: float, rng: np.random.Generator) -> FamilyF
     posterior = {k: w / total for k, w in weights.items()}
     best = max(posterior, key=posterior.__getitem__)
     p = _gof(x, best, params[best], rng)
-    return FamilyFit(posterior=posterior, best=best, params=params, gof_pvalue=p,
-                     fits=p >= GOF_ALPHA)
+    return FamilyFit(
+        posterior=posterior, best=best, params=params, gof_pvalue=p, fits=p >= GOF_ALPHA
+    )
 
 
 def _gof(x: np.ndarray, family: str, scale: float, rng: np.random.Generator) -> float:
@@ -170,8 +173,18 @@ def _gof(x: np.ndarray, family: str, scale: float, rng: np.random.Generator) -> 
 # error < 1.2e-7 everywhere). A cdf error of 1.2e-7 moves the KS statistic of 20k values by at
 # most that, which moves a p-value near the 1e-4 threshold by < 0.1% (tests/test_stats_fused.py
 # compares with scipy).
-_ERFC_COEF = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
-              -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+_ERFC_COEF = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
 
 
 def erfc(x: np.ndarray) -> np.ndarray:
@@ -220,8 +233,13 @@ def smirnov_sf(n: int, d: float) -> float:
     ji = j.astype(np.int64)
     a = 1.0 - d - j / n
     with np.errstate(divide="ignore"):
-        logs = (lf[n] - lf[ji] - lf[n - ji] + (n - j) * np.log(np.maximum(a, 0.0))
-                + (j - 1.0) * np.log(d + j / n))
+        logs = (
+            lf[n]
+            - lf[ji]
+            - lf[n - ji]
+            + (n - j) * np.log(np.maximum(a, 0.0))
+            + (j - 1.0) * np.log(d + j / n)
+        )
     top = float(np.max(logs))
     if not math.isfinite(top):
         return 0.0
@@ -251,8 +269,14 @@ def ks_pvalue(n: int, d: float) -> float:
     return float(min(1.0, max(0.0, total)))
 
 
-def orthogonality(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator | None = None,
-                  *, seed: int = 0, projection: OrthoProjection | None = None) -> Orthogonality | None:
+def orthogonality(
+    values: np.ndarray,
+    tensor: WeightTensor,
+    rng: np.random.Generator | None = None,
+    *,
+    seed: int = 0,
+    projection: OrthoProjection | None = None,
+) -> Orthogonality | None:
     """Probe whether some 2-D flattening of the kernel has orthonormal rows or columns.
 
     ``projection``: the probe products already computed by the fused pass for the only
@@ -263,7 +287,9 @@ def orthogonality(values: np.ndarray, tensor: WeightTensor, rng: np.random.Gener
         return None
     itemsize = np.dtype(values.dtype).itemsize
     if projection is not None:
-        return _ortho_decide(projection.v, projection.wv, projection.rows, projection.cols, itemsize)
+        return _ortho_decide(
+            projection.v, projection.wv, projection.rows, projection.cols, itemsize
+        )
     # no whole-tensor float64 copy (a 16M-element kernel would cost 128 MB): each block of
     # rows is widened on its own inside _project (perf, issue 6)
     arr = np.asarray(values)
@@ -277,13 +303,18 @@ def orthogonality(values: np.ndarray, tensor: WeightTensor, rng: np.random.Gener
         cand = _ortho_decide(v, wv, rows, cols, itemsize)
         if cand is None:
             continue
-        if best is None or cand.orthogonal or (not best.orthogonal and cand.relative_error < best.relative_error):
+        if (
+            best is None
+            or cand.orthogonal
+            or (not best.orthogonal and cand.relative_error < best.relative_error)
+        ):
             best = cand
     return best
 
 
-def _ortho_decide(v: np.ndarray, wv: np.ndarray, rows: int, cols: int,
-                  itemsize: int) -> Orthogonality | None:
+def _ortho_decide(
+    v: np.ndarray, wv: np.ndarray, rows: int, cols: int, itemsize: int
+) -> Orthogonality | None:
     """w is the (r, c) view with r <= c (the transpose when rows > cols); orthogonal means
     w·wᵀ = g²·I, probed as vᵀ(w wᵀ)v = (wᵀv)ᵀ(wᵀv) against vᵀv."""
     layout = "columns" if rows > cols else "rows"
@@ -297,7 +328,9 @@ def _ortho_decide(v: np.ndarray, wv: np.ndarray, rows: int, cols: int,
     # ~eps/sqrt(c): the tolerance sits between the two, whatever the size
     base = 2e-2 if itemsize <= 2 else 1e-3
     tol = min(base, 0.1 / math.sqrt(max(rows, cols)))
-    return Orthogonality(orthogonal=err < tol, gain=math.sqrt(g2), relative_error=err, layout=layout)
+    return Orthogonality(
+        orthogonal=err < tol, gain=math.sqrt(g2), relative_error=err, layout=layout
+    )
 
 
 def _project(m: np.ndarray, v: np.ndarray, transposed: bool) -> np.ndarray:
@@ -313,11 +346,11 @@ def _project(m: np.ndarray, v: np.ndarray, transposed: bool) -> np.ndarray:
     if transposed:  # w.T @ v = m @ v: block rows of m give block rows of the result
         out = np.empty((m.shape[0], v.shape[1]), dtype=vv.dtype)
         for s in range(0, m.shape[0], rows_per):
-            out[s:s + rows_per] = widen(m[s:s + rows_per]) @ vv
+            out[s : s + rows_per] = widen(m[s : s + rows_per]) @ vv
         return out.astype(np.float64)
     acc = np.zeros((m.shape[1], v.shape[1]), dtype=vv.dtype)  # w.T @ v = Σ_blocks m[b].T @ v[b]
     for s in range(0, m.shape[0], rows_per):
-        acc += widen(m[s:s + rows_per]).T @ vv[s:s + rows_per]
+        acc += widen(m[s : s + rows_per]).T @ vv[s : s + rows_per]
     return acc.astype(np.float64)
 
 
@@ -349,40 +382,70 @@ def structured_kernel(values: np.ndarray, tensor: WeightTensor) -> SchemeResult 
         if np.allclose(vals, vals[0], rtol=1e-3):
             gain = float(vals[0])
             kind = "identity" if arr.ndim == 2 else "dirac"
-            return SchemeResult(rule=kind, distribution="structured", mode=None, gain=gain,
-                                expected_std=None, confidence=0.999,
-                                label=f"{kind} (gain {gain:.3g}, one tap per output unit)",
-                                evidence={"nonzero": nz, "units_with_a_tap": int(per_unit.sum())})
+            return SchemeResult(
+                rule=kind,
+                distribution="structured",
+                mode=None,
+                gain=gain,
+                expected_std=None,
+                confidence=0.999,
+                label=f"{kind} (gain {gain:.3g}, one tap per output unit)",
+                evidence={"nonzero": nz, "units_with_a_tap": int(per_unit.sum())},
+            )
     if SPARSE_MIN_ZEROS <= zero_share <= 0.99 and nz >= 16:
         vals = as_float(arr[nonzero])
         head = vals[:10_000]
         if np.unique(head).size < 0.5 * head.size:
             return None  # a coarse quantization lattice rounds to zero: not a sparse init
-        sigma = float(np.sqrt(np.mean(vals ** 2)))
-        return SchemeResult(rule="sparse", distribution="normal", mode=None, gain=None,
-                            expected_std=sigma * math.sqrt(1.0 - zero_share), confidence=0.9,
-                            label=f"sparse ({zero_share:.0%} zeros, non-zeros std {sigma:.3g})",
-                            evidence={"zero_share": round(zero_share, 4), "nonzero_std": sigma})
+        sigma = float(np.sqrt(np.mean(vals**2)))
+        return SchemeResult(
+            rule="sparse",
+            distribution="normal",
+            mode=None,
+            gain=None,
+            expected_std=sigma * math.sqrt(1.0 - zero_share),
+            confidence=0.9,
+            label=f"sparse ({zero_share:.0%} zeros, non-zeros std {sigma:.3g})",
+            evidence={"zero_share": round(zero_share, 4), "nonzero_std": sigma},
+        )
     return None
 
 
-def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, seed: int = 0,
-             metadata: dict[str, Any] | None = None,
-             sample: np.ndarray | None = None,
-             ortho: OrthoProjection | None = None) -> SchemeResult:
+def identify(
+    values: np.ndarray,
+    tensor: WeightTensor,
+    stats: TensorStats,
+    *,
+    seed: int = 0,
+    metadata: dict[str, Any] | None = None,
+    sample: np.ndarray | None = None,
+    ortho: OrthoProjection | None = None,
+) -> SchemeResult:
     """Identify the init scheme of one kernel (see the module docstring for the method)."""
     if stats.std == 0.0 or (stats.min == stats.max and math.isfinite(stats.min)):
         value = stats.min
         rule = "zeros" if value == 0 else "constant"
-        return SchemeResult(rule=rule, distribution="constant", mode=None, gain=None,
-                            expected_std=0.0, confidence=1.0,
-                            label="zeros" if rule == "zeros" else f"constant {value:g}",
-                            evidence={"value": value})
+        return SchemeResult(
+            rule=rule,
+            distribution="constant",
+            mode=None,
+            gain=None,
+            expected_std=0.0,
+            confidence=1.0,
+            label="zeros" if rule == "zeros" else f"constant {value:g}",
+            evidence={"value": value},
+        )
     if stats.n < MIN_ELEMENTS or not math.isfinite(stats.std):
-        return SchemeResult(rule="unknown", distribution="unknown", mode=None, gain=None,
-                            expected_std=None, confidence=0.0,
-                            label=f"too few finite values ({stats.n}) to identify",
-                            evidence={"n": stats.n})
+        return SchemeResult(
+            rule="unknown",
+            distribution="unknown",
+            mode=None,
+            gain=None,
+            expected_std=None,
+            confidence=0.0,
+            label=f"too few finite values ({stats.n}) to identify",
+            evidence={"n": stats.n},
+        )
     rng = np.random.default_rng(seed + 7919)
     evidence: dict[str, Any] = {}
 
@@ -390,21 +453,37 @@ def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, se
     # far fewer, and then the full-tensor scan (~25 ms per 10M elements, GIL-bound on bfloat16)
     # is skipped. Exact when the sample is the whole tensor; otherwise the sampled zero share
     # would have to be off by > 7 standard errors even at a 4096-element sample (perf, issue 6)
-    few_zeros = (sample is not None and sample.size >= 1024
-                 and np.count_nonzero(sample == 0) < 0.5 * SPARSE_MIN_ZEROS * sample.size)
-    structured = (structured_kernel(values, tensor)
-                  if tensor.role is not Role.EMBEDDING and not few_zeros else None)
+    few_zeros = (
+        sample is not None
+        and sample.size >= 1024
+        and np.count_nonzero(sample == 0) < 0.5 * SPARSE_MIN_ZEROS * sample.size
+    )
+    structured = (
+        structured_kernel(values, tensor)
+        if tensor.role is not Role.EMBEDDING and not few_zeros
+        else None
+    )
     if structured is not None:
         return structured
 
-    ortho_fit = (orthogonality(values, tensor, seed=seed, projection=ortho)
-                 if tensor.role is not Role.EMBEDDING else None)
+    ortho_fit = (
+        orthogonality(values, tensor, seed=seed, projection=ortho)
+        if tensor.role is not Role.EMBEDDING
+        else None
+    )
     if ortho_fit is not None:
         evidence["orthogonality_error"] = ortho_fit.relative_error
         if ortho_fit.orthogonal:
-            return SchemeResult(rule="orthogonal", distribution="orthogonal", mode=None,
-                                gain=ortho_fit.gain, expected_std=None, confidence=0.999,
-                                label=f"orthogonal (gain {ortho_fit.gain:.3g})", evidence=evidence)
+            return SchemeResult(
+                rule="orthogonal",
+                distribution="orthogonal",
+                mode=None,
+                gain=ortho_fit.gain,
+                expected_std=None,
+                confidence=0.999,
+                label=f"orthogonal (gain {ortho_fit.gain:.3g})",
+                evidence=evidence,
+            )
 
     if sample is None:  # callers that already drew the stats sample pass it in
         sample, _ = draw_sample(values, FAMILY_SAMPLE, seed)
@@ -417,18 +496,24 @@ def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, se
     evidence["std_interval_95"] = _std_interval(stats.std, n, _KURTOSIS.get(fam.best, 0.0))
 
     if not fam.fits:
-        return SchemeResult(rule="unknown", distribution="unknown", mode=None, gain=None,
-                            expected_std=None, confidence=0.0,
-                            label=f"no family fits (KS p={fam.gof_pvalue:.2g}, "
-                                  f"excess kurtosis {stats.excess_kurtosis:.2f})",
-                            evidence=evidence)
+        return SchemeResult(
+            rule="unknown",
+            distribution="unknown",
+            mode=None,
+            gain=None,
+            expected_std=None,
+            confidence=0.0,
+            label=f"no family fits (KS p={fam.gof_pvalue:.2g}, "
+            f"excess kurtosis {stats.excess_kurtosis:.2f})",
+            evidence=evidence,
+        )
 
     scored: list[tuple[float, float, Candidate]] = []  # (weight, z, candidate)
     for cand, prior in all_candidates(tensor, metadata):
         p_family = fam.posterior.get(cand.distribution, 0.0)
         if p_family < 1e-12 or not cand.expected_std > 0:
             continue
-        se = math.sqrt((2.0 + _KURTOSIS[cand.distribution]) / (4.0 * n) + SYSTEMATIC_TOL ** 2)
+        se = math.sqrt((2.0 + _KURTOSIS[cand.distribution]) / (4.0 * n) + SYSTEMATIC_TOL**2)
         z = (log_s - math.log(cand.expected_std)) / se
         dens = math.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * se)
         scored.append((prior * p_family * dens, z, cand))
@@ -439,17 +524,26 @@ def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, se
     if not scored or scored[0][0] <= unknown_weight or abs(scored[0][1]) > ACCEPT_Z:
         closest = min(scored, key=lambda t: abs(t[1])) if scored else None
         if closest is not None:
-            evidence["closest"] = {"label": closest[2].label,
-                                   "expected_std": closest[2].expected_std,
-                                   "z": round(closest[1], 2)}
-        return SchemeResult(rule="unknown", distribution=fam.best if fam.posterior[fam.best] > 0.9 else "unknown",
-                            mode=None, gain=None, expected_std=None,
-                            confidence=round(unknown_weight / total, 4),
-                            label=f"no known scheme predicts std {stats.std:.4g}",
-                            evidence=evidence)
+            evidence["closest"] = {
+                "label": closest[2].label,
+                "expected_std": closest[2].expected_std,
+                "z": round(closest[1], 2),
+            }
+        return SchemeResult(
+            rule="unknown",
+            distribution=fam.best if fam.posterior[fam.best] > 0.9 else "unknown",
+            mode=None,
+            gain=None,
+            expected_std=None,
+            confidence=round(unknown_weight / total, 4),
+            label=f"no known scheme predicts std {stats.std:.4g}",
+            evidence=evidence,
+        )
 
     best_w, best_z, best = scored[0]
-    same = sum(w for w, _, c in scored if c.rule == best.rule and c.distribution == best.distribution)
+    same = sum(
+        w for w, _, c in scored if c.rule == best.rule and c.distribution == best.distribution
+    )
     confidence = same / total
     alternatives: list[Candidate] = []
     seen = {(best.rule, best.distribution, best.mode, round(best.gain, 4))}
@@ -464,10 +558,17 @@ def identify(values: np.ndarray, tensor: WeightTensor, stats: TensorStats, *, se
         if len(alternatives) >= 6:
             break
     evidence["z"] = round(best_z, 3)
-    return SchemeResult(rule=best.rule, distribution=best.distribution, mode=best.mode,
-                        gain=best.gain, expected_std=best.expected_std,
-                        confidence=round(confidence, 4), label=best.label,
-                        alternatives=tuple(alternatives), evidence=evidence)
+    return SchemeResult(
+        rule=best.rule,
+        distribution=best.distribution,
+        mode=best.mode,
+        gain=best.gain,
+        expected_std=best.expected_std,
+        confidence=round(confidence, 4),
+        label=best.label,
+        alternatives=tuple(alternatives),
+        evidence=evidence,
+    )
 
 
 def _std_interval(std: float, n: int, kurtosis: float) -> list[float]:

@@ -24,10 +24,17 @@ class TensorStats:
     nonfinite: int = 0  # NaN or Inf count over the full tensor
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "size": self.size, "mean": _num(self.mean), "std": _num(self.std),
-                "min": _num(self.min), "max": _num(self.max),
-                "excess_kurtosis": _num(self.excess_kurtosis), "sampled": self.sampled,
-                "nonfinite": self.nonfinite}
+        return {
+            "n": self.n,
+            "size": self.size,
+            "mean": _num(self.mean),
+            "std": _num(self.std),
+            "min": _num(self.min),
+            "max": _num(self.max),
+            "excess_kurtosis": _num(self.excess_kurtosis),
+            "sampled": self.sampled,
+            "nonfinite": self.nonfinite,
+        }
 
 
 @dataclass(frozen=True)
@@ -43,9 +50,14 @@ class Candidate:
     source: str | None = None  # framework convention that names it: "torch", "keras", "hf"...
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "distribution": self.distribution, "mode": self.mode,
-                "gain": _num(self.gain), "expected_std": _num(self.expected_std),
-                "label": self.label}
+        return {
+            "rule": self.rule,
+            "distribution": self.distribution,
+            "mode": self.mode,
+            "gain": _num(self.gain),
+            "expected_std": _num(self.expected_std),
+            "label": self.label,
+        }
 
 
 @dataclass(frozen=True)
@@ -73,11 +85,17 @@ class SchemeResult:
         return {self.rule, *(c.rule for c in self.alternatives)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "distribution": self.distribution, "mode": self.mode,
-                "gain": _num(self.gain), "expected_std": _num(self.expected_std),
-                "confidence": round(float(self.confidence), 4), "label": self.label,
-                "alternatives": [c.to_dict() for c in self.alternatives],
-                "evidence": {k: _jsonable(v) for k, v in self.evidence.items()}}
+        return {
+            "rule": self.rule,
+            "distribution": self.distribution,
+            "mode": self.mode,
+            "gain": _num(self.gain),
+            "expected_std": _num(self.expected_std),
+            "confidence": round(float(self.confidence), 4),
+            "label": self.label,
+            "alternatives": [c.to_dict() for c in self.alternatives],
+            "evidence": {k: _jsonable(v) for k, v in self.evidence.items()},
+        }
 
 
 def _num(x: float | None) -> float | None | str:

@@ -54,21 +54,50 @@ def _fan_avg(scale: float) -> Callable[[int, int], float]:
 
 
 VARIANCE_RULES: tuple[VarianceRule, ...] = (
-    VarianceRule("he", "fan_in", _fan_in(2.0), ALL_FAMILIES, ((1.0, "relu", 1.0),), 1.0,
-                 "He/Kaiming"),
-    VarianceRule("he", "fan_out", _fan_out(2.0), ALL_FAMILIES, ((1.0, "relu", 1.0),), 0.6,
-                 "He/Kaiming"),
-    VarianceRule("glorot", "fan_avg", _fan_avg(1.0), ALL_FAMILIES,
-                 ((1.0, "", 1.0), (5.0 / 3.0, "tanh", 0.3), (SQRT2, "relu", 0.3)), 1.0,
-                 "Glorot/Xavier"),
-    VarianceRule("lecun", "fan_in", _fan_in(1.0), ALL_FAMILIES,
-                 ((1.0, "", 1.0), (5.0 / 3.0, "tanh", 0.3), (0.75, "selu", 0.2)), 1.0, "LeCun"),
+    VarianceRule(
+        "he", "fan_in", _fan_in(2.0), ALL_FAMILIES, ((1.0, "relu", 1.0),), 1.0, "He/Kaiming"
+    ),
+    VarianceRule(
+        "he", "fan_out", _fan_out(2.0), ALL_FAMILIES, ((1.0, "relu", 1.0),), 0.6, "He/Kaiming"
+    ),
+    VarianceRule(
+        "glorot",
+        "fan_avg",
+        _fan_avg(1.0),
+        ALL_FAMILIES,
+        ((1.0, "", 1.0), (5.0 / 3.0, "tanh", 0.3), (SQRT2, "relu", 0.3)),
+        1.0,
+        "Glorot/Xavier",
+    ),
+    VarianceRule(
+        "lecun",
+        "fan_in",
+        _fan_in(1.0),
+        ALL_FAMILIES,
+        ((1.0, "", 1.0), (5.0 / 3.0, "tanh", 0.3), (0.75, "selu", 0.2)),
+        1.0,
+        "LeCun",
+    ),
     # torch's default Linear/Conv init: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in))
-    VarianceRule("torch_default", "fan_in", _fan_in(1.0 / 3.0), (UNIFORM,),
-                 ((1.0, "", 1.0),), 1.5, "torch default"),
+    VarianceRule(
+        "torch_default",
+        "fan_in",
+        _fan_in(1.0 / 3.0),
+        (UNIFORM,),
+        ((1.0, "", 1.0),),
+        1.5,
+        "torch default",
+    ),
     # Keras applications' EfficientNet head: VarianceScaling(1/3, fan_out, uniform)
-    VarianceRule("variance_scaling", "fan_out", _fan_out(1.0 / 3.0), (UNIFORM,),
-                 ((1.0, "", 1.0),), 0.3, "VarianceScaling(1/3, fan_out)"),
+    VarianceRule(
+        "variance_scaling",
+        "fan_out",
+        _fan_out(1.0 / 3.0),
+        (UNIFORM,),
+        ((1.0, "", 1.0),),
+        0.3,
+        "VarianceScaling(1/3, fan_out)",
+    ),
 )
 
 # fixed-sigma conventions: (std or bound, family, prior, label)
@@ -106,27 +135,57 @@ def variance_candidates(fan_in: int, fan_out: int) -> Iterable[tuple[Candidate, 
                 else:
                     g = f", gain {gain:.3g}{' (' + why + ')' if why else ''}" if gain != 1.0 else ""
                     label = f"{vr.label} {_family_label(family)} ({vr.mode}{g})"
-                yield (Candidate(rule=vr.rule, distribution=family, mode=vr.mode, gain=gain,
-                                 expected_std=std, label=label), vr.prior * gain_prior)
+                yield (
+                    Candidate(
+                        rule=vr.rule,
+                        distribution=family,
+                        mode=vr.mode,
+                        gain=gain,
+                        expected_std=std,
+                        label=label,
+                    ),
+                    vr.prior * gain_prior,
+                )
                 # Keras 2.0-2.1 truncated without the 0.8796 correction
                 if family == TRUNC and vr.rule in ("he", "glorot", "lecun"):
-                    yield (Candidate(rule=vr.rule, distribution=family, mode=vr.mode, gain=gain,
-                                     expected_std=std * TN2_STD_FACTOR,
-                                     label=label + " uncorrected (Keras 2.0-2.1)"),
-                           0.05 * vr.prior * gain_prior)
+                    yield (
+                        Candidate(
+                            rule=vr.rule,
+                            distribution=family,
+                            mode=vr.mode,
+                            gain=gain,
+                            expected_std=std * TN2_STD_FACTOR,
+                            label=label + " uncorrected (Keras 2.0-2.1)",
+                        ),
+                        0.05 * vr.prior * gain_prior,
+                    )
 
 
-def fixed_candidates(extra: Iterable[tuple[float, str, float, str]] = ()) -> Iterable[tuple[Candidate, float]]:
+def fixed_candidates(
+    extra: Iterable[tuple[float, str, float, str]] = (),
+) -> Iterable[tuple[Candidate, float]]:
     for std, family, prior, label in (*FIXED_STDS, *extra):
-        yield (Candidate(rule="fixed", distribution=family, mode=None, gain=1.0,
-                         expected_std=std, label=label), prior * 0.6)
+        yield (
+            Candidate(
+                rule="fixed",
+                distribution=family,
+                mode=None,
+                gain=1.0,
+                expected_std=std,
+                label=label,
+            ),
+            prior * 0.6,
+        )
 
 
 _RNN_NAME = re.compile(r"(^|[._/])(weight|kernel)_(ih|hh|hr)(_l\d+)?(_reverse)?$", re.I)
 # output projections that feed a residual Add in transformer blocks (GPT-2 c_proj, LLaMA o_proj /
 # down_proj, BERT-style attention.output.dense is *not* rescaled by HF, so it is not listed)
-RESIDUAL_OUT_NAME = re.compile(r"(c_proj|o_proj|down_proj|out_proj|dense_4h_to_h|fc2|\bwo\b|w2)"
-                               r"(\.weight)?$", re.I)
+RESIDUAL_OUT_NAME = re.compile(
+    r"(c_proj|o_proj|down_proj|out_proj|dense_4h_to_h|fc2|\bwo\b|w2)"
+    r"(\.weight)?$",
+    re.I,
+)
 
 
 def _rnn_hidden_sizes(tensor: WeightTensor) -> list[tuple[int, float]]:
@@ -159,38 +218,76 @@ def hf_residual_std(metadata: dict[str, Any]) -> float | None:
     return base / math.sqrt(2.0 * n_layer)
 
 
-def framework_candidates(tensor: WeightTensor, metadata: dict[str, Any]) -> Iterable[tuple[Candidate, float]]:
+def framework_candidates(
+    tensor: WeightTensor, metadata: dict[str, Any]
+) -> Iterable[tuple[Candidate, float]]:
     """Conventions tied to a layer type or a config file rather than to a fan rule."""
     # torch RNN/LSTM/GRU: every parameter U(+-1/sqrt(hidden_size))
     for hidden, prior in _rnn_hidden_sizes(tensor):
         if hidden > 0:
-            yield (Candidate(rule="torch_default", distribution=UNIFORM, mode="hidden", gain=1.0,
-                             expected_std=1.0 / math.sqrt(3.0 * hidden),
-                             label=f"torch RNN default U(±1/sqrt(hidden={hidden}))",
-                             source="torch"), 1.5 * prior)
+            yield (
+                Candidate(
+                    rule="torch_default",
+                    distribution=UNIFORM,
+                    mode="hidden",
+                    gain=1.0,
+                    expected_std=1.0 / math.sqrt(3.0 * hidden),
+                    label=f"torch RNN default U(±1/sqrt(hidden={hidden}))",
+                    source="torch",
+                ),
+                1.5 * prior,
+            )
     # Flax Embed: N(0, 1/D) (variance_scaling(1, fan_in, normal, out_axis=0))
     if tensor.role is Role.EMBEDDING and len(tensor.shape) == 2:
         dim = tensor.shape[1]
-        yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
-                         expected_std=1.0 / math.sqrt(dim), label="Flax Embed N(0, 1/D)"), 0.5)
+        yield (
+            Candidate(
+                rule="fixed",
+                distribution=NORMAL,
+                mode=None,
+                gain=1.0,
+                expected_std=1.0 / math.sqrt(dim),
+                label="Flax Embed N(0, 1/D)",
+            ),
+            0.5,
+        )
     init_range = metadata.get("initializer_range") if metadata else None
     if isinstance(init_range, (int, float)) and init_range > 0 and abs(init_range - 0.02) > 1e-9:
-        yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
-                         expected_std=float(init_range),
-                         label=f"N(0, {init_range:g}) (initializer_range)", source="hf"), 0.8)
+        yield (
+            Candidate(
+                rule="fixed",
+                distribution=NORMAL,
+                mode=None,
+                gain=1.0,
+                expected_std=float(init_range),
+                label=f"N(0, {init_range:g}) (initializer_range)",
+                source="hf",
+            ),
+            0.8,
+        )
     residual = hf_residual_std(metadata or {})
     if residual is not None and tensor.role is not Role.EMBEDDING:
         named = bool(RESIDUAL_OUT_NAME.search(tensor.name))
         n_layer = metadata.get("n_layer") or metadata.get("inferred_n_layer")
-        yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
-                         expected_std=residual,
-                         label=f"N(0, {residual:.3g}) residual projection "
-                               f"(initializer_range/sqrt(2·{n_layer}), GPT-2/Megatron)",
-                         source="hf"), 1.0 if named else 0.05)
+        yield (
+            Candidate(
+                rule="fixed",
+                distribution=NORMAL,
+                mode=None,
+                gain=1.0,
+                expected_std=residual,
+                label=f"N(0, {residual:.3g}) residual projection "
+                f"(initializer_range/sqrt(2·{n_layer}), GPT-2/Megatron)",
+                source="hf",
+            ),
+            1.0 if named else 0.05,
+        )
     yield from _t5_candidates(tensor, metadata or {})
 
 
-def _t5_candidates(tensor: WeightTensor, metadata: dict[str, Any]) -> Iterable[tuple[Candidate, float]]:
+def _t5_candidates(
+    tensor: WeightTensor, metadata: dict[str, Any]
+) -> Iterable[tuple[Candidate, float]]:
     """T5's factor-based init: the query projection is N(0, factor·(d_model·d_kv)^-1/2).
 
     The other T5 kernels (wi, wo, k, v, o) are LeCun-like fan_in rules already covered by the
@@ -202,18 +299,36 @@ def _t5_candidates(tensor: WeightTensor, metadata: dict[str, Any]) -> Iterable[t
         return
     factor = cfg.get("initializer_factor", 1.0)
     factor = float(factor) if isinstance(factor, (int, float)) and factor > 0 else 1.0
-    yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
-                     expected_std=factor / math.sqrt(d_model * d_kv),
-                     label="T5 query N(0, (d_model·d_kv)^-1/2)", source="hf"),
-           1.0 if re.search(r"(^|[._])q(\.weight)?$", tensor.name) else 0.05)
+    yield (
+        Candidate(
+            rule="fixed",
+            distribution=NORMAL,
+            mode=None,
+            gain=1.0,
+            expected_std=factor / math.sqrt(d_model * d_kv),
+            label="T5 query N(0, (d_model·d_kv)^-1/2)",
+            source="hf",
+        ),
+        1.0 if re.search(r"(^|[._])q(\.weight)?$", tensor.name) else 0.05,
+    )
     # relative_attention_bias (and every d_model-fan kernel when factor != 1)
-    yield (Candidate(rule="fixed", distribution=NORMAL, mode=None, gain=1.0,
-                     expected_std=factor / math.sqrt(d_model),
-                     label="T5 N(0, factor·d_model^-1/2)", source="hf"),
-           1.0 if "relative_attention_bias" in tensor.name or abs(factor - 1.0) > 1e-9 else 0.05)
+    yield (
+        Candidate(
+            rule="fixed",
+            distribution=NORMAL,
+            mode=None,
+            gain=1.0,
+            expected_std=factor / math.sqrt(d_model),
+            label="T5 N(0, factor·d_model^-1/2)",
+            source="hf",
+        ),
+        1.0 if "relative_attention_bias" in tensor.name or abs(factor - 1.0) > 1e-9 else 0.05,
+    )
 
 
-def all_candidates(tensor: WeightTensor, metadata: dict[str, Any] | None = None) -> list[tuple[Candidate, float]]:
+def all_candidates(
+    tensor: WeightTensor, metadata: dict[str, Any] | None = None
+) -> list[tuple[Candidate, float]]:
     out: list[tuple[Candidate, float]] = []
     if tensor.fan_in and tensor.fan_out:
         out.extend(variance_candidates(tensor.fan_in, tensor.fan_out))

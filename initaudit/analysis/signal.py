@@ -41,7 +41,7 @@ from ..model import Activation, ActivationKind, Layer, LoadedModel, Role
 
 BAND = (1e-2, 1e2)
 _GRID = np.linspace(-12.0, 12.0, 4801)
-_PDF = np.exp(-0.5 * _GRID ** 2) / math.sqrt(2.0 * math.pi) * (_GRID[1] - _GRID[0])
+_PDF = np.exp(-0.5 * _GRID**2) / math.sqrt(2.0 * math.pi) * (_GRID[1] - _GRID[0])
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 K = ActivationKind
 
@@ -162,12 +162,15 @@ class SignalReport:
     def to_dict(self) -> dict[str, Any]:
         from .results import _jsonable
 
-        return {"band": list(self.band), "forward_exit": self.forward_exit,
-                "backward_exit": self.backward_exit,
-                "unknown_activations": self.unknown_activations,
-                "final_q": _jsonable(self.final_q),
-                "layers": [s.to_dict() for s in self.layers],
-                "probe": _jsonable(self.probe) if self.probe is not None else None}
+        return {
+            "band": list(self.band),
+            "forward_exit": self.forward_exit,
+            "backward_exit": self.backward_exit,
+            "unknown_activations": self.unknown_activations,
+            "final_q": _jsonable(self.final_q),
+            "layers": [s.to_dict() for s in self.layers],
+            "probe": _jsonable(self.probe) if self.probe is not None else None,
+        }
 
 
 def _gate_count(layer: Layer) -> int:
@@ -202,11 +205,13 @@ def recurrent_moments(gates: int, q: float) -> tuple[float, float]:
 
 def _is_recurrent(layer: Layer) -> bool:
     return layer.op.upper() in ("LSTM", "GRU", "RNN", "SIMPLERNN") or any(
-        t.role is Role.RECURRENT for t in layer.tensors)
+        t.role is Role.RECURRENT for t in layer.tensors
+    )
 
 
-def propagate(model: LoadedModel, analyses: Iterable[Any],
-              band: tuple[float, float] = BAND) -> SignalReport | None:
+def propagate(
+    model: LoadedModel, analyses: Iterable[Any], band: tuple[float, float] = BAND
+) -> SignalReport | None:
     """Predict the per-layer forward and backward second moments along the layer graph."""
     if not model.has_graph:
         return None
@@ -214,7 +219,7 @@ def propagate(model: LoadedModel, analyses: Iterable[Any],
     for a in analyses:
         s = a.stats
         if s is not None and math.isfinite(s.std) and math.isfinite(s.mean):
-            second[id(a.tensor)] = s.std ** 2 + s.mean ** 2
+            second[id(a.tensor)] = s.std**2 + s.mean**2
     report = SignalReport(band=band)
     q_out: dict[str, float] = {}
     folded = folded_batchnorm_layers(model, analyses)
@@ -226,8 +231,22 @@ def propagate(model: LoadedModel, analyses: Iterable[Any],
         q_in = float(np.mean(ins)) if ins else 1.0
         if kernel.role is Role.EMBEDDING:
             q_out[layer.name] = 1.0  # the network's input: scales are measured relative to it
-            report.layers.append(LayerSignal(layer.name, layer.op, None, 0, 0, second[id(kernel)],
-                                             1.0, 1.0, 1.0, 1.0, 1.0, note="embedding (input)"))
+            report.layers.append(
+                LayerSignal(
+                    layer.name,
+                    layer.op,
+                    None,
+                    0,
+                    0,
+                    second[id(kernel)],
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                    note="embedding (input)",
+                )
+            )
             continue
         fan_in, fan_out = kernel.fan_in or 0, kernel.fan_out or 0
         if not fan_in or not fan_out:
@@ -254,12 +273,24 @@ def propagate(model: LoadedModel, analyses: Iterable[Any],
         if normalized and raw_pre > 0:
             back /= raw_pre
         q_out[layer.name] = out
-        report.layers.append(LayerSignal(
-            layer=layer.name, op=layer.op, activation=act.label if act is not None else None,
-            fan_in=fan_in, fan_out=fan_out, weight_second_moment=w2, q_in=q_in, q_pre=q_pre,
-            q_out=out, forward_gain=out / q_in if q_in > 0 else float("nan"),
-            backward_gain=back + (1.0 if layer.residual else 0.0),
-            normalized=normalized, residual=layer.residual, note=note))
+        report.layers.append(
+            LayerSignal(
+                layer=layer.name,
+                op=layer.op,
+                activation=act.label if act is not None else None,
+                fan_in=fan_in,
+                fan_out=fan_out,
+                weight_second_moment=w2,
+                q_in=q_in,
+                q_pre=q_pre,
+                q_out=out,
+                forward_gain=out / q_in if q_in > 0 else float("nan"),
+                backward_gain=back + (1.0 if layer.residual else 0.0),
+                normalized=normalized,
+                residual=layer.residual,
+                note=note,
+            )
+        )
     consumed = _backward(model, report)
     lo, hi = band
     for s in report.layers:
@@ -292,8 +323,15 @@ def folded_batchnorm_layers(model: LoadedModel, analyses: Iterable[Any]) -> set[
     zero_bias: set[int] = set()
     for a in analyses:
         s = a.stats
-        if a.tensor.role is Role.BIAS and s is not None and s.size > 1 and s.std == 0 \
-                and s.mean == 0 and s.min == 0 and s.max == 0:
+        if (
+            a.tensor.role is Role.BIAS
+            and s is not None
+            and s.size > 1
+            and s.std == 0
+            and s.mean == 0
+            and s.min == 0
+            and s.max == 0
+        ):
             zero_bias.add(id(a.tensor))
     out: set[str] = set()
     biasless: set[str] = set()

@@ -66,8 +66,12 @@ class StateResult:
     def to_dict(self) -> dict[str, Any]:
         from .results import _jsonable
 
-        return {"state": self.state.value, "confidence": round(float(self.confidence), 4),
-                "reason": self.reason, "evidence": _jsonable(dict(self.evidence))}
+        return {
+            "state": self.state.value,
+            "confidence": round(float(self.confidence), 4),
+            "reason": self.reason,
+            "evidence": _jsonable(dict(self.evidence)),
+        }
 
 
 def _block(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator) -> np.ndarray | None:
@@ -126,22 +130,39 @@ def unit_spread_ratio(block: np.ndarray, kurtosis: float) -> float | None:
     return observed / expected if expected > 0 else None
 
 
-def classify_tensor(values: np.ndarray, tensor: WeightTensor, stats: TensorStats,
-                    scheme: SchemeResult | None, units: UnitCheck, *, seed: int = 0) -> StateResult:
+def classify_tensor(
+    values: np.ndarray,
+    tensor: WeightTensor,
+    stats: TensorStats,
+    scheme: SchemeResult | None,
+    units: UnitCheck,
+    *,
+    seed: int = 0,
+) -> StateResult:
     """Decide whether one kernel looks trained, freshly initialized, or cannot be told."""
     if units.constant or scheme is not None and scheme.rule in ("zeros", "constant"):
-        return StateResult(State.INITIALIZED, 0.9, "constant tensor (set, not learnt)",
-                           {"value": units.constant_value})
+        return StateResult(
+            State.INITIALIZED,
+            0.9,
+            "constant tensor (set, not learnt)",
+            {"value": units.constant_value},
+        )
     if stats.n < MIN_ELEMENTS or not math.isfinite(stats.std) or stats.std == 0:
-        return StateResult(State.UNKNOWN, 0.0, f"too few values ({stats.n}) to tell",
-                           {"n": stats.n})
+        return StateResult(
+            State.UNKNOWN, 0.0, f"too few values ({stats.n}) to tell", {"n": stats.n}
+        )
     if scheme is not None and scheme.rule == "orthogonal":
-        return StateResult(State.INITIALIZED, 0.99, "exactly orthogonal (training breaks this)",
-                           {"orthogonality_error": scheme.evidence.get("orthogonality_error")})
+        return StateResult(
+            State.INITIALIZED,
+            0.99,
+            "exactly orthogonal (training breaks this)",
+            {"orthogonality_error": scheme.evidence.get("orthogonality_error")},
+        )
     if scheme is not None and scheme.rule in ("identity", "dirac", "sparse"):
         # exact zeros and equal taps do not survive gradient descent
-        return StateResult(State.INITIALIZED, 0.95, f"{scheme.label} (training breaks this)",
-                           dict(scheme.evidence))
+        return StateResult(
+            State.INITIALIZED, 0.95, f"{scheme.label} (training breaks this)", dict(scheme.evidence)
+        )
     evidence: dict[str, Any] = {}
     strong: list[str] = []
     weak: list[str] = []
@@ -186,17 +207,24 @@ def classify_tensor(values: np.ndarray, tensor: WeightTensor, stats: TensorStats
         conf = min(0.99, 0.6 + 0.15 * len(strong) + 0.1 * len(weak))
         return StateResult(State.TRAINED, conf, "; ".join(strong + weak), evidence)
     if not weak and scheme is not None and scheme.known:
-        return StateResult(State.INITIALIZED, min(0.99, 0.5 + 0.5 * scheme.confidence),
-                           f"i.i.d.-looking, matches {scheme.label}", evidence)
+        return StateResult(
+            State.INITIALIZED,
+            min(0.99, 0.5 + 0.5 * scheme.confidence),
+            f"i.i.d.-looking, matches {scheme.label}",
+            evidence,
+        )
     if block is not None and weak == ["no init scheme fits"]:
         # no structure, no tails, no offset: a custom scale drawn i.i.d. is still an init
-        return StateResult(State.INITIALIZED, 0.5,
-                           "i.i.d.-looking (no trace of training), custom scale", evidence)
+        return StateResult(
+            State.INITIALIZED, 0.5, "i.i.d.-looking (no trace of training), custom scale", evidence
+        )
     if not weak and block is not None:
-        return StateResult(State.INITIALIZED, 0.6, "i.i.d.-looking (no trace of training)",
-                           evidence)
-    return StateResult(State.UNKNOWN, 0.3, "; ".join(weak) or "not enough structure to tell",
-                       evidence)
+        return StateResult(
+            State.INITIALIZED, 0.6, "i.i.d.-looking (no trace of training)", evidence
+        )
+    return StateResult(
+        State.UNKNOWN, 0.3, "; ".join(weak) or "not enough structure to tell", evidence
+    )
 
 
 def classify_file(states: Iterable[StateResult | None]) -> StateResult:
@@ -206,20 +234,32 @@ def classify_file(states: Iterable[StateResult | None]) -> StateResult:
         if st is not None:
             counts[st.state] += 1
     decided = counts[State.TRAINED] + counts[State.INITIALIZED]
-    evidence: dict[str, Any] = {"trained_tensors": counts[State.TRAINED],
-                "initialized_tensors": counts[State.INITIALIZED],
-                "unknown_tensors": counts[State.UNKNOWN]}
+    evidence: dict[str, Any] = {
+        "trained_tensors": counts[State.TRAINED],
+        "initialized_tensors": counts[State.INITIALIZED],
+        "unknown_tensors": counts[State.UNKNOWN],
+    }
     if decided == 0:
         return StateResult(State.UNKNOWN, 0.0, "no kernel large enough to tell", evidence)
     share = counts[State.TRAINED] / decided
     evidence["trained_share"] = round(share, 3)
     if share >= FILE_TRAINED_SHARE:
-        return StateResult(State.TRAINED, min(0.99, 0.5 + share / 2),
-                           f"{counts[State.TRAINED]} of {decided} kernels show traces of training",
-                           evidence)
+        return StateResult(
+            State.TRAINED,
+            min(0.99, 0.5 + share / 2),
+            f"{counts[State.TRAINED]} of {decided} kernels show traces of training",
+            evidence,
+        )
     if share <= FILE_INIT_SHARE:
-        return StateResult(State.INITIALIZED, min(0.99, 1.0 - share),
-                           f"{counts[State.INITIALIZED]} of {decided} kernels look freshly drawn",
-                           evidence)
-    return StateResult(State.UNKNOWN, 0.5,
-                       f"mixed: {counts[State.TRAINED]} of {decided} kernels look trained", evidence)
+        return StateResult(
+            State.INITIALIZED,
+            min(0.99, 1.0 - share),
+            f"{counts[State.INITIALIZED]} of {decided} kernels look freshly drawn",
+            evidence,
+        )
+    return StateResult(
+        State.UNKNOWN,
+        0.5,
+        f"mixed: {counts[State.TRAINED]} of {decided} kernels look trained",
+        evidence,
+    )

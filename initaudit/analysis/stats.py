@@ -34,7 +34,10 @@ from .results import TensorStats
 CHUNK_ELEMENTS = 1 << 20
 PASS_CHUNK = 1 << 16  # elements per fused-pass chunk: 256 KB of float32, cache-sized
 FAMILY_SAMPLE_DEFAULT = 20_000  # identification's sample (see identify.FAMILY_SAMPLE)
-_F32_SAFE = (1e-15, 1e15)  # |x| range in which float32 squares/4th powers neither over- nor underflow
+_F32_SAFE = (
+    1e-15,
+    1e15,
+)  # |x| range in which float32 squares/4th powers neither over- nor underflow
 
 
 def flat_view(values: np.ndarray) -> np.ndarray:
@@ -55,7 +58,7 @@ def iter_chunks(values: np.ndarray, chunk: int = CHUNK_ELEMENTS) -> Iterator[np.
     if arr.flags.c_contiguous or arr.ndim <= 1:
         flat = arr.reshape(-1) if arr.flags.c_contiguous else arr
         for start in range(0, flat.size, chunk):
-            yield flat[start:start + chunk]
+            yield flat[start : start + chunk]
         return
     row = max(1, arr.size // max(arr.shape[0], 1))
     if row > chunk and arr.ndim > 2:  # one leading slice is itself big: go one axis deeper
@@ -64,7 +67,7 @@ def iter_chunks(values: np.ndarray, chunk: int = CHUNK_ELEMENTS) -> Iterator[np.
         return
     rows = max(1, chunk // max(row, 1))
     for start in range(0, arr.shape[0], rows):
-        yield np.ravel(arr[start:start + rows])
+        yield np.ravel(arr[start : start + rows])
 
 
 def _narrow_float(dtype: np.dtype) -> bool:
@@ -188,8 +191,9 @@ def moments(sample: np.ndarray) -> tuple[float, float, float]:
     return mean, std, float(kurt)
 
 
-def sampled_stats(values: np.ndarray, *, max_sample: int = 1 << 20,
-                  seed: int = 0) -> tuple[TensorStats, np.ndarray]:
+def sampled_stats(
+    values: np.ndarray, *, max_sample: int = 1 << 20, seed: int = 0
+) -> tuple[TensorStats, np.ndarray]:
     """The statistics (exact, one fused pass) and the finite float64 identification sample."""
     res = fused_pass(values)
     k = min(max_sample, FAMILY_SAMPLE_DEFAULT)
@@ -223,9 +227,12 @@ class _Moments:
         d = mb - self.mean
         dn = d / n
         t = d * dn * na * nb  # d² na nb / n
-        self.m4 += (m4b + t * dn * dn * (na * na - na * nb + nb * nb)
-                    + 6.0 * dn * dn * (na * na * m2b + nb * nb * self.m2)
-                    + 4.0 * dn * (na * m3b - nb * self.m3))
+        self.m4 += (
+            m4b
+            + t * dn * dn * (na * na - na * nb + nb * nb)
+            + 6.0 * dn * dn * (na * na * m2b + nb * nb * self.m2)
+            + 4.0 * dn * (na * m3b - nb * self.m3)
+        )
         self.m3 += m3b + t * dn * (na - nb) + 3.0 * dn * (na * m2b - nb * self.m2)
         self.m2 += m2b + t
         self.mean += dn * nb
@@ -264,9 +271,17 @@ class PassResult:
 
     def tensor_stats(self, *, sampled: bool = False) -> TensorStats:
         mean, std, kurt = self.moments()
-        return TensorStats(n=self.count, size=self.size, mean=mean, std=std, min=self.lo,
-                           max=self.hi, excess_kurtosis=kurt, sampled=sampled,
-                           nonfinite=self.nonfinite)
+        return TensorStats(
+            n=self.count,
+            size=self.size,
+            mean=mean,
+            std=std,
+            min=self.lo,
+            max=self.hi,
+            excess_kurtosis=kurt,
+            sampled=sampled,
+            nonfinite=self.nonfinite,
+        )
 
 
 def _widen_into(raw: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
@@ -276,10 +291,14 @@ def _widen_into(raw: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
     if dt == np.float32 or dt == np.float64:
         return raw
     if dt.kind == "V" and dt.itemsize == 2 and dt.name == "bfloat16":
-        out = buf[:raw.size].reshape(raw.shape) if buf is not None and buf.size >= raw.size \
+        out = (
+            buf[: raw.size].reshape(raw.shape)
+            if buf is not None and buf.size >= raw.size
             else np.empty(raw.shape, dtype=np.float32)
-        np.left_shift(np.ascontiguousarray(raw).view(np.uint16), 16, out=out.view(np.uint32),
-                      dtype=np.uint32)
+        )
+        np.left_shift(
+            np.ascontiguousarray(raw).view(np.uint16), 16, out=out.view(np.uint32), dtype=np.uint32
+        )
         return out
     return as_float32_exact(raw)
 
@@ -296,8 +315,14 @@ class _Shift:
     value: float | None = None  # the pass's shift, fixed by its first chunk
 
 
-def _chunk_moments(c: np.ndarray, acc: _Moments, tmp: tuple[np.ndarray, np.ndarray],
-                   lo: float, hi: float, shift: _Shift) -> None:
+def _chunk_moments(
+    c: np.ndarray,
+    acc: _Moments,
+    tmp: tuple[np.ndarray, np.ndarray],
+    lo: float,
+    hi: float,
+    shift: _Shift,
+) -> None:
     """Fold one finite 1-D chunk into ``acc`` (see the module docstring for the precision).
 
     Sums are BLAS dot products (against a ones vector for Σd): several times faster than numpy's
@@ -334,20 +359,26 @@ def _chunk_moments(c: np.ndarray, acc: _Moments, tmp: tuple[np.ndarray, np.ndarr
         m2 = s2 - s1 * delta
         if attempt == 1 or m2 >= 1e-3 * s2:  # < 0.1% left after cancelling: redo about its mean
             break
-    m3 = s3 - 3.0 * delta * s2 + 2.0 * nb * delta ** 3
-    m4 = s4 - 4.0 * delta * s3 + 6.0 * delta * delta * s2 - 3.0 * nb * delta ** 4
+    m3 = s3 - 3.0 * delta * s2 + 2.0 * nb * delta**3
+    m4 = s4 - 4.0 * delta * s3 + 6.0 * delta * delta * s2 - 3.0 * nb * delta**4
     acc.add(nb, k + delta, max(m2, 0.0), m3, max(m4, 0.0))
 
 
 def pass_dtype(dtype: np.dtype) -> type:
     """float32 when every value of ``dtype`` is exact in it (floats <= 32 bits, small ints)."""
-    narrow = (dtype.kind in "fV" and dtype.itemsize <= 4) or (dtype.kind in "iub" and dtype.itemsize <= 2)
+    narrow = (dtype.kind in "fV" and dtype.itemsize <= 4) or (
+        dtype.kind in "iub" and dtype.itemsize <= 2
+    )
     return np.float32 if narrow else np.float64
 
 
-def fused_pass(values: np.ndarray, *, cols: int | None = None,
-               right_probe: np.ndarray | None = None,
-               left_probe: np.ndarray | None = None) -> PassResult:
+def fused_pass(
+    values: np.ndarray,
+    *,
+    cols: int | None = None,
+    right_probe: np.ndarray | None = None,
+    left_probe: np.ndarray | None = None,
+) -> PassResult:
     """One streaming pass: moments, min/max, non-finite count and, when ``cols`` names a 2-D view
     (rows, cols) of the tensor in C order, ``view @ right_probe`` and ``left_probe.T @ view``.
 
@@ -370,7 +401,9 @@ def fused_pass(values: np.ndarray, *, cols: int | None = None,
         assert cols is not None  # matrix is only set when cols names a 2-D view
         rows_n = matrix.shape[0]
         per = max(1, PASS_CHUNK // max(cols, 1))
-        blocks: Iterator[tuple[int, np.ndarray]] = ((s, matrix[s:s + per]) for s in range(0, rows_n, per))
+        blocks: Iterator[tuple[int, np.ndarray]] = (
+            (s, matrix[s : s + per]) for s in range(0, rows_n, per)
+        )
         if right_probe is not None:
             right = np.empty((rows_n, right_probe.shape[1]), dtype=right_probe.dtype)
         if left_probe is not None:
@@ -407,11 +440,20 @@ def fused_pass(values: np.ndarray, *, cols: int | None = None,
             _chunk_moments(fin, acc, tmp, float(cmin), float(cmax), shift)
         if start >= 0:
             if right is not None:
-                right[start:start + block.shape[0]] = block @ right_probe
+                right[start : start + block.shape[0]] = block @ right_probe
             if left is not None:
-                left += left_probe[start:start + block.shape[0]].T @ block  # type: ignore[index]
+                left += left_probe[start : start + block.shape[0]].T @ block  # type: ignore[index]
     if not math.isfinite(lo):
         lo = hi = float("nan")
-    return PassResult(size=size, count=acc.n, mean=acc.mean if acc.n else float("nan"),
-                      m2=acc.m2, m4=acc.m4, lo=lo, hi=hi, nonfinite=nonfinite,
-                      right=right, left=left)
+    return PassResult(
+        size=size,
+        count=acc.n,
+        mean=acc.mean if acc.n else float("nan"),
+        m2=acc.m2,
+        m4=acc.m4,
+        lo=lo,
+        hi=hi,
+        nonfinite=nonfinite,
+        right=right,
+        left=left,
+    )

@@ -76,8 +76,9 @@ def ortho_shapes(shape: tuple[int, ...], tensor: WeightTensor) -> set[tuple[int,
     return shapes
 
 
-def run_pass(values: np.ndarray, tensor: WeightTensor, *, schemed: bool, max_sample: int,
-             seed: int) -> TensorPass:
+def run_pass(
+    values: np.ndarray, tensor: WeightTensor, *, schemed: bool, max_sample: int, seed: int
+) -> TensorPass:
     arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
     if isinstance(arr, np.memmap):  # plain ndarray view: memmap's __getitem__ costs per call
         arr = arr.view(np.ndarray)
@@ -91,8 +92,13 @@ def run_pass(values: np.ndarray, tensor: WeightTensor, *, schemed: bool, max_sam
             cols, units_by = size // shape[0], "rows"
         elif axis == arr.ndim - 1 and shape[-1] >= 2:
             cols, units_by = shape[-1], "cols"
-    want_ortho = (schemed and arr.ndim >= 2 and size and size <= ORTHO_MAX_ELEMENTS
-                  and tensor.role is not Role.EMBEDDING)
+    want_ortho = (
+        schemed
+        and arr.ndim >= 2
+        and size
+        and size <= ORTHO_MAX_ELEMENTS
+        and tensor.role is not Role.EMBEDDING
+    )
     oshape = None
     if want_ortho:
         shapes = ortho_shapes(shape, tensor)
@@ -114,9 +120,12 @@ def run_pass(values: np.ndarray, tensor: WeightTensor, *, schemed: bool, max_sam
     if oshape is not None:
         v = ortho_probe(min(oshape), seed)
         (right if oshape[0] > oshape[1] else left).append(v.astype(dt))
-    res = fused_pass(arr, cols=cols,
-                     right_probe=np.hstack(right) if right else None,
-                     left_probe=np.hstack(left) if left else None)
+    res = fused_pass(
+        arr,
+        cols=cols,
+        right_probe=np.hstack(right) if right else None,
+        left_probe=np.hstack(left) if left else None,
+    )
     unit_proj = None
     ortho = None
     if units_by == "rows" and res.right is not None:
@@ -131,8 +140,9 @@ def run_pass(values: np.ndarray, tensor: WeightTensor, *, schemed: bool, max_sam
         else:
             wv = None
         if wv is not None:
-            ortho = OrthoProjection(rows=oshape[0], cols=oshape[1], v=v,
-                                    wv=np.asarray(wv, dtype=np.float64))
+            ortho = OrthoProjection(
+                rows=oshape[0], cols=oshape[1], v=v, wv=np.asarray(wv, dtype=np.float64)
+            )
     k = min(max_sample, FAMILY_SAMPLE_DEFAULT)
     sample, _ = draw_sample(arr, k, seed)
     stats = res.tensor_stats(sampled=res.count > sample.size)

@@ -57,35 +57,56 @@ def units_matrix(values: np.ndarray, tensor: WeightTensor) -> np.ndarray | None:
     return moved.reshape(moved.shape[0], -1)
 
 
-def check_units(values: np.ndarray, tensor: WeightTensor,
-                stats: TensorStats | None = None,
-                projections: np.ndarray | None = None) -> UnitCheck:
+def check_units(
+    values: np.ndarray,
+    tensor: WeightTensor,
+    stats: TensorStats | None = None,
+    projections: np.ndarray | None = None,
+) -> UnitCheck:
     """``stats`` (from the same tensor's full pass) lets the constant check skip its own pass:
     all entries equal and finite <=> no non-finite value and min == max. ``projections``
     ((n_units, k) from the fused pass) replace the hashing pass."""
     if values.size == 0:
         return UnitCheck.empty()
-    first = float(as_float(values.reshape(-1)[:1] if values.flags.c_contiguous
-                           else values[(0,) * values.ndim][None])[0])
+    first = float(
+        as_float(
+            values.reshape(-1)[:1]
+            if values.flags.c_contiguous
+            else values[(0,) * values.ndim][None]
+        )[0]
+    )
     if stats is not None and stats.nonfinite == 0 and stats.size == values.size:
         constant = bool(stats.min == stats.max)
     else:  # no stats, or non-finite values: the exact original semantics, chunk by chunk
         constant = all(bool(np.all(as_float(c) == first)) for c in iter_chunks(values))
     n_units = _n_units(values, tensor)
     if constant or n_units < 2:
-        return UnitCheck(n_units=n_units, constant=constant and bool(np.isfinite(first)),
-                         constant_value=first if constant else None)
+        return UnitCheck(
+            n_units=n_units,
+            constant=constant and bool(np.isfinite(first)),
+            constant_value=first if constant else None,
+        )
     layout = _layout(values, tensor)
     if projections is not None and projections.shape[0] == n_units:
         zero = np.all(projections == 0, axis=1)
         dead = tuple(int(k) for k in np.flatnonzero(zero) if _is_zero(layout.unit(int(k))))
         groups = _projection_duplicates(layout, projections, set(dead))
-        return UnitCheck(n_units=n_units, constant=False, constant_value=None,
-                         duplicate_groups=groups, dead_units=dead)
+        return UnitCheck(
+            n_units=n_units,
+            constant=False,
+            constant_value=None,
+            duplicate_groups=groups,
+            dead_units=dead,
+        )
     hashes, zero = _hashes(layout)
     dead = tuple(int(k) for k in np.flatnonzero(zero) if _is_zero(layout.unit(int(k))))
-    return UnitCheck(n_units=n_units, constant=False, constant_value=None,
-                     duplicate_groups=_duplicates(layout, hashes, set(dead)), dead_units=dead)
+    return UnitCheck(
+        n_units=n_units,
+        constant=False,
+        constant_value=None,
+        duplicate_groups=_duplicates(layout, hashes, set(dead)),
+        dead_units=dead,
+    )
 
 
 def _n_units(values: np.ndarray, tensor: WeightTensor) -> int:
@@ -173,9 +194,9 @@ def _hashes(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
         nonzero = np.empty(n, dtype=bool)
         rows = max(1, CHUNK_ELEMENTS // max(m.shape[1], 1))
         for start in range(0, n, rows):
-            w = _words(m[start:start + rows])
-            out[start:start + w.shape[0]] = w @ coef  # uint32 arithmetic wraps: a hash mod 2**32
-            nonzero[start:start + w.shape[0]] = w.any(axis=1)
+            w = _words(m[start : start + rows])
+            out[start : start + w.shape[0]] = w @ coef  # uint32 arithmetic wraps: a hash mod 2**32
+            nonzero[start : start + w.shape[0]] = w.any(axis=1)
     else:
         # units are columns: accumulate each column's hash over blocks of rows
         coef = _coefficients(m.shape[0], 12345)
@@ -183,8 +204,8 @@ def _hashes(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
         nonzero = np.zeros(n, dtype=bool)
         rows = max(1, CHUNK_ELEMENTS // max(n, 1))
         for start in range(0, m.shape[0], rows):
-            w = _element_words(m[start:start + rows])
-            acc += coef[start:start + w.shape[0]].T @ w
+            w = _element_words(m[start : start + rows])
+            acc += coef[start : start + w.shape[0]].T @ w
             nonzero |= w.any(axis=0)
         out = np.ascontiguousarray(acc.T)
     key = (out[:, 0].astype(np.uint64) << np.uint64(32)) | out[:, 1].astype(np.uint64)
@@ -194,8 +215,9 @@ def _hashes(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
 GRID = 1e-3  # bucket width, relative to the projections' spread (see the module docstring)
 
 
-def _projection_duplicates(layout: _Layout, proj: np.ndarray,
-                           dead: set[int]) -> tuple[tuple[int, ...], ...]:
+def _projection_duplicates(
+    layout: _Layout, proj: np.ndarray, dead: set[int]
+) -> tuple[tuple[int, ...], ...]:
     p = np.asarray(proj[:, :2], dtype=np.float64)
     finite = np.isfinite(p).all(axis=1)
     cand: set[int] = {int(k) for k in np.flatnonzero(~finite)}  # inf/NaN units: exact check only
@@ -204,10 +226,12 @@ def _projection_duplicates(layout: _Layout, proj: np.ndarray,
     if pf.shape[0] > 1:
         spread = np.sqrt(np.mean(pf * pf, axis=0))
         cell = np.where(spread > 0, GRID * spread, 1.0)
-        scaled = np.clip(pf / cell, -(2.0 ** 30), 2.0 ** 30)  # extremes share edge cells: fine
+        scaled = np.clip(pf / cell, -(2.0**30), 2.0**30)  # extremes share edge cells: fine
         for o1, o2 in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5)):
             # one int64 key per unit (a 1-D sort, not np.unique(axis=0)'s structured sort)
-            keys = (np.floor(scaled[:, 0] + o1).astype(np.int64) << 32) + np.floor(scaled[:, 1] + o2).astype(np.int64)
+            keys = (np.floor(scaled[:, 0] + o1).astype(np.int64) << 32) + np.floor(
+                scaled[:, 1] + o2
+            ).astype(np.int64)
             order = np.argsort(keys, kind="stable")
             ks = keys[order]
             same = ks[1:] == ks[:-1]

@@ -56,15 +56,18 @@ def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
 
         if keras_sharded.detect(p, b""):
             return "keras-sharded"
-        raise UnsupportedFormat("is a directory without safetensors weights (give a checkpoint file)")
+        raise UnsupportedFormat(
+            "is a directory without safetensors weights (give a checkpoint file)"
+        )
     if p.name.endswith(".distcp") and (p.parent / ".metadata").is_file():
         return "torch-distcp"  # one rank's file of a distributed checkpoint: read the folder
     return detect(probe(p), strict=strict).name
 
 
 # directory formats that are ONE model (discovery must not audit their files one by one)
-DIRECTORY_FORMATS = frozenset({"orbax", "tf-savedmodel", "tf-checkpoint", "torch-distcp",
-                               "keras-sharded"})
+DIRECTORY_FORMATS = frozenset(
+    {"orbax", "tf-savedmodel", "tf-checkpoint", "torch-distcp", "keras-sharded"}
+)
 
 
 def is_model_directory(path: str | os.PathLike[str]) -> bool:

@@ -49,7 +49,7 @@ class Walker:
 
     def _bytes(self, n: int) -> bytes:
         start = self._take(n)
-        return bytes(self.buf[start:start + n])
+        return bytes(self.buf[start : start + n])
 
     def _count(self, n: int) -> int:
         self.entries += n
@@ -88,8 +88,18 @@ class Walker:
             code = self._u("b")
             start = self._take(n)
             return Ext(code, self.base + start, n)
-        fixed = {0xCA: ">f", 0xCB: ">d", 0xCC: "B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q",
-                 0xD0: "b", 0xD1: ">h", 0xD2: ">i", 0xD3: ">q"}
+        fixed = {
+            0xCA: ">f",
+            0xCB: ">d",
+            0xCC: "B",
+            0xCD: ">H",
+            0xCE: ">I",
+            0xCF: ">Q",
+            0xD0: "b",
+            0xD1: ">h",
+            0xD2: ">i",
+            0xD3: ">q",
+        }
         if b in fixed:
             return self._u(fixed[b])
         if b in (0xD9, 0xDA, 0xDB):

@@ -194,68 +194,217 @@ class PickleError(LoadError):
 # --------------------------------------------------------------------------------------------
 # storage class name -> dtype name (None = untyped bytes)
 STORAGE_TYPES: dict[str, str | None] = {
-    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
-    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
-    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
-    "ComplexFloatStorage": "complex64", "ComplexDoubleStorage": "complex128",
-    "QInt8Storage": "qint8", "QUInt8Storage": "quint8", "QInt32Storage": "qint32",
-    "QUInt4x2Storage": "quint4x2", "QUInt2x4Storage": "quint2x4",
-    "UntypedStorage": None, "_UntypedStorage": None,
+    "FloatStorage": "float32",
+    "DoubleStorage": "float64",
+    "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+    "ComplexFloatStorage": "complex64",
+    "ComplexDoubleStorage": "complex128",
+    "QInt8Storage": "qint8",
+    "QUInt8Storage": "quint8",
+    "QInt32Storage": "qint32",
+    "QUInt4x2Storage": "quint4x2",
+    "QUInt2x4Storage": "quint2x4",
+    "UntypedStorage": None,
+    "_UntypedStorage": None,
 }
 _STORAGE_MODULES = ("torch", "torch.cuda", "torch.storage")
 
 # torch dtype attribute -> canonical dtype name
 TORCH_DTYPES: dict[str, str] = {
-    "float32": "float32", "float": "float32", "float64": "float64", "double": "float64",
-    "float16": "float16", "half": "float16", "bfloat16": "bfloat16",
-    "int64": "int64", "long": "int64", "int32": "int32", "int": "int32", "int16": "int16",
-    "short": "int16", "int8": "int8", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
-    "uint64": "uint64", "bool": "bool", "complex64": "complex64", "cfloat": "complex64",
-    "complex128": "complex128", "cdouble": "complex128", "complex32": "complex32",
-    "chalf": "complex32", "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2",
-    "float8_e4m3fnuz": "float8_e4m3fnuz", "float8_e5m2fnuz": "float8_e5m2fnuz",
-    "float8_e8m0fnu": "float8_e8m0fnu", "float4_e2m1fn_x2": "float4_e2m1fn_x2",
-    "qint8": "qint8", "quint8": "quint8", "qint32": "qint32",
+    "float32": "float32",
+    "float": "float32",
+    "float64": "float64",
+    "double": "float64",
+    "float16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "int64": "int64",
+    "long": "int64",
+    "int32": "int32",
+    "int": "int32",
+    "int16": "int16",
+    "short": "int16",
+    "int8": "int8",
+    "uint8": "uint8",
+    "uint16": "uint16",
+    "uint32": "uint32",
+    "uint64": "uint64",
+    "bool": "bool",
+    "complex64": "complex64",
+    "cfloat": "complex64",
+    "complex128": "complex128",
+    "cdouble": "complex128",
+    "complex32": "complex32",
+    "chalf": "complex32",
+    "float8_e4m3fn": "float8_e4m3fn",
+    "float8_e5m2": "float8_e5m2",
+    "float8_e4m3fnuz": "float8_e4m3fnuz",
+    "float8_e5m2fnuz": "float8_e5m2fnuz",
+    "float8_e8m0fnu": "float8_e8m0fnu",
+    "float4_e2m1fn_x2": "float4_e2m1fn_x2",
+    "qint8": "qint8",
+    "quint8": "quint8",
+    "qint32": "qint32",
 }
 
 # Modules whose every name is dangerous to even reference (import side effects, code execution).
 _DANGEROUS_MODULES = (
-    "os", "posix", "nt", "subprocess", "sys", "runpy", "webbrowser", "socket", "shutil", "pty",
-    "importlib", "ctypes", "pickle", "_pickle", "marshal", "code", "codeop", "multiprocessing",
-    "threading", "_thread", "asyncio", "pdb", "bdb", "timeit", "requests", "urllib", "urllib2",
-    "http", "httplib", "ftplib", "telnetlib", "smtplib", "tempfile", "signal", "dill", "joblib",
-    "cloudpickle", "operator", "_operator", "commands", "popen2", "pexpect", "paramiko",
-    "torch.hub", "torch.serialization", "torch.utils.cpp_extension", "torch.package",
-    "torch.jit", "numpy.testing", "numpy.f2py", "numpy.distutils", "setuptools", "distutils",
-    "pip", "zipimport", "ssl", "platform", "types", "inspect", "gc", "site", "sysconfig",
+    "os",
+    "posix",
+    "nt",
+    "subprocess",
+    "sys",
+    "runpy",
+    "webbrowser",
+    "socket",
+    "shutil",
+    "pty",
+    "importlib",
+    "ctypes",
+    "pickle",
+    "_pickle",
+    "marshal",
+    "code",
+    "codeop",
+    "multiprocessing",
+    "threading",
+    "_thread",
+    "asyncio",
+    "pdb",
+    "bdb",
+    "timeit",
+    "requests",
+    "urllib",
+    "urllib2",
+    "http",
+    "httplib",
+    "ftplib",
+    "telnetlib",
+    "smtplib",
+    "tempfile",
+    "signal",
+    "dill",
+    "joblib",
+    "cloudpickle",
+    "operator",
+    "_operator",
+    "commands",
+    "popen2",
+    "pexpect",
+    "paramiko",
+    "torch.hub",
+    "torch.serialization",
+    "torch.utils.cpp_extension",
+    "torch.package",
+    "torch.jit",
+    "numpy.testing",
+    "numpy.f2py",
+    "numpy.distutils",
+    "setuptools",
+    "distutils",
+    "pip",
+    "zipimport",
+    "ssl",
+    "platform",
+    "types",
+    "inspect",
+    "gc",
+    "site",
+    "sysconfig",
 )
-_DANGEROUS_BUILTINS = frozenset({
-    "eval", "exec", "execfile", "compile", "open", "getattr", "setattr", "delattr", "__import__",
-    "globals", "locals", "vars", "input", "breakpoint", "file", "reload", "apply", "help",
-    "exit", "quit", "memoryview", "type", "super", "classmethod", "staticmethod", "property",
-})
-_DANGEROUS_NAMES = frozenset({"functools.reduce", "torch.load", "torch.save", "numpy.load",
-                              "numpy.save", "torch.from_file", "numpy.fromfile", "numpy.memmap"})
+_DANGEROUS_BUILTINS = frozenset(
+    {
+        "eval",
+        "exec",
+        "execfile",
+        "compile",
+        "open",
+        "getattr",
+        "setattr",
+        "delattr",
+        "__import__",
+        "globals",
+        "locals",
+        "vars",
+        "input",
+        "breakpoint",
+        "file",
+        "reload",
+        "apply",
+        "help",
+        "exit",
+        "quit",
+        "memoryview",
+        "type",
+        "super",
+        "classmethod",
+        "staticmethod",
+        "property",
+    }
+)
+_DANGEROUS_NAMES = frozenset(
+    {
+        "functools.reduce",
+        "torch.load",
+        "torch.save",
+        "numpy.load",
+        "numpy.save",
+        "torch.from_file",
+        "numpy.fromfile",
+        "numpy.memmap",
+    }
+)
 
 # Classes that library code constructs from plain data and never calls back: REDUCE/NEWOBJ on
 # them is part of the grammar *only with inert arguments* (strings, numbers, tuples of those).
-_BENIGN_CONSTRUCTORS = frozenset({
-    "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath",
-    "pathlib.PurePosixPath", "pathlib.PureWindowsPath", "datetime.datetime", "datetime.date",
-    "datetime.time", "datetime.timedelta", "datetime.timezone", "decimal.Decimal",
-    "numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__bit_generator_ctor",
-    "numpy.random._pickle.__generator_ctor", "argparse.Namespace",
-    "torch.device", "torch.layout", "torch.memory_format", "builtins.slice", "builtins.range",
-    "builtins.bytearray", "builtins.bytes", "__builtin__.bytearray", "__builtin__.slice",
-})
+_BENIGN_CONSTRUCTORS = frozenset(
+    {
+        "pathlib.Path",
+        "pathlib.PosixPath",
+        "pathlib.WindowsPath",
+        "pathlib.PurePosixPath",
+        "pathlib.PureWindowsPath",
+        "datetime.datetime",
+        "datetime.date",
+        "datetime.time",
+        "datetime.timedelta",
+        "datetime.timezone",
+        "decimal.Decimal",
+        "numpy.random._pickle.__randomstate_ctor",
+        "numpy.random._pickle.__bit_generator_ctor",
+        "numpy.random._pickle.__generator_ctor",
+        "argparse.Namespace",
+        "torch.device",
+        "torch.layout",
+        "torch.memory_format",
+        "builtins.slice",
+        "builtins.range",
+        "builtins.bytearray",
+        "builtins.bytes",
+        "__builtin__.bytearray",
+        "__builtin__.slice",
+    }
+)
 
 # Tensor classes ``_rebuild_from_type_v2`` may turn a rebuilt tensor into: torch's own, whose
 # ``__setstate__`` is torch's ``_set_obj_state`` (attribute assignment only).
-_TENSOR_CLASSES = frozenset({
-    "torch.Tensor", "torch._tensor.Tensor", "torch.nn.parameter.Parameter",
-    "torch.nn.parameter.Buffer", "torch.nn.parameter.UninitializedParameter",
-    "torch.nn.parameter.UninitializedBuffer",
-})
+_TENSOR_CLASSES = frozenset(
+    {
+        "torch.Tensor",
+        "torch._tensor.Tensor",
+        "torch.nn.parameter.Parameter",
+        "torch.nn.parameter.Buffer",
+        "torch.nn.parameter.UninitializedParameter",
+        "torch.nn.parameter.UninitializedBuffer",
+    }
+)
 
 # Class families whose instances ``torch.save`` writes as NEWOBJ/REDUCE + BUILD of plain state
 # (modules, optimizers, scripted modules, numpy arrays). Their ``__setstate__`` is the library's
@@ -269,17 +418,33 @@ _NEWOBJ_KINDS = _STUB_KINDS | {"main-class", "library-class"}
 # Loading imports the installed library (the code the user already runs to build the model) and
 # assigns attributes (nn.Module.__setstate__); *calling* any of these classes or functions from
 # the pickle (REDUCE) is still a finding, and so is every class of any other package.
-_LIBRARY_CLASS_PACKAGES = ("torchvision", "timm", "transformers", "diffusers", "peft",
-                           "sentence_transformers", "torchaudio")
-_TORCH_CLASS_MODULES = ("torch.nn.modules", "torch.nn.parameter", "torch.nn.utils.parametrize",
-                        "torch.nn.utils.parametrizations", "torch.nn.utils.spectral_norm",
-                        "torch.nn.utils.weight_norm", "torch.nn.utils.prune",
-                        # torch.distributed.checkpoint's .metadata: its own dataclasses
-                        "torch.distributed.checkpoint.metadata",
-                        "torch.distributed.checkpoint.filesystem",
-                        "torch.ao.nn", "torch.nn.quantized",
-                        "torch.nn.qat", "torch.nn.intrinsic", "torch.optim",
-                        "torch.utils.hooks")
+_LIBRARY_CLASS_PACKAGES = (
+    "torchvision",
+    "timm",
+    "transformers",
+    "diffusers",
+    "peft",
+    "sentence_transformers",
+    "torchaudio",
+)
+_TORCH_CLASS_MODULES = (
+    "torch.nn.modules",
+    "torch.nn.parameter",
+    "torch.nn.utils.parametrize",
+    "torch.nn.utils.parametrizations",
+    "torch.nn.utils.spectral_norm",
+    "torch.nn.utils.weight_norm",
+    "torch.nn.utils.prune",
+    # torch.distributed.checkpoint's .metadata: its own dataclasses
+    "torch.distributed.checkpoint.metadata",
+    "torch.distributed.checkpoint.filesystem",
+    "torch.ao.nn",
+    "torch.nn.quantized",
+    "torch.nn.qat",
+    "torch.nn.intrinsic",
+    "torch.optim",
+    "torch.utils.hooks",
+)
 # A class (CapWords or _Private) - never a dotted attribute path or a dunder
 _CLASS_NAME = re.compile(r"^_?[A-Z][A-Za-z0-9_]*$")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -321,8 +486,19 @@ def _is_inert(value: Any, depth: int = 0) -> bool:
         return False
     if isinstance(value, _INERT_ATOMS):
         return True
-    if isinstance(value, (StorageRef, TensorRef, InlineArray, UnsupportedTensor, DType, np.ndarray,
-                          np.generic, _NpDType)):
+    if isinstance(
+        value,
+        (
+            StorageRef,
+            TensorRef,
+            InlineArray,
+            UnsupportedTensor,
+            DType,
+            np.ndarray,
+            np.generic,
+            _NpDType,
+        ),
+    ):
         return True
     if isinstance(value, _NpArrayStub):
         return value.array is not None
@@ -337,8 +513,9 @@ def _is_inert(value: Any, depth: int = 0) -> bool:
 # Allow-listed callables (inert re-implementations)
 # --------------------------------------------------------------------------------------------
 def _as_int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                for v in value):
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
         return tuple(int(v) for v in value)
     raise PickleError(f"malformed tensor record in pickle ({what} is not a tuple of ints)")
 
@@ -353,15 +530,27 @@ def _tensor_from(storage: Any, offset: Any, size: Any, stride: Any, dtype: str |
     dt = dtype or storage.dtype
     if dt is None:
         raise PickleError("malformed tensor record in pickle (untyped storage without dtype)")
-    return TensorRef(storage, int(offset), _as_int_tuple(size, "size"), _as_int_tuple(stride, "stride"), dt)
+    return TensorRef(
+        storage, int(offset), _as_int_tuple(size, "size"), _as_int_tuple(stride, "stride"), dt
+    )
 
 
-def _rebuild_tensor(storage: Any = None, offset: Any = 0, size: Any = (), stride: Any = (), *_: Any) -> Any:
+def _rebuild_tensor(
+    storage: Any = None, offset: Any = 0, size: Any = (), stride: Any = (), *_: Any
+) -> Any:
     return _tensor_from(storage, offset, size, stride, None)
 
 
-def _rebuild_tensor_v3(storage: Any = None, offset: Any = 0, size: Any = (), stride: Any = (),
-                       _rg: Any = False, _hooks: Any = None, dtype: Any = None, *_: Any) -> Any:
+def _rebuild_tensor_v3(
+    storage: Any = None,
+    offset: Any = 0,
+    size: Any = (),
+    stride: Any = (),
+    _rg: Any = False,
+    _hooks: Any = None,
+    dtype: Any = None,
+    *_: Any,
+) -> Any:
     if not isinstance(dtype, DType):
         raise PickleError("malformed tensor record in pickle (_rebuild_tensor_v3 without a dtype)")
     return _tensor_from(storage, offset, size, stride, dtype.name)
@@ -373,12 +562,16 @@ def _rebuild_parameter(data: Any = None, *_: Any) -> Any:
     return data
 
 
-def _rebuild_from_type_v2(func: Any = None, new_type: Any = None, args: Any = (), _state: Any = None) -> Any:
+def _rebuild_from_type_v2(
+    func: Any = None, new_type: Any = None, args: Any = (), _state: Any = None
+) -> Any:
     # torch calls ``func(*args)`` and then ``new_type``'s ``__setstate__``: both must be proven
     # inert (a rebuild function of ours, a tensor class of torch) or the call is refused
     if not (isinstance(func, _Allowed) and func.qualname in _TENSOR_REBUILDERS):
-        raise _Refused(f"{_describe(func)} called by torch._tensor._rebuild_from_type "
-                       "(torch.load calls it with the pickled arguments)")
+        raise _Refused(
+            f"{_describe(func)} called by torch._tensor._rebuild_from_type "
+            "(torch.load calls it with the pickled arguments)"
+        )
     if not (isinstance(new_type, GlobalRef) and new_type.qualname in _TENSOR_CLASSES):
         raise _Refused(f"tensor subclass {_describe(new_type)} (torch.load runs its __setstate__)")
     if not isinstance(args, tuple):
@@ -397,8 +590,10 @@ def _copyreg_reconstructor(cls: Any = None, base: Any = None, state: Any = None,
     # protocol 0/1 object rebuild: ``base.__new__(cls, state)`` and, unless base is object,
     # ``base.__init__(obj, state)``: base must be an inert builtin type, cls a class we stub
     if not (isinstance(base, _Allowed) and base.qualname in _INERT_BASES):
-        raise _Refused(f"copyreg._reconstructor with base {_describe(base)} "
-                       "(the unpickler calls base.__init__)")
+        raise _Refused(
+            f"copyreg._reconstructor with base {_describe(base)} "
+            "(the unpickler calls base.__init__)"
+        )
     if isinstance(cls, GlobalRef) and cls.kind in _NEWOBJ_KINDS:
         return Stub(cls.qualname, cls.kind)
     raise _Refused(f"copyreg._reconstructor of {_describe(cls)}")
@@ -406,8 +601,10 @@ def _copyreg_reconstructor(cls: Any = None, base: Any = None, state: Any = None,
 
 def _defaultdict(factory: Any = None, *_: Any) -> PDict:
     # the default factory is called later, on a missing key: only an inert type may be one
-    if factory is not None and not (isinstance(factory, _Allowed) and factory.qualname.split(".")[0]
-                                    in ("builtins", "__builtin__")):
+    if factory is not None and not (
+        isinstance(factory, _Allowed)
+        and factory.qualname.split(".")[0] in ("builtins", "__builtin__")
+    ):
         raise _Refused(f"collections.defaultdict with factory {_describe(factory)}")
     return PDict()
 
@@ -485,14 +682,19 @@ def _inert_builtin(kind: type) -> Callable[..., Any]:
         if not args:
             return kind()
         arg = args[0]
-        if kind in (list, tuple, frozenset, dict) and not isinstance(arg, (list, tuple, dict, set, frozenset)):
+        if kind in (list, tuple, frozenset, dict) and not isinstance(
+            arg, (list, tuple, dict, set, frozenset)
+        ):
             raise PickleError(f"malformed {kind.__name__}() call in pickle")
-        if kind in (int, float, complex, bool, str) and not isinstance(arg, (int, float, str, bool, bytes)):
+        if kind in (int, float, complex, bool, str) and not isinstance(
+            arg, (int, float, str, bool, bytes)
+        ):
             raise PickleError(f"malformed {kind.__name__}() call in pickle")
         try:
             return kind(arg)
         except (TypeError, ValueError) as exc:
             raise PickleError(f"malformed {kind.__name__}() call in pickle ({exc})") from None
+
     return build
 
 
@@ -519,13 +721,20 @@ _ALLOWED_FUNCS: dict[str, Callable[..., Any]] = {
     "copy_reg._reconstructor": _copyreg_reconstructor,
     "torch.Size": _torch_size,
     "_codecs.encode": _codecs_encode,
-    "__builtin__.set": _make_set, "builtins.set": _make_set,
-    "__builtin__.frozenset": _inert_builtin(frozenset), "builtins.frozenset": _inert_builtin(frozenset),
-    "builtins.list": _inert_builtin(list), "__builtin__.list": _inert_builtin(list),
-    "builtins.tuple": _inert_builtin(tuple), "__builtin__.tuple": _inert_builtin(tuple),
-    "builtins.dict": _inert_builtin(dict), "__builtin__.dict": _inert_builtin(dict),
-    "builtins.int": _inert_builtin(int), "builtins.float": _inert_builtin(float),
-    "builtins.complex": _inert_builtin(complex), "builtins.bool": _inert_builtin(bool),
+    "__builtin__.set": _make_set,
+    "builtins.set": _make_set,
+    "__builtin__.frozenset": _inert_builtin(frozenset),
+    "builtins.frozenset": _inert_builtin(frozenset),
+    "builtins.list": _inert_builtin(list),
+    "__builtin__.list": _inert_builtin(list),
+    "builtins.tuple": _inert_builtin(tuple),
+    "__builtin__.tuple": _inert_builtin(tuple),
+    "builtins.dict": _inert_builtin(dict),
+    "__builtin__.dict": _inert_builtin(dict),
+    "builtins.int": _inert_builtin(int),
+    "builtins.float": _inert_builtin(float),
+    "builtins.complex": _inert_builtin(complex),
+    "builtins.bool": _inert_builtin(bool),
     "builtins.str": _inert_builtin(str),
     # TorchScript data.pkl: typed-list wrappers that return their argument
     "torch.jit._pickle.build_intlist": _identity,
@@ -546,30 +755,60 @@ for _b in ("builtins", "__builtin__"):
     _ALLOWED_FUNCS[f"{_b}.object"] = _inert_builtin(object)
 
 # functions a tensor record may name as the ``func`` of ``_rebuild_from_type[_v2]``
-_TENSOR_REBUILDERS = frozenset({
-    "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
-    "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_parameter",
-    "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_device_tensor_from_numpy",
-})
+_TENSOR_REBUILDERS = frozenset(
+    {
+        "torch._utils._rebuild_tensor",
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_tensor_v3",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "torch._utils._rebuild_device_tensor_from_numpy",
+    }
+)
 # base types ``copyreg._reconstructor`` may call ``__init__`` of (object: no call at all)
-_INERT_BASES = frozenset({f"{b}.{t}" for b in ("builtins", "__builtin__")
-                          for t in ("object", "dict", "list", "tuple", "set", "frozenset", "int",
-                                    "float", "str")})
+_INERT_BASES = frozenset(
+    {
+        f"{b}.{t}"
+        for b in ("builtins", "__builtin__")
+        for t in ("object", "dict", "list", "tuple", "set", "frozenset", "int", "float", "str")
+    }
+)
 # the other rebuild functions of torch 2.x (torch/_utils.py): real torch code, whose tensors we
 # do not emulate; inert only when every argument is plain data (never a class or a call result)
-_OTHER_REBUILDERS = frozenset({
-    "torch._utils._rebuild_qtensor", "torch._utils._rebuild_sparse_tensor",
-    "torch._utils._rebuild_nested_tensor", "torch._utils._rebuild_device_tensor_from_cpu_tensor",
-    "torch._utils._rebuild_meta_tensor_no_storage", "torch._utils._rebuild_xla_tensor",
-    "torch._utils._rebuild_mtia_tensor", "torch._utils._rebuild_sparse_csr_tensor",
-})
+_OTHER_REBUILDERS = frozenset(
+    {
+        "torch._utils._rebuild_qtensor",
+        "torch._utils._rebuild_sparse_tensor",
+        "torch._utils._rebuild_nested_tensor",
+        "torch._utils._rebuild_device_tensor_from_cpu_tensor",
+        "torch._utils._rebuild_meta_tensor_no_storage",
+        "torch._utils._rebuild_xla_tensor",
+        "torch._utils._rebuild_mtia_tensor",
+        "torch._utils._rebuild_sparse_csr_tensor",
+    }
+)
 # enum-like torch attributes (qschemes, layouts) that appear as arguments of those records
-_TORCH_ENUMS = frozenset({
-    "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
-    "per_channel_affine_float_qparams", "strided", "sparse_coo", "sparse_csr", "sparse_csc",
-    "sparse_bsr", "sparse_bsc", "_mkldnn", "jagged", "contiguous_format", "channels_last",
-    "channels_last_3d", "preserve_format",
-})
+_TORCH_ENUMS = frozenset(
+    {
+        "per_tensor_affine",
+        "per_channel_affine",
+        "per_tensor_symmetric",
+        "per_channel_symmetric",
+        "per_channel_affine_float_qparams",
+        "strided",
+        "sparse_coo",
+        "sparse_csr",
+        "sparse_csc",
+        "sparse_bsr",
+        "sparse_bsc",
+        "_mkldnn",
+        "jagged",
+        "contiguous_format",
+        "channels_last",
+        "channels_last_3d",
+        "preserve_format",
+    }
+)
 
 
 def _other_rebuilder(qual: str) -> Callable[..., Any]:
@@ -578,6 +817,7 @@ def _other_rebuilder(qual: str) -> Callable[..., Any]:
             bad = next(a for a in args if not _is_inert(a))
             raise _Refused(f"{qual} with argument {_describe(bad)} (outside the tensor grammar)")
         return UnsupportedTensor(f"tensor rebuilt by {qual.rsplit('.', 1)[-1]}")
+
     return build
 
 
@@ -609,13 +849,21 @@ def resolve_global(module: str, name: str, ctx: UnpickleContext) -> Any:
     plain = _MODULE_NAME.match(module) is not None and _CLASS_NAME.match(name) is not None
     if plain and any(module == m or module.startswith(m + ".") for m in _TORCH_CLASS_MODULES):
         return GlobalRef(module, name, "torch-module")
-    if ((module == "__torch__" or module.startswith("__torch__.")) and _MODULE_NAME.match(module)
-            and _MODULE_NAME.match(name) and "__" not in name):
+    if (
+        (module == "__torch__" or module.startswith("__torch__."))
+        and _MODULE_NAME.match(module)
+        and _MODULE_NAME.match(name)
+        and "__" not in name
+    ):
         return GlobalRef(module, name, "torchscript")
     if qual in _BENIGN_CONSTRUCTORS:
         return GlobalRef(module, name, "benign")
-    if module in ("torch.nn.functional", "torch._C._nn", "torch") and _MODULE_NAME.match(name) \
-            and "." not in name and not name.startswith("_"):
+    if (
+        module in ("torch.nn.functional", "torch._C._nn", "torch")
+        and _MODULE_NAME.match(name)
+        and "." not in name
+        and not name.startswith("_")
+    ):
         # a module's activation stored by reference (nn.TransformerEncoderLayer.activation,
         # transformers' GELUActivation.act = torch._C._nn.gelu); dangerous torch names
         # (torch.load...) were refused above;
@@ -654,9 +902,15 @@ _F8 = struct.Struct(">d")
 class RestrictedUnpickler:
     """Unpickle ``data[pos:]`` into inert objects; see the module docstring."""
 
-    def __init__(self, data: bytes | memoryview, *, pos: int = 0,
-                 persistent_load: Callable[[Any], Any] | None = None,
-                 ctx: UnpickleContext | None = None, limits: PickleLimits | None = None) -> None:
+    def __init__(
+        self,
+        data: bytes | memoryview,
+        *,
+        pos: int = 0,
+        persistent_load: Callable[[Any], Any] | None = None,
+        ctx: UnpickleContext | None = None,
+        limits: PickleLimits | None = None,
+    ) -> None:
         self.buf = memoryview(data)
         self.pos = pos
         self.start = pos
@@ -678,11 +932,11 @@ class RestrictedUnpickler:
                 raise PickleError("truncated pickle (data ends inside an object)")
             raise PickleError(f"pickle is larger than the {self.limits.max_bytes >> 20} MiB limit")
         self.pos = p + n
-        return self.buf[p:p + n]
+        return self.buf[p : p + n]
 
     def _line(self) -> bytes:
         limit = min(self.end, self.pos + 1_000_000)
-        chunk = bytes(self.buf[self.pos:limit])
+        chunk = bytes(self.buf[self.pos : limit])
         i = chunk.find(b"\n")
         if i < 0:
             raise PickleError("truncated pickle (unterminated text argument)")
@@ -745,20 +999,26 @@ class RestrictedUnpickler:
             except LoadError:
                 raise
             except (TypeError, ValueError, OverflowError) as exc:
-                raise PickleError(f"malformed arguments to {func.qualname} in pickle ({exc})") from None
+                raise PickleError(
+                    f"malformed arguments to {func.qualname} in pickle ({exc})"
+                ) from None
         if isinstance(func, GlobalRef):
             if func.kind in _STUB_KINDS:
                 bad = [a for a in args if not _is_inert(a)]
                 if func.kind in ("benign", "tensor-class") and bad:
-                    self.ctx.flag(f"pickle call {func.qualname} with argument {_describe(bad[0])} "
-                                  "(outside the tensor grammar)")
+                    self.ctx.flag(
+                        f"pickle call {func.qualname} with argument {_describe(bad[0])} "
+                        "(outside the tensor grammar)"
+                    )
                     return Placeholder(f"call of {func.qualname}")
                 return Stub(func.qualname, func.kind, args=args, called=True)
             if func.kind == "partial":
                 # functools.partial(f, ...) stores f; whoever calls the result calls f
                 if args and isinstance(args[0], _Allowed) and all(_is_inert(a) for a in args[1:]):
                     return Placeholder("functools.partial of an allowed function")
-                self.ctx.flag(f"pickle call functools.partial of {_describe(args[0]) if args else 'nothing'}")
+                self.ctx.flag(
+                    f"pickle call functools.partial of {_describe(args[0]) if args else 'nothing'}"
+                )
                 return Placeholder("call of functools.partial")
             # unknown and dangerous names were flagged when referenced; say it was called too
             self.ctx.flag(f"pickle GLOBAL {func.qualname}")
@@ -776,7 +1036,9 @@ class RestrictedUnpickler:
         if isinstance(cls, GlobalRef):
             if cls.kind not in _NEWOBJ_KINDS:
                 self.ctx.flag(f"pickle GLOBAL {cls.qualname}")
-            return Stub(cls.qualname, cls.kind, args=tuple(args) if isinstance(args, (list, tuple)) else ())
+            return Stub(
+                cls.qualname, cls.kind, args=tuple(args) if isinstance(args, (list, tuple)) else ()
+            )
         if isinstance(cls, _Allowed) and cls.qualname == "collections.OrderedDict":
             return PDict()
         if isinstance(cls, (Placeholder, Stub)):
@@ -1030,7 +1292,9 @@ class RestrictedUnpickler:
                     raise PickleError("malformed pickle (STACK_GLOBAL needs two strings)")
                 push(self._global(module, name))
             elif op in (0x82, 0x83, 0x84):  # EXT1/2/4
-                self.ctx.flag("pickle EXT opcode (resolves to whatever copyreg registered at run time)")
+                self.ctx.flag(
+                    "pickle EXT opcode (resolves to whatever copyreg registered at run time)"
+                )
                 raise PickleError("pickle uses the copyreg extension registry (not a checkpoint)")
             elif op == 0x52:  # REDUCE
                 args = pop()
@@ -1063,7 +1327,9 @@ class RestrictedUnpickler:
             elif op == 0x50:  # PERSID
                 push(self._persistent(self._line().decode("ascii", errors="replace")))
             else:
-                raise PickleError(f"malformed pickle (unknown opcode 0x{op:02x} at byte {self.pos - 1})")
+                raise PickleError(
+                    f"malformed pickle (unknown opcode 0x{op:02x} at byte {self.pos - 1})"
+                )
 
     # -- decoding helpers -------------------------------------------------------------------
     @staticmethod
@@ -1130,8 +1396,14 @@ def _embedded_pickle(value: Any) -> bytes | None:
         import binascii
 
         try:
-            raw = bytes.fromhex(value) if _HEX.match(value) else base64.b64decode(
-                value + "=" * (-len(value) % 4), altchars=b"-_" if ("-" in value or "_" in value) else None)
+            raw = (
+                bytes.fromhex(value)
+                if _HEX.match(value)
+                else base64.b64decode(
+                    value + "=" * (-len(value) % 4),
+                    altchars=b"-_" if ("-" in value or "_" in value) else None,
+                )
+            )
         except (ValueError, binascii.Error):
             return None
     else:
@@ -1148,7 +1420,9 @@ def _scan_embedded(ctx: UnpickleContext) -> None:
     for blob in ctx.embedded[:_MAX_EMBEDDED]:
         sub = UnpickleContext(location=ctx.location, depth=ctx.depth + 1)
         try:
-            RestrictedUnpickler(blob, ctx=sub, persistent_load=lambda pid: Placeholder("pid")).load()
+            RestrictedUnpickler(
+                blob, ctx=sub, persistent_load=lambda pid: Placeholder("pid")
+            ).load()
         except LoadError:
             pass
         _scan_embedded(sub)
@@ -1157,10 +1431,15 @@ def _scan_embedded(ctx: UnpickleContext) -> None:
     ctx.embedded.clear()
 
 
-def unpickle(data: bytes | memoryview, *, location: str, pos: int = 0,
-             persistent_load: Callable[[Any], Any] | None = None,
-             ctx: UnpickleContext | None = None,
-             limits: PickleLimits | None = None) -> tuple[Any, int, UnpickleContext]:
+def unpickle(
+    data: bytes | memoryview,
+    *,
+    location: str,
+    pos: int = 0,
+    persistent_load: Callable[[Any], Any] | None = None,
+    ctx: UnpickleContext | None = None,
+    limits: PickleLimits | None = None,
+) -> tuple[Any, int, UnpickleContext]:
     """Restricted-unpickle one pickle; returns (value, end position, context)."""
     ctx = ctx or UnpickleContext(location=location)
     up = RestrictedUnpickler(data, pos=pos, persistent_load=persistent_load, ctx=ctx, limits=limits)

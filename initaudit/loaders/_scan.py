@@ -26,8 +26,10 @@ from ._zip import SafeZip
 
 # members the formats read as raw bytes: <top>/data/<key>, <top>/constants/<key> (torch zip,
 # TorchScript), <top>/data/weights|constants/<name> of a .pt2 whose config says use_pickle=false
-_RAW_STORAGE = re.compile(r"^(?:[^/]+/)?(?:data|constants|data/weights|data/constants)/"
-                          r"(?!custom_obj_|opaque_obj_)[^/]+$")
+_RAW_STORAGE = re.compile(
+    r"^(?:[^/]+/)?(?:data|constants|data/weights|data/constants)/"
+    r"(?!custom_obj_|opaque_obj_)[^/]+$"
+)
 _NESTED_CAP = 256 * 2**20  # bytes of one nested member we inflate to scan
 _MAX_NESTING = 3
 _PROTO0_START = frozenset(b"(cl]}).NIKJMGFSVXUTLBCdeg")
@@ -58,8 +60,9 @@ def _tolerant_pid(pid: Any) -> Any:
         return P.Placeholder("persistent id")
 
 
-def scan_blob(data: bytes, location: str, model: LoadedModel, *, required: bool,
-              depth: int = 0) -> None:
+def scan_blob(
+    data: bytes, location: str, model: LoadedModel, *, required: bool, depth: int = 0
+) -> None:
     """Scan ``data`` (a pickle or a zip of pickles) for unsafe content into ``model.unsafe``.
 
     ``required``: the framework unpickles this blob, so a pickle it cannot parse is reported as
@@ -86,11 +89,11 @@ def _scan_npy(data: bytes, location: str, model: LoadedModel) -> None:
     from .npz_loader import read_npy_header
 
     try:
-        header = read_npy_header(io.BytesIO(data[:1 << 20]))
+        header = read_npy_header(io.BytesIO(data[: 1 << 20]))
     except Exception:  # noqa: BLE001 - a broken header: numpy refuses it too
         return
     if header.dtype.hasobject:
-        _scan_pickles(data[header.header_len:], location, model, required=False)
+        _scan_pickles(data[header.header_len :], location, model, required=False)
 
 
 def _scan_pickles(data: bytes, location: str, model: LoadedModel, *, required: bool) -> None:
@@ -99,12 +102,14 @@ def _scan_pickles(data: bytes, location: str, model: LoadedModel, *, required: b
     pos = 0
     for _ in range(16):
         try:
-            _, pos, _ = P.unpickle(data, location=location, pos=pos, ctx=ctx, persistent_load=_tolerant_pid)
+            _, pos, _ = P.unpickle(
+                data, location=location, pos=pos, ctx=ctx, persistent_load=_tolerant_pid
+            )
         except LoadError as exc:
             if required:
                 model.notes.append(f"{location}: pickle not fully readable ({exc})")
             break
-        if pos >= len(data) or not looks_like_pickle(bytes(data[pos:pos + 4096])):
+        if pos >= len(data) or not looks_like_pickle(bytes(data[pos : pos + 4096])):
             break
     _add(model, ctx.unsafe)
 
@@ -129,7 +134,9 @@ def _scan_nested_zip(data: bytes, location: str, model: LoadedModel, *, depth: i
             model.notes.append(f"{location}/{info.filename}: not readable ({type(exc).__name__})")
             continue
         name = info.filename
-        scan_blob(blob, f"{location}/{name}", model, required=name.lower().endswith(".pkl"), depth=depth)
+        scan_blob(
+            blob, f"{location}/{name}", model, required=name.lower().endswith(".pkl"), depth=depth
+        )
 
 
 def scan_zip(zf: SafeZip, model: LoadedModel, *, extra_raw: frozenset[str] = frozenset()) -> None:
@@ -138,8 +145,16 @@ def scan_zip(zf: SafeZip, model: LoadedModel, *, extra_raw: frozenset[str] = fro
     ``extra_raw``: further member names the format reads as raw bytes.
     """
     for what in zf.ambiguous:
-        _add(model, [UnsafeContent(what=f"zip archive lists {what}: readers disagree on which one "
-                                        "is loaded (both scanned)", location=zf.path.name)])
+        _add(
+            model,
+            [
+                UnsafeContent(
+                    what=f"zip archive lists {what}: readers disagree on which one "
+                    "is loaded (both scanned)",
+                    location=zf.path.name,
+                )
+            ],
+        )
     for m in zf.entries:
         if m.name in extra_raw or _RAW_STORAGE.match(m.name) or m.size == 0:
             continue
@@ -172,8 +187,11 @@ def scan_zip_raw(path: Path, model: LoadedModel) -> None:
     with zf, open(path, "rb") as fh:
         size = path.stat().st_size
         for info in infos[:10_000]:
-            if (info.compress_size > _NESTED_CAP or info.header_offset < 0
-                    or info.header_offset + _LOCAL.size > size):
+            if (
+                info.compress_size > _NESTED_CAP
+                or info.header_offset < 0
+                or info.header_offset + _LOCAL.size > size
+            ):
                 continue
             try:
                 fh.seek(info.header_offset)

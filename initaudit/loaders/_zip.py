@@ -75,8 +75,11 @@ class SafeZip:
                     key = member.name.casefold()
                     if key in self._folded:
                         first = self._folded[key].name
-                        what = (f"{member.name!r} twice" if first == member.name
-                                else f"{first!r} and {member.name!r} (same name but for case)")
+                        what = (
+                            f"{member.name!r} twice"
+                            if first == member.name
+                            else f"{first!r} and {member.name!r} (same name but for case)"
+                        )
                         self.ambiguous.append(what)
                     self.members[member.name] = member  # the last entry wins, as in zipfile
                     self._folded[key] = member
@@ -95,26 +98,41 @@ class SafeZip:
         raw = fh.read(_LOCAL_HEADER.size)
         if len(raw) != _LOCAL_HEADER.size:
             raise LoadError(f"zip member {name!r}: truncated local header")
-        (magic, _ver, flags, method, _t, _d, _crc, _csize, _usize, nlen, elen) = _LOCAL_HEADER.unpack(raw)
+        (magic, _ver, flags, method, _t, _d, _crc, _csize, _usize, nlen, elen) = (
+            _LOCAL_HEADER.unpack(raw)
+        )
         if magic != _LOCAL_MAGIC:
             raise LoadError(f"zip member {name!r}: bad local header signature")
         local_name = fh.read(nlen)
-        central_name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437",
-                                                 errors="replace")
+        central_name = info.orig_filename.encode(
+            "utf-8" if info.flag_bits & 0x800 else "cp437", errors="replace"
+        )
         if local_name != central_name:
-            raise LoadError(f"zip member {name!r}: local header names {local_name[:60]!r} "
-                            "(mismatched local/central headers)")
+            raise LoadError(
+                f"zip member {name!r}: local header names {local_name[:60]!r} "
+                "(mismatched local/central headers)"
+            )
         if method != info.compress_type:
-            raise LoadError(f"zip member {name!r}: local and central headers disagree on compression")
+            raise LoadError(
+                f"zip member {name!r}: local and central headers disagree on compression"
+            )
         if flags & _FLAG_ENCRYPTED:
             raise LoadError(f"zip member {name!r} is encrypted")
         data_offset = info.header_offset + _LOCAL_HEADER.size + nlen + elen
         if data_offset + info.compress_size > self.file_size:
-            raise LoadError(f"zip member {name!r} runs past the end of the file (truncated archive)")
+            raise LoadError(
+                f"zip member {name!r} runs past the end of the file (truncated archive)"
+            )
         if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
             raise LoadError(f"zip member {name!r}: stored member with different sizes")
-        return Member(name, data_offset, info.file_size, info.compress_size,
-                      info.compress_type == zipfile.ZIP_STORED, info)
+        return Member(
+            name,
+            data_offset,
+            info.file_size,
+            info.compress_size,
+            info.compress_type == zipfile.ZIP_STORED,
+            info,
+        )
 
     # -- access -----------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -144,15 +162,19 @@ class SafeZip:
                 raise LoadError(f"zip member {name!r} is truncated")
             return data
         if m.compressed_size and m.size // m.compressed_size > MAX_RATIO and m.size > 2**20:
-            raise LoadError(f"zip member {name!r} declares a {m.size // m.compressed_size}:1 "
-                            "compression ratio (zip bomb?)")
+            raise LoadError(
+                f"zip member {name!r} declares a {m.size // m.compressed_size}:1 "
+                "compression ratio (zip bomb?)"
+            )
         try:
             with self._zf.open(m.info) as fh:
                 data = fh.read(cap + 1)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise LoadError(f"zip member {name!r} cannot be inflated ({exc})") from None
         except Exception as exc:  # zlib.error and friends
-            raise LoadError(f"zip member {name!r} cannot be inflated ({type(exc).__name__})") from None
+            raise LoadError(
+                f"zip member {name!r} cannot be inflated ({type(exc).__name__})"
+            ) from None
         if len(data) > cap:
             raise LoadError(f"zip member {name!r} inflates beyond {cap} bytes (zip bomb?)")
         return data

@@ -31,25 +31,48 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
             name = member.name
             lower = name.casefold()
             if lower.endswith(_NATIVE_SUFFIXES):
-                model.unsafe.append(UnsafeContent(
-                    what="compiled native code (AOTInductor shared library): "
-                         "torch._inductor.aoti_load_package loads and runs it", location=name))
+                model.unsafe.append(
+                    UnsafeContent(
+                        what="compiled native code (AOTInductor shared library): "
+                        "torch._inductor.aoti_load_package loads and runs it",
+                        location=name,
+                    )
+                )
             elif lower.endswith(_SOURCE_SUFFIXES) and "/aotinductor/" in f"/{lower}":
                 model.notes.append(f"{name}: generated source of the compiled model (not run)")
         scan_zip(zf, model)  # pickled constants / sample inputs, as in any torch archive
-        weights = [m for m in zf.entries if "/aotinductor/" in f"/{m.name}"
-                   and not m.name.casefold().endswith(_NATIVE_SUFFIXES + _SOURCE_SUFFIXES)
-                   and m.size > 0 and not m.name.endswith((".json", ".txt"))]
+        weights = [
+            m
+            for m in zf.entries
+            if "/aotinductor/" in f"/{m.name}"
+            and not m.name.casefold().endswith(_NATIVE_SUFFIXES + _SOURCE_SUFFIXES)
+            and m.size > 0
+            and not m.name.endswith((".json", ".txt"))
+        ]
     finally:
         zf.close()
     # the constants blob's layout is private to the compiled library: count it, never guess it
-    model.inventory = [StoredTensor(name=m.name, shape=(), dtype="unknown", nbytes=m.size,
-                                    weight_like=True, skip=SkipReason.UNSAFE,
-                                    detail="AOTInductor constants blob (layout private to the "
-                                           "compiled library)") for m in weights]
+    model.inventory = [
+        StoredTensor(
+            name=m.name,
+            shape=(),
+            dtype="unknown",
+            nbytes=m.size,
+            weight_like=True,
+            skip=SkipReason.UNSAFE,
+            detail="AOTInductor constants blob (layout private to the compiled library)",
+        )
+        for m in weights
+    ]
     for m in weights:
-        model.skip(m.name, "AOTInductor constants blob: layout private to the compiled library; "
-                           "audit the checkpoint it was compiled from", SkipReason.UNSAFE)
-    model.notes.append("an AOTInductor package (compiled model code): its weights are not "
-                       "analysed; audit the checkpoint it was compiled from")
+        model.skip(
+            m.name,
+            "AOTInductor constants blob: layout private to the compiled library; "
+            "audit the checkpoint it was compiled from",
+            SkipReason.UNSAFE,
+        )
+    model.notes.append(
+        "an AOTInductor package (compiled model code): its weights are not "
+        "analysed; audit the checkpoint it was compiled from"
+    )
     return model

@@ -78,14 +78,27 @@ def flax_tensor(ft: FlatTensor) -> WeightTensor:
         fan_in = fan_out = int(shape[1])  # see module docstring: in_axis == out_axis
         unit_axis = 0
     elif leaf == "bias":
-        role = Role.NORM_SHIFT if _NORM.search(layer.rpartition(".")[2]) and rank == 1 else Role.BIAS
+        role = (
+            Role.NORM_SHIFT if _NORM.search(layer.rpartition(".")[2]) and rank == 1 else Role.BIAS
+        )
     elif leaf == "scale" and rank == 1:
         role, op = Role.NORM_SCALE, "Norm"
     elif leaf in ("mean", "var") and rank == 1:
         role, op = Role.NORM_STAT, "Norm"
-    return WeightTensor(name=ft.name, layer=layer, op=op, role=role, shape=shape, dtype=ft.dtype,
-                        load=ft.load, fan_in=fan_in, fan_out=fan_out, convention=Convention.JAX,
-                        unit_axis=unit_axis, matrix_shape=matrix_shape)
+    return WeightTensor(
+        name=ft.name,
+        layer=layer,
+        op=op,
+        role=role,
+        shape=shape,
+        dtype=ft.dtype,
+        load=ft.load,
+        fan_in=fan_in,
+        fan_out=fan_out,
+        convention=Convention.JAX,
+        unit_axis=unit_axis,
+        matrix_shape=matrix_shape,
+    )
 
 
 def group_flax(tensors: Iterable[FlatTensor]) -> tuple[list[Layer], list[WeightTensor]]:

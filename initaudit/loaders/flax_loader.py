@@ -40,12 +40,30 @@ MAX_DETECT_BYTES = 2**40  # detection walks the structure only (array bytes are 
 _MAP_MARKERS = frozenset(range(0x81, 0x90)) | {0xDE, 0xDF}  # fixmap (>= 1 entry), map16, map32
 
 # dtype names Flax writes (numpy names; bfloat16 / float8 via ml_dtypes as jax.numpy does)
-_DTYPES: dict[str, np.dtype] = {n: np.dtype(n) for n in (
-    "float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32",
-    "uint16", "uint8", "bool")}
-_DTYPES.update({"bfloat16": np.dtype(ml_dtypes.bfloat16),
-                "float8_e4m3fn": np.dtype(ml_dtypes.float8_e4m3fn),
-                "float8_e5m2": np.dtype(ml_dtypes.float8_e5m2)})
+_DTYPES: dict[str, np.dtype] = {
+    n: np.dtype(n)
+    for n in (
+        "float64",
+        "float32",
+        "float16",
+        "int64",
+        "int32",
+        "int16",
+        "int8",
+        "uint64",
+        "uint32",
+        "uint16",
+        "uint8",
+        "bool",
+    )
+}
+_DTYPES.update(
+    {
+        "bfloat16": np.dtype(ml_dtypes.bfloat16),
+        "float8_e4m3fn": np.dtype(ml_dtypes.float8_e4m3fn),
+        "float8_e5m2": np.dtype(ml_dtypes.float8_e5m2),
+    }
+)
 
 
 def _read_tree(path: Path) -> tuple[Any, mmap.mmap]:
@@ -89,14 +107,19 @@ def detect(path: Path, head: bytes) -> bool:
 
 
 def _array_header(path: Path, ext: Ext, data: memoryview) -> tuple[tuple[int, ...], str, Ext]:
-    payload = walk(data[ext.offset:ext.offset + ext.length], base=ext.offset)
-    if (not isinstance(payload, list) or len(payload) != 3 or not isinstance(payload[0], list)
-            or not all(isinstance(d, int) and d >= 0 for d in payload[0])):
+    payload = walk(data[ext.offset : ext.offset + ext.length], base=ext.offset)
+    if (
+        not isinstance(payload, list)
+        or len(payload) != 3
+        or not isinstance(payload[0], list)
+        or not all(isinstance(d, int) and d >= 0 for d in payload[0])
+    ):
         raise LoadError("Flax array payload is not [shape, dtype, bytes]")
     dtype_name = payload[1]
     if isinstance(dtype_name, Ext):  # written as bin (raw=True era)
-        dtype_name = bytes(data[dtype_name.offset:dtype_name.offset + dtype_name.length]).decode(
-            "ascii", errors="replace")
+        dtype_name = bytes(data[dtype_name.offset : dtype_name.offset + dtype_name.length]).decode(
+            "ascii", errors="replace"
+        )
     buffer = payload[2]
     if not isinstance(buffer, Ext) or buffer.code != -1:
         raise LoadError("Flax array payload holds no byte buffer")
@@ -108,15 +131,23 @@ def _loader(path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int) ->
         if math.prod(shape) == 0:
             return np.zeros(shape, dtype=dtype)
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
     return load
 
 
-def _chunked_loader(path: Path, shape: tuple[int, ...], dtype: np.dtype,
-                    parts: list[tuple[int, int]]) -> Loader:
+def _chunked_loader(
+    path: Path, shape: tuple[int, ...], dtype: np.dtype, parts: list[tuple[int, int]]
+) -> Loader:
     def load() -> np.ndarray:
-        flat = np.concatenate([np.memmap(path, dtype=dtype, mode="r", offset=o, shape=(n,))
-                               for o, n in parts]) if parts else np.zeros(0, dtype)
+        flat = (
+            np.concatenate(
+                [np.memmap(path, dtype=dtype, mode="r", offset=o, shape=(n,)) for o, n in parts]
+            )
+            if parts
+            else np.zeros(0, dtype)
+        )
         return flat.reshape(shape)
+
     return load
 
 
@@ -166,8 +197,9 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     return model
 
 
-def _leaf(path: Path, name: str, leaf: Any, data: memoryview, options: LoadOptions,
-          model: LoadedModel) -> tuple[StoredTensor, FlatTensor | None] | None:
+def _leaf(
+    path: Path, name: str, leaf: Any, data: memoryview, options: LoadOptions, model: LoadedModel
+) -> tuple[StoredTensor, FlatTensor | None] | None:
     top = name.split(".", 1)[0]
     if isinstance(leaf, dict) and leaf.get(CHUNKED) is True:
         return _chunked(path, name, leaf, data, options, model, top)
@@ -177,15 +209,17 @@ def _leaf(path: Path, name: str, leaf: Any, data: memoryview, options: LoadOptio
         shape, dtype_name, buf = _array_header(path, leaf, data)
     except LoadError as exc:
         model.skipped.append((name, str(exc)))
-        return StoredTensor(name, (), "unknown", leaf.length, False, SkipReason.UNREADABLE,
-                            str(exc)), None
+        return StoredTensor(
+            name, (), "unknown", leaf.length, False, SkipReason.UNREADABLE, str(exc)
+        ), None
     dtype = _DTYPES.get(dtype_name)
     nbytes = buf.length
     if dtype is None:
         detail = f"dtype {dtype_name!r} is not supported"
         model.skipped.append((name, detail))
-        return StoredTensor(name, shape, dtype_name, nbytes, False, SkipReason.UNSUPPORTED_DTYPE,
-                            detail), None
+        return StoredTensor(
+            name, shape, dtype_name, nbytes, False, SkipReason.UNSUPPORTED_DTYPE, detail
+        ), None
     weight_like = is_weight_like(shape, dtype.name, embedding=name.endswith(".embedding"))
     skip, why = _skip(top, shape, dtype, nbytes, options)
     stored = StoredTensor(name, shape, dtype.name, nbytes, weight_like, skip, why)
@@ -195,11 +229,14 @@ def _leaf(path: Path, name: str, leaf: Any, data: memoryview, options: LoadOptio
     return stored, FlatTensor(name, shape, dtype.name, _loader(path, shape, dtype, buf.offset))
 
 
-def _skip(top: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int,
-          options: LoadOptions) -> tuple[SkipReason | None, str | None]:
+def _skip(
+    top: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int, options: LoadOptions
+) -> tuple[SkipReason | None, str | None]:
     if math.prod(shape) * dtype.itemsize != nbytes:
-        return SkipReason.UNREADABLE, (f"shape {shape} x {dtype.name} needs "
-                                       f"{math.prod(shape) * dtype.itemsize} bytes, payload has {nbytes}")
+        return SkipReason.UNREADABLE, (
+            f"shape {shape} x {dtype.name} needs "
+            f"{math.prod(shape) * dtype.itemsize} bytes, payload has {nbytes}"
+        )
     if top in NON_MODEL:
         return SkipReason.OTHER, f"training state ({top}), not model parameters"
     if nbytes > options.max_tensor_bytes:
@@ -207,8 +244,15 @@ def _skip(top: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int,
     return None, None
 
 
-def _chunked(path: Path, name: str, leaf: dict[str, Any], data: memoryview, options: LoadOptions,
-             model: LoadedModel, top: str) -> tuple[StoredTensor, FlatTensor | None]:
+def _chunked(
+    path: Path,
+    name: str,
+    leaf: dict[str, Any],
+    data: memoryview,
+    options: LoadOptions,
+    model: LoadedModel,
+    top: str,
+) -> tuple[StoredTensor, FlatTensor | None]:
     shape_map, chunks = leaf.get("shape"), leaf.get("chunks")
     try:
         if not isinstance(shape_map, dict) or not isinstance(chunks, dict):
@@ -232,8 +276,9 @@ def _chunked(path: Path, name: str, leaf: dict[str, Any], data: memoryview, opti
         return StoredTensor(name, (), "unknown", 0, False, SkipReason.UNREADABLE, str(exc)), None
     nbytes = sum(n for _, n in parts) * dtype.itemsize
     skip, detail = _skip(top, shape, dtype, nbytes, options)
-    stored = StoredTensor(name, shape, dtype.name, nbytes,
-                          is_weight_like(shape, dtype.name), skip, detail)
+    stored = StoredTensor(
+        name, shape, dtype.name, nbytes, is_weight_like(shape, dtype.name), skip, detail
+    )
     if skip is not None:
         model.skipped.append((name, detail or skip.value))
         return stored, None

@@ -57,8 +57,10 @@ class Probe:
             except (zipfile.BadZipFile, OSError) as exc:
                 raise LoadError(f"looks like a zip archive but is corrupt ({exc})") from None
             except (ValueError, EOFError, NotImplementedError) as exc:  # undecodable names, version
-                raise LoadError("looks like a zip archive but its central directory is unreadable "
-                                f"({str(exc)[:80] or type(exc).__name__})") from None
+                raise LoadError(
+                    "looks like a zip archive but its central directory is unreadable "
+                    f"({str(exc)[:80] or type(exc).__name__})"
+                ) from None
         return self._zip_names
 
 
@@ -97,9 +99,15 @@ def _zip_kind(p: Probe) -> str | None:
         # torch._inductor.aoti_compile_and_package: compiled C++/.so plus weights; loading it
         # runs native code (reported as unsafe content by the AOTInductor reader)
         return "pt2-aoti"
-    if any(n.startswith("models/") and n.endswith(".json") for n in base) or "archive_format" in base:
+    if (
+        any(n.startswith("models/") and n.endswith(".json") for n in base)
+        or "archive_format" in base
+    ):
         return "pt2"
-    if any(n.endswith("/code/__torch__") or "/code/__torch__/" in n for n in names) or "constants.pkl" in base:
+    if (
+        any(n.endswith("/code/__torch__") or "/code/__torch__/" in n for n in names)
+        or "constants.pkl" in base
+    ):
         return "torchscript"
     if "data.pkl" in base:
         return "pytorch-zip"
@@ -173,7 +181,9 @@ def is_pickle(p: Probe) -> bool:
     except ValueError as exc:
         # the probe ends mid-stream in a file longer than the probe: fine; an unknown opcode or
         # a malformed argument is not a pickle
-        cut = len(head) < p.size and any(w in str(exc) for w in ("remain", "exhausted", "not enough data"))
+        cut = len(head) < p.size and any(
+            w in str(exc) for w in ("remain", "exhausted", "not enough data")
+        )
         return cut and ops >= 2
     return False
 
@@ -300,6 +310,7 @@ def _is_tf_checkpoint(p: Probe) -> bool:
 
 # ------------------------------------------------------------------------------------- table
 
+
 def _is_hdf5(p: Probe) -> bool:
     return p.head.startswith(HDF5_MAGIC)
 
@@ -312,14 +323,26 @@ FORMATS: tuple[FormatSpec, ...] = (
     FormatSpec("pt2-aoti", _zip_detector("pt2-aoti"), "aoti_loader", ()),
     FormatSpec("pt2", _zip_detector("pt2"), "torch_loader", (".pt2",)),
     FormatSpec("torchscript", _zip_detector("torchscript"), "torch_loader", (".pt", ".pth")),
-    FormatSpec("pytorch-zip", _zip_detector("pytorch-zip"), "torch_loader",
-               (".pt", ".pth", ".bin", ".ckpt")),
+    FormatSpec(
+        "pytorch-zip",
+        _zip_detector("pytorch-zip"),
+        "torch_loader",
+        (".pt", ".pth", ".bin", ".ckpt"),
+    ),
     FormatSpec("keras-h5", _is_hdf5, "keras_loader", (".h5", ".hdf5")),
     FormatSpec("gguf", _is_gguf, "gguf_loader", (".gguf",)),
     FormatSpec("tflite", _is_tflite, "tensorflow.tflite", (".tflite",)),
-    FormatSpec("safetensors", is_safetensors, "safetensors_loader", (".safetensors",),
-               near_miss=lambda p: p.size >= 10 and p.head[8:9] == b"{"
-               and 2 <= int.from_bytes(p.head[:8], "little") <= p.size - 8),
+    FormatSpec(
+        "safetensors",
+        is_safetensors,
+        "safetensors_loader",
+        (".safetensors",),
+        near_miss=lambda p: (
+            p.size >= 10
+            and p.head[8:9] == b"{"
+            and 2 <= int.from_bytes(p.head[:8], "little") <= p.size - 8
+        ),
+    ),
     # after safetensors (the common case never imports their readers), before pickle and ONNX:
     # a tf.train data shard is raw bytes, saved_model.pb is protobuf
     FormatSpec("keras-sharded", _is_keras_sharded, "keras_sharded", ()),
@@ -327,12 +350,24 @@ FORMATS: tuple[FormatSpec, ...] = (
     FormatSpec("tf-checkpoint", _is_tf_checkpoint, "tensorflow.checkpoint", ()),
     # joblib files are pickles naming joblib's array wrapper: before the generic pickle row
     FormatSpec("joblib", _is_joblib, "joblib_loader", (".joblib",)),
-    FormatSpec("pytorch-legacy", is_pickle, "torch_loader", (".pt", ".pth", ".bin", ".ckpt", ".pkl"),
-               near_miss=lambda p: p.head[:1] == b"\x80" and p.head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")),
+    FormatSpec(
+        "pytorch-legacy",
+        is_pickle,
+        "torch_loader",
+        (".pt", ".pth", ".bin", ".ckpt", ".pkl"),
+        near_miss=lambda p: (
+            p.head[:1] == b"\x80" and p.head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        ),
+    ),
     # a msgpack map's first byte is 0x80-0x8f/0xde/0xdf: after safetensors and pickle
     FormatSpec("flax-msgpack", _is_flax_msgpack, "flax_loader", (".msgpack",)),
-    FormatSpec("onnx", is_onnx, "onnx", (".onnx",),
-               near_miss=lambda p: len(p.head) > 2 and p.head[0] in (0x08, 0x12, 0x1A)),
+    FormatSpec(
+        "onnx",
+        is_onnx,
+        "onnx",
+        (".onnx",),
+        near_miss=lambda p: len(p.head) > 2 and p.head[0] in (0x08, 0x12, 0x1A),
+    ),
 )
 SHARDED = FormatSpec("safetensors-sharded", lambda p: False, "safetensors_loader", ())
 # folders that are one checkpoint (detected by `loaders.detect_format` on the directory)
@@ -342,7 +377,10 @@ DIRECTORY_SPECS: tuple[FormatSpec, ...] = (
     FormatSpec("torch-distcp", lambda p: False, "torch_distcp", ()),
 )
 BY_NAME: dict[str, FormatSpec] = {f.name: f for f in (*FORMATS, *DIRECTORY_SPECS)}
-MODEL_EXTENSIONS: frozenset[str] = frozenset(e for f in FORMATS for e in f.extensions) - {".pkl", ".hdf5"}
+MODEL_EXTENSIONS: frozenset[str] = frozenset(e for f in FORMATS for e in f.extensions) - {
+    ".pkl",
+    ".hdf5",
+}
 
 
 def looks_like_text(head: bytes) -> bool:
@@ -381,9 +419,13 @@ def probe(path: str | os.PathLike[str]) -> Probe:
 
 
 def file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISDIR, "a directory")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
@@ -394,7 +436,9 @@ def detect(p: Probe, *, strict: bool = False) -> FormatSpec:
     (discovery) leaves out the near-miss fallbacks."""
     head = p.head
     if head.startswith(b"version https://git-lfs"):
-        raise UnsupportedFormat("is a Git LFS pointer file, not the model: run `git lfs pull` first")
+        raise UnsupportedFormat(
+            "is a Git LFS pointer file, not the model: run `git lfs pull` first"
+        )
     if is_old_pickle(p):  # before the text check: a protocol-0 pickle is ASCII
         return BY_NAME["pytorch-legacy"]
     if p.head.lstrip()[:1] == b"{" and _is_keras_sharded(p):  # its index is a JSON file
@@ -405,7 +449,9 @@ def detect(p: Probe, *, strict: bool = False) -> FormatSpec:
         if spec.detect(p):
             return spec
     if _is_zip(p):
-        raise UnsupportedFormat("is a zip archive that is neither a torch, Keras, .pt2 nor .npz checkpoint")
+        raise UnsupportedFormat(
+            "is a zip archive that is neither a torch, Keras, .pt2 nor .npz checkpoint"
+        )
     if not strict:
         for spec in FORMATS:
             if spec.near_miss is not None and spec.near_miss(p):
@@ -427,8 +473,10 @@ def describe_unknown(head: bytes) -> str:
         return "is a text file, not a checkpoint"
     if head[:1] == b"\x80":
         return "is not a recognised checkpoint (starts like a pickle, but its opcodes do not parse)"
-    return ("is not a recognised checkpoint format (ONNX, PyTorch, safetensors, Keras, .npz, "
-            "GGUF, Flax msgpack, orbax, TensorFlow checkpoint/SavedModel, TFLite, joblib)")
+    return (
+        "is not a recognised checkpoint format (ONNX, PyTorch, safetensors, Keras, .npz, "
+        "GGUF, Flax msgpack, orbax, TensorFlow checkpoint/SavedModel, TFLite, joblib)"
+    )
 
 
 __all__ = [

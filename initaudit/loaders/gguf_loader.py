@@ -58,8 +58,19 @@ def detect(path: Path, head: bytes) -> bool:
 # ----------------------------------------------------------------------------- metadata values
 
 # GGUF value type -> struct format (scalars); 8 = string, 9 = array
-_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
-                            7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS: dict[int, str] = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -126,7 +137,9 @@ def _f16(b: np.ndarray) -> np.ndarray:
 
 def _nibbles(qs: np.ndarray, n_blocks: int, width: int) -> np.ndarray:
     """Low nibbles then high nibbles of each ``width``-byte group, as ggml orders them."""
-    q = qs.reshape((n_blocks, -1, 1, width)) >> np.array([0, 4], dtype=np.uint8).reshape((1, 1, 2, 1))
+    q = qs.reshape((n_blocks, -1, 1, width)) >> np.array([0, 4], dtype=np.uint8).reshape(
+        (1, 1, 2, 1)
+    )
     return q & np.uint8(0x0F)
 
 
@@ -195,7 +208,7 @@ def _q4_k(b: np.ndarray) -> np.ndarray:
 def _q5_k(b: np.ndarray) -> np.ndarray:
     n = b.shape[0]
     d, dmin, scales = _f16(b[:, :2]), _f16(b[:, 2:4]), b[:, 4:16]
-    qh, qs = b[:, 16:16 + QK_K // 8], b[:, 16 + QK_K // 8:]
+    qh, qs = b[:, 16 : 16 + QK_K // 8], b[:, 16 + QK_K // 8 :]
     sc, m = _k_scale_min(scales)
     dd = (d * sc.astype(np.float32)).reshape((n, -1, 1))
     dm = (dmin * m.astype(np.float32)).reshape((n, -1, 1))
@@ -209,8 +222,8 @@ def _q5_k(b: np.ndarray) -> np.ndarray:
 
 def _q6_k(b: np.ndarray) -> np.ndarray:
     n = b.shape[0]
-    ql, qh = b[:, :QK_K // 2], b[:, QK_K // 2:QK_K // 2 + QK_K // 4]
-    scales = b[:, QK_K // 2 + QK_K // 4:QK_K // 2 + QK_K // 4 + QK_K // 16]
+    ql, qh = b[:, : QK_K // 2], b[:, QK_K // 2 : QK_K // 2 + QK_K // 4]
+    scales = b[:, QK_K // 2 + QK_K // 4 : QK_K // 2 + QK_K // 4 + QK_K // 16]
     d = _f16(b[:, -2:])
     dd = (d * scales.view(np.int8).astype(np.float32)).reshape((n, QK_K // 16, 1))
     lo = ql.reshape((n, -1, 1, 64)) >> np.array([0, 4], dtype=np.uint8).reshape((1, 1, 2, 1))
@@ -229,21 +242,38 @@ def _plain(name: str, dtype: Any) -> GGMLType:
 # ggml type id -> layout (ggml.h enum ggml_type; block sizes from ggml-common.h). Types without a
 # decoder are enumerated (sizes known, so offsets are still checked) but not analysed.
 TYPES: dict[int, GGMLType] = {
-    0: _plain("F32", "<f4"), 1: _plain("F16", "<f2"), 30: _plain("BF16", ml_dtypes.bfloat16),
-    28: _plain("F64", "<f8"), 24: _plain("I8", "i1"), 25: _plain("I16", "<i2"),
-    26: _plain("I32", "<i4"), 27: _plain("I64", "<i8"),
-    2: GGMLType("Q4_0", 32, 18, _q4_0), 3: GGMLType("Q4_1", 32, 20, _q4_1),
-    6: GGMLType("Q5_0", 32, 22, _q5_0), 7: GGMLType("Q5_1", 32, 24, _q5_1),
-    8: GGMLType("Q8_0", 32, 34, _q8_0), 9: GGMLType("Q8_1", 32, 40, None),
-    10: GGMLType("Q2_K", 256, 84, None), 11: GGMLType("Q3_K", 256, 110, None),
-    12: GGMLType("Q4_K", 256, 144, _q4_k), 13: GGMLType("Q5_K", 256, 176, _q5_k),
-    14: GGMLType("Q6_K", 256, 210, _q6_k), 15: GGMLType("Q8_K", 256, 292, None),
-    16: GGMLType("IQ2_XXS", 256, 66, None), 17: GGMLType("IQ2_XS", 256, 74, None),
-    18: GGMLType("IQ3_XXS", 256, 98, None), 19: GGMLType("IQ1_S", 256, 50, None),
-    20: GGMLType("IQ4_NL", 32, 18, None), 21: GGMLType("IQ3_S", 256, 110, None),
-    22: GGMLType("IQ2_S", 256, 82, None), 23: GGMLType("IQ4_XS", 256, 136, None),
-    29: GGMLType("IQ1_M", 256, 56, None), 34: GGMLType("TQ1_0", 256, 54, None),
-    35: GGMLType("TQ2_0", 256, 66, None), 39: GGMLType("MXFP4", 32, 17, None),
+    0: _plain("F32", "<f4"),
+    1: _plain("F16", "<f2"),
+    30: _plain("BF16", ml_dtypes.bfloat16),
+    28: _plain("F64", "<f8"),
+    24: _plain("I8", "i1"),
+    25: _plain("I16", "<i2"),
+    26: _plain("I32", "<i4"),
+    27: _plain("I64", "<i8"),
+    2: GGMLType("Q4_0", 32, 18, _q4_0),
+    3: GGMLType("Q4_1", 32, 20, _q4_1),
+    6: GGMLType("Q5_0", 32, 22, _q5_0),
+    7: GGMLType("Q5_1", 32, 24, _q5_1),
+    8: GGMLType("Q8_0", 32, 34, _q8_0),
+    9: GGMLType("Q8_1", 32, 40, None),
+    10: GGMLType("Q2_K", 256, 84, None),
+    11: GGMLType("Q3_K", 256, 110, None),
+    12: GGMLType("Q4_K", 256, 144, _q4_k),
+    13: GGMLType("Q5_K", 256, 176, _q5_k),
+    14: GGMLType("Q6_K", 256, 210, _q6_k),
+    15: GGMLType("Q8_K", 256, 292, None),
+    16: GGMLType("IQ2_XXS", 256, 66, None),
+    17: GGMLType("IQ2_XS", 256, 74, None),
+    18: GGMLType("IQ3_XXS", 256, 98, None),
+    19: GGMLType("IQ1_S", 256, 50, None),
+    20: GGMLType("IQ4_NL", 32, 18, None),
+    21: GGMLType("IQ3_S", 256, 110, None),
+    22: GGMLType("IQ2_S", 256, 82, None),
+    23: GGMLType("IQ4_XS", 256, 136, None),
+    29: GGMLType("IQ1_M", 256, 56, None),
+    34: GGMLType("TQ1_0", 256, 54, None),
+    35: GGMLType("TQ2_0", 256, 66, None),
+    39: GGMLType("MXFP4", 32, 17, None),
 }
 
 
@@ -290,8 +320,10 @@ def _read_header(r: _Reader, size: int) -> GGUFHeader:
         raise LoadError(f"GGUF version {version} is not supported (2 and 3 are)")
     n_tensors, n_kv = r.unpack("<Q"), r.unpack("<Q")
     if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
-        raise LoadError(f"GGUF header declares {n_tensors} tensors and {n_kv} metadata keys "
-                        f"(limits {MAX_TENSORS}, {MAX_KV})")
+        raise LoadError(
+            f"GGUF header declares {n_tensors} tensors and {n_kv} metadata keys "
+            f"(limits {MAX_TENSORS}, {MAX_KV})"
+        )
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = r.string()
@@ -321,12 +353,16 @@ def _read_header(r: _Reader, size: int) -> GGUFHeader:
             nbytes = 0  # unknown type: size unknown, offsets cannot be checked
         else:
             if shape and shape[-1] % t.block:
-                raise LoadError(f"GGUF tensor {name!r}: row of {shape[-1]} values is not a "
-                                f"multiple of the {t.name} block ({t.block})")
+                raise LoadError(
+                    f"GGUF tensor {name!r}: row of {shape[-1]} values is not a "
+                    f"multiple of the {t.name} block ({t.block})"
+                )
             nbytes = count // t.block * t.size
             if data_start + offset + nbytes > size:
-                raise LoadError(f"GGUF tensor {name!r} extends beyond the end of the file "
-                                f"(needs {nbytes} bytes at offset {offset})")
+                raise LoadError(
+                    f"GGUF tensor {name!r} extends beyond the end of the file "
+                    f"(needs {nbytes} bytes at offset {offset})"
+                )
         tensors.append(TensorInfo(name, shape, gtype, data_start + offset, nbytes))
     return GGUFHeader(version, metadata, tuple(tensors), data_start)
 
@@ -362,17 +398,47 @@ def dequantize(path: Path, info: TensorInfo) -> np.ndarray:
 # build_ffn calls: LLM_FFN_SILU / LLM_FFN_GELU). Gated families have ffn_gate: the gate gets the
 # activation, ffn_up is linear (same convention as loaders/hf.py).
 ARCH_ACTIVATION: dict[str, str] = {
-    "llama": "silu", "llama4": "silu", "mistral3": "silu", "qwen2": "silu", "qwen2moe": "silu",
-    "qwen3": "silu", "qwen3moe": "silu", "phi3": "silu", "stablelm": "silu", "granite": "silu",
-    "olmo": "silu", "olmo2": "silu", "deepseek": "silu", "deepseek2": "silu", "internlm2": "silu",
-    "command-r": "silu", "cohere2": "silu", "exaone": "silu", "minicpm": "silu", "baichuan": "silu",
-    "smollm3": "silu", "gemma": "gelu", "gemma2": "gelu", "gemma3": "gelu", "gpt2": "gelu",
-    "gptj": "gelu", "gptneox": "gelu", "starcoder": "gelu", "starcoder2": "gelu", "falcon": "gelu",
-    "mpt": "gelu", "bloom": "gelu", "phi2": "gelu", "bert": "gelu", "nomic-bert": "silu",
+    "llama": "silu",
+    "llama4": "silu",
+    "mistral3": "silu",
+    "qwen2": "silu",
+    "qwen2moe": "silu",
+    "qwen3": "silu",
+    "qwen3moe": "silu",
+    "phi3": "silu",
+    "stablelm": "silu",
+    "granite": "silu",
+    "olmo": "silu",
+    "olmo2": "silu",
+    "deepseek": "silu",
+    "deepseek2": "silu",
+    "internlm2": "silu",
+    "command-r": "silu",
+    "cohere2": "silu",
+    "exaone": "silu",
+    "minicpm": "silu",
+    "baichuan": "silu",
+    "smollm3": "silu",
+    "gemma": "gelu",
+    "gemma2": "gelu",
+    "gemma3": "gelu",
+    "gpt2": "gelu",
+    "gptj": "gelu",
+    "gptneox": "gelu",
+    "starcoder": "gelu",
+    "starcoder2": "gelu",
+    "falcon": "gelu",
+    "mpt": "gelu",
+    "bloom": "gelu",
+    "phi2": "gelu",
+    "bert": "gelu",
+    "nomic-bert": "silu",
 }
-_LINEAR_LAYERS = re.compile(r"(^|\.)(attn_q|attn_k|attn_v|attn_qkv|attn_output|attn_out|ffn_down|"
-                            r"ffn_down_exps|ffn_down_shexp|output|token_embd|position_embd|"
-                            r"token_types|ffn_gate_inp)$")
+_LINEAR_LAYERS = re.compile(
+    r"(^|\.)(attn_q|attn_k|attn_v|attn_qkv|attn_output|attn_out|ffn_down|"
+    r"ffn_down_exps|ffn_down_shexp|output|token_embd|position_embd|"
+    r"token_types|ffn_gate_inp)$"
+)
 _EMBEDDINGS = re.compile(r"(^|\.)(token_embd|position_embd|token_types|per_layer_token_embd)$")
 
 
@@ -396,33 +462,52 @@ def _apply_architecture(model: LoadedModel, arch: str | None) -> None:
         elif act_name and leaf in ("ffn_gate", "ffn_gate_exps", "ffn_gate_shexp"):
             layer.activation = parse_activation(act_name, source="gguf-metadata")
         elif act_name and leaf in ("ffn_up", "ffn_up_exps", "ffn_up_shexp"):
-            layer.activation = parse_activation("linear" if gated else act_name,
-                                                source="gguf-metadata")
+            layer.activation = parse_activation(
+                "linear" if gated else act_name, source="gguf-metadata"
+            )
         mapped += layer.activation is not None
     if act_name:
-        model.notes.append(f"GGUF architecture {arch!r}: MLP activation {act_name!r}; activations "
-                           f"of {mapped} layer(s) from the metadata")
+        model.notes.append(
+            f"GGUF architecture {arch!r}: MLP activation {act_name!r}; activations "
+            f"of {mapped} layer(s) from the metadata"
+        )
     elif arch:
-        model.notes.append(f"GGUF architecture {arch!r} has no activation map: only attention "
-                           "and output projections get one (linear)")
+        model.notes.append(
+            f"GGUF architecture {arch!r} has no activation map: only attention "
+            "and output projections get one (linear)"
+        )
 
 
 # ----------------------------------------------------------------------------- entry point
 
-_META_KEYS = ("general.architecture", "general.name", "general.file_type", "general.alignment",
-              "general.quantization_version")
+_META_KEYS = (
+    "general.architecture",
+    "general.name",
+    "general.file_type",
+    "general.alignment",
+    "general.quantization_version",
+)
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     header = read_header(path)
     model = LoadedModel(path=str(path), format="gguf", framework="llama.cpp", has_graph=False)
     meta = header.metadata
-    arch = meta.get("general.architecture") if isinstance(meta.get("general.architecture"), str) else None
+    arch = (
+        meta.get("general.architecture")
+        if isinstance(meta.get("general.architecture"), str)
+        else None
+    )
     gguf_meta = {k: meta[k] for k in _META_KEYS if k in meta}
     if arch:
         # the hyper-parameters of the architecture (block_count, feed_forward_length...)
-        gguf_meta.update({k: v for k, v in meta.items()
-                          if k.startswith(arch + ".") and isinstance(v, (int, float, str))})
+        gguf_meta.update(
+            {
+                k: v
+                for k, v in meta.items()
+                if k.startswith(arch + ".") and isinstance(v, (int, float, str))
+            }
+        )
     gguf_meta["version"] = header.version
     model.metadata["gguf"] = gguf_meta
     block_count = meta.get(f"{arch}.block_count") if arch else None
@@ -430,22 +515,33 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         model.metadata["n_layer"] = block_count
     model.metadata["declared_state"] = {
         "state": "trained",
-        "reason": "GGUF is an export format for trained models (llama.cpp conversion)"}
+        "reason": "GGUF is an export format for trained models (llama.cpp conversion)",
+    }
     inventory: list[StoredTensor] = []
     flat: list[FlatTensor] = []
     for info in header.tensors:
         t = info.type
         if t is None:
             dtype = f"ggml type {info.gtype}"
-            inventory.append(StoredTensor(info.name, info.shape, dtype, 0,
-                                          weight_like=len(info.shape) >= 2,
-                                          skip=SkipReason.UNSUPPORTED_DTYPE,
-                                          detail=f"unknown ggml type {info.gtype}"))
+            inventory.append(
+                StoredTensor(
+                    info.name,
+                    info.shape,
+                    dtype,
+                    0,
+                    weight_like=len(info.shape) >= 2,
+                    skip=SkipReason.UNSUPPORTED_DTYPE,
+                    detail=f"unknown ggml type {info.gtype}",
+                )
+            )
             model.skipped.append((info.name, f"unknown ggml tensor type {info.gtype}"))
             continue
         quantized = t.plain is None
-        dtype = (f"{t.name} (dequantized)" if t.decode else f"{t.name} (quantized)") if quantized \
-            else t.plain.name  # type: ignore[union-attr]
+        dtype = (
+            (f"{t.name} (dequantized)" if t.decode else f"{t.name} (quantized)")
+            if quantized or t.plain is None
+            else t.plain.name
+        )
         embedding = bool(_EMBEDDINGS.search(info.name.rpartition(".")[0]))
         weight_like = is_weight_like(info.shape, dtype, embedding=embedding)
         skip: SkipReason | None = None
@@ -456,10 +552,13 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
             detail = f"GGUF {t.name} blocks are not decoded"
         elif decoded_bytes > options.max_tensor_bytes:
             skip = SkipReason.TOO_LARGE
-            detail = (f"{decoded_bytes} bytes once decoded exceeds the per-tensor limit "
-                      f"({options.max_tensor_bytes})")
-        inventory.append(StoredTensor(info.name, info.shape, dtype, info.nbytes, weight_like,
-                                      skip, detail))
+            detail = (
+                f"{decoded_bytes} bytes once decoded exceeds the per-tensor limit "
+                f"({options.max_tensor_bytes})"
+            )
+        inventory.append(
+            StoredTensor(info.name, info.shape, dtype, info.nbytes, weight_like, skip, detail)
+        )
         if skip is not None:
             model.skipped.append((info.name, detail or skip.value))
             continue

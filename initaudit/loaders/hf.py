@@ -146,12 +146,46 @@ _GENERIC = _rules(
 
 _FAMILIES: dict[str, tuple[NameRule, ...]] = {}
 for _types, _table in (
-    (("bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "megatron-bert",
-      "data2vec-text", "layoutlm", "xlm-roberta-xl", "roberta-prelayernorm"), _BERT),
+    (
+        (
+            "bert",
+            "roberta",
+            "xlm-roberta",
+            "camembert",
+            "electra",
+            "ernie",
+            "megatron-bert",
+            "data2vec-text",
+            "layoutlm",
+            "xlm-roberta-xl",
+            "roberta-prelayernorm",
+        ),
+        _BERT,
+    ),
     (("gpt2", "openai-gpt", "imagegpt", "decision_transformer"), _GPT2),
-    (("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma",
-      "gemma2", "gemma3_text", "olmo", "olmo2", "granite", "cohere", "phi3", "deepseek_v3",
-      "smollm3", "ministral"), _LLAMA),
+    (
+        (
+            "llama",
+            "mistral",
+            "mixtral",
+            "qwen2",
+            "qwen2_moe",
+            "qwen3",
+            "qwen3_moe",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "olmo",
+            "olmo2",
+            "granite",
+            "cohere",
+            "phi3",
+            "deepseek_v3",
+            "smollm3",
+            "ministral",
+        ),
+        _LLAMA,
+    ),
     (("t5", "mt5", "umt5", "longt5"), _T5),
     (("vit", "deit", "vit_mae", "vit_msn"), _VIT),
     (("distilbert",), _DISTILBERT),
@@ -208,7 +242,9 @@ def config_activation(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _resolve(act: str | None, config: dict[str, Any], hidden: Activation | None) -> Activation | None:
+def _resolve(
+    act: str | None, config: dict[str, Any], hidden: Activation | None
+) -> Activation | None:
     if act is None:
         return None
     if act == HIDDEN:
@@ -257,11 +293,15 @@ def apply_hf_config(model: LoadedModel, directory: Path) -> None:
                 mapped += layer.activation is not None
                 break
     if model_type and model_type not in _FAMILIES:
-        model.notes.append(f"Hugging Face model_type {model_type!r} has no layer map: only "
-                           "attention projections and lm_head get activations from config.json")
+        model.notes.append(
+            f"Hugging Face model_type {model_type!r} has no layer map: only "
+            "attention projections and lm_head get activations from config.json"
+        )
     elif mapped:
-        model.notes.append(f"activations of {mapped} layer(s) from config.json "
-                           f"(model_type {model_type!r}, activation {act_name!r})")
+        model.notes.append(
+            f"activations of {mapped} layer(s) from config.json "
+            f"(model_type {model_type!r}, activation {act_name!r})"
+        )
     if model_type in CONV1D_TYPES:
         _conv1d_fans(model)
 
@@ -282,8 +322,23 @@ def _conv1d_fans(model: LoadedModel) -> None:
 
 
 # files that hold weights in some format (transformers/diffusers/optimum/llama.cpp conventions)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".onnx_data", ".h5",
-                   ".keras", ".msgpack", ".gguf", ".npz", ".distcp", ".pdparams", ".tflite")
+WEIGHT_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".onnx",
+    ".onnx_data",
+    ".h5",
+    ".keras",
+    ".msgpack",
+    ".gguf",
+    ".npz",
+    ".distcp",
+    ".pdparams",
+    ".tflite",
+)
 _INDEX = "model.safetensors.index.json"
 MAX_LISTED_DEPTH = 3
 MAX_LISTED_FILES = 10_000
@@ -330,8 +385,14 @@ def list_unread_weight_files(model: LoadedModel, directory: Path) -> None:
             rel = Path(root, name).relative_to(directory).as_posix()
             if not name.endswith(WEIGHT_SUFFIXES) or rel in read or name.startswith("."):
                 continue
-            if name in ("training_args.bin", "optimizer.bin", "scheduler.bin", "rng_state.pth",
-                        "optimizer.pt", "scheduler.pt") or name.startswith("rng_state"):
+            if name in (
+                "training_args.bin",
+                "optimizer.bin",
+                "scheduler.bin",
+                "rng_state.pth",
+                "optimizer.pt",
+                "scheduler.pt",
+            ) or name.startswith("rng_state"):
                 continue  # Trainer state, not model weights
             try:
                 size = Path(root, name).stat().st_size
@@ -339,12 +400,17 @@ def list_unread_weight_files(model: LoadedModel, directory: Path) -> None:
                 continue
             unread.append((rel, size))
     for rel, size in sorted(unread):
-        detail = ("weights file outside the audited shards (not read): audit it separately "
-                  f"with `initaudit {directory / rel}`")
+        detail = (
+            "weights file outside the audited shards (not read): audit it separately "
+            f"with `initaudit {directory / rel}`"
+        )
         model.skipped.append((rel, detail))
         if model.inventory is not None:
-            model.inventory.append(StoredTensor(rel, (size,), "file", size, True,
-                                                SkipReason.UNMAPPED, detail))
+            model.inventory.append(
+                StoredTensor(rel, (size,), "file", size, True, SkipReason.UNMAPPED, detail)
+            )
     if unread:
-        model.notes.append(f"{len(unread)} weights file(s) in the folder were not part of the "
-                           "audited shards; listed under skipped")
+        model.notes.append(
+            f"{len(unread)} weights file(s) in the folder were not part of the "
+            "audited shards; listed under skipped"
+        )

@@ -23,31 +23,104 @@ from ..activations import parse_activation
 from ..model import Activation, ActivationKind, LoadedModel, Loader
 
 # modules / functions an activation walk passes through unchanged
-_PASS_MODULES = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "Identity",
-                 "Flatten", "Unflatten"}
-_NORM_MODULES = {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm",
-                 "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm", "LocalResponseNorm"}
-_ACT_MODULES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "PReLU": "prelu", "ELU": "elu",
-                "CELU": "elu", "SELU": "selu", "Sigmoid": "sigmoid", "Hardsigmoid": "hard_sigmoid",
-                "Tanh": "tanh", "Softmax": "softmax", "LogSoftmax": "softmax", "Softplus": "softplus",
-                "GELU": "gelu", "SiLU": "silu", "Mish": "mish", "ReLU6": "relu6",
-                "Hardtanh": "hardtanh", "Hardswish": "silu"}
-_PASS_CALLS = {"dropout", "flatten", "view", "reshape", "contiguous", "permute", "transpose",
-               "squeeze", "unsqueeze", "float", "to", "type_as", "clone", "alpha_dropout",
-               "feature_alpha_dropout", "dropout1d", "dropout2d", "dropout3d", "identity"}
+_PASS_MODULES = {
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "AlphaDropout",
+    "Identity",
+    "Flatten",
+    "Unflatten",
+}
+_NORM_MODULES = {
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "RMSNorm",
+    "LocalResponseNorm",
+}
+_ACT_MODULES = {
+    "ReLU": "relu",
+    "LeakyReLU": "leaky_relu",
+    "PReLU": "prelu",
+    "ELU": "elu",
+    "CELU": "elu",
+    "SELU": "selu",
+    "Sigmoid": "sigmoid",
+    "Hardsigmoid": "hard_sigmoid",
+    "Tanh": "tanh",
+    "Softmax": "softmax",
+    "LogSoftmax": "softmax",
+    "Softplus": "softplus",
+    "GELU": "gelu",
+    "SiLU": "silu",
+    "Mish": "mish",
+    "ReLU6": "relu6",
+    "Hardtanh": "hardtanh",
+    "Hardswish": "silu",
+}
+_PASS_CALLS = {
+    "dropout",
+    "flatten",
+    "view",
+    "reshape",
+    "contiguous",
+    "permute",
+    "transpose",
+    "squeeze",
+    "unsqueeze",
+    "float",
+    "to",
+    "type_as",
+    "clone",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "identity",
+}
 _NORM_CALLS = {"layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm"}
-_ACT_CALLS = {"relu", "relu_", "leaky_relu", "leaky_relu_", "prelu", "elu", "elu_", "celu",
-              "selu", "sigmoid", "hardsigmoid", "tanh", "softmax", "log_softmax", "softplus",
-              "gelu", "silu", "mish", "relu6", "hardtanh", "hardswish"}
+_ACT_CALLS = {
+    "relu",
+    "relu_",
+    "leaky_relu",
+    "leaky_relu_",
+    "prelu",
+    "elu",
+    "elu_",
+    "celu",
+    "selu",
+    "sigmoid",
+    "hardsigmoid",
+    "tanh",
+    "softmax",
+    "log_softmax",
+    "softplus",
+    "gelu",
+    "silu",
+    "mish",
+    "relu6",
+    "hardtanh",
+    "hardswish",
+}
 
 
 def _is_hf_pretrained(module: Any) -> bool:
     """A Hugging Face ``PreTrainedModel``: it has ``save_pretrained`` and a config with a
     ``model_type`` (what the saved folder's config.json carries)."""
     config = getattr(module, "config", None)
-    return (callable(getattr(module, "save_pretrained", None))
-            and isinstance(getattr(config, "model_type", None), str)
-            and callable(getattr(config, "to_dict", None)))
+    return (
+        callable(getattr(module, "save_pretrained", None))
+        and isinstance(getattr(config, "model_type", None), str)
+        and callable(getattr(config, "to_dict", None))
+    )
 
 
 def from_hf_pretrained(module: Any) -> LoadedModel:
@@ -84,8 +157,9 @@ def from_torch_module(module: Any) -> LoadedModel:
         except Exception:
             torch.save(module.state_dict(), path)  # unpicklable attributes: weights only
 
-    model = _round_trip(save, lambda p: load_torch(p, "pytorch-zip", LoadOptions()),
-                        "model.pt", module, "pytorch")
+    model = _round_trip(
+        save, lambda p: load_torch(p, "pytorch-zip", LoadOptions()), "model.pt", module, "pytorch"
+    )
     # the pickle was written just now from the caller's live object: its class references are
     # the caller's own code, already imported, not content from a file (issue 11 fails closed
     # on files, which would flag a user class)
@@ -103,7 +177,9 @@ def from_torch_module(module: Any) -> LoadedModel:
     return model
 
 
-def _fx_activations(module: Any) -> tuple[dict[str, Activation | None], dict[str, list[str]], set[str]] | None:
+def _fx_activations(
+    module: Any,
+) -> tuple[dict[str, Activation | None], dict[str, list[str]], set[str]] | None:
     """Activation after each weighted submodule, from a symbolic trace of forward."""
     try:
         import torch.fx
@@ -117,8 +193,12 @@ def _fx_activations(module: Any) -> tuple[dict[str, Activation | None], dict[str
         if node.op != "call_module":
             return False
         sub = named.get(node.target)
-        return sub is not None and any(True for _ in sub.parameters(recurse=False)) and \
-            type(sub).__name__ not in _NORM_MODULES and type(sub).__name__ != "PReLU"
+        return (
+            sub is not None
+            and any(True for _ in sub.parameters(recurse=False))
+            and type(sub).__name__ not in _NORM_MODULES
+            and type(sub).__name__ != "PReLU"
+        )
 
     def classify(node: Any) -> tuple[str, Any]:
         """('pass'|'norm'|'act'|'weighted'|'output'|'other', activation)"""
@@ -138,7 +218,11 @@ def _fx_activations(module: Any) -> tuple[dict[str, Activation | None], dict[str
                 if cls == "PReLU":
                     assert sub is not None  # type(None) is not PReLU
                     param = float(sub.weight.detach().float().mean())
-                return "act", parse_activation(_ACT_MODULES[cls], param=param, source="fx", )
+                return "act", parse_activation(
+                    _ACT_MODULES[cls],
+                    param=param,
+                    source="fx",
+                )
             return "other", None
         if node.op in ("call_function", "call_method"):
             name = getattr(node.target, "__name__", str(node.target)).lower().strip("_")
@@ -149,9 +233,16 @@ def _fx_activations(module: Any) -> tuple[dict[str, Activation | None], dict[str
             if name in _ACT_CALLS:
                 param = None
                 if name.startswith("leaky_relu"):
-                    param = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
-                return "act", parse_activation(name.rstrip("_"), param=param if isinstance(param, (int, float)) else None,
-                                               source="fx")
+                    param = (
+                        node.args[1]
+                        if len(node.args) > 1
+                        else node.kwargs.get("negative_slope", 0.01)
+                    )
+                return "act", parse_activation(
+                    name.rstrip("_"),
+                    param=param if isinstance(param, (int, float)) else None,
+                    source="fx",
+                )
         return "other", None
 
     activations: dict[str, Activation | None] = {}
@@ -210,8 +301,13 @@ def from_keras_model(model: Any) -> LoadedModel:
     from . import LoadOptions
     from .keras_loader import load as load_keras
 
-    loaded = _round_trip(lambda p: model.save(os.fspath(p)),
-                         lambda p: load_keras(p, "keras", LoadOptions()), "model.keras", model, "keras")
+    loaded = _round_trip(
+        lambda p: model.save(os.fspath(p)),
+        lambda p: load_keras(p, "keras", LoadOptions()),
+        "model.keras",
+        model,
+        "keras",
+    )
     _keras_layer_activations(model, loaded)
     return loaded
 
@@ -243,12 +339,19 @@ def _keras_layer_activations(live: Any, loaded: LoadedModel) -> None:
         loaded.notes = [n for n in loaded.notes if "match no layer of the config" not in n]
         unknown = [layer.name for layer in loaded.layers if layer.activation is None]
         if not unknown:
-            loaded.notes.append(f"activations of {filled} layer(s) from the live model's layers "
-                                "(a subclassed model's file has no layer graph)")
+            loaded.notes.append(
+                f"activations of {filled} layer(s) from the live model's layers "
+                "(a subclassed model's file has no layer graph)"
+            )
 
 
-def _round_trip(save: Callable[[Path], None], read: Callable[[Path], LoadedModel], filename: str,
-                obj: Any, framework: str) -> LoadedModel:
+def _round_trip(
+    save: Callable[[Path], None],
+    read: Callable[[Path], LoadedModel],
+    filename: str,
+    obj: Any,
+    framework: str,
+) -> LoadedModel:
     """Write ``obj`` with its own framework to a temporary file (``filename`` "" : the temporary
     folder itself) and read it back with ours."""
     with tempfile.TemporaryDirectory(prefix="initaudit-") as tmp:

@@ -126,14 +126,22 @@ def _loader(path: Path, a: _JoblibArray) -> Loader:
     def load() -> np.ndarray:
         if a.nbytes == 0:
             return np.zeros(a.shape, dtype=a.dtype)
-        return np.memmap(path, dtype=a.dtype, mode="r", offset=a.offset, shape=a.shape,
-                         order="F" if a.order == "F" else "C")
+        return np.memmap(
+            path,
+            dtype=a.dtype,
+            mode="r",
+            offset=a.offset,
+            shape=a.shape,
+            order="F" if a.order == "F" else "C",
+        )
+
     return load
 
 
 def _constant(arr: np.ndarray) -> Loader:
     def load() -> np.ndarray:
         return arr
+
     return load
 
 
@@ -180,17 +188,24 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
             skip, detail = SkipReason.UNSUPPORTED_DTYPE, f"dtype {dtype} is not numeric"
         elif nbytes > options.max_tensor_bytes:
             skip, detail = SkipReason.TOO_LARGE, f"{nbytes} bytes exceeds the per-tensor limit"
-        inventory.append(StoredTensor(name, shape, dtype.name, nbytes,
-                                      is_weight_like(shape, dtype.name), skip, detail))
+        inventory.append(
+            StoredTensor(
+                name, shape, dtype.name, nbytes, is_weight_like(shape, dtype.name), skip, detail
+            )
+        )
         if skip is not None:
             model.skipped.append((name, detail or skip.value))
             continue
         flat.append(FlatTensor(name, shape, dtype.name, load_fn))
     if not inventory:
-        raise LoadError("a joblib file holding no numpy arrays"
-                        + (f" (it pickles {ctx.class_refs[0]})" if ctx.class_refs else ""))
+        raise LoadError(
+            "a joblib file holding no numpy arrays"
+            + (f" (it pickles {ctx.class_refs[0]})" if ctx.class_refs else "")
+        )
     leaves = {f.name.rpartition(".")[2] for f in flat}
-    convention = Convention.KERAS if "kernel" in leaves and "weight" not in leaves else Convention.TORCH
+    convention = (
+        Convention.KERAS if "kernel" in leaves and "weight" not in leaves else Convention.TORCH
+    )
     model.inventory = inventory
     model.layers, model.loose_tensors = group_state_dict(flat, convention)
     model.notes.append("joblib pickle scanned with the restricted unpickler (never executed)")

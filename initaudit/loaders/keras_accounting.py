@@ -59,7 +59,9 @@ def _datasets(walker: Any, group: h5py.Group) -> Iterator[tuple[str, h5py.Datase
     yield from walker.datasets(group)
 
 
-def inventory(model: LoadedModel, f: h5py.File, walker: Any, h5names: dict[str, str]) -> list[StoredTensor]:
+def inventory(
+    model: LoadedModel, f: h5py.File, walker: Any, h5names: dict[str, str]
+) -> list[StoredTensor]:
     """Every dataset of ``f``; ``h5names`` maps a dataset path to the tensor name it was
     analysed under. Unclaimed weight-like datasets go to ``model.skipped`` as unmapped."""
     analysed = {t.name for t in model.tensors()}
@@ -74,8 +76,11 @@ def inventory(model: LoadedModel, f: h5py.File, walker: Any, h5names: dict[str, 
         under_training = top in _TRAINING_GROUPS or "/optimizer_weights/" in path
         name = h5names.get(path, path)
         if under_training:
-            out.append(StoredTensor(path, shape, dtype, nbytes, False,
-                                    detail=f"training state under {top}/"))
+            out.append(
+                StoredTensor(
+                    path, shape, dtype, nbytes, False, detail=f"training state under {top}/"
+                )
+            )
             continue
         weight_like = is_weight_like(shape, dtype)
         if name in analysed:
@@ -87,7 +92,9 @@ def inventory(model: LoadedModel, f: h5py.File, walker: Any, h5names: dict[str, 
             out.append(StoredTensor(name, shape, dtype, nbytes, weight_like, cat, reason))
             continue
         detail = "HDF5 dataset no Keras layer or variable claims"
-        out.append(StoredTensor(name, shape, dtype, nbytes, weight_like, SkipReason.UNMAPPED, detail))
+        out.append(
+            StoredTensor(name, shape, dtype, nbytes, weight_like, SkipReason.UNMAPPED, detail)
+        )
         if weight_like and name not in skipped:
             model.skipped.append((name, detail))
     return out

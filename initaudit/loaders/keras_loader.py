@@ -66,37 +66,118 @@ MAX_DEFLATE_RATIO = 1100
 
 DENSE_LIKE = {"Dense", "EinsumDense"}
 CONV = {"Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D"}
-CONV_T = {"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Convolution2DTranspose",
-          "Convolution3DTranspose", "Deconvolution2D", "Deconvolution3D"}
+CONV_T = {
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "Convolution2DTranspose",
+    "Convolution3DTranspose",
+    "Deconvolution2D",
+    "Deconvolution3D",
+}
 DEPTHWISE = {"DepthwiseConv1D", "DepthwiseConv2D"}
-SEPARABLE = {"SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D",
-             "SeparableConvolution2D"}
-RNN_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1, "ConvLSTM1D": 4, "ConvLSTM2D": 4,
-             "ConvLSTM3D": 4, "CuDNNLSTM": 4, "CuDNNGRU": 3, "LSTMCell": 4, "GRUCell": 3,
-             "SimpleRNNCell": 1}
+SEPARABLE = {
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "SeparableConvolution1D",
+    "SeparableConvolution2D",
+}
+RNN_GATES = {
+    "LSTM": 4,
+    "GRU": 3,
+    "SimpleRNN": 1,
+    "ConvLSTM1D": 4,
+    "ConvLSTM2D": 4,
+    "ConvLSTM3D": 4,
+    "CuDNNLSTM": 4,
+    "CuDNNGRU": 3,
+    "LSTMCell": 4,
+    "GRUCell": 3,
+    "SimpleRNNCell": 1,
+}
 ATTENTION = {"MultiHeadAttention", "GroupedQueryAttention"}
 EMBEDDING = {"Embedding"}
 BATCH_NORM = {"BatchNormalization", "SyncBatchNormalization"}
-OTHER_NORM = {"LayerNormalization", "GroupNormalization", "UnitNormalization",
-              "RMSNormalization", "SpectralNormalization"}
+OTHER_NORM = {
+    "LayerNormalization",
+    "GroupNormalization",
+    "UnitNormalization",
+    "RMSNormalization",
+    "SpectralNormalization",
+}
 NORMS = BATCH_NORM | OTHER_NORM
 WRAPPERS = {"Bidirectional", "TimeDistributed"}
-WEIGHTED = (DENSE_LIKE | CONV | CONV_T | DEPTHWISE | SEPARABLE | set(RNN_GATES) | ATTENTION
-            | EMBEDDING | WRAPPERS)
-ACTIVATION_LAYERS = {"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
-                     "ThresholdedReLU"}
+WEIGHTED = (
+    DENSE_LIKE
+    | CONV
+    | CONV_T
+    | DEPTHWISE
+    | SEPARABLE
+    | set(RNN_GATES)
+    | ATTENTION
+    | EMBEDDING
+    | WRAPPERS
+)
+ACTIVATION_LAYERS = {
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ELU",
+    "Softmax",
+    "ThresholdedReLU",
+}
 # layers through which "what follows" is unchanged for init purposes
 PASS_THROUGH = {
-    "InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-    "GaussianDropout", "GaussianNoise", "AlphaDropout", "Flatten", "Reshape", "Permute",
-    "RepeatVector", "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D",
-    "ZeroPadding3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
-    "AveragePooling2D", "AveragePooling3D", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D",
-    "AvgPool2D", "AvgPool3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-    "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-    "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D", "GlobalMaxPool2D", "UpSampling1D",
-    "UpSampling2D", "UpSampling3D", "Identity", "ActivityRegularization", "Masking",
-    "Concatenate", "Cropping", "Resizing",
+    "InputLayer",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "Flatten",
+    "Reshape",
+    "Permute",
+    "RepeatVector",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPool3D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "AvgPool3D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+    "Identity",
+    "ActivityRegularization",
+    "Masking",
+    "Concatenate",
+    "Cropping",
+    "Resizing",
 }
 RESIDUAL_MERGE = {"Add", "Average", "Subtract"}
 MODEL_CLASSES = {"Sequential", "Functional", "Model"}
@@ -113,8 +194,15 @@ def _to_snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-_KNOWN_CLASSES = (WEIGHTED | NORMS | ACTIVATION_LAYERS | PASS_THROUGH | RESIDUAL_MERGE
-                  | MODEL_CLASSES | {"Multiply", "Lambda"})
+_KNOWN_CLASSES = (
+    WEIGHTED
+    | NORMS
+    | ACTIVATION_LAYERS
+    | PASS_THROUGH
+    | RESIDUAL_MERGE
+    | MODEL_CLASSES
+    | {"Multiply", "Lambda"}
+)
 _SNAKE_TO_CLASS = {_to_snake_case(c): c for c in sorted(_KNOWN_CLASSES)}
 
 
@@ -148,8 +236,6 @@ class H5Var:
 # --------------------------------------------------------------------------- HDF5 access
 
 
-
-
 @dataclass
 class _H5Source:
     """Opens the HDF5 bytes afresh for every lazy tensor load (no handle is held open)."""
@@ -172,7 +258,9 @@ class _H5Source:
 
 
 def _h5_error(exc: Exception) -> LoadError:
-    return LoadError(f"HDF5 data is unreadable ({str(exc).splitlines()[0][:120] or type(exc).__name__})")
+    return LoadError(
+        f"HDF5 data is unreadable ({str(exc).splitlines()[0][:120] or type(exc).__name__})"
+    )
 
 
 class _Walker:
@@ -209,8 +297,9 @@ class _Walker:
         except (KeyError, OSError, ValueError):
             return None
         if isinstance(link, h5py.ExternalLink):
-            self._unsafe(f"HDF5 external link {where} -> {link.filename}:{link.path} "
-                         "(not followed)", where)
+            self._unsafe(
+                f"HDF5 external link {where} -> {link.filename}:{link.path} (not followed)", where
+            )
             return None
         if isinstance(link, h5py.SoftLink):
             self._unsafe(f"HDF5 soft link {where} -> {link.path} (not followed)", where)
@@ -224,12 +313,17 @@ class _Walker:
                 self._unsafe(f"HDF5 virtual dataset {where} (its sources are not read)", where)
                 return None
             if obj.external:
-                self._unsafe(f"HDF5 dataset {where} stores its bytes in external file(s) "
-                             f"{[e[0] for e in obj.external]} (not read)", where)
+                self._unsafe(
+                    f"HDF5 dataset {where} stores its bytes in external file(s) "
+                    f"{[e[0] for e in obj.external]} (not read)",
+                    where,
+                )
                 return None
         return obj
 
-    def _walk(self, group: h5py.Group, prefix: str, depth: int) -> Iterator[tuple[str, h5py.Dataset]]:
+    def _walk(
+        self, group: h5py.Group, prefix: str, depth: int
+    ) -> Iterator[tuple[str, h5py.Dataset]]:
         if depth > MAX_H5_DEPTH:
             raise LoadError(f"HDF5 groups nest deeper than {MAX_H5_DEPTH} levels")
         for key, obj in self.children(group):
@@ -258,8 +352,10 @@ def _dataset_problem(ds: h5py.Dataset, options: LoadOptions) -> str | None:
         # a few KB of chunks (or none: the fill value) that expand to gigabytes: a bomb for
         # whoever reads it whole (issue 11); real weights compress far below these ratios
         if nbytes > _H5_BOMB_BYTES and (stored == 0 or nbytes > _H5_MAX_RATIO * stored):
-            return (f"HDF5 dataset declares {nbytes} bytes from {stored} stored bytes "
-                    "(fill value or decompression bomb): not read")
+            return (
+                f"HDF5 dataset declares {nbytes} bytes from {stored} stored bytes "
+                "(fill value or decompression bomb): not read"
+            )
     except (OSError, ValueError):
         return "HDF5 dataset storage is unreadable"
     return None
@@ -281,6 +377,7 @@ def _h5_loader(source: _H5Source, h5path: str, expect: tuple[int, ...]) -> Loade
             raise
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise _h5_error(exc) from None
+
     return load
 
 
@@ -305,8 +402,9 @@ def _registered_ok(registered: Any) -> bool:
     return registered.split(">", 1)[0] in SAFE_MODULES
 
 
-def scan_config_safety(obj: Any, model: LoadedModel, location: str | None = None,
-                       depth: int = 0) -> None:
+def scan_config_safety(
+    obj: Any, model: LoadedModel, location: str | None = None, depth: int = 0
+) -> None:
     """Report every Lambda, serialized lambda and custom (non-Keras) object in a config.
 
     Walked with an explicit stack, to any depth: a payload nested 10 000 levels down is still
@@ -335,10 +433,17 @@ def scan_config_safety(obj: Any, model: LoadedModel, location: str | None = None
         module, registered = node.get("module"), node.get("registered_name")
         if "class_name" in node and (not _module_ok(module) or not _registered_ok(registered)):
             label = registered if isinstance(registered, str) else f"{module}.{class_name}"
-            _add_unsafe(model, f"Keras custom object {label!r} (module {module!r}) would need user "
-                               "code (never imported)", here)
-        children = [(value, here if key != "layers" else loc) for key, value in node.items()
-                    if key not in ("module", "registered_name", "class_name")]
+            _add_unsafe(
+                model,
+                f"Keras custom object {label!r} (module {module!r}) would need user "
+                "code (never imported)",
+                here,
+            )
+        children = [
+            (value, here if key != "layers" else loc)
+            for key, value in node.items()
+            if key not in ("module", "registered_name", "class_name")
+        ]
         stack.extend(reversed(children))
 
 
@@ -359,7 +464,9 @@ def _layer_entries(model_cfg: dict[str, Any]) -> list[dict[str, Any]]:
         layers = cfg.get("layers", [])
     else:
         layers = []
-    return [entry for entry in layers if isinstance(entry, dict)] if isinstance(layers, list) else []
+    return (
+        [entry for entry in layers if isinstance(entry, dict)] if isinstance(layers, list) else []
+    )
 
 
 def _entry_name(entry: dict[str, Any]) -> str:
@@ -372,8 +479,9 @@ def _entry_name(entry: dict[str, Any]) -> str:
 
 def _is_model(entry: dict[str, Any]) -> bool:
     cfg = entry.get("config")
-    return (entry.get("class_name") in MODEL_CLASSES
-            or (isinstance(cfg, dict) and isinstance(cfg.get("layers"), list)))
+    return entry.get("class_name") in MODEL_CLASSES or (
+        isinstance(cfg, dict) and isinstance(cfg.get("layers"), list)
+    )
 
 
 def _history_names(obj: Any, out: list[str], depth: int = 0) -> None:
@@ -409,15 +517,21 @@ class Graph:
             if src in self.nodes:
                 self.nodes[src].consumers.append(node.name)
 
-    def build(self, model_cfg: dict[str, Any], prefix: str = "", inputs: list[str] | None = None,
-              depth: int = 0) -> list[str]:
+    def build(
+        self,
+        model_cfg: dict[str, Any],
+        prefix: str = "",
+        inputs: list[str] | None = None,
+        depth: int = 0,
+    ) -> list[str]:
         """Inline ``model_cfg``; returns the qualified names of its output nodes."""
         if depth > 32:
             raise LoadError("Keras model config nests models deeper than 32 levels")
         inputs = list(inputs or [])
         entries = _layer_entries(model_cfg)
         if model_cfg.get("class_name") == "Sequential" or not any(
-                "inbound_nodes" in e for e in entries):
+            "inbound_nodes" in e for e in entries
+        ):
             prev = inputs
             for entry in entries:
                 prev = self._add_entry(entry, prefix, prev, depth)
@@ -432,16 +546,22 @@ class Graph:
             if entry.get("class_name") == "InputLayer" or name in input_names:
                 srcs = srcs or inputs
             scope[name] = self._add_entry(entry, prefix, srcs, depth)
-        return [q for name in self._output_layer_names(model_cfg) for q in scope.get(name, [])] \
-            or (list(scope.get(_entry_name(entries[-1]), [])) if entries else [])
+        return [q for name in self._output_layer_names(model_cfg) for q in scope.get(name, [])] or (
+            list(scope.get(_entry_name(entries[-1]), [])) if entries else []
+        )
 
-    def _add_entry(self, entry: dict[str, Any], prefix: str, srcs: list[str], depth: int) -> list[str]:
+    def _add_entry(
+        self, entry: dict[str, Any], prefix: str, srcs: list[str], depth: int
+    ) -> list[str]:
         name = _entry_name(entry)
         qname = f"{prefix}{name}"
         if _is_model(entry):
             return self.build(entry, prefix=f"{qname}/", inputs=srcs, depth=depth + 1)
-        cfg: dict[str, Any] = cast(dict[str, Any], entry.get("config")) \
-            if isinstance(entry.get("config"), dict) else {}
+        cfg: dict[str, Any] = (
+            cast(dict[str, Any], entry.get("config"))
+            if isinstance(entry.get("config"), dict)
+            else {}
+        )
         self.add(KNode(qname, str(entry.get("class_name", "?")), cfg, list(dict.fromkeys(srcs))))
         return [qname]
 
@@ -477,7 +597,9 @@ def _num(value: Any, default: float | None) -> float | None:
     return default
 
 
-def activation_from_layer(class_name: str, cfg: dict[str, Any], source: str = "graph") -> Activation | None:
+def activation_from_layer(
+    class_name: str, cfg: dict[str, Any], source: str = "graph"
+) -> Activation | None:
     """The activation an activation *layer* (ReLU, LeakyReLU, ...) applies."""
     if class_name == "Activation":
         return activation_from_value(cfg.get("activation"), source)
@@ -520,8 +642,12 @@ def activation_from_value(value: Any, source: str = "config") -> Activation | No
         cfg = value.get("config")
         if class_name in ACTIVATION_LAYERS and isinstance(cfg, dict):
             return activation_from_layer(class_name, cfg, source)
-        if class_name == "function" and isinstance(cfg, str) and _module_ok(value.get("module")) \
-                and value.get("registered_name") in (None, "function"):
+        if (
+            class_name == "function"
+            and isinstance(cfg, str)
+            and _module_ok(value.get("module"))
+            and value.get("registered_name") in (None, "function")
+        ):
             return parse_activation(cfg, source=source)
     return None  # a lambda or custom object: unknown, never guessed
 
@@ -546,8 +672,11 @@ class _Resolver:
             outcomes = [self._through(c) for c in dict.fromkeys(node.consumers)]
             acts = {o[0] for o in outcomes}
             act = acts.pop() if len(acts) == 1 else None
-            result = (act, act is not None and all(o[1] for o in outcomes),
-                      any(o[2] for o in outcomes))
+            result = (
+                act,
+                act is not None and all(o[1] for o in outcomes),
+                any(o[2] for o in outcomes),
+            )
         self._memo[name] = result
         return result
 
@@ -593,15 +722,25 @@ class _Resolver:
 # --------------------------------------------------------------------------- roles and fans
 
 _LEAF_ROLES = {
-    "kernel": Role.KERNEL, "depthwise_kernel": Role.KERNEL, "pointwise_kernel": Role.KERNEL,
-    "bias": Role.BIAS, "recurrent_kernel": Role.RECURRENT, "embeddings": Role.EMBEDDING,
-    "gamma": Role.NORM_SCALE, "beta": Role.NORM_SHIFT, "scale": Role.NORM_SCALE,
-    "moving_mean": Role.NORM_STAT, "moving_variance": Role.NORM_STAT,
-    "running_mean": Role.NORM_STAT, "running_std": Role.NORM_STAT,
+    "kernel": Role.KERNEL,
+    "depthwise_kernel": Role.KERNEL,
+    "pointwise_kernel": Role.KERNEL,
+    "bias": Role.BIAS,
+    "recurrent_kernel": Role.RECURRENT,
+    "embeddings": Role.EMBEDDING,
+    "gamma": Role.NORM_SCALE,
+    "beta": Role.NORM_SHIFT,
+    "scale": Role.NORM_SCALE,
+    "moving_mean": Role.NORM_STAT,
+    "moving_variance": Role.NORM_STAT,
+    "running_mean": Role.NORM_STAT,
+    "running_std": Role.NORM_STAT,
 }
 
 
-def _k3_leaves(class_name: str, cfg: dict[str, Any], sub: tuple[str, ...]) -> tuple[str, ...] | None:
+def _k3_leaves(
+    class_name: str, cfg: dict[str, Any], sub: tuple[str, ...]
+) -> tuple[str, ...] | None:
     """Leaf names of a Keras 3 layer's ``vars/<i>``, in index order (None = unknown layer)."""
     if class_name in WRAPPERS:
         inner = cfg.get("layer")
@@ -619,12 +758,16 @@ def _k3_leaves(class_name: str, cfg: dict[str, Any], sub: tuple[str, ...]) -> tu
     if class_name in EMBEDDING:
         return ("embeddings",)
     if class_name in BATCH_NORM:
-        return ((("gamma",) if cfg.get("scale", True) else ())
-                + (("beta",) if cfg.get("center", True) else ()) + ("moving_mean", "moving_variance"))
+        return (
+            (("gamma",) if cfg.get("scale", True) else ())
+            + (("beta",) if cfg.get("center", True) else ())
+            + ("moving_mean", "moving_variance")
+        )
     if class_name in OTHER_NORM:
         rms = bool(cfg.get("rms_scaling", False))
-        return ((("gamma",) if cfg.get("scale", True) or rms else ())
-                + (("beta",) if cfg.get("center", True) and not rms else ()))
+        return (("gamma",) if cfg.get("scale", True) or rms else ()) + (
+            ("beta",) if cfg.get("center", True) and not rms else ()
+        )
     if class_name == "PReLU":
         return ("alpha",)
     return None
@@ -659,8 +802,14 @@ class _Layout:
     note: str | None = None
 
 
-def _layout(cls: str, unit_sub: tuple[str, ...], leaf: str, shape: tuple[int, ...],
-            keras_version: tuple[int, ...], cfg: dict[str, Any]) -> _Layout:
+def _layout(
+    cls: str,
+    unit_sub: tuple[str, ...],
+    leaf: str,
+    shape: tuple[int, ...],
+    keras_version: tuple[int, ...],
+    cfg: dict[str, Any],
+) -> _Layout:
     rank = len(shape)
     if rank < 2:
         return _Layout(None, None, None)
@@ -681,11 +830,20 @@ def _layout(cls: str, unit_sub: tuple[str, ...], leaf: str, shape: tuple[int, ..
             fans = _einsum_fans(str(cfg.get("equation", "")), shape)
         elif rank == 3:
             is_output = bool(unit_sub) and "output" in unit_sub[-1]
-            fans = ((math.prod(shape[:-1]), shape[-1]) if is_output
-                    else (shape[0], math.prod(shape[1:])))
+            fans = (
+                (math.prod(shape[:-1]), shape[-1])
+                if is_output
+                else (shape[0], math.prod(shape[1:]))
+            )
         if new_fans and fans is not None:
-            return _Layout(int(fans[0]), int(fans[1]), None, 1, (int(fans[0]), int(fans[1])),
-                           "fans from the einsum axes (Keras >= 3.15)")
+            return _Layout(
+                int(fans[0]),
+                int(fans[1]),
+                None,
+                1,
+                (int(fans[0]), int(fans[1])),
+                "fans from the einsum axes (Keras >= 3.15)",
+            )
         return _Layout(fi, fo, rank - 1, 1, None)
     return _Layout(fi, fo, rank - 1)
 
@@ -699,8 +857,14 @@ def _unit_sub(sub: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class _Builder:
-    def __init__(self, model: LoadedModel, source: _H5Source, options: LoadOptions,
-                 graph: Graph | None, keras_version: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        source: _H5Source,
+        options: LoadOptions,
+        graph: Graph | None,
+        keras_version: tuple[int, ...],
+    ) -> None:
         self.model = model
         self.source = source
         self.options = options
@@ -720,8 +884,11 @@ class _Builder:
         leaf = var.leaf
         inferred = False
         if leaf is None:
-            leaves = _k3_leaves(node.class_name if node else cls, node.config if node else {},
-                                var.sub) if (node or cls != "?") else None
+            leaves = (
+                _k3_leaves(node.class_name if node else cls, node.config if node else {}, var.sub)
+                if (node or cls != "?")
+                else None
+            )
             if leaves is not None and var.index is not None and var.index < len(leaves):
                 leaf = leaves[var.index]
             else:
@@ -737,19 +904,34 @@ class _Builder:
         tensor_name = "/".join((var.node,) + tuple(var.sub) + (leaf,))
         self.h5names[var.h5path] = tensor_name
         op = cls if cls != "?" else ("Tensor" if role is Role.OTHER else "Unknown")
-        layout = (_layout(cls, unit_sub, leaf, var.shape, self.version, cfg)
-                  if role in (Role.KERNEL, Role.RECURRENT, Role.EMBEDDING) else _Layout(None, None, None))
+        layout = (
+            _layout(cls, unit_sub, leaf, var.shape, self.version, cfg)
+            if role in (Role.KERNEL, Role.RECURRENT, Role.EMBEDDING)
+            else _Layout(None, None, None)
+        )
         if cls in RNN_GATES and len(var.shape) >= 2 and role in (Role.KERNEL, Role.RECURRENT):
             op = cls
-        wt = WeightTensor(name=tensor_name, layer=layer_name, op=op, role=role, shape=var.shape,
-                          dtype=str(var.dtype), load=_h5_loader(self.source, var.h5path, var.shape),
-                          fan_in=layout.fan_in, fan_out=layout.fan_out,
-                          convention=Convention.KERAS, unit_axis=layout.unit_axis,
-                          matrix_shape=layout.matrix_shape, gates=layout.gates)
+        wt = WeightTensor(
+            name=tensor_name,
+            layer=layer_name,
+            op=op,
+            role=role,
+            shape=var.shape,
+            dtype=str(var.dtype),
+            load=_h5_loader(self.source, var.h5path, var.shape),
+            fan_in=layout.fan_in,
+            fan_out=layout.fan_out,
+            convention=Convention.KERAS,
+            unit_axis=layout.unit_axis,
+            matrix_shape=layout.matrix_shape,
+            gates=layout.gates,
+        )
         if layout.note:
             wt.notes.append(layout.note)
         if inferred and role is Role.KERNEL:
-            wt.notes.append(f"role inferred from rank: layer class {cls} is not one initaudit knows")
+            wt.notes.append(
+                f"role inferred from rank: layer class {cls} is not one initaudit knows"
+            )
         if role is Role.OTHER and layer_name not in self.layers and cls not in ("PReLU",):
             self.model.loose_tensors.append(wt)
             return
@@ -772,9 +954,10 @@ class _Builder:
             node = self.graph.nodes.get(node_name)
             if node is None:
                 continue
-            suffix = layer.name[len(node_name) + 1:]
-            is_internal = (node.class_name in ATTENTION and suffix and "output" not in suffix) \
-                or suffix.endswith("depthwise")
+            suffix = layer.name[len(node_name) + 1 :]
+            is_internal = (
+                node.class_name in ATTENTION and suffix and "output" not in suffix
+            ) or suffix.endswith("depthwise")
             if not is_internal:
                 self.units[node_name].append(layer.name)
         weighted = {n for n, u in self.units.items() if u}
@@ -790,7 +973,7 @@ class _Builder:
 
     def _activation(self, layer: Layer, node: KNode, resolver: _Resolver) -> None:
         cls = _effective_class(node)
-        suffix = layer.name[len(node.name) + 1:]
+        suffix = layer.name[len(node.name) + 1 :]
         if suffix.endswith("depthwise"):
             layer.activation = _linear("-> pointwise")  # separable: depthwise feeds pointwise
             return
@@ -849,9 +1032,13 @@ def _infer_class(var: H5Var) -> str:
 MODEL_VARS_NODE = "model"
 
 
-def _keras3_vars(f: h5py.File, walker: _Walker, graph: Graph | None,
-                 model_cfg: dict[str, Any] | None, model: LoadedModel
-                 ) -> list[tuple[H5Var, h5py.Dataset]]:
+def _keras3_vars(
+    f: h5py.File,
+    walker: _Walker,
+    graph: Graph | None,
+    model_cfg: dict[str, Any] | None,
+    model: LoadedModel,
+) -> list[tuple[H5Var, h5py.Dataset]]:
     """Variables of a Keras 3 weights file, mapped to config layers when a config exists."""
     root = walker.child(f, "layers") if "layers" in f else None
     out: list[tuple[H5Var, h5py.Dataset]] = []
@@ -871,16 +1058,39 @@ def _keras3_vars(f: h5py.File, walker: _Walker, graph: Graph | None,
     return out
 
 
-def _k3_collect_var(out: list[tuple[H5Var, h5py.Dataset]], node: str, sub: tuple[str, ...],
-                    parts: list[str], ds: h5py.Dataset) -> None:
+def _k3_collect_var(
+    out: list[tuple[H5Var, h5py.Dataset]],
+    node: str,
+    sub: tuple[str, ...],
+    parts: list[str],
+    ds: h5py.Dataset,
+) -> None:
     idx = int(parts[-1]) if parts[-1].isdigit() else None
-    out.append((H5Var(node, sub, None if idx is not None else parts[-1], idx, ds.name,
-                      tuple(int(d) for d in ds.shape or ()), ds.dtype), ds))
+    out.append(
+        (
+            H5Var(
+                node,
+                sub,
+                None if idx is not None else parts[-1],
+                idx,
+                ds.name,
+                tuple(int(d) for d in ds.shape or ()),
+                ds.dtype,
+            ),
+            ds,
+        )
+    )
 
 
-def _k3_container(group: h5py.Group, entries: list[dict[str, Any]] | None, prefix: str,
-                  walker: _Walker, out: list[tuple[H5Var, h5py.Dataset]], model: LoadedModel,
-                  depth: int = 0) -> None:
+def _k3_container(
+    group: h5py.Group,
+    entries: list[dict[str, Any]] | None,
+    prefix: str,
+    walker: _Walker,
+    out: list[tuple[H5Var, h5py.Dataset]],
+    model: LoadedModel,
+    depth: int = 0,
+) -> None:
     if depth > 32:
         raise LoadError("Keras weights nest models deeper than 32 levels")
     groups = {k: g for k, g in walker.children(group) if isinstance(g, h5py.Group)}
@@ -905,8 +1115,15 @@ def _k3_container(group: h5py.Group, entries: list[dict[str, Any]] | None, prefi
         if key not in groups or key in claimed:
             continue
         claimed.add(key)
-        _k3_layer(groups[key], f"{prefix}{name}", entry if _is_model(entry) else None,
-                  walker, out, model, depth)
+        _k3_layer(
+            groups[key],
+            f"{prefix}{name}",
+            entry if _is_model(entry) else None,
+            walker,
+            out,
+            model,
+            depth,
+        )
     for key, g in groups.items():  # no config (weights-only file) or unmatched groups
         if key in claimed:
             continue
@@ -919,9 +1136,16 @@ def _k3_container(group: h5py.Group, entries: list[dict[str, Any]] | None, prefi
         _k3_layer(g, f"{prefix}{name}", nested, walker, out, model, depth, group_key=key)
 
 
-def _k3_layer(group: h5py.Group, qname: str, nested_entry: dict[str, Any] | None,
-              walker: _Walker, out: list[tuple[H5Var, h5py.Dataset]], model: LoadedModel,
-              depth: int, group_key: str | None = None) -> None:
+def _k3_layer(
+    group: h5py.Group,
+    qname: str,
+    nested_entry: dict[str, Any] | None,
+    walker: _Walker,
+    out: list[tuple[H5Var, h5py.Dataset]],
+    model: LoadedModel,
+    depth: int,
+    group_key: str | None = None,
+) -> None:
     if nested_entry is not None and "layers" in group:
         inner = walker.child(group, "layers")
         if isinstance(inner, h5py.Group):
@@ -940,6 +1164,7 @@ def _k3_layer(group: h5py.Group, qname: str, nested_entry: dict[str, Any] | None
 
 def _attr_list(group: h5py.Group, name: str) -> list[str] | None:
     """A string-list attribute, joined across Keras' ``name0``, ``name1``... chunks."""
+
     def decode(values: Any) -> list[str]:
         return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.ravel(values)]
 
@@ -953,8 +1178,13 @@ def _attr_list(group: h5py.Group, name: str) -> list[str] | None:
     return chunks if i else None
 
 
-def _legacy_vars(weights_root: h5py.Group, layer_names: list[str], graph: Graph | None,
-                 walker: _Walker, model: LoadedModel) -> list[tuple[H5Var, h5py.Dataset]]:
+def _legacy_vars(
+    weights_root: h5py.Group,
+    layer_names: list[str],
+    graph: Graph | None,
+    walker: _Walker,
+    model: LoadedModel,
+) -> list[tuple[H5Var, h5py.Dataset]]:
     out: list[tuple[H5Var, h5py.Dataset]] = []
     for layer_name in layer_names:
         group = walker.child(weights_root, layer_name) if layer_name in weights_root else None
@@ -972,15 +1202,27 @@ def _legacy_vars(weights_root: h5py.Group, layer_names: list[str], graph: Graph 
             # "dense/kernel:0" (Keras 2), "sequential/dense/kernel" (Keras 3 writing .h5),
             # "inner/dense/kernel" (nested model): keep what follows the layer's own name
             if layer_name in parts[:-1]:
-                parts = parts[len(parts) - parts[::-1].index(layer_name, 1):]
+                parts = parts[len(parts) - parts[::-1].index(layer_name, 1) :]
             elif len(parts) > 1:
                 parts = parts[1:]
             qname = layer_name
             while graph and len(parts) > 1 and f"{qname}/{parts[0]}" in graph.nodes:
                 qname = f"{qname}/{parts[0]}"
                 parts = parts[1:]
-            out.append((H5Var(qname, tuple(parts[:-1]), parts[-1], None, ds.name,
-                              tuple(int(d) for d in ds.shape or ()), ds.dtype), ds))
+            out.append(
+                (
+                    H5Var(
+                        qname,
+                        tuple(parts[:-1]),
+                        parts[-1],
+                        None,
+                        ds.name,
+                        tuple(int(d) for d in ds.shape or ()),
+                        ds.dtype,
+                    ),
+                    ds,
+                )
+            )
     return out
 
 
@@ -1003,9 +1245,15 @@ def _version(text: Any) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
 
 
-def _build_model(model: LoadedModel, f: h5py.File, source: _H5Source, options: LoadOptions,
-                 model_cfg: dict[str, Any] | None, keras_version: tuple[int, ...],
-                 legacy: bool) -> None:
+def _build_model(
+    model: LoadedModel,
+    f: h5py.File,
+    source: _H5Source,
+    options: LoadOptions,
+    model_cfg: dict[str, Any] | None,
+    keras_version: tuple[int, ...],
+    legacy: bool,
+) -> None:
     walker = _Walker(model)
     graph: Graph | None = None
     if model_cfg is not None:
@@ -1032,15 +1280,17 @@ def _build_model(model: LoadedModel, f: h5py.File, source: _H5Source, options: L
     for var, ds in found:
         problem = _dataset_problem(ds, options)
         if problem is not None:
-            model.skipped.append(("/".join((var.node,) + var.sub + (var.leaf or str(var.index),)),
-                                  problem))
+            model.skipped.append(
+                ("/".join((var.node,) + var.sub + (var.leaf or str(var.index),)), problem)
+            )
             continue
         builder.add(var, ds)
     model.layers = builder.finish()
     model.inventory = keras_accounting.inventory(model, f, walker, builder.h5names)
     if model.has_graph and any(v.node not in graph.nodes for v, _ in found):  # type: ignore[union-attr]
-        model.notes.append("some Keras variables match no layer of the config: their "
-                           "activations are unknown")
+        model.notes.append(
+            "some Keras variables match no layer of the config: their activations are unknown"
+        )
     if not found and not model.skipped:
         model.notes.append("the Keras file holds no weights")
 
@@ -1057,8 +1307,15 @@ def _load_h5(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
                 _build_model(model, f, source, options, cfg, version, legacy=True)
             elif "layer_names" in f.attrs or "layer_names0" in f.attrs:
                 model.notes.append("weights-only Keras .h5 (no model config): activations unknown")
-                _build_model(model, f, source, options, None, _version(f.attrs.get("keras_version")),
-                             legacy=True)
+                _build_model(
+                    model,
+                    f,
+                    source,
+                    options,
+                    None,
+                    _version(f.attrs.get("keras_version")),
+                    legacy=True,
+                )
             elif "layers" in f or "vars" in f:
                 model.notes.append("Keras 3 .weights.h5 (no model config): activations unknown")
                 _build_model(model, f, source, options, None, (), legacy=False)
@@ -1084,8 +1341,9 @@ def _read_member(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
     return data
 
 
-def _keras_zip_h5(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
-                  model: LoadedModel, options: LoadOptions) -> _H5Source:
+def _keras_zip_h5(
+    path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, model: LoadedModel, options: LoadOptions
+) -> _H5Source:
     """The weights member as an HDF5 source: a window onto the zip for a stored member, a
     bounded temporary copy for a deflated one."""
     if info.flag_bits & 0x1:
@@ -1096,11 +1354,14 @@ def _keras_zip_h5(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
             raise LoadError(f".keras member {info.filename} extends beyond the end of the file")
         return _H5Source(path, (start, info.file_size))
     if info.compress_type != zipfile.ZIP_DEFLATED:
-        raise LoadError(f".keras member {info.filename} uses unsupported compression "
-                        f"{info.compress_type}")
+        raise LoadError(
+            f".keras member {info.filename} uses unsupported compression {info.compress_type}"
+        )
     if info.file_size > max(info.compress_size, 1) * MAX_DEFLATE_RATIO:
-        raise LoadError(f".keras member {info.filename} declares {info.file_size} bytes from "
-                        f"{info.compress_size} compressed: a zip bomb")
+        raise LoadError(
+            f".keras member {info.filename} declares {info.file_size} bytes from "
+            f"{info.compress_size} compressed: a zip bomb"
+        )
     tmp = tempfile.NamedTemporaryFile(prefix="initaudit-", suffix=".h5", delete=False)
     try:
         with tmp, zf.open(info) as src:
@@ -1113,8 +1374,9 @@ def _keras_zip_h5(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo,
     except BaseException:
         os.unlink(tmp.name)
         raise
-    model.notes.append(f"{info.filename} is compressed inside the .keras zip: read from a "
-                       "temporary copy")
+    model.notes.append(
+        f"{info.filename} is compressed inside the .keras zip: read from a temporary copy"
+    )
     source = _H5Source(Path(tmp.name))
     weakref.finalize(source, _unlink_quietly, tmp.name)
     return source
@@ -1152,8 +1414,12 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
             from ._scan import scan_blob
 
             # np.load(allow_pickle=True) of its object arrays runs their pickles: scan them first
-            scan_blob(_read_member(zf, "model.weights.npz", 1 << 30), "model.weights.npz", model,
-                      required=True)
+            scan_blob(
+                _read_member(zf, "model.weights.npz", 1 << 30),
+                "model.weights.npz",
+                model,
+                required=True,
+            )
             _npz_weights_refused(zf)
             raise AssertionError("unreachable")
         else:
@@ -1171,8 +1437,10 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
 def _npz_weights_refused(zf: zipfile.ZipFile) -> None:
     """Keras' NpzIOStore saves each layer's variables as a pickled dict (an object array):
     reading them needs unpickling, which initaudit never does."""
-    raise LoadError(".keras stores its weights in model.weights.npz as pickled objects; "
-                    "initaudit never unpickles (re-save the model with .weights.h5 storage)")
+    raise LoadError(
+        ".keras stores its weights in model.weights.npz as pickled objects; "
+        "initaudit never unpickles (re-save the model with .weights.h5 storage)"
+    )
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:

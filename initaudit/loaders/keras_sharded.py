@@ -35,8 +35,11 @@ def _weight_map(path: Path) -> dict[str, list[str]] | None:
     out: dict[str, list[str]] = {}
     for key, value in wm.items():
         shards = [value] if isinstance(value, str) else value
-        if not isinstance(key, str) or not isinstance(shards, list) or not all(
-                isinstance(s, str) and s.endswith(".h5") for s in shards):
+        if (
+            not isinstance(key, str)
+            or not isinstance(shards, list)
+            or not all(isinstance(s, str) and s.endswith(".h5") for s in shards)
+        ):
             return None
         out[key] = shards
     return out
@@ -76,8 +79,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         raise LoadError("a Keras sharded weights index without a valid weight_map")
     weight_map = _weight_map(index) or {}
     shards = list(dict.fromkeys(s for names in weight_map.values() for s in names))
-    model = LoadedModel(path=str(path), format="keras-sharded", framework="keras",
-                        has_graph=False)
+    model = LoadedModel(path=str(path), format="keras-sharded", framework="keras", has_graph=False)
     model.metadata["keras_shards"] = shards
     layers: dict[str, Any] = {}
     seen: set[str] = set()

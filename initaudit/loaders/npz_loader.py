@@ -41,8 +41,12 @@ _INFLATE_CHECK_BYTES = 64 * 2**20
 _MAX_RATIO = 50
 _OBJECT_SCAN_CAP = 256 * 2**20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header (30 bytes)
-_LAYOUTS = {"torch": Convention.TORCH, "keras": Convention.KERAS, "jax": Convention.JAX,
-            "flax": Convention.JAX}
+_LAYOUTS = {
+    "torch": Convention.TORCH,
+    "keras": Convention.KERAS,
+    "jax": Convention.JAX,
+    "flax": Convention.JAX,
+}
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,15 @@ def _mapped_loader(path: Path, offset: int, h: NpyHeader) -> Loader:
     def load() -> np.ndarray:
         if h.nbytes == 0:
             return np.zeros(h.shape, dtype=h.dtype)
-        return np.memmap(path, dtype=h.dtype, mode="r", offset=offset, shape=h.shape,
-                         order="F" if h.fortran else "C")
+        return np.memmap(
+            path,
+            dtype=h.dtype,
+            mode="r",
+            offset=offset,
+            shape=h.shape,
+            order="F" if h.fortran else "C",
+        )
+
     return load
 
 
@@ -103,6 +114,7 @@ def _npz_loader(path: Path, key: str) -> Loader:
         with np.load(path, allow_pickle=False) as npz:
             arr: np.ndarray = npz[key]
             return arr
+
     return load
 
 
@@ -115,8 +127,10 @@ def _layout(options: LoadOptions, names: list[str], model: LoadedModel) -> Conve
         return conv
     leaves = {n.replace("/", ".").rpartition(".")[2].lower() for n in names}
     if "kernel" in leaves and "weight" not in leaves:
-        model.notes.append("npz names use 'kernel' leaves: read with Keras/JAX (in, out) layout "
-                           "(override with layout=torch)")
+        model.notes.append(
+            "npz names use 'kernel' leaves: read with Keras/JAX (in, out) layout "
+            "(override with layout=torch)"
+        )
         return Convention.KERAS
     return Convention.TORCH
 
@@ -142,8 +156,9 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     flat_tensors = [f for _, f in entries]
     if convention is not Convention.TORCH:
         # group_state_dict splits on '.', Keras/JAX paths use '/'
-        flat_tensors = [FlatTensor(f.name.replace("/", "."), f.shape, f.dtype, f.load)
-                        for f in flat_tensors]
+        flat_tensors = [
+            FlatTensor(f.name.replace("/", "."), f.shape, f.dtype, f.load) for f in flat_tensors
+        ]
     model.layers, model.loose_tensors = group_state_dict(flat_tensors, convention)
     model.inventory = _inventory(flat_tensors, model)
     if convention is not Convention.TORCH:
@@ -151,8 +166,9 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     return model
 
 
-def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: LoadOptions,
-            model: LoadedModel) -> FlatTensor | None:
+def _member(
+    path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: LoadOptions, model: LoadedModel
+) -> FlatTensor | None:
     name = info.filename
     if info.is_dir():
         return None
@@ -169,7 +185,14 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
     try:
         with zf.open(info) as fh:
             header = read_npy_header(fh)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, NotImplementedError) as exc:
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        SyntaxError,
+        NotImplementedError,
+    ) as exc:
         model.skipped.append((key, f"unreadable .npy header ({exc})"))
         return None
     if header.dtype.hasobject:
@@ -182,19 +205,36 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
         return None
     # the member must actually hold the bytes its header declares (resource bombs)
     if header.header_len + header.nbytes > info.file_size:
-        model.skipped.append((key, f"header declares {header.nbytes} bytes but the member holds "
-                                   f"{max(info.file_size - header.header_len, 0)}"))
+        model.skipped.append(
+            (
+                key,
+                f"header declares {header.nbytes} bytes but the member holds "
+                f"{max(info.file_size - header.header_len, 0)}",
+            )
+        )
         return None
     if header.nbytes > options.max_tensor_bytes:
-        model.skipped.append((key, f"{header.nbytes} bytes exceeds the per-tensor limit "
-                                   f"({options.max_tensor_bytes})"))
+        model.skipped.append(
+            (
+                key,
+                f"{header.nbytes} bytes exceeds the per-tensor limit ({options.max_tensor_bytes})",
+            )
+        )
         return None
-    if (info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > _INFLATE_CHECK_BYTES
-            and info.file_size > _MAX_RATIO * max(info.compress_size, 1)):
+    if (
+        info.compress_type == zipfile.ZIP_DEFLATED
+        and info.file_size > _INFLATE_CHECK_BYTES
+        and info.file_size > _MAX_RATIO * max(info.compress_size, 1)
+    ):
         # a deflated member that inflates a thousandfold is a bomb for whoever reads it whole
         ratio = info.file_size // max(info.compress_size, 1)
-        model.skipped.append((key, f"deflated member inflates {ratio}:1 to {info.file_size} bytes "
-                                   "(decompression bomb?): not read"))
+        model.skipped.append(
+            (
+                key,
+                f"deflated member inflates {ratio}:1 to {info.file_size} bytes "
+                "(decompression bomb?): not read",
+            )
+        )
         return None
     offset = stored_data_offset(path, info)
     if offset is not None and offset + header.header_len + header.nbytes > path.stat().st_size:
@@ -206,14 +246,23 @@ def _member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: Loa
     return FlatTensor(key, header.shape, _dtype_name(header.dtype), loader)
 
 
-def _scan_object_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: NpyHeader, key: str,
-                       model: LoadedModel) -> None:
+def _scan_object_array(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, header: NpyHeader, key: str, model: LoadedModel
+) -> None:
     from ._scan import scan_blob
 
-    if info.file_size > _OBJECT_SCAN_CAP or (info.compress_size and info.file_size > _MAX_RATIO * info.compress_size
-                                            and info.file_size > _INFLATE_CHECK_BYTES):
-        model.unsafe.append(UnsafeContent(what="object array whose pickle is too large to scan "
-                                               "(np.load(allow_pickle=True) would run it)", location=key))
+    if info.file_size > _OBJECT_SCAN_CAP or (
+        info.compress_size
+        and info.file_size > _MAX_RATIO * info.compress_size
+        and info.file_size > _INFLATE_CHECK_BYTES
+    ):
+        model.unsafe.append(
+            UnsafeContent(
+                what="object array whose pickle is too large to scan "
+                "(np.load(allow_pickle=True) would run it)",
+                location=key,
+            )
+        )
         return
     try:
         with zf.open(info) as fh:
@@ -229,14 +278,30 @@ def _inventory(flat: list[FlatTensor], model: LoadedModel) -> list[StoredTensor]
     """Every .npy member: the ones read with their header's shape; the ones left unread (their
     reason is already in ``skipped``) counted as weights we did not analyse, since we never
     learnt their shape (conservative: they keep the file partial)."""
-    out = [StoredTensor(name=f.name, shape=tuple(f.shape), dtype=f.dtype,
-                        nbytes=stored_nbytes(f.shape, f.dtype),
-                        weight_like=is_weight_like(tuple(f.shape), f.dtype)) for f in flat]
+    out = [
+        StoredTensor(
+            name=f.name,
+            shape=tuple(f.shape),
+            dtype=f.dtype,
+            nbytes=stored_nbytes(f.shape, f.dtype),
+            weight_like=is_weight_like(tuple(f.shape), f.dtype),
+        )
+        for f in flat
+    ]
     for key, reason in model.skipped:
         if key.endswith("/") or reason == "not a .npy member":
             continue
-        out.append(StoredTensor(name=key, shape=(), dtype="unknown", nbytes=0, weight_like=True,
-                                skip=categorise(key, reason), detail=reason))
+        out.append(
+            StoredTensor(
+                name=key,
+                shape=(),
+                dtype="unknown",
+                nbytes=0,
+                weight_like=True,
+                skip=categorise(key, reason),
+                detail=reason,
+            )
+        )
     return out
 
 

@@ -48,8 +48,11 @@ def detect(path: Path, head: bytes = b"") -> bool:
         return True
     # a CheckpointManager root: numbered step folders (refused with the step to give)
     try:
-        return any(p.name.isdigit() and (p / CHECKPOINT_METADATA).is_file()
-                   for p in path.iterdir() if p.is_dir())
+        return any(
+            p.name.isdigit() and (p / CHECKPOINT_METADATA).is_file()
+            for p in path.iterdir()
+            if p.is_dir()
+        )
     except OSError:
         return False
 
@@ -57,16 +60,24 @@ def detect(path: Path, head: bytes = b"") -> bool:
 def _items(path: Path) -> list[Path]:
     if (path / METADATA).is_file():
         return [path]
-    steps = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()
-                    and (p / CHECKPOINT_METADATA).is_file()), key=lambda p: int(p.name))
+    steps = sorted(
+        (
+            p
+            for p in path.iterdir()
+            if p.is_dir() and p.name.isdigit() and (p / CHECKPOINT_METADATA).is_file()
+        ),
+        key=lambda p: int(p.name),
+    )
     if steps:
-        raise LoadError(f"is an orbax CheckpointManager directory: give one step "
-                        f"(latest: {steps[-1].name})")
+        raise LoadError(
+            f"is an orbax CheckpointManager directory: give one step (latest: {steps[-1].name})"
+        )
     items = sorted(p for p in path.iterdir() if p.is_dir() and (p / METADATA).is_file())
     if items:
         return items
-    raise LoadError("an orbax checkpoint without a readable _METADATA (older PyTree layout): "
-                    "not supported yet")
+    raise LoadError(
+        "an orbax checkpoint without a readable _METADATA (older PyTree layout): not supported yet"
+    )
 
 
 def _read_metadata(item: Path) -> dict[str, Any]:
@@ -122,8 +133,11 @@ def _loader(ts: Any, spec: dict[str, Any]) -> Loader:
         try:
             return np.asarray(ts.open(spec).result().read().result())
         except Exception as exc:  # noqa: BLE001 - tensorstore raises ValueError/RuntimeError subclasses
-            raise LoadError(f"orbax array {spec['kvstore'].get('path')!r} is unreadable "
-                            f"({str(exc).splitlines()[0][:160]})") from None
+            raise LoadError(
+                f"orbax array {spec['kvstore'].get('path')!r} is unreadable "
+                f"({str(exc).splitlines()[0][:160]})"
+            ) from None
+
     return load
 
 
@@ -142,10 +156,17 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
             if "array" not in value_type.lower() and "ndarray" not in value_type.lower():
                 continue  # scalars (step), strings: not tensors
             if ts is None:
-                inventory.append(StoredTensor(full, shape or (), "unknown", 0,
-                                              weight_like=len(shape or ()) >= 2,
-                                              skip=SkipReason.UNREADABLE,
-                                              detail="orbax arrays need the optional tensorstore package"))
+                inventory.append(
+                    StoredTensor(
+                        full,
+                        shape or (),
+                        "unknown",
+                        0,
+                        weight_like=len(shape or ()) >= 2,
+                        skip=SkipReason.UNREADABLE,
+                        detail="orbax arrays need the optional tensorstore package",
+                    )
+                )
                 continue
             spec = _spec(item, name, meta)
             try:
@@ -154,8 +175,17 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
                 shape = tuple(int(d) for d in store.shape)
             except Exception as exc:  # noqa: BLE001 - any tensorstore failure: one line
                 detail = f"unreadable ({str(exc).splitlines()[0][:160]})"
-                inventory.append(StoredTensor(full, shape or (), "unknown", 0,
-                                              len(shape or ()) >= 2, SkipReason.UNREADABLE, detail))
+                inventory.append(
+                    StoredTensor(
+                        full,
+                        shape or (),
+                        "unknown",
+                        0,
+                        len(shape or ()) >= 2,
+                        SkipReason.UNREADABLE,
+                        detail,
+                    )
+                )
                 model.skipped.append((full, detail))
                 continue
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -164,21 +194,37 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
             detail_s: str | None = None
             if top in NON_MODEL:
                 skip, detail_s = SkipReason.OTHER, f"training state ({top}), not model parameters"
-            elif dtype.kind not in "fiub" and "bfloat16" not in dtype.name and "float8" not in dtype.name:
+            elif (
+                dtype.kind not in "fiub"
+                and "bfloat16" not in dtype.name
+                and "float8" not in dtype.name
+            ):
                 skip, detail_s = SkipReason.UNSUPPORTED_DTYPE, f"dtype {dtype} is not numeric"
             elif nbytes > options.max_tensor_bytes:
-                skip, detail_s = SkipReason.TOO_LARGE, f"{nbytes} bytes exceeds the per-tensor limit"
-            inventory.append(StoredTensor(full, shape, dtype.name, nbytes,
-                                          is_weight_like(shape, dtype.name,
-                                                         embedding=name.endswith(".embedding")),
-                                          skip, detail_s))
+                skip, detail_s = (
+                    SkipReason.TOO_LARGE,
+                    f"{nbytes} bytes exceeds the per-tensor limit",
+                )
+            inventory.append(
+                StoredTensor(
+                    full,
+                    shape,
+                    dtype.name,
+                    nbytes,
+                    is_weight_like(shape, dtype.name, embedding=name.endswith(".embedding")),
+                    skip,
+                    detail_s,
+                )
+            )
             if skip is not None:
                 model.skipped.append((full, detail_s or skip.value))
                 continue
             flat.append(FlatTensor(full, shape, dtype.name, _loader(ts, spec)))
     if ts is None:
-        raise LoadError(f"an orbax checkpoint ({len(inventory)} arrays): reading its OCDBT/zarr "
-                        "store needs the optional tensorstore package (pip install tensorstore)")
+        raise LoadError(
+            f"an orbax checkpoint ({len(inventory)} arrays): reading its OCDBT/zarr "
+            "store needs the optional tensorstore package (pip install tensorstore)"
+        )
     if not inventory:
         raise LoadError("an orbax checkpoint whose metadata lists no arrays")
     model.inventory = inventory

@@ -92,7 +92,9 @@ def apply(model: LoadedModel, directory: Path | None) -> None:
             if t in model.loose_tensors:
                 layer_name = t.name.rpartition(".")[0] if t.name.endswith(".weight") else t.name
                 t.layer = layer_name
-                new_layers.setdefault(layer_name, Layer(name=layer_name, op=f.method)).tensors.append(t)
+                new_layers.setdefault(
+                    layer_name, Layer(name=layer_name, op=f.method)
+                ).tensors.append(t)
                 moved.add(id(t))
         elif t.role in (Role.KERNEL, Role.EMBEDDING, Role.RECURRENT) and f.method != "LoRA":
             # (LoRA's zero B keeps its kernel role: IA201 knows it is zero by design)
@@ -107,6 +109,9 @@ def apply(model: LoadedModel, directory: Path | None) -> None:
     model.layers.extend(new_layers.values())
     is_adapter = directory is not None and (directory / ADAPTER_CONFIG).is_file()
     model.framework = model.framework if not is_adapter else "peft"
-    model.notes.append("PEFT adapter factors: " + ", ".join(f"{n} {m}" for m, n in found.items())
-                       + "; random factors analysed as kernels, factors constant by design "
-                         "(zeros/ones so the adapter starts as a no-op) noted with their init")
+    model.notes.append(
+        "PEFT adapter factors: "
+        + ", ".join(f"{n} {m}" for m, n in found.items())
+        + "; random factors analysed as kernels, factors constant by design "
+        "(zeros/ones so the adapter starts as a no-op) noted with their init"
+    )

@@ -38,9 +38,14 @@ from ..analysis.fans import torch_fans
 from ..model import Layer, LoadedModel, Role, SkipReason, StoredTensor, WeightTensor
 
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)  # AutoAWQ awq/utils/packing_utils.py
-_BNB4_PARTS = ("weight.absmax", "weight.quant_map", "weight.nested_absmax",
-               "weight.nested_quant_map", "weight.quant_state.bitsandbytes__nf4",
-               "weight.quant_state.bitsandbytes__fp4")
+_BNB4_PARTS = (
+    "weight.absmax",
+    "weight.quant_map",
+    "weight.nested_absmax",
+    "weight.nested_quant_map",
+    "weight.quant_state.bitsandbytes__nf4",
+    "weight.quant_state.bitsandbytes__fp4",
+)
 
 
 def _unpack_rows(packed: np.ndarray, bits: int) -> np.ndarray:
@@ -65,22 +70,33 @@ def _unpack_cols(packed: np.ndarray, bits: int, order: tuple[int, ...] | None = 
     return vals.reshape(packed.shape[0], packed.shape[1] * per).astype(np.int32)
 
 
-def _gptq_loader(qw: WeightTensor, qz: WeightTensor, sc: WeightTensor, gi: WeightTensor | None,
-                 bits: int, v2: bool) -> Callable[[], np.ndarray]:
+def _gptq_loader(
+    qw: WeightTensor,
+    qz: WeightTensor,
+    sc: WeightTensor,
+    gi: WeightTensor | None,
+    bits: int,
+    v2: bool,
+) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         q = _unpack_rows(np.asarray(qw.load()), bits)  # (in, out)
         z = _unpack_cols(np.asarray(qz.load()), bits)[:, : q.shape[1]] + (0 if v2 else 1)
         s = np.asarray(sc.load(), dtype=np.float32)
         n_in = q.shape[0]
-        g = (np.asarray(gi.load()).astype(np.int64) if gi is not None
-             else np.arange(n_in) // max(1, n_in // s.shape[0]))
+        g = (
+            np.asarray(gi.load()).astype(np.int64)
+            if gi is not None
+            else np.arange(n_in) // max(1, n_in // s.shape[0])
+        )
         w = s[g] * (q - z[g]).astype(np.float32)
         return np.ascontiguousarray(w.T)  # torch Linear layout (out, in)
+
     return load
 
 
-def _awq_loader(qw: WeightTensor, qz: WeightTensor, sc: WeightTensor,
-                bits: int) -> Callable[[], np.ndarray]:
+def _awq_loader(
+    qw: WeightTensor, qz: WeightTensor, sc: WeightTensor, bits: int
+) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         q = _unpack_cols(np.asarray(qw.load()), bits, AWQ_ORDER)  # (in, out)
         z = _unpack_cols(np.asarray(qz.load()), bits, AWQ_ORDER)
@@ -89,6 +105,7 @@ def _awq_loader(qw: WeightTensor, qz: WeightTensor, sc: WeightTensor,
         g = np.arange(n_in) // max(1, n_in // s.shape[0])
         w = (q - z[g]).astype(np.float32) * s[g]
         return np.ascontiguousarray(w.T)
+
     return load
 
 
@@ -98,8 +115,10 @@ def _scaled_loader(w: WeightTensor, s: WeightTensor, divide127: bool) -> Callabl
         scale = np.asarray(s.load()).astype(np.float32)
         if divide127:  # LLM.int8: per-row absmax
             return values * (scale.reshape(-1, 1) / 127.0)
-        if scale.size == 1 or (scale.ndim == values.ndim and all(
-                a in (1, b) for a, b in zip(scale.shape, values.shape))):
+        if scale.size == 1 or (
+            scale.ndim == values.ndim
+            and all(a in (1, b) for a, b in zip(scale.shape, values.shape))
+        ):
             return values * scale.reshape(scale.shape if scale.ndim == values.ndim else ())
         if scale.ndim == 1 and scale.shape[0] == values.shape[0]:
             return values * scale.reshape(-1, *([1] * (values.ndim - 1)))
@@ -108,6 +127,7 @@ def _scaled_loader(w: WeightTensor, s: WeightTensor, divide127: bool) -> Callabl
         b1 = -(-values.shape[1] // scale.shape[1])
         full = np.repeat(np.repeat(scale, b0, axis=0), b1, axis=1)
         return values * full[: values.shape[0], : values.shape[1]]
+
     return load
 
 
@@ -124,11 +144,28 @@ def _fp8_scale_ok(w: WeightTensor, s: WeightTensor) -> bool:
     return len(ss) == 2 == len(ws) and ss[0] <= ws[0] and ss[1] <= ws[1]
 
 
-def _kernel(name: str, layer: str, shape: tuple[int, int], dtype: str,
-            load: Callable[[], np.ndarray], note: str) -> WeightTensor:
+def _kernel(
+    name: str,
+    layer: str,
+    shape: tuple[int, int],
+    dtype: str,
+    load: Callable[[], np.ndarray],
+    note: str,
+) -> WeightTensor:
     fi, fo = torch_fans(shape)
-    return WeightTensor(name=name, layer=layer, op="Linear", role=Role.KERNEL, shape=shape,
-                        dtype=dtype, load=load, fan_in=fi, fan_out=fo, unit_axis=0, notes=[note])
+    return WeightTensor(
+        name=name,
+        layer=layer,
+        op="Linear",
+        role=Role.KERNEL,
+        shape=shape,
+        dtype=dtype,
+        load=load,
+        fan_in=fi,
+        fan_out=fo,
+        unit_axis=0,
+        notes=[note],
+    )
 
 
 def _quant_config(config: dict[str, Any] | None) -> dict[str, Any]:
@@ -153,21 +190,38 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
     demote: dict[str, str] = {}  # name -> note (kept as loose OTHER: scales, zeros)
     counts: dict[str, int] = defaultdict(int)
     for prefix, parts in groups.items():
-        full: Callable[..., str] = (
-            lambda leaf, prefix=prefix: f"{prefix}.{leaf}" if prefix else leaf)
+        full: Callable[..., str] = lambda leaf, prefix=prefix: (
+            f"{prefix}.{leaf}" if prefix else leaf
+        )
         qw, qz, sc = parts.get("qweight"), parts.get("qzeros"), parts.get("scales")
-        if qw is not None and qz is not None and sc is not None and len(qw.shape) == 2 \
-                and len(sc.shape) == 2 and qw.dtype.startswith("int"):
+        if (
+            qw is not None
+            and qz is not None
+            and sc is not None
+            and len(qw.shape) == 2
+            and len(sc.shape) == 2
+            and qw.dtype.startswith("int")
+        ):
             out = int(sc.shape[1])
-            if method == "awq" or (method != "gptq" and "g_idx" not in parts
-                                   and qw.shape[1] * 8 == out and qw.shape[0] != out):
+            if method == "awq" or (
+                method != "gptq"
+                and "g_idx" not in parts
+                and qw.shape[1] * 8 == out
+                and qw.shape[0] != out
+            ):
                 bits = int(bits_cfg) if isinstance(bits_cfg, int) else 4
                 if bits != 4 or qw.shape[1] * 8 != out:
                     drop.add(qw.name)
                     model.skipped.append((qw.name, f"AWQ {bits}-bit layout {qw.shape} not decoded"))
                     continue
-                kern = _kernel(qw.name, prefix, (out, int(qw.shape[0])), "int4 (AWQ dequantized)",
-                               _awq_loader(qw, qz, sc, bits), "AWQ GEMM int4: (q - zero) * scale")
+                kern = _kernel(
+                    qw.name,
+                    prefix,
+                    (out, int(qw.shape[0])),
+                    "int4 (AWQ dequantized)",
+                    _awq_loader(qw, qz, sc, bits),
+                    "AWQ GEMM int4: (q - zero) * scale",
+                )
                 counts["AWQ"] += 1
             else:
                 bits = 4
@@ -177,12 +231,19 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
                     bits = 32 * int(qw.shape[0]) // max(1, int(parts["g_idx"].shape[0]))
                 if bits not in (2, 4, 8) or qw.shape[1] != out:
                     drop.add(qw.name)
-                    model.skipped.append((qw.name, f"GPTQ {bits}-bit layout {qw.shape} not decoded"))
+                    model.skipped.append(
+                        (qw.name, f"GPTQ {bits}-bit layout {qw.shape} not decoded")
+                    )
                     continue
                 n_in = int(qw.shape[0]) * 32 // bits
-                kern = _kernel(qw.name, prefix, (out, n_in), f"int{bits} (GPTQ dequantized)",
-                               _gptq_loader(qw, qz, sc, parts.get("g_idx"), bits, v2),
-                               f"GPTQ int{bits}: scale * (q - zero)")
+                kern = _kernel(
+                    qw.name,
+                    prefix,
+                    (out, n_in),
+                    f"int{bits} (GPTQ dequantized)",
+                    _gptq_loader(qw, qz, sc, parts.get("g_idx"), bits, v2),
+                    f"GPTQ int{bits}: scale * (q - zero)",
+                )
                 counts["GPTQ"] += 1
             new_kernels[prefix] = kern
             drop.add(qw.name)
@@ -200,16 +261,29 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
             for p in _BNB4_PARTS:
                 if full(p) in by_name:
                     demote[full(p)] = f"bitsandbytes quant state of {w.name}"
-            _mark(model, w.name, SkipReason.QUANTIZED_NOT_DECODED,
-                  f"bitsandbytes {kind} packed weight not decoded")
+            _mark(
+                model,
+                w.name,
+                SkipReason.QUANTIZED_NOT_DECODED,
+                f"bitsandbytes {kind} packed weight not decoded",
+            )
             counts["bitsandbytes-4bit (skipped)"] += 1
             continue
         scb = parts.get("SCB")
-        if scb is not None and w.dtype == "int8" and len(w.shape) == 2 and scb.shape[:1] == w.shape[:1]:
-            new_kernels[prefix] = _kernel(w.name, prefix, (int(w.shape[0]), int(w.shape[1])),
-                                          "int8 (LLM.int8 dequantized)",
-                                          _scaled_loader(w, scb, True),
-                                          "bitsandbytes LLM.int8: weight * SCB / 127")
+        if (
+            scb is not None
+            and w.dtype == "int8"
+            and len(w.shape) == 2
+            and scb.shape[:1] == w.shape[:1]
+        ):
+            new_kernels[prefix] = _kernel(
+                w.name,
+                prefix,
+                (int(w.shape[0]), int(w.shape[1])),
+                "int8 (LLM.int8 dequantized)",
+                _scaled_loader(w, scb, True),
+                "bitsandbytes LLM.int8: weight * SCB / 127",
+            )
             drop.add(w.name)
             demote[scb.name] = f"row absmax of {w.name} (used to decode it)"
             counts["LLM.int8"] += 1
@@ -220,30 +294,46 @@ def apply(model: LoadedModel, config: dict[str, Any] | None) -> None:
             if len(w.shape) != 2:
                 continue
             kind = "FP8" if w.dtype.startswith("float8") else "INT8"
-            new_kernels[prefix] = _kernel(w.name, prefix, shape, f"{w.dtype} (scaled)",
-                                          _scaled_loader(w, scale, False),
-                                          f"{kind} weight * {scale.name.rpartition('.')[2]}")
+            new_kernels[prefix] = _kernel(
+                w.name,
+                prefix,
+                shape,
+                f"{w.dtype} (scaled)",
+                _scaled_loader(w, scale, False),
+                f"{kind} weight * {scale.name.rpartition('.')[2]}",
+            )
             drop.add(w.name)
             demote[scale.name] = f"scale of {w.name} (used to decode it)"
             counts[kind] += 1
         elif (scale is not None and not w.dtype.startswith(("float", "bfloat"))) or (
-                w.dtype == "uint8" and len(w.shape) >= 2):
+            w.dtype == "uint8" and len(w.shape) >= 2
+        ):
             # a scale we cannot apply, or uint8 codes with no scale at all: the stored values
             # are not the weight (an FP8 weight with no scale is its own value and stays)
             drop.add(w.name)
-            model.skipped.append((w.name, f"{w.dtype} weight with a scale layout we do not apply"
-                                  if scale is not None else "uint8 codes without a scale"))
+            model.skipped.append(
+                (
+                    w.name,
+                    f"{w.dtype} weight with a scale layout we do not apply"
+                    if scale is not None
+                    else "uint8 codes without a scale",
+                )
+            )
             _mark(model, w.name, SkipReason.QUANTIZED_NOT_DECODED, "quantized codes not decoded")
     if not (new_kernels or drop or demote):
         return
     _rewrite(model, new_kernels, drop, demote)
     if counts:
-        model.notes.append("quantized weights: " + ", ".join(f"{n} {k}" for k, n in counts.items())
-                           + " (decoded where the layout is documented, else listed as skipped)")
+        model.notes.append(
+            "quantized weights: "
+            + ", ".join(f"{n} {k}" for k, n in counts.items())
+            + " (decoded where the layout is documented, else listed as skipped)"
+        )
 
 
-def _rewrite(model: LoadedModel, new_kernels: dict[str, WeightTensor], drop: set[str],
-             demote: dict[str, str]) -> None:
+def _rewrite(
+    model: LoadedModel, new_kernels: dict[str, WeightTensor], drop: set[str], demote: dict[str, str]
+) -> None:
     loose: list[WeightTensor] = []
     for t in model.loose_tensors:
         if t.name in drop:
@@ -260,7 +350,13 @@ def _rewrite(model: LoadedModel, new_kernels: dict[str, WeightTensor], drop: set
             if t.name in drop:
                 continue
             if t.name in demote:
-                t.role, t.op, t.fan_in, t.fan_out, t.unit_axis = Role.OTHER, "Quant", None, None, None
+                t.role, t.op, t.fan_in, t.fan_out, t.unit_axis = (
+                    Role.OTHER,
+                    "Quant",
+                    None,
+                    None,
+                    None,
+                )
                 t.notes.append(demote[t.name])
                 loose.append(t)
                 continue
@@ -279,13 +375,18 @@ def _rewrite(model: LoadedModel, new_kernels: dict[str, WeightTensor], drop: set
     model.loose_tensors = loose
     if model.inventory is not None:
         names = {k.name for k in new_kernels.values()}
-        model.inventory = [replace(s, weight_like=True) if s.name in names else s
-                           for s in model.inventory]
+        model.inventory = [
+            replace(s, weight_like=True) if s.name in names else s for s in model.inventory
+        ]
 
 
 def _mark(model: LoadedModel, name: str, skip: SkipReason, detail: str) -> None:
     """Set the skip of ``name`` in an inventory the loader already built."""
     if model.inventory is None:
         return
-    model.inventory = [StoredTensor(s.name, s.shape, s.dtype, s.nbytes, True, skip, detail)
-                       if s.name == name else s for s in model.inventory]
+    model.inventory = [
+        StoredTensor(s.name, s.shape, s.dtype, s.nbytes, True, skip, detail)
+        if s.name == name
+        else s
+        for s in model.inventory
+    ]

@@ -55,7 +55,8 @@ def _wn_shapes_ok(g: FlatTensor, v: FlatTensor) -> bool:
     if len(g.shape) == 0 or all(int(d) == 1 for d in g.shape):
         return True
     return len(g.shape) == len(v.shape) and all(
-        int(a) == int(b) or int(a) == 1 for a, b in zip(g.shape, v.shape))
+        int(a) == int(b) or int(a) == 1 for a, b in zip(g.shape, v.shape)
+    )
 
 
 def reconstruct(flats: list[FlatTensor]) -> tuple[list[FlatTensor], list[Rebuilt]]:
@@ -86,17 +87,28 @@ def reconstruct(flats: list[FlatTensor]) -> tuple[list[FlatTensor], list[Rebuilt
             if not _wn_shapes_ok(a, b):
                 continue
             g_load, v_load = a.load, b.load
-            new = FlatTensor(target, tuple(b.shape), "float32",
-                             cast(Loader, lambda g_load=g_load, v_load=v_load:
-                                  _weight_norm(g_load(), v_load())))
+            new = FlatTensor(
+                target,
+                tuple(b.shape),
+                "float32",
+                cast(Loader, lambda g_load=g_load, v_load=v_load: _weight_norm(g_load(), v_load())),
+            )
             first = min(pair, key=lambda n: flats.index(by_name[n]))
         else:
             if tuple(a.shape) != tuple(b.shape):
                 continue
             o_load, m_load = a.load, b.load
-            new = FlatTensor(target, tuple(a.shape), "float32",
-                             cast(Loader, lambda o_load=o_load, m_load=m_load: (
-                                 np.asarray(o_load()) * np.asarray(m_load())).astype(np.float32)))
+            new = FlatTensor(
+                target,
+                tuple(a.shape),
+                "float32",
+                cast(
+                    Loader,
+                    lambda o_load=o_load, m_load=m_load: (
+                        np.asarray(o_load()) * np.asarray(m_load())
+                    ).astype(np.float32),
+                ),
+            )
             first = pair[0]
         replace[first] = new
         drop.update(pair)

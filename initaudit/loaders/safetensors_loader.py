@@ -72,8 +72,12 @@ DTYPES: dict[str, _DType] = {
 }
 # the ml_dtypes types (code -> ml_dtypes attribute), added to DTYPES on first use: importing
 # ml_dtypes costs 0.2-0.9 s, more than auditing a float32 file that never needs it (perf)
-_ML_DTYPES = {"BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-              "F8_E8M0": "float8_e8m0fnu"}  # F8_E8M0: MX scale factors (safetensors >= 0.6)
+_ML_DTYPES = {
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+}  # F8_E8M0: MX scale factors (safetensors >= 0.6)
 
 
 def _dtype_of(code: str) -> _DType | None:
@@ -128,6 +132,7 @@ def read_header(path: Path) -> Header:
     try:
         file_size = path.stat().st_size
         with open(path, "rb") as fh:
+
             def read_at(offset: int, length: int) -> bytes:
                 fh.seek(offset)
                 return fh.read(length)
@@ -148,13 +153,17 @@ def parse_header(read_at: Callable[[int, int], bytes], file_size: int) -> Header
     if n > MAX_HEADER_BYTES:
         raise LoadError(f"safetensors header declares {n} bytes (limit {MAX_HEADER_BYTES})")
     if 8 + n > file_size:
-        raise LoadError(f"safetensors header declares {n} bytes but the file has only "
-                        f"{file_size - 8} after the length")
+        raise LoadError(
+            f"safetensors header declares {n} bytes but the file has only "
+            f"{file_size - 8} after the length"
+        )
     raw = read_at(8, n)
     objects = raw.count(b"{")
     if objects > MAX_TENSORS + 2:  # one JSON object per entry, plus the header and metadata
-        raise LoadError(f"safetensors header holds {objects} JSON objects (limit {MAX_TENSORS} "
-                        "tensors per file)")
+        raise LoadError(
+            f"safetensors header holds {objects} JSON objects (limit {MAX_TENSORS} "
+            "tensors per file)"
+        )
     try:
         parsed = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except LoadError:
@@ -167,7 +176,9 @@ def parse_header(read_at: Callable[[int, int], bytes], file_size: int) -> Header
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise LoadError("safetensors __metadata__ must map strings to strings")
     if len(parsed) > MAX_TENSORS:
-        raise LoadError(f"safetensors header lists {len(parsed)} tensors (limit {MAX_TENSORS} per file)")
+        raise LoadError(
+            f"safetensors header lists {len(parsed)} tensors (limit {MAX_TENSORS} per file)"
+        )
     entries = [_entry(name, spec) for name, spec in parsed.items()]
     _check_coverage(entries, file_size - 8 - n)
     return Header(8 + n, tuple(entries), dict(metadata))
@@ -187,8 +198,12 @@ def _entry(name: str, spec: Any) -> TensorEntry:
         raise LoadError(f"safetensors entry {name!r} has no dtype")
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
         raise LoadError(f"safetensors entry {name!r} has an invalid shape {shape!r}")
-    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1] < 2**64):
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_int(o) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1] < 2**64
+    ):
         raise LoadError(f"safetensors entry {name!r} has invalid data_offsets {offsets!r}")
     begin, end = offsets
     dtype = _dtype_of(code)
@@ -196,8 +211,10 @@ def _entry(name: str, spec: Any) -> TensorEntry:
         # Python ints: the product cannot overflow, so a hostile shape cannot wrap around
         expected = math.prod(shape) * dtype.np_dtype.itemsize
         if expected != end - begin:
-            raise LoadError(f"safetensors entry {name!r}: shape {tuple(shape)} x {code} needs "
-                            f"{expected} bytes but data_offsets span {end - begin}")
+            raise LoadError(
+                f"safetensors entry {name!r}: shape {tuple(shape)} x {code} needs "
+                f"{expected} bytes but data_offsets span {end - begin}"
+            )
     return TensorEntry(name, code, dtype, tuple(shape), begin, end)
 
 
@@ -206,16 +223,23 @@ def _check_coverage(entries: list[TensorEntry], data_len: int) -> None:
     cursor = 0
     for e in sorted(entries, key=lambda e: (e.begin, e.end)):
         if e.begin != cursor:
-            problem = "overlaps the previous tensor" if e.begin < cursor else "leaves a gap before it"
-            raise LoadError(f"safetensors entry {e.name!r} {problem} (offset {e.begin}, "
-                            f"expected {cursor})")
+            problem = (
+                "overlaps the previous tensor" if e.begin < cursor else "leaves a gap before it"
+            )
+            raise LoadError(
+                f"safetensors entry {e.name!r} {problem} (offset {e.begin}, expected {cursor})"
+            )
         cursor = e.end
     if cursor != data_len:
         if cursor > data_len:
-            raise LoadError(f"safetensors tensors declare {cursor} data bytes but the file holds "
-                            f"only {data_len}")
-        raise LoadError(f"safetensors data section has {data_len - cursor} trailing bytes that "
-                        "belong to no tensor")
+            raise LoadError(
+                f"safetensors tensors declare {cursor} data bytes but the file holds "
+                f"only {data_len}"
+            )
+        raise LoadError(
+            f"safetensors data section has {data_len - cursor} trailing bytes that "
+            "belong to no tensor"
+        )
 
 
 # --------------------------------------------------------------------------- lazy tensors
@@ -228,16 +252,26 @@ def _loader(path: Path, data_start: int, entry: TensorEntry) -> Loader:
         # one memmap per tensor: nothing but this tensor's pages is ever mapped
         if entry.end == entry.begin:
             return np.zeros(entry.shape, dtype=dtype)
-        raw = np.memmap(path, dtype=np.uint8, mode="r", offset=data_start + entry.begin,
-                        shape=(entry.end - entry.begin,))
+        raw = np.memmap(
+            path,
+            dtype=np.uint8,
+            mode="r",
+            offset=data_start + entry.begin,
+            shape=(entry.end - entry.begin,),
+        )
         return raw.view(dtype).reshape(entry.shape)
 
     return load
 
 
-def _flat_tensors(path: Path, header: Header, options: LoadOptions, model: LoadedModel,
-                  only: set[str] | None = None,
-                  make_loader: Callable[[int, TensorEntry], Loader] | None = None) -> list[FlatTensor]:
+def _flat_tensors(
+    path: Path,
+    header: Header,
+    options: LoadOptions,
+    model: LoadedModel,
+    only: set[str] | None = None,
+    make_loader: Callable[[int, TensorEntry], Loader] | None = None,
+) -> list[FlatTensor]:
     """``make_loader(data_start, entry)``: how a tensor's bytes are read (default: a memmap of
     ``path``; initaudit.remote passes ranged reads)."""
     out: list[FlatTensor] = []
@@ -247,19 +281,33 @@ def _flat_tensors(path: Path, header: Header, options: LoadOptions, model: Loade
         # every header entry is enumerated, whatever happens to it next (accounting)
         dtype_name = e.dtype.name if e.dtype is not None else e.code.lower()
         probe = dtype_name if e.dtype is not None else "float"  # unknown codes: assume a weight
-        _inventory(model).append(StoredTensor(
-            name=e.name, shape=e.shape, dtype=dtype_name, nbytes=e.end - e.begin,
-            weight_like=is_weight_like(e.shape, probe)))
+        _inventory(model).append(
+            StoredTensor(
+                name=e.name,
+                shape=e.shape,
+                dtype=dtype_name,
+                nbytes=e.end - e.begin,
+                weight_like=is_weight_like(e.shape, probe),
+            )
+        )
         if e.dtype is None:
-            model.skip(e.name, f"safetensors dtype {e.code} is not supported",
-                       SkipReason.UNSUPPORTED_DTYPE)
+            model.skip(
+                e.name, f"safetensors dtype {e.code} is not supported", SkipReason.UNSUPPORTED_DTYPE
+            )
             continue
         if e.end - e.begin > options.max_tensor_bytes:
-            model.skip(e.name, f"{e.end - e.begin} bytes exceeds the per-tensor limit "
-                               f"({options.max_tensor_bytes})", SkipReason.TOO_LARGE)
+            model.skip(
+                e.name,
+                f"{e.end - e.begin} bytes exceeds the per-tensor limit "
+                f"({options.max_tensor_bytes})",
+                SkipReason.TOO_LARGE,
+            )
             continue
-        load_fn = (make_loader(header.data_start, e) if make_loader is not None
-                   else _loader(path, header.data_start, e))
+        load_fn = (
+            make_loader(header.data_start, e)
+            if make_loader is not None
+            else _loader(path, header.data_start, e)
+        )
         out.append(FlatTensor(e.name, e.shape, e.dtype.name, load_fn))
     return out
 
@@ -274,8 +322,9 @@ def _inventory(model: LoadedModel) -> list[StoredTensor]:
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
-    model = LoadedModel(path=str(path), format=fmt, framework="pytorch", has_graph=False,
-                        inventory=[])
+    model = LoadedModel(
+        path=str(path), format=fmt, framework="pytorch", has_graph=False, inventory=[]
+    )
     if fmt == "safetensors-sharded" or path.is_dir():
         flat = _load_directory(path, options, model)
         directory = path
@@ -335,7 +384,8 @@ def _read_index(index_path: Path) -> dict[str, str]:
         raise LoadError(f"{INDEX_NAME} is not valid JSON ({_short(exc)})") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
+    ):
         raise LoadError(f"{INDEX_NAME} has no weight_map of tensor name -> shard file")
     return weight_map
 
@@ -359,15 +409,20 @@ def _load_directory(directory: Path, options: LoadOptions, model: LoadedModel) -
     for shard in shards:
         shard_path = _inside(directory, shard)
         if shard_path is None:
-            model.unsafe.append(UnsafeContent(
-                what=f"safetensors shard path {shard!r} leaves the model directory (not read)",
-                location=INDEX_NAME))
+            model.unsafe.append(
+                UnsafeContent(
+                    what=f"safetensors shard path {shard!r} leaves the model directory (not read)",
+                    location=INDEX_NAME,
+                )
+            )
             for tensor in sorted(by_shard.get(shard, ())):
                 # shape unknown (the header is never read): counted as a weight, unread
-                _inventory(model).append(StoredTensor(tensor, (), "unknown", 0, True,
-                                                      SkipReason.UNSAFE))
-                model.skip(tensor, f"shard {shard!r} is outside the model directory",
-                           SkipReason.UNSAFE)
+                _inventory(model).append(
+                    StoredTensor(tensor, (), "unknown", 0, True, SkipReason.UNSAFE)
+                )
+                model.skip(
+                    tensor, f"shard {shard!r} is outside the model directory", SkipReason.UNSAFE
+                )
             continue
         if not shard_path.is_file():
             raise LoadError(f"shard {shard!r} listed in {INDEX_NAME} is missing")
@@ -379,18 +434,24 @@ def _load_directory(directory: Path, options: LoadOptions, model: LoadedModel) -
         if listed is not None:
             present = {e.name for e in header.entries}
             for missing in sorted(listed - present):
-                _inventory(model).append(StoredTensor(missing, (), "unknown", 0, True,
-                                                      SkipReason.UNREADABLE))
-                model.skip(missing, f"listed in {INDEX_NAME} but absent from {shard}",
-                           SkipReason.UNREADABLE)
+                _inventory(model).append(
+                    StoredTensor(missing, (), "unknown", 0, True, SkipReason.UNREADABLE)
+                )
+                model.skip(
+                    missing,
+                    f"listed in {INDEX_NAME} but absent from {shard}",
+                    SkipReason.UNREADABLE,
+                )
             extra = present - listed
             if extra:
-                model.notes.append(f"{shard} holds {len(extra)} tensor(s) not in {INDEX_NAME}; "
-                                   "audited anyway")
+                model.notes.append(
+                    f"{shard} holds {len(extra)} tensor(s) not in {INDEX_NAME}; audited anyway"
+                )
         for ft in _flat_tensors(shard_path, header, options, model):
             if ft.name in seen:
-                model.skip(ft.name, f"appears again in {shard}; first copy audited",
-                           SkipReason.OTHER)
+                model.skip(
+                    ft.name, f"appears again in {shard}; first copy audited", SkipReason.OTHER
+                )
                 continue
             seen.add(ft.name)
             flat.append(ft)

@@ -18,9 +18,14 @@ from ..model import Convention, Layer, Loader, Role, WeightTensor
 _NORM_PARTS = re.compile(
     r"(^|[._])(norm|layernorm|layer_norm|ln|ln_\d+|ln_f|bn|bn\d+|batchnorm|batch_norm|rmsnorm|"
     r"groupnorm|group_norm|gn|instancenorm|final_layer_norm|norm\d+|post_attention_layernorm|"
-    r"input_layernorm|ln\d+|layer_norm\d*)([._]|$)", re.I)
-_EMBED_PARTS = re.compile(r"(embed|embedding|embeddings|wte|wpe|tok_embeddings|word_embeddings|"
-                          r"position_embeddings|token_type_embeddings|shared|lm_head_embed)", re.I)
+    r"input_layernorm|ln\d+|layer_norm\d*)([._]|$)",
+    re.I,
+)
+_EMBED_PARTS = re.compile(
+    r"(embed|embedding|embeddings|wte|wpe|tok_embeddings|word_embeddings|"
+    r"position_embeddings|token_type_embeddings|shared|lm_head_embed)",
+    re.I,
+)
 _RNN_LEAF = re.compile(r"^(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?$")
 
 
@@ -36,9 +41,9 @@ def _is_norm(prefix: str) -> bool:
     return bool(_NORM_PARTS.search(prefix))
 
 
-
-def group_state_dict(tensors: Iterable[FlatTensor],
-                     convention: Convention = Convention.TORCH) -> tuple[list[Layer], list[WeightTensor]]:
+def group_state_dict(
+    tensors: Iterable[FlatTensor], convention: Convention = Convention.TORCH
+) -> tuple[list[Layer], list[WeightTensor]]:
     """Return (layers, loose tensors) in the order the names first appear."""
     layers: dict[str, Layer] = {}
     loose: list[WeightTensor] = []
@@ -59,8 +64,13 @@ def group_state_dict(tensors: Iterable[FlatTensor],
                 role = Role.BIAS
             else:
                 role = Role.RECURRENT if kind in ("hh", "hr") else Role.KERNEL
-        elif lower in ("running_mean", "running_var", "num_batches_tracked", "moving_mean",
-                       "moving_variance"):
+        elif lower in (
+            "running_mean",
+            "running_var",
+            "num_batches_tracked",
+            "moving_mean",
+            "moving_variance",
+        ):
             role, op = Role.NORM_STAT, "Norm"
         elif lower in ("in_proj_weight",):
             role, op = Role.KERNEL, "MultiheadAttention"
@@ -87,9 +97,20 @@ def group_state_dict(tensors: Iterable[FlatTensor],
         if role in (Role.KERNEL, Role.RECURRENT, Role.EMBEDDING) and rank >= 2:
             fan_in, fan_out = conv_fans(ft.shape, convention)
             unit_axis = 0 if convention in (Convention.TORCH, Convention.ONNX) else rank - 1
-        wt = WeightTensor(name=ft.name, layer=prefix, op=op, role=role, shape=ft.shape,
-                          dtype=ft.dtype, load=ft.load, fan_in=fan_in, fan_out=fan_out,
-                          convention=convention, unit_axis=unit_axis, gates=gates)
+        wt = WeightTensor(
+            name=ft.name,
+            layer=prefix,
+            op=op,
+            role=role,
+            shape=ft.shape,
+            dtype=ft.dtype,
+            load=ft.load,
+            fan_in=fan_in,
+            fan_out=fan_out,
+            convention=convention,
+            unit_axis=unit_axis,
+            gates=gates,
+        )
         if role in (Role.OTHER, Role.NORM_STAT) and prefix not in layers:
             loose.append(wt)
             continue

@@ -46,10 +46,21 @@ MAX_METADATA_BYTES = 256 * 2**20
 MAX_CHUNK_PICKLE = 16 * 2**20
 # globals DCP's own metadata pickle references (TensorProperties.__setstate__ helpers): the
 # restricted unpickler never calls them; they name a layout/memory-format enum, nothing more
-_DCP_INTERNAL = ("torch.serialization._get_layout",
-                 "torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING")
-_TRAINING = ("optim", "optimizer", "optimizers", "scheduler", "lr_scheduler", "dataloader",
-             "rng", "rng_state", "scaler")
+_DCP_INTERNAL = (
+    "torch.serialization._get_layout",
+    "torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING",
+)
+_TRAINING = (
+    "optim",
+    "optimizer",
+    "optimizers",
+    "scheduler",
+    "lr_scheduler",
+    "dataloader",
+    "rng",
+    "rng_state",
+    "scaler",
+)
 
 
 def is_distcp_dir(p: Path) -> bool:
@@ -63,8 +74,6 @@ class _Chunk:
     file: str
     start: int
     length: int
-
-
 
 
 class _ChunkSource:
@@ -98,8 +107,9 @@ def _state(obj: Any) -> dict[Any, Any]:
 
 
 def _ints(value: Any) -> tuple[int, ...] | None:
-    if isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                 and v >= 0 for v in value):
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
         return tuple(int(v) for v in value)
     return None
 
@@ -110,8 +120,9 @@ def _read_chunk(path: Path, chunk: _Chunk, name: str, options: Any) -> np.ndarra
     except LoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - zipfile on hostile bytes raises a zoo of types
-        raise LoadError(f"{chunk.file} at {chunk.start}: unreadable chunk of {name!r} "
-                        f"({type(exc).__name__})") from None
+        raise LoadError(
+            f"{chunk.file} at {chunk.start}: unreadable chunk of {name!r} ({type(exc).__name__})"
+        ) from None
 
 
 def _read_chunk_unchecked(path: Path, chunk: _Chunk, name: str, options: Any) -> np.ndarray:
@@ -133,23 +144,32 @@ def _read_chunk_unchecked(path: Path, chunk: _Chunk, name: str, options: Any) ->
                 raise LoadError(f"{chunk.file} at {chunk.start}: data.pkl too large")
             with zf.open(pkls[0]) as fh:
                 data = fh.read(MAX_CHUNK_PICKLE + 1)
-            root, _, _ = P.unpickle(data, location=f"{chunk.file}@{chunk.start}",
-                                    persistent_load=P.parse_storage_pid)
+            root, _, _ = P.unpickle(
+                data, location=f"{chunk.file}@{chunk.start}", persistent_load=P.parse_storage_pid
+            )
             ref = P.unwrap(root)
             if not isinstance(ref, P.TensorRef):
                 raise LoadError(f"{chunk.file} at {chunk.start}: chunk of {name!r} is not a tensor")
-            ft = _flat_tensor(name, ref, _ChunkSource(zf, pkls[0][: -len("data.pkl")] + "data/"),
-                              options)
+            ft = _flat_tensor(
+                name, ref, _ChunkSource(zf, pkls[0][: -len("data.pkl")] + "data/"), options
+            )
             if isinstance(ft, str):
                 raise LoadError(f"chunk of {name!r}: {ft}")
             if tuple(ft.shape) != chunk.sizes:
-                raise LoadError(f"chunk of {name!r} holds shape {ft.shape}, metadata says "
-                                f"{chunk.sizes}")
+                raise LoadError(
+                    f"chunk of {name!r} holds shape {ft.shape}, metadata says {chunk.sizes}"
+                )
             return np.array(ft.load())  # copy: the archive closes with this block
 
 
-def _assembler(directory: Path, name: str, shape: tuple[int, ...], np_dtype: np.dtype,
-               chunks: list[_Chunk], options: Any) -> Callable[[], np.ndarray]:
+def _assembler(
+    directory: Path,
+    name: str,
+    shape: tuple[int, ...],
+    np_dtype: np.dtype,
+    chunks: list[_Chunk],
+    options: Any,
+) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         if len(chunks) == 1 and chunks[0].sizes == shape:
             return _read_chunk(directory / chunks[0].file, chunks[0], name, options)
@@ -159,6 +179,7 @@ def _assembler(directory: Path, name: str, shape: tuple[int, ...], np_dtype: np.
             index = tuple(slice(o, o + s) for o, s in zip(c.offsets, c.sizes))
             out[index] = part
         return out
+
     return load
 
 
@@ -175,9 +196,11 @@ def _covers(shape: tuple[int, ...], chunks: list[_Chunk]) -> bool:
         # no two non-empty chunks overlap, so equal volume means every element is written
         live = [c for c in chunks if math.prod(c.sizes)]
         for i, a in enumerate(live):
-            for b in live[i + 1:]:
-                if all(ao < bo + bs and bo < ao + asz for ao, asz, bo, bs
-                       in zip(a.offsets, a.sizes, b.offsets, b.sizes)):
+            for b in live[i + 1 :]:
+                if all(
+                    ao < bo + bs and bo < ao + asz
+                    for ao, asz, bo, bs in zip(a.offsets, a.sizes, b.offsets, b.sizes)
+                ):
                     return False
     return total == math.prod(shape)
 
@@ -211,8 +234,15 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
         k, v = _state(key), _state(info)
         fqn, off = k.get("fqn"), _ints(k.get("offset", ()))
         rel, start, length = v.get("relative_path"), v.get("offset"), v.get("length")
-        if isinstance(fqn, str) and off is not None and isinstance(rel, str) \
-                and isinstance(start, int) and isinstance(length, int) and start >= 0 and length > 0:
+        if (
+            isinstance(fqn, str)
+            and off is not None
+            and isinstance(rel, str)
+            and isinstance(start, int)
+            and isinstance(length, int)
+            and start >= 0
+            and length > 0
+        ):
             where[(fqn, off)] = (rel, start, length)
     file_sizes: dict[str, int | None] = {}
 
@@ -240,15 +270,23 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
         dt = raw[0] if isinstance(raw, tuple) and raw else props.get("dtype")
         dname = dt.name if isinstance(dt, P.DType) else "unknown"
         training = fqn not in model_fqns
-        name = fqn[len(strip):] if strip and fqn.startswith(strip) and not training else fqn
+        name = fqn[len(strip) :] if strip and fqn.startswith(strip) and not training else fqn
         if shape is None:
             raise LoadError(f"{METADATA}: tensor {fqn!r} has no valid size")
         entry = DTYPES.get(dname)
         nbytes = math.prod(shape) * (entry.itemsize if entry else 1)
         weight_like = (not training) and is_weight_like(shape, dname)
         if training:
-            inventory.append(StoredTensor(name, shape, dname, nbytes, False,
-                                          detail="training state (optimizer) in the checkpoint"))
+            inventory.append(
+                StoredTensor(
+                    name,
+                    shape,
+                    dname,
+                    nbytes,
+                    False,
+                    detail="training state (optimizer) in the checkpoint",
+                )
+            )
             continue
         chunks: list[_Chunk] = []
         problem = None
@@ -275,23 +313,41 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
             continue
         if nbytes > int(getattr(options, "max_tensor_bytes", 64 * 2**30)):
             model.skipped.append((name, f"{nbytes} bytes exceeds the per-tensor limit"))
-            inventory.append(StoredTensor(name, shape, dname, nbytes, weight_like,
-                                          SkipReason.TOO_LARGE, "above the per-tensor limit"))
+            inventory.append(
+                StoredTensor(
+                    name,
+                    shape,
+                    dname,
+                    nbytes,
+                    weight_like,
+                    SkipReason.TOO_LARGE,
+                    "above the per-tensor limit",
+                )
+            )
             continue
         assert entry is not None and entry.numpy is not None  # else `problem` was set above
-        flats.append(FlatTensor(name, shape, dname,
-                                _assembler(directory, name, shape, entry.numpy, chunks, options)))
+        flats.append(
+            FlatTensor(
+                name, shape, dname, _assembler(directory, name, shape, entry.numpy, chunks, options)
+            )
+        )
         inventory.append(StoredTensor(name, shape, dname, nbytes, weight_like))
     flats, rebuilt = reparam.reconstruct(flats)
     model.layers, model.loose_tensors = group_state_dict(flats, Convention.TORCH)
     note_rebuilt(model, rebuilt)
     into = {part: r.name for r in rebuilt for part in r.parts}
-    model.inventory = [StoredTensor(into.get(s.name, s.name), s.shape, s.dtype, s.nbytes,
-                                    s.weight_like, s.skip, s.detail) for s in inventory]
+    model.inventory = [
+        StoredTensor(
+            into.get(s.name, s.name), s.shape, s.dtype, s.nbytes, s.weight_like, s.skip, s.detail
+        )
+        for s in inventory
+    ]
     ranks = sorted({c for c in (p.name for p in directory.glob("*.distcp"))})
     model.metadata["distcp_files"] = ranks
-    model.notes.append(f"torch.distributed.checkpoint folder: {len(ranks)} .distcp file(s), "
-                       f"{len(flats)} tensor(s) assembled from their chunks")
+    model.notes.append(
+        f"torch.distributed.checkpoint folder: {len(ranks)} .distcp file(s), "
+        f"{len(flats)} tensor(s) assembled from their chunks"
+    )
     from .hf import apply_hf_config
 
     apply_hf_config(model, directory)

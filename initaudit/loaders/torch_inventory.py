@@ -78,8 +78,15 @@ def walk_all(root: Any, tick: Callable[[int], None]) -> list[Found]:
     return out
 
 
-def stored(found: Found, *, name: str, itemsize: Callable[[str], int], weight_like: bool | None = None,
-           skip: SkipReason | None = None, detail: str | None = None) -> StoredTensor:
+def stored(
+    found: Found,
+    *,
+    name: str,
+    itemsize: Callable[[str], int],
+    weight_like: bool | None = None,
+    skip: SkipReason | None = None,
+    detail: str | None = None,
+) -> StoredTensor:
     """The StoredTensor record of one found tensor."""
     v = found.value
     if isinstance(v, P.TensorRef):
@@ -94,8 +101,9 @@ def stored(found: Found, *, name: str, itemsize: Callable[[str], int], weight_li
         shape, dtype, nbytes = (), "unsupported", 0
         # fail closed: an undecoded tensor rebuilt by torch is a weight until shown otherwise
         wl = True if weight_like is None else weight_like
-    return StoredTensor(name=name, shape=shape, dtype=dtype, nbytes=nbytes, weight_like=wl,
-                        skip=skip, detail=detail)
+    return StoredTensor(
+        name=name, shape=shape, dtype=dtype, nbytes=nbytes, weight_like=wl, skip=skip, detail=detail
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -117,10 +125,16 @@ def skip_category(reason: str) -> SkipReason:
     return SkipReason.OTHER
 
 
-def build(model: LoadedModel, root: Any, entries: list[Any], rebuilt: list[Rebuilt],
-          skip_keys: frozenset[str], itemsize: Callable[[str], int],
-          tick: Callable[[int], None],
-          storages: dict[str, int] | None = None) -> list[StoredTensor]:
+def build(
+    model: LoadedModel,
+    root: Any,
+    entries: list[Any],
+    rebuilt: list[Rebuilt],
+    skip_keys: frozenset[str],
+    itemsize: Callable[[str], int],
+    tick: Callable[[int], None],
+    storages: dict[str, int] | None = None,
+) -> list[StoredTensor]:
     """The inventory of a pickled checkpoint: every tensor under ``root``, each either accounted
     to the name it is analysed under or carrying the reason it is not.
 
@@ -142,28 +156,65 @@ def build(model: LoadedModel, root: Any, entries: list[Any], rebuilt: list[Rebui
                 out.append(stored(found, name=name, itemsize=itemsize))
                 continue
             if ename in reasons:
-                out.append(stored(found, name=ename, itemsize=itemsize,
-                                  skip=skip_category(reasons[ename]), detail=reasons[ename]))
+                out.append(
+                    stored(
+                        found,
+                        name=ename,
+                        itemsize=itemsize,
+                        skip=skip_category(reasons[ename]),
+                        detail=reasons[ename],
+                    )
+                )
                 continue
-            rec = stored(found, name=ename, itemsize=itemsize, skip=SkipReason.UNMAPPED,
-                         detail="selected but never mapped to a layer")
+            rec = stored(
+                found,
+                name=ename,
+                itemsize=itemsize,
+                skip=SkipReason.UNMAPPED,
+                detail="selected but never mapped to a layer",
+            )
         elif found.path in analysed and isinstance(found.value, P.TensorRef):
             # a module attribute holding the tensor a hook computes from stored factors (prune
             # keeps ``weight`` = orig * mask beside weight_orig): the analysed tensor's values
-            out.append(stored(found, name=found.path, itemsize=itemsize,
-                              detail="module attribute recomputed from the analysed factors"))
+            out.append(
+                stored(
+                    found,
+                    name=found.path,
+                    itemsize=itemsize,
+                    detail="module attribute recomputed from the analysed factors",
+                )
+            )
             continue
         elif found.top_key is not None and found.top_key in skip_keys:
             # optimizer moments, scaler state...: stored, but not weights an init is about
-            out.append(stored(found, name=found.path, itemsize=itemsize, weight_like=False,
-                              detail=f"training state under checkpoint[{found.top_key!r}]"))
+            out.append(
+                stored(
+                    found,
+                    name=found.path,
+                    itemsize=itemsize,
+                    weight_like=False,
+                    detail=f"training state under checkpoint[{found.top_key!r}]",
+                )
+            )
             continue
         else:
-            rec = stored(found, name=found.path, itemsize=itemsize, skip=SkipReason.UNMAPPED,
-                         detail="not reached by the state-dict selection")
+            rec = stored(
+                found,
+                name=found.path,
+                itemsize=itemsize,
+                skip=SkipReason.UNMAPPED,
+                detail="not reached by the state-dict selection",
+            )
         if isinstance(found.value, P.UnsupportedTensor):
-            rec = StoredTensor(rec.name, rec.shape, rec.dtype, rec.nbytes, rec.weight_like,
-                               skip_category(found.value.reason), found.value.reason)
+            rec = StoredTensor(
+                rec.name,
+                rec.shape,
+                rec.dtype,
+                rec.nbytes,
+                rec.weight_like,
+                skip_category(found.value.reason),
+                found.value.reason,
+            )
         out.append(rec)
         if rec.weight_like and rec.name not in reasons:
             model.skipped.append((rec.name, f"{rec.detail} ({rec.skip.value if rec.skip else ''})"))
@@ -176,10 +227,12 @@ def build(model: LoadedModel, root: Any, entries: list[Any], rebuilt: list[Rebui
             if key in used:
                 continue
             name = f"storage {key}"
-            detail = ("archive storage referenced by no tensor the reader decodes "
-                      "(packed/opaque object, e.g. a quantized module's torch.ScriptObject)")
-            out.append(StoredTensor(name, (nbytes,), "bytes", nbytes, True,
-                                    SkipReason.UNMAPPED, detail))
+            detail = (
+                "archive storage referenced by no tensor the reader decodes "
+                "(packed/opaque object, e.g. a quantized module's torch.ScriptObject)"
+            )
+            out.append(
+                StoredTensor(name, (nbytes,), "bytes", nbytes, True, SkipReason.UNMAPPED, detail)
+            )
             model.skipped.append((name, detail))
     return out
-

@@ -80,126 +80,346 @@ def _ml(name: str) -> np.dtype | None:
     return np.dtype(getattr(_mld, name)) if _mld is not None and hasattr(_mld, name) else None
 
 
-DTYPES: dict[str, _DType] = {d.name: d for d in (
-    _DType("float32", 4, 4, np.dtype(np.float32)),
-    _DType("float64", 8, 8, np.dtype(np.float64)),
-    _DType("float16", 2, 2, np.dtype(np.float16)),
-    _DType("bfloat16", 2, 2, _ml("bfloat16")),
-    _DType("float8_e4m3fn", 1, 1, _ml("float8_e4m3fn")),
-    _DType("float8_e5m2", 1, 1, _ml("float8_e5m2")),
-    _DType("float8_e4m3fnuz", 1, 1, _ml("float8_e4m3fnuz")),
-    _DType("float8_e5m2fnuz", 1, 1, _ml("float8_e5m2fnuz")),
-    _DType("float8_e8m0fnu", 1, 1, _ml("float8_e8m0fnu")),
-    _DType("int64", 8, 8, np.dtype(np.int64)),
-    _DType("int32", 4, 4, np.dtype(np.int32)),
-    _DType("int16", 2, 2, np.dtype(np.int16)),
-    _DType("int8", 1, 1, np.dtype(np.int8)),
-    _DType("uint8", 1, 1, np.dtype(np.uint8)),
-    _DType("uint16", 2, 2, np.dtype(np.uint16)),
-    _DType("uint32", 4, 4, np.dtype(np.uint32)),
-    _DType("uint64", 8, 8, np.dtype(np.uint64)),
-    _DType("bool", 1, 1, np.dtype(np.bool_)),
-    _DType("complex64", 8, 4, np.dtype(np.complex64)),
-    _DType("complex128", 16, 8, np.dtype(np.complex128)),
-    _DType("complex32", 4, 2, None),
-    _DType("float4_e2m1fn_x2", 1, 1, None),
-    _DType("qint8", 1, 1, None), _DType("quint8", 1, 1, None), _DType("qint32", 4, 4, None),
-    _DType("quint4x2", 1, 1, None), _DType("quint2x4", 1, 1, None),
-)}
+DTYPES: dict[str, _DType] = {
+    d.name: d
+    for d in (
+        _DType("float32", 4, 4, np.dtype(np.float32)),
+        _DType("float64", 8, 8, np.dtype(np.float64)),
+        _DType("float16", 2, 2, np.dtype(np.float16)),
+        _DType("bfloat16", 2, 2, _ml("bfloat16")),
+        _DType("float8_e4m3fn", 1, 1, _ml("float8_e4m3fn")),
+        _DType("float8_e5m2", 1, 1, _ml("float8_e5m2")),
+        _DType("float8_e4m3fnuz", 1, 1, _ml("float8_e4m3fnuz")),
+        _DType("float8_e5m2fnuz", 1, 1, _ml("float8_e5m2fnuz")),
+        _DType("float8_e8m0fnu", 1, 1, _ml("float8_e8m0fnu")),
+        _DType("int64", 8, 8, np.dtype(np.int64)),
+        _DType("int32", 4, 4, np.dtype(np.int32)),
+        _DType("int16", 2, 2, np.dtype(np.int16)),
+        _DType("int8", 1, 1, np.dtype(np.int8)),
+        _DType("uint8", 1, 1, np.dtype(np.uint8)),
+        _DType("uint16", 2, 2, np.dtype(np.uint16)),
+        _DType("uint32", 4, 4, np.dtype(np.uint32)),
+        _DType("uint64", 8, 8, np.dtype(np.uint64)),
+        _DType("bool", 1, 1, np.dtype(np.bool_)),
+        _DType("complex64", 8, 4, np.dtype(np.complex64)),
+        _DType("complex128", 16, 8, np.dtype(np.complex128)),
+        _DType("complex32", 4, 2, None),
+        _DType("float4_e2m1fn_x2", 1, 1, None),
+        _DType("qint8", 1, 1, None),
+        _DType("quint8", 1, 1, None),
+        _DType("qint32", 4, 4, None),
+        _DType("quint4x2", 1, 1, None),
+        _DType("quint2x4", 1, 1, None),
+    )
+}
 
 # torch/_export/serde/schema.py ScalarType codes (.pt2)
 PT2_DTYPES: dict[int, str] = {
-    1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
-    8: "float64", 9: "complex32", 10: "complex64", 11: "complex128", 12: "bool", 13: "bfloat16",
-    28: "uint16", 29: "float8_e4m3fn", 30: "float8_e5m2", 31: "float8_e4m3fnuz",
-    32: "float8_e5m2fnuz", 33: "float8_e8m0fnu", 34: "uint32", 35: "uint64",
+    1: "uint8",
+    2: "int8",
+    3: "int16",
+    4: "int32",
+    5: "int64",
+    6: "float16",
+    7: "float32",
+    8: "float64",
+    9: "complex32",
+    10: "complex64",
+    11: "complex128",
+    12: "bool",
+    13: "bfloat16",
+    28: "uint16",
+    29: "float8_e4m3fn",
+    30: "float8_e5m2",
+    31: "float8_e4m3fnuz",
+    32: "float8_e5m2fnuz",
+    33: "float8_e8m0fnu",
+    34: "uint32",
+    35: "uint64",
 }
 
 
 # --------------------------------------------------------------------------------------------
 # module vocabulary (class short names as torch.nn spells them)
 # --------------------------------------------------------------------------------------------
-WEIGHTED_MODULES = frozenset({
-    "Linear", "LazyLinear", "Bilinear", "NonDynamicallyQuantizableLinear", "Conv1d", "Conv2d",
-    "Conv3d", "LazyConv1d", "LazyConv2d", "LazyConv3d", "ConvTranspose1d", "ConvTranspose2d",
-    "ConvTranspose3d", "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyConvTranspose3d",
-    "Embedding", "EmbeddingBag", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
-    "MultiheadAttention",
-})
-NORM_MODULES = frozenset({
-    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d",
-    "LazyBatchNorm2d", "LazyBatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d",
-    "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm", "RMSNorm", "CrossMapLRN2d",
-})
-PASS_THROUGH_MODULES = frozenset({
-    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
-    "Flatten", "Unflatten", "Identity", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d",
-    "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d",
-    "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "ZeroPad1d", "ZeroPad2d",
-    "ZeroPad3d", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "ReflectionPad1d",
-    "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad2d",
-    "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d", "PixelShuffle",
-    "PixelUnshuffle", "ChannelShuffle",
-})
+WEIGHTED_MODULES = frozenset(
+    {
+        "Linear",
+        "LazyLinear",
+        "Bilinear",
+        "NonDynamicallyQuantizableLinear",
+        "Conv1d",
+        "Conv2d",
+        "Conv3d",
+        "LazyConv1d",
+        "LazyConv2d",
+        "LazyConv3d",
+        "ConvTranspose1d",
+        "ConvTranspose2d",
+        "ConvTranspose3d",
+        "LazyConvTranspose1d",
+        "LazyConvTranspose2d",
+        "LazyConvTranspose3d",
+        "Embedding",
+        "EmbeddingBag",
+        "RNN",
+        "LSTM",
+        "GRU",
+        "RNNCell",
+        "LSTMCell",
+        "GRUCell",
+        "MultiheadAttention",
+    }
+)
+NORM_MODULES = frozenset(
+    {
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "SyncBatchNorm",
+        "LazyBatchNorm1d",
+        "LazyBatchNorm2d",
+        "LazyBatchNorm3d",
+        "LayerNorm",
+        "GroupNorm",
+        "InstanceNorm1d",
+        "InstanceNorm2d",
+        "InstanceNorm3d",
+        "LocalResponseNorm",
+        "RMSNorm",
+        "CrossMapLRN2d",
+    }
+)
+PASS_THROUGH_MODULES = frozenset(
+    {
+        "Dropout",
+        "Dropout1d",
+        "Dropout2d",
+        "Dropout3d",
+        "AlphaDropout",
+        "FeatureAlphaDropout",
+        "Flatten",
+        "Unflatten",
+        "Identity",
+        "MaxPool1d",
+        "MaxPool2d",
+        "MaxPool3d",
+        "AvgPool1d",
+        "AvgPool2d",
+        "AvgPool3d",
+        "AdaptiveAvgPool1d",
+        "AdaptiveAvgPool2d",
+        "AdaptiveAvgPool3d",
+        "AdaptiveMaxPool1d",
+        "AdaptiveMaxPool2d",
+        "AdaptiveMaxPool3d",
+        "LPPool1d",
+        "LPPool2d",
+        "Upsample",
+        "UpsamplingNearest2d",
+        "UpsamplingBilinear2d",
+        "ZeroPad1d",
+        "ZeroPad2d",
+        "ZeroPad3d",
+        "ConstantPad1d",
+        "ConstantPad2d",
+        "ConstantPad3d",
+        "ReflectionPad1d",
+        "ReflectionPad2d",
+        "ReflectionPad3d",
+        "ReplicationPad1d",
+        "ReplicationPad2d",
+        "ReplicationPad3d",
+        "CircularPad1d",
+        "CircularPad2d",
+        "CircularPad3d",
+        "PixelShuffle",
+        "PixelUnshuffle",
+        "ChannelShuffle",
+    }
+)
 # activation module -> (vocabulary name, attribute holding its parameter)
 ACTIVATION_MODULES: dict[str, tuple[str, str | None]] = {
-    "ReLU": ("relu", None), "LeakyReLU": ("leaky_relu", "negative_slope"), "PReLU": ("prelu", None),
-    "ELU": ("elu", "alpha"), "CELU": ("celu", "alpha"), "SELU": ("selu", None),
-    "Sigmoid": ("sigmoid", None), "Hardsigmoid": ("hardsigmoid", None), "Tanh": ("tanh", None),
-    "Softmax": ("softmax", None), "LogSoftmax": ("logsoftmax", None), "Softmax2d": ("softmax", None),
-    "Softplus": ("softplus", None), "GELU": ("gelu", None), "SiLU": ("silu", None),
-    "Mish": ("mish", None), "ReLU6": ("relu6", None), "Hardtanh": ("hardtanh", None),
-    "Hardswish": ("hardswish", None), "Softsign": ("Softsign", None), "Tanhshrink": ("Tanhshrink", None),
-    "LogSigmoid": ("LogSigmoid", None), "RReLU": ("RReLU", None), "GLU": ("GLU", None),
-    "Softmin": ("Softmin", None), "Threshold": ("Threshold", None),
+    "ReLU": ("relu", None),
+    "LeakyReLU": ("leaky_relu", "negative_slope"),
+    "PReLU": ("prelu", None),
+    "ELU": ("elu", "alpha"),
+    "CELU": ("celu", "alpha"),
+    "SELU": ("selu", None),
+    "Sigmoid": ("sigmoid", None),
+    "Hardsigmoid": ("hardsigmoid", None),
+    "Tanh": ("tanh", None),
+    "Softmax": ("softmax", None),
+    "LogSoftmax": ("logsoftmax", None),
+    "Softmax2d": ("softmax", None),
+    "Softplus": ("softplus", None),
+    "GELU": ("gelu", None),
+    "SiLU": ("silu", None),
+    "Mish": ("mish", None),
+    "ReLU6": ("relu6", None),
+    "Hardtanh": ("hardtanh", None),
+    "Hardswish": ("hardswish", None),
+    "Softsign": ("Softsign", None),
+    "Tanhshrink": ("Tanhshrink", None),
+    "LogSigmoid": ("LogSigmoid", None),
+    "RReLU": ("RReLU", None),
+    "GLU": ("GLU", None),
+    "Softmin": ("Softmin", None),
+    "Threshold": ("Threshold", None),
 }
 # functional / aten activation names -> (vocabulary name, positional index of the parameter, kw)
 ACTIVATION_FUNCS: dict[str, tuple[str, int | None, str | None]] = {
-    "relu": ("relu", None, None), "relu_": ("relu", None, None),
-    "leaky_relu": ("leaky_relu", 1, "negative_slope"), "leaky_relu_": ("leaky_relu", 1, "negative_slope"),
-    "elu": ("elu", 1, "alpha"), "elu_": ("elu", 1, "alpha"), "celu": ("celu", 1, "alpha"),
-    "selu": ("selu", None, None), "selu_": ("selu", None, None),
-    "sigmoid": ("sigmoid", None, None), "sigmoid_": ("sigmoid", None, None),
-    "hardsigmoid": ("hardsigmoid", None, None), "tanh": ("tanh", None, None), "tanh_": ("tanh", None, None),
-    "softmax": ("softmax", None, None), "_softmax": ("softmax", None, None),
-    "log_softmax": ("logsoftmax", None, None), "_log_softmax": ("logsoftmax", None, None),
-    "softplus": ("softplus", None, None), "gelu": ("gelu", None, None), "gelu_": ("gelu", None, None),
-    "silu": ("silu", None, None), "silu_": ("silu", None, None), "mish": ("mish", None, None),
-    "relu6": ("relu6", None, None), "hardtanh": ("hardtanh", None, None), "hardtanh_": ("hardtanh", None, None),
-    "hardswish": ("hardswish", None, None), "hardswish_": ("hardswish", None, None),
-    "prelu": ("prelu", None, None), "_prelu_kernel": ("prelu", None, None),
+    "relu": ("relu", None, None),
+    "relu_": ("relu", None, None),
+    "leaky_relu": ("leaky_relu", 1, "negative_slope"),
+    "leaky_relu_": ("leaky_relu", 1, "negative_slope"),
+    "elu": ("elu", 1, "alpha"),
+    "elu_": ("elu", 1, "alpha"),
+    "celu": ("celu", 1, "alpha"),
+    "selu": ("selu", None, None),
+    "selu_": ("selu", None, None),
+    "sigmoid": ("sigmoid", None, None),
+    "sigmoid_": ("sigmoid", None, None),
+    "hardsigmoid": ("hardsigmoid", None, None),
+    "tanh": ("tanh", None, None),
+    "tanh_": ("tanh", None, None),
+    "softmax": ("softmax", None, None),
+    "_softmax": ("softmax", None, None),
+    "log_softmax": ("logsoftmax", None, None),
+    "_log_softmax": ("logsoftmax", None, None),
+    "softplus": ("softplus", None, None),
+    "gelu": ("gelu", None, None),
+    "gelu_": ("gelu", None, None),
+    "silu": ("silu", None, None),
+    "silu_": ("silu", None, None),
+    "mish": ("mish", None, None),
+    "relu6": ("relu6", None, None),
+    "hardtanh": ("hardtanh", None, None),
+    "hardtanh_": ("hardtanh", None, None),
+    "hardswish": ("hardswish", None, None),
+    "hardswish_": ("hardswish", None, None),
+    "prelu": ("prelu", None, None),
+    "_prelu_kernel": ("prelu", None, None),
 }
-PASS_THROUGH_FUNCS = frozenset({
-    "dropout", "dropout_", "feature_dropout", "alpha_dropout", "feature_alpha_dropout",
-    "native_dropout", "dropout1d", "dropout2d", "dropout3d", "flatten", "reshape", "view",
-    "_unsafe_view", "contiguous", "squeeze", "unsqueeze", "clone", "detach", "alias", "to",
-    "type_as", "float", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d",
-    "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "_adaptive_avg_pool2d",
-    "max_pool2d_with_indices", "pad", "constant_pad_nd", "upsample_nearest2d", "identity",
-    "_to_copy", "expand", "permute", "transpose",
-})
-NORM_FUNCS = frozenset({
-    "batch_norm", "layer_norm", "group_norm", "instance_norm", "native_batch_norm",
-    "native_layer_norm", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit",
-    "_native_batch_norm_legit_functional", "rms_norm", "native_group_norm", "local_response_norm",
-})
+PASS_THROUGH_FUNCS = frozenset(
+    {
+        "dropout",
+        "dropout_",
+        "feature_dropout",
+        "alpha_dropout",
+        "feature_alpha_dropout",
+        "native_dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "flatten",
+        "reshape",
+        "view",
+        "_unsafe_view",
+        "contiguous",
+        "squeeze",
+        "unsqueeze",
+        "clone",
+        "detach",
+        "alias",
+        "to",
+        "type_as",
+        "float",
+        "max_pool1d",
+        "max_pool2d",
+        "max_pool3d",
+        "avg_pool1d",
+        "avg_pool2d",
+        "avg_pool3d",
+        "adaptive_avg_pool1d",
+        "adaptive_avg_pool2d",
+        "adaptive_avg_pool3d",
+        "adaptive_max_pool1d",
+        "adaptive_max_pool2d",
+        "adaptive_max_pool3d",
+        "_adaptive_avg_pool2d",
+        "max_pool2d_with_indices",
+        "pad",
+        "constant_pad_nd",
+        "upsample_nearest2d",
+        "identity",
+        "_to_copy",
+        "expand",
+        "permute",
+        "transpose",
+    }
+)
+NORM_FUNCS = frozenset(
+    {
+        "batch_norm",
+        "layer_norm",
+        "group_norm",
+        "instance_norm",
+        "native_batch_norm",
+        "native_layer_norm",
+        "_native_batch_norm_legit_no_training",
+        "_native_batch_norm_legit",
+        "_native_batch_norm_legit_functional",
+        "rms_norm",
+        "native_group_norm",
+        "local_response_norm",
+    }
+)
 # aten ops whose weight argument makes a layer in .pt2 graphs -> op name for the layer
 PT2_WEIGHTED_OPS: dict[str, str] = {
-    "linear": "Linear", "conv1d": "Conv1d", "conv2d": "Conv2d", "conv3d": "Conv3d",
-    "convolution": "Conv", "conv_transpose1d": "ConvTranspose1d", "conv_transpose2d": "ConvTranspose2d",
-    "conv_transpose3d": "ConvTranspose3d", "embedding": "Embedding", "addmm": "Linear",
-    "lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN", "rnn_relu": "RNN", "bilinear": "Bilinear",
+    "linear": "Linear",
+    "conv1d": "Conv1d",
+    "conv2d": "Conv2d",
+    "conv3d": "Conv3d",
+    "convolution": "Conv",
+    "conv_transpose1d": "ConvTranspose1d",
+    "conv_transpose2d": "ConvTranspose2d",
+    "conv_transpose3d": "ConvTranspose3d",
+    "embedding": "Embedding",
+    "addmm": "Linear",
+    "lstm": "LSTM",
+    "gru": "GRU",
+    "rnn_tanh": "RNN",
+    "rnn_relu": "RNN",
+    "bilinear": "Bilinear",
 }
 
-_STATE_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "module", "net",
-               "network", "weights", "params", "state_dict_ema", "ema", "model_ema",
-               "ema_state_dict")
-_SKIP_KEYS = frozenset({"optimizer", "optimizer_states", "optimizer_state_dict", "optim",
-                        "optimizers", "lr_schedulers", "scheduler", "schedulers", "lr_scheduler",
-                        "callbacks", "loops", "amp_scaler", "scaler", "grad_scaler",
-                        "native_amp_scaling_state", "hyper_parameters", "hparams"})
+_STATE_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model_state",
+    "model",
+    "module",
+    "net",
+    "network",
+    "weights",
+    "params",
+    "state_dict_ema",
+    "ema",
+    "model_ema",
+    "ema_state_dict",
+)
+_SKIP_KEYS = frozenset(
+    {
+        "optimizer",
+        "optimizer_states",
+        "optimizer_state_dict",
+        "optim",
+        "optimizers",
+        "lr_schedulers",
+        "scheduler",
+        "schedulers",
+        "lr_scheduler",
+        "callbacks",
+        "loops",
+        "amp_scaler",
+        "scaler",
+        "grad_scaler",
+        "native_amp_scaling_state",
+        "hyper_parameters",
+        "hparams",
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +428,9 @@ _SKIP_KEYS = frozenset({"optimizer", "optimizer_states", "optimizer_state_dict",
 def load(path: Path, fmt: str, options: Any) -> LoadedModel:
     """Read a PyTorch checkpoint of format ``fmt`` (see loaders/__init__.py) without torch."""
     readers: dict[str, Callable[[Path, Any], LoadedModel]] = {
-        "pytorch-zip": _load_zip, "torchscript": _load_torchscript, "pt2": _load_pt2,
+        "pytorch-zip": _load_zip,
+        "torchscript": _load_torchscript,
+        "pt2": _load_pt2,
         "pytorch-legacy": _load_legacy,
     }
     reader = readers.get(fmt)
@@ -223,9 +445,13 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
         except RecursionError:
             raise LoadError("checkpoint nests objects too deeply") from None
         except MemoryError:
-            raise LoadError("checkpoint needs more memory than available (resource bomb?)") from None
+            raise LoadError(
+                "checkpoint needs more memory than available (resource bomb?)"
+            ) from None
         except (OSError, ValueError, struct.error) as exc:  # last line of defence: one line
-            raise LoadError(f"cannot read PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+            raise LoadError(
+                f"cannot read PyTorch checkpoint ({type(exc).__name__}: {exc})"
+            ) from None
     except LoadError as exc:
         # findings made before the error stand (torch would have run them before failing)
         prior = list(getattr(exc, "unsafe", ()))
@@ -266,7 +492,9 @@ class _ZipSource:
         if m is None:
             return None
         if not m.stored:
-            raise LoadError(f"storage {self.member(key)!r} is compressed: tensor data must be stored")
+            raise LoadError(
+                f"storage {self.member(key)!r} is compressed: tensor data must be stored"
+            )
         return m.size
 
     def array(self, key: str) -> np.ndarray:
@@ -309,17 +537,25 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
     st = t.storage
     stored = source.nbytes(st.key)
     if stored is None:
-        raise LoadError(f"tensor {name!r}: its storage {source.member(st.key)!r} is missing (truncated archive?)")
+        raise LoadError(
+            f"tensor {name!r}: its storage {source.member(st.key)!r} is missing (truncated archive?)"
+        )
     if st.numel < 0:  # .pt2 raw weight: the storage is whatever the member holds
         if stored % dt.itemsize:
-            raise LoadError(f"tensor {name!r}: {source.member(st.key)!r} holds {stored} bytes, "
-                            f"not a multiple of {dt.name}'s {dt.itemsize}")
+            raise LoadError(
+                f"tensor {name!r}: {source.member(st.key)!r} holds {stored} bytes, "
+                f"not a multiple of {dt.name}'s {dt.itemsize}"
+            )
         st.numel = stored
-    unit = 1 if st.dtype is None else DTYPES[st.dtype].itemsize if st.dtype in DTYPES else dt.itemsize
+    unit = (
+        1 if st.dtype is None else DTYPES[st.dtype].itemsize if st.dtype in DTYPES else dt.itemsize
+    )
     declared = st.numel * unit
     if declared != stored:
-        raise LoadError(f"tensor {name!r}: storage {source.member(st.key)!r} declares {declared} bytes "
-                        f"but holds {stored}")
+        raise LoadError(
+            f"tensor {name!r}: storage {source.member(st.key)!r} declares {declared} bytes "
+            f"but holds {stored}"
+        )
     if len(t.size) != len(t.stride):
         raise LoadError(f"tensor {name!r}: {len(t.size)} sizes but {len(t.stride)} strides")
     if any(s < 0 for s in t.size) or any(s < 0 for s in t.stride) or t.offset < 0:
@@ -340,8 +576,10 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
     if numel:
         last = start + sum((n - 1) * s for n, s in zip(t.size, t.stride))
         if last >= limit:
-            raise LoadError(f"tensor {name!r}: shape {t.size} with strides {t.stride} at offset "
-                            f"{t.offset} reaches beyond its storage ({limit} elements)")
+            raise LoadError(
+                f"tensor {name!r}: shape {t.size} with strides {t.stride} at offset "
+                f"{t.offset} reaches beyond its storage ({limit} elements)"
+            )
     if dt.numpy is None:
         return f"dtype {dt.name} has no numpy equivalent"
     size, stride, big = t.size, t.stride, bool(getattr(source, "big_endian", False))
@@ -355,7 +593,11 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
             usable = usable.view(f">u{dt.swap_unit}").astype(f"<u{dt.swap_unit}")
         values = usable.view(dt.numpy)
         return np.lib.stride_tricks.as_strided(
-            values[start:], shape=size, strides=tuple(s * dt.itemsize for s in stride), writeable=False)
+            values[start:],
+            shape=size,
+            strides=tuple(s * dt.itemsize for s in stride),
+            writeable=False,
+        )
 
     return FlatTensor(name=name, shape=tuple(size), dtype=dt.name, load=load)
 
@@ -367,8 +609,9 @@ def _inline_flat(name: str, t: P.InlineArray) -> FlatTensor | str:
     return FlatTensor(name=name, shape=tuple(arr.shape), dtype=t.dtype, load=lambda: arr)
 
 
-def _materialise(entries: list[_Entry], source: Any, options: Any,
-                 model: LoadedModel) -> tuple[list[FlatTensor], dict[str, str]]:
+def _materialise(
+    entries: list[_Entry], source: Any, options: Any, model: LoadedModel
+) -> tuple[list[FlatTensor], dict[str, str]]:
     """FlatTensors for readable entries; the rest go to ``model.skipped``. Also returns the
     tensor-name -> first-name map of tensors that share a storage (tied weights)."""
     flats: list[FlatTensor] = []
@@ -407,7 +650,8 @@ def _materialise(entries: list[_Entry], source: Any, options: Any,
 def _is_tensor(v: Any) -> bool:
     # numpy arrays rebuilt by the restricted unpickler (a pickled dict of arrays) count too
     return isinstance(v, (P.TensorRef, P.InlineArray, P.UnsupportedTensor)) or (
-        isinstance(v, np.ndarray) and v.ndim >= 1 and v.dtype.kind in "biuf")
+        isinstance(v, np.ndarray) and v.ndim >= 1 and v.dtype.kind in "biuf"
+    )
 
 
 class _Walker:
@@ -423,8 +667,9 @@ class _Walker:
         if self.nodes > MAX_NODES:
             raise LoadError("checkpoint object has too many entries (resource bomb?)")
 
-    def tensors(self, obj: Any, prefix: str, depth: int = 0,
-                seen: set[int] | None = None) -> Iterator[_Entry]:
+    def tensors(
+        self, obj: Any, prefix: str, depth: int = 0, seen: set[int] | None = None
+    ) -> Iterator[_Entry]:
         """Every tensor under ``obj`` named by its dotted path (state_dict naming)."""
         seen = set() if seen is None else seen
         self.tick(depth)
@@ -436,7 +681,7 @@ class _Walker:
             if id(obj) in seen:
                 return
             seen.add(id(obj))
-        join: Callable[[Any], str] = (lambda k: f"{prefix}.{k}" if prefix else str(k))
+        join: Callable[[Any], str] = lambda k: f"{prefix}.{k}" if prefix else str(k)
         if isinstance(obj, P.Stub):
             if _is_module_stub(obj):
                 node = self.module_tree(obj, prefix, depth)
@@ -491,7 +736,7 @@ def _join(prefix: str, name: str) -> str:
 def _is_module_stub(obj: Any) -> bool:
     if not isinstance(obj, P.Stub):
         return False
-    return ("_modules" in obj.state or "_parameters" in obj.state or obj.kind == "torchscript")
+    return "_modules" in obj.state or "_parameters" in obj.state or obj.kind == "torchscript"
 
 
 _MANGLE = re.compile(r"\.___torch_mangle_\d+")
@@ -500,7 +745,7 @@ _MANGLE = re.compile(r"\.___torch_mangle_\d+")
 def _plain_class(qualname: str) -> str:
     """``__torch__.torch.nn.modules.linear.___torch_mangle_0.Linear`` -> ``torch.nn.modules.linear.Linear``."""
     q = _MANGLE.sub("", qualname)
-    return q[len("__torch__."):] if q.startswith("__torch__.") else q
+    return q[len("__torch__.") :] if q.startswith("__torch__.") else q
 
 
 @dataclass(eq=False)
@@ -537,8 +782,13 @@ class _ModuleNode:
             return True
         if self.cls in NORM_MODULES or self.cls in ACTIVATION_MODULES:
             return False
-        return any(isinstance(t, P.TensorRef) and n == "weight" and len(t.size) >= 2
-                   for n, t in self.tensors) and not self.children
+        return (
+            any(
+                isinstance(t, P.TensorRef) and n == "weight" and len(t.size) >= 2
+                for n, t in self.tensors
+            )
+            and not self.children
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,8 +800,12 @@ def _new_model(path: Path, fmt: str) -> LoadedModel:
     return model
 
 
-def _build_layers(model: LoadedModel, flats: list[FlatTensor], shared: dict[str, str],
-                  modules: dict[str, _ModuleNode] | None) -> None:
+def _build_layers(
+    model: LoadedModel,
+    flats: list[FlatTensor],
+    shared: dict[str, str],
+    modules: dict[str, _ModuleNode] | None,
+) -> None:
     layers, loose = group_state_dict(flats, Convention.TORCH)
     if modules:
         order = {f.name: i for i, f in enumerate(flats)}
@@ -561,16 +815,23 @@ def _build_layers(model: LoadedModel, flats: list[FlatTensor], shared: dict[str,
         for t in model.tensors():
             if t.name in shared:
                 t.notes.append(f"shares storage with {shared[t.name]}")
-        model.notes.append(f"{len(shared)} tensor(s) share storage with another (tied weights): "
-                           "each is reported under its own name")
+        model.notes.append(
+            f"{len(shared)} tensor(s) share storage with another (tied weights): "
+            "each is reported under its own name"
+        )
 
 
-def _refine_with_modules(layers: list[Layer], loose: list[WeightTensor],
-                         modules: dict[str, _ModuleNode], order: dict[str, int]
-                         ) -> tuple[list[Layer], list[WeightTensor]]:
+def _refine_with_modules(
+    layers: list[Layer],
+    loose: list[WeightTensor],
+    modules: dict[str, _ModuleNode],
+    order: dict[str, int],
+) -> tuple[list[Layer], list[WeightTensor]]:
     """Use the module classes of a pickled/scripted model to fix roles, ops and unit axes."""
-    tensors = sorted([t for layer in layers for t in layer.tensors] + loose,
-                     key=lambda t: order.get(t.name, len(order)))  # the file's order
+    tensors = sorted(
+        [t for layer in layers for t in layer.tensors] + loose,
+        key=lambda t: order.get(t.name, len(order)),
+    )  # the file's order
     for t in tensors:
         node = modules.get(t.layer)
         if node is None:
@@ -595,7 +856,14 @@ def _refine_with_modules(layers: list[Layer], loose: list[WeightTensor],
             if isinstance(groups, int) and groups > 1 and t.role is Role.KERNEL:
                 t.notes.append(f"groups={groups}")
     # regroup: a module with a weight-like tensor is a layer; loose otherwise
-    keep_roles = {Role.KERNEL, Role.BIAS, Role.NORM_SCALE, Role.NORM_SHIFT, Role.EMBEDDING, Role.RECURRENT}
+    keep_roles = {
+        Role.KERNEL,
+        Role.BIAS,
+        Role.NORM_SCALE,
+        Role.NORM_SHIFT,
+        Role.EMBEDDING,
+        Role.RECURRENT,
+    }
     by_layer: dict[str, list[WeightTensor]] = {}
     for t in tensors:
         by_layer.setdefault(t.layer, []).append(t)
@@ -609,7 +877,9 @@ def _refine_with_modules(layers: list[Layer], loose: list[WeightTensor],
         layer = old.get(name) or Layer(name=name, op=ts[0].op)
         layer.tensors = ts
         node = modules.get(name)
-        if node is not None and (node.cls in WEIGHTED_MODULES or node.cls in NORM_MODULES or node.weighted()):
+        if node is not None and (
+            node.cls in WEIGHTED_MODULES or node.cls in NORM_MODULES or node.weighted()
+        ):
             layer.op = node.cls
         new_layers.append(layer)
     return new_layers, new_loose
@@ -618,7 +888,9 @@ def _refine_with_modules(layers: list[Layer], loose: list[WeightTensor],
 def _activation_from_module(node: _ModuleNode, source: str) -> Activation:
     name, attr = ACTIVATION_MODULES[node.cls]
     param = node.attrs.get(attr) if attr else None
-    param = float(param) if isinstance(param, (int, float)) and not isinstance(param, bool) else None
+    param = (
+        float(param) if isinstance(param, (int, float)) and not isinstance(param, bool) else None
+    )
     act = parse_activation(name, param=param, source=source)
     raw = node.cls if param is None else f"{node.cls}({param:g})"
     if node.cls == "GELU" and isinstance(node.attrs.get("approximate"), str):
@@ -662,17 +934,22 @@ def _sequential_activations(root: _ModuleNode) -> tuple[dict[str, Activation | N
                 continue
             elif item.weighted():
                 if current is not None:  # straight into the next weighted layer
-                    acts[current] = Activation(ActivationKind.LINEAR, source="sequential", raw="(none)")
+                    acts[current] = Activation(
+                        ActivationKind.LINEAR, source="sequential", raw="(none)"
+                    )
                 current = item.path
             else:  # a block whose forward we cannot see: what follows `current` is unknown
                 current = None
         if current is not None and node is root:
-            acts[current] = Activation(ActivationKind.LINEAR, source="sequential", raw="graph output")
+            acts[current] = Activation(
+                ActivationKind.LINEAR, source="sequential", raw="graph output"
+            )
     return acts, normalized
 
 
-def _apply_activations(model: LoadedModel, acts: dict[str, Activation | None],
-                       normalized: set[str]) -> None:
+def _apply_activations(
+    model: LoadedModel, acts: dict[str, Activation | None], normalized: set[str]
+) -> None:
     for layer in model.layers:
         if layer.name in acts:
             layer.activation = acts[layer.name]
@@ -686,8 +963,10 @@ def _report_pickle(model: LoadedModel, ctx: P.UnpickleContext) -> None:
             model.unsafe.append(item)
     if ctx.class_refs:
         names = ", ".join(ctx.class_refs[:8]) + (" ..." if len(ctx.class_refs) > 8 else "")
-        model.notes.append(f"pickle references classes rebuilt as inert stubs (never imported; "
-                           f"torch.load would import them): {names}")
+        model.notes.append(
+            f"pickle references classes rebuilt as inert stubs (never imported; "
+            f"torch.load would import them): {names}"
+        )
 
 
 def _select_weights(root: Any, model: LoadedModel) -> list[tuple[str, Any]]:
@@ -705,8 +984,14 @@ def _select_weights(root: Any, model: LoadedModel) -> list[tuple[str, Any]]:
     for key in _STATE_KEYS:
         if key in root and _holds_weights(root[key]):
             primary = P.unwrap(root[key])
-            others = [k for k in root if k != key and k not in _SKIP_KEYS
-                      and P.unwrap(root[k]) is not primary and _holds_weights(root[k])]
+            others = [
+                k
+                for k in root
+                if k != key
+                and k not in _SKIP_KEYS
+                and P.unwrap(root[k]) is not primary
+                and _holds_weights(root[k])
+            ]
             ignored = [str(k) for k in root if k in _SKIP_KEYS]
             note = f"weights read from checkpoint[{key!r}]"
             if others:
@@ -727,12 +1012,15 @@ def _holds_weights(value: Any) -> bool:
     if isinstance(value, P.Stub):
         return _is_module_stub(value)
     if isinstance(value, dict):
-        return any(_is_tensor(P.unwrap(v)) or isinstance(v, dict) for v in list(value.values())[:1000])
+        return any(
+            _is_tensor(P.unwrap(v)) or isinstance(v, dict) for v in list(value.values())[:1000]
+        )
     return False
 
 
-def _model_from_object(model: LoadedModel, root: Any, source: Any, options: Any,
-                       *, hf_dir: Path | None) -> LoadedModel:
+def _model_from_object(
+    model: LoadedModel, root: Any, source: Any, options: Any, *, hf_dir: Path | None
+) -> LoadedModel:
     """Shared by zip and legacy files: state_dict / checkpoint dict / whole module."""
     walker = _Walker()
     entries: list[_Entry] = []
@@ -750,19 +1038,23 @@ def _model_from_object(model: LoadedModel, root: Any, source: Any, options: Any,
     modules = {n.path: n for tree in trees for n in tree.walk()}
     _build_layers(model, flats, shared, modules or None)
     note_rebuilt(model, rebuilt)
-    promote_raw_parameters(model, {e.name for e in entries
-                                   if isinstance(e.value, P.TensorRef) and e.value.is_param})
+    promote_raw_parameters(
+        model, {e.name for e in entries if isinstance(e.value, P.TensorRef) and e.value.is_param}
+    )
     for tree in trees:
         acts, normalized = _sequential_activations(tree)
         _apply_activations(model, acts, normalized)
     if trees:
         model.metadata["root_module"] = _plain_class(trees[0].qualname)
-        model.notes.append("whole nn.Module pickle: activations read from nn.Sequential order only; "
-                           "functional activations inside forward() are not stored in the file")
+        model.notes.append(
+            "whole nn.Module pickle: activations read from nn.Sequential order only; "
+            "functional activations inside forward() are not stored in the file"
+        )
     elif not entries:
         model.notes.append("the checkpoint holds no tensors")
-    model.inventory = torch_inventory.build(model, root, entries, rebuilt, _SKIP_KEYS, _itemsize,
-                                            walker.tick, _storage_sizes(source))
+    model.inventory = torch_inventory.build(
+        model, root, entries, rebuilt, _SKIP_KEYS, _itemsize, walker.tick, _storage_sizes(source)
+    )
     if hf_dir is not None and not trees:
         _maybe_apply_hf_config(model, hf_dir)
     return model
@@ -777,7 +1069,7 @@ def _storage_sizes(source: Any) -> dict[str, int] | None:
         for name in source.zf.names():
             if name.startswith(source.directory) and not name.endswith("/"):
                 m = source.zf.get(name)
-                out[name[len(source.directory):]] = m.size if m is not None else 0
+                out[name[len(source.directory) :]] = m.size if m is not None else 0
         return out
     return None
 
@@ -807,8 +1099,9 @@ def _archive_prefix(zf: SafeZip, marker: str) -> str:
     :func:`._scan.scan_zip`, so their findings survive it).
     """
     want = "/" + marker.casefold()
-    hits = sorted({n[: -len(marker)] for n in zf.names()
-                   if n.count("/") == 1 and n.casefold().endswith(want)})
+    hits = sorted(
+        {n[: -len(marker)] for n in zf.names() if n.count("/") == 1 and n.casefold().endswith(want)}
+    )
     if not hits:
         raise LoadError(f"torch archive has no top-level */{marker}")
     if len(hits) > 1:  # torch would pick one by entry order; a scanner must not guess
@@ -830,6 +1123,7 @@ def _byteorder(zf: SafeZip, prefix: str) -> bool:
 def _storage_loader(source: Any) -> Callable[[Any], Any]:
     def persistent_load(pid: Any) -> Any:
         return P.parse_storage_pid(pid)
+
     return persistent_load
 
 
@@ -878,10 +1172,16 @@ def _read_legacy(path: Path, buf: memoryview, model: LoadedModel, options: Any) 
             # a plain pickle, not torch's legacy layout: read it (restricted) for what it holds
             _report_pickle(model, ctx)
             if pos < len(buf):  # pickle.load-style readers may read further pickles
-                scan_blob(bytes(buf[pos:pos + (256 << 20)]), f"{loc} (after the first pickle)", model,
-                          required=False)
+                scan_blob(
+                    bytes(buf[pos : pos + (256 << 20)]),
+                    f"{loc} (after the first pickle)",
+                    model,
+                    required=False,
+                )
             model.format = "pytorch-legacy"
-            model.notes.append("plain pickle file (not a torch checkpoint layout): no tensor storages")
+            model.notes.append(
+                "plain pickle file (not a torch checkpoint layout): no tensor storages"
+            )
             return _model_from_object(model, magic, None, options, hf_dir=None)
         protocol, pos, ctx = P.unpickle(buf, location=loc, pos=pos, ctx=ctx)
         sys_info, pos, ctx = P.unpickle(buf, location=loc, pos=pos, ctx=ctx)
@@ -900,7 +1200,9 @@ def _read_legacy(path: Path, buf: memoryview, model: LoadedModel, options: Any) 
         return ref
 
     try:
-        root, pos, ctx = P.unpickle(buf, location=loc, pos=pos, persistent_load=persistent_load, ctx=ctx)
+        root, pos, ctx = P.unpickle(
+            buf, location=loc, pos=pos, persistent_load=persistent_load, ctx=ctx
+        )
         keys, pos, ctx = P.unpickle(buf, location=loc, pos=pos, ctx=ctx)
     finally:
         _report_pickle(model, ctx)
@@ -914,13 +1216,15 @@ def _read_legacy(path: Path, buf: memoryview, model: LoadedModel, options: Any) 
             raise LoadError(f"legacy checkpoint: storage {key!r} is not referenced by the pickle")
         if pos + 8 > len(buf):
             raise LoadError(f"legacy checkpoint truncated before storage {key!r}")
-        numel = int.from_bytes(buf[pos:pos + 8], order)
+        numel = int.from_bytes(buf[pos : pos + 8], order)
         pos += 8
         unit = DTYPES[ref.dtype].itemsize if ref.dtype in DTYPES else 1
         nbytes = numel * unit
         if numel != ref.numel:
-            raise LoadError(f"legacy checkpoint: storage {key!r} declares {ref.numel} elements "
-                            f"but its record holds {numel}")
+            raise LoadError(
+                f"legacy checkpoint: storage {key!r} declares {ref.numel} elements "
+                f"but its record holds {numel}"
+            )
         if pos + nbytes > len(buf):
             raise LoadError(f"legacy checkpoint truncated inside storage {key!r}")
         spans[key] = (pos, nbytes)
@@ -942,7 +1246,9 @@ def _load_torchscript(path: Path, options: Any) -> LoadedModel:
         big = _byteorder(zf, prefix)
         source = _ZipSource(zf, prefix + "data/", big)
         pkl = prefix + "data.pkl"
-        root, _, ctx = P.unpickle(zf.read(pkl), location=pkl, persistent_load=_storage_loader(source))
+        root, _, ctx = P.unpickle(
+            zf.read(pkl), location=pkl, persistent_load=_storage_loader(source)
+        )
         _report_pickle(model, ctx)
         root = P.unwrap(root)
         if not (isinstance(root, P.Stub) and _is_module_stub(root)):
@@ -951,18 +1257,32 @@ def _load_torchscript(path: Path, options: Any) -> LoadedModel:
         entries = list(tree.entries())
         entries.extend(_torchscript_constants(zf, prefix, model))
         const_source = _ZipSource(zf, prefix + "constants/", big)
-        flats, shared = _materialise([e for e in entries if not e.name.startswith("CONSTANTS.")],
-                                     source, options, model)
-        cflats, _ = _materialise([e for e in entries if e.name.startswith("CONSTANTS.")],
-                                 const_source if _has_dir(zf, prefix + "constants/") else source,
-                                 options, model)
+        flats, shared = _materialise(
+            [e for e in entries if not e.name.startswith("CONSTANTS.")], source, options, model
+        )
+        cflats, _ = _materialise(
+            [e for e in entries if e.name.startswith("CONSTANTS.")],
+            const_source if _has_dir(zf, prefix + "constants/") else source,
+            options,
+            model,
+        )
         modules = {n.path: n for n in tree.walk()}
         _build_layers(model, flats + cflats, shared, modules)
         code = _read_code(zf, prefix, model)
         map_frozen_constants(model, code)
         model.inventory = torch_inventory.build(
-            model, {"data": root, "CONSTANTS": [e.value for e in entries if e.name.startswith("CONSTANTS.")]},
-            entries, [], frozenset(), _itemsize, _Walker().tick, _storage_sizes(source))
+            model,
+            {
+                "data": root,
+                "CONSTANTS": [e.value for e in entries if e.name.startswith("CONSTANTS.")],
+            },
+            entries,
+            [],
+            frozenset(),
+            _itemsize,
+            _Walker().tick,
+            _storage_sizes(source),
+        )
     model.metadata["root_module"] = _plain_class(tree.qualname)
     model.notes.append("TorchScript code was parsed statically (ast), never executed")
     if code:
@@ -985,14 +1305,41 @@ def _torchscript_constants(zf: SafeZip, prefix: str, model: LoadedModel) -> list
     value, _, ctx = P.unpickle(zf.read(name), location=name, persistent_load=P.parse_storage_pid)
     _report_pickle(model, ctx)
     items = value if isinstance(value, (tuple, list)) else ()
-    return [_Entry(f"CONSTANTS.c{i}", P.unwrap(v)) for i, v in enumerate(items) if _is_tensor(P.unwrap(v))]
+    return [
+        _Entry(f"CONSTANTS.c{i}", P.unwrap(v))
+        for i, v in enumerate(items)
+        if _is_tensor(P.unwrap(v))
+    ]
 
 
-_DANGEROUS_CODE_NAMES = frozenset({
-    "os", "posix", "nt", "subprocess", "sys", "__import__", "eval", "exec", "open", "compile",
-    "builtins", "__builtins__", "importlib", "socket", "shutil", "pty", "runpy", "webbrowser",
-    "ctypes", "pickle", "marshal", "globals", "locals", "breakpoint",
-})
+_DANGEROUS_CODE_NAMES = frozenset(
+    {
+        "os",
+        "posix",
+        "nt",
+        "subprocess",
+        "sys",
+        "__import__",
+        "eval",
+        "exec",
+        "open",
+        "compile",
+        "builtins",
+        "__builtins__",
+        "importlib",
+        "socket",
+        "shutil",
+        "pty",
+        "runpy",
+        "webbrowser",
+        "ctypes",
+        "pickle",
+        "marshal",
+        "globals",
+        "locals",
+        "breakpoint",
+    }
+)
 
 
 def _read_code(zf: SafeZip, prefix: str, model: LoadedModel) -> dict[str, ast.Module]:
@@ -1007,11 +1354,13 @@ def _read_code(zf: SafeZip, prefix: str, model: LoadedModel) -> dict[str, ast.Mo
         total += len(text)
         if total > MAX_CODE_BYTES:
             raise LoadError("TorchScript archive holds more code than the 64 MiB limit")
-        rel = name[len(code_dir):-3]
+        rel = name[len(code_dir) : -3]
         try:
             tree = ast.parse(text.decode("utf-8", errors="replace"), filename=rel)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
-            model.notes.append(f"TorchScript code {rel}.py could not be parsed: activations may be unknown")
+            model.notes.append(
+                f"TorchScript code {rel}.py could not be parsed: activations may be unknown"
+            )
             continue
         _flag_code(tree, name, model)
         out[rel.replace("/", ".")] = tree
@@ -1021,22 +1370,41 @@ def _read_code(zf: SafeZip, prefix: str, model: LoadedModel) -> dict[str, ast.Mo
 def _flag_code(tree: ast.Module, member: str, model: LoadedModel) -> None:
     """Ordinary TorchScript code is the format, not a finding; references to the OS are."""
     seen: set[str] = set()
-    bound = {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
-             for a in n.args + n.kwonlyargs + n.posonlyargs}
-    bound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    bound = {
+        a.arg
+        for n in ast.walk(tree)
+        if isinstance(n, ast.arguments)
+        for a in n.args + n.kwonlyargs + n.posonlyargs
+    }
+    bound |= {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
     for node in ast.walk(tree):
         hit = None
         if isinstance(node, ast.Name) and node.id in _DANGEROUS_CODE_NAMES and node.id not in bound:
             hit = node.id
-        elif isinstance(node, ast.Attribute) and node.attr in ("system", "popen", "Popen", "__import__"):
+        elif isinstance(node, ast.Attribute) and node.attr in (
+            "system",
+            "popen",
+            "Popen",
+            "__import__",
+        ):
             hit = f"...{node.attr}"
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            bad = [n for n in names if n.split(".")[0] not in ("torch", "__torch__", "typing", "math")]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
+            bad = [
+                n for n in names if n.split(".")[0] not in ("torch", "__torch__", "typing", "math")
+            ]
             hit = f"import {', '.join(bad)}" if bad else None
         if hit and hit not in seen:
             seen.add(hit)
-            item = UnsafeContent(what=f"TorchScript code references {hit} (never executed)", location=member)
+            item = UnsafeContent(
+                what=f"TorchScript code references {hit} (never executed)", location=member
+            )
             if item not in model.unsafe:
                 model.unsafe.append(item)
 
@@ -1101,7 +1469,9 @@ class _TSInterpreter:
             for src in self.tensor_srcs(result):
                 self.observe(src, _OUTPUT)
         except _Abort as exc:
-            self.notes.append(f"TorchScript forward() analysis stopped early ({exc}): some activations unknown")
+            self.notes.append(
+                f"TorchScript forward() analysis stopped early ({exc}): some activations unknown"
+            )
         acts: dict[str, Activation | None] = {}
         conflicts = []
         for path, seen in self.obs.items():
@@ -1113,8 +1483,10 @@ class _TSInterpreter:
                 if len(kinds) > 1:
                     conflicts.append(path)
         if conflicts:
-            self.notes.append("outputs of " + ", ".join(conflicts[:5]) + " reach several different "
-                              "operations in forward(): activation left unknown")
+            self.notes.append(
+                "outputs of " + ", ".join(conflicts[:5]) + " reach several different "
+                "operations in forward(): activation left unknown"
+            )
         return acts, self.normalized, self.notes
 
     def observe(self, src: str, act: Any) -> None:
@@ -1136,18 +1508,28 @@ class _TSInterpreter:
                 self.observe(src, act)
 
     # -- calls ----------------------------------------------------------------------------------
-    def call_module(self, node: _ModuleNode, args: list[Any], depth: int, top: bool = False,
-                    method: str = "forward") -> Any:
+    def call_module(
+        self,
+        node: _ModuleNode,
+        args: list[Any],
+        depth: int,
+        top: bool = False,
+        method: str = "forward",
+    ) -> Any:
         cls = self.classes.get(node.qualname)
         func = None
         if cls is not None:
-            func = next((s for s in cls.body if isinstance(s, ast.FunctionDef) and s.name == method), None)
+            func = next(
+                (s for s in cls.body if isinstance(s, ast.FunctionDef) and s.name == method), None
+            )
         if method == "forward" and not top:
             if node.weighted():
                 self.consume(args, _LINEAR)
                 return _T(frozenset({node.path}))
             if node.cls in NORM_MODULES:
-                srcs = frozenset().union(*(self.tensor_srcs(a) for a in args)) if args else frozenset()
+                srcs = (
+                    frozenset().union(*(self.tensor_srcs(a) for a in args)) if args else frozenset()
+                )
                 self.normalized.update(srcs)
                 return _T(srcs)
             # activation modules: their compiled forward carries the constants (slope, alpha);
@@ -1162,7 +1544,9 @@ class _TSInterpreter:
             return _UNKNOWN
         return self.invoke(func, [_Mod(node)] + list(args), {}, depth + 1)
 
-    def invoke(self, func: ast.FunctionDef, args: list[Any], kwargs: dict[str, Any], depth: int) -> Any:
+    def invoke(
+        self, func: ast.FunctionDef, args: list[Any], kwargs: dict[str, Any], depth: int
+    ) -> Any:
         if depth > self.MAX_CALL_DEPTH:
             raise _Abort("call depth limit")
         env: dict[str, Any] = {}
@@ -1227,13 +1611,19 @@ class _TSInterpreter:
         if isinstance(target, ast.Name):
             env[target.id] = value
         elif isinstance(target, (ast.Tuple, ast.List)):
-            items = value.items if isinstance(value, _Tuple) and len(value.items) == len(target.elts) else None
+            items = (
+                value.items
+                if isinstance(value, _Tuple) and len(value.items) == len(target.elts)
+                else None
+            )
             for i, elt in enumerate(target.elts):
                 self.assign(elt, items[i] if items else _UNKNOWN, env)
 
     def merge(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        return {k: self.join(a[k], b[k]) if k in a and k in b else (a.get(k, b.get(k)))
-                for k in set(a) | set(b)}
+        return {
+            k: self.join(a[k], b[k]) if k in a and k in b else (a.get(k, b.get(k)))
+            for k in set(a) | set(b)
+        }
 
     @staticmethod
     def join(x: Any, y: Any) -> Any:
@@ -1248,7 +1638,11 @@ class _TSInterpreter:
     def constant(node: ast.expr) -> Any:
         if isinstance(node, ast.Constant):
             return _Const(node.value)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant)
+        ):
             v = node.operand.value
             return _Const(-v) if isinstance(v, (int, float)) else _UNKNOWN
         return _UNKNOWN
@@ -1271,8 +1665,14 @@ class _TSInterpreter:
         if isinstance(node, ast.Attribute):
             base = self.expr(node.value, env, depth)
             if isinstance(base, _Mod):
-                child = next((c for c in base.node.children if c.path.rpartition(".")[2] == node.attr
-                              or c.path == node.attr), None)
+                child = next(
+                    (
+                        c
+                        for c in base.node.children
+                        if c.path.rpartition(".")[2] == node.attr or c.path == node.attr
+                    ),
+                    None,
+                )
                 if child is not None:
                     return _Mod(child)
                 attr = base.node.attrs.get(node.attr)
@@ -1295,7 +1695,11 @@ class _TSInterpreter:
         if isinstance(node, ast.Subscript):
             base = self.expr(node.value, env, depth)
             index = self.expr(node.slice, env, depth)
-            if isinstance(base, _Tuple) and isinstance(index, _Const) and isinstance(index.value, int):
+            if (
+                isinstance(base, _Tuple)
+                and isinstance(index, _Const)
+                and isinstance(index.value, int)
+            ):
                 if -len(base.items) <= index.value < len(base.items):
                     return base.items[index.value]
             self.consume([base], _OPAQUE)
@@ -1314,10 +1718,21 @@ class _TSInterpreter:
         args = [self.expr(a, env, depth) for a in node.args]
         kwargs = {k.arg: self.expr(k.value, env, depth) for k in node.keywords if k.arg}
         # getattr(self, "0"): Sequential/ModuleList children
-        if isinstance(func, _Fn) and func.qualname == "getattr" and len(args) == 2 \
-                and isinstance(args[0], _Mod) and isinstance(args[1], _Const):
-            child = next((c for c in args[0].node.children
-                          if c.path.rpartition(".")[2] == str(args[1].value)), None)
+        if (
+            isinstance(func, _Fn)
+            and func.qualname == "getattr"
+            and len(args) == 2
+            and isinstance(args[0], _Mod)
+            and isinstance(args[1], _Const)
+        ):
+            child = next(
+                (
+                    c
+                    for c in args[0].node.children
+                    if c.path.rpartition(".")[2] == str(args[1].value)
+                ),
+                None,
+            )
             return _Mod(child) if child is not None else _UNKNOWN
         # module.forward(...) / module.method(...)
         if isinstance(node.func, ast.Attribute):
@@ -1345,8 +1760,11 @@ class _TSInterpreter:
             raw_param = kwargs.get(kw) if kw else None
             if raw_param is None and pos is not None and len(args) > pos:
                 raw_param = args[pos]
-            if isinstance(raw_param, _Const) and isinstance(raw_param.value, (int, float)) \
-                    and not isinstance(raw_param.value, bool):
+            if (
+                isinstance(raw_param, _Const)
+                and isinstance(raw_param.value, (int, float))
+                and not isinstance(raw_param.value, bool)
+            ):
                 param = float(raw_param.value)
             act = parse_activation(vocab, param=param, source="torchscript")
             raw = name if param is None else f"{name}({param:g})"
@@ -1373,16 +1791,22 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
     model = _new_model(path, "pt2")
     model.has_graph = True
     with SafeZip(path) as zf:
-        scan_zip(zf, model)  # data.pkl of a torch zip dressed as .pt2, sample inputs, opaque objects
+        scan_zip(
+            zf, model
+        )  # data.pkl of a torch zip dressed as .pt2, sample inputs, opaque objects
         prefix = _archive_prefix(zf, "archive_format")
         big = _byteorder(zf, prefix)
-        models = sorted(n for n in zf.names() if n.startswith(prefix + "models/") and n.endswith(".json"))
+        models = sorted(
+            n for n in zf.names() if n.startswith(prefix + "models/") and n.endswith(".json")
+        )
         if not models:
             raise LoadError(".pt2 archive has no models/*.json")
         if len(models) > 1:
-            model.notes.append(f".pt2 archive holds {len(models)} programs; reading "
-                               f"{models[0][len(prefix):]} only")
-        model_name = models[0][len(prefix + "models/"):-len(".json")]
+            model.notes.append(
+                f".pt2 archive holds {len(models)} programs; reading "
+                f"{models[0][len(prefix) :]} only"
+            )
+        model_name = models[0][len(prefix + "models/") : -len(".json")]
         program = _read_json(zf, models[0])
         flats: list[FlatTensor] = []
         shared: dict[str, str] = {}
@@ -1403,8 +1827,14 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
             listed[kind] = {e.name: e.value for e in entries if e.value is not None}
         _build_layers(model, flats, shared, None)
         model.inventory = torch_inventory.build(
-            model, listed, [_Entry(n, v) for group in listed.values() for n, v in group.items()],
-            [], frozenset(), _itemsize, _Walker().tick)
+            model,
+            listed,
+            [_Entry(n, v) for group in listed.values() for n, v in group.items()],
+            [],
+            frozenset(),
+            _itemsize,
+            _Walker().tick,
+        )
     acts, normalized, ops = _pt2_graph_activations(program, model)
     _apply_activations(model, acts, normalized)
     for layer in model.layers:
@@ -1421,8 +1851,9 @@ def _load_pt2(path: Path, options: Any) -> LoadedModel:
     return model
 
 
-def _scan_pt2_pickled(zf: SafeZip, directory: str, config: dict[str, Any],
-                      model: LoadedModel) -> None:
+def _scan_pt2_pickled(
+    zf: SafeZip, directory: str, config: dict[str, Any], model: LoadedModel
+) -> None:
     """``use_pickle`` weights/constants: torch.export.load runs ``torch.load(weights_only=False)``
     (or ``pickle.loads``) on them; raw ones are bytes and skipped by the generic scan."""
     for fqn, meta in config.items():
@@ -1431,7 +1862,9 @@ def _scan_pt2_pickled(zf: SafeZip, directory: str, config: dict[str, Any],
         path_name = meta.get("path_name")
         # torch/export/pt2_archive/_package.py: use_pickle tensors go through torch.load
         # (weights_only=False), custom_obj_* through torch's C unpickler, opaque_obj_* pickle.loads
-        if not (meta.get("use_pickle") or str(path_name).startswith(("custom_obj_", "opaque_obj_"))):
+        if not (
+            meta.get("use_pickle") or str(path_name).startswith(("custom_obj_", "opaque_obj_"))
+        ):
             continue
         member = zf.get(f"{directory}{path_name}") if isinstance(path_name, str) else None
         if member is None:
@@ -1482,8 +1915,9 @@ def _pt2_tensor(fqn: str, meta: Any, model: LoadedModel) -> Any:
     return P.TensorRef(storage, int(offset), tuple(sizes), tuple(strides), dt.name)  # type: ignore[arg-type]
 
 
-def _pt2_graph_activations(program: dict[str, Any], model: LoadedModel
-                           ) -> tuple[dict[str, Activation | None], set[str], dict[str, str]]:
+def _pt2_graph_activations(
+    program: dict[str, Any], model: LoadedModel
+) -> tuple[dict[str, Activation | None], set[str], dict[str, str]]:
     """Walk graph_module.graph.nodes: weighted aten ops, then what consumes their outputs."""
     gm = program.get("graph_module") or {}
     graph = gm.get("graph") or {}
@@ -1498,7 +1932,11 @@ def _pt2_graph_activations(program: dict[str, Any], model: LoadedModel
                 continue
             arg = body.get("arg") or {}
             name = arg.get("name") or (arg.get("as_tensor") or {}).get("name")
-            fqn = body.get("parameter_name") or body.get("buffer_name") or body.get("tensor_constant_name")
+            fqn = (
+                body.get("parameter_name")
+                or body.get("buffer_name")
+                or body.get("tensor_constant_name")
+            )
             if isinstance(name, str) and isinstance(fqn, str):
                 input_fqn[name] = fqn
     layer_names = {layer.name for layer in model.layers}
@@ -1516,11 +1954,17 @@ def _pt2_graph_activations(program: dict[str, Any], model: LoadedModel
         if not isinstance(node, dict):
             continue
         target = str(node.get("target", ""))
-        op = target.split(".")[-2] if target.startswith("torch.ops.aten.") else target.rpartition(".")[2]
+        op = (
+            target.split(".")[-2]
+            if target.startswith("torch.ops.aten.")
+            else target.rpartition(".")[2]
+        )
         tensor_args, named = _pt2_node_args(node)
         outs = _pt2_outputs(node)
         if op in PT2_WEIGHTED_OPS:
-            weight_fqn = next((input_fqn[a] for n, a in named if n == "weight" and a in input_fqn), None)
+            weight_fqn = next(
+                (input_fqn[a] for n, a in named if n == "weight" and a in input_fqn), None
+            )
             if weight_fqn is None:
                 weight_fqn = next((input_fqn[a] for a in tensor_args[1:] if a in input_fqn), None)
             data_args = [a for a in tensor_args if a not in input_fqn]
@@ -1541,7 +1985,11 @@ def _pt2_graph_activations(program: dict[str, Any], model: LoadedModel
         if op in ACTIVATION_FUNCS:
             vocab, _, kw = ACTIVATION_FUNCS[op]
             param = _pt2_scalar(node, kw) if kw else None
-            param = float(param) if isinstance(param, (int, float)) and not isinstance(param, bool) else None
+            param = (
+                float(param)
+                if isinstance(param, (int, float)) and not isinstance(param, bool)
+                else None
+            )
             act = parse_activation(vocab, param=param, source="graph")
             raw = f"aten.{op}" + (f"({param:g})" if param is not None else "")
             observe(tensor_args[:1], Activation(act.kind, act.param, "graph", raw))  # type: ignore[union-attr]
@@ -1592,8 +2040,14 @@ def _pt2_arg_tensors(arg: Any) -> list[str]:
         return [name] if isinstance(name, str) else []
     if isinstance(arg.get("as_tensors"), list):
         # the filter keeps only string names
-        return cast(list[str], [t.get("name") for t in arg["as_tensors"]
-                                if isinstance(t, dict) and isinstance(t.get("name"), str)])
+        return cast(
+            list[str],
+            [
+                t.get("name")
+                for t in arg["as_tensors"]
+                if isinstance(t, dict) and isinstance(t.get("name"), str)
+            ],
+        )
     if isinstance(arg.get("as_optional_tensor"), dict):
         return _pt2_arg_tensors(arg["as_optional_tensor"])
     return []

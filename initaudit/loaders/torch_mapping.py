@@ -10,8 +10,11 @@ from ..model import Layer, LoadedModel, Role, WeightTensor
 from .reparam import Rebuilt
 
 # loose parameters that are not kernels even when 2-D (ViT pos_embed/cls_token, queries, scales)
-_NOT_KERNEL = re.compile(r"(pos|position|cls|token|query|queries|embed|scale|gamma|beta|"
-                         r"register|prompt|mask|temperature|logit)", re.IGNORECASE)
+_NOT_KERNEL = re.compile(
+    r"(pos|position|cls|token|query|queries|embed|scale|gamma|beta|"
+    r"register|prompt|mask|temperature|logit)",
+    re.IGNORECASE,
+)
 _FLOAT = ("float", "bfloat")
 
 
@@ -27,8 +30,10 @@ def note_rebuilt(model: LoadedModel, rebuilt: list[Rebuilt]) -> None:
         formula = "g * v / ||v||" if r.kind == "weight-norm" else "orig * mask"
         t.notes.append(f"{r.kind}: effective kernel rebuilt as {formula} from {', '.join(r.parts)}")
     kinds = sorted({r.kind for r in rebuilt})
-    model.notes.append(f"{len(rebuilt)} reparametrised weight(s) ({', '.join(kinds)}) rebuilt into "
-                       "the kernel the layer multiplies by")
+    model.notes.append(
+        f"{len(rebuilt)} reparametrised weight(s) ({', '.join(kinds)}) rebuilt into "
+        "the kernel the layer multiplies by"
+    )
 
 
 def promote_raw_parameters(model: LoadedModel, param_names: set[str]) -> None:
@@ -38,9 +43,15 @@ def promote_raw_parameters(model: LoadedModel, param_names: set[str]) -> None:
     keep = []
     for t in model.loose_tensors:
         leaf = t.name.rpartition(".")[2]
-        if (t.name in param_names and t.role is Role.OTHER and len(t.shape) >= 2
-                and t.dtype.startswith(_FLOAT) and not _NOT_KERNEL.search(t.name)
-                and min(t.shape) > 0 and leaf not in ("weight_mask",)):
+        if (
+            t.name in param_names
+            and t.role is Role.OTHER
+            and len(t.shape) >= 2
+            and t.dtype.startswith(_FLOAT)
+            and not _NOT_KERNEL.search(t.name)
+            and min(t.shape) > 0
+            and leaf not in ("weight_mask",)
+        ):
             t.role, t.op = Role.KERNEL, "Parameter"
             t.fan_in, t.fan_out = torch_fans(t.shape)
             t.unit_axis = 0
@@ -55,10 +66,16 @@ def promote_raw_parameters(model: LoadedModel, param_names: set[str]) -> None:
 # (aten signatures: linear(input, weight, bias), conv2d(input, weight, bias, ...),
 # embedding(weight, indices, ...))
 _FROZEN_OPS: dict[str, tuple[str, int, int | None]] = {
-    "linear": ("Linear", 1, 2), "conv1d": ("Conv1d", 1, 2), "conv2d": ("Conv2d", 1, 2),
-    "conv3d": ("Conv3d", 1, 2), "_convolution": ("Conv", 1, 2), "convolution": ("Conv", 1, 2),
-    "conv_transpose1d": ("ConvTranspose1d", 1, 2), "conv_transpose2d": ("ConvTranspose2d", 1, 2),
-    "conv_transpose3d": ("ConvTranspose3d", 1, 2), "embedding": ("Embedding", 0, None),
+    "linear": ("Linear", 1, 2),
+    "conv1d": ("Conv1d", 1, 2),
+    "conv2d": ("Conv2d", 1, 2),
+    "conv3d": ("Conv3d", 1, 2),
+    "_convolution": ("Conv", 1, 2),
+    "convolution": ("Conv", 1, 2),
+    "conv_transpose1d": ("ConvTranspose1d", 1, 2),
+    "conv_transpose2d": ("ConvTranspose2d", 1, 2),
+    "conv_transpose3d": ("ConvTranspose3d", 1, 2),
+    "embedding": ("Embedding", 0, None),
 }
 _CONST = re.compile(r"^CONSTANTS\.c\d+$")
 
@@ -123,5 +140,7 @@ def map_frozen_constants(model: LoadedModel, code: dict[str, ast.Module]) -> Non
     model.layers.extend(layers.values())
     model.loose_tensors = keep
     if layers:
-        model.notes.append(f"{len(layers)} frozen (jit.freeze) constant(s) mapped to the ops that "
-                           "consume them in the TorchScript code")
+        model.notes.append(
+            f"{len(layers)} frozen (jit.freeze) constant(s) mapped to the ops that "
+            "consume them in the TorchScript code"
+        )

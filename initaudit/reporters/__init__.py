@@ -32,8 +32,16 @@ REPORTERS: dict[str, str] = {
 
 
 class ReportFunction(Protocol):
-    def __call__(self, result: Report, stream: TextIO, *, config: AuditConfig, color: bool,
-                 verbose: bool = False, quiet: bool = False) -> None: ...
+    def __call__(
+        self,
+        result: Report,
+        stream: TextIO,
+        *,
+        config: AuditConfig,
+        color: bool,
+        verbose: bool = False,
+        quiet: bool = False,
+    ) -> None: ...
 
 
 def formats() -> list[str]:

@@ -39,8 +39,13 @@ from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES  # noqa: E402
 
 # evidence keys a finding uses for the std of the scheme it recommends instead (rules/*.py)
 _SUGGESTED_STD = re.compile(r"^(glorot|he|lecun|xavier|kaiming)_std$")
-_SUGGESTED_LABEL = {"glorot": "Glorot/Xavier", "xavier": "Glorot/Xavier", "he": "He/Kaiming",
-                    "kaiming": "He/Kaiming", "lecun": "LeCun"}
+_SUGGESTED_LABEL = {
+    "glorot": "Glorot/Xavier",
+    "xavier": "Glorot/Xavier",
+    "he": "He/Kaiming",
+    "kaiming": "He/Kaiming",
+    "lecun": "LeCun",
+}
 
 
 # rules whose evidence ``expected_std`` is the std of a scheme they name (rules/*.py)
@@ -86,8 +91,9 @@ def sample_values(values: Any, n: int = SAMPLE_SIZE, seed: int = 0) -> np.ndarra
     return out[np.isfinite(out)]
 
 
-def histogram(sample: np.ndarray, curves: list[Curve], bins: int = 40
-              ) -> tuple[np.ndarray, np.ndarray]:
+def histogram(
+    sample: np.ndarray, curves: list[Curve], bins: int = 40
+) -> tuple[np.ndarray, np.ndarray]:
     """(edges, density) of ``sample`` over a range that also shows the curves' bulk."""
     lo = float(sample.min()) if sample.size else 0.0
     hi = float(sample.max()) if sample.size else 0.0
@@ -103,10 +109,20 @@ def curves_for(tensor: TensorReport, findings: list[Finding]) -> list[Curve]:
     """The identified scheme's density, and each density a finding on this tensor recommends."""
     out: list[Curve] = []
     sc = tensor.scheme
-    if sc is not None and sc.known and sc.expected_std and sc.distribution in (
-            "normal", "truncated_normal", "uniform", "orthogonal"):
-        out.append(Curve(label=sc.label, distribution=sc.distribution,
-                         std=float(sc.expected_std), role="identified"))
+    if (
+        sc is not None
+        and sc.known
+        and sc.expected_std
+        and sc.distribution in ("normal", "truncated_normal", "uniform", "orthogonal")
+    ):
+        out.append(
+            Curve(
+                label=sc.label,
+                distribution=sc.distribution,
+                std=float(sc.expected_std),
+                role="identified",
+            )
+        )
     for f in findings:
         if f.tensor != tensor.name:
             continue
@@ -116,32 +132,54 @@ def curves_for(tensor: TensorReport, findings: list[Finding]) -> list[Curve]:
             if _SUGGESTED_STD.match(key) and isinstance(value, (int, float)):
                 wanted = float(value)
                 label = f"{_SUGGESTED_LABEL[key.split('_')[0]]} normal (std {wanted:.3g})"
-            elif (key == "expected_std" and isinstance(value, (int, float)) and sc is not None
-                  and sc.expected_std and abs(float(value) / sc.expected_std - 1.0) > 0.01):
+            elif (
+                key == "expected_std"
+                and isinstance(value, (int, float))
+                and sc is not None
+                and sc.expected_std
+                and abs(float(value) / sc.expected_std - 1.0) > 0.01
+            ):
                 # a rule whose expected_std is not the identified one names what it wants
                 # (selu-without-lecun: LeCun's std)
                 wanted = float(value)
                 named = _RULE_WANTS.get(f.name)
-                label = (f"{named} normal (std {wanted:.3g})" if named
-                         else f"{f.name} expects std {wanted:.3g} (normal)")
+                label = (
+                    f"{named} normal (std {wanted:.3g})"
+                    if named
+                    else f"{f.name} expects std {wanted:.3g} (normal)"
+                )
             if wanted is None or not wanted > 0 or not math.isfinite(wanted):
                 continue
             if any(abs(c.std / wanted - 1.0) < 1e-6 for c in out):
                 continue
-            out.append(Curve(label=label, distribution="normal", std=wanted, role="suggested",
-                             source=f.code))
+            out.append(
+                Curve(
+                    label=label, distribution="normal", std=wanted, role="suggested", source=f.code
+                )
+            )
     return out
 
 
 def analysed_kernels(fr: FileReport) -> list[TensorReport]:
     """The tensors a histogram is drawn for: scheme-bearing roles that were analysed."""
-    return [t for t in fr.tensors
-            if t.role in SCHEMED_ROLES and t.skipped is None and t.stats is not None
-            and t.stats.size >= 2]
+    return [
+        t
+        for t in fr.tensors
+        if t.role in SCHEMED_ROLES
+        and t.skipped is None
+        and t.stats is not None
+        and t.stats.size >= 2
+    ]
 
 
-def load_samples(path: str, names: list[str], *, hints: tuple[ActivationHint, ...] = (), seed: int = 0,
-                 n: int = SAMPLE_SIZE) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def load_samples(
+    path: str,
+    names: list[str],
+    *,
+    hints: tuple[ActivationHint, ...] = (),
+    seed: int = 0,
+    n: int = SAMPLE_SIZE,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Re-read ``names`` from the checkpoint at ``path``: (samples by name, reason by name for
     those that could not be read). Never raises for a bad file."""
     from ..loaders import LoadOptions, load
@@ -151,8 +189,9 @@ def load_samples(path: str, names: list[str], *, hints: tuple[ActivationHint, ..
     try:
         model = load(path, LoadOptions(hints=hints))
     except Exception as exc:  # noqa: BLE001  the report still renders, without pictures
-        return {}, {name: f"could not re-read the file ({type(exc).__name__}: {exc})"
-                    for name in names}
+        return {}, {
+            name: f"could not re-read the file ({type(exc).__name__}: {exc})" for name in names
+        }
     by_name = {t.name: t for t in model.tensors()}
     for name in names:
         tensor = by_name.get(name)
@@ -161,8 +200,9 @@ def load_samples(path: str, names: list[str], *, hints: tuple[ActivationHint, ..
             continue
         try:
             # seeded by name: the same tensor gets the same sample whatever else is drawn
-            samples[name] = sample_values(tensor.load(), n=n,
-                                          seed=seed + zlib.crc32(name.encode("utf-8")))
+            samples[name] = sample_values(
+                tensor.load(), n=n, seed=seed + zlib.crc32(name.encode("utf-8"))
+            )
         except Exception as exc:  # noqa: BLE001  this card says why it has no picture
             problems[name] = f"could not be re-read ({type(exc).__name__}: {exc})"
     return samples, problems

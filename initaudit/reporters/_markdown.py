@@ -95,14 +95,17 @@ def render(markdown: str, *, heading_offset: int = 2) -> str:
             continue
         if "|" in line and i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
             flush()
-            head = "".join(f"<th scope=\"col\">{inline(c)}</th>" for c in _cells(line))
+            head = "".join(f'<th scope="col">{inline(c)}</th>' for c in _cells(line))
             rows = []
             i += 2
             while i < len(lines) and "|" in lines[i] and lines[i].strip():
-                rows.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in _cells(lines[i]))
-                            + "</tr>")
+                rows.append(
+                    "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in _cells(lines[i])) + "</tr>"
+                )
                 i += 1
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            out.append(
+                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            )
             continue
         for pattern, tag in ((_BULLET, "ul"), (_ORDERED, "ol")):
             if pattern.match(line):
@@ -115,8 +118,9 @@ def render(markdown: str, *, heading_offset: int = 2) -> str:
                     elif items:  # continuation line of the item
                         items[-1] += " " + lines[i].strip()
                     i += 1
-                out.append(f"<{tag}>" + "".join(f"<li>{inline(x)}</li>" for x in items)
-                           + f"</{tag}>")
+                out.append(
+                    f"<{tag}>" + "".join(f"<li>{inline(x)}</li>" for x in items) + f"</{tag}>"
+                )
                 break
         else:
             if not line.strip():

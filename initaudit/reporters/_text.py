@@ -36,8 +36,11 @@ def evidence_text(evidence: dict[str, Any]) -> str:
     """A scheme's evidence as one line of words (inspect, the HTML report)."""
     parts = []
     for key, value in evidence.items():
-        label = {"gof_pvalue": "KS/GOF p", "std_interval_95": "std 95%",
-                 "orthogonality_error": "orthogonality error"}.get(key, key.replace("_", " "))
+        label = {
+            "gof_pvalue": "KS/GOF p",
+            "std_interval_95": "std 95%",
+            "orthogonality_error": "orthogonality error",
+        }.get(key, key.replace("_", " "))
         parts.append(f"{label} {evidence_value(value)}")
     return " · ".join(parts)
 

@@ -41,8 +41,15 @@ MAX_PER_LEVEL = 10
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
-def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
-           verbose: bool = False, quiet: bool = False) -> None:
+def report(
+    result: Report,
+    stream: TextIO,
+    *,
+    config: AuditConfig,
+    color: bool = False,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> None:
     """Write the summary notice, then at most 10 annotations per level, then the rest as plain
     log lines; append the Markdown report to ``$GITHUB_STEP_SUMMARY`` when it is set."""
     for line in lines(result, quiet=quiet):
@@ -75,22 +82,52 @@ def lines(result: Report, *, quiet: bool = False, limit: int = MAX_PER_LEVEL) ->
     for fr in result.files:
         path = repo_path(fr.path)
         if fr.status is Status.ERROR:
-            planned.append(("error", command("error", f"could not be read: {fr.error or 'unknown reason'}",
-                                             file=path, title=TOOL)))
+            planned.append(
+                (
+                    "error",
+                    command(
+                        "error",
+                        f"could not be read: {fr.error or 'unknown reason'}",
+                        file=path,
+                        title=TOOL,
+                    ),
+                )
+            )
             continue
         planned.extend((COMMANDS[f.severity], _finding(f, path)) for f in fr.findings)
         skipped = skipped_items(fr)
         if skipped:
-            names = join_limited((f"{name} ({reason})" for name, reason in skipped), MAX_NAMES,
-                                 sep="; ")
-            planned.append(("warning", command("warning", f"{plural(len(skipped), 'tensor')} not analysed: {names}",
-                                               file=path, title=f"{TOOL} skipped tensors")))
+            names = join_limited(
+                (f"{name} ({reason})" for name, reason in skipped), MAX_NAMES, sep="; "
+            )
+            planned.append(
+                (
+                    "warning",
+                    command(
+                        "warning",
+                        f"{plural(len(skipped), 'tensor')} not analysed: {names}",
+                        file=path,
+                        title=f"{TOOL} skipped tensors",
+                    ),
+                )
+            )
         elif fr.partial:
-            planned.append(("warning", command("warning", "audit incomplete: part of the file was not analysed",
-                                               file=path, title=f"{TOOL} incomplete")))
+            planned.append(
+                (
+                    "warning",
+                    command(
+                        "warning",
+                        "audit incomplete: part of the file was not analysed",
+                        file=path,
+                        title=f"{TOOL} incomplete",
+                    ),
+                )
+            )
         if not quiet:
-            planned.extend(("notice", command("notice", note, file=path, title=f"{TOOL} note"))
-                           for note in fr.notes)
+            planned.extend(
+                ("notice", command("notice", note, file=path, title=f"{TOOL} note"))
+                for note in fr.notes
+            )
     out = [command("notice", _summary(result), title=TOOL)]
     used = {"error": 0, "warning": 0, "notice": 1}  # the summary takes one notice
     total = {level: sum(1 for lv, _ in planned if lv == level) for level in used}
@@ -107,9 +144,15 @@ def lines(result: Report, *, quiet: bool = False, limit: int = MAX_PER_LEVEL) ->
         shown = used[level] - (1 if level == "notice" else 0)
         more = total[level] - shown
         if more:
-            out.append(command(level, f"{more} more {level} annotation{'s' if more != 1 else ''} "
-                                      f"not shown (GitHub shows {limit} per level): see the job "
-                                      "summary or the log", title=TOOL))
+            out.append(
+                command(
+                    level,
+                    f"{more} more {level} annotation{'s' if more != 1 else ''} "
+                    f"not shown (GitHub shows {limit} per level): see the job "
+                    "summary or the log",
+                    title=TOOL,
+                )
+            )
     # the rest in the log, readable, without the workflow-command prefix
     out += ["initaudit: " + _plain(a) for a in overflow]
     return out
@@ -133,8 +176,12 @@ def _finding(f: Finding, path: str) -> str:
 
 def _summary(result: Report) -> str:
     c = result.counts()
-    parts = [plural(c["files"], "file"), plural(c["errors"], "error"),
-             plural(c["warnings"], "warning"), plural(c["infos"], "info")]
+    parts = [
+        plural(c["files"], "file"),
+        plural(c["errors"], "error"),
+        plural(c["warnings"], "warning"),
+        plural(c["infos"], "info"),
+    ]
     if c["unreadable_files"]:
         parts.append(f"{plural(c['unreadable_files'], 'unreadable file')}")
     analysed_n = sum(len(analysed(fr)) for fr in result.files)
@@ -150,8 +197,9 @@ def _summary(result: Report) -> str:
 
 def command(name: str, message: str, **properties: str | None) -> str:
     """``::name key=value,...::message`` with GitHub's escaping (None-valued properties left out)."""
-    props = ",".join(f"{key}={escape_property(value)}" for key, value in properties.items()
-                     if value is not None)
+    props = ",".join(
+        f"{key}={escape_property(value)}" for key, value in properties.items() if value is not None
+    )
     return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
 
 

@@ -34,8 +34,15 @@ if TYPE_CHECKING:  # pragma: no cover
 SEVERITIES = {Severity.ERROR: "critical", Severity.WARNING: "major", Severity.INFO: "minor"}
 
 
-def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
-           verbose: bool = False, quiet: bool = False) -> None:
+def report(
+    result: Report,
+    stream: TextIO,
+    *,
+    config: AuditConfig,
+    color: bool = False,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> None:
     stream.write(json.dumps(build(result), indent=2, ensure_ascii=False) + "\n")
 
 
@@ -49,24 +56,48 @@ def build(result: Report) -> list[dict[str, Any]]:
         n = seen.get(key, 0)
         seen[key] = n + 1
         unique = hashlib.sha256(f"{key}\0{n}".encode()).hexdigest()[:32]
-        issues.append({"description": one_line(description), "check_name": check,
-                       "fingerprint": unique, "severity": severity,
-                       "location": {"path": path, "lines": {"begin": 1}}})
+        issues.append(
+            {
+                "description": one_line(description),
+                "check_name": check,
+                "fingerprint": unique,
+                "severity": severity,
+                "location": {"path": path, "lines": {"begin": 1}},
+            }
+        )
 
     for fr in result.files:
         path = repo_path(fr.path)
         if fr.status is Status.ERROR:
-            add("initaudit/unreadable", f"could not be read: {fr.error or 'unknown reason'}",
-                "blocker", path, f"unreadable\0{path}")
+            add(
+                "initaudit/unreadable",
+                f"could not be read: {fr.error or 'unknown reason'}",
+                "blocker",
+                path,
+                f"unreadable\0{path}",
+            )
             continue
         for f in fr.findings:
             what = subject(f)
-            add(f.code, f"{f.code} {f.name}: {what + ': ' if what else ''}{f.message}",
-                SEVERITIES[f.severity], path, fingerprint(f.code, path, f.tensor, f.layer))
+            add(
+                f.code,
+                f"{f.code} {f.name}: {what + ': ' if what else ''}{f.message}",
+                SEVERITIES[f.severity],
+                path,
+                fingerprint(f.code, path, f.tensor, f.layer),
+            )
         if fr.partial:
             skipped = skipped_items(fr)
-            detail = (f"{len(skipped)} tensor(s) not analysed" if skipped
-                      else "part of the file was not analysed")
-            add("initaudit/incomplete", f"audit incomplete: {detail}", "major", path,
-                f"incomplete\0{path}")
+            detail = (
+                f"{len(skipped)} tensor(s) not analysed"
+                if skipped
+                else "part of the file was not analysed"
+            )
+            add(
+                "initaudit/incomplete",
+                f"audit incomplete: {detail}",
+                "major",
+                path,
+                f"incomplete\0{path}",
+            )
     return issues

@@ -72,8 +72,15 @@ class _Glyphs:
         self.dash = "—" if u else "-"
 
 
-def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool,
-           verbose: bool = False, quiet: bool = False) -> None:
+def report(
+    result: Report,
+    stream: TextIO,
+    *,
+    config: AuditConfig,
+    color: bool,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> None:
     """Print ``result`` for a person: per file a table, the findings, the notes; then a summary."""
     encoding = getattr(stream, "encoding", None) or "utf-8"
     buffer = _Buffer(encoding)  # rich picks ASCII boxes and rules from the buffer's encoding
@@ -123,10 +130,18 @@ def make_console(stream: TextIO, color: bool, *, file: TextIO | None = None) -> 
             width = None
     if width is None and os.environ.get("COLUMNS", "").isdigit():
         width = max(40, int(os.environ["COLUMNS"]))  # a CI log or a pipe at a chosen width
-    return Console(file=file or stream, width=width or _PIPE_WIDTH,
-                   color_system="auto" if color else None, force_terminal=color,
-                   no_color=not color, highlight=False, emoji=False, markup=False,
-                   soft_wrap=False, legacy_windows=False)
+    return Console(
+        file=file or stream,
+        width=width or _PIPE_WIDTH,
+        color_system="auto" if color else None,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+        markup=False,
+        soft_wrap=False,
+        legacy_windows=False,
+    )
 
 
 # ---------------------------------------------------------------------------------- per file
@@ -137,8 +152,12 @@ def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> Non
     collapsed unless ``verbose``), then the signal chart and the notes."""
     console.rule(Text(fr.path, style="bold"), align="left", style="dim")
     if fr.status is Status.ERROR:
-        console.print(Text.assemble((f"{g.mark[Severity.ERROR]} could not be read: ", "bold red"),
-                                    fr.error or "unknown reason"))
+        console.print(
+            Text.assemble(
+                (f"{g.mark[Severity.ERROR]} could not be read: ", "bold red"),
+                fr.error or "unknown reason",
+            )
+        )
         if fr.findings:  # unsafe content found before the read failed (issue 11)
             console.print(_findings_grid(fr.findings, g))
         return
@@ -147,8 +166,9 @@ def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> Non
         console.print(_findings_grid(fr.findings, g, collapse=not verbose))
     else:
         console.print(_no_findings_line(fr, g))
-    table = _tensor_table(fr, g, verbose=verbose, compact=console.width < _COMPACT_BELOW,
-                          width=console.width)
+    table = _tensor_table(
+        fr, g, verbose=verbose, compact=console.width < _COMPACT_BELOW, width=console.width
+    )
     if table.row_count:
         console.print()
         console.print(table)
@@ -159,8 +179,9 @@ def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> Non
         if line is not None:
             console.print(line)
     if fr.signal:
-        console.print(Text(render_signal(fr, verbose=verbose, unicode_ok=g.dot == "·"),
-                           style="dim"))
+        console.print(
+            Text(render_signal(fr, verbose=verbose, unicode_ok=g.dot == "·"), style="dim")
+        )
     notes = _notes(fr, verbose=verbose)
     if notes:
         console.print()
@@ -171,8 +192,14 @@ def _file(console: Console, fr: FileReport, g: _Glyphs, *, verbose: bool) -> Non
 def _quiet_file(console: Console, fr: FileReport, g: _Glyphs) -> None:
     """--quiet: only what needs attention: findings, unreadable files, skipped counts."""
     if fr.status is Status.ERROR:
-        console.print(Text.assemble((fr.path, "bold"), ": ", ("could not be read: ", "bold red"),
-                                    fr.error or "unknown reason"))
+        console.print(
+            Text.assemble(
+                (fr.path, "bold"),
+                ": ",
+                ("could not be read: ", "bold red"),
+                fr.error or "unknown reason",
+            )
+        )
         if fr.findings:
             console.print(_findings_grid(fr.findings, g))
         return
@@ -214,16 +241,22 @@ def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
     return out
 
 
-def _tensor_table(fr: FileReport, g: _Glyphs, *, verbose: bool, compact: bool = False,
-                  width: int = _PIPE_WIDTH) -> Table:
+def _tensor_table(
+    fr: FileReport, g: _Glyphs, *, verbose: bool, compact: bool = False, width: int = _PIPE_WIDTH
+) -> Table:
     """One row per kernel (every tensor with --verbose); without --verbose, tensors that repeat
     block after block with the same shape, activation and scheme are one row
     (``h.{0..11}.mlp.c_fc.weight ×12`` with the range of their std). ``compact`` (narrow
     terminals) leaves out the shape and the fans and keeps every cell on one line: names are
     shortened in the middle (never broken mid-word), scheme labels at the end."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
-                  padding=(0, 1, 0, 0),
-                  expand=False)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold",
+        padding=(0, 1, 0, 0),
+        expand=False,
+    )
     by_tensor, by_layer = _worst_by_tensor(fr.findings)
     rows = [t for t in fr.tensors if verbose or _in_table(t)]
     groups = [[t] for t in rows] if verbose else _collapse(rows, by_tensor, by_layer)
@@ -232,31 +265,50 @@ def _tensor_table(fr: FileReport, g: _Glyphs, *, verbose: bool, compact: bool = 
     # compact widths: mark 1+1, act 6+1, scheme 16+1, std 15+1: the name gets the rest
     name_width = max(24, width - 44) if compact else 44
     table.add_column("", no_wrap=True, width=1)
-    table.add_column(f"tensor ({prefix}…)" if prefix else "tensor", no_wrap=True,
-                     max_width=name_width)
+    table.add_column(
+        f"tensor ({prefix}…)" if prefix else "tensor", no_wrap=True, max_width=name_width
+    )
     if not compact:
         table.add_column("shape", no_wrap=True)
         table.add_column(f"fan in{g.arrow}out", no_wrap=True, justify="right")
-    table.add_column("act" if compact else "activation", no_wrap=True,
-                     min_width=6 if compact else None, max_width=7 if compact else None,
-                     overflow="ellipsis")
-    table.add_column("init scheme", no_wrap=compact, overflow="ellipsis" if compact else "fold",
-                     max_width=16 if compact else None)
-    table.add_column("std" if compact else "std obs / exp", no_wrap=True, justify="right",
-                     min_width=15 if compact else None)
+    table.add_column(
+        "act" if compact else "activation",
+        no_wrap=True,
+        min_width=6 if compact else None,
+        max_width=7 if compact else None,
+        overflow="ellipsis",
+    )
+    table.add_column(
+        "init scheme",
+        no_wrap=compact,
+        overflow="ellipsis" if compact else "fold",
+        max_width=16 if compact else None,
+    )
+    table.add_column(
+        "std" if compact else "std obs / exp",
+        no_wrap=True,
+        justify="right",
+        min_width=15 if compact else None,
+    )
     if not compact:
         table.add_column("conf", no_wrap=True, justify="right", min_width=4)
     for group in groups:
         t = group[0]
         worst = _worse(by_tensor.get(t.name), by_layer.get(t.layer) if _in_table(t) else None)
-        name = _name_cell(t, verbose=verbose) if len(group) == 1 else \
-            Text(f"{_pattern_name(group)} {g.times}{len(group)}")
-        name = Text(name.plain[len(prefix):], style=name.style) if prefix else name
+        name = (
+            _name_cell(t, verbose=verbose)
+            if len(group) == 1
+            else Text(f"{_pattern_name(group)} {g.times}{len(group)}")
+        )
+        name = Text(name.plain[len(prefix) :], style=name.style) if prefix else name
         row: list[Text | str] = [_mark(worst, g), _middle_ellipsis(name, name_width)]
         if not compact:
             row += [_shape(t.shape, g), _fans(t, g)]
-        row += [_activation_cell(t, verbose=verbose),
-                _scheme_cell(t, g, short=compact), _std_cell_group(group, g, observed_only=compact)]
+        row += [
+            _activation_cell(t, verbose=verbose),
+            _scheme_cell(t, g, short=compact),
+            _std_cell_group(group, g, observed_only=compact),
+        ]
         if not compact:
             row.append(_confidence_cell(t))
         table.add_row(*row)
@@ -269,8 +321,9 @@ def _common_prefix(names: list[str]) -> str:
         return ""
     first = names[0].split(".")
     n = 0
-    while n < len(first) - 1 and all(name.split(".")[n] == first[n] and name.count(".") > n
-                                     for name in names):
+    while n < len(first) - 1 and all(
+        name.split(".")[n] == first[n] and name.count(".") > n for name in names
+    ):
         n += 1
     return ".".join(first[:n]) + "." if n else ""
 
@@ -283,11 +336,12 @@ def _block_key(name: str) -> tuple[str, int] | None:
     m = _INDEX.search(name)
     if m is None:
         return None
-    return name[: m.start()] + "{}" + name[m.end():], int(m.group(1))
+    return name[: m.start()] + "{}" + name[m.end() :], int(m.group(1))
 
 
-def _collapse(rows: list[TensorReport], by_tensor: dict[str, Severity],
-              by_layer: dict[str, Severity]) -> list[list[TensorReport]]:
+def _collapse(
+    rows: list[TensorReport], by_tensor: dict[str, Severity], by_layer: dict[str, Severity]
+) -> list[list[TensorReport]]:
     """Group tensors of repeated blocks: same name pattern, role, shape, activation, scheme and
     worst finding (a tensor flagged unlike its siblings keeps its own row)."""
     groups: dict[tuple[Any, ...], list[TensorReport]] = {}
@@ -335,7 +389,7 @@ def _middle_ellipsis(text: Text, width: int) -> Text:
     keep = width - 1
     head = keep // 2
     tail = keep - head
-    return Text(plain[:head] + "…" + plain[len(plain) - tail:], style=text.style)
+    return Text(plain[:head] + "…" + plain[len(plain) - tail :], style=text.style)
 
 
 def _std_cell_group(group: list[TensorReport], g: _Glyphs, *, observed_only: bool = False) -> Text:
@@ -469,8 +523,9 @@ def _hidden_line(fr: FileReport, g: _Glyphs) -> Text | None:
     skipped = len(hidden) - len(analysed)
     if skipped:
         detail.append(f"{skipped} skipped")
-    return Text(f"  + {what} not in the table ({', '.join(detail)}); --verbose lists them",
-                style="dim")
+    return Text(
+        f"  + {what} not in the table ({', '.join(detail)}); --verbose lists them", style="dim"
+    )
 
 
 def _kind(role: str) -> str:
@@ -500,7 +555,7 @@ def _findings_grid(findings: list[Finding], g: _Glyphs, *, collapse: bool = Fals
     grid.add_column(no_wrap=True)  # code
     grid.add_column(ratio=1, overflow="fold")  # name, tensor, message: wraps with a hanging indent
     previous: Severity | None = None
-    for group in (_collapse_findings(findings) if collapse else [[f] for f in findings]):
+    for group in _collapse_findings(findings) if collapse else [[f] for f in findings]:
         f = group[0]
         if previous is not None and f.severity is not previous:
             grid.add_row("", "", "")  # a blank line between severity groups
@@ -518,8 +573,11 @@ def _findings_grid(findings: list[Finding], g: _Glyphs, *, collapse: bool = Fals
             body.append(f.message)
         if f.confidence < 0.95:
             body.append(f" (confidence {round(f.confidence * 100)}%)", style="dim")
-        grid.add_row(Text(f"{g.mark[f.severity]} {f.severity.value}", style=_SEVERITY_STYLE[f.severity]),
-                     Text(f.code, style="bold"), body)
+        grid.add_row(
+            Text(f"{g.mark[f.severity]} {f.severity.value}", style=_SEVERITY_STYLE[f.severity]),
+            Text(f.code, style="bold"),
+            body,
+        )
     return grid
 
 
@@ -550,11 +608,22 @@ def _notes(fr: FileReport, *, verbose: bool) -> list[Text]:
     notes: list[Text] = []
     skipped = fr.skipped if verbose else fr.skipped[:_MAX_SKIPPED_SHOWN]
     for item in skipped:
-        notes.append(Text.assemble(("skipped ", "yellow"), (item.get("name", "?"), "magenta"), ": ",
-                                   item.get("reason", "no reason given")))
+        notes.append(
+            Text.assemble(
+                ("skipped ", "yellow"),
+                (item.get("name", "?"), "magenta"),
+                ": ",
+                item.get("reason", "no reason given"),
+            )
+        )
     if len(skipped) < len(fr.skipped):
-        notes.append(Text(f"... and {len(fr.skipped) - len(skipped)} more skipped tensors "
-                          "(--verbose lists them all)", style="yellow"))
+        notes.append(
+            Text(
+                f"... and {len(fr.skipped) - len(skipped)} more skipped tensors "
+                "(--verbose lists them all)",
+                style="yellow",
+            )
+        )
     notes.extend(Text(n) for n in fr.notes)
     return notes
 
@@ -578,8 +647,11 @@ def _no_findings_line(fr: FileReport, g: _Glyphs) -> Text:
 def _incomplete_text(fr: FileReport) -> str:
     """Never "clean" for a file we did not fully read: say what was left out."""
     n = _analysed(fr)
-    head = (f"no findings in the {n} analysed tensor{'s' if n != 1 else ''}" if not fr.findings
-            else f"{n} tensor{'s' if n != 1 else ''} analysed")
+    head = (
+        f"no findings in the {n} analysed tensor{'s' if n != 1 else ''}"
+        if not fr.findings
+        else f"{n} tensor{'s' if n != 1 else ''} analysed"
+    )
     if fr.skipped:
         return f"{head}; {len(fr.skipped)} skipped (see above)"
     return f"{head}; part of the file was left out (see above)"
@@ -594,14 +666,19 @@ def summary_text(result: Report, g: _Glyphs | None = None) -> Text:
     c = result.counts()
     out = Text()
     out.append(f"{c['files']} {_word('file', c['files'])}", style="bold")
-    for key, word, style in (("errors", "error", "bold red"), ("warnings", "warning", "yellow"),
-                             ("infos", "info", "cyan")):
+    for key, word, style in (
+        ("errors", "error", "bold red"),
+        ("warnings", "warning", "yellow"),
+        ("infos", "info", "cyan"),
+    ):
         out.append(", ")
         out.append(f"{c[key]} {_word(word, c[key])}", style=style if c[key] else "")
     if c["unreadable_files"]:
         out.append(", ")
-        out.append(f"{c['unreadable_files']} unreadable {_word('file', c['unreadable_files'])}",
-                   style="bold red")
+        out.append(
+            f"{c['unreadable_files']} unreadable {_word('file', c['unreadable_files'])}",
+            style="bold red",
+        )
     analysed = sum(_analysed(fr) for fr in result.files)
     skipped = sum(len(fr.skipped) for fr in result.files)
     out.append(f" {g.dot} {analysed} {_word('tensor', analysed)} analysed", style="dim")
@@ -654,8 +731,6 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(float(x))
 
 
-
-
 _TRAILING = re.compile(r"[ \t]+(?=(?:\x1b\[[0-9;]*m)*$)", re.MULTILINE)
 
 
@@ -694,12 +769,15 @@ def render_signal(fr: FileReport, *, verbose: bool = False, unicode_ok: bool = T
     layers = sig.get("layers") or []
     if not layers:
         return ""
-    qs = [layer["q_out"] if isinstance(layer["q_out"], (int, float)) else float("nan")
-          for layer in layers]
+    qs = [
+        layer["q_out"] if isinstance(layer["q_out"], (int, float)) else float("nan")
+        for layer in layers
+    ]
     chart = sparkline(qs)
     if not unicode_ok:
-        chart = "".join("_.-=+*#@"[("▁▂▃▄▅▆▇█".index(c))] if c in "▁▂▃▄▅▆▇█" else "?"
-                        for c in chart)
+        chart = "".join(
+            "_.-=+*#@"[("▁▂▃▄▅▆▇█".index(c))] if c in "▁▂▃▄▅▆▇█" else "?" for c in chart
+        )
     lo, hi = sig.get("band", [1e-2, 1e2])
     head = f"signal (log10 of the predicted second moment per layer, input = 1): {chart} "
     head += f"final {qs[-1]:.2g}"
@@ -711,8 +789,10 @@ def render_signal(fr: FileReport, *, verbose: bool = False, unicode_ok: bool = T
         head += f"; stays within [{lo:g}, {hi:g}]"
     probe = sig.get("probe")
     if probe and probe.get("worst_ratio") is not None:
-        head += (f"; probe {'agrees' if probe['agrees'] else 'DIFFERS'} (worst measured/predicted "
-                 f"{probe['worst_ratio']:.3g}, tolerance x{probe['tolerance_factor']:g})")
+        head += (
+            f"; probe {'agrees' if probe['agrees'] else 'DIFFERS'} (worst measured/predicted "
+            f"{probe['worst_ratio']:.3g}, tolerance x{probe['tolerance_factor']:g})"
+        )
     if not verbose:
         return head
     lines = [head]
@@ -723,6 +803,10 @@ def render_signal(fr: FileReport, *, verbose: bool = False, unicode_ok: bool = T
             f"  {layer['layer'][:40]:40s} {str(layer.get('activation') or '?'):10s} "
             f"gain {layer['forward_gain']:8.3g}  q {layer['q_out']:9.3g}"
             + (f"  grad {grad:9.3g}" if isinstance(grad, (int, float)) else "")
-            + (f"  measured std {measured:.3g} (predicted {layer['q_out'] ** 0.5:.3g})"
-               if isinstance(measured, (int, float)) else ""))
+            + (
+                f"  measured std {measured:.3g} (predicted {layer['q_out'] ** 0.5:.3g})"
+                if isinstance(measured, (int, float))
+                else ""
+            )
+        )
     return "\n".join(lines)

@@ -41,8 +41,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..settings import AuditConfig
 
 
-def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
-           verbose: bool = False, quiet: bool = False) -> None:
+def report(
+    result: Report,
+    stream: TextIO,
+    *,
+    config: AuditConfig,
+    color: bool = False,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> None:
     """Write ``result`` as indented JSON (``color``, ``verbose``, ``quiet`` do not apply)."""
     stream.write(dumps(result, config))
     stream.write("\n")
@@ -58,8 +65,10 @@ def dumps(result: Report, config: AuditConfig | None = None) -> str:
 
 
 def _config_dict(config: AuditConfig) -> dict[str, Any]:
-    return {"fail_on": config.fail_on.value, "select": list(config.select),
-            "ignore": list(config.ignore), "min_confidence": config.min_confidence,
-            "activation_hints": [f"{h.pattern}={h.activation.label}" for h in config.hints]}
-
-
+    return {
+        "fail_on": config.fail_on.value,
+        "select": list(config.select),
+        "ignore": list(config.ignore),
+        "min_confidence": config.min_confidence,
+        "activation_hints": [f"{h.pattern}={h.activation.label}" for h in config.hints],
+    }

@@ -49,8 +49,15 @@ FILE_CASE = "(file)"
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
-           verbose: bool = False, quiet: bool = False) -> None:
+def report(
+    result: Report,
+    stream: TextIO,
+    *,
+    config: AuditConfig,
+    color: bool = False,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> None:
     """Write ``result`` as one JUnit XML document (``color`` and ``quiet`` do not apply)."""
     stream.write(dumps(result, fail_on=config.fail_on, verbose=verbose))
     stream.write("\n")
@@ -62,8 +69,9 @@ def dumps(result: Report, *, fail_on: Severity = Severity.ERROR, verbose: bool =
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode")
 
 
-def build(result: Report, *, fail_on: Severity = Severity.ERROR,
-          verbose: bool = False) -> ET.Element:
+def build(
+    result: Report, *, fail_on: Severity = Severity.ERROR, verbose: bool = False
+) -> ET.Element:
     root = ET.Element("testsuites", {"name": "initaudit"})
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for fr in result.files:
@@ -81,18 +89,33 @@ def _suite(fr: FileReport, *, fail_on: Severity, verbose: bool) -> ET.Element:
     suite = ET.Element("testsuite", {"name": path})
     properties = ET.SubElement(suite, "properties")
     coverage = fr.coverage
-    for name, value in (("format", fr.format), ("framework", fr.framework),
-                        ("status", "partial" if fr.partial else fr.status.value),
-                        ("coverage", coverage_text(fr) if coverage is not None else None),
-                        ("suppressed", str(sum(1 for s in fr.suppressed if s.kind != "baseline")) if fr.suppressed else None),
-                        ("baselined", str(sum(1 for s in fr.suppressed if s.kind == "baseline")) if fr.suppressed else None)):
+    for name, value in (
+        ("format", fr.format),
+        ("framework", fr.framework),
+        ("status", "partial" if fr.partial else fr.status.value),
+        ("coverage", coverage_text(fr) if coverage is not None else None),
+        (
+            "suppressed",
+            str(sum(1 for s in fr.suppressed if s.kind != "baseline")) if fr.suppressed else None,
+        ),
+        (
+            "baselined",
+            str(sum(1 for s in fr.suppressed if s.kind == "baseline")) if fr.suppressed else None,
+        ),
+    ):
         if value:
             ET.SubElement(properties, "property", {"name": name, "value": _clean(value)})
     cases: list[ET.Element] = []
     if fr.status is Status.ERROR:
         case = _case(path, FILE_CASE)
-        ET.SubElement(case, "error", {"type": "unreadable", "message": _clean(
-            f"could not be read: {one_line(fr.error or 'unknown reason')}")})
+        ET.SubElement(
+            case,
+            "error",
+            {
+                "type": "unreadable",
+                "message": _clean(f"could not be read: {one_line(fr.error or 'unknown reason')}"),
+            },
+        )
         cases.append(case)
     else:
         cases = _cases(fr, path, fail_on=fail_on, verbose=verbose)
@@ -128,8 +151,11 @@ def _cases(fr: FileReport, path: str, *, fail_on: Severity, verbose: bool) -> li
         findings = by_subject.get(name, [])
         failing = [f for f in findings if fails(f, fail_on)]
         for f in failing:
-            failure = ET.SubElement(case, "failure", {
-                "type": f.code, "message": _clean(f"{f.code} {f.name}: {one_line(f.message)}")})
+            failure = ET.SubElement(
+                case,
+                "failure",
+                {"type": f.code, "message": _clean(f"{f.code} {f.name}: {one_line(f.message)}")},
+            )
             failure.text = _clean(_details(f))
         if name in skipped and not failing:
             ET.SubElement(case, "skipped", {"message": _clean(f"not analysed: {skipped[name]}")})

@@ -74,14 +74,27 @@ ICONS = {Severity.ERROR: "❌", Severity.WARNING: "⚠️", Severity.INFO: "ℹ�
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~!])")
 
 
-def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
-           verbose: bool = False, quiet: bool = False) -> None:
+def report(
+    result: Report,
+    stream: TextIO,
+    *,
+    config: AuditConfig,
+    color: bool = False,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> None:
     """Write ``result`` as one Markdown document (``color`` does not apply)."""
     stream.write(render(result, fail_on=config.fail_on, verbose=verbose, quiet=quiet))
 
 
-def render(result: Report, *, fail_on: Severity = Severity.ERROR, verbose: bool = False,
-           quiet: bool = False, limit: int | None = MAX_CHARS) -> str:
+def render(
+    result: Report,
+    *,
+    fail_on: Severity = Severity.ERROR,
+    verbose: bool = False,
+    quiet: bool = False,
+    limit: int | None = MAX_CHARS,
+) -> str:
     """The whole document, or, past ``limit`` characters (GitHub's 65,536 for a comment or a
     job summary), the heading, the summary and the unreadable and failing files first, then as
     many other sections as fit (without their tensor tables if need be), and a last line saying
@@ -95,8 +108,16 @@ def render(result: Report, *, fail_on: Severity = Severity.ERROR, verbose: bool 
     return _within(result, head, table, fail_on=fail_on, verbose=verbose, quiet=quiet, limit=limit)
 
 
-def _within(result: Report, head: list[str], table: list[str], *, fail_on: Severity,
-            verbose: bool, quiet: bool, limit: int) -> str:
+def _within(
+    result: Report,
+    head: list[str],
+    table: list[str],
+    *,
+    fail_on: Severity,
+    verbose: bool,
+    quiet: bool,
+    limit: int,
+) -> str:
     budget = limit - _RESERVE
     out = list(head)
     used = len("\n".join(out)) + 1
@@ -122,8 +143,10 @@ def _within(result: Report, head: list[str], table: list[str], *, fail_on: Sever
     chosen: dict[int, list[str]] = {}
     for i in order:
         fr = result.files[i]
-        for variant in (_file_section(fr, verbose=verbose, quiet=quiet),
-                        _file_section(fr, verbose=False, quiet=True)):
+        for variant in (
+            _file_section(fr, verbose=verbose, quiet=quiet),
+            _file_section(fr, verbose=False, quiet=True),
+        ):
             size = len("\n".join(variant)) + 2
             if used + size <= budget:
                 chosen[i] = variant
@@ -132,10 +155,13 @@ def _within(result: Report, head: list[str], table: list[str], *, fail_on: Sever
     for i in sorted(chosen):
         out += ["", *chosen[i]]
     left = len(result.files) - len(chosen)
-    out += ["", f"**… this report is cut to fit the {limit:,} characters GitHub accepts"
-                + (f": {plural(left, 'more file')} not shown" if left else "; tensor tables left out")
-                + ".** The full report: `initaudit --format markdown --output FILE` (or the job "
-                  "summary, the SARIF or JSON report)."]
+    out += [
+        "",
+        f"**… this report is cut to fit the {limit:,} characters GitHub accepts"
+        + (f": {plural(left, 'more file')} not shown" if left else "; tensor tables left out")
+        + ".** The full report: `initaudit --format markdown --output FILE` (or the job "
+        "summary, the SARIF or JSON report).",
+    ]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -148,13 +174,16 @@ def _heading(result: Report, fail_on: Severity) -> str:
     partial = sum(1 for fr in result.files if fr.status is not Status.ERROR and incomplete(fr))
     threshold = f"`--fail-on {fail_on.value}`"
     if unreadable:
-        return (f"## ❌ initaudit: failed — {plural(unreadable, 'file')} could not be read"
-                + (f", {plural(failing, 'finding')} at or above {threshold}" if failing else ""))
+        return f"## ❌ initaudit: failed — {plural(unreadable, 'file')} could not be read" + (
+            f", {plural(failing, 'finding')} at or above {threshold}" if failing else ""
+        )
     if failing:
         return f"## ❌ initaudit: failed — {plural(failing, 'finding')} at or above {threshold}"
     if partial:
-        return (f"## ⚠️ initaudit: passed, but {plural(partial, 'file')} not fully analysed — "
-                f"nothing at or above {threshold} in what was analysed")
+        return (
+            f"## ⚠️ initaudit: passed, but {plural(partial, 'file')} not fully analysed — "
+            f"nothing at or above {threshold} in what was analysed"
+        )
     if result.findings:
         return f"## ✅ initaudit: passed — nothing at or above {threshold}"
     if not result.files:
@@ -164,8 +193,12 @@ def _heading(result: Report, fail_on: Severity) -> str:
 
 def _summary_line(result: Report) -> str:
     c = result.counts()
-    parts = [plural(c["files"], "file"), plural(c["errors"], "error"),
-             plural(c["warnings"], "warning"), plural(c["infos"], "info")]
+    parts = [
+        plural(c["files"], "file"),
+        plural(c["errors"], "error"),
+        plural(c["warnings"], "warning"),
+        plural(c["infos"], "info"),
+    ]
     if c["unreadable_files"]:
         parts.append(plural(c["unreadable_files"], "unreadable file"))
     parts.append(f"{plural(sum(len(analysed(fr)) for fr in result.files), 'tensor')} analysed")
@@ -177,8 +210,10 @@ def _summary_line(result: Report) -> str:
 
 
 def _summary_table(result: Report) -> list[str]:
-    rows = ["| file | status | errors | warnings | infos | tensors |",
-            "|---|---|---:|---:|---:|---:|"]
+    rows = [
+        "| file | status | errors | warnings | infos | tensors |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for fr in result.files:
         if fr.status is Status.ERROR:
             rows.append(f"| {cell(repo_path(fr.path))} | ❌ unreadable | – | – | – | – |")
@@ -189,8 +224,10 @@ def _summary_table(result: Report) -> list[str]:
         if skipped:
             tensors += f", {skipped} skipped"
         status = "⚠️ partial" if incomplete(fr) else fr.status.value
-        rows.append(f"| {cell(repo_path(fr.path))} | {status} | {c[Severity.ERROR]} "
-                    f"| {c[Severity.WARNING]} | {c[Severity.INFO]} | {tensors} |")
+        rows.append(
+            f"| {cell(repo_path(fr.path))} | {status} | {c[Severity.ERROR]} "
+            f"| {c[Severity.WARNING]} | {c[Severity.INFO]} | {tensors} |"
+        )
     return rows
 
 
@@ -206,8 +243,10 @@ def _file_section(fr: FileReport, *, verbose: bool, quiet: bool) -> list[str]:
     if fr.findings:
         out += _findings_table(fr.findings, verbose=verbose)
     elif incomplete(fr):
-        out.append(f"No findings in the {plural(len(analysed(fr)), 'analysed tensor')}; "
-                   "**not everything was analysed** (see below).")
+        out.append(
+            f"No findings in the {plural(len(analysed(fr)), 'analysed tensor')}; "
+            "**not everything was analysed** (see below)."
+        )
     else:
         out.append(f"✅ No findings in the {plural(len(analysed(fr)), 'analysed tensor')}.")
     skipped = skipped_items(fr)
@@ -226,8 +265,11 @@ def _file_section(fr: FileReport, *, verbose: bool, quiet: bool) -> list[str]:
         table = _tensor_table(fr, verbose=verbose)
         if table:
             n = len(table) - 2  # minus the header and the delimiter row
-            summary = (f"Every tensor ({n})" if verbose
-                       else f"Init schemes ({plural(n, 'tensor')}; --verbose adds biases and norms)")
+            summary = (
+                f"Every tensor ({n})"
+                if verbose
+                else f"Init schemes ({plural(n, 'tensor')}; --verbose adds biases and norms)"
+            )
             out += ["", f"<details><summary>{summary}</summary>", ""] + table + ["", "</details>"]
     return out
 
@@ -254,32 +296,56 @@ def _findings_table(findings: list[Finding], *, verbose: bool) -> list[str]:
     rows = ["| severity | code | rule | tensor | message |", "|---|---|---|---|---|"]
     shown = findings if verbose else findings[:MAX_FINDINGS]
     for f in shown:
-        rows.append(f"| {ICONS[f.severity]} {f.severity.value} | {cell(f.code)} | {cell(f.name)} "
-                    f"| {cell(subject(f) or '(file)')} | {cell(f.message)} |")
+        rows.append(
+            f"| {ICONS[f.severity]} {f.severity.value} | {cell(f.code)} | {cell(f.name)} "
+            f"| {cell(subject(f) or '(file)')} | {cell(f.message)} |"
+        )
     if len(shown) < len(findings):
-        rows += ["", f"… and {len(findings) - len(shown)} more findings (`--verbose` lists all, "
-                 "`--format json` gives every detail)."]
+        rows += [
+            "",
+            f"… and {len(findings) - len(shown)} more findings (`--verbose` lists all, "
+            "`--format json` gives every detail).",
+        ]
     return rows
 
 
 def _tensor_table(fr: FileReport, *, verbose: bool) -> list[str]:
-    rows = [_tensor_row(t) for t in fr.tensors
-            if verbose or t.role in SCHEMED_ROLES or t.scheme is not None]
+    rows = [
+        _tensor_row(t)
+        for t in fr.tensors
+        if verbose or t.role in SCHEMED_ROLES or t.scheme is not None
+    ]
     if not rows:
         return []
-    return ["| tensor | shape | fan in → out | activation | init scheme | std obs / exp | conf |",
-            "|---|---|---:|---|---|---:|---:|"] + rows
+    return [
+        "| tensor | shape | fan in → out | activation | init scheme | std obs / exp | conf |",
+        "|---|---|---:|---|---|---:|---:|",
+    ] + rows
 
 
 def _tensor_row(t: TensorReport) -> str:
-    fans = "–" if t.fan_in is None and t.fan_out is None else f"{_int(t.fan_in)} → {_int(t.fan_out)}"
+    fans = (
+        "–" if t.fan_in is None and t.fan_out is None else f"{_int(t.fan_in)} → {_int(t.fan_out)}"
+    )
     if t.activation is None:
         activation = "unknown" if t.role in SCHEMED_ROLES else ""
     else:
         activation = t.activation
-    return "| " + " | ".join([
-        cell(t.name), "×".join(str(d) for d in t.shape) or "scalar", fans, cell(activation),
-        _scheme(t), _std(t), _confidence(t)]) + " |"
+    return (
+        "| "
+        + " | ".join(
+            [
+                cell(t.name),
+                "×".join(str(d) for d in t.shape) or "scalar",
+                fans,
+                cell(activation),
+                _scheme(t),
+                _std(t),
+                _confidence(t),
+            ]
+        )
+        + " |"
+    )
 
 
 def _scheme(t: TensorReport) -> str:
@@ -324,5 +390,3 @@ def cell(text: object) -> str:
 
 def _int(x: int | None) -> str:
     return "–" if x is None else str(x)
-
-

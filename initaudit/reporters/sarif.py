@@ -72,12 +72,24 @@ MAX_NAMES = 50  # skipped tensors named in one notification; the rest are counte
 
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 # rule families by code (see rules/base.py): a tag each, so viewers can filter by family
-_FAMILY_TAGS = {"IA1": "activation-pairing", "IA2": "broken-weights", "IA3": "scale",
-                "IA4": "identification", "IA5": "security"}
+_FAMILY_TAGS = {
+    "IA1": "activation-pairing",
+    "IA2": "broken-weights",
+    "IA3": "scale",
+    "IA4": "identification",
+    "IA5": "security",
+}
 
 
-def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool = False,
-           verbose: bool = False, quiet: bool = False) -> None:
+def report(
+    result: Report,
+    stream: TextIO,
+    *,
+    config: AuditConfig,
+    color: bool = False,
+    verbose: bool = False,
+    quiet: bool = False,
+) -> None:
     """Write ``result`` as one SARIF 2.1.0 log."""
     stream.write(dumps(result, config))
     stream.write("\n")
@@ -85,8 +97,9 @@ def report(result: Report, stream: TextIO, *, config: AuditConfig, color: bool =
 
 def dumps(result: Report, config: AuditConfig | None = None) -> str:
     # allow_nan=False: SARIF is JSON, which has no NaN; evidence goes through _jsonable first
-    return json.dumps(build(result, config), indent=2, ensure_ascii=False, allow_nan=False,
-                      default=_fallback)
+    return json.dumps(
+        build(result, config), indent=2, ensure_ascii=False, allow_nan=False, default=_fallback
+    )
 
 
 def build(result: Report, config: AuditConfig | None = None) -> dict[str, Any]:
@@ -96,21 +109,40 @@ def build(result: Report, config: AuditConfig | None = None) -> dict[str, Any]:
     baselined_run = getattr(result, "baseline_path", None) is not None
     results = []
     for fr in result.files:
-        results += [_result(f, fr, index, baseline_state="new" if baselined_run else None)
-                    for f in fr.findings]
-        results += [_result(s.finding, fr, index, suppression=s,
-                            baseline_state=("unchanged" if s.kind == "baseline" else "new")
-                            if baselined_run else None)
-                    for s in fr.suppressed]
+        results += [
+            _result(f, fr, index, baseline_state="new" if baselined_run else None)
+            for f in fr.findings
+        ]
+        results += [
+            _result(
+                s.finding,
+                fr,
+                index,
+                suppression=s,
+                baseline_state=("unchanged" if s.kind == "baseline" else "new")
+                if baselined_run
+                else None,
+            )
+            for s in fr.suppressed
+        ]
     properties: dict[str, Any] = {"summary": result.counts()}
-    coverage = {repo_path(fr.path): c.to_dict() for fr in result.files
-                if (c := getattr(fr, "coverage", None)) is not None}
+    coverage = {
+        repo_path(fr.path): c.to_dict()
+        for fr in result.files
+        if (c := getattr(fr, "coverage", None)) is not None
+    }
     if coverage:
         properties["coverage"] = coverage
     run: dict[str, Any] = {
-        "tool": {"driver": {"name": "initaudit", "version": __version__,
-                            "semanticVersion": __version__, "informationUri": INFORMATION_URI,
-                            "rules": rules}},
+        "tool": {
+            "driver": {
+                "name": "initaudit",
+                "version": __version__,
+                "semanticVersion": __version__,
+                "informationUri": INFORMATION_URI,
+                "rules": rules,
+            }
+        },
         "invocations": [_invocation(result, config, index)],
         "results": results,
         "columnKind": "unicodeCodePoints",
@@ -135,10 +167,15 @@ def _rule_descriptors(result: Report) -> tuple[list[dict[str, Any]], dict[str, i
     for f in result.findings:
         if f.code not in index:
             index[f.code] = len(descriptors)
-            descriptors.append({"id": f.code, "name": f.name,
-                                "shortDescription": {"text": f.name},
-                                "defaultConfiguration": {"level": LEVELS[f.severity]},
-                                "properties": {"tags": ["initaudit"]}})
+            descriptors.append(
+                {
+                    "id": f.code,
+                    "name": f.name,
+                    "shortDescription": {"text": f.name},
+                    "defaultConfiguration": {"level": LEVELS[f.severity]},
+                    "properties": {"tags": ["initaudit"]},
+                }
+            )
     return descriptors, index
 
 
@@ -152,8 +189,11 @@ def _descriptor(rule: Rule) -> dict[str, Any]:
         "shortDescription": {"text": rule.summary},
         "fullDescription": {"text": _lead(page) or rule.summary},
         "defaultConfiguration": {"level": LEVELS[rule.severity]},
-        "properties": {"precision": "high", "problem.severity": LEVELS[rule.severity],
-                       "tags": _tags(rule.code)},
+        "properties": {
+            "precision": "high",
+            "problem.severity": LEVELS[rule.severity],
+            "tags": _tags(rule.code),
+        },
     }
     if page:
         out["help"] = {"text": page, "markdown": page}
@@ -185,31 +225,62 @@ def _tags(code: str) -> list[str]:
 # ------------------------------------------------------------------------------- invocation
 
 
-def _invocation(result: Report, config: AuditConfig | None, index: dict[str, int]) -> dict[str, Any]:
+def _invocation(
+    result: Report, config: AuditConfig | None, index: dict[str, int]
+) -> dict[str, Any]:
     notifications: list[dict[str, Any]] = []
     for fr in result.files:
         location = [_location(fr.path)]
         if fr.status is Status.ERROR:
-            notifications.append({"level": "error", "locations": location, "message": {
-                "text": f"{fr.path}: could not be read: {one_line(fr.error or 'unknown reason')}"}})
+            notifications.append(
+                {
+                    "level": "error",
+                    "locations": location,
+                    "message": {
+                        "text": f"{fr.path}: could not be read: {one_line(fr.error or 'unknown reason')}"
+                    },
+                }
+            )
             continue
         skipped = skipped_items(fr)
         if skipped:
             # a warning, not a note: these tensors were not checked at all
-            names = join_limited((f"{name} ({one_line(reason)})" for name, reason in skipped),
-                                 MAX_NAMES, sep="; ")
-            notifications.append({"level": "warning", "locations": location, "message": {
-                "text": f"{fr.path}: {len(skipped)} tensor(s) not analysed: {names}"}})
+            names = join_limited(
+                (f"{name} ({one_line(reason)})" for name, reason in skipped), MAX_NAMES, sep="; "
+            )
+            notifications.append(
+                {
+                    "level": "warning",
+                    "locations": location,
+                    "message": {
+                        "text": f"{fr.path}: {len(skipped)} tensor(s) not analysed: {names}"
+                    },
+                }
+            )
         elif fr.partial:
-            notifications.append({"level": "warning", "locations": location, "message": {
-                "text": f"{fr.path}: audit incomplete: part of the file was not analysed"
-                        + (f" ({_coverage_text(fr)})" if fr.coverage is not None else "")}})
+            notifications.append(
+                {
+                    "level": "warning",
+                    "locations": location,
+                    "message": {
+                        "text": f"{fr.path}: audit incomplete: part of the file was not analysed"
+                        + (f" ({_coverage_text(fr)})" if fr.coverage is not None else "")
+                    },
+                }
+            )
         for note in fr.notes:
-            notifications.append({"level": "note", "locations": location,
-                                  "message": {"text": f"{fr.path}: {one_line(note)}"}})
+            notifications.append(
+                {
+                    "level": "note",
+                    "locations": location,
+                    "message": {"text": f"{fr.path}: {one_line(note)}"},
+                }
+            )
     invocation: dict[str, Any] = {
         # an unreadable or partly audited file: the tool did not do all it was asked to
-        "executionSuccessful": not any(fr.status is Status.ERROR or fr.partial for fr in result.files),
+        "executionSuccessful": not any(
+            fr.status is Status.ERROR or fr.partial for fr in result.files
+        ),
         "toolExecutionNotifications": notifications,
     }
     overrides = _overrides(config, index)
@@ -229,8 +300,10 @@ def _overrides(config: AuditConfig | None, index: dict[str, int]) -> list[dict[s
         rule = find_rule(key)
         if rule is None or rule.code not in index:
             continue
-        out[rule.code] = {"descriptor": {"id": rule.code, "index": index[rule.code]},
-                          "configuration": {"level": LEVELS[Severity(severity)]}}
+        out[rule.code] = {
+            "descriptor": {"id": rule.code, "index": index[rule.code]},
+            "configuration": {"level": LEVELS[Severity(severity)]},
+        }
     return [out[code] for code in sorted(out)]
 
 
@@ -240,13 +313,17 @@ def _overrides(config: AuditConfig | None, index: dict[str, int]) -> list[dict[s
 def _coverage_text(fr: FileReport) -> str:
     c = fr.coverage
     assert c is not None
-    return (f"coverage {c.weights_analysed}/{c.weights_present} weights "
-            f"({c.fraction:.1%} of bytes)")
+    return f"coverage {c.weights_analysed}/{c.weights_present} weights ({c.fraction:.1%} of bytes)"
 
 
-def _result(f: Finding, fr: FileReport, index: dict[str, int], *,
-            suppression: Suppression | None = None,
-            baseline_state: str | None = None) -> dict[str, Any]:
+def _result(
+    f: Finding,
+    fr: FileReport,
+    index: dict[str, int],
+    *,
+    suppression: Suppression | None = None,
+    baseline_state: str | None = None,
+) -> dict[str, Any]:
     from ..baseline import fingerprint
 
     what = subject(f)
@@ -254,8 +331,11 @@ def _result(f: Finding, fr: FileReport, index: dict[str, int], *,
     logical = _logical_location(f)
     if logical is not None:
         location["logicalLocations"] = [logical]
-    properties: dict[str, Any] = {"confidence": round(float(f.confidence), 4),
-                                  "severity": f.severity.value, "name": f.name}
+    properties: dict[str, Any] = {
+        "confidence": round(float(f.confidence), 4),
+        "severity": f.severity.value,
+        "name": f.name,
+    }
     if f.tensor:
         properties["tensor"] = f.tensor
     if f.layer:
@@ -270,7 +350,8 @@ def _result(f: Finding, fr: FileReport, index: dict[str, int], *,
         "locations": [location],
         # the same key as baselines: rule, file, tensor, layer; never the message's numbers
         "partialFingerprints": {
-            FINGERPRINT_KEY: fingerprint(f.code, repo_path(fr.path), f.tensor, f.layer)},
+            FINGERPRINT_KEY: fingerprint(f.code, repo_path(fr.path), f.tensor, f.layer)
+        },
         "properties": properties,
     }
     if baseline_state is not None:
@@ -314,5 +395,3 @@ def _artifacts(result: Report) -> list[dict[str, Any]]:
         location = artifact_location(fr.path)
         seen.setdefault(location["uri"], {"location": location, "roles": ["analysisTarget"]})
     return list(seen.values())
-
-

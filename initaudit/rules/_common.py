@@ -22,7 +22,9 @@ def consistent_rules(scheme: SchemeResult) -> set[tuple[str, float]]:
     return out
 
 
-def std_interval(std: float, n: int, excess_kurtosis: float = 0.0, z: float = 3.29) -> tuple[float, float]:
+def std_interval(
+    std: float, n: int, excess_kurtosis: float = 0.0, z: float = 3.29
+) -> tuple[float, float]:
     """Interval for the population std from n values (delta method on log s)."""
     k = excess_kurtosis if math.isfinite(excess_kurtosis) else 0.0
     se = math.sqrt(max(2.0 + k, 0.1) / (4.0 * max(n, 1)))
@@ -34,7 +36,12 @@ def scale_judgeable(ctx: RuleContext) -> TensorAnalysis | None:
     shared entry of exploding-init and vanishing-init): a kernel with both fans, a finite
     non-zero std, not constant, not a structured scheme whose scale the structure sets."""
     a = ctx.current
-    if a is None or a.tensor.role not in KERNEL_ROLES or not a.tensor.fan_in or not a.tensor.fan_out:
+    if (
+        a is None
+        or a.tensor.role not in KERNEL_ROLES
+        or not a.tensor.fan_in
+        or not a.tensor.fan_out
+    ):
         return None
     if not math.isfinite(a.stats.std) or a.stats.std == 0 or a.units.constant:
         return None

@@ -53,7 +53,9 @@ class RuleContext:
     def trained(self, analysis: TensorAnalysis | None = None) -> bool:
         """This tensor (default: the current one) or the whole file looks trained."""
         a = analysis if analysis is not None else self.current
-        tensor_trained = a is not None and a.state is not None and getattr(a.state, "trained", False)
+        tensor_trained = (
+            a is not None and a.state is not None and getattr(a.state, "trained", False)
+        )
         return tensor_trained or self.file_trained
 
     def analysis_of(self, layer_name: str) -> TensorAnalysis | None:
@@ -93,13 +95,22 @@ class Family(str, enum.Enum):
         raise ValueError(f"rule code {code!r} belongs to no family (IA1xx..IA6xx)")
 
 
-_FAMILY_PREFIX = {Family.PAIRING: "IA1", Family.BROKEN: "IA2", Family.SCALE: "IA3",
-                  Family.IDENTIFICATION: "IA4", Family.SECURITY: "IA5", Family.SIGNAL: "IA6"}
-_FAMILY_TITLE = {Family.PAIRING: "scheme / activation pairing",
-                 Family.BROKEN: "broken weights (symmetry, non-finite values)",
-                 Family.SCALE: "scale and location", Family.IDENTIFICATION: "identification",
-                 Family.SECURITY: "safety of the file itself",
-                 Family.SIGNAL: "model-level analyses (signal propagation)"}
+_FAMILY_PREFIX = {
+    Family.PAIRING: "IA1",
+    Family.BROKEN: "IA2",
+    Family.SCALE: "IA3",
+    Family.IDENTIFICATION: "IA4",
+    Family.SECURITY: "IA5",
+    Family.SIGNAL: "IA6",
+}
+_FAMILY_TITLE = {
+    Family.PAIRING: "scheme / activation pairing",
+    Family.BROKEN: "broken weights (symmetry, non-finite values)",
+    Family.SCALE: "scale and location",
+    Family.IDENTIFICATION: "identification",
+    Family.SECURITY: "safety of the file itself",
+    Family.SIGNAL: "model-level analyses (signal propagation)",
+}
 
 
 class OnTrained(str, enum.Enum):
@@ -115,8 +126,10 @@ class OnTrained(str, enum.Enum):
     SKIP = "skip"  # not reported at all (info-level rules whose only subject is the init)
 
 
-TRAINED_NOTE = (" The weights look trained, so this describes learnt weights rather than their "
-                "initialization (info only).")
+TRAINED_NOTE = (
+    " The weights look trained, so this describes learnt weights rather than their "
+    "initialization (info only)."
+)
 # evidence key a rule sets on a finding that stays at its severity even on trained weights
 # (exploding-init: a blow-up far beyond anything training produces)
 KEEP_WHEN_TRAINED = "beyond_trained_bound"
@@ -160,25 +173,48 @@ class Rule:
             return None
         if f.severity is Severity.INFO:
             return f
-        return replace(f, severity=Severity.INFO, message=f.message + TRAINED_NOTE,
-                       evidence={**f.evidence, "looks_trained": True})
+        return replace(
+            f,
+            severity=Severity.INFO,
+            message=f.message + TRAINED_NOTE,
+            evidence={**f.evidence, "looks_trained": True},
+        )
 
-    def finding(self, message: str, *, confidence: float, tensor: WeightTensor | None = None,
-                layer: str | None = None, severity: Severity | None = None,
-                **evidence: Any) -> Finding:
-        return Finding(code=self.code, name=self.name, severity=severity or self.severity,
-                       confidence=max(0.0, min(1.0, float(confidence))), message=message,
-                       tensor=tensor.name if tensor is not None else None,
-                       layer=layer if layer is not None else (tensor.layer if tensor else None),
-                       evidence=evidence)
+    def finding(
+        self,
+        message: str,
+        *,
+        confidence: float,
+        tensor: WeightTensor | None = None,
+        layer: str | None = None,
+        severity: Severity | None = None,
+        **evidence: Any,
+    ) -> Finding:
+        return Finding(
+            code=self.code,
+            name=self.name,
+            severity=severity or self.severity,
+            confidence=max(0.0, min(1.0, float(confidence))),
+            message=message,
+            tensor=tensor.name if tensor is not None else None,
+            layer=layer if layer is not None else (tensor.layer if tensor else None),
+            evidence=evidence,
+        )
 
 
 _REGISTRY: dict[str, Rule] = {}
 
 
-def rule(*, code: str, name: str, severity: Severity, summary: str, scope: str = "tensor",
-         superseded_by: tuple[str, ...] = (), on_trained: OnTrained = OnTrained.KEEP,
-         ) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
+def rule(
+    *,
+    code: str,
+    name: str,
+    severity: Severity,
+    summary: str,
+    scope: str = "tensor",
+    superseded_by: tuple[str, ...] = (),
+    on_trained: OnTrained = OnTrained.KEEP,
+) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
     """Declare a rule. The decorated function receives the Rule itself and the context."""
 
     def register(fn: Callable[[Rule, RuleContext], Iterator[Finding]]) -> Rule:
@@ -186,9 +222,17 @@ def rule(*, code: str, name: str, severity: Severity, summary: str, scope: str =
             raise RuntimeError(f"duplicate rule {code} / {name}")
         Family.of_code(code)  # a code outside the families is a programming error
         holder: list[Rule] = []
-        r = Rule(code=code, name=name, severity=severity, summary=summary, scope=scope,
-                 check=lambda ctx: holder[0].run(ctx), superseded_by=superseded_by,
-                 on_trained=on_trained, raw_check=lambda ctx: fn(holder[0], ctx))
+        r = Rule(
+            code=code,
+            name=name,
+            severity=severity,
+            summary=summary,
+            scope=scope,
+            check=lambda ctx: holder[0].run(ctx),
+            superseded_by=superseded_by,
+            on_trained=on_trained,
+            raw_check=lambda ctx: fn(holder[0], ctx),
+        )
         holder.append(r)
         _REGISTRY[code] = r
         return r

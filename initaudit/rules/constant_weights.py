@@ -23,8 +23,12 @@ def _is_float(dtype: str) -> bool:
     return not (d.startswith(("int", "uint", "bool")) and "dequantized" not in d)
 
 
-@rule(code="IA201", name="constant-weights", severity=Severity.ERROR,
-      summary="kernel whose entries are all equal (zeros included): symmetry never breaks")
+@rule(
+    code="IA201",
+    name="constant-weights",
+    severity=Severity.ERROR,
+    summary="kernel whose entries are all equal (zeros included): symmetry never breaks",
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     from ..model import SCHEMED_ROLES
 
@@ -58,8 +62,13 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         yield self.finding(
             f"{what}, intentionally: {why}. Intentional by convention ({source}); "
             "only a hidden kernel with layers after it must start random.",
-            confidence=0.8, tensor=a.tensor, severity=Severity.INFO, value=value,
-            size=a.stats.size, convention=source)
+            confidence=0.8,
+            tensor=a.tensor,
+            severity=Severity.INFO,
+            value=value,
+            size=a.stats.size,
+            convention=source,
+        )
         return
     if value == 0.0 and a.layer is not None and a.layer.residual:
         # Fixup / SkipInit / ReZero: the last layer of a residual branch starts at zero so the
@@ -68,8 +77,13 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
             "all zeros, and its output joins a residual Add: the Fixup / SkipInit convention "
             "(the block starts as the identity; the skip path carries signal and gradient). "
             "Intentional if you use it; otherwise initialize it with a random scheme.",
-            confidence=0.8, tensor=a.tensor, severity=Severity.INFO, value=value,
-            size=a.stats.size, convention="fixup")
+            confidence=0.8,
+            tensor=a.tensor,
+            severity=Severity.INFO,
+            value=value,
+            size=a.stats.size,
+            convention="fixup",
+        )
         return
     what = "all zeros" if value == 0.0 else f"all {a.stats.size} entries equal {value:g}"
     yield self.finding(
@@ -77,4 +91,8 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         f"same gradient, so the units never become different"
         + (" (and no gradient flows to the layers below)" if value == 0.0 else "")
         + ". Initialize it with a random scheme (He for ReLU, Glorot for tanh/sigmoid).",
-        confidence=1.0, tensor=a.tensor, value=value, size=a.stats.size)
+        confidence=1.0,
+        tensor=a.tensor,
+        value=value,
+        size=a.stats.size,
+    )

@@ -18,9 +18,13 @@ from .base import OnTrained, Rule, RuleContext, rule
 MIN_WEIGHTS_PER_UNIT = 8  # a unit of a few weights can be all-zero by rounding
 
 
-@rule(code="IA204", name="dead-units", severity=Severity.WARNING,
-      summary="output units (rows, filters) whose weights are all zero",
-      on_trained=OnTrained.INFO)
+@rule(
+    code="IA204",
+    name="dead-units",
+    severity=Severity.WARNING,
+    summary="output units (rows, filters) whose weights are all zero",
+    on_trained=OnTrained.INFO,
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or not a.units.dead_units:
@@ -39,5 +43,10 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         f"{len(dead)} of {a.units.n_units} output units ({share:.1%}) have all {per_unit} "
         f"incoming weights equal to zero (units {shown}): they output only their bias and get no "
         "gradient through a ReLU. Re-initialize them (or remove them if they were pruned on purpose).",
-        confidence=1.0, tensor=a.tensor, dead_units=list(dead[:50]), n_dead=len(dead),
-        units=a.units.n_units, weights_per_unit=per_unit)
+        confidence=1.0,
+        tensor=a.tensor,
+        dead_units=list(dead[:50]),
+        n_dead=len(dead),
+        units=a.units.n_units,
+        weights_per_unit=per_unit,
+    )

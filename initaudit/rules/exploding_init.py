@@ -22,9 +22,13 @@ FACTOR = 4.0  # std this many times the largest fan-based prediction (variance x
 TRAINED_FACTOR = 30.0
 
 
-@rule(code="IA301", name="exploding-init", severity=Severity.ERROR,
-      summary="std far above what any fan-based rule predicts (e.g. N(0,1) on a wide layer)",
-      on_trained=OnTrained.INFO)
+@rule(
+    code="IA301",
+    name="exploding-init",
+    severity=Severity.ERROR,
+    summary="std far above what any fan-based rule predicts (e.g. N(0,1) on a wide layer)",
+    on_trained=OnTrained.INFO,
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = scale_judgeable(ctx)
     if a is None:
@@ -32,12 +36,13 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     fan_in, fan_out = a.tensor.fan_in, a.tensor.fan_out
     assert fan_in and fan_out  # scale_judgeable() admits only kernels with both fans
     refs = fan_based_stds(fan_in, fan_out)
-    ceiling = max(refs["he_fan_in"], refs["he_fan_out"], refs["lecun"] * 5.0 / 3.0,
-                  refs["glorot"] * 5.0 / 3.0)
+    ceiling = max(
+        refs["he_fan_in"], refs["he_fan_out"], refs["lecun"] * 5.0 / 3.0, refs["glorot"] * 5.0 / 3.0
+    )
     low, high = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
     if low <= FACTOR * ceiling:
         return
-    gain = fan_in * a.stats.std ** 2
+    gain = fan_in * a.stats.std**2
     severity, note = None, ""
     # on trained weights large learnt values are legitimate (the engine downgrades, one wording),
     # except a blow-up far beyond anything training produces
@@ -53,9 +58,11 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         return  # weight tying: this is the embedding table itself (an N(0, 1) lookup is fine)
     elif _maybe_embedding(ctx, a):
         severity = Severity.INFO
-        note = (" It may be an embedding table (torch's default Embedding is N(0, 1)): the file "
-                "has no graph and the name does not say; name it *embed* or give --activation "
-                "to check it as a kernel.")
+        note = (
+            " It may be an embedding table (torch's default Embedding is N(0, 1)): the file "
+            "has no graph and the name does not say; name it *embed* or give --activation "
+            "to check it as a kernel."
+        )
     yield self.finding(
         f"std {fmt_std(a.stats.std)} is {a.stats.std / ceiling:.1f}x the largest fan-based "
         f"prediction ({fmt_std(ceiling)} for fan_in {a.tensor.fan_in}, fan_out {a.tensor.fan_out}): "
@@ -63,10 +70,15 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         f"multiplies the signal's second moment by fan_in·Var(w) ≈ {gain:.3g} instead of ~1-2, "
         "so activations and gradients explode with depth. Use He (ReLU) or Glorot (tanh/sigmoid)."
         + note,
-        confidence=min(1.0, 1.0 - FACTOR * ceiling / low + 0.5), tensor=a.tensor,
+        confidence=min(1.0, 1.0 - FACTOR * ceiling / low + 0.5),
+        tensor=a.tensor,
         severity=severity,
-        observed_std=a.stats.std, observed_std_interval=[low, high], max_expected_std=ceiling,
-        variance_gain=gain, **keep)
+        observed_std=a.stats.std,
+        observed_std_interval=[low, high],
+        max_expected_std=ceiling,
+        variance_gain=gain,
+        **keep,
+    )
 
 
 def _maybe_embedding(ctx: RuleContext, a: TensorAnalysis) -> bool:
@@ -95,6 +107,11 @@ def _tied_embedding(ctx: RuleContext, a: TensorAnalysis) -> str | None:
             continue
         o, s = other.stats, a.stats
         if other.tensor.shape == a.tensor.shape and (o.mean, o.std, o.min, o.max, o.size) == (
-                s.mean, s.std, s.min, s.max, s.size):
+            s.mean,
+            s.std,
+            s.min,
+            s.max,
+            s.size,
+        ):
             return other.tensor.name
     return None

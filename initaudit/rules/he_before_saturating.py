@@ -24,16 +24,26 @@ from .base import OnTrained, Rule, RuleContext, TensorAnalysis, rule
 # Glorot's. Only a forward gain clearly above LeCun's 1 is the defect this rule is about.
 MIN_FORWARD_GAIN = 1.5
 
-_SUITABLE = {("glorot", 1.0), ("glorot", 1.667), ("lecun", 1.0), ("lecun", 1.667),
-             ("torch_default", 1.0), ("orthogonal", 1.0)}
+_SUITABLE = {
+    ("glorot", 1.0),
+    ("glorot", 1.667),
+    ("lecun", 1.0),
+    ("lecun", 1.667),
+    ("torch_default", 1.0),
+    ("orthogonal", 1.0),
+}
 # a fixed-sigma alternative (N(0, 0.05) matches He on a 784-wide layer) only excuses the layer
 # when that sigma is closer to what Glorot or LeCun would give it than to He's: the variance the
 # activation sees is fan_in·Var(w) whatever the scheme is called
 
 
-@rule(code="IA101", name="he-before-saturating", severity=Severity.ERROR,
-      summary="He/Kaiming-scaled kernel feeding sigmoid, tanh, hard-sigmoid or softmax",
-      on_trained=OnTrained.INFO)
+@rule(
+    code="IA101",
+    name="he-before-saturating",
+    severity=Severity.ERROR,
+    summary="He/Kaiming-scaled kernel feeding sigmoid, tanh, hard-sigmoid or softmax",
+    on_trained=OnTrained.INFO,
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or a.scheme is None or a.layer is None:
@@ -44,7 +54,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if consistent_rules(a.scheme) & _SUITABLE or _fixed_alternative_suits(a):
         return
     t = a.tensor
-    forward_gain = (t.fan_in or 0) * a.stats.std ** 2
+    forward_gain = (t.fan_in or 0) * a.stats.std**2
     if forward_gain < MIN_FORWARD_GAIN:
         return
     fan = t.fan_in if a.scheme.mode != "fan_out" else t.fan_out
@@ -56,9 +66,15 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         f"its flat tails where gradients vanish. Use Glorot/Xavier (std {fmt_std(glorot)}) "
         f"or LeCun. Predicted pre-activation variance fan_in·Var(w) ≈ {forward_gain:.2f} "
         f"(LeCun 1).",
-        confidence=a.scheme.confidence, tensor=t, forward_gain=forward_gain,
-        observed_std=a.stats.std, expected_std=a.scheme.expected_std, glorot_std=glorot,
-        activation=act.label, scheme=a.scheme.label)
+        confidence=a.scheme.confidence,
+        tensor=t,
+        forward_gain=forward_gain,
+        observed_std=a.stats.std,
+        expected_std=a.scheme.expected_std,
+        glorot_std=glorot,
+        activation=act.label,
+        scheme=a.scheme.label,
+    )
 
 
 def _fixed_alternative_suits(a: TensorAnalysis) -> bool:
@@ -72,5 +88,8 @@ def _fixed_alternative_suits(a: TensorAnalysis) -> bool:
     def distance(std: float, target: float) -> float:
         return abs(math.log(std / target))
 
-    return any(c.rule == "fixed" and min(distance(c.expected_std, s) for s in suitable)
-               < distance(c.expected_std, he) for c in scheme.alternatives)
+    return any(
+        c.rule == "fixed"
+        and min(distance(c.expected_std, s) for s in suitable) < distance(c.expected_std, he)
+        for c in scheme.alternatives
+    )

@@ -12,8 +12,12 @@ from ..report import Finding, Severity
 from .base import Rule, RuleContext, rule
 
 
-@rule(code="IA203", name="nonfinite-weights", severity=Severity.ERROR,
-      summary="NaN or Inf values in any tensor")
+@rule(
+    code="IA203",
+    name="nonfinite-weights",
+    severity=Severity.ERROR,
+    summary="NaN or Inf values in any tensor",
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.stats.nonfinite == 0:
@@ -21,4 +25,8 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     yield self.finding(
         f"{a.stats.nonfinite} of {a.stats.size} values are NaN or Inf: they propagate to every "
         "output and gradient they touch.",
-        confidence=1.0, tensor=a.tensor, nonfinite=a.stats.nonfinite, size=a.stats.size)
+        confidence=1.0,
+        tensor=a.tensor,
+        nonfinite=a.stats.nonfinite,
+        size=a.stats.size,
+    )

@@ -19,9 +19,13 @@ MIN_Z = 5.0
 MIN_EFFECT = 0.1
 
 
-@rule(code="IA303", name="nonzero-mean", severity=Severity.WARNING,
-      summary="kernel mean significantly away from zero (every init scheme is zero-mean)",
-      on_trained=OnTrained.INFO)
+@rule(
+    code="IA303",
+    name="nonzero-mean",
+    severity=Severity.WARNING,
+    summary="kernel mean significantly away from zero (every init scheme is zero-mean)",
+    on_trained=OnTrained.INFO,
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or a.units.constant:
@@ -39,5 +43,9 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         f"mean {s.mean:+.4g} is {effect:.2f} standard deviations away from zero (z = {z:.1f}, "
         f"std {fmt_std(s.std)}); init schemes are zero-mean, and a shared offset correlates the "
         "units and shifts every pre-activation.",
-        confidence=min(1.0, effect), tensor=a.tensor,
-        mean=s.mean, std=s.std, z=z)
+        confidence=min(1.0, effect),
+        tensor=a.tensor,
+        mean=s.mean,
+        std=s.std,
+        z=z,
+    )

@@ -16,9 +16,13 @@ from ._common import KERNEL_ROLES, consistent_rules, fmt_std
 from .base import OnTrained, Rule, RuleContext, rule
 
 
-@rule(code="IA103", name="selu-without-lecun", severity=Severity.WARNING,
-      summary="SELU activation fed by a kernel that is not LeCun-scaled (Var = 1/fan_in)",
-      on_trained=OnTrained.INFO)
+@rule(
+    code="IA103",
+    name="selu-without-lecun",
+    severity=Severity.WARNING,
+    summary="SELU activation fed by a kernel that is not LeCun-scaled (Var = 1/fan_in)",
+    on_trained=OnTrained.INFO,
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or a.scheme is None or a.layer is None:
@@ -33,11 +37,23 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
 
     default = library_default(a.tensor, a.scheme)
     severity = Severity.INFO if default is not None else None
-    note = (f" This is {default}, which the library applies when nothing is chosen: reported "
-            "as info; SELU's self-normalization needs the LeCun scale.") if default else ""
+    note = (
+        (
+            f" This is {default}, which the library applies when nothing is chosen: reported "
+            "as info; SELU's self-normalization needs the LeCun scale."
+        )
+        if default
+        else ""
+    )
     yield self.finding(
         f"feeds a SELU but its weights follow {a.scheme.label} (std {fmt_std(a.stats.std)}); "
         f"SELU self-normalises only with LeCun normal, std sqrt(1/{a.tensor.fan_in}) = "
         f"{fmt_std(lecun)}. Use lecun_normal (Keras/JAX) or kaiming_normal_(nonlinearity='linear') (torch)."
-        + note, confidence=a.scheme.confidence, tensor=a.tensor, severity=severity,
-        observed_std=a.stats.std, expected_std=lecun, scheme=a.scheme.label)
+        + note,
+        confidence=a.scheme.confidence,
+        tensor=a.tensor,
+        severity=severity,
+        observed_std=a.stats.std,
+        expected_std=lecun,
+        scheme=a.scheme.label,
+    )

@@ -22,10 +22,15 @@ from ..report import Finding, Severity
 from .base import OnTrained, Rule, RuleContext, rule
 
 
-@rule(code="IA601", name="signal-propagation", severity=Severity.WARNING, scope="model",
-      summary="the predicted forward signal vanishes or explodes through the depth "
-              "(one model-level finding, at the layer where it leaves the sane band)",
-      on_trained=OnTrained.INFO)
+@rule(
+    code="IA601",
+    name="signal-propagation",
+    severity=Severity.WARNING,
+    scope="model",
+    summary="the predicted forward signal vanishes or explodes through the depth "
+    "(one model-level finding, at the layer where it leaves the sane band)",
+    on_trained=OnTrained.INFO,
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     sig = ctx.signal
     if sig is None or sig.forward_exit is None:
@@ -48,23 +53,35 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         # the library's own default init, untouched: what every model that keeps the default
         # ships and trains; named as info so the gate does not fail every such model
         severity = Severity.INFO
-        default_note = (f" Every layer up to here keeps {default}, the library's default: "
-                        "reported as info (choose an activation-matched scheme to improve it).")
+        default_note = (
+            f" Every layer up to here keeps {default}, the library's default: "
+            "reported as info (choose an activation-matched scheme to improve it)."
+        )
     what = "vanishes" if vanishing else "explodes"
-    fix = ("Use He/Kaiming init for ReLU-family layers (LeCun for SELU, Glorot for tanh), or add "
-           "normalization / residual connections." if vanishing else
-           "Scale the weights down to a fan-based scheme (He for ReLU, Glorot for tanh/sigmoid) "
-           "or add normalization.")
+    fix = (
+        "Use He/Kaiming init for ReLU-family layers (LeCun for SELU, Glorot for tanh), or add "
+        "normalization / residual connections."
+        if vanishing
+        else "Scale the weights down to a fan-based scheme (He for ReLU, Glorot for tanh/sigmoid) "
+        "or add normalization."
+    )
     yield self.finding(
         f"the forward signal {what}: its second moment is predicted to be "
         f"{exit_layer.q_out:.2g}x the input's after {depth} weighted layer(s), leaving the band "
         f"[{lo:g}, {hi:g}] at {exit_layer.layer} (geometric-mean gain {typical:.3g} per layer; "
         f"extreme {worst.q_out:.2g} at {worst.layer}). {fix}{default_note}",
-        confidence=confidence, layer=exit_layer.layer, severity=severity,
-        predicted_q=exit_layer.q_out, band=list(sig.band), depth=depth,
-        mean_gain_per_layer=typical, extreme_q=worst.q_out, extreme_layer=worst.layer,
+        confidence=confidence,
+        layer=exit_layer.layer,
+        severity=severity,
+        predicted_q=exit_layer.q_out,
+        band=list(sig.band),
+        depth=depth,
+        mean_gain_per_layer=typical,
+        extreme_q=worst.q_out,
+        extreme_layer=worst.layer,
         unknown_activations=unknown,
-        per_layer_gain=[round(s.forward_gain, 4) for s in sig.layers[:depth]])
+        per_layer_gain=[round(s.forward_gain, 4) for s in sig.layers[:depth]],
+    )
 
 
 def _library_default_chain(ctx: RuleContext, layers: list[str]) -> str | None:

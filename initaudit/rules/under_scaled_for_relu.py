@@ -42,9 +42,15 @@ def _under_scaled(a: TensorAnalysis) -> bool:
     return ("he", 1.0) not in consistent_rules(a.scheme) and bool(a.tensor.fan_in)
 
 
-@rule(code="IA102", name="under-scaled-for-relu", severity=Severity.INFO, scope="model",
-      summary="Glorot/LeCun/torch-default kernel feeding ReLU (info per layer; a deep chain is "
-              "IA601's one warning)", on_trained=OnTrained.SKIP)
+@rule(
+    code="IA102",
+    name="under-scaled-for-relu",
+    severity=Severity.INFO,
+    scope="model",
+    summary="Glorot/LeCun/torch-default kernel feeding ReLU (info per layer; a deep chain is "
+    "IA601's one warning)",
+    on_trained=OnTrained.SKIP,
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     by_layer: dict[str, TensorAnalysis] = {}
     for a in ctx.analyses:
@@ -60,13 +66,17 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         assert a.layer is not None and a.layer.activation is not None
         assert a.scheme is not None and a.tensor.fan_in
         act = a.layer.activation
-        gain = a.tensor.fan_in * a.stats.std ** 2 * _relu_factor(act.kind, act.param)
+        gain = a.tensor.fan_in * a.stats.std**2 * _relu_factor(act.kind, act.param)
         gains[name] = gain
         yield self.finding(
             f"{a.scheme.label} weights (std {fmt_std(a.stats.std)}) feed a {act.label}: ReLU "
             f"halves the second moment and this scale does not make up for it, so the signal "
             f"shrinks by ~{gain:.2g}x at this layer. He/Kaiming (std "
             f"{fmt_std((2.0 / a.tensor.fan_in) ** 0.5)}) keeps it constant.",
-            confidence=a.scheme.confidence, tensor=a.tensor, observed_std=a.stats.std,
-            expected_std=a.scheme.expected_std, he_std=(2.0 / a.tensor.fan_in) ** 0.5,
-            variance_gain=gain)
+            confidence=a.scheme.confidence,
+            tensor=a.tensor,
+            observed_std=a.stats.std,
+            expected_std=a.scheme.expected_std,
+            he_std=(2.0 / a.tensor.fan_in) ** 0.5,
+            variance_gain=gain,
+        )

@@ -24,9 +24,13 @@ def _confidence(scheme: SchemeResult) -> float:
     return float(scheme.confidence)
 
 
-@rule(code="IA401", name="unrecognized-init", severity=Severity.INFO,
-      summary="no known initialization scheme fits the kernel",
-      superseded_by=("IA201", "IA203", "IA301", "IA302"))
+@rule(
+    code="IA401",
+    name="unrecognized-init",
+    severity=Severity.INFO,
+    summary="no known initialization scheme fits the kernel",
+    superseded_by=("IA201", "IA203", "IA301", "IA302"),
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = ctx.current
     if a is None or a.tensor.role not in KERNEL_ROLES or a.scheme is None or a.scheme.known:
@@ -36,14 +40,20 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if a.stats.n < MIN_ELEMENTS:
         return  # too few values to tell any scheme apart: not evidence of anything
     closest = a.scheme.evidence.get("closest")
-    hint = (f"; closest: {closest['label']} (std {fmt_std(closest['expected_std'])})"
-            if closest else "")
+    hint = (
+        f"; closest: {closest['label']} (std {fmt_std(closest['expected_std'])})" if closest else ""
+    )
     yield self.finding(
         f"{a.scheme.label} (std {fmt_std(a.stats.std)}, excess kurtosis "
         f"{a.stats.excess_kurtosis:.2f}){hint}. "
         + "Trained or custom-initialised weights look like this"
-        + (f"; this one looks trained ({a.state.reason})." if a.state is not None and a.state.trained
-           else "."),
-        confidence=_confidence(a.scheme), tensor=a.tensor,
-        observed_std=a.stats.std, **{k: v for k, v in a.scheme.evidence.items()
-                                     if k in ("gof_pvalue", "family_posterior")})
+        + (
+            f"; this one looks trained ({a.state.reason})."
+            if a.state is not None and a.state.trained
+            else "."
+        ),
+        confidence=_confidence(a.scheme),
+        tensor=a.tensor,
+        observed_std=a.stats.std,
+        **{k: v for k, v in a.scheme.evidence.items() if k in ("gof_pvalue", "family_posterior")},
+    )

@@ -16,8 +16,13 @@ from ..report import Finding, Severity
 from .base import Rule, RuleContext, rule
 
 
-@rule(code="IA501", name="unsafe-content", severity=Severity.ERROR, scope="model",
-      summary="the file references code or paths its framework would execute or follow")
+@rule(
+    code="IA501",
+    name="unsafe-content",
+    severity=Severity.ERROR,
+    scope="model",
+    summary="the file references code or paths its framework would execute or follow",
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     yield from _findings(self, ctx.model.unsafe)
 
@@ -27,7 +32,10 @@ def _findings(self: Rule, unsafe: Iterable[UnsafeContent]) -> Iterator[Finding]:
         yield self.finding(
             f"{item.what}: never executed or followed by initaudit, but loading this file with its "
             "framework may run or read it. Do not load it outside a sandbox.",
-            confidence=1.0, layer=item.location, what=item.what)
+            confidence=1.0,
+            layer=item.location,
+            what=item.what,
+        )
 
 
 def findings_for(unsafe: Iterable[UnsafeContent]) -> list[Finding]:

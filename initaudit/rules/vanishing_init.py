@@ -24,9 +24,13 @@ MIN_DECIDE = 256
 SMALL_MARGIN = 10.0
 
 
-@rule(code="IA302", name="vanishing-init", severity=Severity.WARNING,
-      summary="std far below what any fan-based rule predicts (e.g. N(0, 1e-4))",
-      on_trained=OnTrained.INFO)
+@rule(
+    code="IA302",
+    name="vanishing-init",
+    severity=Severity.WARNING,
+    summary="std far below what any fan-based rule predicts (e.g. N(0, 1e-4))",
+    on_trained=OnTrained.INFO,
+)
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     a = scale_judgeable(ctx)
     if a is None:
@@ -38,7 +42,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     low, high = std_interval(a.stats.std, a.stats.n, a.stats.excess_kurtosis)
     if high * FACTOR >= floor:
         return
-    gain = fan_in * a.stats.std ** 2
+    gain = fan_in * a.stats.std**2
     from ..analysis.convention_tables import by_design
     from ..analysis.conventions import output_layer, residual_branch_end
 
@@ -48,31 +52,44 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         # a handful of values: whether the draw lands above or below the threshold is the
         # seed's choice, so the verdict would flip with torch.manual_seed
         severity = Severity.INFO
-        note = (f" Too small to tell ({a.stats.n} values): a deliberate small scale and a defect "
-                "cannot be told apart at this size, so this is info only.")
+        note = (
+            f" Too small to tell ({a.stats.n} values): a deliberate small scale and a defect "
+            "cannot be told apart at this size, so this is info only."
+        )
     elif row is not None:
         severity = Severity.INFO
         note = f" A documented convention ({row.source}): {row.why.value}; info only."
     elif (documented := _config_range(ctx, low, high)) is not None:
         severity = Severity.INFO
-        note = (f" The model's config.json sets initializer_range = {documented:g}, and this is "
-                "that draw: the library's documented scale for this model, so info only.")
+        note = (
+            f" The model's config.json sets initializer_range = {documented:g}, and this is "
+            "that draw: the library's documented scale for this model, so info only."
+        )
     elif output_layer(ctx.model, a.tensor, a.layer):
         severity = Severity.INFO
-        note = (" It is the model's output projection: a small head (zero or tiny by several "
-                "libraries' design) shrinks nothing that comes after it, so this is info only.")
+        note = (
+            " It is the model's output projection: a small head (zero or tiny by several "
+            "libraries' design) shrinks nothing that comes after it, so this is info only."
+        )
     elif residual_branch_end(a.tensor, a.layer):
         severity = Severity.INFO
-        note = (" Its output joins a residual connection: a small init there (Fixup, T-Fixup, "
-                "GPT-2's 1/sqrt(2·n_layer)) is a deliberate convention, so this is info only.")
+        note = (
+            " Its output joins a residual connection: a small init there (Fixup, T-Fixup, "
+            "GPT-2's 1/sqrt(2·n_layer)) is a deliberate convention, so this is info only."
+        )
     yield self.finding(
         f"std {fmt_std(a.stats.std)} is {floor / a.stats.std:.0f}x below the smallest fan-based "
         f"prediction ({fmt_std(floor)} for fan_in {a.tensor.fan_in}, fan_out {a.tensor.fan_out}): "
         f"each layer like this scales the signal's second moment by fan_in·Var(w) ≈ {gain:.2g}, "
         "so activations and gradients vanish with depth. Use a fan-based scheme." + note,
-        severity=severity, confidence=min(1.0, 0.5 + (floor - FACTOR * high) / floor), tensor=a.tensor,
-        observed_std=a.stats.std, observed_std_interval=[low, high], min_expected_std=floor,
-        variance_gain=gain)
+        severity=severity,
+        confidence=min(1.0, 0.5 + (floor - FACTOR * high) / floor),
+        tensor=a.tensor,
+        observed_std=a.stats.std,
+        observed_std_interval=[low, high],
+        min_expected_std=floor,
+        variance_gain=gain,
+    )
 
 
 def _config_range(ctx: RuleContext, low: float, high: float) -> float | None:

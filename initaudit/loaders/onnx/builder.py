@@ -60,8 +60,12 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         raise LoadError("is too large to parse as an ONNX model") from None
     except Exception as exc:  # protobuf DecodeError, RuntimeWarning-as-error, OSError...
         raise LoadError(f"is not a valid ONNX model ({_one_line(exc)})") from None
-    return from_proto(proto, path_label=os.fspath(path), base_dir=Path(path).parent,
-                      max_tensor_bytes=getattr(options, "max_tensor_bytes", 64 * 2**30))
+    return from_proto(
+        proto,
+        path_label=os.fspath(path),
+        base_dir=Path(path).parent,
+        max_tensor_bytes=getattr(options, "max_tensor_bytes", 64 * 2**30),
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -69,28 +73,43 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def from_proto(proto: onnx.ModelProto, path_label: str = "<in-memory>",
-               base_dir: Path | None = None, max_tensor_bytes: int = 64 * 2**30) -> LoadedModel:
+def from_proto(
+    proto: onnx.ModelProto,
+    path_label: str = "<in-memory>",
+    base_dir: Path | None = None,
+    max_tensor_bytes: int = 64 * 2**30,
+) -> LoadedModel:
     """Build the neutral model from a parsed ``onnx.ModelProto`` (no external data loaded)."""
     if not isinstance(proto, onnx.ModelProto):
         raise LoadError("is not an ONNX ModelProto")
     if not proto.HasField("graph") or (not proto.graph.node and not proto.graph.initializer):
         raise LoadError("is not a valid ONNX model (no graph)")
-    model = LoadedModel(path=path_label, format="onnx",
-                        framework=proto.producer_name or None, has_graph=True)
-    model.metadata.update({
-        "producer_name": proto.producer_name, "producer_version": proto.producer_version,
-        "ir_version": proto.ir_version, "graph_name": proto.graph.name,
-        "opset_imports": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
-        "metadata_props": {p.key: p.value for p in proto.metadata_props},
-    })
+    model = LoadedModel(
+        path=path_label, format="onnx", framework=proto.producer_name or None, has_graph=True
+    )
+    model.metadata.update(
+        {
+            "producer_name": proto.producer_name,
+            "producer_version": proto.producer_version,
+            "ir_version": proto.ir_version,
+            "graph_name": proto.graph.name,
+            "opset_imports": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
+            "metadata_props": {p.key: p.value for p in proto.metadata_props},
+        }
+    )
     _Builder(proto.graph, model, base_dir, max_tensor_bytes, proto.functions).build()
     return model
 
 
 class _Builder:
-    def __init__(self, graph: onnx.GraphProto, model: LoadedModel, base_dir: Path | None,
-                 max_bytes: int, functions: Iterable[onnx.FunctionProto] = ()) -> None:
+    def __init__(
+        self,
+        graph: onnx.GraphProto,
+        model: LoadedModel,
+        base_dir: Path | None,
+        max_bytes: int,
+        functions: Iterable[onnx.FunctionProto] = (),
+    ) -> None:
         self.g = _Graph(graph, functions)
         self.model = model
         self.base_dir = base_dir
@@ -127,15 +146,23 @@ class _Builder:
                 layer.activation = self.fixed_activation[layer_node_id]
             elif _is_weighted(layer) and layer.op not in {*_RNN_GATES, "DynamicQuantizeLSTM"}:
                 walker = _Walker(self, layer)
-                start = self.walk_from.get(layer_node_id) or (node.output[0] if node.output else None)
+                start = self.walk_from.get(layer_node_id) or (
+                    node.output[0] if node.output else None
+                )
                 layer.activation = walker.from_value(start) if start else None
         # keep graph order
         self.model.layers.sort(key=lambda layer: self.order.get(id(layer), 0))
         self.model.inventory = inventory.build(self)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _new_layer(self, node: onnx.NodeProto, index: int, weight: str | None,
-                   data: list[str], weight_positions: Iterable[int]) -> Layer:
+    def _new_layer(
+        self,
+        node: onnx.NodeProto,
+        index: int,
+        weight: str | None,
+        data: list[str],
+        weight_positions: Iterable[int],
+    ) -> Layer:
         name = _readable_name(node, weight, index)
         base, k = name, 1
         while name in self.names:
@@ -150,9 +177,16 @@ class _Builder:
         self.weight_inputs[id(node)] = set(weight_positions)
         return layer
 
-    def _tensor(self, src: _Source, layer: Layer, op: str, role: Role,
-                fans: tuple[int, int] | None = None, unit_axis: int | None = None,
-                **extra: Any) -> WeightTensor | None:  # extra: WeightTensor fields
+    def _tensor(
+        self,
+        src: _Source,
+        layer: Layer,
+        op: str,
+        role: Role,
+        fans: tuple[int, int] | None = None,
+        unit_axis: int | None = None,
+        **extra: Any,
+    ) -> WeightTensor | None:  # extra: WeightTensor fields
         """Make (and attach) the WeightTensor for ``src`` unless it cannot be read."""
         key = self.g.key(src.name)
         owner = self.claimed.get(key)
@@ -180,24 +214,40 @@ class _Builder:
             dtype = f"{dtype} (dequantized)"
         self.claimed[key] = layer.name
         fan_in, fan_out = fans if fans is not None else (None, None)
-        wt = WeightTensor(name=key, layer=layer.name, op=op, role=role,
-                          shape=src.stored_shape, dtype=dtype, load=loader, fan_in=fan_in,
-                          fan_out=fan_out, convention=Convention.ONNX, unit_axis=unit_axis,
-                          **extra)
+        wt = WeightTensor(
+            name=key,
+            layer=layer.name,
+            op=op,
+            role=role,
+            shape=src.stored_shape,
+            dtype=dtype,
+            load=loader,
+            fan_in=fan_in,
+            fan_out=fan_out,
+            convention=Convention.ONNX,
+            unit_axis=unit_axis,
+            **extra,
+        )
         if "Transpose" in src.via or "Reshape" in src.via:
-            wt.notes.append(f"stored as {list(src.stored_shape)}; {op} sees it through "
-                            f"{' -> '.join(src.via)} as {list(src.eff_shape or ())}")
+            wt.notes.append(
+                f"stored as {list(src.stored_shape)}; {op} sees it through "
+                f"{' -> '.join(src.via)} as {list(src.eff_shape or ())}"
+            )
         layer.tensors.append(wt)
         return wt
 
-    def _dequantizer(self, src: _Source, q_loader: Callable[[], np.ndarray]
-                     ) -> Callable[[], np.ndarray] | None:
+    def _dequantizer(
+        self, src: _Source, q_loader: Callable[[], np.ndarray]
+    ) -> Callable[[], np.ndarray] | None:
         scale_name, zp_name, axis, block = src.dequant  # type: ignore[misc]
         scale = self.g.const(scale_name, max_size=1 << 24)
         zp = self.g.const(zp_name, max_size=1 << 24) if zp_name else None
         if scale is None or (zp_name and zp is None):
-            self._skip(self.g.key(src.name), "DequantizeLinear scale/zero point are not constants",
-                       SkipReason.QUANTIZED_NOT_DECODED)
+            self._skip(
+                self.g.key(src.name),
+                "DequantizeLinear scale/zero point are not constants",
+                SkipReason.QUANTIZED_NOT_DECODED,
+            )
             return None
         self.aux.update(n for n in (scale_name, zp_name) if n)
 
@@ -208,9 +258,12 @@ class _Builder:
 
     def _unsafe(self, name: str, exc: _Unsafe) -> None:
         self.bad.add(name)
-        self.model.unsafe.append(UnsafeContent(
-            what=f"ONNX external-data path {exc.location!r} escapes the model folder",
-            location=name))
+        self.model.unsafe.append(
+            UnsafeContent(
+                what=f"ONNX external-data path {exc.location!r} escapes the model folder",
+                location=name,
+            )
+        )
         self.model.skip(name, str(exc), SkipReason.UNSAFE)
 
     def _skip(self, name: str, reason: str, category: SkipReason | None = None) -> None:
@@ -311,8 +364,9 @@ class _Builder:
             if src.dequant is None:
                 return
         layer = self._new_layer(node, index, src.name, [], [0])
-        self._tensor(src, layer, "Gather", Role.EMBEDDING, torch_fans(src.eff_shape),
-                     src.stored_axis(0))
+        self._tensor(
+            src, layer, "Gather", Role.EMBEDDING, torch_fans(src.eff_shape), src.stored_axis(0)
+        )
 
     def _rnn(self, node: onnx.NodeProto, index: int) -> None:
         w, r = self._trace_input(node, 1), self._trace_input(node, 2)
@@ -328,8 +382,9 @@ class _Builder:
             d, rows, cols = (int(x) for x in src.eff_shape)
             matrix = (rows, cols) if d == 1 and src.perm == (0, 1, 2) else None
             extra = {"gates": gates, "matrix_shape": matrix if role is Role.RECURRENT else None}
-            wt = self._tensor(src, layer, node.op_type, role, (cols, rows),
-                              src.stored_axis(1), **extra)
+            wt = self._tensor(
+                src, layer, node.op_type, role, (cols, rows), src.stored_axis(1), **extra
+            )
             if wt is not None and d == 2:
                 wt.notes.append("bidirectional: directions are stacked along axis 0")
         for pos, role in ((3, Role.BIAS), (7, Role.OTHER)):
@@ -371,11 +426,14 @@ class _Builder:
     def _note_overridable(self) -> None:
         names = [t.name for t in self.g.graph.initializer if t.name in self.g.inputs]
         for name in names[:10]:
-            self.model.notes.append(f"initializer {name} is also a graph input: its value can be "
-                                    "overridden at run time")
+            self.model.notes.append(
+                f"initializer {name} is also a graph input: its value can be overridden at run time"
+            )
         if len(names) > 10:
-            self.model.notes.append(f"... and {len(names) - 10} more initializers are also graph "
-                                    "inputs (their values can be overridden at run time)")
+            self.model.notes.append(
+                f"... and {len(names) - 10} more initializers are also graph "
+                "inputs (their values can be overridden at run time)"
+            )
         for layer in self.model.layers:
             for t in layer.tensors:
                 if t.name in self.g.inputs:
@@ -386,8 +444,18 @@ class _Builder:
         of two or more elements, Constant nodes only when weight-like."""
         for node in self.g.nodes:
             for pos, name in enumerate(node.input):
-                if pos > 0 and node.op_type not in ("Add", "Mul", "Sub", "Div", "MatMul", "Gemm",
-                                                    "Concat", "Gather", "Where", "Identity"):
+                if pos > 0 and node.op_type not in (
+                    "Add",
+                    "Mul",
+                    "Sub",
+                    "Div",
+                    "MatMul",
+                    "Gemm",
+                    "Concat",
+                    "Gather",
+                    "Where",
+                    "Identity",
+                ):
                     self.aux.add(name)
         for name, tp in self.g.stored.items():
             key = self.g.key(name)
@@ -408,10 +476,18 @@ class _Builder:
                 self._skip(key, str(exc))
                 continue
             self.loose.add(key)
-            self.model.loose_tensors.append(WeightTensor(
-                name=key, layer=_WEIGHT_SUFFIX.sub("", key) or key, op=op, role=Role.OTHER,
-                shape=tuple(int(d) for d in tp.dims), dtype=_dtype_name(tp), load=loader,
-                convention=Convention.ONNX))
+            self.model.loose_tensors.append(
+                WeightTensor(
+                    name=key,
+                    layer=_WEIGHT_SUFFIX.sub("", key) or key,
+                    op=op,
+                    role=Role.OTHER,
+                    shape=tuple(int(d) for d in tp.dims),
+                    dtype=_dtype_name(tp),
+                    load=loader,
+                    convention=Convention.ONNX,
+                )
+            )
 
     def _computed_weights(self) -> None:
         """A weighted op whose weight is computed in the graph from small constants alone
@@ -430,9 +506,12 @@ class _Builder:
                 if self._from_constants(value, memo, 0):
                     prod = self.g.producer.get(value)
                     what = prod.op_type if prod is not None else "?"
-                    self.model.skip(value, f"weight of {node.op_type} {node.name!r} is computed in "
-                                           f"the graph (by {what}), not stored: not analysed",
-                                    SkipReason.OTHER)
+                    self.model.skip(
+                        value,
+                        f"weight of {node.op_type} {node.name!r} is computed in "
+                        f"the graph (by {what}), not stored: not analysed",
+                        SkipReason.OTHER,
+                    )
                     break
 
     def _from_constants(self, value: str, memo: dict[str, bool], depth: int) -> bool:
@@ -449,8 +528,11 @@ class _Builder:
             result = False
         else:
             prod = self.g.producer.get(value)
-            result = prod is not None and prod.op_type not in _SHAPE_ONLY and all(
-                self._from_constants(x, memo, depth + 1) for x in prod.input if x)
+            result = (
+                prod is not None
+                and prod.op_type not in _SHAPE_ONLY
+                and all(self._from_constants(x, memo, depth + 1) for x in prod.input if x)
+            )
         memo[value] = result
         return result
 
@@ -459,8 +541,10 @@ class _Builder:
         node uses) goes through the full path check: none is followed silently."""
         tensors = [(self.g.key(n), tp) for n, tp in self.g.stored.items()]
         for sp, _where in self.g.sparse:
-            tensors += [(sp.values.name or "<sparse>", sp.values),
-                        (f"{sp.values.name}.indices", sp.indices)]
+            tensors += [
+                (sp.values.name or "<sparse>", sp.values),
+                (f"{sp.values.name}.indices", sp.indices),
+            ]
         for key, tp in tensors:
             if key in self.bad or tp.data_location != TensorProto.EXTERNAL:
                 continue
@@ -490,8 +574,11 @@ class _Builder:
                 found.setdefault(layer.name, self.g.index[id(prod)])
                 continue
             positions = self.weight_inputs.get(id(prod), set())
-            inputs = list(prod.input[:1]) if prod.op_type in ("Reshape", "Expand", "Slice", "Pad",
-                                                              "Tile") else list(prod.input)
+            inputs = (
+                list(prod.input[:1])
+                if prod.op_type in ("Reshape", "Expand", "Slice", "Pad", "Tile")
+                else list(prod.input)
+            )
             inputs += self.g.sub_outputs.get(id(prod), [])  # If/Loop/Scan: what their bodies return
             stack.extend(x for j, x in enumerate(inputs) if x and j not in positions)
         return [name for name, _ in sorted(found.items(), key=lambda kv: kv[1])]
@@ -499,18 +586,27 @@ class _Builder:
 
 # weighted ops and where their weights sit, for _computed_weights
 _COMPUTED_WEIGHT_POSITIONS: dict[str, tuple[int, ...]] = {
-    "MatMul": (1, 0), "Gemm": (1,), "Conv": (1,), "ConvTranspose": (1,), "LSTM": (1, 2),
-    "GRU": (1, 2), "RNN": (1, 2), "Einsum": (1, 0),
+    "MatMul": (1, 0),
+    "Gemm": (1,),
+    "Conv": (1,),
+    "ConvTranspose": (1,),
+    "LSTM": (1, 2),
+    "GRU": (1, 2),
+    "RNN": (1, 2),
+    "Einsum": (1, 0),
 }
 
 _HANDLERS: dict[str, Callable[[_Builder, onnx.NodeProto, int], None]] = {
-    "MatMul": _Builder._matmul, "Gemm": _Builder._gemm,
-    "Conv": _Builder._conv, "ConvTranspose": _Builder._conv, "Gather": _Builder._gather,
-    "LSTM": _Builder._rnn, "GRU": _Builder._rnn, "RNN": _Builder._rnn,
+    "MatMul": _Builder._matmul,
+    "Gemm": _Builder._gemm,
+    "Conv": _Builder._conv,
+    "ConvTranspose": _Builder._conv,
+    "Gather": _Builder._gather,
+    "LSTM": _Builder._rnn,
+    "GRU": _Builder._rnn,
+    "RNN": _Builder._rnn,
     "PRelu": _Builder._prelu,
     **{op: _Builder._norm for op in _NORM_OPS},
     **quantized.HANDLERS,
     **contrib.HANDLERS,
 }
-
-

@@ -45,8 +45,9 @@ def _attr_activation(node: onnx.NodeProto) -> Activation | None:
         return None
     if name == "LeakyRelu" and param is None:
         param = 0.01
-    act = parse_activation(mapped, param=param if name in ("LeakyRelu", "Elu") else None,
-                           source="graph")
+    act = parse_activation(
+        mapped, param=param if name in ("LeakyRelu", "Elu") else None, source="graph"
+    )
     return replace(act, raw=f"{node.op_type}({name})") if act is not None else None
 
 
@@ -77,11 +78,24 @@ def attention(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     for part, size in zip("qkv", sizes):
         lo, hi = start, start + size
         start = hi
-        layer.tensors.append(replace(
-            whole, name=f"{whole.name}[{part}]", stored=whole.name, shape=(rows, size),
-            load=_columns(whole.load, lo, hi), fan_in=rows, fan_out=size,
-            unit_axis=1, notes=[(f"{part.upper()} projection: columns {lo}:{hi} of the packed "
-                                 f"Attention weight {list(src.stored_shape)}")]))
+        layer.tensors.append(
+            replace(
+                whole,
+                name=f"{whole.name}[{part}]",
+                stored=whole.name,
+                shape=(rows, size),
+                load=_columns(whole.load, lo, hi),
+                fan_in=rows,
+                fan_out=size,
+                unit_axis=1,
+                notes=[
+                    (
+                        f"{part.upper()} projection: columns {lo}:{hi} of the packed "
+                        f"Attention weight {list(src.stored_shape)}"
+                    )
+                ],
+            )
+        )
     bias = b._trace_input(node, 2)
     if bias is not None:
         b._tensor(bias, layer, "Attention", Role.BIAS)
@@ -103,21 +117,26 @@ def embed_layer_norm(b: _Builder, node: onnx.NodeProto, index: int) -> None:
             continue
         layer = b._new_layer(node, index, src.name, [], [2, 3, 4, 5, 6])
         layer.op = "Embedding"
-        b._tensor(src, layer, "EmbedLayerNormalization", Role.EMBEDDING,
-                  torch_fans(src.stored_shape), 0)
+        b._tensor(
+            src, layer, "EmbedLayerNormalization", Role.EMBEDDING, torch_fans(src.stored_shape), 0
+        )
         b.fixed_activation[id(node)] = None
     _norm_params(b, node, index, {5: Role.NORM_SCALE, 6: Role.NORM_SHIFT}, [], "LayerNormalization")
 
 
 def skip_layer_norm(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     """Skip[Simplified]LayerNormalization: input + skip (+ bias), then LayerNorm."""
-    roles = ({2: Role.NORM_SCALE, 3: Role.NORM_SHIFT, 4: Role.BIAS}
-             if node.op_type == "SkipLayerNormalization" else {2: Role.NORM_SCALE, 3: Role.BIAS})
+    roles = (
+        {2: Role.NORM_SCALE, 3: Role.NORM_SHIFT, 4: Role.BIAS}
+        if node.op_type == "SkipLayerNormalization"
+        else {2: Role.NORM_SCALE, 3: Role.BIAS}
+    )
     _norm_params(b, node, index, roles, [node.input[0], node.input[1]], node.op_type)
 
 
-def _norm_params(b: _Builder, node: onnx.NodeProto, index: int, roles: dict[int, Role],
-                 data: list[str], op: str) -> None:
+def _norm_params(
+    b: _Builder, node: onnx.NodeProto, index: int, roles: dict[int, Role], data: list[str], op: str
+) -> None:
     sources = {pos: b._trace_input(node, pos) for pos in roles}
     first = next((s for s in sources.values() if s is not None), None)
     if first is None:
@@ -157,13 +176,18 @@ def einsum(b: _Builder, node: onnx.NodeProto, index: int) -> None:
         layer = b._new_layer(node, index, src.name, [node.input[1 - wpos]], [wpos])
         wt = b._tensor(src, layer, "Einsum", Role.KERNEL, fans, unit)
         if wt is not None:
-            wt.notes.append(f"Einsum {eq}: fan_in from {''.join(contracted)}, "
-                            f"fan_out from {''.join(produced)}")
+            wt.notes.append(
+                f"Einsum {eq}: fan_in from {''.join(contracted)}, fan_out from {''.join(produced)}"
+            )
         return
 
 
 HANDLERS = {
-    "FusedConv": fused, "FusedGemm": fused, "Attention": attention,
-    "EmbedLayerNormalization": embed_layer_norm, "SkipLayerNormalization": skip_layer_norm,
-    "SkipSimplifiedLayerNormalization": skip_layer_norm, "Einsum": einsum,
+    "FusedConv": fused,
+    "FusedGemm": fused,
+    "Attention": attention,
+    "EmbedLayerNormalization": embed_layer_norm,
+    "SkipLayerNormalization": skip_layer_norm,
+    "SkipSimplifiedLayerNormalization": skip_layer_norm,
+    "Einsum": einsum,
 }

@@ -32,18 +32,37 @@ _NP_DTYPES: dict[int, np.dtype] = {
     TensorProto.UINT64: np.dtype(np.uint64),
     TensorProto.BOOL: np.dtype(np.bool_),
 }
-_FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16,
-                          TensorProto.BFLOAT16, TensorProto.FLOAT8E4M3FN,
-                          TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2,
-                          TensorProto.FLOAT8E5M2FNUZ})
+_FLOAT_TYPES = frozenset(
+    {
+        TensorProto.FLOAT,
+        TensorProto.DOUBLE,
+        TensorProto.FLOAT16,
+        TensorProto.BFLOAT16,
+        TensorProto.FLOAT8E4M3FN,
+        TensorProto.FLOAT8E4M3FNUZ,
+        TensorProto.FLOAT8E5M2,
+        TensorProto.FLOAT8E5M2FNUZ,
+    }
+)
 # types whose values sit as bit patterns in int32_data when raw_data is absent
 _BITS_IN_INT32: dict[int, type[np.unsignedinteger[Any]]] = {
-    TensorProto.FLOAT16: np.uint16, TensorProto.BFLOAT16: np.uint16,
-    TensorProto.FLOAT8E4M3FN: np.uint8, TensorProto.FLOAT8E4M3FNUZ: np.uint8,
-    TensorProto.FLOAT8E5M2: np.uint8, TensorProto.FLOAT8E5M2FNUZ: np.uint8}
-_ML_DTYPES = frozenset(np.dtype(t) for t in (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
-                                             ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2,
-                                             ml_dtypes.float8_e5m2fnuz))
+    TensorProto.FLOAT16: np.uint16,
+    TensorProto.BFLOAT16: np.uint16,
+    TensorProto.FLOAT8E4M3FN: np.uint8,
+    TensorProto.FLOAT8E4M3FNUZ: np.uint8,
+    TensorProto.FLOAT8E5M2: np.uint8,
+    TensorProto.FLOAT8E5M2FNUZ: np.uint8,
+}
+_ML_DTYPES = frozenset(
+    np.dtype(t)
+    for t in (
+        ml_dtypes.bfloat16,
+        ml_dtypes.float8_e4m3fn,
+        ml_dtypes.float8_e4m3fnuz,
+        ml_dtypes.float8_e5m2,
+        ml_dtypes.float8_e5m2fnuz,
+    )
+)
 
 
 class _Unreadable(Exception):
@@ -59,8 +78,12 @@ class _Unsafe(_Unreadable):
 
 
 # ONNX's names where they differ from numpy's, so every loader reports dtypes the same way
-_ONNX_DTYPE_NAMES = {"float": "float32", "double": "float64", "float16": "float16",
-                     "bfloat16": "bfloat16"}
+_ONNX_DTYPE_NAMES = {
+    "float": "float32",
+    "double": "float64",
+    "float16": "float16",
+    "bfloat16": "bfloat16",
+}
 
 
 def _dtype_name(tp: TensorProto) -> str:
@@ -71,8 +94,10 @@ def _dtype_name(tp: TensorProto) -> str:
 
 
 # 4-bit integers, two per byte, low nibble first (ONNX IR: int4/uint4); value: signed
-_SUB_BYTE: dict[int, bool] = {getattr(TensorProto, "INT4", -1): True,
-                              getattr(TensorProto, "UINT4", -2): False}
+_SUB_BYTE: dict[int, bool] = {
+    getattr(TensorProto, "INT4", -1): True,
+    getattr(TensorProto, "UINT4", -2): False,
+}
 
 
 def _stored_bytes(tp: TensorProto, n: int, itemsize: int) -> int:
@@ -121,17 +146,22 @@ def _decode_embedded(tp: TensorProto, max_bytes: int) -> np.ndarray:
     dims = tuple(int(d) for d in tp.dims)
     n = _numel(dims, dt.itemsize, max_bytes)
     if tp.data_type in _SUB_BYTE:
-        packed = (np.frombuffer(tp.raw_data, np.uint8) if tp.HasField("raw_data")
-                  else np.asarray(tp.int32_data, dtype=np.int64).astype(np.uint8))
+        packed = (
+            np.frombuffer(tp.raw_data, np.uint8)
+            if tp.HasField("raw_data")
+            else np.asarray(tp.int32_data, dtype=np.int64).astype(np.uint8)
+        )
         if packed.size != (n + 1) // 2:
-            raise _Unreadable(f"stores {packed.size} bytes but its shape {list(dims)} needs "
-                              f"{(n + 1) // 2}")
+            raise _Unreadable(
+                f"stores {packed.size} bytes but its shape {list(dims)} needs {(n + 1) // 2}"
+            )
         return _unpack4(packed, n, _SUB_BYTE[tp.data_type]).reshape(dims)
     if tp.HasField("raw_data"):
         raw = tp.raw_data
         if len(raw) != n * dt.itemsize:
-            raise _Unreadable(f"stores {len(raw)} bytes but its shape {list(dims)} needs "
-                              f"{n * dt.itemsize}")
+            raise _Unreadable(
+                f"stores {len(raw)} bytes but its shape {list(dims)} needs {n * dt.itemsize}"
+            )
         return np.frombuffer(raw, dtype=dt.newbyteorder("<")).reshape(dims)
     t = tp.data_type
     if t == TensorProto.FLOAT:
@@ -158,21 +188,24 @@ def _check_embedded(tp: TensorProto, max_bytes: int) -> None:
     if tp.data_type in _SUB_BYTE:
         stored = len(tp.raw_data) if tp.HasField("raw_data") else len(tp.int32_data)
         if stored != (n + 1) // 2:
-            raise _Unreadable(f"stores {stored} bytes but its shape {list(tp.dims)} needs "
-                              f"{(n + 1) // 2}")
+            raise _Unreadable(
+                f"stores {stored} bytes but its shape {list(tp.dims)} needs {(n + 1) // 2}"
+            )
         return
     if tp.HasField("raw_data"):
         stored = len(tp.raw_data)
         if stored != n * dt.itemsize:
-            raise _Unreadable(f"stores {stored} bytes but its shape {list(tp.dims)} needs "
-                              f"{n * dt.itemsize}")
+            raise _Unreadable(
+                f"stores {stored} bytes but its shape {list(tp.dims)} needs {n * dt.itemsize}"
+            )
         return
     counts: dict[int, int] = {
-        TensorProto.FLOAT: len(tp.float_data), TensorProto.DOUBLE: len(tp.double_data),
-        TensorProto.INT64: len(tp.int64_data), TensorProto.UINT32: len(tp.uint64_data),
-        TensorProto.UINT64: len(tp.uint64_data)}
+        TensorProto.FLOAT: len(tp.float_data),
+        TensorProto.DOUBLE: len(tp.double_data),
+        TensorProto.INT64: len(tp.int64_data),
+        TensorProto.UINT32: len(tp.uint64_data),
+        TensorProto.UINT64: len(tp.uint64_data),
+    }
     stored = counts.get(tp.data_type, len(tp.int32_data))
     if stored != n:
         raise _Unreadable(f"stores {stored} values but its shape {list(tp.dims)} needs {n}")
-
-

@@ -54,8 +54,12 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 def _check_location(location: str) -> None:
     """Lexical checks, done before the file system is touched at all."""
-    if not location or location.startswith(("/", "\\")) or _DRIVE.match(location) \
-            or os.path.isabs(location):
+    if (
+        not location
+        or location.startswith(("/", "\\"))
+        or _DRIVE.match(location)
+        or os.path.isabs(location)
+    ):
         raise _Unsafe(location)
     parts = re.split(r"[\\/]", location)
     if any(p == ".." for p in parts) or "\x00" in location:
@@ -74,7 +78,9 @@ def _resolve_external(base_dir: Path, location: str) -> Path:
         except FileNotFoundError:
             raise _Unreadable(f"external data file {location!r} does not exist") from None
         except OSError as exc:
-            raise _Unreadable(f"external data file {location!r} cannot be examined ({exc.strerror})") from None
+            raise _Unreadable(
+                f"external data file {location!r} cannot be examined ({exc.strerror})"
+            ) from None
         if stat.S_ISLNK(st.st_mode):
             raise _Unsafe(location)
     st = os.lstat(current)
@@ -113,16 +119,19 @@ def _external_plan(tp: TensorProto, base_dir: Path | None, max_bytes: int) -> tu
         size = path.stat().st_size
     need = _stored_bytes(tp, n, dt.itemsize)
     if length is not None and length != need:
-        raise _Unreadable(f"external data length {length} does not match its shape "
-                          f"{list(tp.dims)} ({need} bytes)")
+        raise _Unreadable(
+            f"external data length {length} does not match its shape {list(tp.dims)} ({need} bytes)"
+        )
     if offset + need > size:
-        raise _Unreadable(f"external data file {location!r} is too short ({size} bytes, needs "
-                          f"{offset + need})")
+        raise _Unreadable(
+            f"external data file {location!r} is too short ({size} bytes, needs {offset + need})"
+        )
     return path, offset, n
 
 
-def _tensor_loader(tp: TensorProto, base_dir: Path | None,
-                   max_bytes: int) -> Callable[[], np.ndarray]:
+def _tensor_loader(
+    tp: TensorProto, base_dir: Path | None, max_bytes: int
+) -> Callable[[], np.ndarray]:
     """A zero-arg loader for a stored tensor; raises _Unreadable/_Unsafe now if it never can be."""
     if tp.data_location == TensorProto.EXTERNAL:
         _external_plan(tp, base_dir, max_bytes)  # fail early: skipped/unsafe at load time
@@ -146,11 +155,11 @@ def _tensor_loader(tp: TensorProto, base_dir: Path | None,
                     return _unpack4(raw, n, _SUB_BYTE[tp.data_type]).reshape(dims)
                 return raw.view(dt.newbyteorder("<")).reshape(dims)
             if tp.data_type in _SUB_BYTE:
-                packed = np.memmap(path, dtype=np.uint8, mode="r", offset=offset,
-                                   shape=((n + 1) // 2,))
+                packed = np.memmap(
+                    path, dtype=np.uint8, mode="r", offset=offset, shape=((n + 1) // 2,)
+                )
                 return _unpack4(packed, n, _SUB_BYTE[tp.data_type]).reshape(dims)
-            arr = np.memmap(path, dtype=dt.newbyteorder("<"), mode="r", offset=offset,
-                            shape=(n,))
+            arr = np.memmap(path, dtype=dt.newbyteorder("<"), mode="r", offset=offset, shape=(n,))
             # stays a lazy memmap even for bfloat16/float8: the analysis widens chunk by chunk,
             # so a whole-tensor float32 copy here would only double the memory (perf, issue 6)
             return arr.reshape(dims)
@@ -165,5 +174,3 @@ def _tensor_loader(tp: TensorProto, base_dir: Path | None,
             raise LoadError(str(exc)) from None
 
     return load_embedded
-
-

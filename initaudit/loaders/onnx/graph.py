@@ -19,27 +19,88 @@ from .decode import _NP_DTYPES, _SUB_BYTE, _decode_embedded, _Unreadable, _usabl
 
 # ops a value passes through unchanged in kind (layout/shape/type changes, regularisation, pooling
 # that commutes with the element-wise activations that follow)
-_PASS_THROUGH = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity",
-                           "Dropout", "Cast", "Concat", "Split", "Slice", "Pad", "MaxPool",
-                           "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Expand"})
-_NORM_OPS = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization",
-                       "GroupNormalization", "RMSNormalization", "SimplifiedLayerNormalization",
-                       "SkipLayerNormalization", "SkipSimplifiedLayerNormalization"})
-_WEIGHT_CHAIN = frozenset({"Cast", "Transpose", "Reshape", "Identity", "DequantizeLinear",
-                           "CastLike"})
+_PASS_THROUGH = frozenset(
+    {
+        "Reshape",
+        "Transpose",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Identity",
+        "Dropout",
+        "Cast",
+        "Concat",
+        "Split",
+        "Slice",
+        "Pad",
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "Expand",
+    }
+)
+_NORM_OPS = frozenset(
+    {
+        "BatchNormalization",
+        "LayerNormalization",
+        "InstanceNormalization",
+        "GroupNormalization",
+        "RMSNormalization",
+        "SimplifiedLayerNormalization",
+        "SkipLayerNormalization",
+        "SkipSimplifiedLayerNormalization",
+    }
+)
+_WEIGHT_CHAIN = frozenset(
+    {"Cast", "Transpose", "Reshape", "Identity", "DequantizeLinear", "CastLike"}
+)
 _SHAPE_ONLY = frozenset({"Shape", "Size"})
 _RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 # element-wise ops that may make up a composite activation (GELU, SiLU, Mish...)
-_REGION_OPS = frozenset({"Mul", "Add", "Sub", "Div", "Pow", "Erf", "Tanh", "Sigmoid", "Softplus",
-                         "HardSigmoid", "Sqrt", "Neg", "Exp", "Log", "Abs"})
+_REGION_OPS = frozenset(
+    {
+        "Mul",
+        "Add",
+        "Sub",
+        "Div",
+        "Pow",
+        "Erf",
+        "Tanh",
+        "Sigmoid",
+        "Softplus",
+        "HardSigmoid",
+        "Sqrt",
+        "Neg",
+        "Exp",
+        "Log",
+        "Abs",
+    }
+)
 # ONNX op -> name for parse_activation
-_ACTIVATION_OPS = {"Relu": "relu", "LeakyRelu": "leaky_relu", "PRelu": "prelu", "Elu": "elu",
-                   "Celu": "elu", "Selu": "selu", "Sigmoid": "sigmoid",
-                   "HardSigmoid": "hard_sigmoid", "Tanh": "tanh", "Softmax": "softmax",
-                   "LogSoftmax": "logsoftmax", "Softplus": "softplus", "Gelu": "gelu",
-                   "FastGelu": "gelu", "BiasGelu": "gelu", "QuickGelu": "gelu",
-                   "HardSwish": "hardswish", "Mish": "mish", "Softsign": "Softsign",
-                   "ThresholdedRelu": "ThresholdedRelu", "Swish": "silu"}
+_ACTIVATION_OPS = {
+    "Relu": "relu",
+    "LeakyRelu": "leaky_relu",
+    "PRelu": "prelu",
+    "Elu": "elu",
+    "Celu": "elu",
+    "Selu": "selu",
+    "Sigmoid": "sigmoid",
+    "HardSigmoid": "hard_sigmoid",
+    "Tanh": "tanh",
+    "Softmax": "softmax",
+    "LogSoftmax": "logsoftmax",
+    "Softplus": "softplus",
+    "Gelu": "gelu",
+    "FastGelu": "gelu",
+    "BiasGelu": "gelu",
+    "QuickGelu": "gelu",
+    "HardSwish": "hardswish",
+    "Mish": "mish",
+    "Softsign": "Softsign",
+    "ThresholdedRelu": "ThresholdedRelu",
+    "Swish": "silu",
+}
 
 
 @dataclass
@@ -77,8 +138,9 @@ class _Graph:
     scopes reuse them). Values leaving a subgraph link to the owner's outputs (``links``) so the
     activation walk continues through control flow."""
 
-    def __init__(self, graph: onnx.GraphProto,
-                 functions: Iterable[onnx.FunctionProto] = ()) -> None:
+    def __init__(
+        self, graph: onnx.GraphProto, functions: Iterable[onnx.FunctionProto] = ()
+    ) -> None:
         self.graph = graph
         self.functions = {(f.domain, f.name): f for f in functions}
         self.nodes: list[onnx.NodeProto] = []
@@ -121,8 +183,9 @@ class _Graph:
         env[name] = new
         return new
 
-    def _flatten(self, graph: onnx.GraphProto, outer: dict[str, str], where: str,
-                 depth: int) -> list[str]:
+    def _flatten(
+        self, graph: onnx.GraphProto, outer: dict[str, str], where: str, depth: int
+    ) -> list[str]:
         """Append ``graph``'s nodes; returns its outputs' flattened names."""
         if depth > _MAX_NESTING:
             return []
@@ -139,8 +202,9 @@ class _Graph:
             self._flatten_node(node, env, where, depth)
         return [env.get(o.name, o.name) for o in graph.output]
 
-    def _flatten_node(self, node: onnx.NodeProto, env: dict[str, str], where: str,
-                      depth: int) -> None:
+    def _flatten_node(
+        self, node: onnx.NodeProto, env: dict[str, str], where: str, depth: int
+    ) -> None:
         inputs = [env.get(x, x) if x else x for x in node.input]
         fn = self.functions.get((node.domain, node.op_type))
         if fn is not None and depth <= _MAX_NESTING:
@@ -153,16 +217,23 @@ class _Graph:
             flat.op_type, flat.name, flat.domain = node.op_type, node.name, node.domain
             flat.input.extend(inputs)
             flat.output.extend(outputs)
-            flat.attribute.extend(a for a in node.attribute
-                                  if a.type not in (onnx.AttributeProto.GRAPH,
-                                                    onnx.AttributeProto.GRAPHS))
+            flat.attribute.extend(
+                a
+                for a in node.attribute
+                if a.type not in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+            )
         self.nodes.append(flat)
         self.where[id(flat)] = where
         if node.op_type == "Constant" and outputs:
             self._index_constant(node, outputs[0], where)
         for attr in node.attribute:
-            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else \
-                list(attr.graphs) if attr.type == onnx.AttributeProto.GRAPHS else []
+            subs = (
+                [attr.g]
+                if attr.type == onnx.AttributeProto.GRAPH
+                else list(attr.graphs)
+                if attr.type == onnx.AttributeProto.GRAPHS
+                else []
+            )
             for sub in subs:
                 label = f"{node.op_type} {node.name or outputs[:1]!r} {attr.name}"
                 sub_outs = self._flatten(sub, env, label, depth + 1)
@@ -172,8 +243,14 @@ class _Graph:
                     if out and j is not None and j < len(outputs) and outputs[j]:
                         self.links.setdefault(out, []).append(outputs[j])
 
-    def _inline(self, node: onnx.NodeProto, fn: onnx.FunctionProto, inputs: list[str],
-                env: dict[str, str], depth: int) -> None:
+    def _inline(
+        self,
+        node: onnx.NodeProto,
+        fn: onnx.FunctionProto,
+        inputs: list[str],
+        env: dict[str, str],
+        depth: int,
+    ) -> None:
         """A call of a model-local function: its body, bound to the call's values; outputs
         through synthetic Identity nodes so walks and traces pass."""
         self.called.add((fn.domain, fn.name))
@@ -187,8 +264,9 @@ class _Graph:
             self._fn_stack.pop()
         for formal, actual in zip(fn.output, node.output):
             out = self._define(actual, env)
-            ident = onnx.helper.make_node("Identity", [inner.get(formal, formal)], [out],
-                                          name=f"{node.name}/{formal}")
+            ident = onnx.helper.make_node(
+                "Identity", [inner.get(formal, formal)], [out], name=f"{node.name}/{formal}"
+            )
             self.nodes.append(ident)
             self.where[id(ident)] = where
 
@@ -210,7 +288,9 @@ class _Graph:
             elif attr.name == "sparse_value":
                 self.sparse.append((attr.sparse_tensor, where))
             elif attr.name in ("value_float", "value_int"):
-                self.small_consts[out] = np.asarray(attr.f if attr.name == "value_float" else attr.i)
+                self.small_consts[out] = np.asarray(
+                    attr.f if attr.name == "value_float" else attr.i
+                )
             elif attr.name in ("value_floats", "value_ints"):
                 vals = attr.floats if attr.name == "value_floats" else attr.ints
                 self.small_consts[out] = np.asarray(list(vals))
@@ -229,8 +309,9 @@ class _Graph:
                 return self.small_consts[name]
             tp = self.stored.get(name)
             if tp is not None:
-                if tp.data_location == TensorProto.EXTERNAL or (tp.data_type not in _NP_DTYPES
-                                                             and tp.data_type not in _SUB_BYTE):
+                if tp.data_location == TensorProto.EXTERNAL or (
+                    tp.data_type not in _NP_DTYPES and tp.data_type not in _SUB_BYTE
+                ):
                     return None
                 if math.prod(tp.dims) > max_size:
                     return None
@@ -283,8 +364,9 @@ class _Graph:
             src.perm = tuple(src.perm[p] for p in perm) if src.perm is not None else None
         elif prod.op_type in _RANK_OPS:  # LSTM weights exported as Unsqueeze(W)
             axes = self.const(prod.input[1]) if len(prod.input) > 1 and prod.input[1] else None
-            listed = [int(a) for a in (axes.tolist() if axes is not None
-                                       else _attr(prod, "axes", []))]
+            listed = [
+                int(a) for a in (axes.tolist() if axes is not None else _attr(prod, "axes", []))
+            ]
             src.eff_shape = _rank_changed(src.eff_shape, listed, prod.op_type == "Unsqueeze")
             src.perm = None
         elif prod.op_type == "Reshape":
@@ -295,8 +377,12 @@ class _Graph:
             if src.dequant is not None or len(prod.input) < 2:
                 return None
             zp = prod.input[2] if len(prod.input) > 2 and prod.input[2] else None
-            src.dequant = (prod.input[1], zp, int(_attr(prod, "axis", 1)),
-                           int(_attr(prod, "block_size", 0)))  # blocked: opset 21
+            src.dequant = (
+                prod.input[1],
+                zp,
+                int(_attr(prod, "axis", 1)),
+                int(_attr(prod, "block_size", 0)),
+            )  # blocked: opset 21
         return src
 
 
@@ -316,8 +402,9 @@ def _owner_output_index(op: str, i: int) -> int | None:
 _RANK_OPS = frozenset({"Unsqueeze", "Squeeze"})
 
 
-def _rank_changed(shape: tuple[int, ...] | None, axes: list[int],
-                  insert: bool) -> tuple[int, ...] | None:
+def _rank_changed(
+    shape: tuple[int, ...] | None, axes: list[int], insert: bool
+) -> tuple[int, ...] | None:
     """Shape after Unsqueeze (insert) or Squeeze of ``axes``; None when it cannot be told."""
     if shape is None:
         return None
@@ -328,8 +415,11 @@ def _rank_changed(shape: tuple[int, ...] | None, axes: list[int],
             return None
         it = iter(shape)
         return tuple(1 if i in ins else next(it) for i in range(rank))
-    drop = {a % len(shape) for a in axes} if axes and shape else \
-        {i for i, d in enumerate(shape) if d == 1}
+    drop = (
+        {a % len(shape) for a in axes}
+        if axes and shape
+        else {i for i, d in enumerate(shape) if d == 1}
+    )
     if any(shape[i] != 1 for i in drop):
         return None
     return tuple(d for i, d in enumerate(shape) if i not in drop)
@@ -339,8 +429,10 @@ def _reshaped(shape: tuple[int, ...] | None, target: np.ndarray | None) -> tuple
     if shape is None or target is None or target.ndim != 1:
         return None
     total = math.prod(shape)
-    out = [int(shape[i]) if int(t) == 0 and i < len(shape) else int(t)
-           for i, t in enumerate(target.tolist())]
+    out = [
+        int(shape[i]) if int(t) == 0 and i < len(shape) else int(t)
+        for i, t in enumerate(target.tolist())
+    ]
     if out.count(-1) == 1:
         known = math.prod(d for d in out if d != -1)
         if known == 0 or total % known:
@@ -381,5 +473,3 @@ def _readable_name(node: onnx.NodeProto, weight: str | None, index: int) -> str:
         stripped = _WEIGHT_SUFFIX.sub("", weight)
         return stripped or weight
     return f"{node.op_type}_{index}"
-
-

@@ -22,16 +22,45 @@ if TYPE_CHECKING:
 
 # integer element types that hold quantized weights when they are >= 2-D (int8/uint8 QDQ and
 # QOperator graphs, int16 QDQ, int4/uint4 blocked quantization; MatMulNBits packs into uint8)
-_QUANT_TYPES = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16,
-                          TensorProto.UINT16, TensorProto.INT4, TensorProto.UINT4})
+_QUANT_TYPES = frozenset(
+    {
+        TensorProto.INT8,
+        TensorProto.UINT8,
+        TensorProto.INT16,
+        TensorProto.UINT16,
+        TensorProto.INT4,
+        TensorProto.UINT4,
+    }
+)
 # ops whose inputs past the data/weight are quantization parameters (scales, zero points)
-_QUANT_PARAM_OPS = frozenset({"DequantizeLinear", "QuantizeLinear", "QLinearConv",
-                              "QLinearMatMul", "QGemm", "MatMulNBits", "MatMulInteger",
-                              "ConvInteger", "DynamicQuantizeLSTM", "GatherBlockQuantized",
-                              "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention",
-                              "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu",
-                              "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool",
-                              "QLinearSoftmax", "QLinearReduceMean", "QLinearWhere", "QEmbedLayerNormalization"})
+_QUANT_PARAM_OPS = frozenset(
+    {
+        "DequantizeLinear",
+        "QuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "QGemm",
+        "MatMulNBits",
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeLSTM",
+        "GatherBlockQuantized",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QAttention",
+        "QLinearAdd",
+        "QLinearMul",
+        "QLinearSigmoid",
+        "QLinearLeakyRelu",
+        "QLinearConcat",
+        "QLinearAveragePool",
+        "QLinearGlobalAveragePool",
+        "QLinearSoftmax",
+        "QLinearReduceMean",
+        "QLinearWhere",
+        "QEmbedLayerNormalization",
+    }
+)
 
 
 def tensor_weight_like(tp: TensorProto, quant_param: bool) -> bool:
@@ -46,11 +75,18 @@ def tensor_weight_like(tp: TensorProto, quant_param: bool) -> bool:
 
 # op -> input positions holding scales / zero points (ONNX and onnxruntime contrib specs)
 _PARAM_POSITIONS: dict[str, tuple[int, ...]] = {
-    "DequantizeLinear": (1, 2), "QuantizeLinear": (1, 2),
-    "QLinearConv": (1, 2, 4, 5, 6, 7), "QLinearMatMul": (1, 2, 4, 5, 6, 7),
-    "QGemm": (1, 2, 4, 5, 7, 8), "MatMulNBits": (2, 3, 4), "MatMulInteger": (2, 3),
-    "ConvInteger": (2, 3), "DynamicQuantizeMatMul": (2, 3), "MatMulIntegerToFloat": (2, 3, 4, 5),
-    "DynamicQuantizeLSTM": (8, 9, 10, 11), "GatherBlockQuantized": (2, 3),
+    "DequantizeLinear": (1, 2),
+    "QuantizeLinear": (1, 2),
+    "QLinearConv": (1, 2, 4, 5, 6, 7),
+    "QLinearMatMul": (1, 2, 4, 5, 6, 7),
+    "QGemm": (1, 2, 4, 5, 7, 8),
+    "MatMulNBits": (2, 3, 4),
+    "MatMulInteger": (2, 3),
+    "ConvInteger": (2, 3),
+    "DynamicQuantizeMatMul": (2, 3),
+    "MatMulIntegerToFloat": (2, 3, 4, 5),
+    "DynamicQuantizeLSTM": (8, 9, 10, 11),
+    "GatherBlockQuantized": (2, 3),
 }
 
 
@@ -86,17 +122,32 @@ def build(b: _Builder) -> list[StoredTensor]:
         where = g.origin[name].where if name in g.origin else "main graph"
         if detail is not None and where != "main graph":
             detail = f"{detail} (in {where})"
-        out.append(StoredTensor(name=key, shape=tuple(int(d) for d in tp.dims),
-                                dtype=_dtype_name(tp), nbytes=_nbytes(tp), weight_like=weight,
-                                skip=skip, detail=detail))
+        out.append(
+            StoredTensor(
+                name=key,
+                shape=tuple(int(d) for d in tp.dims),
+                dtype=_dtype_name(tp),
+                nbytes=_nbytes(tp),
+                weight_like=weight,
+                skip=skip,
+                detail=detail,
+            )
+        )
     for sp, where in g.sparse:
         name = sp.values.name or "<sparse>"
         shape = tuple(int(d) for d in sp.dims)
         dtype = _dtype_name(sp.values)
-        out.append(StoredTensor(name=name, shape=shape, dtype=dtype, nbytes=_nbytes(sp.values),
-                                weight_like=is_weight_like(shape, dtype),
-                                skip=SkipReason.OTHER,
-                                detail=f"sparse tensor (not decoded) in {where}"))
+        out.append(
+            StoredTensor(
+                name=name,
+                shape=shape,
+                dtype=dtype,
+                nbytes=_nbytes(sp.values),
+                weight_like=is_weight_like(shape, dtype),
+                skip=SkipReason.OTHER,
+                detail=f"sparse tensor (not decoded) in {where}",
+            )
+        )
     out.extend(_uncalled_functions(b))
     return out
 
@@ -122,11 +173,17 @@ def _uncalled_functions(b: _Builder) -> list[StoredTensor]:
                 if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
                     tp = attr.t
                     weight = tensor_weight_like(tp, False)
-                    out.append(StoredTensor(
-                        name=f"{fname}/{node.output[0]}", shape=tuple(int(d) for d in tp.dims),
-                        dtype=_dtype_name(tp), nbytes=_nbytes(tp), weight_like=weight,
-                        skip=SkipReason.UNMAPPED if weight else None,
-                        detail=f"in local function {fname!r}, which no node calls"))
+                    out.append(
+                        StoredTensor(
+                            name=f"{fname}/{node.output[0]}",
+                            shape=tuple(int(d) for d in tp.dims),
+                            dtype=_dtype_name(tp),
+                            nbytes=_nbytes(tp),
+                            weight_like=weight,
+                            skip=SkipReason.UNMAPPED if weight else None,
+                            detail=f"in local function {fname!r}, which no node calls",
+                        )
+                    )
     return out
 
 

@@ -37,8 +37,9 @@ _QLINEAR: dict[str, tuple[int, int, int, str]] = {
 }
 
 
-def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int | None,
-               block_size: int = 0) -> np.ndarray:
+def dequantize(
+    q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int | None, block_size: int = 0
+) -> np.ndarray:
     """(q - zp) * scale with per-tensor, per-axis or blocked (ONNX DequantizeLinear) params."""
     q = np.asarray(q)
     s = np.asarray(scale, dtype=np.float32)
@@ -61,15 +62,29 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: in
         raise LoadError(f"cannot dequantize ({exc})") from None
 
 
-def _dequant_tensor(b: _Builder, node: onnx.NodeProto, src: _Source, layer: Layer, op: str,
-                    scale_name: str | None, zp_name: str | None, axis: int | None,
-                    fans: tuple[int, int], unit: int | None, *, block_size: int = 0) -> None:
+def _dequant_tensor(
+    b: _Builder,
+    node: onnx.NodeProto,
+    src: _Source,
+    layer: Layer,
+    op: str,
+    scale_name: str | None,
+    zp_name: str | None,
+    axis: int | None,
+    fans: tuple[int, int],
+    unit: int | None,
+    *,
+    block_size: int = 0,
+) -> None:
     key = b.g.key(src.name)
     scale = b.g.const(scale_name, max_size=1 << 24) if scale_name else None
     zp = b.g.const(zp_name, max_size=1 << 24) if zp_name else None
     if scale is None or (zp_name and zp is None):
-        b._skip(key, f"{node.op_type} weight: scale/zero point are not stored constants",
-                SkipReason.QUANTIZED_NOT_DECODED)
+        b._skip(
+            key,
+            f"{node.op_type} weight: scale/zero point are not stored constants",
+            SkipReason.QUANTIZED_NOT_DECODED,
+        )
         return
     b.aux.update(n for n in (scale_name, zp_name) if n)
     wt = b._tensor(src, layer, op, Role.KERNEL, fans, unit)
@@ -110,8 +125,12 @@ def qlinear(b: _Builder, node: onnx.NodeProto, index: int) -> None:
 
 
 def _at_type_minimum(zp: np.ndarray) -> bool:
-    lo = {np.dtype(np.int8): -128, np.dtype(np.uint8): 0, np.dtype(np.int16): -32768,
-          np.dtype(np.uint16): 0}.get(np.asarray(zp).dtype)
+    lo = {
+        np.dtype(np.int8): -128,
+        np.dtype(np.uint8): 0,
+        np.dtype(np.int16): -32768,
+        np.dtype(np.uint16): 0,
+    }.get(np.asarray(zp).dtype)
     return lo is None or bool(np.any(np.asarray(zp) == lo))
 
 
@@ -187,16 +206,22 @@ def matmul_nbits(b: _Builder, node: onnx.NodeProto, index: int) -> None:
     bits, block = int(_attr(node, "bits", 4)), int(_attr(node, "block_size", 0))
     key = b.g.key(src.name)
     if bits not in (4, 8) or not k or not n or not block:
-        b._skip(key, f"MatMulNBits with bits={bits}, block_size={block} is not decoded",
-                SkipReason.QUANTIZED_NOT_DECODED)
+        b._skip(
+            key,
+            f"MatMulNBits with bits={bits}, block_size={block} is not decoded",
+            SkipReason.QUANTIZED_NOT_DECODED,
+        )
         return
     layer = b._new_layer(node, index, src.name, [node.input[0]], [1, 2, 3, 4, 5])
     scale = b.g.const(node.input[2], max_size=1 << 26) if len(node.input) > 2 else None
     zp_name = node.input[3] if len(node.input) > 3 and node.input[3] else None
     zp = b.g.const(zp_name, max_size=1 << 26) if zp_name else None
     if scale is None or (zp_name and zp is None) or (len(node.input) > 4 and node.input[4]):
-        b._skip(key, "MatMulNBits scales/zero points/g_idx are not decodable constants",
-                SkipReason.QUANTIZED_NOT_DECODED)
+        b._skip(
+            key,
+            "MatMulNBits scales/zero points/g_idx are not decodable constants",
+            SkipReason.QUANTIZED_NOT_DECODED,
+        )
         return
     b.aux.update(x for x in node.input[2:4] if x)
     wt = b._tensor(src, layer, "MatMulNBits", Role.KERNEL, (k, n), 0)
@@ -224,8 +249,15 @@ def _unpack(packed: np.ndarray, bits: int) -> np.ndarray:
     return np.stack([p & 0x0F, p >> 4], axis=-1).reshape(*p.shape[:-1], p.shape[-1] * 2)
 
 
-def _nbits_dequant(packed: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, n: int, k: int,
-                   bits: int, block: int) -> np.ndarray:
+def _nbits_dequant(
+    packed: np.ndarray,
+    scale: np.ndarray,
+    zp: np.ndarray | None,
+    n: int,
+    k: int,
+    bits: int,
+    block: int,
+) -> np.ndarray:
     blocks = -(-k // block)
     q = _unpack(packed, bits).reshape(n, blocks, -1)[:, :, :block].astype(np.float32)
     s = np.asarray(scale, dtype=np.float32).reshape(n, blocks, 1)
@@ -257,8 +289,11 @@ def dynamic_lstm(b: _Builder, node: onnx.NodeProto, index: int) -> None:
         zpn = node.input[spos + 1] if len(node.input) > spos + 1 and node.input[spos + 1] else None
         zp = b.g.const(zpn, max_size=1 << 24) if zpn else None
         if scale is None or (zpn and zp is None):
-            b._skip(key, "DynamicQuantizeLSTM scales are not stored constants",
-                    SkipReason.QUANTIZED_NOT_DECODED)
+            b._skip(
+                key,
+                "DynamicQuantizeLSTM scales are not stored constants",
+                SkipReason.QUANTIZED_NOT_DECODED,
+            )
             continue
         d, rows, cols = src.stored_shape
         wt = b._tensor(src, layer, "DynamicQuantizeLSTM", role, (rows, cols), 2, gates=4)
@@ -277,6 +312,8 @@ def dynamic_lstm(b: _Builder, node: onnx.NodeProto, index: int) -> None:
 
 HANDLERS = {
     **{op: qlinear for op in _QLINEAR},
-    "MatMulInteger": integer_op, "ConvInteger": integer_op,
-    "MatMulNBits": matmul_nbits, "DynamicQuantizeLSTM": dynamic_lstm,
+    "MatMulInteger": integer_op,
+    "ConvInteger": integer_op,
+    "MatMulNBits": matmul_nbits,
+    "DynamicQuantizeLSTM": dynamic_lstm,
 }

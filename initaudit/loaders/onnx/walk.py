@@ -49,8 +49,9 @@ class _Walker:
         return result
 
     def _from_value(self, value: str, depth: int) -> Activation | None:
-        consumers = [(n, j) for n, j in self.g.consumers.get(value, [])
-                     if n.op_type not in _SHAPE_ONLY]
+        consumers = [
+            (n, j) for n, j in self.g.consumers.get(value, []) if n.op_type not in _SHAPE_ONLY
+        ]
         results: list[Activation | None] = []
         if value in self.g.outputs:
             results.append(_LINEAR)
@@ -106,8 +107,12 @@ class _Walker:
         zp = self.g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         if zp is None:
             return True  # uint8 with zero point 0 by default: clamps at 0
-        lo = {np.dtype(np.int8): -128, np.dtype(np.uint8): 0, np.dtype(np.int16): -32768,
-              np.dtype(np.uint16): 0}.get(zp.dtype)
+        lo = {
+            np.dtype(np.int8): -128,
+            np.dtype(np.uint8): 0,
+            np.dtype(np.int16): -32768,
+            np.dtype(np.uint16): 0,
+        }.get(zp.dtype)
         return lo is None or bool(np.any(zp == lo))
 
     def _activation_op(self, node: onnx.NodeProto) -> Activation | None:
@@ -180,10 +185,14 @@ class _Walker:
             act = _named("gelu", "Gelu (tanh pattern)")
         elif "Sigmoid" in ops and "Mul" in ops:
             consts = [self.g.const(x) for n in nodes if n.op_type == "Mul" for x in n.input]
-            quick = any(c is not None and c.size == 1 and abs(float(c) - 1.702) < 1e-3
-                        for c in consts)
-            act = _named("gelu", "QuickGelu (sigmoid pattern)") if quick else \
-                _named("silu", "SiLU (x * sigmoid(x))")
+            quick = any(
+                c is not None and c.size == 1 and abs(float(c) - 1.702) < 1e-3 for c in consts
+            )
+            act = (
+                _named("gelu", "QuickGelu (sigmoid pattern)")
+                if quick
+                else _named("silu", "SiLU (x * sigmoid(x))")
+            )
         elif "HardSigmoid" in ops and "Mul" in ops:
             act = _named("hardswish", "HardSwish (x * hard_sigmoid(x))")
         else:
@@ -199,14 +208,16 @@ class _Walker:
                 others = [x for x in node.input if x != value]
                 if others and not all(self.g.is_const(x) for x in others):
                     self.layer.residual = True
-            elif node.op_type in _PASS_THROUGH or (node.op_type == "Mul" and all(
-                    self.g.is_const(x) for x in node.input if x != value)):
+            elif node.op_type in _PASS_THROUGH or (
+                node.op_type == "Mul" and all(self.g.is_const(x) for x in node.input if x != value)
+            ):
                 for o in node.output:
                     self._peek_residual(o, depth + 1)
 
 
-def _closed_region(g: _Graph, start: str, max_nodes: int = 16
-                   ) -> tuple[list[onnx.NodeProto], str] | None:
+def _closed_region(
+    g: _Graph, start: str, max_nodes: int = 16
+) -> tuple[list[onnx.NodeProto], str] | None:
     """Grow element-wise nodes from ``start`` until all paths meet in one value again."""
     region: list[onnx.NodeProto] = []
     in_region: set[int] = set()
@@ -215,7 +226,11 @@ def _closed_region(g: _Graph, start: str, max_nodes: int = 16
         ready = None
         for v in sorted(produced, key=lambda x: x != start):
             for node, _ in g.consumers.get(v, []):
-                if id(node) in in_region or node.op_type not in _REGION_OPS or len(node.output) != 1:
+                if (
+                    id(node) in in_region
+                    or node.op_type not in _REGION_OPS
+                    or len(node.output) != 1
+                ):
                     continue
                 if all((not x) or x in produced or g.is_const(x) for x in node.input):
                     ready = node
@@ -227,9 +242,15 @@ def _closed_region(g: _Graph, start: str, max_nodes: int = 16
         region.append(ready)
         in_region.add(id(ready))
         produced.add(ready.output[0])
-        live = {v for v in produced
-                if any(id(n) not in in_region and n.op_type not in _SHAPE_ONLY
-                       for n, _ in g.consumers.get(v, [])) or v in g.outputs}
+        live = {
+            v
+            for v in produced
+            if any(
+                id(n) not in in_region and n.op_type not in _SHAPE_ONLY
+                for n, _ in g.consumers.get(v, [])
+            )
+            or v in g.outputs
+        }
         if len(live) == 1 and start not in live:
             return region, next(iter(live))
         if not live:
@@ -256,4 +277,3 @@ def _agree(results: list[Activation | None]) -> Activation | None:
     if all(r.kind is first.kind and r.param == first.param for r in results[1:]):  # type: ignore[union-attr]
         return first
     return None
-

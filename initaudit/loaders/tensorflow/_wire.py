@@ -50,7 +50,7 @@ def fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
             n, pos = varint(buf, pos)
             if pos + n > len(buf):
                 raise LoadError("protobuf field runs past the end of its message")
-            yield number, wire, bytes(buf[pos:pos + n])
+            yield number, wire, bytes(buf[pos : pos + n])
             pos += n
         elif wire == 5:
             if pos + 4 > len(buf):
@@ -73,7 +73,7 @@ def _read_block(data: bytes, offset: int, size: int) -> bytes:
     kind = data[offset + size]
     if kind != 0:  # 1 = snappy; TensorFlow's tensor bundles are written uncompressed
         raise LoadError(f"TensorFlow index block compression {kind} is not supported")
-    return data[offset:offset + size]
+    return data[offset : offset + size]
 
 
 def _block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -90,9 +90,9 @@ def _block_entries(block: bytes) -> Iterator[tuple[bytes, bytes]]:
         value_len, pos = varint(block, pos)
         if shared > len(key) or pos + non_shared + value_len > end:
             raise LoadError("TensorFlow index entry is corrupt")
-        key = key[:shared] + block[pos:pos + non_shared]
+        key = key[:shared] + block[pos : pos + non_shared]
         pos += non_shared
-        yield key, block[pos:pos + value_len]
+        yield key, block[pos : pos + value_len]
         pos += value_len
 
 

@@ -45,15 +45,36 @@ _DATA_SHARD = re.compile(r"^(?P<prefix>.+)\.data-(?P<i>\d{5})-of-(?P<n>\d{5})$")
 
 # tensorflow/core/framework/types.proto DataType -> numpy (little-endian)
 DTYPES: dict[int, np.dtype] = {
-    1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("u1"),
-    5: np.dtype("<i2"), 6: np.dtype("i1"), 9: np.dtype("<i8"), 10: np.dtype("?"),
-    14: np.dtype(ml_dtypes.bfloat16), 17: np.dtype("<u2"), 19: np.dtype("<f2"),
-    22: np.dtype("<u4"), 23: np.dtype("<u8"), 24: np.dtype(ml_dtypes.float8_e5m2),
+    1: np.dtype("<f4"),
+    2: np.dtype("<f8"),
+    3: np.dtype("<i4"),
+    4: np.dtype("u1"),
+    5: np.dtype("<i2"),
+    6: np.dtype("i1"),
+    9: np.dtype("<i8"),
+    10: np.dtype("?"),
+    14: np.dtype(ml_dtypes.bfloat16),
+    17: np.dtype("<u2"),
+    19: np.dtype("<f2"),
+    22: np.dtype("<u4"),
+    23: np.dtype("<u8"),
+    24: np.dtype(ml_dtypes.float8_e5m2),
     25: np.dtype(ml_dtypes.float8_e4m3fn),
 }
 DT_STRING = 7
-DTYPE_NAMES = {7: "string", 8: "complex64", 18: "complex128", 20: "resource", 21: "variant",
-               11: "qint8", 12: "quint8", 13: "qint32", 15: "qint16", 16: "quint16", 29: "int4"}
+DTYPE_NAMES = {
+    7: "string",
+    8: "complex64",
+    18: "complex128",
+    20: "resource",
+    21: "variant",
+    11: "qint8",
+    12: "quint8",
+    13: "qint32",
+    15: "qint16",
+    16: "quint16",
+    29: "int4",
+}
 
 
 def _tail_is_table(path: Path) -> bool:
@@ -166,8 +187,16 @@ def read_bundle(prefix: Path) -> Bundle:
         if has_slices:  # a partitioned variable: its slices are separate entries
             entries.append(Entry(name, -1, _shape(fields.get(2, b"")), 0, 0, 0))
             continue
-        entries.append(Entry(name, int(fields.get(1, 0)), _shape(fields.get(2, b"")),
-                             int(fields.get(3, 0)), int(fields.get(4, 0)), int(fields.get(5, 0))))
+        entries.append(
+            Entry(
+                name,
+                int(fields.get(1, 0)),
+                _shape(fields.get(2, b"")),
+                int(fields.get(3, 0)),
+                int(fields.get(4, 0)),
+                int(fields.get(5, 0)),
+            )
+        )
     if not 1 <= num_shards <= 100_000:
         raise LoadError(f"TensorFlow checkpoint declares {num_shards} shards")
     return Bundle(prefix, num_shards, tuple(entries))
@@ -191,13 +220,14 @@ def _string_scalar(raw: bytes) -> bytes:
     pos += 4  # masked crc32c of the lengths
     if pos + n > len(raw):
         raise LoadError("TensorFlow string tensor is truncated")
-    return raw[pos:pos + n]
+    return raw[pos : pos + n]
 
 
 def object_graph_names(bundle: Bundle) -> dict[str, str]:
     """checkpoint key -> the variable's full name, from the TrackableObjectGraph (may be {})."""
-    entry = next((e for e in bundle.entries if e.name == OBJECT_GRAPH and e.dtype == DT_STRING),
-                 None)
+    entry = next(
+        (e for e in bundle.entries if e.name == OBJECT_GRAPH and e.dtype == DT_STRING), None
+    )
     if entry is None or entry.size > 256 * 2**20:
         return {}
     try:
@@ -224,6 +254,7 @@ def _loader(bundle: Bundle, e: Entry, dtype: np.dtype) -> Loader:
             return np.zeros(e.shape, dtype=dtype)
         shard = bundle.shard_path(e.shard)
         return np.memmap(shard, dtype=dtype, mode="r", offset=e.offset, shape=e.shape)
+
     return load
 
 
@@ -240,12 +271,17 @@ def _display_name(key: str, full_names: dict[str, str], used: set[str]) -> str:
 
 
 def _is_training_state(key: str) -> bool:
-    return (".OPTIMIZER_SLOT" in key or key.startswith(("optimizer/", "save_counter", "step/"))
-            or "/optimizer/" in key or key == OBJECT_GRAPH)
+    return (
+        ".OPTIMIZER_SLOT" in key
+        or key.startswith(("optimizer/", "save_counter", "step/"))
+        or "/optimizer/" in key
+        or key == OBJECT_GRAPH
+    )
 
 
-def bundle_tensors(bundle: Bundle, options: LoadOptions, model: LoadedModel,
-                   name_prefix: str = "") -> tuple[list[StoredTensor], list[FlatTensor]]:
+def bundle_tensors(
+    bundle: Bundle, options: LoadOptions, model: LoadedModel, name_prefix: str = ""
+) -> tuple[list[StoredTensor], list[FlatTensor]]:
     full_names = object_graph_names(bundle)
     inventory: list[StoredTensor] = []
     flat: list[FlatTensor] = []
@@ -253,7 +289,9 @@ def bundle_tensors(bundle: Bundle, options: LoadOptions, model: LoadedModel,
     for e in bundle.entries:
         name = name_prefix + _display_name(e.name, full_names, used)
         dtype = DTYPES.get(e.dtype)
-        dtype_name = dtype.name if dtype is not None else DTYPE_NAMES.get(e.dtype, f"dtype {e.dtype}")
+        dtype_name = (
+            dtype.name if dtype is not None else DTYPE_NAMES.get(e.dtype, f"dtype {e.dtype}")
+        )
         nbytes = e.size
         skip: SkipReason | None = None
         detail: str | None = None
@@ -264,9 +302,14 @@ def bundle_tensors(bundle: Bundle, options: LoadOptions, model: LoadedModel,
         elif dtype is None:
             skip, detail = SkipReason.UNSUPPORTED_DTYPE, f"TensorFlow {dtype_name} is not decoded"
         elif math.prod(e.shape) * dtype.itemsize != e.size:
-            skip, detail = SkipReason.UNREADABLE, (f"shape {e.shape} x {dtype_name} needs "
-                                                   f"{math.prod(e.shape) * dtype.itemsize} bytes, "
-                                                   f"entry says {e.size}")
+            skip, detail = (
+                SkipReason.UNREADABLE,
+                (
+                    f"shape {e.shape} x {dtype_name} needs "
+                    f"{math.prod(e.shape) * dtype.itemsize} bytes, "
+                    f"entry says {e.size}"
+                ),
+            )
         elif _is_training_state(e.name):
             skip, detail = SkipReason.OTHER, "optimizer / training state, not model weights"
         elif not bundle.shard_path(e.shard).is_file():
@@ -282,28 +325,37 @@ def bundle_tensors(bundle: Bundle, options: LoadOptions, model: LoadedModel,
                 model.skipped.append((name, detail or skip.value))
             continue
         assert dtype is not None
-        flat.append(FlatTensor(name.replace("/", "."), e.shape, dtype_name, _loader(bundle, e, dtype)))
+        flat.append(
+            FlatTensor(name.replace("/", "."), e.shape, dtype_name, _loader(bundle, e, dtype))
+        )
     return inventory, flat
 
 
 def _renamed(inventory: list[StoredTensor]) -> list[StoredTensor]:
     # analysed tensors are named with "." (layer grouping); the inventory must use the same names
-    return [StoredTensor(s.name.replace("/", "."), s.shape, s.dtype, s.nbytes, s.weight_like,
-                         s.skip, s.detail) for s in inventory]
+    return [
+        StoredTensor(
+            s.name.replace("/", "."), s.shape, s.dtype, s.nbytes, s.weight_like, s.skip, s.detail
+        )
+        for s in inventory
+    ]
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     prefix = checkpoint_prefix(path)
     if prefix is None:
         raise LoadError("a TensorFlow checkpoint without a readable .index file")
-    model = LoadedModel(path=str(path), format="tf-checkpoint", framework="tensorflow",
-                        has_graph=False)
+    model = LoadedModel(
+        path=str(path), format="tf-checkpoint", framework="tensorflow", has_graph=False
+    )
     bundle = read_bundle(prefix)
     inventory, flat = bundle_tensors(bundle, options, model)
     if not any(s.skip is None for s in inventory):
         raise LoadError("a TensorFlow checkpoint with no readable weight tensors")
     model.inventory = _renamed(inventory)
     model.layers, model.loose_tensors = group_state_dict(flat, Convention.KERAS)
-    model.notes.append("TensorFlow checkpoint: kernels read in Keras layout ((in, out), "
-                       "(kh, kw, in, out)); no graph, activations unknown unless hinted")
+    model.notes.append(
+        "TensorFlow checkpoint: kernels read in Keras layout ((in, out), "
+        "(kh, kw, in, out)); no graph, activations unknown unless hinted"
+    )
     return model

@@ -48,10 +48,13 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         raise LoadError("not a TensorFlow SavedModel folder")
     prefix = root / "variables" / "variables"
     if not Path(str(prefix) + ".index").is_file():
-        raise LoadError("a TensorFlow SavedModel without variables/ (weights frozen into the "
-                        "graph): not supported yet")
-    model = LoadedModel(path=str(path), format="tf-savedmodel", framework="tensorflow",
-                        has_graph=False)
+        raise LoadError(
+            "a TensorFlow SavedModel without variables/ (weights frozen into the "
+            "graph): not supported yet"
+        )
+    model = LoadedModel(
+        path=str(path), format="tf-savedmodel", framework="tensorflow", has_graph=False
+    )
     bundle = read_bundle(prefix)
     inventory, flat = bundle_tensors(bundle, options, model)
     if not any(s.skip is None for s in inventory):
@@ -60,11 +63,15 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     model.layers, model.loose_tensors = group_state_dict(flat, Convention.KERAS)
     mapped = _keras_metadata(root, model)
     if mapped is None:
-        model.notes.append("TensorFlow SavedModel: weights from variables/ in Keras layout; the "
-                           "graph is not walked, so activations are unknown unless hinted")
+        model.notes.append(
+            "TensorFlow SavedModel: weights from variables/ in Keras layout; the "
+            "graph is not walked, so activations are unknown unless hinted"
+        )
     else:
-        model.notes.append(f"TensorFlow SavedModel: weights from variables/ in Keras layout; "
-                           f"activations of {mapped} layer(s) from keras_metadata.pb")
+        model.notes.append(
+            f"TensorFlow SavedModel: weights from variables/ in Keras layout; "
+            f"activations of {mapped} layer(s) from keras_metadata.pb"
+        )
     return model
 
 

@@ -49,23 +49,54 @@ from .. import LoadOptions
 IDENTIFIER = b"TFL3"
 MAX_FILE = 64 * 2**30
 
-_TYPES: dict[int, np.dtype] = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: np.dtype("<i4"),
-                               3: np.dtype("u1"), 4: np.dtype("<i8"), 7: np.dtype("<i2"),
-                               9: np.dtype("i1"), 10: np.dtype("<f8"),
-                               18: np.dtype(ml_dtypes.bfloat16)}
-_TYPE_NAMES = {5: "string", 6: "bool", 8: "complex64", 11: "complex128", 17: "int4", 19: "int2",
-               20: "uint4", 12: "uint64", 15: "uint32", 16: "uint16"}
+_TYPES: dict[int, np.dtype] = {
+    0: np.dtype("<f4"),
+    1: np.dtype("<f2"),
+    2: np.dtype("<i4"),
+    3: np.dtype("u1"),
+    4: np.dtype("<i8"),
+    7: np.dtype("<i2"),
+    9: np.dtype("i1"),
+    10: np.dtype("<f8"),
+    18: np.dtype(ml_dtypes.bfloat16),
+}
+_TYPE_NAMES = {
+    5: "string",
+    6: "bool",
+    8: "complex64",
+    11: "complex128",
+    17: "int4",
+    19: "int2",
+    20: "uint4",
+    12: "uint64",
+    15: "uint32",
+    16: "uint16",
+}
 # BuiltinOperator codes (schema.fbs)
 CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, FULLY_CONNECTED = 3, 4, 6, 9
 RESHAPE = 22
-_ACT_OPS = {14: "sigmoid", 19: "relu", 20: "hard_tanh", 21: "relu6", 25: "softmax", 28: "tanh",
-            54: "prelu", 98: "leaky_relu", 111: "elu", 117: "hard_swish", 150: "gelu"}
+_ACT_OPS = {
+    14: "sigmoid",
+    19: "relu",
+    20: "hard_tanh",
+    21: "relu6",
+    25: "softmax",
+    28: "tanh",
+    54: "prelu",
+    98: "leaky_relu",
+    111: "elu",
+    117: "hard_swish",
+    150: "gelu",
+}
 # ActivationFunctionType (fused)
 _FUSED = {1: "relu", 2: "hard_tanh", 3: "relu6", 4: "tanh"}
 # (options field slot of fused_activation_function) per weighted op
 _FUSED_SLOT = {FULLY_CONNECTED: 4, CONV_2D: 10, DEPTHWISE_CONV_2D: 12}
-_OP_NAMES = {FULLY_CONNECTED: "FullyConnected", CONV_2D: "Conv2D",
-             DEPTHWISE_CONV_2D: "DepthwiseConv2D"}
+_OP_NAMES = {
+    FULLY_CONNECTED: "FullyConnected",
+    CONV_2D: "Conv2D",
+    DEPTHWISE_CONV_2D: "DepthwiseConv2D",
+}
 
 
 def detect(path: Path, head: bytes) -> bool:
@@ -138,7 +169,7 @@ class _Buf:
         if v is None:
             return ""
         start, length = v
-        return bytes(self.d[start:start + length]).decode("utf-8", errors="replace")
+        return bytes(self.d[start : start + length]).decode("utf-8", errors="replace")
 
 
 @dataclass
@@ -185,8 +216,13 @@ def _parse(data: Any) -> tuple[list[_Tensor], list[_Op], list[int], list[tuple[i
     tensors = []
     for i, t in enumerate(b.tables(sg, 4)):
         q = b.ref(t, 12)
-        tensor = _Tensor(i, b.string(t, 10), tuple(int(d) for d in b.scalars(t, 4, "<i")),
-                         int(b.scalar(t, 6, "<b")), int(b.scalar(t, 8, "<I")))
+        tensor = _Tensor(
+            i,
+            b.string(t, 10),
+            tuple(int(d) for d in b.scalars(t, 4, "<i")),
+            int(b.scalar(t, 6, "<b")),
+            int(b.scalar(t, 8, "<I")),
+        )
         if q is not None:
             tensor.scale = [float(x) for x in b.scalars(q, 8, "<f")]
             tensor.zero_point = [int(x) for x in b.scalars(q, 10, "<q")]
@@ -198,9 +234,17 @@ def _parse(data: Any) -> tuple[list[_Tensor], list[_Op], list[int], list[tuple[i
         code = codes[idx] if idx < len(codes) else -1
         options = b.ref(op_table, 12)
         slot = _FUSED_SLOT.get(code)
-        fused = int(b.scalar(options, slot, "<b")) if slot is not None and options is not None else 0
-        ops.append(_Op(code, [int(x) for x in b.scalars(op_table, 6, "<i")],
-                       [int(x) for x in b.scalars(op_table, 8, "<i")], fused))
+        fused = (
+            int(b.scalar(options, slot, "<b")) if slot is not None and options is not None else 0
+        )
+        ops.append(
+            _Op(
+                code,
+                [int(x) for x in b.scalars(op_table, 6, "<i")],
+                [int(x) for x in b.scalars(op_table, 8, "<i")],
+                fused,
+            )
+        )
     outputs = [int(x) for x in b.scalars(sg, 8, "<i")]
     return tensors, ops, outputs, buffers
 
@@ -279,9 +323,14 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
             continue
         wt, _, _ = w
         layer_name = wt.name.rsplit("/", 1)[0] if "/" in wt.name else wt.name
-        layer = Layer(name=f"{layer_name}#{i}" if model.layer(layer_name) else layer_name,
-                      op=_OP_NAMES[op.code])
-        for role, c in ((Role.KERNEL, w), (Role.BIAS, const(op.inputs[2]) if len(op.inputs) > 2 else None)):
+        layer = Layer(
+            name=f"{layer_name}#{i}" if model.layer(layer_name) else layer_name,
+            op=_OP_NAMES[op.code],
+        )
+        for role, c in (
+            (Role.KERNEL, w),
+            (Role.BIAS, const(op.inputs[2]) if len(op.inputs) > 2 else None),
+        ):
             if c is None:
                 continue
             ct, p, nb = c
@@ -298,11 +347,21 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     for t in tensors:  # every other constant: enumerated, not analysed
         if t.index in used or t.buffer == 0 or t.buffer >= len(buffers) or not buffers[t.buffer][1]:
             continue
-        dtype_name = _TYPES[t.ttype].name if t.ttype in _TYPES else _TYPE_NAMES.get(t.ttype, str(t.ttype))
+        dtype_name = (
+            _TYPES[t.ttype].name if t.ttype in _TYPES else _TYPE_NAMES.get(t.ttype, str(t.ttype))
+        )
         weight_like = is_weight_like(t.shape, dtype_name)
-        inventory.append(StoredTensor(t.name, t.shape, dtype_name, buffers[t.buffer][1], weight_like,
-                                      SkipReason.UNRECOGNISED_OP if weight_like else SkipReason.OTHER,
-                                      "constant not consumed by a weighted op we read"))
+        inventory.append(
+            StoredTensor(
+                t.name,
+                t.shape,
+                dtype_name,
+                buffers[t.buffer][1],
+                weight_like,
+                SkipReason.UNRECOGNISED_OP if weight_like else SkipReason.OTHER,
+                "constant not consumed by a weighted op we read",
+            )
+        )
         if weight_like:
             model.skipped.append((t.name, "constant not consumed by a weighted op we read"))
     if not model.layers:
@@ -311,38 +370,85 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     return model
 
 
-def _stored(path: Path, t: _Tensor, pos: int, nbytes: int, role: Role, code: int, layer: str,
-            options: LoadOptions, file_size: int) -> tuple[StoredTensor, WeightTensor | None]:
+def _stored(
+    path: Path,
+    t: _Tensor,
+    pos: int,
+    nbytes: int,
+    role: Role,
+    code: int,
+    layer: str,
+    options: LoadOptions,
+    file_size: int,
+) -> tuple[StoredTensor, WeightTensor | None]:
     dtype = _TYPES.get(t.ttype)
     name = t.name
     if dtype is None:
         dname = _TYPE_NAMES.get(t.ttype, f"type {t.ttype}")
-        return StoredTensor(name, t.shape, dname, nbytes, len(t.shape) >= 2,
-                            SkipReason.UNSUPPORTED_DTYPE, f"TFLite {dname} is not decoded"), None
+        return StoredTensor(
+            name,
+            t.shape,
+            dname,
+            nbytes,
+            len(t.shape) >= 2,
+            SkipReason.UNSUPPORTED_DTYPE,
+            f"TFLite {dname} is not decoded",
+        ), None
     expected = math.prod(t.shape) * dtype.itemsize
     if expected != nbytes or pos + nbytes > file_size:
-        return StoredTensor(name, t.shape, dtype.name, nbytes, len(t.shape) >= 2,
-                            SkipReason.UNREADABLE,
-                            f"buffer of {nbytes} bytes does not hold shape {t.shape}"), None
+        return StoredTensor(
+            name,
+            t.shape,
+            dtype.name,
+            nbytes,
+            len(t.shape) >= 2,
+            SkipReason.UNREADABLE,
+            f"buffer of {nbytes} bytes does not hold shape {t.shape}",
+        ), None
     if role is Role.KERNEL and len(t.shape) not in ((2,) if code == FULLY_CONNECTED else (4,)):
-        return StoredTensor(name, t.shape, dtype.name, nbytes, True, SkipReason.UNRECOGNISED_OP,
-                            f"unexpected weight rank {len(t.shape)}"), None
+        return StoredTensor(
+            name,
+            t.shape,
+            dtype.name,
+            nbytes,
+            True,
+            SkipReason.UNRECOGNISED_OP,
+            f"unexpected weight rank {len(t.shape)}",
+        ), None
     if expected > options.max_tensor_bytes:
-        return StoredTensor(name, t.shape, dtype.name, nbytes, True, SkipReason.TOO_LARGE,
-                            "exceeds the per-tensor limit"), None
+        return StoredTensor(
+            name,
+            t.shape,
+            dtype.name,
+            nbytes,
+            True,
+            SkipReason.TOO_LARGE,
+            "exceeds the per-tensor limit",
+        ), None
     load, dname = _loader(path, t, pos, nbytes)
     fan_in = fan_out = unit_axis = None
     convention = Convention.TORCH
     if role is Role.KERNEL:
         fan_in, fan_out, unit_axis, convention = _weight_fans(code, t.shape)
-    wt = WeightTensor(name=name, layer=layer, op=_OP_NAMES[code], role=role, shape=t.shape,
-                      dtype=dname, load=load, fan_in=fan_in, fan_out=fan_out,
-                      convention=convention, unit_axis=unit_axis)
+    wt = WeightTensor(
+        name=name,
+        layer=layer,
+        op=_OP_NAMES[code],
+        role=role,
+        shape=t.shape,
+        dtype=dname,
+        load=load,
+        fan_in=fan_in,
+        fan_out=fan_out,
+        convention=convention,
+        unit_axis=unit_axis,
+    )
     return StoredTensor(name, t.shape, dname, nbytes, is_weight_like(t.shape, dname)), wt
 
 
-def _activation(i: int, op: _Op, ops: list[_Op], consumers: dict[int, list[int]],
-                graph_outputs: list[int]) -> Any:
+def _activation(
+    i: int, op: _Op, ops: list[_Op], consumers: dict[int, list[int]], graph_outputs: list[int]
+) -> Any:
     fused = op.fused
     if fused in _FUSED:
         return parse_activation(_FUSED[fused], source="graph")
