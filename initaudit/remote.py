@@ -606,7 +606,9 @@ def load_safetensors(
                     )
                 )
                 for tensor in sorted(by_shard.get(shard, ())):
-                    assert model.inventory is not None  # the model is created with an inventory above
+                    assert (
+                        model.inventory is not None
+                    )  # the model is created with an inventory above
                     model.inventory.append(
                         StoredTensor(
                             tensor,
@@ -636,7 +638,9 @@ def load_safetensors(
             if listed is not None:
                 present = {e.name for e in header.entries}
                 for missing in sorted(listed - present):
-                    assert model.inventory is not None  # the model is created with an inventory above
+                    assert (
+                        model.inventory is not None
+                    )  # the model is created with an inventory above
                     model.inventory.append(
                         StoredTensor(
                             missing,

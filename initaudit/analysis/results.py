@@ -22,6 +22,7 @@ class TensorStats:
     excess_kurtosis: float
     sampled: bool = False
     nonfinite: int = 0  # NaN or Inf count over the full tensor
+    nan: int = 0  # of those, the NaNs (nonfinite - nan are infinities)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +35,7 @@ class TensorStats:
             "excess_kurtosis": _num(self.excess_kurtosis),
             "sampled": self.sampled,
             "nonfinite": self.nonfinite,
+            "nan": self.nan,
         }
 
 

@@ -251,6 +251,7 @@ class PassResult:
     lo: float  # finite min (nan when there is none)
     hi: float
     nonfinite: int
+    nan: int = 0  # of the non-finite values, the NaNs (the rest are +inf or -inf)
     right: np.ndarray | None = None  # (rows, k): matrix @ right_probe
     left: np.ndarray | None = None  # (k, cols): left_probe.T @ matrix
 
@@ -281,6 +282,7 @@ class PassResult:
             excess_kurtosis=kurt,
             sampled=sampled,
             nonfinite=self.nonfinite,
+            nan=self.nan,
         )
 
 
@@ -389,7 +391,7 @@ def fused_pass(
     size = int(arr.size)
     acc = _Moments()
     lo, hi = math.inf, -math.inf
-    nonfinite = 0
+    nonfinite = nan = 0
     matrix = None
     if cols is not None and arr.ndim >= 1 and size and size % cols == 0:
         if arr.ndim == 2 and arr.shape[1] == cols:
@@ -431,6 +433,7 @@ def fused_pass(
         else:  # NaN propagates through min/max: the rare slow path
             ok = np.isfinite(flat)
             nonfinite += flat.size - int(np.count_nonzero(ok))
+            nan += int(np.count_nonzero(np.isnan(flat)))
             fin = flat[ok]
             if fin.size:
                 cmin, cmax = fin.min(), fin.max()
@@ -454,6 +457,7 @@ def fused_pass(
         lo=lo,
         hi=hi,
         nonfinite=nonfinite,
+        nan=nan,
         right=right,
         left=left,
     )

@@ -70,3 +70,36 @@ def test_nonfinite_kernel_is_not_also_unrecognized() -> None:
     w[:4] = np.nan
     report = _audit({"fc1.weight": w})
     assert findings(report, CODE) and findings(report, "IA401") == []
+
+
+def test_an_infinite_scalar_bound_is_info_but_nan_and_weights_stay_errors() -> None:
+    """timm's Gemma 4 ViT stores clamp bounds input_min/input_max = -inf/+inf as scalar buffers
+    (found by benchmarks/zoo.py on an untouched model): a bound, not a weight."""
+    rng = np.random.default_rng(6)
+    w = he_normal(rng, 16, 64)
+    bad = he_normal(rng, 16, 64)
+    bad[0, 0] = np.inf
+    report = _audit({"fc1.weight": w, "fc1.input_max": np.array(np.inf, np.float32),
+                     "fc1.input_min": np.array(-np.inf, np.float32),
+                     "fc1.scale_nan": np.array(np.nan, np.float32), "fc2.weight": bad})
+    got = {f.tensor: f.severity.value for f in findings(report, CODE)}
+    assert got == {"fc1.input_max": "info", "fc1.input_min": "info", "fc1.scale_nan": "error",
+                   "fc2.weight": "error"}
+
+
+@pytest.mark.frameworks
+def test_untouched_timm_gemma4_vit_bounds_are_not_errors(tmp_path) -> None:
+    timm = pytest.importorskip("timm")
+    torch = pytest.importorskip("torch")
+    if "gemma4_vit_167m" not in timm.list_models():
+        pytest.skip("this timm has no gemma4_vit_167m")
+    torch.manual_seed(0)
+    sd = timm.create_model("gemma4_vit_167m", pretrained=False).state_dict()
+    small = {k: v for k, v in sd.items() if k.startswith("encoder.blocks.0.")}  # one block
+    assert any(torch.isinf(v).any() for v in small.values())
+    path = tmp_path / "block.pt"
+    torch.save(small, path)
+    from initaudit.engine import audit_path
+
+    report = audit_path(path)
+    assert [f for f in report.findings if f.code == CODE and f.severity.value != "info"] == []
