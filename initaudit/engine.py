@@ -56,7 +56,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     from .analysis.identify import identify
     from .analysis.signal import propagate
     from .analysis.state import classify_file, classify_tensor
-    from .analysis.tensorpass import run_pass
+    from .analysis.tensorpass import TensorPass, run_pass
     from .analysis.units import UnitCheck, check_units
     from .rules import registry
     from .rules.base import RuleContext, TensorAnalysis
@@ -80,6 +80,8 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
             _prefetch(values)
             # a plain view of the same pages: memmap's __getitem__/__array_finalize__ cost per call
             values = values.view(np.ndarray)
+        tp: TensorPass | None = None
+        sample: np.ndarray | None = None
         try:
             schemed = tensor.role in SCHEMED_ROLES
             # one fused read of the tensor: exact stats, unit projections, orthogonality probe
@@ -119,7 +121,9 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
                     stats = dataclasses.replace(stats, size=full, sampled=True)
             return stats, units, scheme, state
         finally:
-            del values, sample, tp  # drop the references: memmaps close as we go
+            # drop the references (memmaps close as we go); bound even when the pass raised
+            del values
+            sample = tp = None
 
     for tensor, outcome in _run_tensors(model.tensors(), work, config):
         layer = layer_of.get(id(tensor))

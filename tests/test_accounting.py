@@ -165,3 +165,23 @@ def test_json_report_carries_coverage_and_summary_counts() -> None:
     assert f["coverage"]["weights_present"] == 2 and f["coverage"]["complete"] is False
     assert data["summary"]["partial_files"] == 1
     assert (data["summary"]["weights_present"], data["summary"]["weights_analysed"]) == (2, 1)
+
+
+def test_a_tensor_whose_analysis_fails_names_the_real_error() -> None:
+    """The per-tensor work cleans up in `finally`; a failure inside the fused pass must surface as
+    itself (one line, exit 2), not as an error of the clean-up (it was an UnboundLocalError)."""
+    import numpy as np
+
+    from initaudit.engine import AuditConfig, analyse
+    from initaudit.model import Layer, LoadedModel, Role, WeightTensor
+
+    weird = np.array([["a", "b"], ["c", "d"]], dtype=object)  # no float view: the pass raises
+    tensor = WeightTensor(name="fc.weight", layer="fc", op="Linear", role=Role.KERNEL, shape=(2, 2),
+                          dtype="float32", load=lambda: weird, fan_in=2, fan_out=2)
+    model = LoadedModel(path="<test>", format="in-memory", layers=[Layer("fc", "Linear", [tensor])])
+    try:
+        report = analyse(model, AuditConfig())
+    except Exception as exc:  # noqa: BLE001 - the engine's caller turns this into one line
+        assert not isinstance(exc, UnboundLocalError), exc
+    else:
+        assert report.status.value in ("partial", "error")
