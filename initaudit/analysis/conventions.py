@@ -93,12 +93,17 @@ def output_layer(model: LoadedModel, tensor: WeightTensor, layer: Layer | None) 
     from .convention_tables import HEAD_NAME
 
     consumed = consumed_layers(model)
-    if consumed and layer is not None:
+    if consumed and layer is not None and model.has_graph:
+        # only a real graph says what consumes what: a config's partial wiring (gated MLP
+        # pairs) leaves most layers "unconsumed" (a zeroed DeepSeek q_b_proj read as a head)
         return layer.name not in consumed
     kernels = [lay for lay in model.layers if lay.kernel is not None and len(lay.kernel.shape) >= 2]
     if len(kernels) < 2:
         return False  # a lone kernel says nothing about what comes after it
-    last = bool(kernels) and layer is not None and kernels[-1] is layer
+    # "last" needs the file's order to be the model's: a pickled state_dict keeps module order,
+    # a safetensors header is sorted by name (layers.1.self_attn.q_b_proj sorts last)
+    ordered = not model.format.startswith("safetensors")
+    last = ordered and layer is not None and kernels[-1] is layer
     return bool(HEAD_NAME.search(tensor.name)) or (
         last
         and bool(

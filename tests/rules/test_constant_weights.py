@@ -73,3 +73,24 @@ def test_single_weight_is_silent() -> None:
 def test_lora_exemption_needs_the_whole_word() -> None:
     report = audit_arrays({"flora_blocks.0.weight": np.zeros((64, 32))}, ["flora_blocks.0=relu"])
     assert len(findings(report, CODE)) == 1
+
+
+def test_zero_hidden_kernel_sorted_last_in_safetensors_stays_an_error(tmp_path) -> None:
+    """safetensors sorts its header by name, so "the last kernel of the file" says nothing about
+    position there: a zeroed DeepSeek-style q_b_proj (it sorts after mlp.*) is a hidden kernel
+    with layers after it, not an output projection (found by benchmarks/zoo.py on axk1)."""
+    st = pytest.importorskip("safetensors.numpy")
+    from initaudit.engine import audit_path
+
+    rng = np.random.default_rng(0)
+    tensors = {
+        "layers.0.mlp.down_proj.weight": rng.normal(0, 0.02, (64, 128)).astype(np.float32),
+        "layers.0.mlp.up_proj.weight": rng.normal(0, 0.02, (128, 64)).astype(np.float32),
+        "layers.0.self_attn.q_a_proj.weight": rng.normal(0, 0.02, (32, 64)).astype(np.float32),
+        "layers.0.self_attn.q_b_proj.weight": np.zeros((64, 32), np.float32),
+    }
+    path = tmp_path / "model.safetensors"
+    st.save_file(tensors, str(path))
+    report = audit_path(path)
+    hits = [(f.severity.value, f.tensor) for f in report.findings if f.code == "IA201"]
+    assert hits == [("error", "layers.0.self_attn.q_b_proj.weight")]
