@@ -75,8 +75,10 @@ class DefaultInit:
     mode: str | None = None  # for fan rules: fan_in / fan_out (None = any)
 
 
-_SEP = r"(?:^|[._/:])"
-_END = r"(?:[._/:]|$)"
+# name components are separated by "." (torch, HF), "/" (Keras, Flax) or ":"; an underscore is
+# part of an identifier ("pre_gamma" is not a "gamma", "gate_proj" not a "gate")
+_SEP = r"(?:^|[./:])"
+_END = r"(?:[./:]|$)"
 
 TORCH = (
     DefaultInit(
@@ -194,8 +196,8 @@ BY_DESIGN: tuple[ByDesign, ...] = (
     ),
     ByDesign(
         "transformers",
-        _SEP + r"(lambda\w*|layer_scale\w*|ls_\w+|gate\w*_?(attn|mlp)?|"
-        r"alpha\w*|rezero\w*|res_scale)" + _END,
+        _SEP + r"(gate_attn|gate_ffwd|cross_attn_attn_gate|cross_attn_mlp_gate|alpha_xattn|"
+        r"alpha_dense|layer_scale\d*|rezero_alpha|res_scale)" + _END,
         Why.GATE,
         "transformers/models/mllama/modeling_mllama.py gate_attn/gate_ffwd zeros; "
         "idefics gated cross-attention alpha zeros",
@@ -230,9 +232,11 @@ BY_DESIGN: tuple[ByDesign, ...] = (
 DEFAULT_INITS: tuple[DefaultInit, ...] = (*TORCH, *TORCHVISION, *KERAS, *FLAX)
 
 # names of a model's output projection (a classifier head / LM head) when the file has no graph
+# it must be the module's own (last) name component: "classifier.0.weight" is VGG's hidden layer,
+# "head.fc1" a hidden layer of a head, "mlp.fc_out" GPT-J's per-block projection
 HEAD_NAME = re.compile(
-    _SEP + r"(head|heads|classifier|logits|lm_head|fc_out|predictions|"
-    r"output_projection|score|qa_outputs)" + r"(?:[._/:]|$)",
+    _SEP + r"(head|classifier|logits|lm_head|output_projection|score|qa_outputs)"
+    r"[./:](weight|bias|kernel)$",
     re.IGNORECASE,
 )
 

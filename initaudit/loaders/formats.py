@@ -91,9 +91,14 @@ def _is_zip(p: Probe) -> bool:
 def _zip_kind(p: Probe) -> str | None:
     names = p.zip_names()
     base = {n.split("/", 1)[-1] for n in names}
-    if "config.json" in names and any(n.startswith("model.weights") for n in names):
+    torch_pickle = any(n.casefold().endswith("data.pkl") for n in names)
+    if (
+        not torch_pickle
+        and "config.json" in names
+        and any(n.startswith("model.weights") for n in names)
+    ):
         return "keras"
-    if any(n.endswith(".npy") for n in names) and not any(n.endswith("data.pkl") for n in names):
+    if any(n.endswith(".npy") for n in names) and not torch_pickle:
         return "npz"
     if any("/data/aotinductor/" in f"/{n}" for n in names):
         # torch._inductor.aoti_compile_and_package: compiled C++/.so plus weights; loading it
@@ -200,12 +205,16 @@ def is_old_pickle(p: Probe) -> bool:
     if not head or head[:1] not in _OLD_PICKLE_START:
         return False
     ops = 0
+    names_code = False
     try:  # pickletools only decodes opcodes: it never resolves a GLOBAL or calls anything
         for opcode, _arg, pos in pickletools.genops(io.BytesIO(head)):
             ops += 1
+            names_code = names_code or opcode.name in ("GLOBAL", "INST", "REDUCE", "OBJ", "BUILD")
             if opcode.name == "STOP":
                 assert pos is not None  # a BytesIO always reports its position
-                return ops >= 2 and pos + 1 == p.size
+                # pickle.load ignores what follows a STOP: a stream that names code is a pickle
+                # whatever trails it (a newline, a second pickle)
+                return ops >= 2 and (pos + 1 == p.size or names_code)
     except ValueError:
         return ops >= 16 and len(head) == PROBE_BYTES and p.size > PROBE_BYTES
     return False
@@ -331,7 +340,6 @@ FORMATS: tuple[FormatSpec, ...] = (
     ),
     FormatSpec("keras-h5", _is_hdf5, "keras_loader", (".h5", ".hdf5")),
     FormatSpec("gguf", _is_gguf, "gguf_loader", (".gguf",)),
-    FormatSpec("tflite", _is_tflite, "tensorflow.tflite", (".tflite",)),
     FormatSpec(
         "safetensors",
         is_safetensors,
@@ -359,6 +367,9 @@ FORMATS: tuple[FormatSpec, ...] = (
             p.head[:1] == b"\x80" and p.head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
         ),
     ),
+    # after the pickle rows: a pickle may carry "TFL3" at bytes 4..8 (and would then be read as
+    # a flatbuffer and never scanned)
+    FormatSpec("tflite", _is_tflite, "tensorflow.tflite", (".tflite",)),
     # a msgpack map's first byte is 0x80-0x8f/0xde/0xdf: after safetensors and pickle
     FormatSpec("flax-msgpack", _is_flax_msgpack, "flax_loader", (".msgpack",)),
     FormatSpec(

@@ -31,6 +31,7 @@ from ..model import (
     LoadError,
     SkipReason,
     StoredTensor,
+    UnsafeLoadError,
     is_weight_like,
 )
 from . import LoadOptions
@@ -163,9 +164,19 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     except (UnicodeDecodeError, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
         # the shared unpickler lets a few decode errors of damaged text arguments through
         error = f"a joblib file: malformed pickle ({type(exc).__name__})"
+    end = up.pos
     del up  # the unpickler's views of the map go with it; the map closes when unreferenced
     if error is not None:
+        found_unsafe = [u for u in ctx.unsafe if u.what != f"pickle GLOBAL {WRAPPER}"]
+        if found_unsafe:  # joblib.load would have run these before failing
+            raise UnsafeLoadError(error, found_unsafe)
         raise LoadError(error)
+    if end < size:  # a second pickle after the first (legacy-torch style): scanned, never run
+        from ._scan import scan_blob
+
+        scan_blob(
+            bytes(mm[end : end + (64 << 20)]), "joblib trailing pickle", model, required=False
+        )
     # joblib's own array wrapper is handled inertly above (its class is never called)
     model.unsafe.extend(u for u in ctx.unsafe if u.what != f"pickle GLOBAL {WRAPPER}")
     if ctx.class_refs:

@@ -173,6 +173,9 @@ def _member(
     if info.is_dir():
         return None
     if not name.endswith(".npy"):
+        # np.load(...)["name"] parses any member that starts like a .npy, object arrays
+        # (pickles) included: scanned, never run
+        _scan_other_member(zf, info, name, model)
         model.skipped.append((name, "not a .npy member"))
         return None
     key = name[: -len(".npy")]
@@ -307,3 +310,19 @@ def _inventory(flat: list[FlatTensor], model: LoadedModel) -> list[StoredTensor]
 
 def _dtype_name(dtype: np.dtype) -> str:
     return dtype.name
+
+
+def _scan_other_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, model: LoadedModel
+) -> None:
+    from ._scan import scan_blob
+
+    if info.flag_bits & 0x1 or info.file_size == 0:
+        return
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(_OBJECT_SCAN_CAP)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, NotImplementedError):
+        return
+    if data[:6] == b"\x93NUMPY" or data[:1] == b"\x80":
+        scan_blob(data, name, model, required=False)
