@@ -153,9 +153,7 @@ def audit(
         raise ValueError(f"max_seconds must be a positive number of seconds, not {max_seconds}")
     objs = (
         list(obj)
-        if isinstance(obj, (list, tuple))
-        and obj
-        and all(isinstance(o, (str, os.PathLike)) for o in obj)
+        if isinstance(obj, (list, tuple)) and all(isinstance(o, (str, os.PathLike)) for o in obj)
         else [obj]
     )
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO, cast
 import typer
 
 from . import __version__
-from .report import Report, Severity, Status
+from .report import EXIT_PARTIAL, Report, Severity, Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from .baseline import Baseline
@@ -575,7 +575,9 @@ def check(
 
     code = result.exit_code(config.fail_on, allow_partial=settings.allow_partial)
     if (exit_zero or write_baseline is not None) and code == 1:
-        code = 0
+        # findings stop failing the run; an incomplete audit still does (documented: "still 3")
+        partial = not settings.allow_partial and any(fr.partial for fr in result.files)
+        code = EXIT_PARTIAL if partial else 0
     raise typer.Exit(code)
 
 

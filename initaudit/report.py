@@ -264,8 +264,6 @@ class Report:
         for fr in self.files:
             if fr.status is Status.ERROR:
                 c["unreadable_files"] += 1
-            elif fr.status is Status.PARTIAL:
-                c["partial_files"] += 1
             if fr.coverage is not None:
                 c["weights_present"] += fr.coverage.weights_present
                 c["weights_analysed"] += fr.coverage.weights_analysed

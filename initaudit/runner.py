@@ -29,7 +29,7 @@ def _audit(path: str, config: AuditConfig) -> FileReport:
     bare = replace(config, tensor_ignores=())
 
     def run(p: str, c: AuditConfig) -> FileReport:
-        return engine.audit_file(p, c) if c.probe else engine.audit_path(p, c)
+        return engine.audit_path(p, c)
 
     if config.cache_dir:
         from .cache import cached_audit

@@ -490,3 +490,25 @@ def test_an_analysis_bug_in_one_file_does_not_stop_the_others(capsys, monkeypatc
     assert files[0]["status"] == "error" and "internal error" in files[0]["error"]
     assert files[1]["status"] == "ok" and files[1]["findings"][0]["code"] == "IA101"
     assert code == 2 and "Traceback" not in err
+
+
+def test_exit_zero_never_hides_an_incomplete_audit(tmp_path, capsys):
+    """--exit-zero turns findings into 0, never a partial audit (documented: "still 3")."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "w.npz"
+    np.savez(path, **{"fc1.weight": np.full((64, 64), 0.5, np.float32),  # IA201 error
+                      "fc2.weight": rng.normal(0, 0.1, (64, 64)).astype(np.float32),
+                      "fc3.weight": np.ones((8, 8), np.complex64)})  # not decoded: partial
+    code, out, _ = run(capsys, path, "--format", "json")
+    fr = json.loads(out)["files"][0]
+    assert fr["status"] == "partial" and fr["findings"] and code == 1
+    code, _, _ = run(capsys, path, "--exit-zero", "--quiet")
+    assert code == 3
+    code, _, _ = run(capsys, path, "--exit-zero", "--allow-partial", "--quiet")
+    assert code == 0
+
+
+def test_api_audit_of_an_empty_list_is_an_empty_report():
+    import initaudit
+
+    assert initaudit.audit([]).files == []
