@@ -50,6 +50,10 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     from ..analysis.convention_tables import by_design, model_type_of
 
     row = by_design(a.tensor.name, "large", model_type_of(ctx.model.metadata))
+    # the documented large scales are N(0, ~1) (T5's lm_head: factor * 1.0; wav2vec2's
+    # codevectors U(0, 1), weight_proj N(0, 1)): far above that is a blow-up, not the convention
+    if row is not None and low > 4.0:
+        row = None
     if row is not None:
         severity = Severity.INFO
         note = f" A documented convention ({row.source}): {row.why.value}; info only."

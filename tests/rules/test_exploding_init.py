@@ -80,3 +80,24 @@ def test_he_never_explodes(seed: int, fan_in: int, fan_out: int) -> None:
     rng = np.random.default_rng(seed)
     assert findings(audit_arrays({"fc1.weight": he_normal(rng, fan_out, fan_in)}, ["fc1=relu"]),
                     CODE) == []
+
+
+@pytest.mark.parametrize(("std", "severity"), [(1.0, "info"), (50.0, "error")])
+def test_t5_untied_lm_head_convention_has_an_upper_bound(tmp_path, std, severity) -> None:
+    """T5 documents N(0, factor * 1.0) for an untied lm_head: that is info; N(0, 50) is not the
+    convention but a blow-up (review: the exemption had no upper bound)."""
+    import json
+
+    st = pytest.importorskip("safetensors.numpy")
+    from initaudit.engine import audit_path
+
+    rng = np.random.default_rng(0)
+    tensors = {"encoder.block.0.layer.1.DenseReluDense.wi.weight":
+               rng.normal(0, 0.05, (256, 128)).astype(np.float32),
+               "lm_head.weight": rng.normal(0, std, (512, 128)).astype(np.float32)}
+    st.save_file(tensors, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "d_model": 128,
+                                                      "initializer_factor": 1.0}))
+    report = audit_path(tmp_path / "model.safetensors")
+    got = [f.severity.value for f in report.findings if f.code == "IA301" and f.tensor == "lm_head.weight"]
+    assert got == [severity]
