@@ -161,3 +161,26 @@ def test_probe_on_an_unreadable_or_graphless_file_says_why(tmp_path) -> None:
     np.savez(npz, **{"fc.weight": np.random.default_rng(0).normal(0, 0.1, (32, 32))})
     report = audit_path(npz, probe)
     assert any(note.startswith("probe:") for note in report.notes)
+
+
+@pytest.mark.frameworks
+def test_a_deep_stack_at_n001_is_not_excused_as_torchvisions_classifier_default(tmp_path) -> None:
+    """N(0, 0.01) is torchvision's default for its classifier block only; a deep ReLU stack drawn
+    that way elsewhere is the textbook vanishing signal and keeps IA601's warning (review)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    layers: list = []
+    for _ in range(8):
+        layers += [torch.nn.Linear(256, 256), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(256, 10))
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.init.normal_(layer.weight, 0, 0.01)
+    path = tmp_path / "deep.onnx"
+    torch.onnx.export(model, torch.randn(1, 256), str(path), dynamo=False)
+    from initaudit.engine import audit_path
+
+    report = audit_path(path)
+    assert [(f.code, f.severity.value) for f in report.findings if f.code == "IA601"] == [
+        ("IA601", "warning")]

@@ -89,6 +89,8 @@ def _library_default_chain(ctx: RuleContext, layers: list[str]) -> str | None:
     default (analysis/convention_tables.py), else None."""
     from ..analysis.conventions import library_default
 
+    from ..analysis.conventions import output_layer
+
     labels: set[str] = set()
     for name in layers:
         a = ctx.analysis_of(name)
@@ -96,6 +98,15 @@ def _library_default_chain(ctx: RuleContext, layers: list[str]) -> str | None:
             continue
         label = library_default(a.tensor, a.scheme)
         if label is None:
+            return None
+        if (
+            "classifier init" in label
+            and "classifier" not in a.tensor.name
+            and not output_layer(ctx.model, a.tensor, a.layer)
+        ):
+            # N(0, 0.01) is torchvision's default for its classifier block only (MobileNetV3's
+            # classifier.0 and .3): a hidden stack drawn that way elsewhere is the textbook
+            # vanishing signal, not a library default (review)
             return None
         labels.add(label)
     return " / ".join(sorted(labels)) if labels else None
