@@ -87,9 +87,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
 def _library_default_chain(ctx: RuleContext, layers: list[str]) -> str | None:
     """The default-init label when every weighted layer on the path keeps its library's
     default (analysis/convention_tables.py), else None."""
-    from ..analysis.conventions import library_default
-
-    from ..analysis.conventions import output_layer
+    from ..analysis.conventions import library_default, output_layer
 
     labels: set[str] = set()
     for name in layers:
