@@ -402,10 +402,11 @@ def looks_like_text(head: bytes) -> bool:
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 3:  # not just a character cut at the probe's end
+        # a multi-byte character cut by the probe's end is still text; a short file is not cut
+        if len(head) < PROBE_BYTES or exc.start < len(head) - 3:
             return False
         text = head[: exc.start].decode("utf-8")
-    return all(c >= " " or c in "\t\n\r\f" for c in text)
+    return bool(text) and all(c >= " " or c in "\t\n\r\f" for c in text)
 
 
 def probe(path: str | os.PathLike[str]) -> Probe:
