@@ -194,3 +194,15 @@ def test_library_defaults_are_rows() -> None:
     assert default_init(Convention.TORCH, "glorot", "uniform") is None
     assert default_init(Convention.TORCH, "fixed", "normal", std=0.01) is not None
     assert default_init(Convention.TORCH, "fixed", "normal", std=0.02) is None
+
+
+def test_deformable_attention_zero_projections_are_by_design_only_in_those_models() -> None:
+    from initaudit.analysis.convention_tables import by_design
+
+    name = "decoder.layers.0.encoder_attn.sampling_offsets.weight"
+    assert by_design(name, "zero", "d_fine") is not None
+    assert by_design(name, "zero", "deformable_detr") is not None
+    assert by_design(name, "zero", "llama") is None
+    assert by_design("decoder.layers.0.gateway.gate.weight", "zero", "d_fine") is not None
+    # an ordinary gated MLP's gate_proj is a hidden kernel in any model
+    assert by_design("model.layers.0.mlp.gate_proj.weight", "zero", "llama") is None

@@ -219,6 +219,36 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         " (codevectors.uniform_(); weight_proj.normal_(0, 1))",
         applies_to="large",
     ),
+    ByDesign(
+        "transformers",
+        _SEP + r"(sampling_offsets|attention_weights)" + _END,
+        Why.HEAD,
+        "transformers/models/deformable_detr/modeling_deformable_detr.py "
+        "DeformableDetrPreTrainedModel._init_weights (constant_(sampling_offsets.weight, 0.0); "
+        "constant_(attention_weights.weight, 0.0)); D-FINE and RT-DETR do the same",
+        applies_to="zero",
+        model_types=(
+            "deformable_detr",
+            "d_fine",
+            "rt_detr",
+            "rt_detr_v2",
+            "grounding-dino",
+            "mm-grounding-dino",
+            "omdet-turbo",
+            "oneformer",
+            "mask2former",
+            "dab-detr",
+        ),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"(gateway[./]gate|reg_conf[./]layers[./]\d+)" + _END,
+        Why.HEAD,
+        "transformers/models/d_fine/modeling_d_fine.py DFinePreTrainedModel._init_weights "
+        "(the gateway gate and the last reg_conf layer start at zero)",
+        applies_to="zero",
+        model_types=("d_fine",),
+    ),
     # --- adapters (peft) ---------------------------------------------------------------------
     ByDesign(
         "peft",

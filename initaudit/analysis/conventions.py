@@ -144,7 +144,12 @@ def config_init_ranges(metadata: dict[str, Any]) -> list[float]:
         if depth > 4 or not isinstance(node, dict):
             return
         for key, value in node.items():
-            if key == "initializer_range" and isinstance(value, (int, float)) and value > 0:
+            # initializer_range in most models; init_std in a few (CPM-Ant: N(0, init_std = 1.0))
+            if (
+                key in ("initializer_range", "init_std")
+                and isinstance(value, (int, float))
+                and value > 0
+            ):
                 out.append(float(value))
             elif isinstance(value, dict):
                 walk(value, depth + 1)

@@ -54,7 +54,15 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     # codevectors U(0, 1), weight_proj N(0, 1)): far above that is a blow-up, not the convention
     if row is not None and low > 4.0:
         row = None
-    if row is not None:
+    documented = _config_scale(ctx, low, high)
+    if row is None and documented is not None:
+        severity = Severity.INFO
+        note = (
+            f" config.json sets this draw, N(0, {documented:g}), as the model's documented "
+            "initializer: info only."
+        )
+        keep = {}
+    elif row is not None:
         severity = Severity.INFO
         note = f" A documented convention ({row.source}): {row.why.value}; info only."
         keep = {}
@@ -118,4 +126,15 @@ def _tied_embedding(ctx: RuleContext, a: TensorAnalysis) -> str | None:
             s.size,
         ):
             return other.tensor.name
+    return None
+
+
+def _config_scale(ctx: RuleContext, low: float, high: float) -> float | None:
+    """The config.json initializer std this tensor was drawn with (CPM-Ant's init_std = 1.0),
+    when the observed std's interval holds it."""
+    from ..analysis.conventions import config_init_ranges
+
+    for r in config_init_ranges(ctx.model.metadata):
+        if low * 0.95 <= r <= high * 1.05 or low * 0.95 <= r * 0.88 <= high * 1.05:
+            return r
     return None

@@ -101,3 +101,23 @@ def test_t5_untied_lm_head_convention_has_an_upper_bound(tmp_path, std, severity
     report = audit_path(tmp_path / "model.safetensors")
     got = [f.severity.value for f in report.findings if f.code == "IA301" and f.tensor == "lm_head.weight"]
     assert got == [severity]
+
+
+def test_a_config_init_std_is_a_documented_scale(tmp_path) -> None:
+    """CPM-Ant draws every kernel from N(0, init_std = 1.0) (config.json): info, not an error
+    (zoo: transformers cpmant); the same weights without that config stay an error."""
+    import json
+
+    st = pytest.importorskip("safetensors.numpy")
+    from initaudit.engine import audit_path
+
+    rng = np.random.default_rng(0)
+    tensors = {f"encoder.layers.{i}.ffn.w_in.weight": rng.normal(0, 1.0, (256, 128)).astype(np.float32)
+               for i in range(2)}
+    tensors.update({f"encoder.layers.{i}.ffn.w_in.bias": np.zeros(256, np.float32) for i in range(2)})
+    st.save_file(tensors, str(tmp_path / "model.safetensors"))
+    report = audit_path(tmp_path / "model.safetensors")
+    assert {f.severity.value for f in report.findings if f.code == "IA301"} == {"error"}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "cpmant", "init_std": 1.0}))
+    report = audit_path(tmp_path / "model.safetensors")
+    assert {f.severity.value for f in report.findings if f.code == "IA301"} == {"info"}
