@@ -42,10 +42,11 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if not _is_float(a.tensor.dtype):
         return  # integer buffers (token_type_ids, position_ids) are indices, not weights
     value = a.units.constant_value
-    from ..analysis.convention_tables import by_design
+    from ..analysis.convention_tables import by_design, model_type_of
     from ..analysis.conventions import output_layer
 
-    row = by_design(a.tensor.name, "zero")
+    # rows limited to some Hugging Face model types need the file's model_type (config.json)
+    row = by_design(a.tensor.name, "zero", model_type_of(ctx.model.metadata))
     # zero heads are a convention (timm, torchvision ViT); a constant non-zero head is not
     if row is None and value == 0.0 and output_layer(ctx.model, a.tensor, a.layer):
         from ..analysis.convention_tables import Why

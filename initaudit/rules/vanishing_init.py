@@ -43,11 +43,11 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if high * FACTOR >= floor:
         return
     gain = fan_in * a.stats.std**2
-    from ..analysis.convention_tables import by_design
+    from ..analysis.convention_tables import by_design, model_type_of
     from ..analysis.conventions import output_layer, residual_branch_end
 
     severity, note = None, ""
-    row = by_design(a.tensor.name, "small")
+    row = by_design(a.tensor.name, "small", model_type_of(ctx.model.metadata))
     if a.stats.n < MIN_DECIDE and high * FACTOR * SMALL_MARGIN >= floor:
         # a handful of values: whether the draw lands above or below the threshold is the
         # seed's choice, so the verdict would flip with torch.manual_seed

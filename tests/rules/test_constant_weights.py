@@ -94,3 +94,26 @@ def test_zero_hidden_kernel_sorted_last_in_safetensors_stays_an_error(tmp_path) 
     report = audit_path(path)
     hits = [(f.severity.value, f.tensor) for f in report.findings if f.code == "IA201"]
     assert hits == [("error", "layers.0.self_attn.q_b_proj.weight")]
+
+
+@pytest.mark.parametrize(("model_type", "severity"), [("d_fine", "info"), ("llama", "error")])
+def test_model_type_limited_conventions_reach_the_rule(tmp_path, model_type, severity) -> None:
+    """Deformable attention starts sampling_offsets at zero in the DETR family only: the rule
+    must pass the file's model_type to the table (it did not: D-FINE's zeros were errors)."""
+    import json
+
+    st = pytest.importorskip("safetensors.numpy")
+    from initaudit.engine import audit_path
+
+    rng = np.random.default_rng(0)
+    tensors = {
+        "decoder.layers.0.encoder_attn.sampling_offsets.weight": np.zeros((64, 32), np.float32),
+        "decoder.layers.0.encoder_attn.value_proj.weight": rng.normal(0, 0.05, (32, 32)).astype(np.float32),
+        "decoder.layers.0.fc1.weight": rng.normal(0, 0.05, (64, 32)).astype(np.float32),
+    }
+    st.save_file(tensors, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+    report = audit_path(tmp_path / "model.safetensors")
+    got = [f.severity.value for f in report.findings
+           if f.code == "IA201" and f.tensor and "sampling_offsets" in f.tensor]
+    assert got == [severity]
