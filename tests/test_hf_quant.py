@@ -25,18 +25,6 @@ pytestmark = pytest.mark.frameworks
 torch = pytest.importorskip("torch")
 
 
-def _torchvision_stub_ops() -> None:
-    """torchvision 0.28 in this env ships CUDA-linked ops; transformers imports it. Declaring the
-    op schemas first lets the import succeed (COMMON.md); harmless where they already exist."""
-    for op in ("nms", "qnms"):
-        try:
-            torch.library.define(f"torchvision::{op}",
-                                 "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        except RuntimeError:
-            pass
-
-
-_torchvision_stub_ops()
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 

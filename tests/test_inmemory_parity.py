@@ -13,12 +13,6 @@ import initaudit
 @pytest.mark.frameworks
 def test_hf_model_in_memory_has_the_activations_of_its_saved_folder(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    for op in ("nms", "qnms"):  # torchvision's compiled ops are CUDA-linked here (COMMON.md)
-        try:
-            torch.library.define(f"torchvision::{op}",
-                                 "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        except RuntimeError:
-            pass
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     model = transformers.BertModel(transformers.BertConfig(

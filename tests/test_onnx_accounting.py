@@ -257,12 +257,6 @@ def _bert_optimized(tmp: Path) -> Path:
     (Attention with packed QKV, SkipLayerNormalization, BiasGelu)."""
     torch = _torch()
     pytest.importorskip("onnxruntime")
-    for op in ("nms", "qnms"):  # this torchvision's compiled ops are CUDA-linked (COMMON.md)
-        try:
-            torch.library.define(f"torchvision::{op}",
-                                 "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        except RuntimeError:
-            pass  # already defined
     try:
         from onnxruntime.transformers import optimizer
         from transformers import BertConfig, BertModel

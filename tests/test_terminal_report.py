@@ -22,12 +22,6 @@ def gpt2_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """transformers' GPT-2 built from a config (12 layers, narrow so the test stays fast),
     saved with save_pretrained; one defect: block 7's c_fc weight is constant."""
     torch = pytest.importorskip("torch")
-    for op in ("nms", "qnms"):  # torchvision's compiled ops are CUDA-linked here (COMMON.md)
-        try:
-            torch.library.define(f"torchvision::{op}",
-                                 "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        except RuntimeError:
-            pass
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_layer=12, n_embd=128, n_head=4, vocab_size=2000,
