@@ -5,11 +5,12 @@ findings already made: the framework would have run them before failing)."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
-from ..model import LoadedModel
+from ..model import LoadedModel, LoadError
 
 
 class FileWindow(io.RawIOBase):
@@ -65,3 +66,17 @@ class UnderConstruction:
         if models is None:
             models = self._local.models = []
         return models
+
+
+def read_json(path: Path, *, limit: int, what: str) -> Any:
+    """A JSON file beside a checkpoint (an index, a metadata file), size-checked before it is
+    read; every failure is one LoadError naming ``what``."""
+    try:
+        if path.stat().st_size > limit:
+            raise LoadError(f"{what} is larger than {limit} bytes")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except LoadError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise LoadError(f"{what} is not valid JSON ({detail})") from None

@@ -15,7 +15,6 @@ what to install.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from ..model import (
     is_weight_like,
 )
 from . import LoadOptions
+from ._shared import read_json
 from .flax_layout import NON_MODEL, group_flax
 from .statedict import FlatTensor
 
@@ -81,15 +81,7 @@ def _items(path: Path) -> list[Path]:
 
 
 def _read_metadata(item: Path) -> dict[str, Any]:
-    meta_path = item / METADATA
-    try:
-        if meta_path.stat().st_size > MAX_METADATA_BYTES:
-            raise LoadError(f"orbax {METADATA} is larger than {MAX_METADATA_BYTES} bytes")
-        data = json.loads(meta_path.read_text(encoding="utf-8"))
-    except LoadError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise LoadError(f"orbax {METADATA} is not valid JSON ({exc})") from None
+    data = read_json(item / METADATA, limit=MAX_METADATA_BYTES, what=f"orbax {METADATA}")
     if not isinstance(data, dict) or not isinstance(data.get("tree_metadata"), dict):
         raise LoadError(f"orbax {METADATA} has no tree_metadata")
     return data

@@ -37,6 +37,7 @@ from ..model import (
     is_weight_like,
 )
 from . import LoadOptions
+from ._shared import read_json
 from .hf import apply_hf_config
 from .statedict import FlatTensor, group_state_dict
 
@@ -374,14 +375,7 @@ def _inside(directory: Path, name: str) -> Path | None:
 
 
 def _read_index(index_path: Path) -> dict[str, str]:
-    try:
-        if index_path.stat().st_size > MAX_INDEX_BYTES:
-            raise LoadError(f"{INDEX_NAME} is larger than {MAX_INDEX_BYTES} bytes")
-        data = json.loads(index_path.read_text(encoding="utf-8"))
-    except LoadError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise LoadError(f"{INDEX_NAME} is not valid JSON ({_short(exc)})") from None
+    data = read_json(index_path, limit=MAX_INDEX_BYTES, what=INDEX_NAME)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
