@@ -10,8 +10,6 @@ import os
 import re
 from collections.abc import Iterable
 
-# roles an init scheme is about (the human reporter's table shows the same ones)
-from ..model import SCHEMED_ROLE_NAMES as SCHEMED_ROLES  # noqa: E402, F401 (re-exported)
 from ..report import FileReport, Finding, Report, Severity, Status, TensorReport
 
 _SEVERITY_ORDER = (Severity.ERROR, Severity.WARNING, Severity.INFO)
