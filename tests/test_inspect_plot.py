@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from initaudit.cli import main
-from initaudit.inspect_cmd import PLOT_BINS, PLOT_WIDTH
+from initaudit.cli.inspect import PLOT_BINS, PLOT_WIDTH
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 MLP = str(SAMPLES / "mlp_he_sigmoid.onnx")

@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reporters", ("initaudit.reporters",)),
     ("api", ("initaudit.api", "initaudit.runner", "initaudit.testing", "initaudit.config",
              "initaudit.distributed")),
-    ("cli", ("initaudit.cli", "initaudit.inspect_cmd", "initaudit.diff_cmd", "initaudit.__main__")),
+    ("cli", ("initaudit.cli", "initaudit.__main__")),
 )
 
 

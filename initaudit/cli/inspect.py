@@ -27,17 +27,33 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from typing import TYPE_CHECKING, Any, TextIO
+import sys
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
-from .report import FileReport, Status, TensorReport
-from .reporters._text import evidence_text as _evidence_text
-from .reporters._text import num as _num
+import typer
+
+from ..report import FileReport, Status, TensorReport
+from ..reporters._text import evidence_text as _evidence_text
+from ..reporters._text import num as _num
+from ._app import app
+from ._common import UsageError, error, open_output, report_unreadable, use_color
+from .options import (
+    ActivationOpt,
+    ConfigOpt,
+    ExcludeOpt,
+    HumanOrJsonOpt,
+    IncludeOpt,
+    JobsOpt,
+    NoColorOpt,
+    OutputOpt,
+    settings,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.padding import Padding
     from rich.text import Text
 
-    from .settings import AuditConfig
+    from ..settings import AuditConfig
 
 
 def select_tensors(fr: FileReport, layer: str | None) -> list[TensorReport]:
@@ -52,7 +68,7 @@ def select_tensors(fr: FileReport, layer: str | None) -> list[TensorReport]:
 
 
 def to_dict(files: list[FileReport], layer: str | None) -> dict[str, Any]:
-    from . import __version__
+    from .. import __version__
 
     return {
         "tool": {"name": "initaudit", "version": __version__},
@@ -74,7 +90,7 @@ def to_dict(files: list[FileReport], layer: str | None) -> dict[str, Any]:
 
 
 def write_json(files: list[FileReport], stream: TextIO, layer: str | None) -> None:
-    from .reporters._text import json_fallback as _fallback
+    from ..reporters._text import json_fallback as _fallback
 
     stream.write(
         json.dumps(
@@ -95,7 +111,7 @@ def write_human(
 ) -> None:
     from rich.text import Text
 
-    from .reporters.human import print_renderables
+    from ..reporters.human import print_renderables
 
     items: list[object] = []
     for index, fr in enumerate(files):
@@ -116,7 +132,7 @@ def write_human(
         samples: dict[str, Any] = {}
         problems: dict[str, str] = {}
         if plot:
-            from .reporters._density import analysed_kernels, load_samples
+            from ..reporters._density import analysed_kernels, load_samples
 
             kernels = {t.name for t in analysed_kernels(fr)}
             samples, problems = load_samples(
@@ -209,7 +225,7 @@ def plot_lines(
     import numpy as np
     from rich.text import Text
 
-    from .reporters._density import curves_for, histogram, pdf
+    from ..reporters._density import curves_for, histogram, pdf
 
     if sample is None or not getattr(sample, "size", 0):
         return [_detail(Text(f"no histogram: {problem or 'no finite values'}", style="yellow"))]
@@ -273,7 +289,7 @@ def run(
 ) -> tuple[list[FileReport], bool]:
     """Audit ``paths`` and print the tensors; returns the file reports and whether the glob
     matched any tensor."""
-    from .runner import audit_all
+    from ..runner import audit_all
 
     files = audit_all(paths, config, jobs=jobs, progress=False)
     if fmt == "json":
@@ -284,4 +300,85 @@ def run(
     return files, matched
 
 
-__all__ = ["plot_lines", "run", "select_tensors", "to_dict", "write_human", "write_json"]
+@app.command("inspect")
+def inspect_command(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PATH...",
+            show_default=False,
+            help="Checkpoint files, directories or quoted globs.",
+        ),
+    ],
+    layer: Annotated[
+        Optional[str],
+        typer.Option(
+            "--layer",
+            "-l",
+            metavar="GLOB",
+            show_default=False,
+            help="Only tensors whose name or layer matches GLOB (e.g. 'fc*').",
+        ),
+    ] = None,
+    format: HumanOrJsonOpt = "human",
+    output: OutputOpt = None,
+    activation: ActivationOpt = None,
+    config_file: ConfigOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    jobs: JobsOpt = None,
+    no_color: NoColorOpt = False,
+    plot: Annotated[
+        bool,
+        typer.Option(
+            "--plot",
+            help="Draw each kernel's histogram against the identified scheme's density "
+            "(and the one a finding recommends) in the terminal.",
+        ),
+    ] = False,
+) -> None:
+    """Show every tensor (biases and norms included) with its statistics, role, fans,
+    activation, identified init scheme, confidence and evidence. Exit 2 if a file could not be
+    read or --layer matches no tensor."""
+    from ..config import ConfigError
+    from ..discover import DiscoveryError, discover
+
+    fmt = format.strip().lower()
+    try:
+        if fmt not in ("human", "json"):
+            raise UsageError(
+                f"--format: unknown format {format!r} for `inspect` (use human or json)"
+            )
+        if plot and fmt != "human":
+            raise UsageError("--plot draws in the terminal: use it with --format human")
+        settings_ = settings(
+            config_file, activation=activation, include=include, exclude=exclude, jobs=jobs
+        )
+        inputs = discover(paths, include=settings_.include, exclude=settings_.exclude)
+        sink = open_output(output)
+    except (UsageError, ConfigError, DiscoveryError) as exc:
+        error(str(exc))
+        raise typer.Exit(2) from None
+    config = settings_.audit_config()
+    stream = sink or sys.stdout
+    try:
+        files, matched = run(
+            inputs,
+            config,
+            layer=layer,
+            fmt=fmt,
+            stream=stream,
+            jobs=settings_.jobs,
+            color=False if sink else use_color(sys.stdout, no_color),
+            plot=plot,
+        )
+    finally:
+        if sink is not None:
+            sink.close()
+    for fr in files:
+        report_unreadable(fr)
+    if any(fr.status is Status.ERROR for fr in files):
+        raise typer.Exit(2)
+    if layer and not matched:
+        error(f"--layer: no tensor or layer matches {layer!r}")
+        raise typer.Exit(2)

@@ -1,6 +1,5 @@
 """``initaudit diff A B``: the command-line face of :mod:`initaudit.diff`.
 
-Registered on the typer app by one line in the CLI (``app.command("diff")(diff_command)``).
 Output: ``--format human`` (a table per tensor and the findings), ``json`` (``DiffReport.to_dict``)
 or ``html`` (a self-contained page with a relative-change chart). Exit codes: 0 no finding;
 1 a kernel that should have trained did not (``did-not-move``, ``dead-input``; ``--exit-zero``
@@ -19,18 +18,23 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 
+from ._app import app
+from ._common import error, use_color
+from .options import OutputOpt, PlainNoColorOpt
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .diff import DiffReport
+    from ..diff import DiffReport
 
 # the diff module (numpy) is imported when the command runs: `initaudit --help` stays fast
 
 FORMATS = ("human", "json", "html")
 
 
+@app.command("diff")
 def diff_command(
     path_a: Annotated[
         str,
@@ -51,16 +55,7 @@ def diff_command(
     format: Annotated[
         str, typer.Option("--format", "-f", metavar="FORMAT", help="human, json or html.")
     ] = "human",
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            show_default=False,
-            help="Write to FILE instead of stdout.",
-        ),
-    ] = None,
+    output: OutputOpt = None,
     frozen: Annotated[
         list[str] | None,
         typer.Option(
@@ -77,13 +72,13 @@ def diff_command(
             "--exit-zero", help="Exit 0 even when a layer did not train (unreadable still exits 2)."
         ),
     ] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colours.")] = False,
+    no_color: PlainNoColorOpt = False,
 ) -> None:
     """Compare two checkpoints of the same model tensor by tensor (by name, else by position
     and shape): the relative change ‖B−A‖/‖A‖ of each tensor, its init scheme and state before
     and after, tensors added, removed or reshaped. Exit 1 when something changed but a kernel
     did not (a frozen or dead layer after training), 2 when a file could not be read."""
-    from .diff import diff_paths
+    from ..diff import diff_paths
 
     fmt = format.strip().lower()
     if fmt not in FORMATS:
@@ -97,10 +92,10 @@ def diff_command(
     report = diff_paths(path_a, path_b, frozen=tuple(frozen or ()))
     for fr in (report.a, report.b):
         if fr.error:
-            print(f"initaudit: error: {fr.path}: {' '.join(fr.error.split())}", file=sys.stderr)
+            error(f"{fr.path}: {fr.error}")
     stream = sink or sys.stdout
     try:
-        write(report, stream, fmt=fmt, color=sink is None and _use_color(no_color))
+        write(report, stream, fmt=fmt, color=sink is None and use_color(sys.stdout, no_color))
     finally:
         if sink is not None:
             sink.close()
@@ -114,7 +109,7 @@ def write(report: DiffReport, stream: TextIO, *, fmt: str, color: bool = False) 
             json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         )
     elif fmt == "html":
-        from .reporters.html import render_diff
+        from ..reporters.html import render_diff
 
         stream.write(render_diff(report))
     else:
@@ -125,8 +120,8 @@ def write_human(report: DiffReport, stream: TextIO, *, color: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from .diff import ChangeStatus
-    from .reporters.human import print_renderables
+    from ..diff import ChangeStatus
+    from ..reporters.human import print_renderables
 
     items: list[object] = []
     for tag, fr in (("A", report.a), ("B", report.b)):
@@ -209,16 +204,8 @@ def _arrow(a: str | None, b: str | None) -> str:
     return f"{a or '—'} → {b or '—'}"
 
 
-def _use_color(no_color: bool) -> bool:
-    import os
-
-    if no_color or os.environ.get("NO_COLOR"):
-        return False
-    return sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
-
-
-def _fail(message: str) -> None:
-    print(f"initaudit: error: {message}", file=sys.stderr)
+def _fail(message: str) -> NoReturn:
+    error(message)
     raise typer.Exit(2)
 
 
