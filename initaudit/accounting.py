@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .model import LoadedModel, SkipReason, StoredTensor, WeightTensor, is_weight_like
+from .model import (
+    LoadedModel,
+    SkippedTensor,
+    SkipReason,
+    StoredTensor,
+    WeightTensor,
+    is_weight_like,
+)
 from .report import Coverage
 
 # words of a legacy (name, reason) skip entry -> its category; first match wins. Loaders that
@@ -102,8 +109,8 @@ class Accounting:
     """The outcome of :func:`account`: coverage plus the skip entries it adds."""
 
     coverage: Coverage
-    # {"name", "reason", "category"} for weight-like tensors nobody reported as skipped
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    # weight-like tensors nobody reported as skipped
+    skipped: list[SkippedTensor] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -143,13 +150,7 @@ def account(
             b_done += st.nbytes
         elif st.name not in listed:
             cat = st.skip or model.skip_categories.get(st.name) or SkipReason.UNMAPPED
-            out.skipped.append(
-                {
-                    "name": st.name,
-                    "reason": st.detail or _default_reason(cat),
-                    "category": cat.value,
-                }
-            )
+            out.skipped.append(SkippedTensor(st.name, st.detail or _default_reason(cat), cat))
             listed.add(st.name)
     out.coverage = Coverage(
         weights_present=w_present,

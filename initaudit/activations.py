@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .model import Activation, ActivationKind
+from .model import DEFAULT_NEGATIVE_SLOPE, Activation, ActivationKind
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LoadedModel
@@ -70,7 +70,7 @@ _OTHER_KNOWN = {
 }
 
 # default negative slopes (torch LeakyReLU 0.01, Keras 3 LeakyReLU 0.2, ONNX LeakyRelu 0.01)
-DEFAULT_PARAM = {K.LEAKY_RELU: 0.01, K.ELU: 1.0}
+DEFAULT_PARAM = {K.LEAKY_RELU: DEFAULT_NEGATIVE_SLOPE[K.LEAKY_RELU], K.ELU: 1.0}
 
 
 def _key(name: str) -> str:

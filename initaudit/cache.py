@@ -31,11 +31,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .engine import AuditConfig
     from .report import FileReport
 
-FORMAT_VERSION = 1
+# 2: state, signal and skipped entries are typed records (StateResult, SignalReport,
+# SkippedTensor), no longer dicts; entries written by version 1 are simply not found
+FORMAT_VERSION = 2
 
 
 def _classes() -> dict[str, type]:
-    from . import report
+    from . import model, report
+    from .analysis import results
     from .engine import TensorIgnore
 
     return {
@@ -49,15 +52,21 @@ def _classes() -> dict[str, type]:
             report.Finding,
             report.Coverage,
             report.Suppression,
+            results.StateResult,
+            results.SignalReport,
+            results.LayerSignal,
+            model.SkippedTensor,
             TensorIgnore,
         )
     }
 
 
 def _enums() -> dict[str, type[enum.Enum]]:
+    from .analysis.results import State
+    from .model import SkipReason
     from .report import Severity, Status
 
-    return {"Severity": Severity, "Status": Status}
+    return {"Severity": Severity, "Status": Status, "State": State, "SkipReason": SkipReason}
 
 
 def encode(obj: Any) -> Any:

@@ -163,7 +163,7 @@ class DiffReport:
                 "status": fr.status.value,
                 "error": fr.error,
                 "framework": fr.framework,
-                "state": (fr.state or {}).get("state"),
+                "state": fr.state.state.value if fr.state is not None else None,
             }
 
         return {
@@ -399,7 +399,7 @@ def _scheme(r: TensorReport | None) -> str | None:
 
 
 def _state(r: TensorReport | None) -> str | None:
-    return str(r.state.get("state")) if r is not None and r.state else None
+    return r.state.state.value if r is not None and r.state is not None else None
 
 
 def _num(x: float | None) -> float | str | None:

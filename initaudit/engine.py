@@ -15,7 +15,15 @@ from typing import Any
 
 from .accounting import account, categorise
 from .analysis.results import SchemeResult, TensorStats
-from .model import SCHEMED_ROLES, Activation, LoadedModel, LoadError, SkipReason, WeightTensor
+from .model import (
+    SCHEMED_ROLES,
+    Activation,
+    LoadedModel,
+    LoadError,
+    SkippedTensor,
+    SkipReason,
+    WeightTensor,
+)
 from .report import Coverage, FileReport, Finding, Status, TensorReport
 from .selector import RuleSelector
 
@@ -54,10 +62,11 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
 
     from .analysis.conventions import enrich_metadata
     from .analysis.identify import identify
+    from .analysis.results import UnitCheck
     from .analysis.signal import propagate
     from .analysis.state import classify_file, classify_tensor
     from .analysis.tensorpass import TensorPass, run_pass
-    from .analysis.units import UnitCheck, check_units
+    from .analysis.units import check_units
     from .rules import registry
     from .rules.base import RuleContext, TensorAnalysis
 
@@ -141,8 +150,8 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
             )
         )
         report.tensors.append(_tensor_report(tensor, activation, stats, scheme))
-        report.tensors[-1].state = state.to_dict() if state is not None else None
-    budget_skips = sum(1 for s in report.skipped if s["reason"] == BUDGET_REASON)
+        report.tensors[-1].state = state
+    budget_skips = sum(1 for s in report.skipped if s.reason == BUDGET_REASON)
     if budget_skips:
         report.notes.append(
             f"time budget of {config.max_seconds:g} s exhausted: {budget_skips} tensor(s) were not "
@@ -154,7 +163,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     if isinstance(declared, dict) and declared.get("state") == "trained":
         # the container itself says so (GGUF is an export format for trained models): the
         # statistics stay as evidence, the verdict is the format's
-        from .analysis.state import State, StateResult
+        from .analysis.results import State, StateResult
 
         file_state = StateResult(
             State.TRAINED,
@@ -162,9 +171,9 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
             str(declared.get("reason", "declared")),
             {**file_state.evidence, "statistical_verdict": file_state.state.value},
         )
-    report.state = file_state.to_dict()
+    report.state = file_state
     signal = propagate(model, analyses)
-    report.signal = signal.to_dict() if signal is not None else None
+    report.signal = signal
     if config.probe:  # measured next to the prediction (onnxruntime, the optional [probe] extra)
         from .probe import probe_step
 
@@ -217,8 +226,8 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     return report
 
 
-def _skip_entry(name: str, reason: str, category: SkipReason) -> dict[str, str]:
-    return {"name": name, "reason": reason, "category": category.value}
+def _skip_entry(name: str, reason: str, category: SkipReason) -> SkippedTensor:
+    return SkippedTensor(name, reason, category)
 
 
 def _apply_accounting(
@@ -226,7 +235,7 @@ def _apply_accounting(
 ) -> Coverage:
     """The one completeness check every loader goes through (accounting.account): coverage,
     plus a skipped entry for each weight-like stored tensor nobody analysed or reported."""
-    acc = account(model, analysed, failed, (s["name"] for s in report.skipped))
+    acc = account(model, analysed, failed, (s.name for s in report.skipped))
     report.coverage = acc.coverage
     report.skipped.extend(acc.skipped)
     report.notes.extend(acc.notes)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .analysis.results import KeyedReads
+
 
 class Role(str, enum.Enum):
     """What a tensor is for; decides which rules look at it."""
@@ -69,6 +71,12 @@ RELU_LIKE = frozenset(
 )
 
 
+# the negative slope a leaky activation has when the file does not say: torch nn.LeakyReLU and
+# ONNX LeakyRelu default to 0.01 (torch/nn/modules/activation.py, onnx LeakyRelu-16 alpha);
+# nn.PReLU starts at init=0.25 (torch/nn/modules/activation.py) and learns it per channel
+DEFAULT_NEGATIVE_SLOPE = {ActivationKind.LEAKY_RELU: 0.01, ActivationKind.PRELU: 0.25}
+
+
 @dataclass(frozen=True)
 class Activation:
     """The activation that follows a layer. ``None`` in the model means *unknown*."""
@@ -80,6 +88,15 @@ class Activation:
     source: str = "graph"
     # the name the file used, for display ("Relu", "gelu_new", "LeakyReLU(0.2)")
     raw: str | None = None
+
+    @property
+    def negative_slope(self) -> float | None:
+        """The slope on the negative side of a leaky ReLU or PReLU (the file's, else the
+        framework default); None for every other activation."""
+        default = DEFAULT_NEGATIVE_SLOPE.get(self.kind)
+        if default is None:
+            return None
+        return self.param if self.param is not None else default
 
     @property
     def label(self) -> str:
@@ -230,6 +247,19 @@ class SkipReason(str, enum.Enum):
     UNSAFE = "unsafe"  # left unread because reading it would need executing or trusting content
     TOO_LARGE = "too-large"  # above a resource limit
     OTHER = "other"
+
+
+@dataclass(frozen=True)
+class SkippedTensor(KeyedReads):
+    """A tensor the audit did not analyse, and why (JSON ``skipped[]``): ``category`` is the
+    :class:`SkipReason`, ``reason`` the words a user reads."""
+
+    name: str
+    reason: str
+    category: SkipReason
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "reason": self.reason, "category": self.category.value}
 
 
 @dataclass(frozen=True)

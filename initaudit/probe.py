@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,9 @@ from .model import LoadedModel
 
 if TYPE_CHECKING:  # pragma: no cover - onnx is an optional extra
     from onnx import GraphProto, NodeProto
+
+    from .analysis.results import SignalReport
+    from .report import FileReport
 
 TOLERANCE = 1.5
 BATCH = 64
@@ -112,7 +116,7 @@ def _weighted_nodes(graph: GraphProto, model: LoadedModel) -> dict[str, tuple[An
 def probe_signal(
     source: Any,
     model: LoadedModel,
-    signal: dict[str, Any],
+    signal: SignalReport,
     *,
     batch: int = BATCH,
     seed: int = 0,
@@ -120,8 +124,9 @@ def probe_signal(
 ) -> dict[str, Any]:
     """Measure the signal of an ONNX model and write it next to the prediction, in place.
 
-    ``source`` is a path or an ``onnx.ModelProto``; ``signal`` is a report's ``signal`` dict.
-    Returns the ``probe`` summary (also stored as ``signal["probe"]``).
+    ``source`` is a path or an ``onnx.ModelProto``; ``signal`` is a report's ``signal``: each
+    layer's ``measured_std`` is filled in. Returns the ``probe`` summary (also stored as
+    ``signal.probe``).
     """
     import onnx
 
@@ -171,25 +176,22 @@ def probe_signal(
     compared: list[dict[str, Any]] = []
     inverse_width = 0.0
     after_norm = False
-    for entry in signal.get("layers", []):
-        users = [measured_in[c] for c in consumers.get(entry["layer"], []) if c in measured_in]
-        inverse_width += 1.0 / entry["fan_in"] if entry.get("fan_in") else 0.0
+    layers = list(signal.layers)
+    for index, entry in enumerate(layers):
+        users = [measured_in[c] for c in consumers.get(entry.layer, []) if c in measured_in]
+        inverse_width += 1.0 / entry.fan_in if entry.fan_in else 0.0
         # an exported BatchNorm runs in inference mode with its running statistics (0 and 1 at
         # init): it does not reset the scale as it does in training, where the prediction
         # speaks; layers from the first normalization on are measured but not compared
-        after_norm = after_norm or bool(entry.get("normalized"))
+        after_norm = after_norm or entry.normalized
         if not users:
-            entry["measured_std"] = None
+            layers[index] = replace(entry, measured_std=None)
             continue
         q = float(np.mean(users))
-        entry["measured_std"] = math.sqrt(q)
-        predicted = entry.get("q_out")
-        recurrent = str(entry.get("note") or "").startswith("recurrent")
-        if (
-            after_norm
-            or recurrent
-            or not (isinstance(predicted, (int, float)) and predicted > 0 and q > 0)
-        ):
+        layers[index] = replace(entry, measured_std=math.sqrt(q))
+        predicted = float(entry.q_out)
+        recurrent = (entry.note or "").startswith("recurrent")
+        if after_norm or recurrent or not (math.isfinite(predicted) and predicted > 0 and q > 0):
             continue  # recurrent: the prediction is the first time step's, the run has many
         # finite width: a given network's gains fluctuate around the mean-field value by a
         # log-factor of about sqrt(Σ 1/width) (depth/width); allow two of those, at least x1.5
@@ -197,7 +199,7 @@ def probe_signal(
         ratio = q / predicted
         compared.append(
             {
-                "layer": entry["layer"],
+                "layer": entry.layer,
                 "predicted_q": predicted,
                 "measured_q": q,
                 "ratio": ratio,
@@ -217,11 +219,12 @@ def probe_signal(
         "agrees": bool(compared) and all(c["agrees"] for c in compared),
         "compared": compared,
     }
-    signal["probe"] = summary
+    signal.layers = layers
+    signal.probe = summary
     return summary
 
 
-def probe_step(model: LoadedModel, report: Any, *, seed: int = 0) -> None:
+def probe_step(model: LoadedModel, report: FileReport, *, seed: int = 0) -> None:
     """The engine's probe step (``--probe``): measure an ONNX model's signal with onnxruntime and
     put it next to the prediction in ``report.signal``; a model that cannot be probed keeps its
     prediction and gets a note saying why."""

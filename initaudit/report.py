@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # the analysis result types live with the analysis (analysis/results.py); the JSON helpers too.
 # Re-exported here: `from initaudit.report import SchemeResult` keeps working.
-from .analysis.results import Candidate, SchemeResult, TensorStats, _jsonable, _num  # noqa: F401
+from .analysis.results import (  # noqa: F401
+    Candidate,
+    SchemeResult,
+    SignalReport,
+    StateResult,
+    TensorStats,
+    _jsonable,
+    _num,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import SkippedTensor
 
 __all__ = [
     "Candidate",
@@ -159,7 +170,7 @@ class TensorReport:
     scheme: SchemeResult | None
     skipped: str | None = None  # reason the tensor was not analysed
     # trained / initialized / unknown with its evidence (analysis.state), None when not decided
-    state: dict[str, Any] | None = None
+    state: StateResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,7 +187,7 @@ class TensorReport:
             "stats": self.stats.to_dict() if self.stats else None,
             "scheme": self.scheme.to_dict() if self.scheme else None,
             "skipped": self.skipped,
-            "state": self.state,
+            "state": self.state.to_dict() if self.state is not None else None,
         }
 
 
@@ -188,14 +199,14 @@ class FileReport:
     error: str | None = None
     tensors: list[TensorReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
-    # {"name", "reason", "category"}: category is a SkipReason value
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    # tensors not analysed, with the reason and its SkipReason category
+    skipped: list[SkippedTensor] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     framework: str | None = None
     # whole-file verdict: trained / initialized / unknown with evidence (analysis.state)
-    state: dict[str, Any] | None = None
+    state: StateResult | None = None
     # per-layer forward/backward variance propagation (analysis.signal); None without a graph
-    signal: dict[str, Any] | None = None
+    signal: SignalReport | None = None
     # how much of the stored weights were read; None only for unreadable files
     coverage: Coverage | None = None
     # findings accepted by a per-tensor ignore or a baseline (not in ``findings``)
@@ -231,10 +242,10 @@ class FileReport:
             "framework": self.framework,
             "tensors": [t.to_dict() for t in self.tensors],
             "findings": [f.to_dict() for f in self.findings],
-            "skipped": list(self.skipped),
+            "skipped": [s.to_dict() for s in self.skipped],
             "notes": list(self.notes),
-            "state": self.state,
-            "signal": self.signal,
+            "state": self.state.to_dict() if self.state is not None else None,
+            "signal": self.signal.to_dict() if self.signal is not None else None,
             "coverage": self.coverage.to_dict() if self.coverage is not None else None,
             **({"remote": dict(self.remote)} if self.remote is not None else {}),
         }

@@ -93,9 +93,7 @@ def _file_lines(fr: FileReport, threshold: Severity, allow_skipped: bool) -> lis
             + ")"
         )
     if not allow_skipped:
-        lines.extend(
-            f"not analysed {s.get('name', '?')}: {s.get('reason', '')}" for s in fr.skipped
-        )
+        lines.extend(f"not analysed {s.name}: {s.reason}" for s in fr.skipped)
     return lines
 
 

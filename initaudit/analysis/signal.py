@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from ..model import Activation, ActivationKind, Layer, LoadedModel, Role
+from ..model import DEFAULT_NEGATIVE_SLOPE, Activation, ActivationKind, Layer, LoadedModel, Role
+from .results import BAND, LayerSignal, SignalReport
 
-BAND = (1e-2, 1e2)
 _GRID = np.linspace(-12.0, 12.0, 4801)
 _PDF = np.exp(-0.5 * _GRID**2) / math.sqrt(2.0 * math.pi) * (_GRID[1] - _GRID[0])
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
@@ -57,7 +56,7 @@ def _phi(kind: ActivationKind | None, param: float | None) -> Callable[[np.ndarr
     if kind in (K.RELU,):
         return lambda x: np.maximum(x, 0.0)
     if kind in (K.LEAKY_RELU, K.PRELU):
-        a = param if param is not None else (0.25 if kind is K.PRELU else 0.01)
+        a = param if param is not None else DEFAULT_NEGATIVE_SLOPE[kind]
         return lambda x: np.where(x > 0, x, a * x)
     if kind is K.RELU6:
         return lambda x: np.clip(x, 0.0, 6.0)
@@ -106,71 +105,6 @@ def activation_moments(act: Activation | None, q: float) -> tuple[float, float]:
     # round q so the cache works across layers of the same scale
     qr = float(f"{q:.4g}")
     return _moments(kind, act.param if act is not None else None, qr)
-
-
-@dataclass(frozen=True)
-class LayerSignal:
-    layer: str
-    op: str
-    activation: str | None  # None = unknown (counted as linear)
-    fan_in: int
-    fan_out: int
-    weight_second_moment: float  # E[w²]
-    q_in: float  # second moment of the layer's input (network input = 1)
-    q_pre: float  # of the pre-activation (after normalization when there is one)
-    q_out: float  # after activation (and residual Add): the cumulative forward figure
-    forward_gain: float  # q_out / q_in
-    backward_gain: float  # per-unit gradient second moment, input side / output side
-    grad_in: float | None = None  # cumulative backward figure (output gradient = 1)
-    normalized: bool = False
-    residual: bool = False
-    note: str | None = None
-    measured_std: float | None = None  # filled by the optional onnxruntime probe
-
-    def to_dict(self) -> dict[str, Any]:
-        from .results import _jsonable
-
-        out: dict[str, Any] = _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
-        return out
-
-
-@dataclass
-class SignalReport:
-    layers: list[LayerSignal] = field(default_factory=list)
-    band: tuple[float, float] = BAND
-    forward_exit: str | None = None  # first layer whose cumulative q leaves the band
-    backward_exit: str | None = None
-    unknown_activations: int = 0
-    probe: dict[str, Any] | None = None  # {"tolerance":..., "agrees":..., ...} when probed
-
-    @property
-    def final_q(self) -> float | None:
-        return self.layers[-1].q_out if self.layers else None
-
-    def extreme(self) -> LayerSignal | None:
-        """The layer whose cumulative q is furthest from 1 (log scale)."""
-        if not self.layers:
-            return None
-        return max(self.layers, key=lambda s: abs(math.log10(max(s.q_out, 1e-300))))
-
-    def layer(self, name: str) -> LayerSignal | None:
-        for s in self.layers:
-            if s.layer == name:
-                return s
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        from .results import _jsonable
-
-        return {
-            "band": list(self.band),
-            "forward_exit": self.forward_exit,
-            "backward_exit": self.backward_exit,
-            "unknown_activations": self.unknown_activations,
-            "final_q": _jsonable(self.final_q),
-            "layers": [s.to_dict() for s in self.layers],
-            "probe": _jsonable(self.probe) if self.probe is not None else None,
-        }
 
 
 def _gate_count(layer: Layer) -> int:

@@ -19,18 +19,16 @@ applies), which keeps the cost bounded on any tensor.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..model import WeightTensor
-from .results import SchemeResult, TensorStats
+from .results import SchemeResult, State, StateResult, TensorStats, UnitCheck
 from .stats import as_float
-from .units import UnitCheck, units_matrix
+from .units import units_matrix
 
 BLOCK = 384  # rows and columns of the block the spectrum / unit spread are measured on
 MIN_ELEMENTS = 256  # below this the evidence is too weak either way: "unknown"
@@ -44,34 +42,6 @@ MEAN_EFFECT, MEAN_Z = 0.1, 5.0
 # a file is "trained" when at least this share of its decided kernels is, "initialized" when at
 # most the second share is (a fresh head on a trained backbone is still a trained file)
 FILE_TRAINED_SHARE, FILE_INIT_SHARE = 0.5, 0.1
-
-
-class State(str, enum.Enum):
-    INITIALIZED = "initialized"
-    TRAINED = "trained"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class StateResult:
-    state: State
-    confidence: float
-    reason: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def trained(self) -> bool:
-        return self.state is State.TRAINED
-
-    def to_dict(self) -> dict[str, Any]:
-        from .results import _jsonable
-
-        return {
-            "state": self.state.value,
-            "confidence": round(float(self.confidence), 4),
-            "reason": self.reason,
-            "evidence": _jsonable(dict(self.evidence)),
-        }
 
 
 def _block(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator) -> np.ndarray | None:

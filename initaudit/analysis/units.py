@@ -30,22 +30,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..model import WeightTensor
-from .results import TensorStats
+from .results import TensorStats, UnitCheck
 from .stats import CHUNK_ELEMENTS, as_float, iter_chunks
-
-
-@dataclass(frozen=True)
-class UnitCheck:
-    n_units: int
-    constant: bool  # every (finite) entry of the tensor equal
-    constant_value: float | None
-    # groups of unit indices with identical weights (each group has >= 2 members)
-    duplicate_groups: tuple[tuple[int, ...], ...] = ()
-    dead_units: tuple[int, ...] = ()  # all-zero units (in a tensor that is not all zero)
-
-    @classmethod
-    def empty(cls) -> UnitCheck:
-        return cls(n_units=0, constant=False, constant_value=None)
 
 
 def units_matrix(values: np.ndarray, tensor: WeightTensor) -> np.ndarray | None:

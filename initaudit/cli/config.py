@@ -74,7 +74,6 @@ def config_command(
             include=include,
             exclude=exclude,
             jobs=jobs,
-            format=None,
         )
         settings = settings_for(path, config_file, overrides_)
     except (UsageError, ConfigError) as exc:

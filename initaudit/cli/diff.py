@@ -131,8 +131,8 @@ def write_human(report: DiffReport, stream: TextIO, *, color: bool) -> None:
             line.append(f" · could not be read: {fr.error}", style="bold red")
         else:
             line.append(f" · {fr.format}", style="dim")
-            if fr.state:
-                line.append(f" · {fr.state.get('state')}", style="dim")
+            if fr.state is not None:
+                line.append(f" · {fr.state.state.value}", style="dim")
         items.append(line)
     if report.changes:
         table = Table(box=None, header_style="bold", pad_edge=False)

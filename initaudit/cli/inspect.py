@@ -46,7 +46,7 @@ from .options import (
     JobsOpt,
     NoColorOpt,
     OutputOpt,
-    settings,
+    overrides,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,7 +81,7 @@ def to_dict(files: list[FileReport], layer: str | None) -> dict[str, Any]:
                 "error": fr.error,
                 "framework": fr.framework,
                 "tensors": [t.to_dict() for t in select_tensors(fr, layer)],
-                "skipped": list(fr.skipped),
+                "skipped": [s.to_dict() for s in fr.skipped],
                 "notes": list(fr.notes),
             }
             for fr in files
@@ -146,9 +146,7 @@ def write_human(
             if plot and (t.name in samples or t.name in problems):
                 items.extend(plot_lines(t, fr, samples.get(t.name), problems.get(t.name)))
         for item in fr.skipped:
-            items.append(
-                Text(f"  skipped {item.get('name', '?')}: {item.get('reason', '')}", style="yellow")
-            )
+            items.append(Text(f"  skipped {item.name}: {item.reason}", style="yellow"))
     print_renderables(stream, color, *items)
 
 
@@ -340,7 +338,7 @@ def inspect_command(
     """Show every tensor (biases and norms included) with its statistics, role, fans,
     activation, identified init scheme, confidence and evidence. Exit 2 if a file could not be
     read or --layer matches no tensor."""
-    from ..config import ConfigError
+    from ..config import ConfigError, load_settings
     from ..discover import DiscoveryError, discover
 
     fmt = format.strip().lower()
@@ -351,15 +349,16 @@ def inspect_command(
             )
         if plot and fmt != "human":
             raise UsageError("--plot draws in the terminal: use it with --format human")
-        settings_ = settings(
-            config_file, activation=activation, include=include, exclude=exclude, jobs=jobs
+        settings = load_settings(
+            config_file,
+            overrides(activation=activation, include=include, exclude=exclude, jobs=jobs),
         )
-        inputs = discover(paths, include=settings_.include, exclude=settings_.exclude)
+        inputs = discover(paths, include=settings.include, exclude=settings.exclude)
         sink = open_output(output)
     except (UsageError, ConfigError, DiscoveryError) as exc:
         error(str(exc))
         raise typer.Exit(2) from None
-    config = settings_.audit_config()
+    config = settings.audit_config()
     stream = sink or sys.stdout
     try:
         files, matched = run(
@@ -368,7 +367,7 @@ def inspect_command(
             layer=layer,
             fmt=fmt,
             stream=stream,
-            jobs=settings_.jobs,
+            jobs=settings.jobs,
             color=False if sink else use_color(sys.stdout, no_color),
             plot=plot,
         )

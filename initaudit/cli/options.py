@@ -164,8 +164,7 @@ def settings_for(
     return nearest(path, config_file=config_file, overrides=overrides)
 
 
-def settings(
-    config_file: Optional[str],
+def overrides(
     *,
     fail_on: Optional[str] = None,
     select: Optional[list[str]] = None,
@@ -178,42 +177,10 @@ def settings(
     exclude: Optional[list[str]] = None,
     jobs: Optional[int] = None,
     format: Optional[str] = None,
-) -> Settings:
-    """The effective settings: defaults < config file < these command-line values."""
-    from ..config import load_settings
-
-    overrides_ = overrides(
-        fail_on=fail_on,
-        select=select,
-        extend_select=extend_select,
-        ignore=ignore,
-        extend_ignore=extend_ignore,
-        min_confidence=min_confidence,
-        activation=activation,
-        include=include,
-        exclude=exclude,
-        jobs=jobs,
-        format=format,
-    )
-    return load_settings(config_file, overrides_)
-
-
-def overrides(
-    *,
-    fail_on: Optional[str],
-    select: Optional[list[str]],
-    extend_select: Optional[list[str]],
-    ignore: Optional[list[str]],
-    extend_ignore: Optional[list[str]],
-    min_confidence: Optional[float],
-    activation: Optional[list[str]],
-    include: Optional[list[str]],
-    exclude: Optional[list[str]],
-    jobs: Optional[int],
-    format: Optional[str],
 ) -> dict[str, Any]:
     """Validate the command-line values (UsageError naming the option) and key them like the
-    config file. Options not given are None: the file (or the default) decides."""
+    config file. Options not given are None: the file (or the default) decides. Each command
+    passes the settings options it declares."""
     from ..activations import ActivationHint
 
     out: dict[str, object] = {}

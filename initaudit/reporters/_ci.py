@@ -60,7 +60,7 @@ def skipped_items(fr: FileReport) -> list[tuple[str, str]]:
     tensors whose values could not be read (the engine records those in both places)."""
     seen: dict[str, str] = {}
     for item in fr.skipped:
-        seen.setdefault(str(item.get("name", "?")), str(item.get("reason", "")))
+        seen.setdefault(item.name, item.reason)
     for t in fr.tensors:
         if t.skipped:
             seen.setdefault(t.name, t.skipped)

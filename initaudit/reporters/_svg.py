@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._density import Curve, pdf
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..analysis.results import LayerSignal
 
 # Okabe-Ito colours (distinguishable with the common colour-vision deficiencies)
 BAR = "#9ecae1"
@@ -122,7 +125,7 @@ def histogram_svg(
 
 
 def signal_svg(
-    layers: Sequence[dict[str, Any]],
+    layers: Sequence[LayerSignal],
     *,
     band: Sequence[float] | None,
     title: str,
@@ -135,9 +138,9 @@ def signal_svg(
     (``measured_std``², from ``--probe``) where present, and the healthy band shaded."""
     left, right, top, bottom = 56, 12, 12, 40
     pw, ph = width - left - right, height - top - bottom
-    pred = [_positive(entry.get("q_out")) for entry in layers]
+    pred = [_positive(entry.q_out) for entry in layers]
     meas = [
-        _positive(None if entry.get("measured_std") is None else float(entry["measured_std"]) ** 2)
+        _positive(None if entry.measured_std is None else float(entry.measured_std) ** 2)
         for entry in layers
     ]
     values = [v for v in pred + meas if v is not None]
@@ -199,7 +202,7 @@ def signal_svg(
             if v is None:
                 continue
             x, y = sx(i), sy(v)
-            tip = f"{layers[i].get('layer', i)}: {_fmt(v)}"
+            tip = f"{layers[i].layer}: {_fmt(v)}"
             if marker == "circle":
                 parts.append(
                     f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}">'
@@ -213,7 +216,7 @@ def signal_svg(
                 )
     step = max(1, math.ceil(n / 12))  # at most ~12 labels under the axis
     for i in range(0, len(layers), step):
-        name = str(layers[i].get("layer", i))
+        name = layers[i].layer
         short = name if len(name) <= 14 else "…" + name[-13:]
         parts.append(
             f'<text x="{sx(i):.1f}" y="{top + ph + 16}" font-size="10" '

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from ..activations import ActivationHint
+    from ..analysis.results import SignalReport
     from ..diff import DiffReport
     from ..settings import AuditConfig
 
@@ -195,7 +196,7 @@ def _file_section(
     kernels = analysed_kernels(fr)
     anchors = {t.name: f"{fid}-k{i}" for i, t in enumerate(kernels)}
     out.append(_findings(fr, anchors))
-    if fr.signal and fr.signal.get("layers"):
+    if fr.signal is not None and fr.signal.layers:
         out.append(_signal(fr.signal, fid))
     samples, problems = load_samples(fr.path, [t.name for t in kernels], hints=hints, seed=seed)
     out.append(f"<h3>Kernels ({len(kernels)} analysed)</h3>")
@@ -220,8 +221,8 @@ def _summary(fr: FileReport) -> str:
         ("framework", fr.framework or "unknown"),
         ("status", fr.status.value),
     ]
-    if fr.state:
-        rows.append(("weights look", f"{fr.state.get('state')} — {fr.state.get('reason', '')}"))
+    if fr.state is not None:
+        rows.append(("weights look", f"{fr.state.state.value} — {fr.state.reason}"))
     cov = fr.coverage
     if cov is None:
         rows.append(
@@ -249,10 +250,7 @@ def _summary(fr: FileReport) -> str:
         html.append(f'<p class="muted">Note: {escape(note)}</p>')
     if fr.skipped:
         html.append(f"<details><summary>Skipped tensors ({len(fr.skipped)})</summary><ul>")
-        html += [
-            f"<li><code>{escape(s.get('name', '?'))}</code>: {escape(s.get('reason', ''))}</li>"
-            for s in fr.skipped
-        ]
+        html += [f"<li><code>{escape(s.name)}</code>: {escape(s.reason)}</li>" for s in fr.skipped]
         html.append("</ul></details>")
     return "\n".join(html)
 
@@ -286,10 +284,10 @@ def _findings(fr: FileReport, anchors: dict[str, str]) -> str:
     return "\n".join(out)
 
 
-def _signal(signal: dict[str, Any], fid: str) -> str:
-    layers = signal.get("layers") or []
-    band = signal.get("band")
-    measured = any(entry.get("measured_std") is not None for entry in layers)
+def _signal(signal: SignalReport, fid: str) -> str:
+    layers = signal.layers
+    band = signal.band
+    measured = any(entry.measured_std is not None for entry in layers)
     desc = (
         "Predicted second moment of the signal after each of "
         f"{len(layers)} layers on a log scale"
@@ -305,28 +303,31 @@ def _signal(signal: dict[str, Any], fid: str) -> str:
     )
     rows = []
     for entry in layers:
-        ms = entry.get("measured_std")
+        ms = entry.measured_std
         rows.append(
             "<tr>"
             + "".join(
                 f"<td>{escape(str(v))}</td>"
                 for v in (
-                    entry.get("layer"),
-                    entry.get("activation") or "?",
-                    _g(entry.get("q_in")),
-                    _g(entry.get("q_pre")),
-                    _g(entry.get("q_out")),
-                    _g(entry.get("forward_gain")),
+                    entry.layer,
+                    entry.activation or "?",
+                    _g(entry.q_in),
+                    _g(entry.q_pre),
+                    _g(entry.q_out),
+                    _g(entry.forward_gain),
                     _g(None if ms is None else float(ms) ** 2),
-                    entry.get("note") or "",
+                    entry.note or "",
                 )
             )
             + "</tr>"
         )
     exits = [
-        f"{k.replace('_', ' ')}: {signal[k]}"
-        for k in ("forward_exit", "backward_exit")
-        if signal.get(k)
+        f"{k.replace('_', ' ')}: {layer}"
+        for k, layer in (
+            ("forward_exit", signal.forward_exit),
+            ("backward_exit", signal.backward_exit),
+        )
+        if layer
     ]
     return "\n".join(
         [
@@ -450,8 +451,8 @@ def _card(
         evidence = _evidence_text(sc.evidence)
         if evidence:
             facts.append(("evidence", evidence))
-    if t.state:
-        facts.append(("state", f"{t.state.get('state')}: {t.state.get('reason', '')}"))
+    if t.state is not None:
+        facts.append(("state", f"{t.state.state.value}: {t.state.reason}"))
     for f in mine:
         facts.append((f"{SEV_MARK[f.severity.value]} {f.severity.value}", f"{f.code} {f.name}"))
     sample = samples.get(t.name)
@@ -573,7 +574,7 @@ def render_diff(report: DiffReport) -> str:
         + (
             f" · could not be read: {escape(fr.error)}"
             if fr.error
-            else f" · weights look {escape(str((fr.state or {}).get('state', '?')))}"
+            else f" · weights look {escape(fr.state.state.value if fr.state is not None else '?')}"
         )
         + "</dd>"
         for tag, fr in (("A (before)", report.a), ("B (after)", report.b))

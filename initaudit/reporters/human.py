@@ -217,8 +217,8 @@ def _meta_line(fr: FileReport, g: _Glyphs) -> Text:
     if fr.framework:
         parts.append(f"framework {fr.framework}")
     parts.append(Text(fr.status.value, style=_STATUS_STYLE[fr.status]))
-    if fr.state and fr.state.get("state") != "unknown":
-        parts.append(f"looks {fr.state['state']}")
+    if fr.state is not None and fr.state.state.value != "unknown":
+        parts.append(f"looks {fr.state.state.value}")
     if fr.status is not Status.ERROR:
         analysed = _analysed(fr)
         text = f"{analysed} tensor{'s' if analysed != 1 else ''} analysed"
@@ -611,9 +611,9 @@ def _notes(fr: FileReport, *, verbose: bool) -> list[Text]:
         notes.append(
             Text.assemble(
                 ("skipped ", "yellow"),
-                (item.get("name", "?"), "magenta"),
+                (item.name, "magenta"),
                 ": ",
-                item.get("reason", "no reason given"),
+                item.reason,
             )
         )
     if len(skipped) < len(fr.skipped):
@@ -765,29 +765,27 @@ def render_signal(fr: FileReport, *, verbose: bool = False, unicode_ok: bool = T
     ``verbose`` one line per layer (gain, q, backward figure, probe measurement)."""
     from ..analysis.signal import sparkline
 
-    sig = fr.signal or {}
-    layers = sig.get("layers") or []
-    if not layers:
+    sig = fr.signal
+    layers = sig.layers if sig is not None else []
+    if sig is None or not layers:
         return ""
-    qs = [
-        layer["q_out"] if isinstance(layer["q_out"], (int, float)) else float("nan")
-        for layer in layers
-    ]
+    # a non-finite figure is drawn and printed as unknown (nan)
+    qs = [layer.q_out if math.isfinite(layer.q_out) else float("nan") for layer in layers]
     chart = sparkline(qs)
     if not unicode_ok:
         chart = "".join(
             "_.-=+*#@"[("▁▂▃▄▅▆▇█".index(c))] if c in "▁▂▃▄▅▆▇█" else "?" for c in chart
         )
-    lo, hi = sig.get("band", [1e-2, 1e2])
+    lo, hi = sig.band
     head = f"signal (log10 of the predicted second moment per layer, input = 1): {chart} "
     head += f"final {qs[-1]:.2g}"
-    exit_layer = sig.get("forward_exit")
+    exit_layer = sig.forward_exit
     if exit_layer:
-        q = next(layer["q_out"] for layer in layers if layer["layer"] == exit_layer)
+        q = next(layer.q_out for layer in layers if layer.layer == exit_layer)
         head += f"; leaves [{lo:g}, {hi:g}] at {exit_layer} (q {q:.2g})"
     else:
         head += f"; stays within [{lo:g}, {hi:g}]"
-    probe = sig.get("probe")
+    probe = sig.probe
     if probe and probe.get("worst_ratio") is not None:
         head += (
             f"; probe {'agrees' if probe['agrees'] else 'DIFFERS'} (worst measured/predicted "
@@ -797,15 +795,15 @@ def render_signal(fr: FileReport, *, verbose: bool = False, unicode_ok: bool = T
         return head
     lines = [head]
     for layer in layers:
-        measured = layer.get("measured_std")
-        grad = layer.get("grad_in")
+        measured = layer.measured_std
+        grad = layer.grad_in
         lines.append(
-            f"  {layer['layer'][:40]:40s} {str(layer.get('activation') or '?'):10s} "
-            f"gain {layer['forward_gain']:8.3g}  q {layer['q_out']:9.3g}"
-            + (f"  grad {grad:9.3g}" if isinstance(grad, (int, float)) else "")
+            f"  {layer.layer[:40]:40s} {str(layer.activation or '?'):10s} "
+            f"gain {layer.forward_gain:8.3g}  q {layer.q_out:9.3g}"
+            + (f"  grad {grad:9.3g}" if grad is not None and math.isfinite(grad) else "")
             + (
-                f"  measured std {measured:.3g} (predicted {layer['q_out'] ** 0.5:.3g})"
-                if isinstance(measured, (int, float))
+                f"  measured std {measured:.3g} (predicted {layer.q_out**0.5:.3g})"
+                if measured is not None
                 else ""
             )
         )

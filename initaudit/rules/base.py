@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..analysis.units import UnitCheck
+from ..analysis.results import SchemeResult, SignalReport, StateResult, TensorStats, UnitCheck
 from ..model import Layer, LoadedModel, WeightTensor
-from ..report import Finding, SchemeResult, Severity, TensorStats
+from ..report import Finding, Severity
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class TensorAnalysis:
     stats: TensorStats
     scheme: SchemeResult | None  # None for roles that have no init scheme (biases, norms)
     units: UnitCheck
-    state: Any = None  # analysis.state.StateResult: trained / initialized / unknown, or None
+    state: StateResult | None = None  # trained / initialized / unknown, or None (not decided)
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,18 @@ class RuleContext:
     analyses: tuple[TensorAnalysis, ...]
     current: TensorAnalysis | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    file_state: Any = None  # analysis.state.StateResult of the whole file, or None
-    signal: Any = None  # analysis.signal.SignalReport, or None when the file has no graph
+    file_state: StateResult | None = None  # the state of the whole file, or None
+    signal: SignalReport | None = None  # None when the file has no graph
 
     @property
     def file_trained(self) -> bool:
         """The file as a whole looks trained: init-pairing rules step back."""
-        return self.file_state is not None and getattr(self.file_state, "trained", False)
+        return self.file_state is not None and self.file_state.trained
 
     def trained(self, analysis: TensorAnalysis | None = None) -> bool:
         """This tensor (default: the current one) or the whole file looks trained."""
         a = analysis if analysis is not None else self.current
-        tensor_trained = (
-            a is not None and a.state is not None and getattr(a.state, "trained", False)
-        )
+        tensor_trained = a is not None and a.state is not None and a.state.trained
         return tensor_trained or self.file_trained
 
     def analysis_of(self, layer_name: str) -> TensorAnalysis | None:

@@ -36,11 +36,14 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     if sig is None or sig.forward_exit is None:
         return
     exit_layer = sig.layer(sig.forward_exit)
+    if exit_layer is None:  # forward_exit always names one of the layers
+        return
     lo, hi = sig.band
     if not (lo <= exit_layer.forward_gain <= hi):
         return  # one layer alone leaves the band: its own scale rule (IA201/IA301/IA302) says it
     depth = [s.layer for s in sig.layers].index(sig.forward_exit) + 1
     worst = sig.extreme()
+    assert worst is not None  # there is at least the exit layer
     vanishing = exit_layer.q_out < lo
     gains = [s.forward_gain for s in sig.layers[:depth] if s.forward_gain > 0]
     typical = math.exp(sum(math.log(g) for g in gains) / len(gains)) if gains else float("nan")

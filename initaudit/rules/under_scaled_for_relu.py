@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..model import RELU_LIKE, ActivationKind
+from ..model import RELU_LIKE, Activation
 from ..report import Finding, Severity
 from ._common import consistent_rules, fmt_std
 from .base import OnTrained, Rule, RuleContext, TensorAnalysis, rule
@@ -24,11 +24,9 @@ from .base import OnTrained, Rule, RuleContext, TensorAnalysis, rule
 UNDER_SCALED = {"glorot", "lecun", "torch_default"}
 
 
-def _relu_factor(kind: ActivationKind, param: float | None) -> float:
-    if kind in (ActivationKind.LEAKY_RELU, ActivationKind.PRELU):
-        slope = param if param is not None else (0.25 if kind is ActivationKind.PRELU else 0.01)
-        return (1.0 + slope * slope) / 2.0
-    return 0.5
+def _relu_factor(act: Activation) -> float:
+    slope = act.negative_slope  # None for a plain ReLU
+    return (1.0 + slope * slope) / 2.0 if slope is not None else 0.5
 
 
 def _under_scaled(a: TensorAnalysis) -> bool:
@@ -66,7 +64,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         assert a.layer is not None and a.layer.activation is not None
         assert a.scheme is not None and a.tensor.fan_in
         act = a.layer.activation
-        gain = a.tensor.fan_in * a.stats.std**2 * _relu_factor(act.kind, act.param)
+        gain = a.tensor.fan_in * a.stats.std**2 * _relu_factor(act)
         gains[name] = gain
         yield self.finding(
             f"{a.scheme.label} weights (std {fmt_std(a.stats.std)}) feed a {act.label}: ReLU "
