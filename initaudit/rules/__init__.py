@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (imports register the rules)
     duplicate_neurons,
     exploding_init,
     he_before_saturating,
+    leaky_relu_gain,
     nonfinite_weights,
     nonzero_mean,
     selu_without_lecun,
