@@ -48,3 +48,20 @@ def test_subclassed_keras_model_he_into_sigmoid_is_found() -> None:
     clean.d1 = keras.layers.Dense(256, activation="sigmoid", kernel_initializer="glorot_uniform")
     clean(np.zeros((1, 300), "float32"))
     assert not any(f.code == "IA101" for f in initaudit.audit(clean, use_config=False).findings)
+
+
+@pytest.mark.frameworks
+def test_torch_module_in_memory_walks_the_vocabulary_of_its_saved_form(tmp_path: Path) -> None:
+    """One torch module vocabulary (torch_loader's tables): the in-memory walk passes through a
+    pooling layer to the activation after it, as the saved module's walk does."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.MaxPool2d(2), nn.LeakyReLU(0.5), nn.Flatten(),
+                          nn.Linear(16 * 7 * 7, 10))
+    torch.save(model, tmp_path / "model.pt")
+    in_memory = initaudit.audit(model, use_config=False).files[0]
+    saved = initaudit.audit(str(tmp_path / "model.pt"), use_config=False).files[0]
+    activations = {t.name: t.activation for t in in_memory.tensors}
+    assert activations["0.weight"] == "leaky_relu(0.5)"
+    assert activations == {t.name: t.activation for t in saved.tensors}

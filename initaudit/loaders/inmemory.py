@@ -21,95 +21,20 @@ from typing import Any, cast
 
 from ..activations import parse_activation
 from ..model import Activation, ActivationKind, LoadedModel, Loader
+from .torch_loader import (
+    ACTIVATION_FUNCS,
+    ACTIVATION_MODULES,
+    NORM_FUNCS,
+    NORM_MODULES,
+    PASS_THROUGH_FUNCS,
+    PASS_THROUGH_MODULES,
+)
 
-# modules / functions an activation walk passes through unchanged
-_PASS_MODULES = {
-    "Dropout",
-    "Dropout1d",
-    "Dropout2d",
-    "Dropout3d",
-    "AlphaDropout",
-    "Identity",
-    "Flatten",
-    "Unflatten",
-}
-_NORM_MODULES = {
-    "BatchNorm1d",
-    "BatchNorm2d",
-    "BatchNorm3d",
-    "LayerNorm",
-    "GroupNorm",
-    "InstanceNorm1d",
-    "InstanceNorm2d",
-    "InstanceNorm3d",
-    "RMSNorm",
-    "LocalResponseNorm",
-}
-_ACT_MODULES = {
-    "ReLU": "relu",
-    "LeakyReLU": "leaky_relu",
-    "PReLU": "prelu",
-    "ELU": "elu",
-    "CELU": "elu",
-    "SELU": "selu",
-    "Sigmoid": "sigmoid",
-    "Hardsigmoid": "hard_sigmoid",
-    "Tanh": "tanh",
-    "Softmax": "softmax",
-    "LogSoftmax": "softmax",
-    "Softplus": "softplus",
-    "GELU": "gelu",
-    "SiLU": "silu",
-    "Mish": "mish",
-    "ReLU6": "relu6",
-    "Hardtanh": "hardtanh",
-    "Hardswish": "silu",
-}
-_PASS_CALLS = {
-    "dropout",
-    "flatten",
-    "view",
-    "reshape",
-    "contiguous",
-    "permute",
-    "transpose",
-    "squeeze",
-    "unsqueeze",
-    "float",
-    "to",
-    "type_as",
-    "clone",
-    "alpha_dropout",
-    "feature_alpha_dropout",
-    "dropout1d",
-    "dropout2d",
-    "dropout3d",
-    "identity",
-}
-_NORM_CALLS = {"layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm"}
-_ACT_CALLS = {
-    "relu",
-    "relu_",
-    "leaky_relu",
-    "leaky_relu_",
-    "prelu",
-    "elu",
-    "elu_",
-    "celu",
-    "selu",
-    "sigmoid",
-    "hardsigmoid",
-    "tanh",
-    "softmax",
-    "log_softmax",
-    "softplus",
-    "gelu",
-    "silu",
-    "mish",
-    "relu6",
-    "hardtanh",
-    "hardswish",
-}
+# the torch module and function vocabulary is the file loader's (torch_loader): an in-memory model
+# is walked with the same pass-through, normalization and activation tables as its saved form
+_PASS_CALLS = frozenset(name.strip("_") for name in PASS_THROUGH_FUNCS)
+_NORM_CALLS = frozenset(name.strip("_") for name in NORM_FUNCS)
+_ACT_CALLS = {name.strip("_"): spec for name, spec in ACTIVATION_FUNCS.items()}
 
 
 def _is_hf_pretrained(module: Any) -> bool:
@@ -196,7 +121,7 @@ def _fx_activations(
         return (
             sub is not None
             and any(True for _ in sub.parameters(recurse=False))
-            and type(sub).__name__ not in _NORM_MODULES
+            and type(sub).__name__ not in NORM_MODULES
             and type(sub).__name__ != "PReLU"
         )
 
@@ -208,19 +133,20 @@ def _fx_activations(
             cls = type(named.get(node.target)).__name__
             if is_weighted(node):
                 return "weighted", None
-            if cls in _PASS_MODULES:
+            if cls in PASS_THROUGH_MODULES:
                 return "pass", None
-            if cls in _NORM_MODULES:
+            if cls in NORM_MODULES:
                 return "norm", None
-            if cls in _ACT_MODULES:
+            if cls in ACTIVATION_MODULES:
                 sub = named.get(node.target)
-                param = getattr(sub, "negative_slope", None) or getattr(sub, "alpha", None)
+                vocab, attr = ACTIVATION_MODULES[cls]
+                param = getattr(sub, attr, None) if attr else None
                 if cls == "PReLU":
                     assert sub is not None  # type(None) is not PReLU
                     param = float(sub.weight.detach().float().mean())
                 return "act", parse_activation(
-                    _ACT_MODULES[cls],
-                    param=param,
+                    vocab,
+                    param=param if isinstance(param, (int, float)) else None,
                     source="fx",
                 )
             return "other", None
@@ -231,15 +157,14 @@ def _fx_activations(
             if name in _NORM_CALLS:
                 return "norm", None
             if name in _ACT_CALLS:
+                vocab, index, keyword = _ACT_CALLS[name]
                 param = None
-                if name.startswith("leaky_relu"):
-                    param = (
-                        node.args[1]
-                        if len(node.args) > 1
-                        else node.kwargs.get("negative_slope", 0.01)
-                    )
+                if index is not None and len(node.args) > index:
+                    param = node.args[index]
+                elif keyword is not None:
+                    param = node.kwargs.get(keyword)
                 return "act", parse_activation(
-                    name.rstrip("_"),
+                    vocab,
                     param=param if isinstance(param, (int, float)) else None,
                     source="fx",
                 )
