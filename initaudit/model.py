@@ -249,10 +249,11 @@ class SkipReason(str, enum.Enum):
     OTHER = "other"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SkippedTensor(KeyedReads):
     """A tensor the audit did not analyse, and why (JSON ``skipped[]``): ``category`` is the
-    :class:`SkipReason`, ``reason`` the words a user reads."""
+    :class:`SkipReason`, ``reason`` the words a user reads. Equal to another record, or to the
+    dict of its JSON form (what these entries were before they were typed)."""
 
     name: str
     reason: str
@@ -260,6 +261,20 @@ class SkippedTensor(KeyedReads):
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "reason": self.reason, "category": self.category.value}
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SkippedTensor):
+            return (self.name, self.reason, self.category) == (
+                other.name,
+                other.reason,
+                other.category,
+            )
+        if isinstance(other, dict):
+            return self.to_dict() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.reason, self.category))
 
 
 @dataclass(frozen=True)

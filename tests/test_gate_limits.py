@@ -117,10 +117,12 @@ def test_gitlab_code_quality(forty_files: Report) -> None:
 
 
 def test_coverage_is_rendered_in_every_format_and_none_is_fine() -> None:
+    from initaudit.model import SkippedTensor, SkipReason
     from initaudit.report import Coverage, FileReport, Status
 
     partial = FileReport("models/big.safetensors", "safetensors", Status.PARTIAL,
-                         skipped=[{"name": "h.11.mlp.c_fc.weight", "reason": "time budget exhausted"}],
+                         skipped=[SkippedTensor("h.11.mlp.c_fc.weight", "time budget exhausted",
+                                                SkipReason.TIME_BUDGET)],
                          coverage=Coverage(weights_present=148, weights_analysed=146,
                                            bytes_present=1000, bytes_analysed=987))
     unknown = FileReport("models/old.onnx", "onnx", Status.OK, coverage=None)

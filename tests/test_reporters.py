@@ -10,6 +10,7 @@ import re
 import pytest
 
 from initaudit.engine import AuditConfig
+from initaudit.model import SkippedTensor, SkipReason
 from initaudit.report import (
     Candidate,
     FileReport,
@@ -60,12 +61,13 @@ def sample_report() -> Report:
     ]
     partial = FileReport("models/mlp_he_sigmoid.onnx", "onnx", Status.PARTIAL, None,
                          [fc1, fc2, bias0, bias1, skipped], findings,
-                         [{"name": "onnx::MatMul_7", "reason": "external data file missing"}],
+                         [SkippedTensor("onnx::MatMul_7", "external data file missing",
+                                         SkipReason.UNREADABLE)],
                          ["activation unknown for 1 layer(s) (fc2)"], "pytorch")
     unreadable = FileReport("bad.onnx", None, Status.ERROR, "truncated protobuf (file cut short?)")
     clean = FileReport("ok.npz", "npz", Status.OK, None, [fc2, bias0], [], [], [], None)
     quiet_partial = FileReport("part.npz", "npz", Status.PARTIAL, None, [fc2], [],
-                               [{"name": "x", "reason": "object array"}], [], None)
+                               [SkippedTensor("x", "object array", SkipReason.UNSAFE)], [], None)
     return Report([partial, unreadable, clean, quiet_partial])
 
 

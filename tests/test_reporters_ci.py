@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 
 from initaudit.engine import AuditConfig, audit_path
+from initaudit.model import SkippedTensor, SkipReason
 from initaudit.report import (
     FileReport,
     Finding,
@@ -99,7 +100,7 @@ def hand_report() -> Report:
                 tensor=NASTY_TENSOR, layer="enc"),
     ]
     partial = FileReport("models/sub dir/model.onnx", "onnx", Status.PARTIAL, None, tensors,
-                         findings, [{"name": "big.weight", "reason": "external data file missing"}],
+                         findings, [SkippedTensor("big.weight", "external data file missing", SkipReason.UNREADABLE)],
                          ["activation unknown for 1 layer(s) (enc)"], "pytorch")
     unreadable = FileReport("bad.onnx", None, Status.ERROR, "truncated protobuf (file cut short?)")
     return Report([partial, unreadable])
@@ -452,7 +453,7 @@ def test_markdown_pull_request_comment_of_hand_built_report() -> None:
 
 def test_markdown_never_calls_a_partial_file_clean() -> None:
     fr = FileReport("part.npz", "npz", Status.PARTIAL, tensors=[],
-                    skipped=[{"name": "x", "reason": "object array"}])
+                    skipped=[SkippedTensor("x", "object array", SkipReason.UNSAFE)])
     text = render("markdown", Report([fr]))
     assert text.splitlines()[0].startswith("## ⚠️ initaudit: passed, but 1 file not fully analysed")
     assert "not everything was analysed" in text

@@ -102,3 +102,19 @@ def test_pre_commit_hook_matches_every_model_extension() -> None:
     assert {f".{e}" for e in alternatives.group(1).split("|")} == set(MODEL_EXTENSIONS)
     for ext in MODEL_EXTENSIONS:
         assert re.search(pattern.group(1), f"models/x{ext}")
+
+
+# ---- the rule families ----------------------------------------------------------------------------
+
+def test_sarif_tags_every_rule_with_its_family() -> None:
+    """SARIF reads the family from the rule (rules.base.Family), IA6xx included."""
+    from initaudit.api import audit
+    from initaudit.reporters.sarif import dumps
+
+    samples = ROOT / "sample_models"
+    log = json.loads(dumps(audit([str(p) for p in sorted(samples.glob("*.onnx"))],
+                                 use_config=False)))
+    rules = {r["id"]: r for run in log["runs"] for r in run["tool"]["driver"]["rules"]}
+    assert "IA601" in rules  # deep_glorot_relu.onnx
+    for code, descriptor in rules.items():
+        assert registry()[code].family.value in descriptor["properties"]["tags"], code

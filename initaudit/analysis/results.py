@@ -38,8 +38,17 @@ class KeyedReads:
     def keys(self) -> Any:
         return self.to_dict().keys()
 
+    def items(self) -> Any:
+        return self.to_dict().items()
+
+    def values(self) -> Any:
+        return self.to_dict().values()
+
     def __iter__(self) -> Any:
         return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
 
 
 @dataclass(frozen=True)

@@ -71,14 +71,6 @@ FINGERPRINT_KEY = "initauditFingerprint/v1"
 MAX_NAMES = 50  # skipped tensors named in one notification; the rest are counted
 
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
-# rule families by code (see rules/base.py): a tag each, so viewers can filter by family
-_FAMILY_TAGS = {
-    "IA1": "activation-pairing",
-    "IA2": "broken-weights",
-    "IA3": "scale",
-    "IA4": "identification",
-    "IA5": "security",
-}
 
 
 def report(
@@ -215,10 +207,15 @@ def _lead(page: str | None) -> str | None:
 
 
 def _tags(code: str) -> list[str]:
+    """The tool's tags and the rule's family (rules.base.Family: its value is the tag), so
+    viewers can filter by family."""
+    from ..rules.base import Family
+
     tags = ["initaudit", "weight-initialization"]
-    family = _FAMILY_TAGS.get(code[:3])
-    if family:
-        tags.append(family)
+    try:
+        tags.append(Family.of_code(code).value)
+    except ValueError:  # a code outside the families (none today): no family tag
+        pass
     return tags
 
 
