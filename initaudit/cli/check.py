@@ -101,7 +101,8 @@ def check(
             metavar="FORMAT",
             show_default=False,
             help="Output format: human (default), json, sarif, github, junit, markdown, gitlab "
-            "(GitLab Code Quality) or html (a self-contained page with charts).",
+            "(GitLab Code Quality), html (a self-contained page with charts) or csv (one row "
+            "per finding).",
         ),
     ] = None,
     output: Annotated[

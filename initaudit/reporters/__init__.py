@@ -28,6 +28,7 @@ REPORTERS: dict[str, str] = {
     "markdown": "markdown",
     "html": "html",
     "gitlab": "gitlab",
+    "csv": "csv_reporter",
 }
 
 
