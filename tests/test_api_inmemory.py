@@ -84,6 +84,10 @@ def test_keras_model_in_memory():
 
     os.environ.setdefault("KERAS_BACKEND", "jax")
     keras = pytest.importorskip("keras")
+    # seeded: unseeded, the draw depends on the tests run before (1 seed in 12, e.g. 9, draws a
+    # 64x64 He kernel equally consistent with Keras 2.0's uncorrected Glorot x 5/3, a tanh
+    # scheme, and IA101 stays silent by design)
+    keras.utils.set_random_seed(0)
     model = keras.Sequential([
         keras.Input((32,)),
         # named: keras numbers unnamed layers per process, so the names would depend on test order
