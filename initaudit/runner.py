@@ -11,9 +11,10 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .discover import DiscoveryStats, Input
     from .report import FileReport
     from .settings import AuditConfig
 
@@ -97,6 +98,119 @@ def audit_all(
     return results
 
 
+def collect_inputs(
+    paths: Sequence[str],
+    *,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    respect_ignore: bool = True,
+    stats: DiscoveryStats | None = None,
+) -> list[Input]:
+    """The inputs the arguments name, in order: a file, a folder or a glob walked with the
+    include/exclude of the config nearest to it (:mod:`initaudit.discover`), a remote argument
+    listed by its object store; the same file named twice is audited once. An argument that
+    names nothing is an Input with the problem (reported as unreadable, exit 2)."""
+    from .config import settings_for
+    from .discover import discover_inputs
+    from .remote import is_remote
+
+    inputs: list[Input] = []
+    for arg in paths:
+        if is_remote(arg):  # s3://, hf://, https://: listed by the object store
+            inputs += _remote_inputs(arg)
+            continue
+        settings = settings_for(arg, config_file=config_file, overrides=overrides or {})
+        inputs += discover_inputs(
+            [arg],
+            include=settings.include,
+            exclude=settings.exclude,
+            respect_ignore=respect_ignore,
+            stats=stats,
+        )
+    return _dedupe(inputs)
+
+
+def configs_for(
+    inputs: Sequence[Input],
+    *,
+    config_file: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    **run_wide: Any,
+) -> dict[str, AuditConfig]:
+    """Each readable input's AuditConfig: the config nearest to it (or ``config_file``) with
+    ``overrides`` applied, then the run-wide fields (``max_seconds``, ``probe``...) set."""
+    from dataclasses import replace
+
+    from .config import settings_for
+
+    return {
+        i.path: replace(
+            settings_for(i.path, config_file=config_file, overrides=overrides or {}).audit_config(),
+            **run_wide,
+        )
+        for i in inputs
+        if i.problem is None
+    }
+
+
+def audit_inputs(
+    inputs: Sequence[Input],
+    configs: dict[str, AuditConfig],
+    *,
+    jobs: int = 1,
+    progress: bool = False,
+    executor: str | None = None,
+    address: str | None = None,
+) -> list[FileReport]:
+    """:func:`audit_all` over the readable inputs, each with its own config; an input with a
+    problem (an empty folder, a glob without match) becomes a FileReport with status error.
+    Results in input order."""
+    from .report import FileReport, Status
+
+    paths = [i.path for i in inputs if i.problem is None]
+    audited = iter(
+        audit_all(
+            paths,
+            [configs[p] for p in paths],
+            jobs=jobs,
+            progress=progress,
+            executor=executor,
+            address=address,
+        )
+    )
+    return [
+        next(audited)
+        if item.problem is None
+        else FileReport(path=item.path, format=None, status=Status.ERROR, error=item.problem)
+        for item in inputs
+    ]
+
+
+def _remote_inputs(arg: str) -> list[Input]:
+    """A remote argument as discovery Inputs: its checkpoints, or one Input with the problem."""
+    from .discover import Input
+    from .model import LoadError
+    from .remote import expand
+
+    try:
+        return [Input(url) for url in expand(arg)]
+    except LoadError as exc:
+        return [Input(arg, str(exc))]
+
+
+def _dedupe(inputs: list[Input]) -> list[Input]:
+    seen: set[str] = set()
+    out = []
+    for item in inputs:
+        key = (
+            item.path if item.problem is not None else os.path.normcase(os.path.abspath(item.path))
+        )
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
 def _iterate(
     paths: Sequence[str], configs: Sequence[AuditConfig], workers: int, bar: _Bar | None
 ) -> Iterator[FileReport]:
@@ -152,4 +266,4 @@ class _Bar:
         self._progress.stop()
 
 
-__all__ = ["audit_all", "effective_jobs"]
+__all__ = ["audit_all", "audit_inputs", "collect_inputs", "configs_for", "effective_jobs"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Optional, TextIO
 
 import typer
 
-from ..report import EXIT_PARTIAL, Report, Status
+from ..report import EXIT_PARTIAL, Report
 from ._app import app
 from ._common import PROG, UsageError, error, open_output, report_unreadable, use_color, warn
 from .options import (
@@ -284,7 +284,8 @@ def check(
         if statistics and fmt not in ("human", "json"):
             raise UsageError(f"--statistics prints human or json, not {fmt!r}")
         accepted = _read_baseline(baseline)
-        from ..discover import DiscoveryStats, discover_inputs
+        from ..discover import DiscoveryStats
+        from ..runner import collect_inputs, configs_for
 
         stats = DiscoveryStats()
         if executor is not None and executor not in ("dask",):
@@ -293,32 +294,23 @@ def check(
             )
         if address is not None and executor is None:
             raise UsageError("--address needs --executor")
-        inputs = []
-        for arg in paths:  # each argument walked with the include/exclude of its own config
-            if _is_remote(arg):  # s3://, hf://, https://: listed by the object store
-                inputs += _remote_inputs(arg)
-                continue
-            arg_settings = settings_for(arg, config_file, overrides_)
-            inputs += discover_inputs(
-                [arg],
-                include=arg_settings.include,
-                exclude=arg_settings.exclude,
-                respect_ignore=not no_ignore,
-                stats=stats,
-            )
-        inputs = _dedupe(inputs)
+        inputs = collect_inputs(
+            paths,
+            config_file=config_file,
+            overrides=overrides_,
+            respect_ignore=not no_ignore,
+            stats=stats,
+        )
         # each file audited with the config nearest to it
-        configs = {
-            i.path: dataclasses.replace(
-                settings_for(i.path, config_file, overrides_).audit_config(),
-                max_seconds=max_seconds,
-                probe=probe,
-                sample_only=sample_only,
-                cache_dir=cache,
-            )
-            for i in inputs
-            if i.problem is None
-        }
+        configs = configs_for(
+            inputs,
+            config_file=config_file,
+            overrides=overrides_,
+            max_seconds=max_seconds,
+            probe=probe,
+            sample_only=sample_only,
+            cache_dir=cache,
+        )
         sink = open_output(output)
     except (UsageError, ConfigError, BaselineError, SelectorError) as exc:
         error(str(exc))
@@ -434,43 +426,12 @@ def _warn_stale_ignores(result: Report, configs: Iterable[AuditConfig]) -> None:
         )
 
 
-def _dedupe(inputs: list[Input]) -> list[Input]:
-    seen: set[str] = set()
-    out = []
-    for item in inputs:
-        key = (
-            item.path if item.problem is not None else os.path.normcase(os.path.abspath(item.path))
-        )
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out
-
-
 def _read_baseline(path: Optional[str]) -> Baseline | None:
     if path is None:
         return None
     from ..baseline import read
 
     return read(path)
-
-
-def _is_remote(arg: str) -> bool:
-    from ..remote import is_remote
-
-    return is_remote(arg)
-
-
-def _remote_inputs(arg: str) -> list[Input]:
-    """A remote argument as discovery Inputs: its checkpoints, or one Input with the problem."""
-    from ..discover import Input
-    from ..model import LoadError
-    from ..remote import expand
-
-    try:
-        return [Input(url) for url in expand(arg)]
-    except LoadError as exc:
-        return [Input(arg, str(exc))]
 
 
 def _audit_all(
@@ -485,8 +446,7 @@ def _audit_all(
     """Audit the discovered inputs (discover.Input) in input order, each with its own config.
     An argument that yielded nothing (an empty folder, a glob without match) is an unreadable
     input: exit 2."""
-    from ..report import FileReport
-    from ..runner import audit_all
+    from ..runner import audit_inputs
 
     paths = [i.path for i in inputs if i.problem is None]
     if (
@@ -497,22 +457,9 @@ def _audit_all(
         and not configs[paths[0]].cache_dir
     ):
         return Report(files=[_audit_one(paths[0], configs[paths[0]], show_progress=progress)])
-    audited = iter(
-        audit_all(
-            paths,
-            [configs[p] for p in paths],
-            jobs=jobs,
-            progress=progress,
-            executor=executor,
-            address=address,
-        )
+    files = audit_inputs(
+        inputs, configs, jobs=jobs, progress=progress, executor=executor, address=address
     )
-    files = [
-        next(audited)
-        if item.problem is None
-        else FileReport(path=item.path, format=None, status=Status.ERROR, error=item.problem)
-        for item in inputs
-    ]
     for fr in files:  # after the progress bar, in input order: stderr is deterministic too
         report_unreadable(fr)
     return Report(files=files)
