@@ -25,7 +25,7 @@ import re
 import tempfile
 import weakref
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,10 +267,24 @@ class _Walker:
     """Lists datasets under a group, never following soft/external links, and refusing
     datasets whose bytes live outside the file (external storage, virtual datasets)."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, names: Mapping[str, str] | None = None) -> None:
         self.model = model
         self.count = 0
         self.reported: set[str] = set()
+        # "/layers/dense_1/vars" -> layer name, from the other shards of a sharded save (Keras
+        # writes a layer's name in the shard where its group opened, its variables maybe in the
+        # next one)
+        self.names: dict[str, str] = dict(names or {})
+
+    def vars_name(self, group: h5py.Group) -> str | None:
+        """The layer name Keras >= 3.15 stores on ``<group>/vars`` (here or in another shard)."""
+        vars_group = group.get("vars") if "vars" in group else None
+        name = vars_group.attrs.get("name") if isinstance(vars_group, h5py.Group) else None
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        if isinstance(name, str):
+            return name
+        return self.names.get(f"{group.name.rstrip('/')}/vars")
 
     def _unsafe(self, what: str, where: str) -> None:
         if where not in self.reported:
@@ -1096,11 +1110,8 @@ def _k3_container(
     groups = {k: g for k, g in walker.children(group) if isinstance(g, h5py.Group)}
     by_name: dict[str, str] = {}
     for key, g in groups.items():
-        vars_group = g.get("vars") if "vars" in g else None
-        name = vars_group.attrs.get("name") if isinstance(vars_group, h5py.Group) else None
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        if isinstance(name, str):
+        name = walker.vars_name(g)
+        if name is not None:
             by_name.setdefault(name, key)
     used: dict[str, int] = {}
     claimed: set[str] = set()
@@ -1128,10 +1139,9 @@ def _k3_container(
         if key in claimed:
             continue
         name = key
-        vars_group = g.get("vars") if "vars" in g else None
-        attr = vars_group.attrs.get("name") if isinstance(vars_group, h5py.Group) else None
-        if entries is None and isinstance(attr, (str, bytes)):
-            name = attr.decode() if isinstance(attr, bytes) else attr
+        attr = walker.vars_name(g)
+        if entries is None and attr is not None:
+            name = attr
         nested: dict[str, Any] | None = {"config": {"layers": []}} if "layers" in g else None
         _k3_layer(g, f"{prefix}{name}", nested, walker, out, model, depth, group_key=key)
 
@@ -1253,8 +1263,9 @@ def _build_model(
     model_cfg: dict[str, Any] | None,
     keras_version: tuple[int, ...],
     legacy: bool,
+    names: Mapping[str, str] | None = None,
 ) -> None:
-    walker = _Walker(model)
+    walker = _Walker(model, names)
     graph: Graph | None = None
     if model_cfg is not None:
         if not isinstance(model_cfg, dict):
@@ -1295,7 +1306,51 @@ def _build_model(
         model.notes.append("the Keras file holds no weights")
 
 
-def _load_h5(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
+def vars_group_names(path: Path) -> dict[str, str]:
+    """``{"/layers/dense/vars": "fc1", ...}``: the layer names a Keras 3 weights file stores."""
+    out: dict[str, str] = {}
+    walker = _Walker(LoadedModel(path=str(path), format="keras-h5"))
+
+    def visit(group: h5py.Group, depth: int) -> None:
+        if depth > MAX_H5_DEPTH:
+            return
+        for key, obj in walker.children(group):
+            if not isinstance(obj, h5py.Group):
+                continue
+            if key == "vars":
+                name = obj.attrs.get("name")
+                if isinstance(name, bytes):
+                    name = name.decode("utf-8", "replace")
+                if isinstance(name, str):
+                    out[obj.name] = name
+            elif key != "optimizer":
+                visit(obj, depth + 1)
+
+    try:
+        with h5py.File(path, "r") as f:
+            visit(f, 0)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise _h5_error(exc) from None
+    return out
+
+
+def load_weights_shard(path: Path, options: LoadOptions, names: Mapping[str, str]) -> LoadedModel:
+    """One shard of a Keras 3 sharded save, its layers named with ``names`` from all shards."""
+    _current().clear()
+    try:
+        return _load_h5(path, "keras-h5", options, names)
+    except LoadError as exc:
+        found = [u for m in _current() for u in m.unsafe]
+        if found and not isinstance(exc, UnsafeLoadError):
+            raise UnsafeLoadError(str(exc), found) from None
+        raise
+    finally:
+        _current().clear()
+
+
+def _load_h5(
+    path: Path, fmt: str, options: LoadOptions, names: Mapping[str, str] | None = None
+) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras-h5", framework="keras")
     _current().append(model)
     source = _H5Source(path)
@@ -1318,7 +1373,7 @@ def _load_h5(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
                 )
             elif "layers" in f or "vars" in f:
                 model.notes.append("Keras 3 .weights.h5 (no model config): activations unknown")
-                _build_model(model, f, source, options, None, (), legacy=False)
+                _build_model(model, f, source, options, None, (), legacy=False, names=names)
             else:
                 raise LoadError("HDF5 file is not a Keras model or weights file")
     except LoadError:
