@@ -166,3 +166,20 @@ def test_tf_keras_savedmodel_activations_from_keras_metadata(legacy_files: Path)
     report = audit(str(path)).files[0]
     keras = audit(str(legacy_files / "model.keras")).files[0]
     assert {(f.code, f.layer) for f in report.findings} == {(f.code, f.layer) for f in keras.findings}
+
+
+def test_keras3_savedmodel_activations_from_the_graph(tf_files: Path) -> None:
+    """tf.saved_model.save of a Keras 3 model has no Keras metadata: the activations come from
+    the ops the layers' MatMul/Conv feed; the verdicts are the .keras file's."""
+    model = load(tf_files / "savedmodel")
+    acts = {layer.name: layer.activation.kind.value if layer.activation else None
+            for layer in model.layers}
+    # the head feeds no activation op: left unknown rather than guessed linear
+    assert acts == {"conv": "relu", "hidden": "tanh", "head": None}
+    assert all(layer.activation.source == "savedmodel-graph" for layer in model.layers
+               if layer.activation)
+    report = audit(str(tf_files / "savedmodel")).files[0]
+    keras = audit(str(tf_files / "model.keras")).files[0]
+    assert report.findings, "the Glorot-before-ReLU conv must be reported"
+    assert ({(f.code, f.layer) for f in report.findings}
+            == {(f.code, f.layer) for f in keras.findings})
