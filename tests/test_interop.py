@@ -185,6 +185,10 @@ def keras_files(tmp_path_factory):
     model.save(files["keras"])
     model.save(files["h5"])
     model.save_weights(files["weights"])
+    # Keras' npz weights store inside .keras (pickled Variables; keras.src saving_lib only)
+    saving_lib = pytest.importorskip("keras.src.saving.saving_lib")
+    files["npz"] = folder / "npz.keras"
+    saving_lib.save_model(model, str(files["npz"]), weights_format="npz")
     sharded = folder / "sharded"
     sharded.mkdir()
     files["sharded"] = sharded / "model.weights.json"
@@ -198,7 +202,7 @@ def test_keras_formats_bit_identical_with_activations(keras_files):
     files, truth = keras_files
     hints = ["fc1=relu", "fc2=sigmoid", "fc3=tanh", "head=linear"]
     seen = read_without_frameworks([(files["keras"], []), (files["h5"], []), (files["weights"], hints),
-                                    (files["sharded"], hints)])
+                                    (files["sharded"], hints), (files["npz"], [])])
     for key, path in files.items():
         got = seen[str(path)]
         digests = {t["sha"] for t in got["tensors"].values()}

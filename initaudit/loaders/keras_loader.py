@@ -45,6 +45,7 @@ from ..model import (
     Loader,
     LoadError,
     Role,
+    StoredTensor,
     UnsafeContent,
     UnsafeLoadError,
     WeightTensor,
@@ -1447,6 +1448,7 @@ def _unlink_quietly(name: str) -> None:
 def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras", framework="keras")
     _current().append(model)
+    npz_skipped: list[StoredTensor] = []
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
@@ -1466,17 +1468,12 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
         if "model.weights.h5" in names:
             source = _keras_zip_h5(path, zf, zf.getinfo("model.weights.h5"), model, options)
         elif "model.weights.npz" in names:
-            from ._scan import scan_blob
+            from . import keras_npz
 
-            # np.load(allow_pickle=True) of its object arrays runs their pickles: scan them first
-            scan_blob(
-                _read_member(zf, "model.weights.npz", 1 << 30),
-                "model.weights.npz",
-                model,
-                required=True,
-            )
-            _npz_weights_refused(zf)
-            raise AssertionError("unreachable")
+            variables = keras_npz.read_store(_read_member(zf, "model.weights.npz", 1 << 30), model)
+            source = _npz_as_h5(variables)
+            npz_skipped = keras_npz.unreadable(variables, model)
+            model.notes.append(keras_npz.summary(variables))
         else:
             raise LoadError(".keras archive has no model.weights.h5")
     try:
@@ -1486,16 +1483,25 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise _h5_error(exc) from None
+    if npz_skipped and model.inventory is not None:
+        model.inventory.extend(npz_skipped)
     return model
 
 
-def _npz_weights_refused(zf: zipfile.ZipFile) -> None:
-    """Keras' NpzIOStore saves each layer's variables as a pickled dict (an object array):
-    reading them needs unpickling, which initaudit never does."""
-    raise LoadError(
-        ".keras stores its weights in model.weights.npz as pickled objects; "
-        "initaudit never unpickles (re-save the model with .weights.h5 storage)"
-    )
+def _npz_as_h5(variables: list[Any]) -> _H5Source:
+    """Keras NpzIOStore variables in a temporary HDF5 file laid out as Keras' H5 store."""
+    from . import keras_npz
+
+    tmp = tempfile.NamedTemporaryFile(prefix="initaudit-", suffix=".h5", delete=False)
+    tmp.close()
+    try:
+        keras_npz.write_h5(variables, tmp.name)
+    except BaseException:
+        _unlink_quietly(tmp.name)
+        raise
+    source = _H5Source(Path(tmp.name))
+    weakref.finalize(source, _unlink_quietly, tmp.name)
+    return source
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
