@@ -183,3 +183,18 @@ def test_keras3_savedmodel_activations_from_the_graph(tf_files: Path) -> None:
     assert report.findings, "the Glorot-before-ReLU conv must be reported"
     assert ({(f.code, f.layer) for f in report.findings}
             == {(f.code, f.layer) for f in keras.findings})
+
+
+def test_tf_files_out_of_place_are_refused_by_name(tf_files: Path, tmp_path: Path) -> None:
+    """Before: a renamed saved_model.pb was 'not a valid ONNX model', a renamed .index and a
+    frozen GraphDef 'not a recognised checkpoint format'."""
+    import shutil
+
+    cases = {"graph.pb": (tf_files / "savedmodel" / "saved_model.pb", "TensorFlow SavedModel"),
+             "weights.bin": (tf_files / "ckpt" / "ckpt-1.index", "TensorFlow checkpoint index"),
+             "frozen_graph.pb": (tf_files / "frozen.pb", "TensorFlow GraphDef")}
+    for name, (source, named) in cases.items():
+        target = tmp_path / name
+        shutil.copy(source, target)
+        report = audit(str(target)).files[0]
+        assert report.error and named in report.error and "\n" not in report.error, report.error
