@@ -103,3 +103,30 @@ def test_not_an_object_array_is_refused_by_name(tmp_path: Path) -> None:
             zf.writestr(name, data)
     with pytest.raises(LoadError, match="model.weights.npz member .* not Keras' pickled dict"):
         load(bad)
+
+
+@pytest.mark.parametrize("weights_format", ["h5", "npz"])
+def test_unzipped_keras_save_is_one_model(tmp_path: Path, weights_format: str) -> None:
+    """``model.save(path, zipped=False)`` writes the archive's members as files (with the npz
+    store, still named model.weights.h5); before: the folder was audited file by file, the
+    weights without their config (no activations)."""
+    from initaudit.discover import discover
+    from initaudit.loaders import detect_format
+
+    m = _model()
+    folder = tmp_path / "saved"
+    saving_lib.save_model(m, str(folder), weights_format=weights_format, zipped=False)
+    m.save(tmp_path / "ref.keras")
+    assert detect_format(folder) == "keras-dir"
+    assert set(discover([str(tmp_path)])) == {str(folder), str(tmp_path / "ref.keras")}
+    got = {t.name: t for t in load(folder).tensors()}
+    ref = {t.name: t for t in load(tmp_path / "ref.keras").tensors()}
+    assert set(got) == set(ref)
+    for name, t in ref.items():
+        assert got[name].load().tobytes() == np.asarray(t.load()).tobytes(), name
+    acts = {layer.name: layer.activation.kind.value if layer.activation else None
+            for layer in load(folder).layers}
+    assert acts["fc1"] == "relu" and acts["fc2"] == "sigmoid"
+    r_dir, r_ref = audit(str(folder)).files[0], audit(str(tmp_path / "ref.keras")).files[0]
+    assert r_dir.format == "keras-dir" and r_dir.coverage.complete
+    assert {(f.code, f.tensor) for f in r_dir.findings} == {(f.code, f.tensor) for f in r_ref.findings}

@@ -386,6 +386,7 @@ DIRECTORY_SPECS: tuple[FormatSpec, ...] = (
     SHARDED,
     FormatSpec("orbax", lambda p: False, "orbax_loader", ()),
     FormatSpec("torch-distcp", lambda p: False, "torch_distcp", ()),
+    FormatSpec("keras-dir", lambda p: False, "keras_loader", ()),
 )
 BY_NAME: dict[str, FormatSpec] = {f.name: f for f in (*FORMATS, *DIRECTORY_SPECS)}
 MODEL_EXTENSIONS: frozenset[str] = frozenset(e for f in FORMATS for e in f.extensions) - {

@@ -1476,6 +1476,17 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
             model.notes.append(keras_npz.summary(variables))
         else:
             raise LoadError(".keras archive has no model.weights.h5")
+    return _finish_keras(model, source, options, cfg, version, npz_skipped)
+
+
+def _finish_keras(
+    model: LoadedModel,
+    source: _H5Source,
+    options: LoadOptions,
+    cfg: Any,
+    version: tuple[int, ...],
+    npz_skipped: list[StoredTensor],
+) -> LoadedModel:
     try:
         with source.open() as f:
             _build_model(model, f, source, options, cfg, version, legacy=False)
@@ -1486,6 +1497,69 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
     if npz_skipped and model.inventory is not None:
         model.inventory.extend(npz_skipped)
     return model
+
+
+KERAS_DIR_WEIGHTS = ("model.weights.h5", "model.weights.npz")
+
+
+def is_keras_dir(path: Path) -> bool:
+    """A Keras 3 model saved unzipped (``model.save(path, zipped=False)``): a folder with the
+    ``.keras`` archive's members as files."""
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        return False
+    if not any((path / n).is_file() for n in KERAS_DIR_WEIGHTS):
+        return False
+    try:
+        meta = json.loads(_read_file(path / "metadata.json", 1 << 20))
+    except (LoadError, ValueError, RecursionError, UnicodeDecodeError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("keras_version"), str)
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    try:
+        if path.is_symlink():
+            raise LoadError(f"{path.name} is a symbolic link (not followed)")
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise LoadError(f"cannot read {path.name} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise LoadError(f"{path.name} is larger than {limit} bytes")
+    return data
+
+
+def _load_keras_dir(path: Path, options: LoadOptions) -> LoadedModel:
+    """``model.save(path, zipped=False)``: saving_lib writes config.json, metadata.json and the
+    weights as files; with ``weights_format="npz"`` the npz store is still named
+    ``model.weights.h5`` (saving_lib._save_model_to_dir), so the content decides."""
+    model = LoadedModel(path=str(path), format="keras-dir", framework="keras")
+    _current().append(model)
+    cfg = _parse_json(_read_file(path / "config.json", MAX_CONFIG_BYTES), "config.json")
+    scan_config_safety(cfg, model)
+    meta = _parse_json(_read_file(path / "metadata.json", 1 << 20), "metadata.json")
+    version: tuple[int, ...] = ()
+    if isinstance(meta, dict):
+        version = _version(meta.get("keras_version"))
+        model.metadata["keras_version"] = meta.get("keras_version")
+    weights = next(path / n for n in KERAS_DIR_WEIGHTS if (path / n).is_file())
+    if weights.is_symlink():
+        raise LoadError(f"{weights.name} is a symbolic link (not followed)")
+    with open(weights, "rb") as fh:
+        head = fh.read(8)
+    npz_skipped: list[StoredTensor] = []
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        source = _H5Source(weights)
+    elif head.startswith(b"PK\x03\x04"):
+        from . import keras_npz
+
+        variables = keras_npz.read_store(_read_file(weights, 1 << 30), model)
+        source = _npz_as_h5(variables)
+        npz_skipped = keras_npz.unreadable(variables, model)
+        model.notes.append(keras_npz.summary(variables))
+    else:
+        raise LoadError(f"{weights.name} is neither HDF5 nor Keras' npz store")
+    return _finish_keras(model, source, options, cfg, version, npz_skipped)
 
 
 def _npz_as_h5(variables: list[Any]) -> _H5Source:
@@ -1509,6 +1583,8 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     try:
         if fmt == "keras":
             return _load_keras_zip(path, options)
+        if fmt == "keras-dir":
+            return _load_keras_dir(path, options)
         return _load_h5(path, fmt, options)
     except LoadError as exc:
         # a Lambda or custom object found before the error stands: keras deserializes the config
