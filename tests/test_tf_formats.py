@@ -198,3 +198,12 @@ def test_tf_files_out_of_place_are_refused_by_name(tf_files: Path, tmp_path: Pat
         shutil.copy(source, target)
         report = audit(str(target)).files[0]
         assert report.error and named in report.error and "\n" not in report.error, report.error
+
+
+def test_keras3_savedmodel_graph_activations_of_other_shapes(tf_files: Path) -> None:
+    """Conv1D (a Conv2D between ExpandDims and Squeeze), an Activation layer after a Dense, and
+    a layer named 'fc_1' beside 'fc' (a tracing suffix must not give fc_1's op to fc)."""
+    model = load(tf_files / "acts_savedmodel")
+    acts = {layer.name: layer.activation.kind.value if layer.activation else None
+            for layer in model.layers}
+    assert acts == {"c1d": "elu", "fc": "sigmoid", "fc_1": "selu", "out": None}

@@ -355,7 +355,8 @@ def _nvfp4(b: np.ndarray) -> np.ndarray:
     d = _ue4m3_half(b[:, :4]).reshape((n, 4, 1))
     qs = b[:, 4:].reshape((n, 4, 8))
     vals = np.concatenate([qs & np.uint8(0x0F), qs >> np.uint8(4)], axis=-1)
-    out: np.ndarray = (d * _E2M1_X2[vals].astype(np.float32)).reshape((n, 64))
+    # scale (<= 4 significant bits) x E2M1 (<= 2): exact in float32, as the other types
+    out: np.ndarray = (d * _E2M1_X2[vals].astype(np.float32)).reshape((n, 64)).astype(np.float32)
     return out
 
 

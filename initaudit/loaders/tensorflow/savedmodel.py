@@ -101,9 +101,19 @@ _ACTIVATION_OPS: dict[str, str] = {
 }
 # ops that read a layer's kernel and produce its pre-activation
 _WEIGHTED_OPS = frozenset(
-    {"MatMul", "BatchMatMulV2", "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput"}
+    {
+        "MatMul",
+        "BatchMatMulV2",
+        "Einsum",
+        "Conv2D",
+        "Conv3D",
+        "DepthwiseConv2dNative",
+        "Conv2DBackpropInput",
+    }
 )
-_PASS_OPS = frozenset({"BiasAdd", "Identity", "Add", "AddV2"})
+# followed through their first input only (Conv1D is a Conv2D between ExpandDims and Squeeze); a
+# sum (Add/AddV2: a residual) stops the walk
+_PASS_OPS = frozenset({"BiasAdd", "Identity", "Squeeze", "Reshape"})
 MAX_GRAPH_BYTES = 64 * 2**20
 _SCOPE_SUFFIX = re.compile(r"^(.*)_\d+$")
 
@@ -154,14 +164,54 @@ def _graphs(data: bytes) -> list[list[tuple[str, str, list[str]]]]:
     return out
 
 
+def _scope(node: str) -> str:
+    """The innermost name scope of a node: ``model_1/hidden_1/MatMul`` -> ``hidden_1``."""
+    return node.rpartition("/")[0].rpartition("/")[2]
+
+
+def _scope_to_layer(scopes: set[str], names: set[str]) -> dict[str, str]:
+    """Which layer each weighted op's scope belongs to, for one traced function.
+
+    TF makes scope names unique per graph: a layer traced after an earlier use of its name gets
+    ``name_1`` (and a layer really named ``fc_1`` then gets ``fc_1_2``). Two readings are tried
+    over *all* the scopes of the function: verbatim, or each with one suffix stripped; the one
+    under which every scope is a distinct layer wins. When neither (or both) fit, only scopes
+    that name one layer either way are kept."""
+
+    def reading(strip: bool) -> dict[str, str] | None:
+        out: dict[str, str] = {}
+        for scope in scopes:
+            m = _SCOPE_SUFFIX.match(scope)
+            name = (m.group(1) if m else None) if strip else scope
+            if name is None or name not in names:
+                return None
+            out[scope] = name
+        return out if len(set(out.values())) == len(out) else None
+
+    verbatim, stripped = reading(False), reading(True)
+    if verbatim is not None and stripped is None:
+        return verbatim
+    if stripped is not None and verbatim is None:
+        return stripped
+    out: dict[str, str] = {}
+    for scope in scopes:
+        m = _SCOPE_SUFFIX.match(scope)
+        base = m.group(1) if m else None
+        if scope in names and base not in names:
+            out[scope] = scope
+        elif base in names and scope not in names and base is not None:
+            out[scope] = base
+    return out
+
+
 def _graph_activations(root: Path, model: LoadedModel) -> int | None:
     """Activations of layers still unknown, from the ops of the SavedModel's functions.
 
-    Each activation op (Relu, Tanh...) is followed back through BiasAdd/Identity to the
-    MatMul/Conv that feeds it; that op's name scope is the Keras layer's (``model/hidden_1/
-    MatMul``: tracing suffixes ``_1``). A layer gets an activation only when every op found for
-    its scope agrees; nothing found leaves it unknown (never "linear": the graph may apply a
-    non-op activation such as gelu's arithmetic)."""
+    Each activation op (Relu, Tanh...) is followed back through BiasAdd/Identity/Squeeze to the
+    MatMul/Conv that feeds it; that op's name scope is the Keras layer's (:func:`_scope_to_layer`).
+    A layer gets an activation only when every op found for it agrees; nothing found leaves it
+    unknown (never "linear": the graph may apply a non-op activation such as gelu's
+    arithmetic)."""
     path = root / PB
     try:
         if not path.is_file() or path.stat().st_size > MAX_GRAPH_BYTES:
@@ -170,34 +220,29 @@ def _graph_activations(root: Path, model: LoadedModel) -> int | None:
         graphs = _graphs(data)
     except (OSError, LoadError):
         return None
-    by_scope: dict[str, set[str]] = {}
+    names = {layer.name.rpartition(".")[2] for layer in model.layers}
+    by_layer: dict[str, set[str]] = {}
     for nodes in graphs:
         table = {name: (op, inputs) for name, op, inputs in nodes}
+        scopes = {_scope(name) for name, op, _ in nodes if op in _WEIGHTED_OPS} - {""}
+        layer_of = _scope_to_layer(scopes, names)
         for _name, op, inputs in nodes:
             act = _ACTIVATION_OPS.get(op)
             if act is None or not inputs:
                 continue
             source, steps = inputs[0], 0
             while source in table and table[source][0] in _PASS_OPS and steps < 4:
-                pass_op, pass_inputs = table[source]
-                if pass_op in ("Add", "AddV2"):
-                    break  # a residual sum: not one layer's output
+                pass_inputs = table[source][1]
                 source, steps = (pass_inputs[0] if pass_inputs else ""), steps + 1
             if source in table and table[source][0] in _WEIGHTED_OPS:
-                scope = source.rpartition("/")[0].rpartition("/")[2]
-                if scope:
-                    by_scope.setdefault(scope, set()).add(act)
-    names = {layer.name.rpartition(".")[2] for layer in model.layers}
+                layer_name = layer_of.get(_scope(source))
+                if layer_name is not None:
+                    by_layer.setdefault(layer_name, set()).add(act)
     mapped = 0
     for layer in model.layers:
         if layer.activation is not None or not layer.kernel:
             continue
-        short = layer.name.rpartition(".")[2]
-        found: set[str] = set()
-        for scope, acts in by_scope.items():
-            m = _SCOPE_SUFFIX.match(scope)
-            if scope == short or (m and m.group(1) == short and scope not in names):
-                found |= acts
+        found = by_layer.get(layer.name.rpartition(".")[2], set())
         if len(found) == 1:
             layer.activation = parse_activation(found.pop(), source="savedmodel-graph")
             mapped += 1
