@@ -130,3 +130,24 @@ def test_unzipped_keras_save_is_one_model(tmp_path: Path, weights_format: str) -
     r_dir, r_ref = audit(str(folder)).files[0], audit(str(tmp_path / "ref.keras")).files[0]
     assert r_dir.format == "keras-dir" and r_dir.coverage.complete
     assert {(f.code, f.tensor) for f in r_dir.findings} == {(f.code, f.tensor) for f in r_ref.findings}
+
+
+def test_layout_keras_never_writes_is_a_one_line_error(tmp_path: Path) -> None:
+    good = tmp_path / "good.keras"
+    saving_lib.save_model(_model(), str(good), weights_format="npz")
+    with zipfile.ZipFile(good) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as dst:
+        header = b"\x93NUMPY\x01\x00v\x00" + (b"{'descr': '|O', 'fortran_order': False, 'shape': (), }"
+                                              .ljust(117) + b"\n")
+        payload = pickle.dumps(np.asanyarray({"../0": np.zeros(3, np.float32)}, dtype=object),
+                               protocol=4)
+        dst.writestr("layers/dense.npy", header + payload)
+    members["model.weights.npz"] = inner.getvalue()
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    report = audit(str(bad)).files[0]
+    assert report.error and "variable key" in report.error and "\n" not in report.error

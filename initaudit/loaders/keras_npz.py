@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ from . import _pickle as P
 MAX_MEMBERS = 100_000
 MAX_RATIO = 1100  # zip members declaring more than this expansion are bombs (as in _zip)
 VARIABLE_CLASSES = frozenset({"keras.src.backend.Variable"})
+# what Keras writes: layer paths of snake_case keys ("layers/dense_1"), variable indices ("0")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,14 @@ def read_store(data: bytes, model: LoadedModel) -> list[NpzVariable]:
         if items is None or len(items) != 1 or not isinstance(items[0], dict):
             raise LoadError(f"{where} does not hold a dict of variables")
         path = name[: -len(".npy")]
+        if not all(_SEGMENT.match(part) for part in path.split("/")):
+            raise LoadError(f"model.weights.npz member {name!r} is not a Keras layer path")
         group = "vars" if path == "__root__" else f"{path}/vars"
         if not items[0]:
             out.append(NpzVariable(group, "", None))  # a layer without variables: its group
         for key, var in items[0].items():
+            if not isinstance(key, str) or not _SEGMENT.match(key):
+                raise LoadError(f"{where} holds a variable key {key!r} Keras does not write")
             arr, problem = _value(var)
             if arr is not None and (arr.dtype.kind not in "fiub" or arr.dtype.fields):
                 problem = f"dtype {arr.dtype} is not supported"
@@ -135,11 +142,14 @@ def write_h5(variables: list[NpzVariable], target: str) -> None:
     """The variables as Keras' HDF5 store lays them out (``layers/<key>/vars/<i>``)."""
     import h5py
 
-    with h5py.File(target, "w") as f:
-        for var in variables:
-            group = f.require_group(var.group)
-            if var.value is not None and var.key:
-                group.create_dataset(var.key, data=var.value)
+    try:
+        with h5py.File(target, "w") as f:
+            for var in variables:
+                group = f.require_group(var.group)
+                if var.value is not None and var.key:
+                    group.create_dataset(var.key, data=var.value)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise LoadError(f"model.weights.npz could not be laid out for reading ({exc})") from None
 
 
 def unreadable(variables: list[NpzVariable], model: LoadedModel) -> list[StoredTensor]:
