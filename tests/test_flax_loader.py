@@ -235,3 +235,31 @@ def test_truncated_msgpack_is_a_one_line_error(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     report = audit(str(path)).files[0]
     assert report.error and "\n" not in report.error
+
+
+def test_nnx_attention_and_linear_general_fans(tmp_path: Path) -> None:
+    """Before: an nnx MultiHeadAttention under another name ('attn') had its output kernel read
+    as a Conv1d (fan_out = heads * embed) and LinearGeneral(96, (4, 32)) got a false IA401."""
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Block(nnx.Module):
+        def __init__(self, rngs: Any) -> None:
+            self.attn = nnx.MultiHeadAttention(num_heads=4, in_features=96, qkv_features=128,
+                                               decode=False, rngs=rngs)
+            self.proj = nnx.LinearGeneral(96, (4, 32), rngs=rngs)
+
+    state = nnx.to_pure_dict(nnx.state(Block(nnx.Rngs(0))))
+    path = tmp_path / "block.msgpack"
+    path.write_bytes(serialization.to_bytes(state))
+    got = {t.name: t for t in load(path).tensors()}
+    fans = {n: (t.op, t.fan_in, t.fan_out) for n, t in got.items() if n.endswith("kernel")}
+    assert fans == {
+        "attn.query.kernel": ("DenseGeneral", 96, 128),
+        "attn.key.kernel": ("DenseGeneral", 96, 128),
+        "attn.value.kernel": ("DenseGeneral", 96, 128),
+        "attn.out.kernel": ("DenseGeneral", 128, 96),
+        "proj.kernel": ("DenseGeneral", 96, 128),
+    }
+    report = audit(str(path)).files[0]
+    assert not report.findings, [(f.code, f.tensor) for f in report.findings]
+    assert all(t.scheme.rule == "lecun" for t in report.tensors if t.name.endswith("kernel"))

@@ -86,3 +86,17 @@ def test_corrupt_tf_index_is_a_one_line_error(tmp_path: Path) -> None:
     assert detect_format(index) == "tf-checkpoint"
     report = audit(str(index)).files[0]
     assert report.error is not None and "\n" not in report.error
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    (b"lmgg\x01\x00\x00\x00" + bytes(64), "legacy GGML"),
+    (b"tjgg\x03\x00\x00\x00" + bytes(64), "legacy GGML"),
+    (b'{"format": "layers-model", "modelTopology": {}, "weightsManifest": []}', "TensorFlow.js"),
+    (b'<?xml version="1.0"?>\n<net name="m" version="11">\n<layers></layers></net>\n', "OpenVINO"),
+])
+def test_recognised_but_unsupported_formats_are_named(tmp_path: Path, content: bytes,
+                                                      named: str) -> None:
+    path = tmp_path / "model.bin"
+    path.write_bytes(content)
+    report = audit(str(path)).files[0]
+    assert report.error and named in report.error and "\n" not in report.error

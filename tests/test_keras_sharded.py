@@ -64,3 +64,19 @@ def test_shard_outside_the_folder_is_refused(tmp_path: Path) -> None:
         "/layers/dense/vars": ["../evil.weights.h5"]}}))
     with pytest.raises(LoadError, match="leaves the folder"):
         load(index)
+
+
+def test_layer_named_in_one_shard_with_variables_in_the_next(tmp_path: Path) -> None:
+    """Keras writes a layer's name where its group opened; its variables may sit in the next
+    shard. Before: such layers kept their group key ('dense_1'), so hints by name missed them."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64,))
+    x = keras.layers.Dense(128, activation="relu", name="fc1")(inputs)
+    x = keras.layers.Dense(96, activation="tanh", name="fc2")(x)
+    m = keras.Model(inputs, keras.layers.Dense(10, name="head")(x))
+    m.save_weights(tmp_path / "m.weights.json", max_shard_size=0.00005)
+    m.save_weights(tmp_path / "single.weights.h5")
+    assert len(list(tmp_path.glob("m_*.weights.h5"))) >= 2
+    sharded = [layer.name for layer in load(tmp_path / "m.weights.json").layers]
+    single = [layer.name for layer in load(tmp_path / "single.weights.h5").layers]
+    assert sharded == single == ["fc1", "fc2", "head"]

@@ -166,3 +166,44 @@ def test_tf_keras_savedmodel_activations_from_keras_metadata(legacy_files: Path)
     report = audit(str(path)).files[0]
     keras = audit(str(legacy_files / "model.keras")).files[0]
     assert {(f.code, f.layer) for f in report.findings} == {(f.code, f.layer) for f in keras.findings}
+
+
+def test_keras3_savedmodel_activations_from_the_graph(tf_files: Path) -> None:
+    """tf.saved_model.save of a Keras 3 model has no Keras metadata: the activations come from
+    the ops the layers' MatMul/Conv feed; the verdicts are the .keras file's."""
+    model = load(tf_files / "savedmodel")
+    acts = {layer.name: layer.activation.kind.value if layer.activation else None
+            for layer in model.layers}
+    # the head feeds no activation op: left unknown rather than guessed linear
+    assert acts == {"conv": "relu", "hidden": "tanh", "head": None}
+    assert all(layer.activation.source == "savedmodel-graph" for layer in model.layers
+               if layer.activation)
+    report = audit(str(tf_files / "savedmodel")).files[0]
+    keras = audit(str(tf_files / "model.keras")).files[0]
+    assert report.findings, "the Glorot-before-ReLU conv must be reported"
+    assert ({(f.code, f.layer) for f in report.findings}
+            == {(f.code, f.layer) for f in keras.findings})
+
+
+def test_tf_files_out_of_place_are_refused_by_name(tf_files: Path, tmp_path: Path) -> None:
+    """Before: a renamed saved_model.pb was 'not a valid ONNX model', a renamed .index and a
+    frozen GraphDef 'not a recognised checkpoint format'."""
+    import shutil
+
+    cases = {"graph.pb": (tf_files / "savedmodel" / "saved_model.pb", "TensorFlow SavedModel"),
+             "weights.bin": (tf_files / "ckpt" / "ckpt-1.index", "TensorFlow checkpoint index"),
+             "frozen_graph.pb": (tf_files / "frozen.pb", "TensorFlow GraphDef")}
+    for name, (source, named) in cases.items():
+        target = tmp_path / name
+        shutil.copy(source, target)
+        report = audit(str(target)).files[0]
+        assert report.error and named in report.error and "\n" not in report.error, report.error
+
+
+def test_keras3_savedmodel_graph_activations_of_other_shapes(tf_files: Path) -> None:
+    """Conv1D (a Conv2D between ExpandDims and Squeeze), an Activation layer after a Dense, and
+    a layer named 'fc_1' beside 'fc' (a tracing suffix must not give fc_1's op to fc)."""
+    model = load(tf_files / "acts_savedmodel")
+    acts = {layer.name: layer.activation.kind.value if layer.activation else None
+            for layer in model.layers}
+    assert acts == {"c1d": "elu", "fc": "sigmoid", "fc_1": "selu", "out": None}

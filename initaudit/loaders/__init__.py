@@ -52,10 +52,12 @@ def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
             return "tf-savedmodel"
         if tf_checkpoint.detect(p, b""):
             return "tf-checkpoint"
-        from . import keras_sharded
+        from . import keras_loader, keras_sharded
 
         if keras_sharded.detect(p, b""):
             return "keras-sharded"
+        if keras_loader.is_keras_dir(p):
+            return "keras-dir"
         raise UnsupportedFormat(
             "is a directory without safetensors weights (give a checkpoint file)"
         )
@@ -66,7 +68,7 @@ def detect_format(path: str | os.PathLike[str], *, strict: bool = False) -> str:
 
 # directory formats that are ONE model (discovery must not audit their files one by one)
 DIRECTORY_FORMATS = frozenset(
-    {"orbax", "tf-savedmodel", "tf-checkpoint", "torch-distcp", "keras-sharded"}
+    {"orbax", "tf-savedmodel", "tf-checkpoint", "torch-distcp", "keras-sharded", "keras-dir"}
 )
 
 

@@ -140,6 +140,13 @@ class _NpArrayStub:
     """numpy ``_reconstruct`` result before BUILD gives it shape, dtype and bytes."""
 
     array: np.ndarray | None = None
+    # an object array's elements (only where the caller asked for them: ``object_arrays``)
+    objects: list[Any] | None = None
+
+
+def object_array_items(value: Any) -> list[Any] | None:
+    """The elements of an object array read with ``object_arrays=True`` (else None)."""
+    return value.objects if isinstance(value, _NpArrayStub) else None
 
 
 @dataclass(eq=False)
@@ -174,6 +181,9 @@ class UnpickleContext:
     # bytes/str values that decode to a pickle (raw, base64, hex): scanned after the outer one
     embedded: list[bytes] = field(default_factory=list)
     depth: int = 0
+    # keep a numpy object array's elements (parsed as inert values like everything else) instead
+    # of refusing it: Keras' NpzIOStore pickles each layer's variables as one such array
+    object_arrays: bool = False
 
     def flag(self, what: str) -> None:
         item = UnsafeContent(what=what, location=self.location)
@@ -418,6 +428,7 @@ _NEWOBJ_KINDS = _STUB_KINDS | {"main-class", "library-class"}
 # Loading imports the installed library (the code the user already runs to build the model) and
 # assigns attributes (nn.Module.__setstate__); *calling* any of these classes or functions from
 # the pickle (REDUCE) is still a finding, and so is every class of any other package.
+_KERAS_VARIABLE_CLASSES = frozenset({"keras.src.backend.Variable"})
 _LIBRARY_CLASS_PACKAGES = (
     "torchvision",
     "timm",
@@ -702,6 +713,23 @@ def _identity(value: Any = None, *_: Any) -> Any:
     return value
 
 
+def _jax_reconstruct_array(
+    fun: Any = None, args: Any = None, arr_state: Any = None, aval_state: Any = None, *_: Any
+) -> Any:
+    """``jax._src.array._reconstruct_array(fun, args, arr_state, aval_state)`` (how a jax Array
+    pickles: ``fun(*args).__setstate__(arr_state)`` then a device put): the numpy array, when
+    ``fun`` is numpy's own ``_reconstruct`` and everything else is plain data."""
+    if not (isinstance(fun, _Allowed) and fun.fn is _np_reconstruct):
+        raise _Refused(f"jax array rebuilt by {_describe(fun)}")
+    if not isinstance(args, tuple) or not all(
+        _is_inert(a) or (isinstance(a, GlobalRef) and a.kind == "numpy-ndarray") for a in args
+    ):
+        raise _Refused("jax array with an argument outside the numpy grammar")
+    if not _is_inert(aval_state):
+        raise _Refused(f"jax array with aval state {_describe(aval_state)}")
+    return _np_array_from_state(arr_state)
+
+
 @dataclass(eq=False)
 class _Allowed:
     qualname: str
@@ -748,6 +776,8 @@ _ALLOWED_FUNCS: dict[str, Callable[..., Any]] = {
     "numpy.dtype": _np_dtype,
     "numpy.core.multiarray.scalar": _np_scalar,
     "numpy._core.multiarray.scalar": _np_scalar,
+    # a jax Array as it pickles (Keras 3 NpzIOStore under the jax backend): a numpy array
+    "jax._src.array._reconstruct_array": _jax_reconstruct_array,
 }
 _ALLOWED_FUNCS["torch._tensor._rebuild_from_type"] = _rebuild_from_type_v2
 _ALLOWED_FUNCS["collections.defaultdict"] = _defaultdict
@@ -870,6 +900,10 @@ def resolve_global(module: str, name: str, ctx: UnpickleContext) -> Any:
         # referencing it imports torch only, *calling* it from the pickle is still a finding
         return GlobalRef(module, name, "torch-function")
     if plain and module.split(".", 1)[0] in _LIBRARY_CLASS_PACKAGES:
+        return GlobalRef(module, name, "library-class")
+    if qual in _KERAS_VARIABLE_CLASSES:
+        # Keras 3's NpzIOStore pickles the layer's Variable objects themselves (NEWOBJ + BUILD
+        # of plain state whose _value is a numpy or jax array); calling it is still a finding
         return GlobalRef(module, name, "library-class")
     if module == "__main__" and _CLASS_NAME.match(name):
         # a class of the loading program itself: importing __main__ runs nothing new, and
@@ -1066,7 +1100,10 @@ class RestrictedUnpickler:
         elif isinstance(obj, PDict):
             obj.state = state
         elif isinstance(obj, _NpArrayStub):
-            obj.array = _np_array_from_state(state)
+            if self.ctx.object_arrays and _is_object_state(state):
+                obj.objects = list(state[-1])
+            else:
+                obj.array = _np_array_from_state(state)
         elif isinstance(obj, _NpDType):
             if isinstance(state, tuple) and len(state) >= 2 and isinstance(state[1], str):
                 if len(state) >= 4 and state[3] is not None:
@@ -1361,6 +1398,17 @@ class RestrictedUnpickler:
         raise PickleError("malformed pickle STRING")
 
 
+def _is_object_state(state: Any) -> bool:
+    """ndarray.__setstate__ of a dtype-O array: (version, shape, dtype O, fortran, [items])."""
+    return (
+        isinstance(state, tuple)
+        and len(state) in (4, 5)
+        and isinstance(state[-3], _NpDType)
+        and state[-3].descr == "O"
+        and isinstance(state[-1], list)
+    )
+
+
 def _np_array_from_state(state: Any) -> np.ndarray:
     """numpy ndarray.__setstate__((version, shape, dtype, is_fortran, rawdata)) without dtype O."""
     if not (isinstance(state, tuple) and len(state) in (4, 5)):
@@ -1454,6 +1502,8 @@ def unpickle(
 def _finish(value: Any) -> Any:
     # numpy array stubs whose BUILD never came are unusable; replace at the top level only
     if isinstance(value, _NpArrayStub):
+        if value.objects is not None:
+            return value  # an object array the caller asked for (object_array_items)
         return value.array if value.array is not None else Placeholder("numpy array without data")
     return value
 

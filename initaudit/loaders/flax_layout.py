@@ -10,9 +10,11 @@ jax.nn.initializers._compute_fans with in_axis=-2, out_axis=-1: the Keras rule
 - ``Embed.embedding``: ``variance_scaling(1.0, "fan_in", "normal", out_axis=0)`` on
   (num_embeddings, features): in_axis=-2 and out_axis=0 are the same axis, so
   _compute_fans gives fan_in = fan_out = features (std 1/sqrt(features));
-- ``DenseGeneral`` (attention query/key/value (embed, heads, head_dim), out (heads, head_dim,
-  embed)): the init sees the kernel flattened to (prod(in axes), prod(features)), so
-  fan_in = embed for q/k/v and heads*head_dim for out.
+- ``DenseGeneral`` / nnx ``LinearGeneral`` (attention query/key/value (embed, heads, head_dim),
+  out (heads, head_dim, embed)): the init sees the kernel flattened to (prod(in axes),
+  prod(features)), so fan_in = embed for q/k/v and heads*head_dim for out. Told from a Conv
+  kernel by name (query/key/value), by a bias of rank >= 2 (the features) or, for the output
+  projection, by its query/key/value siblings (:func:`_dense_general`).
 
 Names are the tree path joined with ".", so Hugging Face Flax checkpoints get the same layer
 names as their PyTorch twins (``bert.encoder.layer.0.intermediate.dense``) and
@@ -124,4 +126,46 @@ def group_flax(tensors: Iterable[FlatTensor]) -> tuple[list[Layer], list[WeightT
             for t in layer.tensors:
                 if t.role is Role.BIAS:
                     t.role = Role.NORM_SHIFT
+    _dense_general(layers)
     return list(layers.values()), loose
+
+
+def _as_dense_general(kernel: WeightTensor, n_in: int) -> None:
+    """DenseGeneral / nnx.LinearGeneral: the init sees (prod(in axes), prod(features))."""
+    fan_in = math.prod(int(d) for d in kernel.shape[:n_in])
+    fan_out = math.prod(int(d) for d in kernel.shape[n_in:])
+    kernel.op = "DenseGeneral"
+    kernel.fan_in, kernel.fan_out = fan_in, fan_out
+    kernel.matrix_shape = (fan_in, fan_out)
+    kernel.unit_axis = None
+
+
+def _dense_general(layers: dict[str, Layer]) -> None:
+    """Kernels of rank >= 3 that are DenseGeneral rather than Conv, told apart by the file itself:
+
+    - a bias of rank >= 2 equal to the kernel's trailing axes is DenseGeneral's ``features``
+      (a Conv bias is 1-D): ``LinearGeneral(96, (4, 32))`` has kernel (96, 4, 32), bias (4, 32);
+    - an attention output projection (heads, head_dim, embed) beside query/key/value kernels
+      (embed, heads, head_dim) in the same parent (linen/nnx MultiHeadAttention under any name).
+    """
+    for layer in layers.values():
+        kernel = next((t for t in layer.tensors if t.role is Role.KERNEL), None)
+        if kernel is None or len(kernel.shape) < 3 or kernel.op == "DenseGeneral":
+            continue
+        bias = next((t for t in layer.tensors if t.role is Role.BIAS), None)
+        if bias is not None and 2 <= len(bias.shape) < len(kernel.shape):
+            if tuple(kernel.shape[-len(bias.shape) :]) == tuple(bias.shape):
+                _as_dense_general(kernel, len(kernel.shape) - len(bias.shape))
+                layer.op = "DenseGeneral"
+                continue
+        parent, _, leaf = layer.name.rpartition(".")
+        if len(kernel.shape) != 3 or not _OUT.search("." + leaf):
+            continue
+        heads, head_dim, embed = (int(d) for d in kernel.shape)
+        for sibling in ("query", "key", "value", "q", "k", "v", "q_proj", "k_proj", "v_proj"):
+            other = layers.get(f"{parent}.{sibling}" if parent else sibling)
+            sib = next((t for t in other.tensors if t.role is Role.KERNEL), None) if other else None
+            if sib is not None and tuple(int(d) for d in sib.shape)[1:] == (heads, head_dim):
+                _as_dense_general(kernel, 2)
+                layer.op = "DenseGeneral"
+                break

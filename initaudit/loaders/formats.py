@@ -386,6 +386,7 @@ DIRECTORY_SPECS: tuple[FormatSpec, ...] = (
     SHARDED,
     FormatSpec("orbax", lambda p: False, "orbax_loader", ()),
     FormatSpec("torch-distcp", lambda p: False, "torch_distcp", ()),
+    FormatSpec("keras-dir", lambda p: False, "keras_loader", ()),
 )
 BY_NAME: dict[str, FormatSpec] = {f.name: f for f in (*FORMATS, *DIRECTORY_SPECS)}
 MODEL_EXTENSIONS: frozenset[str] = frozenset(e for f in FORMATS for e in f.extensions) - {
@@ -464,6 +465,9 @@ def detect(p: Probe, *, strict: bool = False) -> FormatSpec:
         raise UnsupportedFormat(
             "is a zip archive that is neither a torch, Keras, .pt2 nor .npz checkpoint"
         )
+    named = recognised_unsupported(p)
+    if named is not None:  # before the near misses: a renamed saved_model.pb is not bad ONNX
+        raise UnsupportedFormat(named)
     if not strict:
         for spec in FORMATS:
             if spec.near_miss is not None and spec.near_miss(p):
@@ -471,8 +475,87 @@ def detect(p: Probe, *, strict: bool = False) -> FormatSpec:
     raise UnsupportedFormat(describe_unknown(head))
 
 
+def _is_savedmodel_proto(p: Probe) -> bool:
+    """SavedModel{saved_model_schema_version 1 = 1, meta_graphs 2 (repeated)}: the top-level
+    fields, skipped by length, end exactly at the end of the file."""
+    if not p.head.startswith(b"\x08\x01\x12"):
+        return False
+    try:
+        with open(p.path, "rb") as fh:
+            fh.seek(2)
+            for _ in range(_MAX_TOP_FIELDS):
+                if fh.tell() == p.size:
+                    return True
+                if _varint(fh) != 0x12:
+                    return False
+                n = _varint(fh)
+                if n is None or fh.tell() + n > p.size:
+                    return False
+                fh.seek(n, os.SEEK_CUR)
+    except OSError:
+        return False
+    return False
+
+
+def _is_graphdef(head: bytes) -> bool:
+    """GraphDef{node 1 = NodeDef{name 1, op 2, ...}}: a frozen TensorFlow graph (.pb)."""
+    if len(head) < 8 or head[0] != 0x0A:
+        return False
+    pos, value = 1, 0
+    for shift in range(0, 35, 7):  # the NodeDef's length
+        if pos >= len(head):
+            return False
+        value |= (head[pos] & 0x7F) << shift
+        pos += 1
+        if not head[pos - 1] & 0x80:
+            break
+    if pos >= len(head) or head[pos] != 0x0A or pos + 1 >= len(head):
+        return False
+    name_len = head[pos + 1]
+    op_at = pos + 2 + name_len
+    if name_len >= 0x80 or op_at + 2 >= len(head) or head[op_at] != 0x12:
+        return False
+    op = head[op_at + 2 : op_at + 2 + head[op_at + 1]]
+    return 0 < len(op) == head[op_at + 1] and op.isascii() and op.decode().isidentifier()
+
+
+def recognised_unsupported(p: Probe) -> str | None:
+    """Formats initaudit recognises but does not read: the refusal names them (issue 15)."""
+    head = p.head
+    if head[:4] in (b"lmgg", b"fmgg", b"tjgg"):  # 'ggml'/'ggmf'/'ggjt' as little-endian u32
+        return (
+            "is a legacy GGML/GGMF/GGJT file (llama.cpp before GGUF): not supported; "
+            "convert it to GGUF (llama.cpp's convert scripts)"
+        )
+    if _is_savedmodel_proto(p):
+        return (
+            "is a TensorFlow SavedModel graph (saved_model.pb) outside its folder: audit the "
+            "SavedModel folder, whose variables/ holds the weights"
+        )
+    from .tensorflow.checkpoint import _tail_is_table
+
+    if _tail_is_table(p.path):
+        return (
+            "is a TensorFlow checkpoint index (a tensor_bundle table) under another name: "
+            "audit it as <prefix>.index beside its <prefix>.data-* shards"
+        )
+    if _is_graphdef(head):
+        return (
+            "is a TensorFlow GraphDef (a frozen .pb graph, weights folded into constants): not "
+            "supported; audit the SavedModel or checkpoint it was frozen from"
+        )
+    return None
+
+
 def describe_unknown(head: bytes) -> str:
     text = head.lstrip()
+    if text.startswith(b"{") and (b'"weightsManifest"' in text or b'"modelTopology"' in text):
+        return (
+            "is a TensorFlow.js model.json: not supported (its weights are the binary shards "
+            "its weightsManifest lists)"
+        )
+    if text.startswith(b"<?xml") and b"<net " in text:
+        return "is an OpenVINO IR model (.xml + .bin): not supported"
     if text.startswith((b"{", b"[")):
         return "is a JSON file, not a checkpoint"
     if text[:5].lower() in (b"<!doc", b"<html"):

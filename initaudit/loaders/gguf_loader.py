@@ -8,8 +8,10 @@ starts at the next multiple of ``general.alignment`` (default 32).
 
 The numpy shape is ``ne`` reversed, which makes a Linear weight (out, in): torch layout.
 Block-quantized types are dequantized with numpy (the reference formulas of ggml-quants.c, as
-ported in the ``gguf`` Python package); types we do not decode stay in the inventory with
-``SkipReason.QUANTIZED_NOT_DECODED``. A GGUF file is an exported, trained model by construction:
+ported in the ``gguf`` Python package, checked bit for bit against it by the tests): F32/F16/BF16/
+F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4, NVFP4. Types we
+do not decode (the lattice IQ1/IQ2/IQ3 types, Q1_0, the intermediate Q8_1/Q8_K) stay in the
+inventory with ``SkipReason.QUANTIZED_NOT_DECODED`` and the reason (``NOT_DECODED``). A GGUF file is an exported, trained model by construction:
 ``metadata["declared_state"]`` says so.
 """
 
@@ -234,13 +236,138 @@ def _q6_k(b: np.ndarray) -> np.ndarray:
     return (dd * q.reshape((n, QK_K // 16, -1)).astype(np.float32)).reshape((n, QK_K))
 
 
+def _q2_k(b: np.ndarray) -> np.ndarray:
+    n = b.shape[0]
+    scales, qs = b[:, : QK_K // 16], b[:, QK_K // 16 : QK_K // 16 + QK_K // 4]
+    d, dmin = _f16(b[:, -4:-2]), _f16(b[:, -2:])
+    dl = (d * (scales & 0xF).astype(np.float32)).reshape((n, QK_K // 16, 1))
+    ml = (dmin * (scales >> 4).astype(np.float32)).reshape((n, QK_K // 16, 1))
+    q = qs.reshape((n, -1, 1, 32)) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape((1, 1, 4, 1))
+    q = (q & np.uint8(3)).reshape((n, QK_K // 16, 16)).astype(np.float32)
+    out: np.ndarray = (dl * q - ml).reshape((n, QK_K))
+    return out
+
+
+def _q3_k(b: np.ndarray) -> np.ndarray:
+    n = b.shape[0]
+    hmask, qs = b[:, : QK_K // 8], b[:, QK_K // 8 : QK_K // 8 + QK_K // 4]
+    scales, d = b[:, QK_K // 8 + QK_K // 4 : -2], _f16(b[:, -2:])
+    # sixteen 6-bit scales: low nibbles in bytes 0-7, high 2-bit pairs in bytes 8-11
+    lo = scales[:, :8].reshape((n, 1, 8)) >> np.array([0, 4], dtype=np.uint8).reshape((1, 2, 1))
+    hi = scales[:, 8:].reshape((n, 1, 4)) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape(
+        (1, 4, 1)
+    )
+    sc = (lo.reshape((n, 16)) & np.uint8(0x0F)) | ((hi.reshape((n, 16)) & np.uint8(3)) << 4)
+    dl = (d * (sc.astype(np.int8) - np.int8(32)).astype(np.float32)).reshape((n, 16, 1))
+    ql = qs.reshape((n, -1, 1, 32)) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape((1, 1, 4, 1))
+    qh = hmask.reshape((n, -1, 1, 32)) >> np.arange(8, dtype=np.uint8).reshape((1, 1, 8, 1))
+    ql = ql.reshape((n, 16, QK_K // 16)) & np.uint8(3)
+    qh = (qh.reshape((n, 16, QK_K // 16)) & np.uint8(1)) ^ np.uint8(1)  # set bit: no offset
+    q = (ql.astype(np.int8) - (qh << np.uint8(2)).astype(np.int8)).astype(np.float32)
+    out: np.ndarray = (dl * q).reshape((n, QK_K))
+    return out
+
+
+def _tq1_0(b: np.ndarray) -> np.ndarray:
+    # ternary (BitNet b1.58): five trits per byte in base 3, stored as a fixed-point fraction
+    n = b.shape[0]
+    nqs = (QK_K - 4 * QK_K // 64) // 5
+    qs, qh, d = b[:, :nqs], b[:, nqs : nqs + QK_K // 64], _f16(b[:, -2:])
+    pow3 = np.array([1, 3, 9, 27, 81], dtype=np.uint8)
+    q0 = (qs[:, :32].reshape((n, -1, 1, 32)) * pow3.reshape((1, 1, 5, 1))).reshape((n, -1))
+    q1 = (qs[:, 32:].reshape((n, -1, 1, 16)) * pow3.reshape((1, 1, 5, 1))).reshape((n, -1))
+    q2 = (qh.reshape((n, -1, 1, 4)) * pow3[:4].reshape((1, 1, 4, 1))).reshape((n, -1))
+    q = np.concatenate([q0, q1, q2], axis=-1)
+    t = ((q.astype(np.uint16) * 3) >> 8).astype(np.int8) - np.int8(1)
+    out: np.ndarray = d * t.astype(np.float32)
+    return out
+
+
+def _tq2_0(b: np.ndarray) -> np.ndarray:
+    n = b.shape[0]
+    qs, d = b[:, : QK_K // 4], _f16(b[:, -2:])
+    q = qs.reshape((n, -1, 1, 32)) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape((1, 1, 4, 1))
+    t = (q & 0x03).reshape((n, -1)).astype(np.int8) - np.int8(1)
+    out: np.ndarray = d * t.astype(np.float32)
+    return out
+
+
+# 4-bit code -> value tables (ggml-common.h kvalues_iq4nl, kvalues_mxfp4 = E2M1 doubled)
+_IQ4NL_VALUES = np.array(
+    [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int8
+)
+_E2M1_X2 = np.array([0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12], dtype=np.int8)
+
+
+def _iq4_nl(b: np.ndarray) -> np.ndarray:
+    n = b.shape[0]
+    d = _f16(b[:, :2])
+    q = _nibbles(b[:, 2:], n, 16).reshape((n, -1))
+    out: np.ndarray = d * _IQ4NL_VALUES[q].astype(np.float32)
+    return out
+
+
+def _iq4_xs(b: np.ndarray) -> np.ndarray:
+    n = b.shape[0]
+    d = _f16(b[:, :2])
+    scales_h = b[:, 2:4].copy().view("<u2")
+    scales_l, qs = b[:, 4 : 4 + QK_K // 64], b[:, 4 + QK_K // 64 :]
+    lo = scales_l.reshape((n, -1, 1)) >> np.array([0, 4], dtype=np.uint8).reshape((1, 1, 2))
+    hi = scales_h.reshape((n, 1, -1)) >> (2 * np.arange(QK_K // 32, dtype=np.uint16)).reshape(
+        (1, -1, 1)
+    )
+    lo = lo.reshape((n, -1)) & np.uint8(0x0F)
+    hi = hi.reshape((n, -1)).astype(np.uint8) & np.uint8(0x03)
+    sc = (lo | (hi << np.uint8(4))).astype(np.int8) - np.int8(32)
+    dl = (d * sc.astype(np.float32)).reshape((n, -1, 1))
+    q = _nibbles(qs, n, 16).reshape((n, -1, 32))
+    out: np.ndarray = (dl * _IQ4NL_VALUES[q].astype(np.float32)).reshape((n, QK_K))
+    return out
+
+
+def _e8m0_half(e: np.ndarray) -> np.ndarray:
+    # ggml_e8m0_to_fp32_half (ggml-impl.h): 2**(e - 128) as float32 bits
+    e32 = e.astype(np.uint32)
+    bits = np.where(e32 < 2, np.uint32(0x00200000) << e32, (e32 - np.uint32(1)) << np.uint32(23))
+    return bits.astype(np.uint32).view(np.float32)
+
+
+def _mxfp4(b: np.ndarray) -> np.ndarray:
+    n = b.shape[0]
+    d = _e8m0_half(b[:, :1])
+    q = b[:, 1:].reshape((n, 1, 16)) >> np.array([0, 4], dtype=np.uint8).reshape((1, 2, 1))
+    vals = _E2M1_X2[(q & np.uint8(0x0F)).reshape((n, 32))]
+    out: np.ndarray = d * vals.astype(np.float32)
+    return out
+
+
+def _ue4m3_half(x: np.ndarray) -> np.ndarray:
+    # unsigned E4M3 scale (bias 7), halved to match the doubled E2M1 table (gguf NVFP4)
+    exp = (x >> 3).astype(np.int32) & 0xF
+    man = (x & 0x7).astype(np.float32)
+    raw = np.where(exp == 0, man * 2**-9, (1.0 + man / 8.0) * (2.0 ** (exp.astype(np.float32) - 7)))
+    out: np.ndarray = np.where((x == 0) | (x == 0x7F), 0.0, raw * 0.5)
+    return out
+
+
+def _nvfp4(b: np.ndarray) -> np.ndarray:
+    n = b.shape[0]
+    d = _ue4m3_half(b[:, :4]).reshape((n, 4, 1))
+    qs = b[:, 4:].reshape((n, 4, 8))
+    vals = np.concatenate([qs & np.uint8(0x0F), qs >> np.uint8(4)], axis=-1)
+    # scale (<= 4 significant bits) x E2M1 (<= 2): exact in float32, as the other types
+    out: np.ndarray = (d * _E2M1_X2[vals].astype(np.float32)).reshape((n, 64)).astype(np.float32)
+    return out
+
+
 def _plain(name: str, dtype: Any) -> GGMLType:
     dt = np.dtype(dtype)
     return GGMLType(name, 1, dt.itemsize, None, dt)
 
 
 # ggml type id -> layout (ggml.h enum ggml_type; block sizes from ggml-common.h). Types without a
-# decoder are enumerated (sizes known, so offsets are still checked) but not analysed.
+# decoder are enumerated (sizes known, so offsets are still checked) but not analysed; why each
+# one is not decoded is in NOT_DECODED (it becomes the skip's detail).
 TYPES: dict[int, GGMLType] = {
     0: _plain("F32", "<f4"),
     1: _plain("F16", "<f2"),
@@ -256,8 +383,8 @@ TYPES: dict[int, GGMLType] = {
     7: GGMLType("Q5_1", 32, 24, _q5_1),
     8: GGMLType("Q8_0", 32, 34, _q8_0),
     9: GGMLType("Q8_1", 32, 40, None),
-    10: GGMLType("Q2_K", 256, 84, None),
-    11: GGMLType("Q3_K", 256, 110, None),
+    10: GGMLType("Q2_K", 256, 84, _q2_k),
+    11: GGMLType("Q3_K", 256, 110, _q3_k),
     12: GGMLType("Q4_K", 256, 144, _q4_k),
     13: GGMLType("Q5_K", 256, 176, _q5_k),
     14: GGMLType("Q6_K", 256, 210, _q6_k),
@@ -266,14 +393,34 @@ TYPES: dict[int, GGMLType] = {
     17: GGMLType("IQ2_XS", 256, 74, None),
     18: GGMLType("IQ3_XXS", 256, 98, None),
     19: GGMLType("IQ1_S", 256, 50, None),
-    20: GGMLType("IQ4_NL", 32, 18, None),
+    20: GGMLType("IQ4_NL", 32, 18, _iq4_nl),
     21: GGMLType("IQ3_S", 256, 110, None),
     22: GGMLType("IQ2_S", 256, 82, None),
-    23: GGMLType("IQ4_XS", 256, 136, None),
+    23: GGMLType("IQ4_XS", 256, 136, _iq4_xs),
     29: GGMLType("IQ1_M", 256, 56, None),
-    34: GGMLType("TQ1_0", 256, 54, None),
-    35: GGMLType("TQ2_0", 256, 66, None),
-    39: GGMLType("MXFP4", 32, 17, None),
+    34: GGMLType("TQ1_0", 256, 54, _tq1_0),
+    35: GGMLType("TQ2_0", 256, 66, _tq2_0),
+    39: GGMLType("MXFP4", 32, 17, _mxfp4),
+    40: GGMLType("NVFP4", 64, 36, _nvfp4),
+    41: GGMLType("Q1_0", 128, 18, None),
+}
+
+
+_LATTICE = (
+    "its values are indices into ggml's lattice codebooks (iq*_grid tables of 256-2048 "
+    "packed entries, ggml-common.h) which initaudit does not carry"
+)
+NOT_DECODED: dict[str, str] = {
+    "Q8_1": "an intermediate type of ggml's dot products, not a storage type",
+    "Q8_K": "an intermediate type of ggml's dot products, not a storage type",
+    "IQ2_XXS": _LATTICE,
+    "IQ2_XS": _LATTICE,
+    "IQ2_S": _LATTICE,
+    "IQ3_XXS": _LATTICE,
+    "IQ3_S": _LATTICE,
+    "IQ1_S": _LATTICE,
+    "IQ1_M": _LATTICE,
+    "Q1_0": "new in ggml; the gguf package has no reference decoder to check one against",
 }
 
 
@@ -549,7 +696,8 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         decoded_bytes = math.prod(info.shape) * (4 if quantized else t.size)
         if quantized and t.decode is None:
             skip = SkipReason.QUANTIZED_NOT_DECODED
-            detail = f"GGUF {t.name} blocks are not decoded"
+            why = NOT_DECODED.get(t.name, "no decoder")
+            detail = f"GGUF {t.name} blocks are not decoded: {why}"
         elif decoded_bytes > options.max_tensor_bytes:
             skip = SkipReason.TOO_LARGE
             detail = (

@@ -25,7 +25,7 @@ import re
 import tempfile
 import weakref
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +45,7 @@ from ..model import (
     Loader,
     LoadError,
     Role,
+    StoredTensor,
     UnsafeContent,
     UnsafeLoadError,
     WeightTensor,
@@ -267,10 +268,24 @@ class _Walker:
     """Lists datasets under a group, never following soft/external links, and refusing
     datasets whose bytes live outside the file (external storage, virtual datasets)."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, names: Mapping[str, str] | None = None) -> None:
         self.model = model
         self.count = 0
         self.reported: set[str] = set()
+        # "/layers/dense_1/vars" -> layer name, from the other shards of a sharded save (Keras
+        # writes a layer's name in the shard where its group opened, its variables maybe in the
+        # next one)
+        self.names: dict[str, str] = dict(names or {})
+
+    def vars_name(self, group: h5py.Group) -> str | None:
+        """The layer name Keras >= 3.15 stores on ``<group>/vars`` (here or in another shard)."""
+        vars_group = group.get("vars") if "vars" in group else None
+        name = vars_group.attrs.get("name") if isinstance(vars_group, h5py.Group) else None
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        if isinstance(name, str):
+            return name
+        return self.names.get(f"{group.name.rstrip('/')}/vars")
 
     def _unsafe(self, what: str, where: str) -> None:
         if where not in self.reported:
@@ -1096,11 +1111,8 @@ def _k3_container(
     groups = {k: g for k, g in walker.children(group) if isinstance(g, h5py.Group)}
     by_name: dict[str, str] = {}
     for key, g in groups.items():
-        vars_group = g.get("vars") if "vars" in g else None
-        name = vars_group.attrs.get("name") if isinstance(vars_group, h5py.Group) else None
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        if isinstance(name, str):
+        name = walker.vars_name(g)
+        if name is not None:
             by_name.setdefault(name, key)
     used: dict[str, int] = {}
     claimed: set[str] = set()
@@ -1128,10 +1140,9 @@ def _k3_container(
         if key in claimed:
             continue
         name = key
-        vars_group = g.get("vars") if "vars" in g else None
-        attr = vars_group.attrs.get("name") if isinstance(vars_group, h5py.Group) else None
-        if entries is None and isinstance(attr, (str, bytes)):
-            name = attr.decode() if isinstance(attr, bytes) else attr
+        attr = walker.vars_name(g)
+        if entries is None and attr is not None:
+            name = attr
         nested: dict[str, Any] | None = {"config": {"layers": []}} if "layers" in g else None
         _k3_layer(g, f"{prefix}{name}", nested, walker, out, model, depth, group_key=key)
 
@@ -1253,8 +1264,9 @@ def _build_model(
     model_cfg: dict[str, Any] | None,
     keras_version: tuple[int, ...],
     legacy: bool,
+    names: Mapping[str, str] | None = None,
 ) -> None:
-    walker = _Walker(model)
+    walker = _Walker(model, names)
     graph: Graph | None = None
     if model_cfg is not None:
         if not isinstance(model_cfg, dict):
@@ -1295,7 +1307,51 @@ def _build_model(
         model.notes.append("the Keras file holds no weights")
 
 
-def _load_h5(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
+def vars_group_names(path: Path) -> dict[str, str]:
+    """``{"/layers/dense/vars": "fc1", ...}``: the layer names a Keras 3 weights file stores."""
+    out: dict[str, str] = {}
+    walker = _Walker(LoadedModel(path=str(path), format="keras-h5"))
+
+    def visit(group: h5py.Group, depth: int) -> None:
+        if depth > MAX_H5_DEPTH:
+            return
+        for key, obj in walker.children(group):
+            if not isinstance(obj, h5py.Group):
+                continue
+            if key == "vars":
+                name = obj.attrs.get("name")
+                if isinstance(name, bytes):
+                    name = name.decode("utf-8", "replace")
+                if isinstance(name, str):
+                    out[obj.name] = name
+            elif key != "optimizer":
+                visit(obj, depth + 1)
+
+    try:
+        with h5py.File(path, "r") as f:
+            visit(f, 0)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise _h5_error(exc) from None
+    return out
+
+
+def load_weights_shard(path: Path, options: LoadOptions, names: Mapping[str, str]) -> LoadedModel:
+    """One shard of a Keras 3 sharded save, its layers named with ``names`` from all shards."""
+    _current().clear()
+    try:
+        return _load_h5(path, "keras-h5", options, names)
+    except LoadError as exc:
+        found = [u for m in _current() for u in m.unsafe]
+        if found and not isinstance(exc, UnsafeLoadError):
+            raise UnsafeLoadError(str(exc), found) from None
+        raise
+    finally:
+        _current().clear()
+
+
+def _load_h5(
+    path: Path, fmt: str, options: LoadOptions, names: Mapping[str, str] | None = None
+) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras-h5", framework="keras")
     _current().append(model)
     source = _H5Source(path)
@@ -1318,7 +1374,7 @@ def _load_h5(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
                 )
             elif "layers" in f or "vars" in f:
                 model.notes.append("Keras 3 .weights.h5 (no model config): activations unknown")
-                _build_model(model, f, source, options, None, (), legacy=False)
+                _build_model(model, f, source, options, None, (), legacy=False, names=names)
             else:
                 raise LoadError("HDF5 file is not a Keras model or weights file")
     except LoadError:
@@ -1392,6 +1448,7 @@ def _unlink_quietly(name: str) -> None:
 def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
     model = LoadedModel(path=str(path), format="keras", framework="keras")
     _current().append(model)
+    npz_skipped: list[StoredTensor] = []
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
@@ -1411,19 +1468,25 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
         if "model.weights.h5" in names:
             source = _keras_zip_h5(path, zf, zf.getinfo("model.weights.h5"), model, options)
         elif "model.weights.npz" in names:
-            from ._scan import scan_blob
+            from . import keras_npz
 
-            # np.load(allow_pickle=True) of its object arrays runs their pickles: scan them first
-            scan_blob(
-                _read_member(zf, "model.weights.npz", 1 << 30),
-                "model.weights.npz",
-                model,
-                required=True,
-            )
-            _npz_weights_refused(zf)
-            raise AssertionError("unreachable")
+            variables = keras_npz.read_store(_read_member(zf, "model.weights.npz", 1 << 30), model)
+            source = _npz_as_h5(variables)
+            npz_skipped = keras_npz.unreadable(variables, model)
+            model.notes.append(keras_npz.summary(variables))
         else:
             raise LoadError(".keras archive has no model.weights.h5")
+    return _finish_keras(model, source, options, cfg, version, npz_skipped)
+
+
+def _finish_keras(
+    model: LoadedModel,
+    source: _H5Source,
+    options: LoadOptions,
+    cfg: Any,
+    version: tuple[int, ...],
+    npz_skipped: list[StoredTensor],
+) -> LoadedModel:
     try:
         with source.open() as f:
             _build_model(model, f, source, options, cfg, version, legacy=False)
@@ -1431,16 +1494,88 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise _h5_error(exc) from None
+    if npz_skipped and model.inventory is not None:
+        model.inventory.extend(npz_skipped)
     return model
 
 
-def _npz_weights_refused(zf: zipfile.ZipFile) -> None:
-    """Keras' NpzIOStore saves each layer's variables as a pickled dict (an object array):
-    reading them needs unpickling, which initaudit never does."""
-    raise LoadError(
-        ".keras stores its weights in model.weights.npz as pickled objects; "
-        "initaudit never unpickles (re-save the model with .weights.h5 storage)"
-    )
+KERAS_DIR_WEIGHTS = ("model.weights.h5", "model.weights.npz")
+
+
+def is_keras_dir(path: Path) -> bool:
+    """A Keras 3 model saved unzipped (``model.save(path, zipped=False)``): a folder with the
+    ``.keras`` archive's members as files."""
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        return False
+    if not any((path / n).is_file() for n in KERAS_DIR_WEIGHTS):
+        return False
+    try:
+        meta = json.loads(_read_file(path / "metadata.json", 1 << 20))
+    except (LoadError, ValueError, RecursionError, UnicodeDecodeError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("keras_version"), str)
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    try:
+        if path.is_symlink():
+            raise LoadError(f"{path.name} is a symbolic link (not followed)")
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise LoadError(f"cannot read {path.name} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise LoadError(f"{path.name} is larger than {limit} bytes")
+    return data
+
+
+def _load_keras_dir(path: Path, options: LoadOptions) -> LoadedModel:
+    """``model.save(path, zipped=False)``: saving_lib writes config.json, metadata.json and the
+    weights as files; with ``weights_format="npz"`` the npz store is still named
+    ``model.weights.h5`` (saving_lib._save_model_to_dir), so the content decides."""
+    model = LoadedModel(path=str(path), format="keras-dir", framework="keras")
+    _current().append(model)
+    cfg = _parse_json(_read_file(path / "config.json", MAX_CONFIG_BYTES), "config.json")
+    scan_config_safety(cfg, model)
+    meta = _parse_json(_read_file(path / "metadata.json", 1 << 20), "metadata.json")
+    version: tuple[int, ...] = ()
+    if isinstance(meta, dict):
+        version = _version(meta.get("keras_version"))
+        model.metadata["keras_version"] = meta.get("keras_version")
+    weights = next(path / n for n in KERAS_DIR_WEIGHTS if (path / n).is_file())
+    if weights.is_symlink():
+        raise LoadError(f"{weights.name} is a symbolic link (not followed)")
+    with open(weights, "rb") as fh:
+        head = fh.read(8)
+    npz_skipped: list[StoredTensor] = []
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        source = _H5Source(weights)
+    elif head.startswith(b"PK\x03\x04"):
+        from . import keras_npz
+
+        variables = keras_npz.read_store(_read_file(weights, 1 << 30), model)
+        source = _npz_as_h5(variables)
+        npz_skipped = keras_npz.unreadable(variables, model)
+        model.notes.append(keras_npz.summary(variables))
+    else:
+        raise LoadError(f"{weights.name} is neither HDF5 nor Keras' npz store")
+    return _finish_keras(model, source, options, cfg, version, npz_skipped)
+
+
+def _npz_as_h5(variables: list[Any]) -> _H5Source:
+    """Keras NpzIOStore variables in a temporary HDF5 file laid out as Keras' H5 store."""
+    from . import keras_npz
+
+    tmp = tempfile.NamedTemporaryFile(prefix="initaudit-", suffix=".h5", delete=False)
+    tmp.close()
+    try:
+        keras_npz.write_h5(variables, tmp.name)
+    except BaseException:
+        _unlink_quietly(tmp.name)
+        raise
+    source = _H5Source(Path(tmp.name))
+    weakref.finalize(source, _unlink_quietly, tmp.name)
+    return source
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
@@ -1448,6 +1583,8 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     try:
         if fmt == "keras":
             return _load_keras_zip(path, options)
+        if fmt == "keras-dir":
+            return _load_keras_dir(path, options)
         return _load_h5(path, fmt, options)
     except LoadError as exc:
         # a Lambda or custom object found before the error stands: keras deserializes the config

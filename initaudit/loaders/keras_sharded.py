@@ -84,14 +84,26 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     layers: dict[str, Any] = {}
     seen: set[str] = set()
     inventory: list[Any] | None = []
+    paths: list[Path] = []
     for shard in shards:
         shard_path = _inside(index.parent, shard)
         if shard_path is None:
             raise LoadError(f"shard path {shard!r} leaves the folder of {index.name}")
         if not shard_path.is_file():
             raise LoadError(f"shard {shard!r} listed in {index.name} is missing")
+        paths.append(shard_path)
+    # Keras names a layer ("vars" attribute "name") in the shard where its group opened; its
+    # variables may land in the next shard: collect the names of all shards first
+    names: dict[str, str] = {}
+    for shard, shard_path in zip(shards, paths, strict=True):
         try:
-            part = keras_loader.load(shard_path, "keras-h5", options)
+            for group, name in keras_loader.vars_group_names(shard_path).items():
+                names.setdefault(group, name)
+        except LoadError as exc:
+            raise LoadError(f"shard {shard}: {exc}") from None
+    for shard, shard_path in zip(shards, paths, strict=True):
+        try:
+            part = keras_loader.load_weights_shard(shard_path, options, names)
         except LoadError as exc:
             raise LoadError(f"shard {shard}: {exc}") from None
         for layer in part.layers:

@@ -84,6 +84,37 @@ def seeds(d: Path) -> list[Path]:
         out.append(p)
     except ImportError:
         pass
+    try:  # GGUF: a plain, a block-quantized and a K-quant tensor
+        import gguf
+
+        p = d / "g.gguf"
+        gw = gguf.GGUFWriter(str(p), "llama")
+        gw.add_tensor("blk.0.ffn_up.weight", rng.normal(size=(8, 32)).astype(np.float32))
+        gw.add_tensor("blk.0.ffn_down.weight", gguf.quants.quantize(
+            rng.normal(size=(8, 32)).astype(np.float32), gguf.GGMLQuantizationType.Q8_0),
+            raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        q4k = rng.integers(0, 256, size=(4, 144), dtype=np.uint8)
+        q4k[:, :4] = np.full((4, 2), 1e-3, np.float16).view(np.uint8)
+        gw.add_tensor("blk.0.attn_q.weight", q4k, raw_dtype=gguf.GGMLQuantizationType.Q4_K)
+        gw.write_header_to_file()
+        gw.write_kv_data_to_file()
+        gw.write_tensors_to_file()
+        gw.close()
+        out.append(p)
+    except ImportError:
+        pass
+    try:  # Flax msgpack (flax.serialization's layout: ext 1 = msgpack [shape, dtype, bytes])
+        import msgpack
+
+        def arr(a: np.ndarray) -> msgpack.ExtType:
+            return msgpack.ExtType(1, msgpack.packb([list(a.shape), a.dtype.name, a.tobytes()]))
+
+        p = d / "f.msgpack"
+        p.write_bytes(msgpack.packb({"params": {"Dense_0": {"kernel": arr(w.T.copy()),
+                                                            "bias": arr(np.zeros(8, np.float32))}}}))
+        out.append(p)
+    except ImportError:
+        pass
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
