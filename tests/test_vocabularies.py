@@ -84,8 +84,6 @@ def test_readme_rule_table_rows_match_the_rules() -> None:
         assert severity == rule.severity.value, code
 
 
-@pytest.mark.xfail(strict=True, reason="README.md is edited by the lead: the IA104 row is in "
-                   "docs/_merge/house-README.md; drop this mark when it is applied")
 def test_readme_rule_table_lists_every_rule() -> None:
     codes = [r[0] for r in _table(README, "code") if r[0].startswith("IA")]
     assert codes == sorted(registry())
