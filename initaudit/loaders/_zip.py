@@ -179,6 +179,19 @@ class SafeZip:
             raise LoadError(f"zip member {name!r} inflates beyond {cap} bytes (zip bomb?)")
         return data
 
+    def head(self, m: Member, n: int) -> bytes:
+        """At most the first ``n`` inflated bytes of a member (a peek, or a capped read: the
+        caller compares the length with ``m.size``)."""
+        if m.stored:
+            with open(self.path, "rb") as fh:
+                fh.seek(m.data_offset)
+                return fh.read(min(n, m.size))
+        try:
+            with self._zf.open(m.info) as fh:
+                return fh.read(n)
+        except Exception as exc:  # noqa: BLE001 - zipfile/zlib raise many types on garbage
+            raise LoadError(f"zip member {m.name!r} cannot be inflated ({exc})") from None
+
     def memmap(self, name: str) -> np.ndarray:
         """A read-only uint8 memory map of a stored member (tensor data is never inflated)."""
         m = self.member(name)
