@@ -25,6 +25,7 @@ from typing import Any
 
 from ..model import LoadedModel, LoadError, UnsafeContent
 from . import _pickle as P
+from ._shared import describe
 from ._zip import SafeZip
 
 # members the formats read as raw bytes: <top>/data/<key>, <top>/constants/<key> (torch zip,
@@ -201,7 +202,7 @@ def _scan_nested_zip(data: bytes, location: str, model: LoadedModel, *, depth: i
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
     except Exception as exc:  # noqa: BLE001 - zipfile raises many types on garbage
-        model.notes.append(f"{location}: nested zip not readable ({type(exc).__name__})")
+        model.notes.append(f"{location}: nested zip not readable ({describe(exc)})")
         return
     for info in infos[:10_000]:
         name = info.filename

@@ -48,7 +48,7 @@ from ..model import (
 from . import _pickle as P
 from . import reparam, torch_inventory
 from ._scan import scan_blob, scan_zip
-from ._shared import UnderConstruction
+from ._shared import UnderConstruction, describe
 from ._zip import SafeZip
 from .statedict import FlatTensor, group_state_dict
 from .torch_mapping import map_frozen_constants, note_rebuilt, promote_raw_parameters
@@ -1877,7 +1877,7 @@ def _read_json(zf: SafeZip, name: str) -> dict[str, Any]:
     try:
         value = json.loads(zf.read(name).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise LoadError(f"{name} is not valid JSON ({type(exc).__name__})") from None
+        raise LoadError(f"{name} is not valid JSON ({describe(exc)})") from None
     if not isinstance(value, dict):
         raise LoadError(f"{name} is not a JSON object")
     return value

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,14 @@ DTYPE_NAMES = {
 
 def _tail_is_table(path: Path) -> bool:
     try:
-        size = path.stat().st_size
-        if size < _wire.FOOTER_SIZE:
+        st = path.stat()
+        # a state file may name any path: never open a FIFO or device (it would block)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < _wire.FOOTER_SIZE:
             return False
         with open(path, "rb") as fh:
-            fh.seek(size - 8)
+            fh.seek(st.st_size - 8)
             return int.from_bytes(fh.read(8), "little") == _wire.TABLE_MAGIC
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in a path from a damaged state file
         return False
 
 
