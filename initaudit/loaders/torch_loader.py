@@ -580,6 +580,14 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
                 f"tensor {name!r}: shape {t.size} with strides {t.stride} at offset "
                 f"{t.offset} reaches beyond its storage ({limit} elements)"
             )
+    span = max(limit - start, 1)
+    if numel * dt.itemsize > _REPEAT_BYTES and numel > _REPEAT_FACTOR * span:
+        # zero or overlapping strides: a few stored values viewed as billions (a 1.5 KB file
+        # declaring 10**10 elements took 30 s to analyse); their distinct values are few
+        return (
+            f"shape {tuple(t.size)} with strides {tuple(t.stride)} repeats at most {span} stored "
+            f"elements as {numel} (zero or overlapping strides): not analysed"
+        )
     if dt.numpy is None:
         return f"dtype {dt.name} has no numpy equivalent"
     size, stride, big = t.size, t.stride, bool(getattr(source, "big_endian", False))
@@ -600,6 +608,10 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
         )
 
     return FlatTensor(name=name, shape=tuple(size), dtype=dt.name, load=load)
+
+
+_REPEAT_BYTES = 64 * 2**20  # an expanded view this large that repeats its storage is skipped
+_REPEAT_FACTOR = 4
 
 
 def _inline_flat(name: str, t: P.InlineArray) -> FlatTensor | str:

@@ -128,6 +128,10 @@ def with_frameworks(d: Path) -> dict[str, Path]:
         data = _replace_all(p.read_bytes(), small, huge)
         p.write_bytes(_replace_all(data, struct.pack("<q", n), struct.pack("<q", BIG)))
         out["numel-legacy.pt"] = p
+        # a stride-0 view: 4 stored floats viewed as 10**10 (torch.save keeps the strides)
+        p = d / "stride0.pt"
+        torch.save({"w": torch.zeros(4).as_strided((100000, 100000), (0, 0))}, p)
+        out["stride0.pt"] = p
     except ImportError:
         pass
     try:
