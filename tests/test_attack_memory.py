@@ -137,3 +137,18 @@ def test_oversized_data_member_is_only_noted(tmp_path: Path, monkeypatch: pytest
     p = _torch_zip(tmp_path / "big.pt", [("m/extra/blob.txt", b"hello " * 2**20)])
     fr = audit_path(p, AuditConfig())
     assert not [f for f in fr.findings if f.code == "IA501"]
+
+
+def test_npz_of_many_small_bombs_has_one_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from initaudit.loaders import load, npz_loader
+
+    monkeypatch.setattr(npz_loader, "_INFLATE_BUDGET", 25 * 2**20)
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2048, 1024), np.float32))  # 8 MB of zeros, each under the bomb size
+    p = tmp_path / "many.npz"
+    p.write_bytes(_zip([(f"w{i}.npy", buf.getvalue()) for i in range(5)]))
+    model = load(p)
+    over = [k for k, why in model.skipped if "in total" in why]
+    assert over == ["w3", "w4"], model.skipped
