@@ -323,3 +323,23 @@ def _add(model: LoadedModel, unsafe: list[UnsafeContent]) -> None:
     for item in unsafe:
         if item not in model.unsafe:
             model.unsafe.append(item)
+
+
+def scan_lone_npy(path: Path) -> list[UnsafeContent]:
+    """The findings in a single ``.npy`` file's object-array pickle (empty for anything else)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                return []
+            fh.seek(0)
+            data = fh.read(SCAN_CAP + 1)
+    except OSError:
+        return []
+    model = LoadedModel(path=str(path), format="npy")
+    if len(data) > SCAN_CAP:
+        unvetted(
+            model, path.name, "an object array above the scan limit", data[:_HEAD], required=False
+        )
+    else:
+        _scan_npy(data, path.name, model)
+    return list(model.unsafe)

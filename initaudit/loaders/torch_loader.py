@@ -47,7 +47,7 @@ from ..model import (
 )
 from . import _pickle as P
 from . import reparam, torch_inventory
-from ._scan import scan_blob, scan_zip
+from ._scan import SCAN_CAP, scan_blob, scan_zip, unvetted
 from ._shared import UnderConstruction, describe
 from ._zip import SafeZip
 from .statedict import FlatTensor, group_state_dict
@@ -1882,7 +1882,12 @@ def _scan_pt2_pickled(
         if member is None:
             model.notes.append(f".pt2 pickled entry {fqn!r} has no member {path_name!r}")
             continue
-        scan_blob(zf.read(member), member.name, model, required=True)
+        if member.size > SCAN_CAP:  # torch.export.load would unpickle it: not vetted = flagged
+            unvetted(
+                model, member.name, f"{member.size} bytes, above the scan limit", b"", required=True
+            )
+            continue
+        scan_blob(zf.read(member, cap=SCAN_CAP), member.name, model, required=True)
 
 
 def _read_json(zf: SafeZip, name: str) -> dict[str, Any]:

