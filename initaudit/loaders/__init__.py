@@ -94,10 +94,11 @@ def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> Lo
         fmt = detect_format(path)
     except UnsupportedFormat as exc:
         # a lone .npy is not a checkpoint format, but np.load(allow_pickle=True) unpickles an
-        # object array's payload: what it would run is reported with the refusal
-        from ._scan import scan_lone_npy
+        # object array's payload, and pickle.load imports a broken pickle's globals before it
+        # fails: what they would run is reported with the refusal
+        from ._scan import scan_unrecognised
 
-        unsafe = scan_lone_npy(Path(path))
+        unsafe = scan_unrecognised(Path(path)) if Path(path).is_file() else []
         if unsafe:
             raise UnsafeLoadError(str(exc), unsafe) from None
         raise

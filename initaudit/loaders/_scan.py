@@ -15,6 +15,7 @@ import io
 import pickletools
 import re
 import struct
+import sys
 import threading
 import weakref
 import zipfile
@@ -325,21 +326,51 @@ def _add(model: LoadedModel, unsafe: list[UnsafeContent]) -> None:
             model.unsafe.append(item)
 
 
-def scan_lone_npy(path: Path) -> list[UnsafeContent]:
-    """The findings in a single ``.npy`` file's object-array pickle (empty for anything else)."""
+def _names_a_module(data: bytes) -> bool:
+    """A stream whose decodable opcodes (before any error) include a GLOBAL/INST naming a
+    standard-library or well-known package module: what ``pickle.load`` imports before it fails.
+    Random text that happens to start with an opcode letter names no such module."""
+    try:
+        for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+            if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                top = arg.split(" ", 1)[0].split(".", 1)[0]
+                if top in sys.stdlib_module_names or top in _KNOWN_PACKAGES:
+                    return True
+            if op.name == "STOP":
+                return False
+    except Exception:  # noqa: BLE001 - the decodable prefix is all that matters
+        pass
+    return False
+
+
+_KNOWN_PACKAGES = frozenset({"torch", "numpy", "requests", "aiohttp", "pip", "dill", "joblib"})
+
+
+def scan_unrecognised(path: Path) -> list[UnsafeContent]:
+    """Findings in a file no format claims: a lone ``.npy`` object array (np.load with
+    allow_pickle unpickles it) or a broken pickle whose opcodes reach a GLOBAL before they fail
+    (pickle.load imports the module, and may call it, before the error)."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(6) != b"\x93NUMPY":
-                return []
-            fh.seek(0)
             data = fh.read(SCAN_CAP + 1)
     except OSError:
         return []
-    model = LoadedModel(path=str(path), format="npy")
-    if len(data) > SCAN_CAP:
-        unvetted(
-            model, path.name, "an object array above the scan limit", data[:_HEAD], required=False
-        )
-    else:
-        _scan_npy(data, path.name, model)
+    model = LoadedModel(path=str(path), format="unknown")
+    if data[:6] == b"\x93NUMPY":
+        if len(data) > SCAN_CAP:
+            unvetted(
+                model,
+                path.name,
+                "an object array above the scan limit",
+                data[:_HEAD],
+                required=False,
+            )
+        else:
+            _scan_npy(data, path.name, model)
+    elif (
+        data[:1]
+        and (data[0] in _PROTO0_START or data[0] == 0x80)
+        and _names_a_module(data[: 1 << 20])
+    ):
+        _scan_pickles(data, path.name, model, required=False)
     return list(model.unsafe)

@@ -96,6 +96,9 @@ class _JoblibUnpickler(RestrictedUnpickler):
             padding = int(self._take(1)[0])
             self._take(padding)
         array = _JoblibArray(tuple(shape), np_dtype, str(order), self.pos)
+        # joblib commits the pickle frame before writing these bytes: they belong to no frame
+        if self.frame_end is not None and self.frame_end <= array.offset:
+            self.frame_end = None
         self._take(array.nbytes)  # step over the raw bytes (bounds-checked)
         obj.state["__joblib_array__"] = array
 
