@@ -73,3 +73,26 @@ def test_nul_bytes_in_paths_named_in_files_are_refused_in_words(tmp_path: Path) 
     for folder in (st, ck):
         fr = audit_path(folder, AuditConfig())
         assert not (fr.error or "").startswith("could not be read ("), fr.error
+
+
+def test_whole_module_pickle_with_a_non_string_attribute_name(tmp_path: Path) -> None:
+    """Found by the fuzzer (seed 9): a damaged whole-module pickle whose module state has a
+    non-string key reached the last-resort line (AttributeError: no attribute 'startswith')."""
+    import io
+    import pickle as P
+    import zipfile
+
+    from initaudit.engine import AuditConfig, audit_path
+
+    body = (P.PROTO + b"\x02" + P.GLOBAL + b"torch.nn.modules.linear\nLinear\n" + P.EMPTY_TUPLE
+            + P.NEWOBJ + P.EMPTY_DICT + P.MARK + P.SHORT_BINUNICODE + b"\x08_modules" + P.EMPTY_DICT
+            + P.SHORT_BINUNICODE + b"\x0b_parameters" + P.EMPTY_DICT
+            + P.BININT1 + b"\x07" + P.BININT1 + b"\x03" + P.SETITEMS + P.BUILD + P.STOP)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("m/data.pkl", body)
+        zf.writestr("m/version", "3\n")
+    p = tmp_path / "m.pt"
+    p.write_bytes(buf.getvalue())
+    fr = audit_path(p, AuditConfig())
+    assert not (fr.error or "").startswith("could not be read ("), fr.error

@@ -728,7 +728,10 @@ class _Walker:
                 for k, v in mods.items():
                     if isinstance(v, P.Stub):
                         node.children.append(self.module_tree(v, _join(path, str(k)), depth + 1))
-            node.attrs = {k: v for k, v in state.items() if not k.startswith("_")}
+            # a damaged pickle can put any object where attribute names go
+            node.attrs = {
+                k: v for k, v in state.items() if isinstance(k, str) and not k.startswith("_")
+            }
         else:  # TorchScript: submodules, tensors and attributes share one dict
             for k, v in state.items():
                 v = P.unwrap(v)
@@ -736,7 +739,7 @@ class _Walker:
                     node.children.append(self.module_tree(v, _join(path, str(k)), depth + 1))
                 elif _is_tensor(v):
                     node.tensors.append((str(k), v))
-                else:
+                elif isinstance(k, str):
                     node.attrs[k] = v
         return node
 

@@ -186,19 +186,18 @@ def read_bundle(prefix: Path) -> Bundle:
                 has_slices = True
             fields[number] = v
         name = key.decode("utf-8", errors="replace")
-        if has_slices:  # a partitioned variable: its slices are separate entries
-            entries.append(Entry(name, -1, _shape(fields.get(2, b"")), 0, 0, 0))
+        numbers = [fields.get(n, 0) for n in (1, 3, 4, 5)]
+        shape = fields.get(2, b"")
+        if has_slices and isinstance(shape, bytes):  # a partitioned variable: slices apart
+            entries.append(Entry(name, -1, _shape(shape), 0, 0, 0))
             continue
-        entries.append(
-            Entry(
-                name,
-                int(fields.get(1, 0)),
-                _shape(fields.get(2, b"")),
-                int(fields.get(3, 0)),
-                int(fields.get(4, 0)),
-                int(fields.get(5, 0)),
+        if not all(isinstance(v, int) for v in numbers) or not isinstance(shape, bytes):
+            # a damaged index: a field of the wrong wire type where dtype/shard/offset/size go
+            raise LoadError(
+                f"TensorFlow index entry {name!r} is malformed (a field of the wrong type)"
             )
-        )
+        dtype, shard, offset, size = numbers
+        entries.append(Entry(name, dtype, _shape(shape), shard, offset, size))
     if not 1 <= num_shards <= 100_000:
         raise LoadError(f"TensorFlow checkpoint declares {num_shards} shards")
     return Bundle(prefix, num_shards, tuple(entries))
