@@ -7,8 +7,8 @@ read (slab by slab: chunk indexes and filters are where libhdf5 walks file-decla
 not following links. Only when the child finishes does the loader parse the
 file in-process - the same deterministic library on the same bytes then finishes too.
 
-The child is this file run as a script (``python -I``): it imports h5py and numpy only, never
-initaudit, so a checked file costs one small process start (~0.2 s) and not a second import of
+The child is this file run as a script (``python -I``, given the parent's ``sys.path`` so a
+``--user`` or ``PYTHONPATH`` h5py is found): it imports h5py and numpy only, never initaudit, so a checked file costs one small process start (~0.2 s) and not a second import of
 the whole package.
 """
 
@@ -36,6 +36,7 @@ _BOMB_RATIO = 50
 _MAX_OBJECTS = 1_000_000
 
 _EXIT_MEMORY = 3
+_PATH_VAR = "INITAUDIT_H5GUARD_SYSPATH"
 
 
 class H5Refused(Exception):
@@ -72,6 +73,9 @@ def _run(path: Path, window: tuple[int, int] | None, size: int) -> None:
             timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
+            # -I drops PYTHONPATH and user site-packages: hand over where this process found
+            # h5py (a --user or PYTHONPATH install), never the working directory
+            env={**os.environ, _PATH_VAR: os.pathsep.join(p for p in sys.path if p)},
         )
     except subprocess.TimeoutExpired:
         raise H5Refused(
@@ -208,6 +212,8 @@ def _walk(f: Any) -> None:
 
 
 def _main(argv: list[str]) -> int:
+    extra = [p for p in os.environ.get(_PATH_VAR, "").split(os.pathsep) if p]
+    sys.path[:0] = [p for p in extra if p not in sys.path]
     try:
         _limit_memory(int(argv.pop(0)))
         import h5py
