@@ -7,6 +7,9 @@ Corpus (built in --work, nothing downloaded at run time):
   are read from local git mirrors (``--mirrors``, as the `fetch` tool lays them out).
   Labels come from the file names the peers gave them (malicious/evil/exploit/... vs
   benign/safe/...); files with neither word are "unlabelled" and only listed.
+* the files the peers' test suites write at run time (modelscan's fixtures, ModelAudit's asset
+  generators), ported to tests/attack/peer_generators.py, and the pickles of fickling's bypass
+  tests (benchmarks/fickling_bypasses.py, run with the peers' Python where fickling is installed).
 * initaudit's crafted corpus (tests/attack/craft.py): one file per attack class of issue 11,
   each one proven (by tests/test_attack_fail_closed.py) to run its payload in the framework.
 * benign checkpoints written by the frameworks themselves (torch.save of a state_dict, a whole
@@ -43,15 +46,18 @@ sys.path.insert(0, str(REPO))
 # (mirror dir, path prefix inside the repo, peer name)
 SOURCES = [
     ("mmaitre314+picklescan", "tests/data/", "picklescan"),
+    ("mmaitre314+picklescan", "tests/data2/", "picklescan"),  # advisories (GHSA-*) and more
     ("protectai+modelscan", "tests/data/", "modelscan"),
     ("promptfoo+modelaudit", "tests/assets/", "modelaudit"),
     ("trailofbits+fickling", "test/fixtures/", "fickling"),
 ]
 MODEL_EXT = re.compile(r"\.(pkl|pickle|pt|pth|bin|h5|keras|npz|npy|zip|7z|joblib|ckpt|dill)$", re.IGNORECASE)
 MALICIOUS = re.compile(r"malicious|evil|exploit|attack|bad_|unsafe|sploit|bypass|lambda|dill_func|"
-                       r"decode_exec|nested_pickle|eval|system_call|traversal", re.IGNORECASE)
+                       r"decode_exec|nested_pickle|eval|system_call|traversal|GHSA-|codeinjection|"
+                       r"exfiltration|io_FileIO|logging_FileHandler|types_CodeType|urlopen|"
+                       r"type-confusion", re.IGNORECASE)
 BENIGN = re.compile(r"benign|safe|^pytorch_model|new_pytorch_model|simple_nested|mit_model|"
-                    r"agpl|mixed_licenses|squeezenet|model_weights", re.IGNORECASE)
+                    r"agpl|mixed_licenses|squeezenet|model_weights|^int_arrays?", re.IGNORECASE)
 
 
 # named "bad"/"malicious" by a peer but holding no payload any loader could run
@@ -97,6 +103,30 @@ def collect_peer_files(mirrors: Path, out: Path) -> list[Item]:
                      "benign" if BENIGN.search(base) or BENIGN.search(name) else "unlabelled")
             items.append(Item(dst, peer, label))
     return items
+
+
+def collect_generated(out: Path) -> list[Item]:
+    """The files the peers' test suites write at run time (tests/attack/peer_generators.py)."""
+    from tests.attack import peer_generators
+
+    return [Item(p, "generated", label)
+            for p, label in peer_generators.write_all(out / "generated").values()]
+
+
+def collect_fickling(mirrors: Path, peers: Path, out: Path) -> list[Item]:
+    """The pickles fickling's bypass tests build (benchmarks/fickling_bypasses.py, run with the
+    peers' Python, which has fickling)."""
+    git = mirrors / "trailofbits+fickling" / "repo"
+    d = out / "fickling-bypass"
+    if not git.exists() or not (peers / "python").exists():
+        return []
+    res = subprocess.run([str(peers / "python"), str(REPO / "benchmarks" / "fickling_bypasses.py"),
+                          str(git), str(d)], capture_output=True, text=True, timeout=300, check=False)
+    if res.returncode != 0:
+        print(f"skip fickling bypasses: {res.stderr[-300:]}", file=sys.stderr)
+        return []
+    rows = json.loads((d / "labels.json").read_text())
+    return [Item(d / r["file"], "fickling-bypass", r["label"]) for r in rows]
 
 
 def collect_own(out: Path) -> list[Item]:
@@ -166,7 +196,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    items = collect_peer_files(args.mirrors, args.work / "peers") + collect_own(args.work)
+    items = (collect_peer_files(args.mirrors, args.work / "peers")
+             + collect_generated(args.work) + collect_fickling(args.mirrors, args.peers, args.work)
+             + collect_own(args.work))
     scanners = {
         "initaudit": run_initaudit,
         "picklescan": lambda p: run_peer([str(args.peers / "picklescan"), "--path", str(p)]),
@@ -205,10 +237,15 @@ def main() -> int:
 
 
 def table(rows: list[dict], scanners: list[str]) -> str:
+    peers = ("picklescan", "modelscan", "modelaudit", "fickling")
     groups = [
-        ("peers' malicious files", lambda r: r["source"] not in ("crafted", "framework") and r["label"] == "malicious"),
+        ("peers' committed malicious files", lambda r: r["source"] in peers and r["label"] == "malicious"),
+        ("peers' generated malicious files", lambda r: r["source"] == "generated" and r["label"] == "malicious"),
+        ("fickling bypass-test pickles", lambda r: r["source"] == "fickling-bypass" and r["label"] == "malicious"),
+        ("**all peers' malicious files**", lambda r: r["source"] not in ("crafted", "framework") and r["label"] == "malicious"),
         ("crafted (framework runs payload)", lambda r: r["source"] == "crafted"),
-        ("peers' benign files (false flags)", lambda r: r["source"] not in ("crafted", "framework") and r["label"] == "benign"),
+        ("peers' benign files (false flags)", lambda r: r["source"] in peers + ("generated",) and r["label"] == "benign"),
+        ("fickling's likely-safe pickles (calls, not checkpoints)", lambda r: r["source"] == "fickling-bypass" and r["label"] == "benign"),
         ("framework-written checkpoints (false flags)", lambda r: r["source"] == "framework"),
     ]
     lines = ["| set | files | " + " | ".join(scanners) + " |",

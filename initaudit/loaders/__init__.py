@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ..activations import ActivationHint
-from ..model import LoadedModel, LoadError, UnsupportedFormat  # noqa: F401 (LoadError re-exported)
+from ..model import (  # noqa: F401 (LoadError re-exported)
+    LoadedModel,
+    LoadError,
+    UnsafeLoadError,
+    UnsupportedFormat,
+)
 from .formats import BY_NAME, FORMATS, MODEL_EXTENSIONS, FormatSpec  # noqa: F401 (re-exported)
 
 # format name -> module (inside initaudit.loaders) that reads it: from the FormatSpec table
@@ -87,7 +92,18 @@ def is_model_directory(path: str | os.PathLike[str]) -> bool:
 def load(path: str | os.PathLike[str], options: LoadOptions | None = None) -> LoadedModel:
     """Read ``path`` into the neutral model. Raises LoadError with a one-line reason."""
     options = options or LoadOptions()
-    fmt = detect_format(path)
+    try:
+        fmt = detect_format(path)
+    except UnsupportedFormat as exc:
+        # a lone .npy is not a checkpoint format, but np.load(allow_pickle=True) unpickles an
+        # object array's payload, and pickle.load imports a broken pickle's globals before it
+        # fails: what they would run is reported with the refusal
+        from ._scan import scan_unrecognised
+
+        unsafe = scan_unrecognised(Path(path)) if Path(path).is_file() else []
+        if unsafe:
+            raise UnsafeLoadError(str(exc), unsafe) from None
+        raise
     module = importlib.import_module(f"{__name__}.{_LOADERS[fmt]}")
     model: LoadedModel = module.load(Path(path), fmt, options)
     from ..activations import apply_hints

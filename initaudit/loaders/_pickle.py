@@ -955,6 +955,7 @@ class RestrictedUnpickler:
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
+        self.frame_end: int | None = None  # end of the current FRAME (protocol 4+)
 
     # -- byte reading -----------------------------------------------------------------------
     def _take(self, n: int) -> memoryview:
@@ -1162,14 +1163,26 @@ class RestrictedUnpickler:
 
     def _run(self) -> Any:  # noqa: C901 - one branch per opcode is the clearest form
         take, push, pop = self._take, self._push, self._pop
+        self.frame_end = None
         while True:
+            frame_end: int | None = self.frame_end
+            if frame_end is not None and self.pos >= frame_end:
+                self.frame_end = None
+                if self.pos > frame_end:
+                    # writers end frames on opcode boundaries; an opcode that straddles one is
+                    # read differently by different unpicklers (the C one reads on, the Python
+                    # one refuses): what runs is not what a scanner sees (fickling's bypasses)
+                    self.ctx.flag("pickle opcode straddles a FRAME boundary (readers disagree)")
             op = take(1)[0]
             if op == 0x80:  # PROTO
                 proto = take(1)[0]
                 if proto > 5:
                     raise PickleError(f"unsupported pickle protocol {proto}")
-            elif op == 0x95:  # FRAME: framing is advisory; data follows inline
-                take(8)
+            elif op == 0x95:  # FRAME: data follows inline; its boundary is checked above
+                size = int.from_bytes(take(8), "little")
+                if self.frame_end is not None:
+                    self.ctx.flag("pickle FRAME starts inside another frame (readers disagree)")
+                self.frame_end = self.pos + size
             elif op == 0x2E:  # STOP
                 return pop()
             elif op == 0x28:  # MARK

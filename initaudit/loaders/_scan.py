@@ -15,13 +15,18 @@ import io
 import pickletools
 import re
 import struct
+import sys
+import threading
+import weakref
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..model import LoadedModel, LoadError, UnsafeContent
 from . import _pickle as P
+from ._shared import describe
 from ._zip import SafeZip
 
 # members the formats read as raw bytes: <top>/data/<key>, <top>/constants/<key> (torch zip,
@@ -30,8 +35,14 @@ _RAW_STORAGE = re.compile(
     r"^(?:[^/]+/)?(?:data|constants|data/weights|data/constants)/"
     r"(?!custom_obj_|opaque_obj_)[^/]+$"
 )
-_NESTED_CAP = 256 * 2**20  # bytes of one nested member we inflate to scan
+SCAN_CAP = 256 * 2**20  # bytes of one nested member we inflate to scan
 _MAX_NESTING = 3
+# bytes one file may inflate for scanning, over all members at every nesting level (a zip of
+# zips of deflate bombs multiplies work level by level; real archives scan far less: their
+# pickles are small and their tensor storages are never inflated)
+SCAN_BUDGET = 1 << 30
+_MAX_RATIO = 1100  # deflate tops out near 1032:1 (as in _zip.MAX_RATIO)
+_HEAD = 4096
 _PROTO0_START = frozenset(b"(cl]}).NIKJMGFSVXUTLBCdeg")
 
 
@@ -50,6 +61,79 @@ def looks_like_pickle(head: bytes) -> bool:
     except Exception:  # noqa: BLE001 - a decoding failure: a pickle only if cut off by `head`
         return count >= 16 and len(head) >= 4096
     return False
+
+
+_budget_lock = threading.Lock()
+_budget_used: dict[int, int] = {}
+
+
+def _spend(model: LoadedModel, nbytes: int) -> bool:
+    """Charge ``nbytes`` of inflation to the file's scan budget; False (nothing charged) when
+    the budget cannot cover them."""
+    key = id(model)
+    with _budget_lock:
+        if key not in _budget_used:
+            _budget_used[key] = 0
+            weakref.finalize(model, _budget_used.pop, key, None)
+        if _budget_used[key] + nbytes > SCAN_BUDGET:
+            return False
+        _budget_used[key] += nbytes
+        return True
+
+
+def _could_be_unpickled(head: bytes, name: str, required: bool) -> bool:
+    """Whether a member we cannot scan whole may hold what a framework unpickles: a pickle, a
+    nested zip (of pickles) or an object array."""
+    if required or name.lower().endswith((".pkl", ".pickle")):
+        return True
+    if head[:4] == b"PK\x03\x04" or looks_like_pickle(head):
+        return True
+    return head[:6] == b"\x93NUMPY" and (b"'O'" in head[:256] or b"'|O'" in head[:256])
+
+
+def unvetted(model: LoadedModel, location: str, why: str, head: bytes, *, required: bool) -> None:
+    """Fail closed on a member too large (or over budget) to scan: flagged when it may be
+    unpickled by the framework, noted otherwise."""
+    if _could_be_unpickled(head, location, required):
+        _add(
+            model,
+            [
+                UnsafeContent(
+                    what=f"{why}: a pickle or archive nobody has vetted (a framework loader "
+                    "would unpickle it)",
+                    location=location,
+                )
+            ],
+        )
+    else:
+        model.notes.append(f"{location}: {why}, not scanned (not a pickle)")
+
+
+def _bounded_read(
+    model: LoadedModel,
+    location: str,
+    size: int,
+    compressed: int,
+    read: Callable[[int], bytes],
+    *,
+    required: bool,
+) -> bytes | None:
+    """Inflate one member for scanning within the per-member cap, the ratio bound and the
+    per-file budget; None (after flagging or noting it) when any of them says no."""
+    why = None
+    if size > SCAN_CAP:
+        why = f"{size} bytes, above the {SCAN_CAP >> 20} MiB scan limit"
+    elif compressed and size > 2**20 and size > _MAX_RATIO * compressed:
+        why = f"declares a {size // compressed}:1 compression ratio (zip bomb?)"
+    elif not _spend(model, size):
+        why = f"the file inflates beyond the {SCAN_BUDGET >> 20} MiB scan budget"
+    if why is None:
+        data = read(SCAN_CAP + 1)
+        if len(data) <= max(size, 0):
+            return data
+        why = f"inflates beyond its declared {size} bytes"  # the header lied: stop reading
+    unvetted(model, location, why, read(_HEAD)[:_HEAD], required=required)
+    return None
 
 
 def _tolerant_pid(pid: Any) -> Any:
@@ -119,24 +203,30 @@ def _scan_nested_zip(data: bytes, location: str, model: LoadedModel, *, depth: i
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
     except Exception as exc:  # noqa: BLE001 - zipfile raises many types on garbage
-        model.notes.append(f"{location}: nested zip not readable ({type(exc).__name__})")
+        model.notes.append(f"{location}: nested zip not readable ({describe(exc)})")
         return
-    for info in infos:
-        if info.file_size > _NESTED_CAP or info.flag_bits & 0x1:
-            model.notes.append(f"{location}/{info.filename}: too large or encrypted, not scanned")
-            continue
-        if _RAW_STORAGE.match(info.filename):
-            continue
-        try:
-            with zf.open(info) as fh:
-                blob = fh.read(_NESTED_CAP + 1)
-        except Exception as exc:  # noqa: BLE001
-            model.notes.append(f"{location}/{info.filename}: not readable ({type(exc).__name__})")
-            continue
+    for info in infos[:10_000]:
         name = info.filename
-        scan_blob(
-            blob, f"{location}/{name}", model, required=name.lower().endswith(".pkl"), depth=depth
+        if _RAW_STORAGE.match(name) or name.endswith("/") or info.file_size == 0:
+            continue
+        where = f"{location}/{name}"
+        required = name.lower().endswith(".pkl")
+        if info.flag_bits & 0x1:
+            unvetted(model, where, "encrypted", b"", required=required)
+            continue
+
+        def read(n: int, info: zipfile.ZipInfo = info) -> bytes:
+            try:
+                with zf.open(info) as fh:
+                    return fh.read(n)
+            except Exception:  # noqa: BLE001 - zipfile/zlib raise many types on garbage
+                return b""
+
+        blob = _bounded_read(
+            model, where, info.file_size, info.compress_size, read, required=required
         )
+        if blob is not None:
+            scan_blob(blob, where, model, required=required, depth=depth)
 
 
 def scan_zip(zf: SafeZip, model: LoadedModel, *, extra_raw: frozenset[str] = frozenset()) -> None:
@@ -160,15 +250,21 @@ def scan_zip(zf: SafeZip, model: LoadedModel, *, extra_raw: frozenset[str] = fro
             continue
         if m.name.endswith("/") or "/code/" in m.name and m.name.endswith(".py"):
             continue
-        if m.size > _NESTED_CAP:
-            model.notes.append(f"{m.name}: {m.size} bytes, too large to scan for pickles")
-            continue
-        try:
-            data = zf.read(m, cap=_NESTED_CAP)
-        except LoadError as exc:
-            model.notes.append(f"{m.name}: not scanned ({exc})")
-            continue
-        scan_blob(data, m.name, model, required=m.name.lower().endswith(".pkl"))
+        required = m.name.lower().endswith(".pkl")
+
+        def read(n: int, m: Any = m) -> bytes:
+            try:
+                return zf.head(m, n)
+            except LoadError:
+                return b""
+
+        data = _bounded_read(
+            model, m.name, m.size, 0 if m.stored else m.compressed_size, read, required=required
+        )
+        if data is not None:
+            if len(data) != m.size:
+                model.notes.append(f"{m.name}: not fully readable, scanned as far as it goes")
+            scan_blob(data, m.name, model, required=required)
 
 
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
@@ -188,7 +284,7 @@ def scan_zip_raw(path: Path, model: LoadedModel) -> None:
         size = path.stat().st_size
         for info in infos[:10_000]:
             if (
-                info.compress_size > _NESTED_CAP
+                info.compress_size > SCAN_CAP
                 or info.header_offset < 0
                 or info.header_offset + _LOCAL.size > size
             ):
@@ -203,14 +299,23 @@ def scan_zip_raw(path: Path, model: LoadedModel) -> None:
                 data = fh.read(max(info.compress_size, 0))
             except (OSError, ValueError, OverflowError):
                 continue
+            if _RAW_STORAGE.match(info.filename):
+                continue
             if info.compress_type == zipfile.ZIP_DEFLATED:
                 try:
-                    data = zlib.decompressobj(-15).decompress(data, _NESTED_CAP)
+                    data = zlib.decompressobj(-15).decompress(data, SCAN_CAP)
                 except zlib.error:
                     continue
+                if not _spend(model, len(data)):
+                    unvetted(
+                        model,
+                        info.filename,
+                        f"the file inflates beyond the {SCAN_BUDGET >> 20} MiB scan budget",
+                        data[:_HEAD],
+                        required=False,
+                    )
+                    continue
             elif info.compress_type != zipfile.ZIP_STORED:
-                continue
-            if _RAW_STORAGE.match(info.filename):
                 continue
             scan_blob(data, info.filename, model, required=False)
 
@@ -219,3 +324,53 @@ def _add(model: LoadedModel, unsafe: list[UnsafeContent]) -> None:
     for item in unsafe:
         if item not in model.unsafe:
             model.unsafe.append(item)
+
+
+def _names_a_module(data: bytes) -> bool:
+    """A stream whose decodable opcodes (before any error) include a GLOBAL/INST naming a
+    standard-library or well-known package module: what ``pickle.load`` imports before it fails.
+    Random text that happens to start with an opcode letter names no such module."""
+    try:
+        for op, arg, _pos in pickletools.genops(io.BytesIO(data)):
+            if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
+                top = arg.split(" ", 1)[0].split(".", 1)[0]
+                if top in sys.stdlib_module_names or top in _KNOWN_PACKAGES:
+                    return True
+            if op.name == "STOP":
+                return False
+    except Exception:  # noqa: BLE001 - the decodable prefix is all that matters
+        pass
+    return False
+
+
+_KNOWN_PACKAGES = frozenset({"torch", "numpy", "requests", "aiohttp", "pip", "dill", "joblib"})
+
+
+def scan_unrecognised(path: Path) -> list[UnsafeContent]:
+    """Findings in a file no format claims: a lone ``.npy`` object array (np.load with
+    allow_pickle unpickles it) or a broken pickle whose opcodes reach a GLOBAL before they fail
+    (pickle.load imports the module, and may call it, before the error)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(SCAN_CAP + 1)
+    except OSError:
+        return []
+    model = LoadedModel(path=str(path), format="unknown")
+    if data[:6] == b"\x93NUMPY":
+        if len(data) > SCAN_CAP:
+            unvetted(
+                model,
+                path.name,
+                "an object array above the scan limit",
+                data[:_HEAD],
+                required=False,
+            )
+        else:
+            _scan_npy(data, path.name, model)
+    elif (
+        data[:1]
+        and (data[0] in _PROTO0_START or data[0] == 0x80)
+        and _names_a_module(data[: 1 << 20])
+    ):
+        _scan_pickles(data, path.name, model, required=False)
+    return list(model.unsafe)

@@ -80,3 +80,34 @@ def read_json(path: Path, *, limit: int, what: str) -> Any:
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise LoadError(f"{what} is not valid JSON ({detail})") from None
+
+
+# what a bare exception class means in a damaged file, in words (issue 11: no user ever sees
+# "(struct.error)" or "(IndexError)")
+_MEANING = {
+    "error": "corrupt compressed data",  # zlib.error, struct.error
+    "UnicodeDecodeError": "text that is not valid UTF-8",
+    "RecursionError": "nesting too deep to follow",
+    "OverflowError": "a number out of range",
+    "MemoryError": "a size too large to hold in memory",
+    "IndexError": "a reference past the end of its table",
+    "KeyError": "a reference to an entry that does not exist",
+    "EOFError": "data that ends too early",
+    "BadZipFile": "a damaged zip structure",
+    "JSONDecodeError": "malformed JSON",
+    "NotImplementedError": "a feature this reader does not support",
+    "TypeError": "a value of the wrong kind",
+    "ValueError": "an invalid value",
+}
+
+
+def describe(exc: BaseException) -> str:
+    """A failure inside a damaged file as one short line of words: the exception's own message
+    when it has one (first line, cut), else what its class means."""
+    text = " ".join(str(exc).split())
+    meaning = _MEANING.get(type(exc).__name__, "malformed data")
+    if not text or isinstance(exc, KeyError):
+        return meaning
+    if type(exc).__name__ == "error":  # struct/zlib messages are terse: say what they mean
+        return f"{meaning}: {text[:100]}"
+    return text if len(text) <= 120 else text[:117] + "..."

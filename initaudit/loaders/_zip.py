@@ -26,6 +26,7 @@ from typing import IO
 import numpy as np
 
 from ..model import LoadError
+from ._shared import describe
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_MAGIC = b"PK\x03\x04"
@@ -58,7 +59,7 @@ class SafeZip:
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
             raise LoadError(f"corrupt or truncated zip archive ({exc})") from None
         except Exception as exc:  # zipfile raises odd things (struct.error, IndexError) on garbage
-            raise LoadError(f"corrupt zip archive ({type(exc).__name__})") from None
+            raise LoadError(f"corrupt zip archive ({describe(exc)})") from None
         self.file_size = self.path.stat().st_size
         self.members: dict[str, Member] = {}
         # every entry of the central directory, duplicates included, in directory order
@@ -172,12 +173,23 @@ class SafeZip:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise LoadError(f"zip member {name!r} cannot be inflated ({exc})") from None
         except Exception as exc:  # zlib.error and friends
-            raise LoadError(
-                f"zip member {name!r} cannot be inflated ({type(exc).__name__})"
-            ) from None
+            raise LoadError(f"zip member {name!r} cannot be inflated ({describe(exc)})") from None
         if len(data) > cap:
             raise LoadError(f"zip member {name!r} inflates beyond {cap} bytes (zip bomb?)")
         return data
+
+    def head(self, m: Member, n: int) -> bytes:
+        """At most the first ``n`` inflated bytes of a member (a peek, or a capped read: the
+        caller compares the length with ``m.size``)."""
+        if m.stored:
+            with open(self.path, "rb") as fh:
+                fh.seek(m.data_offset)
+                return fh.read(min(n, m.size))
+        try:
+            with self._zf.open(m.info) as fh:
+                return fh.read(n)
+        except Exception as exc:  # noqa: BLE001 - zipfile/zlib raise many types on garbage
+            raise LoadError(f"zip member {m.name!r} cannot be inflated ({exc})") from None
 
     def memmap(self, name: str) -> np.ndarray:
         """A read-only uint8 memory map of a stored member (tensor data is never inflated)."""

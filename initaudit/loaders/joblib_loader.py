@@ -44,6 +44,7 @@ from ._pickle import (
     UnpickleContext,
     _NpDType,
 )
+from ._shared import describe
 from .statedict import FlatTensor, group_state_dict
 
 WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
@@ -95,6 +96,9 @@ class _JoblibUnpickler(RestrictedUnpickler):
             padding = int(self._take(1)[0])
             self._take(padding)
         array = _JoblibArray(tuple(shape), np_dtype, str(order), self.pos)
+        # joblib commits the pickle frame before writing these bytes: they belong to no frame
+        if self.frame_end is not None and self.frame_end <= array.offset:
+            self.frame_end = None
         self._take(array.nbytes)  # step over the raw bytes (bounds-checked)
         obj.state["__joblib_array__"] = array
 
@@ -163,7 +167,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         error = f"a joblib file: {exc}"
     except (UnicodeDecodeError, ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
         # the shared unpickler lets a few decode errors of damaged text arguments through
-        error = f"a joblib file: malformed pickle ({type(exc).__name__})"
+        error = f"a joblib file: malformed pickle ({describe(exc)})"
     end = up.pos
     del up  # the unpickler's views of the map go with it; the map closes when unreferenced
     if error is not None:

@@ -50,7 +50,7 @@ from ..model import (
     UnsafeLoadError,
     WeightTensor,
 )
-from . import LoadOptions, keras_accounting
+from . import LoadOptions, _h5guard, keras_accounting
 from ._shared import FileWindow, UnderConstruction
 from .npz_loader import stored_data_offset
 
@@ -243,9 +243,19 @@ class _H5Source:
 
     path: Path
     window: tuple[int, int] | None = None  # (start, size) inside ``path`` for a zip member
+    checked: bool = False
 
     @contextmanager
     def open(self) -> Iterator[h5py.File]:
+        if not self.checked:
+            # libhdf5 can loop, crash or allocate without bound on a corrupt file, in C code
+            # nothing in-process can interrupt: the same bytes go through it in a bounded
+            # child first (issue 11)
+            try:
+                _h5guard.check(self.path, self.window)
+            except _h5guard.H5Refused as exc:
+                raise LoadError(str(exc)) from None
+            self.checked = True
         if self.window is None:
             with h5py.File(self.path, "r") as f:
                 yield f
@@ -1469,7 +1479,26 @@ def _load_keras_zip(path: Path, options: LoadOptions) -> LoadedModel:
             source = _keras_zip_h5(path, zf, zf.getinfo("model.weights.h5"), model, options)
         elif "model.weights.npz" in names:
             from . import keras_npz
+            from ._scan import SCAN_CAP, scan_blob, unvetted
 
+            # np.load(allow_pickle=True) of its object arrays runs their pickles: scan them first
+            # (the grammar check), then read them through the restricted unpickler
+            npz = zf.getinfo("model.weights.npz")
+            if npz.file_size > SCAN_CAP:
+                unvetted(
+                    model,
+                    npz.filename,
+                    f"{npz.file_size} bytes, above the scan limit",
+                    b"PK\x03\x04",
+                    required=True,
+                )
+            else:
+                scan_blob(
+                    _read_member(zf, "model.weights.npz", SCAN_CAP),
+                    "model.weights.npz",
+                    model,
+                    required=True,
+                )
             variables = keras_npz.read_store(_read_member(zf, "model.weights.npz", 1 << 30), model)
             source = _npz_as_h5(variables)
             npz_skipped = keras_npz.unreadable(variables, model)

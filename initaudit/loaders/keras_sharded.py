@@ -60,7 +60,13 @@ def detect(path: Path, head: bytes = b"") -> bool:
 
 
 def _inside(directory: Path, name: str) -> Path | None:
-    if not name or os.path.isabs(name) or "\\" in name or ".." in Path(name).parts:
+    if (
+        not name
+        or "\x00" in name
+        or os.path.isabs(name)
+        or "\\" in name
+        or ".." in Path(name).parts
+    ):
         return None
     candidate = directory / name
     try:

@@ -39,6 +39,7 @@ MAX_MEMBERS = 1_000_000
 # bomb (float weights deflate ~1.1:1; all-zero arrays up to ~1000:1)
 _INFLATE_CHECK_BYTES = 64 * 2**20
 _MAX_RATIO = 50
+_INFLATE_BUDGET = 1 << 30  # total bytes of members deflated beyond _MAX_RATIO, per archive
 _OBJECT_SCAN_CAP = 256 * 2**20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header (30 bytes)
 _LAYOUTS = {
@@ -146,8 +147,9 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
             raise LoadError(f"npz archive has {len(infos)} members (limit {MAX_MEMBERS})")
+        inflated = [0]  # bytes of highly compressed members accepted so far (all members)
         for info in infos:
-            flat = _member(path, zf, info, options, model)
+            flat = _member(path, zf, info, options, model, inflated)
             if flat is not None:
                 entries.append((info.filename, flat))
     if not entries and not model.skipped:
@@ -167,7 +169,12 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
 
 
 def _member(
-    path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, options: LoadOptions, model: LoadedModel
+    path: Path,
+    zf: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    options: LoadOptions,
+    model: LoadedModel,
+    inflated: list[int] | None = None,
 ) -> FlatTensor | None:
     name = info.filename
     if info.is_dir():
@@ -239,6 +246,22 @@ def _member(
             )
         )
         return None
+    if (
+        inflated is not None
+        and info.compress_type == zipfile.ZIP_DEFLATED
+        and info.file_size > _MAX_RATIO * max(info.compress_size, 1)
+    ):
+        # many members each below the bomb size add up: one budget for the whole archive
+        if inflated[0] + info.file_size > _INFLATE_BUDGET:
+            model.skipped.append(
+                (
+                    key,
+                    f"the archive's highly compressed members inflate beyond "
+                    f"{_INFLATE_BUDGET >> 20} MiB in total (decompression bomb?): not read",
+                )
+            )
+            return None
+        inflated[0] += info.file_size
     offset = stored_data_offset(path, info)
     if offset is not None and offset + header.header_len + header.nbytes > path.stat().st_size:
         raise LoadError(f"npz member {name!r} extends beyond the end of the file")

@@ -160,6 +160,22 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
                     )
                 )
                 continue
+            if not meta.get("use_ocdbt", True) and (
+                not name or "/" in name or "\\" in name or "\x00" in name or name.startswith(".")
+            ):
+                # a plain-file kvstore joins the name to the folder: never let it lead out
+                inventory.append(
+                    StoredTensor(
+                        full,
+                        shape or (),
+                        "unknown",
+                        0,
+                        weight_like=len(shape or ()) >= 2,
+                        skip=SkipReason.UNSAFE,
+                        detail=f"array path {name!r} leaves the checkpoint folder; not read",
+                    )
+                )
+                continue
             spec = _spec(item, name, meta)
             try:
                 store = ts.open(spec).result()

@@ -361,7 +361,13 @@ def finish(model: LoadedModel, flat: list[FlatTensor], directory: Path) -> None:
 def _inside(directory: Path, name: str) -> Path | None:
     """The shard's path if ``name`` stays inside ``directory`` (no absolute paths, no ``..``,
     no symlink leading out), else None."""
-    if not name or os.path.isabs(name) or "\\" in name or any(p == ".." for p in Path(name).parts):
+    if (
+        not name
+        or "\x00" in name
+        or os.path.isabs(name)
+        or "\\" in name
+        or any(p == ".." for p in Path(name).parts)
+    ):
         return None
     candidate = directory / name
     try:

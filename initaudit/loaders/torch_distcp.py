@@ -37,7 +37,7 @@ from ..model import (
 )
 from . import _pickle as P
 from . import reparam
-from ._shared import FileWindow
+from ._shared import FileWindow, describe
 from .statedict import FlatTensor, group_state_dict
 from .torch_mapping import note_rebuilt
 
@@ -121,7 +121,7 @@ def _read_chunk(path: Path, chunk: _Chunk, name: str, options: Any) -> np.ndarra
         raise
     except Exception as exc:  # noqa: BLE001 - zipfile on hostile bytes raises a zoo of types
         raise LoadError(
-            f"{chunk.file} at {chunk.start}: unreadable chunk of {name!r} ({type(exc).__name__})"
+            f"{chunk.file} at {chunk.start}: unreadable chunk of {name!r} ({describe(exc)})"
         ) from None
 
 
@@ -248,7 +248,13 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
 
     def file_size(rel: str) -> int | None:
         if rel not in file_sizes:
-            ok = not (os.path.isabs(rel) or "/" in rel or "\\" in rel or rel in ("..", "."))
+            ok = not (
+                os.path.isabs(rel)
+                or "/" in rel
+                or "\\" in rel
+                or "\x00" in rel
+                or rel in ("..", ".")
+            )
             p = directory / rel
             file_sizes[rel] = p.stat().st_size if ok and p.is_file() else None
         return file_sizes[rel]

@@ -47,8 +47,8 @@ from ..model import (
 )
 from . import _pickle as P
 from . import reparam, torch_inventory
-from ._scan import scan_blob, scan_zip
-from ._shared import UnderConstruction
+from ._scan import SCAN_CAP, scan_blob, scan_zip, unvetted
+from ._shared import UnderConstruction, describe
 from ._zip import SafeZip
 from .statedict import FlatTensor, group_state_dict
 from .torch_mapping import map_frozen_constants, note_rebuilt, promote_raw_parameters
@@ -580,6 +580,14 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
                 f"tensor {name!r}: shape {t.size} with strides {t.stride} at offset "
                 f"{t.offset} reaches beyond its storage ({limit} elements)"
             )
+    span = max(limit - start, 1)
+    if numel * dt.itemsize > _REPEAT_BYTES and numel > _REPEAT_FACTOR * span:
+        # zero or overlapping strides: a few stored values viewed as billions (a 1.5 KB file
+        # declaring 10**10 elements took 30 s to analyse); their distinct values are few
+        return (
+            f"shape {tuple(t.size)} with strides {tuple(t.stride)} repeats at most {span} stored "
+            f"elements as {numel} (zero or overlapping strides): not analysed"
+        )
     if dt.numpy is None:
         return f"dtype {dt.name} has no numpy equivalent"
     size, stride, big = t.size, t.stride, bool(getattr(source, "big_endian", False))
@@ -600,6 +608,10 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
         )
 
     return FlatTensor(name=name, shape=tuple(size), dtype=dt.name, load=load)
+
+
+_REPEAT_BYTES = 64 * 2**20  # an expanded view this large that repeats its storage is skipped
+_REPEAT_FACTOR = 4
 
 
 def _inline_flat(name: str, t: P.InlineArray) -> FlatTensor | str:
@@ -716,7 +728,10 @@ class _Walker:
                 for k, v in mods.items():
                     if isinstance(v, P.Stub):
                         node.children.append(self.module_tree(v, _join(path, str(k)), depth + 1))
-            node.attrs = {k: v for k, v in state.items() if not k.startswith("_")}
+            # a damaged pickle can put any object where attribute names go
+            node.attrs = {
+                k: v for k, v in state.items() if isinstance(k, str) and not k.startswith("_")
+            }
         else:  # TorchScript: submodules, tensors and attributes share one dict
             for k, v in state.items():
                 v = P.unwrap(v)
@@ -724,7 +739,7 @@ class _Walker:
                     node.children.append(self.module_tree(v, _join(path, str(k)), depth + 1))
                 elif _is_tensor(v):
                     node.tensors.append((str(k), v))
-                else:
+                elif isinstance(k, str):
                     node.attrs[k] = v
         return node
 
@@ -1870,14 +1885,19 @@ def _scan_pt2_pickled(
         if member is None:
             model.notes.append(f".pt2 pickled entry {fqn!r} has no member {path_name!r}")
             continue
-        scan_blob(zf.read(member), member.name, model, required=True)
+        if member.size > SCAN_CAP:  # torch.export.load would unpickle it: not vetted = flagged
+            unvetted(
+                model, member.name, f"{member.size} bytes, above the scan limit", b"", required=True
+            )
+            continue
+        scan_blob(zf.read(member, cap=SCAN_CAP), member.name, model, required=True)
 
 
 def _read_json(zf: SafeZip, name: str) -> dict[str, Any]:
     try:
         value = json.loads(zf.read(name).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise LoadError(f"{name} is not valid JSON ({type(exc).__name__})") from None
+        raise LoadError(f"{name} is not valid JSON ({describe(exc)})") from None
     if not isinstance(value, dict):
         raise LoadError(f"{name} is not a JSON object")
     return value

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import shutil
 import struct
 import sys
 import time
@@ -129,7 +131,97 @@ def seeds(d: Path) -> list[Path]:
         out.append(p)
     except ImportError:
         pass
+    out += _newer_seeds(d)
     return out
+
+
+def _newer_seeds(d: Path) -> list[Path]:
+    """GGUF, Flax msgpack, joblib, an AOTInductor .pt2, orbax and TensorFlow (directories: a
+    mutant edits one file inside a copy), each skipped where its writer is absent."""
+    out: list[Path] = []
+    rng = np.random.default_rng(1)
+    w = rng.normal(0, 0.05, (16, 16)).astype(np.float32)
+    try:
+        import gguf
+
+        p = d / "g.gguf"
+        gw = gguf.GGUFWriter(str(p), "llama")
+        gw.add_tensor("blk.0.ffn_up.weight", w)
+        gw.add_tensor("blk.0.ffn_down.weight", gguf.quants.quantize(
+            w.reshape(8, 32), gguf.GGMLQuantizationType.Q8_0),
+            raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        gw.write_header_to_file()
+        gw.write_kv_data_to_file()
+        gw.write_tensors_to_file()
+        gw.close()
+        out.append(p)
+    except ImportError:
+        pass
+    try:
+        from flax import serialization
+
+        p = d / "f.msgpack"
+        p.write_bytes(serialization.to_bytes({"params": {"Dense_0": {"kernel": w, "bias": w[0]}}}))
+        out.append(p)
+    except ImportError:
+        pass
+    try:
+        import joblib
+
+        p = d / "j.joblib"
+        joblib.dump({"fc.weight": w}, p)
+        out.append(p)
+    except ImportError:
+        pass
+    try:
+        from torch.export.pt2_archive._package import PT2ArchiveWriter
+
+        p = d / "aoti.pt2"
+        writer = PT2ArchiveWriter(str(p))
+        writer.write_string("data/aotinductor/model/model.wrapper.cpp", "// compiled wrapper")
+        writer.write_bytes("data/aotinductor/model/model.wrapper.so", b"\x7fELF")
+        writer.write_bytes("data/aotinductor/model/model_consts.weights", w.tobytes())
+        writer.close()
+        out.append(p)
+    except ImportError:
+        pass
+    tf_dir = os.environ.get("INITAUDIT_FUZZ_TF_DIR")  # tests/fixtures/make_tf_files.py output
+    if tf_dir and Path(tf_dir).is_dir():
+        for name in ("ckpt", "savedmodel", "model.tflite", "model_int8.tflite"):
+            if (Path(tf_dir) / name).exists():
+                dst = d / name
+                if (Path(tf_dir) / name).is_dir():
+                    shutil.copytree(Path(tf_dir) / name, dst, dirs_exist_ok=True)
+                else:
+                    shutil.copy(Path(tf_dir) / name, dst)
+                out.append(dst)
+    if os.environ.get("INITAUDIT_FUZZ_ORBAX"):  # importing jax + orbax costs seconds
+        try:
+            import orbax.checkpoint as ocp
+
+            p = d / "orbax"
+            ckptr = ocp.StandardCheckpointer()
+            ckptr.save(p.absolute(), {"params": {"Dense_0": {"kernel": w, "bias": w[0]}}})
+            ckptr.wait_until_finished()
+            out.append(p)
+        except ImportError:
+            pass
+    return out
+
+
+def _mutant_of(src: Path, dst: Path, rng: random.Random) -> str:
+    """Write a mutant of ``src`` (a file, or a copy of a folder with one file mutated) at
+    ``dst``; the mutation kind."""
+    if src.is_file():
+        kind, data = mutate(src.read_bytes(), rng, src.name)
+        dst.write_bytes(data)
+        return kind
+    shutil.copytree(src, dst)
+    files = sorted(f for f in dst.rglob("*") if f.is_file() and f.stat().st_size)
+    victim = rng.choice(files)
+    kind, data = mutate(victim.read_bytes(), rng, victim.name)
+    victim.write_bytes(data)
+    return kind
 
 
 def mutate(data: bytes, rng: random.Random, name: str) -> tuple[str, bytes]:
@@ -185,40 +277,45 @@ def run(n: int, seed: int, work: Path, slow_after: float = 10.0,
     from initaudit.engine import AuditConfig, audit_path
 
     rng = random.Random(seed)
-    files = [f for f in seeds(work / "seeds") if f.suffix not in skip]
+    files = [f for f in seeds(work / "seeds") if f.suffix not in skip and f.name not in skip]
     counts: Counter[str] = Counter()
+    by_seed: dict[str, Counter[str]] = {}
     examples: dict[str, list[str]] = {}
     worst = 0.0
     mut = work / "mutants"
     mut.mkdir(parents=True, exist_ok=True)
     for k in range(n):
         src = files[k % len(files)]
-        kind, data = mutate(src.read_bytes(), rng, src.name)
-        p = mut / f"{k:05d}_{kind}{src.suffix}"
-        p.write_bytes(data)
+        p = mut / f"{k:05d}_{src.name}"
+        kind = _mutant_of(src, p, rng)
         t0 = time.time()
         try:
             fr = audit_path(p, AuditConfig())
         except BaseException as exc:  # noqa: BLE001 - what we count
             counts["traceback"] += 1
-            examples.setdefault("traceback", []).append(f"{p.name}: {type(exc).__name__}: {exc}")
+            examples.setdefault("traceback", []).append(f"{p.name}/{kind}: {type(exc).__name__}: {exc}")
             continue
         dt = time.time() - t0
         worst = max(worst, dt)
         if dt > slow_after:
             counts["slow"] += 1
-            examples.setdefault("slow", []).append(f"{p.name}: {dt:.1f}s")
+            examples.setdefault("slow", []).append(f"{p.name}/{kind}: {dt:.1f}s")
         err = fr.error or ""
         if err.startswith(("could not be read (", "internal error")):
             outcome = "last-resort"
-            examples.setdefault(outcome, []).append(f"{p.name}: {err[:160]}")
+            examples.setdefault(outcome, []).append(f"{p.name}/{kind}: {err[:160]}")
         elif any(f.code == "IA501" for f in fr.findings):
             outcome = "flagged"
         else:
             outcome = fr.status.value if not err else "error"
         counts[outcome] += 1
-        p.unlink()
+        by_seed.setdefault(src.name, Counter())[outcome] += 1
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
     return {"mutants": n, "seeds": [f.name for f in files], "counts": dict(counts),
+            "by_seed": {k: dict(v) for k, v in by_seed.items()},
             "worst_seconds": round(worst, 2), "examples": {k: v[:5] for k, v in examples.items()}}
 
 
@@ -227,6 +324,6 @@ if __name__ == "__main__":
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    skip = tuple(sys.argv[3].split(",")) if len(sys.argv) > 3 else ()
+    skip = tuple(x for x in sys.argv[3].split(",") if x) if len(sys.argv) > 3 else ()
     with tempfile.TemporaryDirectory() as tmp:
         print(json.dumps(run(n, seed, Path(tmp), skip=skip), indent=1))

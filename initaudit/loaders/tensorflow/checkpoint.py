@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,14 @@ DTYPE_NAMES = {
 
 def _tail_is_table(path: Path) -> bool:
     try:
-        size = path.stat().st_size
-        if size < _wire.FOOTER_SIZE:
+        st = path.stat()
+        # a state file may name any path: never open a FIFO or device (it would block)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < _wire.FOOTER_SIZE:
             return False
         with open(path, "rb") as fh:
-            fh.seek(size - 8)
+            fh.seek(st.st_size - 8)
             return int.from_bytes(fh.read(8), "little") == _wire.TABLE_MAGIC
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in a path from a damaged state file
         return False
 
 
@@ -184,19 +186,18 @@ def read_bundle(prefix: Path) -> Bundle:
                 has_slices = True
             fields[number] = v
         name = key.decode("utf-8", errors="replace")
-        if has_slices:  # a partitioned variable: its slices are separate entries
-            entries.append(Entry(name, -1, _shape(fields.get(2, b"")), 0, 0, 0))
+        numbers = [fields.get(n, 0) for n in (1, 3, 4, 5)]
+        shape = fields.get(2, b"")
+        if has_slices and isinstance(shape, bytes):  # a partitioned variable: slices apart
+            entries.append(Entry(name, -1, _shape(shape), 0, 0, 0))
             continue
-        entries.append(
-            Entry(
-                name,
-                int(fields.get(1, 0)),
-                _shape(fields.get(2, b"")),
-                int(fields.get(3, 0)),
-                int(fields.get(4, 0)),
-                int(fields.get(5, 0)),
+        if not all(isinstance(v, int) for v in numbers) or not isinstance(shape, bytes):
+            # a damaged index: a field of the wrong wire type where dtype/shard/offset/size go
+            raise LoadError(
+                f"TensorFlow index entry {name!r} is malformed (a field of the wrong type)"
             )
-        )
+        dtype, shard, offset, size = numbers
+        entries.append(Entry(name, dtype, _shape(shape), shard, offset, size))
     if not 1 <= num_shards <= 100_000:
         raise LoadError(f"TensorFlow checkpoint declares {num_shards} shards")
     return Bundle(prefix, num_shards, tuple(entries))
