@@ -79,3 +79,19 @@ def test_orthogonality_fused_equals_separate() -> None:
         assert fused is not None and sep is not None
         assert fused.orthogonal == sep.orthogonal and fused.layout == sep.layout
         assert fused.relative_error == pytest.approx(sep.relative_error, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("shape, transposed", [((500, 300), False), ((500, 300), True),
+                                                ((40, 20000), False), ((20000, 40), True)])
+def test_state_block_gather_is_fancy_indexing(shape: tuple[int, int], transposed: bool) -> None:
+    """The trained/initialized block is gathered in two takes: the same elements, in the same
+    order, as np.ix_ indexing (so the spectrum and unit spread, and the state, are unchanged)."""
+    from initaudit.analysis import state
+
+    m = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    if transposed:
+        m = m.T
+    rng = np.random.default_rng(9)
+    rows = np.sort(rng.choice(m.shape[0], min(384, m.shape[0]), replace=False))
+    cols = np.sort(rng.choice(m.shape[1], min(384, m.shape[1]), replace=False))
+    np.testing.assert_array_equal(state._take_block(m, rows, cols), m[np.ix_(rows, cols)])
