@@ -15,6 +15,7 @@ import ctypes
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 _PREFIXES = ("scipy_openblas", "openblas")
 _SUFFIXES = ("64_", "")
@@ -23,6 +24,7 @@ _depth = 0
 _saved: list[tuple[Callable[[int], None], int]] = []
 
 
+@lru_cache(maxsize=1)  # the libraries a process has loaded: found once, not per audited file
 def _controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
     paths: set[str] = set()
     try:
