@@ -15,7 +15,6 @@ import ctypes
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 _PREFIXES = ("scipy_openblas", "openblas")
 _SUFFIXES = ("64_", "")
@@ -24,8 +23,19 @@ _depth = 0
 _saved: list[tuple[Callable[[int], None], int]] = []
 
 
-@lru_cache(maxsize=1)  # the libraries a process has loaded: found once, not per audited file
+_found: list[tuple[Callable[[], int], Callable[[int], None]]] = []
+
+
 def _controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
+    """The loaded OpenBLAS copies' (get, set) thread controls: looked up once per process (a
+    /proc/self/maps scan and a dlopen, per audited file before), again only while none is found
+    (numpy not imported yet)."""
+    if not _found:
+        _found.extend(_scan())
+    return _found
+
+
+def _scan() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
     paths: set[str] = set()
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:

@@ -106,11 +106,14 @@ def _take_block(matrix: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nd
     indexing, which costs ~1 ms per 384 x 384 block (perf, issue 14)."""
     by_rows = rows.size * matrix.shape[1]
     by_cols = cols.size * matrix.shape[0]
+    out: np.ndarray
     if min(by_rows, by_cols) > TAKE_MAX_ELEMENTS:
-        return matrix[np.ix_(rows, cols)]
-    if by_rows <= by_cols:
-        return matrix.take(rows, axis=0).take(cols, axis=1)
-    return matrix.take(cols, axis=1).take(rows, axis=0)
+        out = matrix[np.ix_(rows, cols)]
+    elif by_rows <= by_cols:
+        out = matrix.take(rows, axis=0).take(cols, axis=1)
+    else:
+        out = matrix.take(cols, axis=1).take(rows, axis=0)
+    return out
 
 
 def spectral_ratio(block: np.ndarray) -> float | None:
