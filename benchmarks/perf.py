@@ -14,7 +14,11 @@ For every checkpoint, each tool runs in its own subprocess (so each peak memory 
 * ``bare numpy pass`` (the floor, safetensors only): parse the header, memory-map the file and, per
   tensor, one matrix-vector product and a finite check: the least any tool that looks at every
   byte must do (bfloat16 widened by a shift, a block of <= 1M elements at a time into a reused
-  buffer: numpy has no bf16 arithmetic);
+  buffer: numpy has no bf16 arithmetic). It runs with OpenBLAS on one thread
+  (``OPENBLAS_NUM_THREADS=1``, as initaudit pins it): with numpy's default threads the same pass
+  costs ~3x the CPU and ~3x the wall time on this shared 2-core machine (OpenBLAS threads spin for
+  work), which would flatter every ratio; that variant is still shown, as ``bare numpy pass,
+  OpenBLAS threads``;
 * ``reference load``: the format's own library loading every tensor (``safetensors.numpy`` for
   float32, ``safetensors.torch(backend="pread")`` for bfloat16, ``onnx.load`` +
   ``numpy_helper.to_array``, ``torch.load(weights_only=True)``);
@@ -361,6 +365,9 @@ for shard in sorted(glob.glob(os.path.join(sys.argv[1], "*.safetensors"))):
 print(n_el, file=sys.stderr)
 """
 
+# the floor's BLAS on one thread, like initaudit's (see the module docstring)
+FLOOR_ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+
 # safetensors' own loaders. float32: safetensors.numpy (the issue's reference); bfloat16:
 # safetensors.numpy has no bfloat16, so the torch loader with backend="pread" (reads every byte;
 # its default backend memory-maps lazily and reads nothing: shown as "lazy mmap")
@@ -530,7 +537,9 @@ def bench_one(label: str, path: Path, params: int, refs: list[tuple[str, list[st
     warm(path)
     tools: list[tuple[str, list[str], dict | None]] = [("initaudit", audit_argv(path), audit_env())]
     if floor:
-        tools.append(("bare numpy pass", [sys.executable, "-c", BARE_SAFETENSORS, str(path)], None))
+        tools.append(("bare numpy pass", [sys.executable, "-c", BARE_SAFETENSORS, str(path)], FLOOR_ENV))
+        tools.append(("bare numpy pass, OpenBLAS threads", [sys.executable, "-c", BARE_SAFETENSORS,
+                                                            str(path)], None))
     for tool, argv in refs:
         tools.append((tool, [sys.executable, "-c", *argv[:1], str(path), *argv[1:]], None))
     row.runs.extend(interleaved(tools, repeat))
@@ -805,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
                         warm(folder)
                         audit, bare = interleaved(
                             [("initaudit", audit_argv(folder), audit_env()),
-                             ("bare", [sys.executable, "-c", BARE_SAFETENSORS, str(folder)], None)],
+                             ("bare", [sys.executable, "-c", BARE_SAFETENSORS, str(folder)], FLOOR_ENV)],
                             max(1, args.repeat - 1))
                         if audit.ok and bare.ok and audit.seconds and bare.seconds and audit.cpu:
                             points.append((dt, params, nbytes, audit.seconds, audit.cpu, bare.seconds))
