@@ -13,8 +13,12 @@ For every checkpoint, each tool runs in its own subprocess (so each peak memory 
 * ``initaudit``: the CLI, ``python -m initaudit PATH --format json -o /dev/null --exit-zero``;
 * ``bare numpy pass`` (the floor, safetensors only): parse the header, memory-map the file and, per
   tensor, one matrix-vector product and a finite check: the least any tool that looks at every
-  byte must do (bfloat16 widened by a shift, the whole tensor at once: numpy has no bf16
-  arithmetic; benchmarks/README.md says why this is not a lower bound for bf16);
+  byte must do (bfloat16 widened by a shift, a block of <= 1M elements at a time into a reused
+  buffer: numpy has no bf16 arithmetic). It runs with OpenBLAS on one thread
+  (``OPENBLAS_NUM_THREADS=1``, as initaudit pins it): with numpy's default threads the same pass
+  costs ~3x the CPU and ~3x the wall time on this shared 2-core machine (OpenBLAS threads spin for
+  work), which would flatter every ratio; that variant is still shown, as ``bare numpy pass,
+  OpenBLAS threads``;
 * ``reference load``: the format's own library loading every tensor (``safetensors.numpy`` for
   float32, ``safetensors.torch(backend="pread")`` for bfloat16, ``onnx.load`` +
   ``numpy_helper.to_array``, ``torch.load(weights_only=True)``);
@@ -342,14 +346,27 @@ for shard in sorted(glob.glob(os.path.join(sys.argv[1], "*.safetensors"))):
             continue
         a, b = info["data_offsets"]
         arr = mm[8 + n + a: 8 + n + b].view(DT[info["dtype"]]).reshape(info["shape"])
-        if info["dtype"] == "BF16":  # numpy has no bf16 arithmetic: widen by a shift first
-            arr = (arr.astype(np.uint32) << 16).view(np.float32)
         m = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(1, -1)
-        y = m @ np.ones(m.shape[1], dtype=m.dtype)
-        ok = bool(np.isfinite(y).all())
+        if info["dtype"] == "BF16":
+            # numpy has no bf16 arithmetic: widen by a shift, a block of rows at a time into one
+            # reused buffer (a whole-tensor widening would cost a 4-byte copy of every tensor)
+            per = max(1, (1 << 20) // m.shape[1])
+            buf = np.empty((per, m.shape[1]), dtype=np.uint32)
+            ones = np.ones(m.shape[1], dtype=np.float32)
+            for s in range(0, m.shape[0], per):
+                blk = m[s:s + per]
+                w = buf[:blk.shape[0]]
+                np.left_shift(blk, 16, out=w, dtype=np.uint32)
+                ok = bool(np.isfinite(w.view(np.float32) @ ones).all())
+        else:
+            y = m @ np.ones(m.shape[1], dtype=m.dtype)
+            ok = bool(np.isfinite(y).all())
         n_el += m.size
 print(n_el, file=sys.stderr)
 """
+
+# the floor's BLAS on one thread, like initaudit's (see the module docstring)
+FLOOR_ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1")
 
 # safetensors' own loaders. float32: safetensors.numpy (the issue's reference); bfloat16:
 # safetensors.numpy has no bfloat16, so the torch loader with backend="pread" (reads every byte;
@@ -463,9 +480,19 @@ def size_of(path: Path) -> int:
     return sum(f.stat().st_size for f in _files(path))
 
 
+PYCACHE = Path(tempfile.gettempdir()) / "initaudit-perf-pycache"
+
+
 def audit_env() -> dict:
+    """The audit's environment: the worktree on the path and, like an installed package (pip
+    compiles bytecode at install time), its bytecode cached, in a directory of its own
+    (PYTHONPYCACHEPREFIX) so the tree stays clean; with PYTHONDONTWRITEBYTECODE=1 every run
+    would compile initaudit's ~80 modules again (~0.04 CPU-s measured), which numpy, already
+    installed, never pays."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     return env
 
 
@@ -510,7 +537,9 @@ def bench_one(label: str, path: Path, params: int, refs: list[tuple[str, list[st
     warm(path)
     tools: list[tuple[str, list[str], dict | None]] = [("initaudit", audit_argv(path), audit_env())]
     if floor:
-        tools.append(("bare numpy pass", [sys.executable, "-c", BARE_SAFETENSORS, str(path)], None))
+        tools.append(("bare numpy pass", [sys.executable, "-c", BARE_SAFETENSORS, str(path)], FLOOR_ENV))
+        tools.append(("bare numpy pass, OpenBLAS threads", [sys.executable, "-c", BARE_SAFETENSORS,
+                                                            str(path)], None))
     for tool, argv in refs:
         tools.append((tool, [sys.executable, "-c", *argv[:1], str(path), *argv[1:]], None))
     row.runs.extend(interleaved(tools, repeat))
@@ -662,6 +691,25 @@ def startup(data: Path, repeat: int) -> list[str]:
               f"{_fmt_b(r.peak_anon)} |" for r in (version, empty, imp))]
 
 
+THREADS = r"""
+import sys
+from initaudit.engine import AuditConfig, audit_path
+report = audit_path(sys.argv[1], AuditConfig(workers=int(sys.argv[2])))
+print(report.status.value, len(report.tensors), file=sys.stderr)
+"""
+
+
+def threads_rows(folder: Path, repeat: int) -> list[str]:
+    """One file's tensors on one thread against the default (one per CPU, OpenBLAS pinned)."""
+    warm(folder)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    runs = interleaved([(f"{w} thread{'s' if w > 1 else ''}", [sys.executable, "-c", THREADS, str(folder), str(w)],
+                         audit_env()) for w in sorted({1, max(1, min(8, cpus))})], repeat)
+    return ["| checkpoint | threads | wall time | CPU time | peak anon. memory |", "|---|---|---|---|---|",
+            *(f"| {folder.name} | {r.tool} | {_fmt_s(r.seconds)} | {'-' if r.cpu is None else f'{r.cpu:.2f} s'} "
+              f"| {_fmt_b(r.peak_anon)} |" for r in runs)]
+
+
 def jobs_rows(folder: Path, repeat: int) -> list[str]:
     """The shards of a sharded model as separate files: one process (-j 1) against two (-j 2)."""
     shards = sorted(folder.glob("*.safetensors"))
@@ -728,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
                                   [("reference load", [REF_SAFETENSORS, "numpy"])],
                                   None, args.peer_timeout, args.repeat, floor=True,
                                   cold=not args.no_cold))
+            extra += ["", "Tensors across threads (the engine's API, `AuditConfig(workers=N)`; the "
+                      "CLI uses one thread per CPU):", "", *threads_rows(folder, args.repeat)]
             if not args.keep:
                 shutil.rmtree(folder, ignore_errors=True)
         if "safetensors" in formats:
@@ -764,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
                         warm(folder)
                         audit, bare = interleaved(
                             [("initaudit", audit_argv(folder), audit_env()),
-                             ("bare", [sys.executable, "-c", BARE_SAFETENSORS, str(folder)], None)],
+                             ("bare", [sys.executable, "-c", BARE_SAFETENSORS, str(folder)], FLOOR_ENV)],
                             max(1, args.repeat - 1))
                         if audit.ok and bare.ok and audit.seconds and bare.seconds and audit.cpu:
                             points.append((dt, params, nbytes, audit.seconds, audit.cpu, bare.seconds))

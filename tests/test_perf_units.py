@@ -79,3 +79,43 @@ def test_orthogonality_fused_equals_separate() -> None:
         assert fused is not None and sep is not None
         assert fused.orthogonal == sep.orthogonal and fused.layout == sep.layout
         assert fused.relative_error == pytest.approx(sep.relative_error, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("shape, transposed", [((500, 300), False), ((500, 300), True),
+                                                ((40, 20000), False), ((20000, 40), True)])
+def test_state_block_gather_is_fancy_indexing(shape: tuple[int, int], transposed: bool) -> None:
+    """The trained/initialized block is gathered in two takes: the same elements, in the same
+    order, as np.ix_ indexing (so the spectrum and unit spread, and the state, are unchanged)."""
+    from initaudit.analysis import state
+
+    m = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    if transposed:
+        m = m.T
+    rng = np.random.default_rng(9)
+    rows = np.sort(rng.choice(m.shape[0], min(384, m.shape[0]), replace=False))
+    cols = np.sort(rng.choice(m.shape[1], min(384, m.shape[1]), replace=False))
+    np.testing.assert_array_equal(state._take_block(m, rows, cols), m[np.ix_(rows, cols)])
+    strided = np.random.default_rng(5).standard_normal((m.shape[0], 2 * m.shape[1]))[:, ::2]
+    np.testing.assert_array_equal(state._take_block(strided, rows, cols),
+                                  strided[np.ix_(rows, cols)])
+
+
+def test_state_block_of_a_transposed_memmap_copies_only_the_block(tmp_path) -> None:
+    """Units along columns (ONNX/Keras (in, out) kernels) give a transposed view of the mapped
+    file: the block is gathered from the contiguous base, never from a C-order copy of the whole
+    tensor (numpy's take on a strided view makes one)."""
+    import tracemalloc
+
+    from initaudit.analysis import state
+
+    path = tmp_path / "w.bin"
+    np.random.default_rng(6).standard_normal((2048, 1024)).astype(np.float32).tofile(path)
+    m = np.memmap(path, dtype=np.float32, mode="r", shape=(2048, 1024)).view(np.ndarray).T
+    rows = np.arange(0, 1024, 3)[:384]
+    cols = np.arange(0, 2048, 5)[:384]
+    tracemalloc.start()
+    got = state._take_block(m, rows, cols)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(got, m[np.ix_(rows, cols)])
+    assert peak < 4 * 2**20  # the block and a row slab, not the 8 MB tensor

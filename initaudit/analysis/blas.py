@@ -23,7 +23,19 @@ _depth = 0
 _saved: list[tuple[Callable[[int], None], int]] = []
 
 
+_found: list[tuple[Callable[[], int], Callable[[int], None]]] = []
+
+
 def _controls() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
+    """The loaded OpenBLAS copies' (get, set) thread controls: looked up once per process (a
+    /proc/self/maps scan and a dlopen, per audited file before), again only while none is found
+    (numpy not imported yet)."""
+    if not _found:
+        _found.extend(_scan())
+    return _found
+
+
+def _scan() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
     paths: set[str] = set()
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:

@@ -156,8 +156,9 @@ def _gof(x: np.ndarray, family: str, scale: float, rng: np.random.Generator) -> 
     n_unique = gaps.size + 1
     if n_unique < x.size / 4 and n_unique > 1:
         step = float(np.median(gaps))
-        x = x + rng.uniform(-step / 2, step / 2, size=x.size)
-    x = np.sort(x)
+        x = np.sort(x + rng.uniform(-step / 2, step / 2, size=x.size))
+    else:
+        x = xs  # already sorted: no second sort of the same values
     if family == NORMAL:
         cdf = norm_cdf(x / scale)
     elif family == UNIFORM:

@@ -57,7 +57,7 @@ def _block(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator) -
     cols = np.sort(rng.choice(matrix.shape[1], min(BLOCK, matrix.shape[1]), replace=False))
     if isinstance(matrix, np.memmap):  # a plain view: memmap's __getitem__ costs per call
         matrix = matrix.view(np.ndarray)
-    block = as_float(matrix[np.ix_(rows, cols)])  # only the block's elements, not whole rows
+    block = as_float(_take_block(matrix, rows, cols))
     if not np.all(np.isfinite(block)):
         return None
     # all-zero (dead) units are a defect of their own (IA204), not a trace of training
@@ -65,6 +65,29 @@ def _block(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator) -
     if block.shape[0] < MIN_SIDE:
         return None
     return np.asarray(block - block.mean())
+
+
+TAKE_MAX_ELEMENTS = 1 << 22  # the row (or column) slab a two-step gather may copy first
+
+
+def _take_block(matrix: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``matrix[np.ix_(rows, cols)]`` (the same elements, in the same order), gathered in two
+    one-axis takes when the intermediate slab is small: ~5x faster than numpy's 2-D fancy
+    indexing, which costs ~1 ms per 384 x 384 block (perf, issue 14)."""
+    if not matrix.flags.c_contiguous and matrix.T.flags.c_contiguous:
+        # a transposed view (units along columns): numpy's take would first copy the whole
+        # tensor to C order; gather from the contiguous base and transpose the small block
+        return _take_block(matrix.T, cols, rows).T
+    by_rows = rows.size * matrix.shape[1]
+    by_cols = cols.size * matrix.shape[0]
+    out: np.ndarray
+    if min(by_rows, by_cols) > TAKE_MAX_ELEMENTS or not matrix.flags.c_contiguous:
+        out = matrix[np.ix_(rows, cols)]
+    elif by_rows <= by_cols:
+        out = matrix.take(rows, axis=0).take(cols, axis=1)
+    else:
+        out = matrix.take(cols, axis=1).take(rows, axis=0)
+    return out
 
 
 def spectral_ratio(block: np.ndarray) -> float | None:

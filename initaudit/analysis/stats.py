@@ -305,6 +305,10 @@ def _widen_into(raw: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
     return as_float32_exact(raw)
 
 
+_MIN = np.minimum.reduce
+_MAX = np.maximum.reduce
+
+
 @lru_cache(maxsize=8)
 def _ones(n: int, dtype: type) -> np.ndarray:
     out: np.ndarray = np.ones(n, dtype=dtype)
@@ -426,9 +430,10 @@ def fused_pass(
         if not block.flags.c_contiguous:
             block = np.ascontiguousarray(block)
         flat = block.reshape(-1)
-        cmin, cmax = flat.min(), flat.max()
-        finite_chunk = bool(np.isfinite(cmin) and np.isfinite(cmax))
-        if finite_chunk:
+        # the ufuncs' reduce directly and math.isfinite on Python floats: the same values as
+        # flat.min() / np.isfinite(scalar) without ~3 us of wrappers per chunk (issue 14)
+        cmin, cmax = float(_MIN(flat)), float(_MAX(flat))
+        if math.isfinite(cmin) and math.isfinite(cmax):
             fin = flat
         else:  # NaN propagates through min/max: the rare slow path
             ok = np.isfinite(flat)
@@ -436,11 +441,11 @@ def fused_pass(
             nan += int(np.count_nonzero(np.isnan(flat)))
             fin = flat[ok]
             if fin.size:
-                cmin, cmax = fin.min(), fin.max()
+                cmin, cmax = float(_MIN(fin)), float(_MAX(fin))
         if fin.size:
-            lo = min(lo, float(cmin))
-            hi = max(hi, float(cmax))
-            _chunk_moments(fin, acc, tmp, float(cmin), float(cmax), shift)
+            lo = min(lo, cmin)
+            hi = max(hi, cmax)
+            _chunk_moments(fin, acc, tmp, cmin, cmax, shift)
         if start >= 0:
             if right is not None:
                 right[start : start + block.shape[0]] = block @ right_probe
