@@ -47,6 +47,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 RESULTS = ROOT / "benchmarks" / "_zoo" / "results.json"
 LIBRARIES = ("torch.nn", "torchvision", "timm", "transformers", "keras", "flax")
 MODEL_TIMEOUT = 300.0  # seconds per model (build + saves + audits); a hang costs one model
+# a model whose worker grows past this is stopped (the machine is shared; a full-size model that
+# the shrinking missed is "does not build small", not a reason to swap)
+MODEL_MEMORY = 3.0 * 2**30
 
 
 # ---- torchvision needs its op schemas declared before import (CUDA-linked compiled ops) ----------
@@ -89,6 +92,35 @@ def _torchvision_entries() -> list[str]:
         [f"segmentation/{n}" for n in seg]
 
 
+# one more model per timm name family (the name's leading letters+digits: "seresnet", "resnet50",
+# "halonet"): families share a module but not their init paths (attention kinds, zero_init_last,
+# SE gates). The smallest name per family, kept if under 40M parameters; regenerate with
+#   timm.create_model(n) under torch.device("meta") over the family picks (see _timm_entries)
+_TIMM_FAMILIES = (
+    "bat_resnext26ts", "botnet26t_256", "botnet50ts_256", "coatnet_nano_cc_224",
+    "coatnext_nano_rw_224", "convformer_s18", "cs3darknet_l", "cspdarknet53", "cspresnet50",
+    "cspresnext50", "darknet21", "darknetaa53", "deit3_small_patch16_224", "densenet161",
+    "densenet169", "densenet201", "densenetblur121d", "dla102", "dla46_c", "dla60", "dpn48b",
+    "dpn92", "eca_nfnet_l0", "ecaresnet26t", "ecaresnet50d", "ecaresnetlight",
+    "ecaresnext26t_32x4d", "ecaresnext50t_32x4d", "efficientnetv2_rw_t", "ese_vovnet39b",
+    "fbnetc_100", "fbnetv3_b", "gc_efficientnetv2_rw_t", "gcresnet33ts", "gcresnet50t",
+    "gcresnext26ts", "gcresnext50ts", "gernet_l", "ghostnetv2_100", "ghostnetv3_050",
+    "gmixer_12_224", "halo2botnet50ts_256", "halonet50ts", "halonet_h1", "haloregnetz_b",
+    "hgnetv2_b0", "lambda_resnet26t", "lamhalobotnet50ts_256", "maxxvit_rmlp_nano_rw_256",
+    "maxxvitv2_nano_rw_256", "mixnet_l", "mnasnet_050", "mobilenet_edgetpu_100",
+    "mobilenetv1_100", "mobilenetv2_035", "mobilenetv3_rw", "mobilenetv4_conv_large",
+    "mobileone_s0", "mobilevitv2_050", "regnetv_040", "regnety_008_tv", "regnetz_d8",
+    "resnest26d", "resnest50d", "resnet10t", "resnet14t", "resnet26", "resnet32ts", "resnet33ts",
+    "resnet34", "resnet50", "resnet51q", "resnet61q", "resnetaa34d", "resnetaa50", "resnetblur18",
+    "resnetblur50", "resnetrs50", "resnext26ts", "resnext50_32x4d", "rexnetr_100",
+    "sam2_hiera_tiny", "sebotnet33ts_256", "sedarknet21", "sehalonet33ts", "selecsls60",
+    "semnasnet_050", "seresnet18", "seresnet33ts", "seresnet34", "seresnet50", "seresnetaa50d",
+    "seresnext26ts", "seresnext50_32x4d", "skresnet34", "skresnet50", "skresnext50_32x4d",
+    "spnasnet_100", "test_vit", "tf_efficientnet_b0", "vit_small_patch8_224", "vovnet57a",
+    "xception65",
+)
+
+
 def _timm_entries() -> list[str]:
     """One small model per timm module (architecture family), plus the named FP families."""
     import timm
@@ -109,7 +141,8 @@ def _timm_entries() -> list[str]:
              "resnet18", "regnetx_002", "levit_128s", "poolformer_s12", "coat_lite_tiny",
              "xcit_nano_12_p16_224", "convmixer_768_32", "edgenext_xx_small", "fastvit_t8",
              "inception_v3", "ghostnet_100", "hrnet_w18_small", "dla34"]
-    out = sorted(set(picked.values()) | {e for e in extra if e in set(timm.list_models())})
+    known = set(timm.list_models())
+    out = sorted(set(picked.values()) | {e for e in (*extra, *_TIMM_FAMILIES) if e in known})
     return out
 
 
@@ -319,10 +352,11 @@ def _shrink(cfg) -> None:
                 setattr(cfg, key, value)
             except Exception:
                 pass
-    for sub in ("text_config", "vision_config", "audio_config", "encoder", "decoder",
-                "backbone_config", "qformer_config"):
-        child = getattr(cfg, sub, None)
-        if child is not None and hasattr(child, "to_dict"):
+    # every nested config (text_config, vlm_config, decoder_config, audio_encoder_config...):
+    # a full-size sub-model (ColPali's PaliGemma) takes gigabytes and minutes
+    for sub, child in list(vars(cfg).items()):
+        if sub != "_parent" and child is not cfg and hasattr(child, "to_dict") \
+                and hasattr(child, "model_type"):
             _shrink(child)
 
 
@@ -334,7 +368,25 @@ def build_transformers(name: str):
 
     cfg = AutoConfig.for_model(name)
     _shrink(cfg)
-    return AutoModel.from_config(cfg).eval(), None
+    model = AutoModel.from_config(cfg).eval()
+    return model, _hf_example(model)
+
+
+def _hf_example(model: Any) -> Any:
+    """The model's main input for the exports (TorchScript / ONNX): token ids for text models,
+    an image for vision models; None where it takes something else (exports then skipped)."""
+    import torch
+
+    cfg = model.config
+    main = getattr(model, "main_input_name", "input_ids")
+    if main == "input_ids":
+        vocab = getattr(cfg, "vocab_size", None) or 100
+        return torch.randint(0, min(int(vocab), 100), (1, 8))
+    if main == "pixel_values":
+        size = getattr(cfg, "image_size", 32)
+        size = size[0] if isinstance(size, (list, tuple)) else size
+        return torch.randn(1, getattr(cfg, "num_channels", 3), int(size), int(size))
+    return None
 
 
 def build_keras(name: str):
@@ -457,6 +509,11 @@ def save_formats(library: str, model: Any, example: Any, folder: Path,
         if library == "transformers":
             model.save_pretrained(folder / "hf", safe_serialization=True)
             out["save_pretrained"] = folder / "hf" / "model.safetensors"
+            # the exporters trace tuples, not ModelOutput dicts (after the save: config.json
+            # keeps the library's own value)
+            model.config.return_dict = False
+            if hasattr(model.config, "use_cache"):
+                model.config.use_cache = False
         else:
             sd = {k: v for k, v in model.state_dict().items()}
             torch.save(sd, folder / "state_dict.pt")
@@ -469,20 +526,20 @@ def save_formats(library: str, model: Any, example: Any, folder: Path,
                 torch.jit.save(torch.jit.trace(model, example), folder / "traced.pt")
                 out["torchscript"] = folder / "traced.pt"
             except Exception as exc:
-                out["torchscript!"] = Path(f"export failed: {type(exc).__name__}")
+                out["torchscript!"] = Path(f"export failed: {type(exc).__name__}: {str(exc)[:200]}")
         if "onnx" in formats and example is not None:
             try:
                 torch.onnx.export(model, (example,), folder / "legacy.onnx", dynamo=False)
                 out["onnx"] = folder / "legacy.onnx"
             except Exception as exc:
-                out["onnx!"] = Path(f"export failed: {type(exc).__name__}")
+                out["onnx!"] = Path(f"export failed: {type(exc).__name__}: {str(exc)[:200]}")
         if "onnx-dynamo" in formats and example is not None:
             try:
                 torch.onnx.export(model, (example,), folder / "dynamo.onnx", dynamo=True,
                                   verbose=False)
                 out["onnx-dynamo"] = folder / "dynamo.onnx"
             except Exception as exc:
-                out["onnx-dynamo!"] = Path(f"export failed: {type(exc).__name__}")
+                out["onnx-dynamo!"] = Path(f"export failed: {type(exc).__name__}: {str(exc)[:200]}")
     elif library == "keras":
         model.save(folder / "model.keras")
         out["keras"] = folder / "model.keras"
@@ -777,13 +834,15 @@ class Worker:
         deadline = time.monotonic() + MODEL_TIMEOUT
         while True:
             try:
-                result = self.outbox.get(timeout=5.0)
+                result = self.outbox.get(timeout=2.0)
                 self.done += 1
                 return result
             except Exception:
                 pass
             if not self.proc.is_alive():
                 why = f"worker died (exit code {self.proc.exitcode})"
+            elif (rss := _rss_bytes(self.proc.pid)) > MODEL_MEMORY:
+                why = f"memory over {MODEL_MEMORY / 2**30:g} GiB ({rss / 2**30:.1f} GiB)"
             elif time.monotonic() > deadline:
                 why = f"timeout after {MODEL_TIMEOUT:g} s"
             else:
@@ -792,6 +851,16 @@ class Worker:
             self.proc.join()
             self.proc = None
             return {"library": args[0], "model": args[1], "seed": args[2], "build_error": why}
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def run_isolated(args: tuple[str, str, int, list[str], int]) -> dict[str, Any]:
