@@ -43,6 +43,14 @@ class Why(str, enum.Enum):
         "a scale the library documents for this tensor (it ends the network: "
         "nothing after it compounds it)"
     )
+    INPUT_SCALE = (
+        "an input projection drawn at a scale the library documents, feeding pre-normalised "
+        "residual blocks: the norm rescales its output, nothing after it compounds it"
+    )
+    ROUTER = (
+        "a mixture-of-experts router initialised to zero: every expert starts equally "
+        "weighted, and each expert's row gets its own gradient through that expert's output"
+    )
 
 
 @dataclass(frozen=True)
@@ -248,6 +256,25 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         "(the gateway gate and the last reg_conf layer start at zero)",
         applies_to="zero",
         model_types=("d_fine",),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"conditioning_encoder[./]mel_conv" + _END,
+        Why.INPUT_SCALE,
+        "transformers/models/clvp/modeling_clvp.py ClvpPreTrainedModel._init_weights "
+        "(init.normal_(module.mel_conv.weight, mean=0.0, std=factor)); its output enters "
+        "ClvpConditioningEncoder's GroupNorm + attention residual blocks",
+        applies_to="large",
+        model_types=("clvp",),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"router[./]gate" + _END,
+        Why.ROUTER,
+        "transformers/models/afmoe/modeling_afmoe.py AfmoePreTrainedModel._init_weights "
+        "(AfmoeTokenChoiceRouter: init.zeros_(module.gate.weight))",
+        applies_to="zero",
+        model_types=("afmoe",),
     ),
     # --- adapters (peft) ---------------------------------------------------------------------
     ByDesign(

@@ -1,0 +1,154 @@
+"""False-positive patterns found by the transformers / timm zoo (benchmarks/zoo.py), each on the
+real model built by its library's own init code, with the defect the fix must not hide."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import initaudit
+from initaudit.report import FileReport
+from initaudit.rules._common import std_upper_small_sample
+
+pytestmark = pytest.mark.frameworks
+
+
+def _torch() -> Any:
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _tv import prepare_torchvision
+
+    prepare_torchvision()
+    return torch
+
+
+def _alarms(fr: FileReport) -> list[tuple[str, str | None]]:
+    return [(f.code, f.tensor or f.layer) for f in fr.findings
+            if f.severity.value in ("error", "warning")]
+
+
+def _audit(path: Path) -> FileReport:
+    fr = initaudit.audit(path).files[0]
+    assert fr.status.value != "error", fr.error
+    return fr
+
+
+def _save_hf(model: Any, folder: Path) -> Path:
+    model.save_pretrained(folder)
+    return folder / "model.safetensors"
+
+
+# ---- afmoe: the MoE router starts at zero -------------------------------------------------------
+
+def _afmoe() -> Any:
+    _torch()
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "AfmoeConfig"):
+        pytest.skip("transformers without Afmoe")
+    cfg = transformers.AfmoeConfig(
+        hidden_size=64, intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2,
+        num_dense_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        vocab_size=100, num_experts=8, num_experts_per_tok=2,
+        layer_types=["sliding_attention", "full_attention"])
+    return transformers.AutoModel.from_config(cfg).eval()
+
+
+def test_afmoe_zero_router_is_by_design(tmp_path: Path) -> None:
+    """AfmoePreTrainedModel._init_weights zeroes the router (uniform routing at start): info."""
+    torch = _torch()
+    torch.manual_seed(0)
+    model = _afmoe()
+    assert float(model.layers[1].mlp.router.gate.weight.detach().abs().max()) == 0.0
+    fr = _audit(_save_hf(model, tmp_path / "m"))
+    assert _alarms(fr) == []
+    router = [f for f in fr.findings if f.tensor == "layers.1.mlp.router.gate.weight"]
+    assert router and all(f.severity.value == "info" for f in router)
+
+
+def test_afmoe_zeroed_hidden_kernel_stays_an_error(tmp_path: Path) -> None:
+    torch = _torch()
+    torch.manual_seed(0)
+    model = _afmoe()
+    with torch.no_grad():
+        model.layers[0].mlp.gate_proj.weight.zero_()
+    fr = _audit(_save_hf(model, tmp_path / "m"))
+    assert ("IA201", "layers.0.mlp.gate_proj.weight") in _alarms(fr)
+
+
+def test_router_row_is_limited_to_the_model_that_zeroes_it() -> None:
+    from initaudit.analysis.convention_tables import Why, by_design
+
+    assert by_design("layers.1.mlp.router.gate.weight", "zero", "afmoe").why is Why.ROUTER
+    assert by_design("layers.1.mlp.router.gate.weight", "zero", "mixtral") is None
+    assert by_design("layers.1.mlp.router.gate.weight", "zero", None) is None
+
+
+# ---- CLVP: the conditioning encoder's mel projection is N(0, factor) ------------------------------
+
+def _clvp() -> Any:
+    _torch()
+    transformers = pytest.importorskip("transformers")
+    small = dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                 intermediate_size=128, vocab_size=100, projection_dim=32)
+    cfg = transformers.ClvpConfig(
+        text_config=small, speech_config=small,
+        decoder_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            vocab_size=100, max_position_embeddings=64, max_text_tokens=32,
+                            max_mel_tokens=64, num_mel_attn_blocks=1))
+    return transformers.ClvpModelForConditionalGeneration(cfg).eval()
+
+
+def test_clvp_mel_conv_documented_scale_is_info_and_a_blow_up_is_not(tmp_path: Path) -> None:
+    """ClvpPreTrainedModel._init_weights: mel_conv ~ N(0, initializer_factor) feeding GroupNorm'd
+    residual blocks. Untouched: no alarm; ten times that: still exploding-init's error."""
+    torch = _torch()
+    torch.manual_seed(0)
+    model = _clvp()
+    name = "conditioning_encoder.mel_conv.weight"
+    fr = _audit(_save_hf(model, tmp_path / "m"))
+    assert _alarms(fr) == []
+    assert [f.severity.value for f in fr.findings if f.tensor == name and f.code == "IA301"] \
+        == ["info"]
+    with torch.no_grad():
+        model.conditioning_encoder.mel_conv.weight.mul_(10.0)
+    fr = _audit(_save_hf(model, tmp_path / "blown"))
+    assert ("IA301", name) in _alarms(fr)
+
+
+# ---- verdicts on a handful of values do not depend on the seed ----------------------------------
+
+def test_small_sample_std_bound_holds_at_its_level() -> None:
+    """The chi-square bound covers the true std except at (below) its level p, at every size:
+    the delta method (std_interval) does not at 3 values."""
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 20, 100):
+        draws = rng.normal(0.0, 1.0, (200_000, n))
+        s = draws.std(axis=1)
+        upper = np.array([std_upper_small_sample(float(x), n) for x in s[:20_000]])
+        assert float(np.mean(upper < 1.0)) <= 0.001, n
+    # and it is not vacuous: at 100 values it stays within 2x of the sample std
+    assert std_upper_small_sample(1.0, 100) < 2.0
+    assert math.isfinite(std_upper_small_sample(1.0, 2))
+
+
+@pytest.mark.parametrize("seed", [1])
+def test_timm_csatv2_3x1_qkv_is_too_small_to_tell(seed: int, tmp_path: Path) -> None:
+    """csatv2's nn.Linear(1, 3) qkv, trunc_normal_(std=0.02): under torch.manual_seed(1) its 3
+    values have sample std 0.0015, which warned as vanishing-init; seeds 0 and 2 did not."""
+    torch = _torch()
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(seed)
+    model = timm.create_model("csatv2", pretrained=False).eval()
+    w = model.state_dict()["stages.1.2.attn.attn.qkv.weight"]
+    assert tuple(w.shape) == (3, 1) and float(w.std()) < 0.002  # the draw that warned
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    fr = _audit(tmp_path / "m.pt")
+    assert _alarms(fr) == []
+    qkv = [f for f in fr.findings if f.tensor == "stages.1.2.attn.attn.qkv.weight"
+           and f.code == "IA302"]
+    assert qkv and all("Too small to tell" in f.message for f in qkv)
