@@ -333,10 +333,14 @@ _LAYER_COUNTS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "enco
                  "decoder_layers", "num_decoder_layers", "num_encoder_layers")
 
 
-def _shrink(cfg) -> None:
+def _shrink(cfg, keys: frozenset[str] | None = None) -> None:
+    """Shrink the size keys of a config (all of _HF_SHRINK, or only `keys`) and its nested
+    configs."""
     # per-layer lists (layer_types, mlp_layer_types...) must keep the layer count's length: a
     # config that validates them otherwise refuses to build (afmoe)
     for key in _LAYER_COUNTS:
+        if keys is not None and key not in keys:
+            continue
         cur = getattr(cfg, key, None)
         if isinstance(cur, int) and not isinstance(cur, bool) and cur > _HF_SHRINK[key]:
             for attr, val in list(vars(cfg).items()):
@@ -346,6 +350,8 @@ def _shrink(cfg) -> None:
                     except Exception:
                         pass
     for key, value in _HF_SHRINK.items():
+        if keys is not None and key not in keys:
+            continue
         cur = getattr(cfg, key, None)
         if isinstance(cur, int) and not isinstance(cur, bool) and cur > value:
             try:
@@ -357,19 +363,62 @@ def _shrink(cfg) -> None:
     for sub, child in list(vars(cfg).items()):
         if sub != "_parent" and child is not cfg and hasattr(child, "to_dict") \
                 and hasattr(child, "model_type"):
-            _shrink(child)
+            _shrink(child, keys)
 
 
 def build_transformers(name: str):
-    import torch  # noqa: F401
+    import torch
 
     prepare_torchvision()
+    import copy
+
     from transformers import AutoConfig, AutoModel
 
-    cfg = AutoConfig.for_model(name)
-    _shrink(cfg)
-    model = AutoModel.from_config(cfg).eval()
-    return model, _hf_example(model)
+    base = AutoConfig.for_model(name)
+    _required(base)
+    # shrinking can break a config's own consistency checks (token ids past a smaller vocab, a
+    # Mamba head size tied to the width): each attempt shrinks less; the library's defaults last,
+    # and only when the model is small at them (counted on the meta device, nothing allocated)
+    vocab_keys = {"vocab_size", "max_position_embeddings", "n_positions"}
+    attempts: list[tuple[str, frozenset[str] | None]] = [
+        ("shrunk", None),
+        ("shrunk, vocabulary kept", frozenset(set(_HF_SHRINK) - vocab_keys)),
+        ("depth only", frozenset(_LAYER_COUNTS)),
+        ("library defaults", frozenset()),
+    ]
+    first: BaseException | None = None
+    for label, keys in attempts:
+        cfg = copy.deepcopy(base)
+        try:
+            _shrink(cfg, keys)
+            if label != "shrunk":  # widths kept: size it first (a 3 GB build swaps a shared box)
+                with torch.device("meta"):
+                    n = sum(p.numel() for p in AutoModel.from_config(cfg).parameters())
+                if n > DEFAULT_SIZE_LIMIT:
+                    raise ValueError(f"{n / 1e6:.0f}M parameters ({label})")
+            model = AutoModel.from_config(cfg).eval()
+        except Exception as exc:
+            first = first or exc
+            continue
+        model._zoo_build = label
+        return model, _hf_example(model)
+    assert first is not None
+    raise first
+
+
+# a transformers model that builds only with its widths (or all sizes) at the library's defaults
+# is built if it is this small
+DEFAULT_SIZE_LIMIT = 150_000_000
+
+
+def _required(cfg) -> None:
+    """Values some configs leave unset and the model needs (time-series forecasters)."""
+    for key, value in (("prediction_length", 8), ("context_length", 16)):
+        if hasattr(cfg, key) and getattr(cfg, key) is None:
+            try:
+                setattr(cfg, key, value)
+            except Exception:
+                pass
 
 
 def _hf_example(model: Any) -> Any:
@@ -654,6 +703,8 @@ def run_one(library: str, name: str, seed: int, formats: set[str], index: int) -
     t0 = time.perf_counter()
     model, example = BUILDERS[library](name)
     result: dict[str, Any] = {"library": library, "model": name, "seed": seed, "files": {}}
+    if getattr(model, "_zoo_build", None):
+        result["build"] = model._zoo_build
     with tempfile.TemporaryDirectory(prefix="zoo-") as tmp:
         folder = Path(tmp)
         saved = save_formats(library, model, example, folder, formats)
@@ -913,7 +964,8 @@ def run(args: argparse.Namespace) -> None:
         formats = args.formats.split(",") if args.formats else DEFAULT_FORMATS[library]
         for i, name in enumerate(names):
             for seed in seeds:
-                if args.force or key_of(library, name, seed) not in results:
+                prev = results.get(key_of(library, name, seed))
+                if args.force or prev is None or (args.retry_unbuilt and "build_error" in prev):
                     todo.append((library, name, seed, formats, i + args.offset))
     print(f"{len(todo)} model runs to do", flush=True)
     deadline = time.monotonic() + args.budget if args.budget else None
@@ -1043,6 +1095,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--budget", type=float, default=0, help="stop starting models after N s")
     p.add_argument("--force", action="store_true", help="re-run models already in the results")
+    p.add_argument("--retry-unbuilt", action="store_true",
+                   help="re-run the models recorded as not built")
     p.add_argument("--report", action="store_true", help="only print the table")
     p.add_argument("--list", action="store_true", help="list the models of --library")
     args = p.parse_args(argv)
