@@ -152,3 +152,53 @@ def test_timm_csatv2_3x1_qkv_is_too_small_to_tell(seed: int, tmp_path: Path) -> 
     qkv = [f for f in fr.findings if f.tensor == "stages.1.2.attn.attn.qkv.weight"
            and f.code == "IA302"]
     assert qkv and all("Too small to tell" in f.message for f in qkv)
+
+
+# ---- detection and video models: zero prediction-head layers, zero occlusion embeddings ---------
+
+def _zoo_build(model_type: str) -> Any:
+    """The zoo's own builder (benchmarks/zoo.py: the library's config shrunk, from_config)."""
+    _torch()
+    pytest.importorskip("transformers")
+    from benchmarks.zoo import build_transformers
+
+    try:
+        model, _ = build_transformers(model_type)
+    except (KeyError, ValueError) as exc:  # a transformers without this model
+        pytest.skip(f"{model_type}: {exc}")
+    return model
+
+
+@pytest.mark.parametrize("model_type,zero_by_design", [
+    # GroundingDinoMLPPredictionHead: constant_(layers[-1].weight, 0)
+    ("mm-grounding-dino", ["decoder.reference_points_head.layers.1.weight",
+                           "encoder_output_bbox_embed.layers.2.weight"]),
+    # Sam2Video-style trackers: zeros_(occlusion_spatial_embedding_parameter)
+    ("edgetam_video", ["occlusion_spatial_embedding_parameter"]),
+    pytest.param("deimv2", ["decoder.layers.0.gateway.gate.weight",
+                            "decoder.lqe_layers.0.reg_conf.layers.1.weight",
+                            "decoder.layers.0.encoder_attn.sampling_offsets.weight"],
+                 marks=pytest.mark.slow),  # ~40 s to build on 2 loaded cores
+])
+def test_zero_by_design_tensors_of_transformers_models(model_type: str,
+                                                        zero_by_design: list[str],
+                                                        tmp_path: Path) -> None:
+    torch = _torch()
+    torch.manual_seed(0)
+    model = _zoo_build(model_type)
+    fr = _audit(_save_hf(model, tmp_path / "m"))
+    assert _alarms(fr) == []
+    for name in zero_by_design:
+        found = [f for f in fr.findings if f.tensor == name and f.code == "IA201"]
+        assert found and all(f.severity.value == "info" for f in found), name
+
+
+def test_grounding_dino_hidden_layer_of_a_prediction_head_stays_an_error(tmp_path: Path) -> None:
+    """The row covers the head's last layer only: its zeroed first layer is still an error."""
+    torch = _torch()
+    torch.manual_seed(0)
+    model = _zoo_build("mm-grounding-dino")
+    with torch.no_grad():
+        model.encoder_output_bbox_embed.layers[0].weight.zero_()
+    fr = _audit(_save_hf(model, tmp_path / "m"))
+    assert ("IA201", "encoder_output_bbox_embed.layers.0.weight") in _alarms(fr)

@@ -233,11 +233,13 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         Why.HEAD,
         "transformers/models/deformable_detr/modeling_deformable_detr.py "
         "DeformableDetrPreTrainedModel._init_weights (constant_(sampling_offsets.weight, 0.0); "
-        "constant_(attention_weights.weight, 0.0)); D-FINE and RT-DETR do the same",
+        "constant_(attention_weights.weight, 0.0)); D-FINE, DEIMv2 (modeling_deimv2.py "
+        "Deimv2PreTrainedModel._init_weights) and RT-DETR do the same",
         applies_to="zero",
         model_types=(
             "deformable_detr",
             "d_fine",
+            "deimv2",
             "rt_detr",
             "rt_detr_v2",
             "grounding-dino",
@@ -253,9 +255,35 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         _SEP + r"(gateway[./]gate|reg_conf[./]layers[./]\d+)" + _END,
         Why.HEAD,
         "transformers/models/d_fine/modeling_d_fine.py DFinePreTrainedModel._init_weights "
-        "(the gateway gate and the last reg_conf layer start at zero)",
+        "(the gateway gate and the last reg_conf layer start at zero); "
+        "deimv2/modeling_deimv2.py Deimv2PreTrainedModel._init_weights (Deimv2Gate: "
+        "constant_(gate.weight, 0); Deimv2LQE: constant_(reg_conf.layers[-1].weight, 0))",
         applies_to="zero",
-        model_types=("d_fine",),
+        model_types=("d_fine", "deimv2"),
+    ),
+    ByDesign(
+        "transformers",
+        # the last layer of each MLP prediction head (2 layers for reference_points_head, 3 for
+        # the box heads): a hidden layer of these heads is not covered
+        _SEP + r"(reference_points_head[./]layers[./]1|"
+        r"(encoder_output_bbox_embed|bbox_embed[./]\d+)[./]layers[./]2)" + _END,
+        Why.HEAD,
+        "transformers/models/grounding_dino/modeling_grounding_dino.py "
+        "GroundingDinoPreTrainedModel._init_weights (GroundingDinoMLPPredictionHead: "
+        "constant_(layers[-1].weight, 0)); mm_grounding_dino/modeling_mm_grounding_dino.py the "
+        "same; reference_points_head has 2 layers, the bbox heads 3",
+        applies_to="zero",
+        model_types=("grounding-dino", "mm-grounding-dino"),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"occlusion_spatial_embedding_parameter" + _END,
+        Why.TOKEN,
+        "transformers/models/sam2_video/modeling_sam2_video.py Sam2VideoPreTrainedModel."
+        "_init_weights (init.zeros_(module.occlusion_spatial_embedding_parameter)); EdgeTAM "
+        "video and SAM3 tracker video the same: added to the memory of an occluded object",
+        applies_to="zero",
+        model_types=("sam2_video", "edgetam_video", "sam3_tracker_video"),
     ),
     ByDesign(
         "transformers",
