@@ -202,3 +202,36 @@ def test_grounding_dino_hidden_layer_of_a_prediction_head_stays_an_error(tmp_pat
         model.encoder_output_bbox_embed.layers[0].weight.zero_()
     fr = _audit(_save_hf(model, tmp_path / "m"))
     assert ("IA201", "encoder_output_bbox_embed.layers.0.weight") in _alarms(fr)
+
+
+# ---- a tiled identity (sub-pixel upsampler) is structure, a tiled random tensor is the defect ----
+
+@pytest.mark.slow  # the module's import alone takes ~30 s on 2 loaded cores
+def test_nemotron3_diarization_subpixel_upsampler_is_info(tmp_path: Path) -> None:
+    """Nemotron3DiarizationPreTrainedModel._init_weights: the upsampler conv is eye(hidden)
+    repeated upsample_factor times on the centre tap (nearest-neighbour upsampling)."""
+    torch = _torch()
+    torch.manual_seed(0)
+    model = _zoo_build("nemotron3_diarization")
+    fr = _audit(_save_hf(model, tmp_path / "m"))
+    assert _alarms(fr) == []
+    assert [f.severity.value for f in fr.findings
+            if f.code == "IA202" and f.tensor == "upsampler.conv.weight"] == ["info"]
+
+
+def test_tiled_identity_is_info_and_tiled_random_kernel_stays_an_error() -> None:
+    from initaudit.api import from_arrays
+    from initaudit.engine import AuditConfig, analyse
+
+    rng = np.random.default_rng(0)
+    hidden, factor = 64, 4
+    identity = np.zeros((hidden * factor, hidden, 3), np.float32)
+    identity[:, :, 1] = np.tile(np.eye(hidden, dtype=np.float32), (factor, 1))
+    random_rows = rng.normal(0, 0.05, (hidden, hidden, 3)).astype(np.float32)
+    tiled = np.tile(random_rows, (factor, 1, 1))
+    arrays = {"enc.0.weight": rng.normal(0, 0.05, (hidden, hidden)).astype(np.float32),
+              "up.conv.weight": identity, "up2.conv.weight": tiled,
+              "head.weight": rng.normal(0, 0.05, (10, hidden)).astype(np.float32)}
+    report = analyse(from_arrays(arrays), AuditConfig())
+    dup = {f.tensor: f.severity.value for f in report.findings if f.code == "IA202"}
+    assert dup == {"up.conv.weight": "info", "up2.conv.weight": "error"}
