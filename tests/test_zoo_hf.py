@@ -173,6 +173,13 @@ def _zoo_build(model_type: str) -> Any:
     # GroundingDinoMLPPredictionHead: constant_(layers[-1].weight, 0)
     ("mm-grounding-dino", ["decoder.reference_points_head.layers.1.weight",
                            "encoder_output_bbox_embed.layers.2.weight"]),
+    # OmDetTurboPreTrainedModel._init_weights: the bbox heads' last layer
+    pytest.param("omdet-turbo", ["decoder.encoder_bbox_head.layers.2.weight",
+                                 "decoder.decoder_bbox_head.0.layers.2.weight"],
+                 marks=pytest.mark.slow),
+    # OneFormerPixelDecoder: normal_(level_embed, std=0)
+    pytest.param("oneformer", ["pixel_level_module.decoder.level_embed"],
+                 marks=pytest.mark.slow),
     # Sam2Video-style trackers: zeros_(occlusion_spatial_embedding_parameter)
     ("edgetam_video", ["occlusion_spatial_embedding_parameter"]),
     pytest.param("deimv2", ["decoder.layers.0.gateway.gate.weight",

@@ -266,14 +266,27 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         # the last layer of each MLP prediction head (2 layers for reference_points_head, 3 for
         # the box heads): a hidden layer of these heads is not covered
         _SEP + r"(reference_points_head[./]layers[./]1|"
-        r"(encoder_output_bbox_embed|bbox_embed[./]\d+)[./]layers[./]2)" + _END,
+        r"(encoder_output_bbox_embed|encoder_bbox_head|(decoder_)?bbox_(embed|head)[./]\d+)"
+        r"[./]layers[./]2)" + _END,
         Why.HEAD,
         "transformers/models/grounding_dino/modeling_grounding_dino.py "
         "GroundingDinoPreTrainedModel._init_weights (GroundingDinoMLPPredictionHead: "
         "constant_(layers[-1].weight, 0)); mm_grounding_dino/modeling_mm_grounding_dino.py the "
-        "same; reference_points_head has 2 layers, the bbox heads 3",
+        "same; reference_points_head has 2 layers, the bbox heads 3; "
+        "omdet_turbo/modeling_omdet_turbo.py OmDetTurboPreTrainedModel._init_weights "
+        "(constant_(encoder_bbox_head.layers[-1].weight, 0.0), each decoder_bbox_head the same)",
         applies_to="zero",
-        model_types=("grounding-dino", "mm-grounding-dino"),
+        model_types=("grounding-dino", "mm-grounding-dino", "omdet-turbo"),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"pixel_level_module[./]decoder[./]level_embed" + _END,
+        Why.TOKEN,
+        "transformers/models/oneformer/modeling_oneformer.py OneFormerPreTrainedModel."
+        "_init_weights (OneFormerPixelDecoder: init.normal_(module.level_embed, std=0)): a "
+        "per-level embedding added to the position embedding",
+        applies_to="zero",
+        model_types=("oneformer",),
     ),
     ByDesign(
         "transformers",
