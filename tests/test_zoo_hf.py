@@ -242,3 +242,32 @@ def test_tiled_identity_is_info_and_tiled_random_kernel_stays_an_error() -> None
     report = analyse(from_arrays(arrays), AuditConfig())
     dup = {f.tensor: f.severity.value for f in report.findings if f.code == "IA202"}
     assert dup == {"up.conv.weight": "info", "up2.conv.weight": "error"}
+
+
+# ---- a fast slice of the zoo harness itself (benchmarks/zoo.py run_one, in-process) -------------
+
+ZOO_SLICE = [
+    ("timm", "mobilenetv3_small_050"),  # SE gates, hardswish, BatchNorm
+    ("timm", "test_vit"),  # timm's own tiny ViT: zero head, cls/pos tokens, LayerScale-free
+    ("transformers", "bert"),
+    ("transformers", "gpt2"),  # Conv1D (in, out) kernels, 1/sqrt(2·n_layer) projections
+    ("transformers", "vit"),
+]
+
+
+@pytest.mark.parametrize("library,name", ZOO_SLICE, ids=[f"{lib}-{n}" for lib, n in ZOO_SLICE])
+def test_zoo_slice_untouched_is_clean_and_injected_defect_is_caught(
+        library: str, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `python benchmarks/zoo.py --library L --only NAME` measures, for a few models: the
+    untouched model gives no error/warning and the defect the harness injects is caught."""
+    _torch()
+    pytest.importorskip(library)
+    from benchmarks import zoo
+
+    monkeypatch.setenv("ZOO_MODEL", name)  # the injected defect's kind depends on the name
+    res = zoo.run_one(library, name, 0, set(zoo.DEFAULT_FORMATS[library]), 0)
+    alarms = [(fmt, a["code"], a["tensor"]) for fmt, f in res["files"].items()
+              for a in f.get("alarms", [])]
+    assert alarms == []
+    assert all(f.get("status") != "error" for f in res["files"].values())
+    assert res["injected"].get("caught") is True, res["injected"]
