@@ -180,6 +180,10 @@ def _zoo_build(model_type: str) -> Any:
     # OneFormerPixelDecoder: normal_(level_embed, std=0)
     pytest.param("oneformer", ["pixel_level_module.decoder.level_embed"],
                  marks=pytest.mark.slow),
+    # PP-DocLayout's deformable attention: constant_(sampling_offsets / attention_weights, 0)
+    pytest.param("pp_doclayout_v3", ["decoder.layers.0.encoder_attn.attention_weights.weight",
+                                     "decoder.layers.0.encoder_attn.sampling_offsets.weight"],
+                 marks=pytest.mark.slow),
     # Sam2Video-style trackers: zeros_(occlusion_spatial_embedding_parameter)
     ("edgetam_video", ["occlusion_spatial_embedding_parameter"]),
     pytest.param("deimv2", ["decoder.layers.0.gateway.gate.weight",

@@ -234,12 +234,19 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         "transformers/models/deformable_detr/modeling_deformable_detr.py "
         "DeformableDetrPreTrainedModel._init_weights (constant_(sampling_offsets.weight, 0.0); "
         "constant_(attention_weights.weight, 0.0)); D-FINE, DEIMv2 (modeling_deimv2.py "
-        "Deimv2PreTrainedModel._init_weights) and RT-DETR do the same",
+        "Deimv2PreTrainedModel._init_weights), RT-DETR, LW-DETR, RF-DETR and PP-DocLayout "
+        "v2-v4 do the same (every transformers model whose _init_weights has "
+        "constant_(module.attention_weights.weight, 0.0))",
         applies_to="zero",
         model_types=(
             "deformable_detr",
             "d_fine",
             "deimv2",
+            "lw_detr",
+            "rf_detr",
+            "pp_doclayout_v2",
+            "pp_doclayout_v3",
+            "pp_doclayout_v4",
             "rt_detr",
             "rt_detr_v2",
             "grounding-dino",
