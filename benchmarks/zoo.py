@@ -333,6 +333,15 @@ _LAYER_COUNTS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "enco
                  "decoder_layers", "num_decoder_layers", "num_encoder_layers")
 
 
+def _get(cfg: Any, key: str) -> Any:
+    """A config attribute, None where the config refuses a global value (per-layer attributes
+    of Gemma 4 raise on a global read)."""
+    try:
+        return getattr(cfg, key, None)
+    except Exception:
+        return None
+
+
 def _shrink(cfg, keys: frozenset[str] | None = None) -> None:
     """Shrink the size keys of a config (all of _HF_SHRINK, or only `keys`) and its nested
     configs."""
@@ -341,7 +350,7 @@ def _shrink(cfg, keys: frozenset[str] | None = None) -> None:
     for key in _LAYER_COUNTS:
         if keys is not None and key not in keys:
             continue
-        cur = getattr(cfg, key, None)
+        cur = _get(cfg, key)
         if isinstance(cur, int) and not isinstance(cur, bool) and cur > _HF_SHRINK[key]:
             for attr, val in list(vars(cfg).items()):
                 if isinstance(val, list) and len(val) == cur:
@@ -352,7 +361,7 @@ def _shrink(cfg, keys: frozenset[str] | None = None) -> None:
     for key, value in _HF_SHRINK.items():
         if keys is not None and key not in keys:
             continue
-        cur = getattr(cfg, key, None)
+        cur = _get(cfg, key)
         if isinstance(cur, int) and not isinstance(cur, bool) and cur > value:
             try:
                 setattr(cfg, key, value)
@@ -391,11 +400,12 @@ def build_transformers(name: str):
         cfg = copy.deepcopy(base)
         try:
             _shrink(cfg, keys)
-            if label != "shrunk":  # widths kept: size it first (a 3 GB build swaps a shared box)
-                with torch.device("meta"):
-                    n = sum(p.numel() for p in AutoModel.from_config(cfg).parameters())
-                if n > DEFAULT_SIZE_LIMIT:
-                    raise ValueError(f"{n / 1e6:.0f}M parameters ({label})")
+            # size it first on the meta device: some shrunk configs still allocate 34 GB
+            # (muse_spark), and a build with the widths kept can swap a shared box
+            with torch.device("meta"):
+                n = sum(p.numel() for p in AutoModel.from_config(cfg).parameters())
+            if n > DEFAULT_SIZE_LIMIT:
+                raise ValueError(f"{n / 1e6:.0f}M parameters ({label})")
             model = AutoModel.from_config(cfg).eval()
         except Exception as exc:
             first = first or exc
@@ -624,8 +634,11 @@ def _kernels(named: list[tuple[str, tuple[int, ...]]]) -> list[str]:
     out = []
     for name, shape in named:
         low = name.lower()
+        # weight-norm directions (parametrizations.weight.original1, weight_v) are scale-free:
+        # W = g·v/||v||, so a rescaled v (the normal-1 defect) changes nothing computed
         if len(shape) < 2 or any(s in low for s in ("embed", "token", "pos", "norm", "codevector",
-                                                     "relative", "bias", "mask", "rel_")):
+                                                     "relative", "bias", "mask", "rel_",
+                                                     "parametrizations", "weight_v")):
             continue
         units, per_unit = shape[0], math.prod(shape[1:])
         if units >= 16 and per_unit >= 16:
@@ -1092,7 +1105,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--seeds", default="0")
     p.add_argument("--formats", help="override the library's default formats")
-    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--results", default=str(RESULTS),
+                   help="results JSON (with --report: several, comma-separated, are merged)")
     p.add_argument("--budget", type=float, default=0, help="stop starting models after N s")
     p.add_argument("--force", action="store_true", help="re-run models already in the results")
     p.add_argument("--retry-unbuilt", action="store_true",
@@ -1107,7 +1121,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{lib}: {len(names)}: {' '.join(names)}")
         return 0
     if args.report:
-        report(load_results(Path(args.results)))
+        # several shards' files (comma-separated) make one table; a later file's entry wins
+        merged: dict[str, Any] = {}
+        for part in args.results.split(","):
+            merged.update(load_results(Path(part)))
+        if args.library:
+            merged = {k: v for k, v in merged.items() if v.get("library") == args.library}
+        report(merged)
         return 0
     run(args)
     return 0
