@@ -275,3 +275,18 @@ def test_zoo_slice_untouched_is_clean_and_injected_defect_is_caught(
     assert alarms == []
     assert all(f.get("status") != "error" for f in res["files"].values())
     assert res["injected"].get("caught") is True, res["injected"]
+
+
+def test_ibert_integer_weight_buffers_are_quantization_state(tmp_path: Path) -> None:
+    """I-BERT's QuantEmbedding keeps weight_integer = zeros_like(weight) until quantized
+    inference fills it: not a kernel that must start random."""
+    torch = _torch()
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.IBertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=128, vocab_size=500)
+    model = transformers.IBertModel(cfg).eval()
+    fr = _audit(_save_hf(model, tmp_path / "m"))
+    assert _alarms(fr) == []
+    buf = [f for f in fr.findings if f.tensor == "embeddings.word_embeddings.weight_integer"]
+    assert buf and all(f.severity.value == "info" for f in buf)

@@ -47,6 +47,10 @@ class Why(str, enum.Enum):
         "an input projection drawn at a scale the library documents, feeding pre-normalised "
         "residual blocks: the norm rescales its output, nothing after it compounds it"
     )
+    QUANT_STATE = (
+        "a quantization buffer the library fills when quantized inference runs (the integer "
+        "copy of a weight): state, not a trained kernel"
+    )
     ROUTER = (
         "a mixture-of-experts router initialised to zero: every expert starts equally "
         "weighted, and each expert's row gets its own gradient through that expert's output"
@@ -323,6 +327,15 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         "(AfmoeTokenChoiceRouter: init.zeros_(module.gate.weight))",
         applies_to="zero",
         model_types=("afmoe",),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"(weight|bias)_integer" + _END,
+        Why.QUANT_STATE,
+        "transformers/models/ibert/quant_modules.py QuantEmbedding / QuantLinear.__init__ "
+        "(self.weight_integer = nn.Buffer(torch.zeros_like(self.weight)); bias_integer the same)",
+        applies_to="zero",
+        model_types=("ibert",),
     ),
     # --- adapters (peft) ---------------------------------------------------------------------
     ByDesign(
