@@ -290,3 +290,22 @@ def test_ibert_integer_weight_buffers_are_quantization_state(tmp_path: Path) -> 
     assert _alarms(fr) == []
     buf = [f for f in fr.findings if f.tensor == "embeddings.word_embeddings.weight_integer"]
     assert buf and all(f.severity.value == "info" for f in buf)
+
+
+def test_timm_global_context_zero_mlp_add_is_a_residual_end(tmp_path: Path) -> None:
+    """timm GlobalContext.reset_parameters zeroes mlp_add.fc2 (x + mlp_add(context)): info;
+    its zeroed fc1 (layers after it) stays an error."""
+    torch = _torch()
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("gcresnext26ts", pretrained=False).eval()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    fr = _audit(tmp_path / "m.pt")
+    assert _alarms(fr) == []
+    name = "stages.0.0.attn.mlp_add.fc2.weight"
+    assert [f.severity.value for f in fr.findings if f.tensor == name and f.code == "IA201"] \
+        == ["info"]
+    with torch.no_grad():
+        model.stages[0][0].attn.mlp_add.fc1.weight.zero_()
+    torch.save(model.state_dict(), tmp_path / "z.pt")
+    assert ("IA201", "stages.0.0.attn.mlp_add.fc1.weight") in _alarms(_audit(tmp_path / "z.pt"))

@@ -47,6 +47,10 @@ class Why(str, enum.Enum):
         "an input projection drawn at a scale the library documents, feeding pre-normalised "
         "residual blocks: the norm rescales its output, nothing after it compounds it"
     )
+    RESIDUAL_END = (
+        "the last layer of a residual branch (x + f(x)) started at zero: the block starts as "
+        "the identity and the skip path carries signal and gradient"
+    )
     QUANT_STATE = (
         "a quantization buffer the library fills when quantized inference runs (the integer "
         "copy of a weight): state, not a trained kernel"
@@ -173,6 +177,14 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         Why.TINY_FIXED,
         "timm/models/cait.py TalkingHeadAttn proj_l/proj_w (4-wide, trunc_normal_ 0.02)",
         applies_to="small",
+    ),
+    ByDesign(
+        "timm",
+        _SEP + r"mlp_add[./]fc2" + _END,
+        Why.RESIDUAL_END,
+        "timm/layers/global_context.py GlobalContext.reset_parameters "
+        "(nn.init.zeros_(self.mlp_add.fc2.weight); forward: x = x + self.mlp_add(context))",
+        applies_to="zero",
     ),
     # --- torchvision -------------------------------------------------------------------------
     ByDesign(
