@@ -180,6 +180,8 @@ def _zoo_build(model_type: str) -> Any:
     # OneFormerPixelDecoder: normal_(level_embed, std=0)
     pytest.param("oneformer", ["pixel_level_module.decoder.level_embed"],
                  marks=pytest.mark.slow),
+    # RfDetrPreTrainedModel._init_weights: each enc_out_bbox_embed's last layer zeros_
+    ("rf_detr", ["transformer.enc_out_bbox_embed.0.layers.2.weight"]),
     # PP-DocLayout's deformable attention: constant_(sampling_offsets / attention_weights, 0)
     pytest.param("pp_doclayout_v3", ["decoder.layers.0.encoder_attn.attention_weights.weight",
                                      "decoder.layers.0.encoder_attn.sampling_offsets.weight"],

@@ -289,17 +289,19 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         # the last layer of each MLP prediction head (2 layers for reference_points_head, 3 for
         # the box heads): a hidden layer of these heads is not covered
         _SEP + r"(reference_points_head[./]layers[./]1|"
-        r"(encoder_output_bbox_embed|encoder_bbox_head|(decoder_)?bbox_(embed|head)[./]\d+)"
-        r"[./]layers[./]2)" + _END,
+        r"(encoder_output_bbox_embed|encoder_bbox_head|enc_out_bbox_embed[./]\d+|"
+        r"(decoder_)?bbox_(embed|head)([./]\d+)?)[./]layers[./]2)" + _END,
         Why.HEAD,
         "transformers/models/grounding_dino/modeling_grounding_dino.py "
         "GroundingDinoPreTrainedModel._init_weights (GroundingDinoMLPPredictionHead: "
         "constant_(layers[-1].weight, 0)); mm_grounding_dino/modeling_mm_grounding_dino.py the "
         "same; reference_points_head has 2 layers, the bbox heads 3; "
         "omdet_turbo/modeling_omdet_turbo.py OmDetTurboPreTrainedModel._init_weights "
-        "(constant_(encoder_bbox_head.layers[-1].weight, 0.0), each decoder_bbox_head the same)",
+        "(constant_(encoder_bbox_head.layers[-1].weight, 0.0), each decoder_bbox_head the same); "
+        "rf_detr/modeling_rf_detr.py and lw_detr/modeling_lw_detr.py _init_weights "
+        "(bbox_embed.layers[-1] and each enc_out_bbox_embed's layers[-1] zeros_)",
         applies_to="zero",
-        model_types=("grounding-dino", "mm-grounding-dino", "omdet-turbo"),
+        model_types=("grounding-dino", "mm-grounding-dino", "omdet-turbo", "rf_detr", "lw_detr"),
     ),
     ByDesign(
         "transformers",
