@@ -319,9 +319,10 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         Why.TOKEN,
         "transformers/models/sam2_video/modeling_sam2_video.py Sam2VideoPreTrainedModel."
         "_init_weights (init.zeros_(module.occlusion_spatial_embedding_parameter)); EdgeTAM "
-        "video and SAM3 tracker video the same: added to the memory of an occluded object",
+        "video and SAM3 tracker video the same (SAM3 video holds that tracker as "
+        "tracker_model): added to the memory of an occluded object",
         applies_to="zero",
-        model_types=("sam2_video", "edgetam_video", "sam3_tracker_video"),
+        model_types=("sam2_video", "edgetam_video", "sam3_tracker_video", "sam3_video"),
     ),
     ByDesign(
         "transformers",
