@@ -768,21 +768,24 @@ def inject_and_audit(library: str, primary: Path, folder: Path, index: int, mode
     else:
         params = dict(_flatten(model))
         named = [(k, tuple(np.shape(v))) for k, v in params.items()]
-    # Keras/JAX kernels are (..., in, out): units on the last axis
-    named_units = named if torch_like else [(k, (s[-1], *s[:-1]) if len(s) >= 2 else s)
-                                            for k, s in named]
+    # Keras/JAX kernels are (..., in, out): units on the last axis; so are transformers'
+    # Conv1D kernels (GPT-2, ImageGPT: weight is (in, out))
+    last_axis = {k for k, _ in named} if not torch_like else _conv1d_weights(model)
+    named_units = [(k, (s[-1], *s[:-1]) if len(s) >= 2 and k in last_axis else s)
+                   for k, s in named]
     defect = choose_defect(index, named_units, _saturating_head(library, os.environ.get("ZOO_MODEL", ""), named))
     if defect is None:
         return {"skipped": "no hidden kernel to inject into"}
     shape = dict(named)[defect.tensor]
-    fan_in = math.prod(shape[1:]) if torch_like else math.prod(shape[:-1])
+    on_last = defect.tensor in last_axis
+    fan_in = math.prod(shape[:-1]) if on_last else math.prod(shape[1:])
 
     def mutate(values):
         v = np.asarray(values, dtype=np.float32)
-        if not torch_like:
+        if on_last:
             v = np.moveaxis(v, -1, 0)
         v = apply_defect(v, defect, fan_in)
-        return np.ascontiguousarray(np.moveaxis(v, 0, -1) if not torch_like else v)
+        return np.ascontiguousarray(np.moveaxis(v, 0, -1) if on_last else v)
 
     sub = folder / "injected"
     sub.mkdir()
@@ -817,6 +820,18 @@ def inject_and_audit(library: str, primary: Path, folder: Path, index: int, mode
             "caught": bool(hits), "status": rep.status.value,
             "reported_on": sorted({str(f.tensor or f.layer) for f in hits})[:5],
             "got": sorted({f.code for f in rep.findings if f.severity.value in ("error", "warning")})}
+
+
+def _conv1d_weights(model: Any) -> set[str]:
+    """Parameter names of transformers' Conv1D modules (weight stored (in, out))."""
+    out: set[str] = set()
+    named_modules = getattr(model, "named_modules", None)
+    if named_modules is None:
+        return out
+    for mod_name, mod in named_modules():
+        if type(mod).__name__ == "Conv1D":
+            out.add(f"{mod_name}.weight" if mod_name else "weight")
+    return out
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
