@@ -47,6 +47,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 RESULTS = ROOT / "benchmarks" / "_zoo" / "results.json"
 LIBRARIES = ("torch.nn", "torchvision", "timm", "transformers", "keras", "flax")
 MODEL_TIMEOUT = 300.0  # seconds per model (build + saves + audits); a hang costs one model
+# a model whose worker grows past this is stopped (the machine is shared; a full-size model that
+# the shrinking missed is "does not build small", not a reason to swap)
+MODEL_MEMORY = 3.0 * 2**30
 
 
 # ---- torchvision needs its op schemas declared before import (CUDA-linked compiled ops) ----------
@@ -89,6 +92,35 @@ def _torchvision_entries() -> list[str]:
         [f"segmentation/{n}" for n in seg]
 
 
+# one more model per timm name family (the name's leading letters+digits: "seresnet", "resnet50",
+# "halonet"): families share a module but not their init paths (attention kinds, zero_init_last,
+# SE gates). The smallest name per family, kept if under 40M parameters; regenerate with
+#   timm.create_model(n) under torch.device("meta") over the family picks (see _timm_entries)
+_TIMM_FAMILIES = (
+    "bat_resnext26ts", "botnet26t_256", "botnet50ts_256", "coatnet_nano_cc_224",
+    "coatnext_nano_rw_224", "convformer_s18", "cs3darknet_l", "cspdarknet53", "cspresnet50",
+    "cspresnext50", "darknet21", "darknetaa53", "deit3_small_patch16_224", "densenet161",
+    "densenet169", "densenet201", "densenetblur121d", "dla102", "dla46_c", "dla60", "dpn48b",
+    "dpn92", "eca_nfnet_l0", "ecaresnet26t", "ecaresnet50d", "ecaresnetlight",
+    "ecaresnext26t_32x4d", "ecaresnext50t_32x4d", "efficientnetv2_rw_t", "ese_vovnet39b",
+    "fbnetc_100", "fbnetv3_b", "gc_efficientnetv2_rw_t", "gcresnet33ts", "gcresnet50t",
+    "gcresnext26ts", "gcresnext50ts", "gernet_l", "ghostnetv2_100", "ghostnetv3_050",
+    "gmixer_12_224", "halo2botnet50ts_256", "halonet50ts", "halonet_h1", "haloregnetz_b",
+    "hgnetv2_b0", "lambda_resnet26t", "lamhalobotnet50ts_256", "maxxvit_rmlp_nano_rw_256",
+    "maxxvitv2_nano_rw_256", "mixnet_l", "mnasnet_050", "mobilenet_edgetpu_100",
+    "mobilenetv1_100", "mobilenetv2_035", "mobilenetv3_rw", "mobilenetv4_conv_large",
+    "mobileone_s0", "mobilevitv2_050", "regnetv_040", "regnety_008_tv", "regnetz_d8",
+    "resnest26d", "resnest50d", "resnet10t", "resnet14t", "resnet26", "resnet32ts", "resnet33ts",
+    "resnet34", "resnet50", "resnet51q", "resnet61q", "resnetaa34d", "resnetaa50", "resnetblur18",
+    "resnetblur50", "resnetrs50", "resnext26ts", "resnext50_32x4d", "rexnetr_100",
+    "sam2_hiera_tiny", "sebotnet33ts_256", "sedarknet21", "sehalonet33ts", "selecsls60",
+    "semnasnet_050", "seresnet18", "seresnet33ts", "seresnet34", "seresnet50", "seresnetaa50d",
+    "seresnext26ts", "seresnext50_32x4d", "skresnet34", "skresnet50", "skresnext50_32x4d",
+    "spnasnet_100", "test_vit", "tf_efficientnet_b0", "vit_small_patch8_224", "vovnet57a",
+    "xception65",
+)
+
+
 def _timm_entries() -> list[str]:
     """One small model per timm module (architecture family), plus the named FP families."""
     import timm
@@ -109,7 +141,8 @@ def _timm_entries() -> list[str]:
              "resnet18", "regnetx_002", "levit_128s", "poolformer_s12", "coat_lite_tiny",
              "xcit_nano_12_p16_224", "convmixer_768_32", "edgenext_xx_small", "fastvit_t8",
              "inception_v3", "ghostnet_100", "hrnet_w18_small", "dla34"]
-    out = sorted(set(picked.values()) | {e for e in extra if e in set(timm.list_models())})
+    known = set(timm.list_models())
+    out = sorted(set(picked.values()) | {e for e in (*extra, *_TIMM_FAMILIES) if e in known})
     return out
 
 
@@ -296,30 +329,123 @@ _HF_SHRINK = {
 }
 
 
-def _shrink(cfg) -> None:
+_LAYER_COUNTS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers",
+                 "decoder_layers", "num_decoder_layers", "num_encoder_layers")
+
+
+def _get(cfg: Any, key: str) -> Any:
+    """A config attribute, None where the config refuses a global value (per-layer attributes
+    of Gemma 4 raise on a global read)."""
+    try:
+        return getattr(cfg, key, None)
+    except Exception:
+        return None
+
+
+def _shrink(cfg, keys: frozenset[str] | None = None) -> None:
+    """Shrink the size keys of a config (all of _HF_SHRINK, or only `keys`) and its nested
+    configs."""
+    # per-layer lists (layer_types, mlp_layer_types...) must keep the layer count's length: a
+    # config that validates them otherwise refuses to build (afmoe)
+    for key in _LAYER_COUNTS:
+        if keys is not None and key not in keys:
+            continue
+        cur = _get(cfg, key)
+        if isinstance(cur, int) and not isinstance(cur, bool) and cur > _HF_SHRINK[key]:
+            for attr, val in list(vars(cfg).items()):
+                if isinstance(val, list) and len(val) == cur:
+                    try:
+                        setattr(cfg, attr, val[:_HF_SHRINK[key]])
+                    except Exception:
+                        pass
     for key, value in _HF_SHRINK.items():
-        cur = getattr(cfg, key, None)
+        if keys is not None and key not in keys:
+            continue
+        cur = _get(cfg, key)
         if isinstance(cur, int) and not isinstance(cur, bool) and cur > value:
             try:
                 setattr(cfg, key, value)
             except Exception:
                 pass
-    for sub in ("text_config", "vision_config", "audio_config", "encoder", "decoder",
-                "backbone_config", "qformer_config"):
-        child = getattr(cfg, sub, None)
-        if child is not None and hasattr(child, "to_dict"):
-            _shrink(child)
+    # every nested config (text_config, vlm_config, decoder_config, audio_encoder_config...):
+    # a full-size sub-model (ColPali's PaliGemma) takes gigabytes and minutes
+    for sub, child in list(vars(cfg).items()):
+        if sub != "_parent" and child is not cfg and hasattr(child, "to_dict") \
+                and hasattr(child, "model_type"):
+            _shrink(child, keys)
 
 
 def build_transformers(name: str):
-    import torch  # noqa: F401
+    import torch
 
     prepare_torchvision()
+    import copy
+
     from transformers import AutoConfig, AutoModel
 
-    cfg = AutoConfig.for_model(name)
-    _shrink(cfg)
-    return AutoModel.from_config(cfg).eval(), None
+    base = AutoConfig.for_model(name)
+    _required(base)
+    # shrinking can break a config's own consistency checks (token ids past a smaller vocab, a
+    # Mamba head size tied to the width): each attempt shrinks less; the library's defaults last,
+    # and only when the model is small at them (counted on the meta device, nothing allocated)
+    vocab_keys = {"vocab_size", "max_position_embeddings", "n_positions"}
+    attempts: list[tuple[str, frozenset[str] | None]] = [
+        ("shrunk", None),
+        ("shrunk, vocabulary kept", frozenset(set(_HF_SHRINK) - vocab_keys)),
+        ("depth only", frozenset(_LAYER_COUNTS)),
+        ("library defaults", frozenset()),
+    ]
+    first: BaseException | None = None
+    for label, keys in attempts:
+        cfg = copy.deepcopy(base)
+        try:
+            _shrink(cfg, keys)
+            # size it first on the meta device: some shrunk configs still allocate 34 GB
+            # (muse_spark), and a build with the widths kept can swap a shared box
+            with torch.device("meta"):
+                n = sum(p.numel() for p in AutoModel.from_config(cfg).parameters())
+            if n > DEFAULT_SIZE_LIMIT:
+                raise ValueError(f"{n / 1e6:.0f}M parameters ({label})")
+            model = AutoModel.from_config(cfg).eval()
+        except Exception as exc:
+            first = first or exc
+            continue
+        model._zoo_build = label
+        return model, _hf_example(model)
+    assert first is not None
+    raise first
+
+
+# a transformers model that builds only with its widths (or all sizes) at the library's defaults
+# is built if it is this small
+DEFAULT_SIZE_LIMIT = 150_000_000
+
+
+def _required(cfg) -> None:
+    """Values some configs leave unset and the model needs (time-series forecasters)."""
+    for key, value in (("prediction_length", 8), ("context_length", 16)):
+        if hasattr(cfg, key) and getattr(cfg, key) is None:
+            try:
+                setattr(cfg, key, value)
+            except Exception:
+                pass
+
+
+def _hf_example(model: Any) -> Any:
+    """The model's main input for the exports (TorchScript / ONNX): token ids for text models,
+    an image for vision models; None where it takes something else (exports then skipped)."""
+    import torch
+
+    cfg = model.config
+    main = getattr(model, "main_input_name", "input_ids")
+    if main == "input_ids":
+        vocab = getattr(cfg, "vocab_size", None) or 100
+        return torch.randint(0, min(int(vocab), 100), (1, 8))
+    if main == "pixel_values":
+        size = getattr(cfg, "image_size", 32)
+        size = size[0] if isinstance(size, (list, tuple)) else size
+        return torch.randn(1, getattr(cfg, "num_channels", 3), int(size), int(size))
+    return None
 
 
 def build_keras(name: str):
@@ -442,6 +568,11 @@ def save_formats(library: str, model: Any, example: Any, folder: Path,
         if library == "transformers":
             model.save_pretrained(folder / "hf", safe_serialization=True)
             out["save_pretrained"] = folder / "hf" / "model.safetensors"
+            # the exporters trace tuples, not ModelOutput dicts (after the save: config.json
+            # keeps the library's own value)
+            model.config.return_dict = False
+            if hasattr(model.config, "use_cache"):
+                model.config.use_cache = False
         else:
             sd = {k: v for k, v in model.state_dict().items()}
             torch.save(sd, folder / "state_dict.pt")
@@ -454,20 +585,20 @@ def save_formats(library: str, model: Any, example: Any, folder: Path,
                 torch.jit.save(torch.jit.trace(model, example), folder / "traced.pt")
                 out["torchscript"] = folder / "traced.pt"
             except Exception as exc:
-                out["torchscript!"] = Path(f"export failed: {type(exc).__name__}")
+                out["torchscript!"] = Path(f"export failed: {type(exc).__name__}: {str(exc)[:200]}")
         if "onnx" in formats and example is not None:
             try:
                 torch.onnx.export(model, (example,), folder / "legacy.onnx", dynamo=False)
                 out["onnx"] = folder / "legacy.onnx"
             except Exception as exc:
-                out["onnx!"] = Path(f"export failed: {type(exc).__name__}")
+                out["onnx!"] = Path(f"export failed: {type(exc).__name__}: {str(exc)[:200]}")
         if "onnx-dynamo" in formats and example is not None:
             try:
                 torch.onnx.export(model, (example,), folder / "dynamo.onnx", dynamo=True,
                                   verbose=False)
                 out["onnx-dynamo"] = folder / "dynamo.onnx"
             except Exception as exc:
-                out["onnx-dynamo!"] = Path(f"export failed: {type(exc).__name__}")
+                out["onnx-dynamo!"] = Path(f"export failed: {type(exc).__name__}: {str(exc)[:200]}")
     elif library == "keras":
         model.save(folder / "model.keras")
         out["keras"] = folder / "model.keras"
@@ -503,8 +634,11 @@ def _kernels(named: list[tuple[str, tuple[int, ...]]]) -> list[str]:
     out = []
     for name, shape in named:
         low = name.lower()
+        # weight-norm directions (parametrizations.weight.original1, weight_v) are scale-free:
+        # W = g·v/||v||, so a rescaled v (the normal-1 defect) changes nothing computed
         if len(shape) < 2 or any(s in low for s in ("embed", "token", "pos", "norm", "codevector",
-                                                     "relative", "bias", "mask", "rel_")):
+                                                     "relative", "bias", "mask", "rel_",
+                                                     "parametrizations", "weight_v")):
             continue
         units, per_unit = shape[0], math.prod(shape[1:])
         if units >= 16 and per_unit >= 16:
@@ -582,6 +716,8 @@ def run_one(library: str, name: str, seed: int, formats: set[str], index: int) -
     t0 = time.perf_counter()
     model, example = BUILDERS[library](name)
     result: dict[str, Any] = {"library": library, "model": name, "seed": seed, "files": {}}
+    if getattr(model, "_zoo_build", None):
+        result["build"] = model._zoo_build
     with tempfile.TemporaryDirectory(prefix="zoo-") as tmp:
         folder = Path(tmp)
         saved = save_formats(library, model, example, folder, formats)
@@ -632,21 +768,24 @@ def inject_and_audit(library: str, primary: Path, folder: Path, index: int, mode
     else:
         params = dict(_flatten(model))
         named = [(k, tuple(np.shape(v))) for k, v in params.items()]
-    # Keras/JAX kernels are (..., in, out): units on the last axis
-    named_units = named if torch_like else [(k, (s[-1], *s[:-1]) if len(s) >= 2 else s)
-                                            for k, s in named]
+    # Keras/JAX kernels are (..., in, out): units on the last axis; so are transformers'
+    # Conv1D kernels (GPT-2, ImageGPT: weight is (in, out))
+    last_axis = {k for k, _ in named} if not torch_like else _conv1d_weights(model)
+    named_units = [(k, (s[-1], *s[:-1]) if len(s) >= 2 and k in last_axis else s)
+                   for k, s in named]
     defect = choose_defect(index, named_units, _saturating_head(library, os.environ.get("ZOO_MODEL", ""), named))
     if defect is None:
         return {"skipped": "no hidden kernel to inject into"}
     shape = dict(named)[defect.tensor]
-    fan_in = math.prod(shape[1:]) if torch_like else math.prod(shape[:-1])
+    on_last = defect.tensor in last_axis
+    fan_in = math.prod(shape[:-1]) if on_last else math.prod(shape[1:])
 
     def mutate(values):
         v = np.asarray(values, dtype=np.float32)
-        if not torch_like:
+        if on_last:
             v = np.moveaxis(v, -1, 0)
         v = apply_defect(v, defect, fan_in)
-        return np.ascontiguousarray(np.moveaxis(v, 0, -1) if not torch_like else v)
+        return np.ascontiguousarray(np.moveaxis(v, 0, -1) if on_last else v)
 
     sub = folder / "injected"
     sub.mkdir()
@@ -683,6 +822,18 @@ def inject_and_audit(library: str, primary: Path, folder: Path, index: int, mode
             "got": sorted({f.code for f in rep.findings if f.severity.value in ("error", "warning")})}
 
 
+def _conv1d_weights(model: Any) -> set[str]:
+    """Parameter names of transformers' Conv1D modules (weight stored (in, out))."""
+    out: set[str] = set()
+    named_modules = getattr(model, "named_modules", None)
+    if named_modules is None:
+        return out
+    for mod_name, mod in named_modules():
+        if type(mod).__name__ == "Conv1D":
+            out.add(f"{mod_name}.weight" if mod_name else "weight")
+    return out
+
+
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flat.items():
@@ -700,33 +851,104 @@ def _same_tensor(reported: str, injected: str) -> bool:
     return a == b or a.endswith(b) or b.endswith(a)
 
 
-def _child(args: tuple[str, str, int, list[str], int], queue) -> None:
+def _run_guarded(args: tuple[str, str, int, list[str], int]) -> dict[str, Any]:
     library, name, seed, formats, index = args
     os.environ["ZOO_MODEL"] = name
     try:
         prepare_torchvision()
-        queue.put(run_one(library, name, seed, set(formats), index))
+        return run_one(library, name, seed, set(formats), index)
     except BaseException as exc:  # the build failing is "does not build offline", not an alarm
-        queue.put({"library": library, "model": name, "seed": seed,
-                   "build_error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                   "trace": traceback.format_exc()[-1500:]})
+        return {"library": library, "model": name, "seed": seed,
+                "build_error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                "trace": traceback.format_exc()[-1500:]}
+
+
+def _worker(inbox, outbox) -> None:
+    """A long-lived child: runs models one after the other (the imports of torch/transformers,
+    ~10 s on a loaded 2-core machine, are paid once per worker, not once per model)."""
+    while True:
+        args = inbox.get()
+        if args is None:
+            return
+        outbox.put(_run_guarded(args))
+
+
+# a worker is replaced after this many models (memory a library keeps between builds stays bounded)
+WORKER_MODELS = 20
+
+
+class Worker:
+    """One child process fed models through a queue; a hang or a crash costs that one model
+    (the child is killed and a fresh one started for the next)."""
+
+    def __init__(self) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.proc: Any = None
+        self.done = 0
+
+    def _start(self) -> None:
+        self.inbox, self.outbox = self.ctx.Queue(), self.ctx.Queue()
+        self.proc = self.ctx.Process(target=_worker, args=(self.inbox, self.outbox), daemon=True)
+        self.proc.start()
+        self.done = 0
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.inbox.put(None)
+        except Exception:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.proc = None
+
+    def run(self, args: tuple[str, str, int, list[str], int]) -> dict[str, Any]:
+        if self.proc is None or not self.proc.is_alive() or self.done >= WORKER_MODELS:
+            self.stop()
+            self._start()
+        self.inbox.put(args)
+        deadline = time.monotonic() + MODEL_TIMEOUT
+        while True:
+            try:
+                result = self.outbox.get(timeout=2.0)
+                self.done += 1
+                return result
+            except Exception:
+                pass
+            if not self.proc.is_alive():
+                why = f"worker died (exit code {self.proc.exitcode})"
+            elif (rss := _rss_bytes(self.proc.pid)) > MODEL_MEMORY:
+                why = f"memory over {MODEL_MEMORY / 2**30:g} GiB ({rss / 2**30:.1f} GiB)"
+            elif time.monotonic() > deadline:
+                why = f"timeout after {MODEL_TIMEOUT:g} s"
+            else:
+                continue
+            self.proc.kill()
+            self.proc.join()
+            self.proc = None
+            return {"library": args[0], "model": args[1], "seed": args[2], "build_error": why}
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def run_isolated(args: tuple[str, str, int, list[str], int]) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(args, queue))
-    proc.start()
+    """One model in its own fresh child process."""
+    worker = Worker()
     try:
-        result = queue.get(timeout=MODEL_TIMEOUT)
-    except Exception:
-        result = {"library": args[0], "model": args[1], "seed": args[2],
-                  "build_error": f"timeout after {MODEL_TIMEOUT:g} s"}
-    proc.join(10)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-    return result
+        return worker.run(args)
+    finally:
+        worker.stop()
 
 
 # ---- the run and the report ------------------------------------------------------------------------
@@ -770,30 +992,45 @@ def run(args: argparse.Namespace) -> None:
         formats = args.formats.split(",") if args.formats else DEFAULT_FORMATS[library]
         for i, name in enumerate(names):
             for seed in seeds:
-                if args.force or key_of(library, name, seed) not in results:
+                prev = results.get(key_of(library, name, seed))
+                if args.force or prev is None or (args.retry_unbuilt and "build_error" in prev):
                     todo.append((library, name, seed, formats, i + args.offset))
     print(f"{len(todo)} model runs to do", flush=True)
     deadline = time.monotonic() + args.budget if args.budget else None
-    from concurrent.futures import ThreadPoolExecutor
+    import queue as queue_mod
+    import threading
 
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = []
-        for item in todo:
-            futures.append(pool.submit(_guarded, item, deadline))
-        for fut in futures:
-            res = fut.result()
-            if res is None:
-                continue
-            results[key_of(res["library"], res["model"], res["seed"])] = res
-            path.write_text(json.dumps(results, indent=1, sort_keys=True))
-            _print_line(res)
+    items: queue_mod.Queue = queue_mod.Queue()
+    for item in todo:
+        items.put(item)
+    lock = threading.Lock()
+
+    def drive() -> None:
+        worker = Worker()
+        try:
+            while True:
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                try:
+                    item = items.get_nowait()
+                except queue_mod.Empty:
+                    return
+                res = worker.run(item)
+                with lock:
+                    results[key_of(res["library"], res["model"], res["seed"])] = res
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+                    tmp.replace(path)
+                    _print_line(res)
+        finally:
+            worker.stop()
+
+    threads = [threading.Thread(target=drive) for _ in range(max(1, args.jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     report(results)
-
-
-def _guarded(item, deadline):
-    if deadline is not None and time.monotonic() > deadline:
-        return None
-    return run_isolated(item)
 
 
 def _print_line(res: dict[str, Any]) -> None:
@@ -809,24 +1046,28 @@ def _print_line(res: dict[str, Any]) -> None:
           flush=True)
 
 
-def report(results: dict[str, Any], out=sys.stdout) -> dict[str, Any]:
+def report(results: dict[str, Any], out=sys.stdout, verbose: bool = True) -> dict[str, Any]:
     """Per-library table: models, clean, false alarms (rule and tensor), catch rate, seed flips."""
     by_lib: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for res in results.values():
         by_lib.setdefault(res["library"], {}).setdefault(res["model"], []).append(res)
     summary: dict[str, Any] = {}
-    print("| library | models built | clean (no error/warning) | false alarms | injected defects "
-          "caught | verdicts that change with the seed |", file=out)
-    print("|---|---|---|---|---|---|", file=out)
+    print("| library | models built | not built offline | clean (no error/warning) | false alarms "
+          "| injected defects caught | verdicts that change with the seed |", file=out)
+    print("|---|---|---|---|---|---|---|", file=out)
+    not_built_lines: list[str] = []
     details: list[str] = []
     for lib in LIBRARIES:
         models = by_lib.get(lib)
         if not models:
             continue
-        built = clean = caught = injected = flips = 0
+        built = clean = caught = injected = flips = not_built = 0
         for name, runs in sorted(models.items()):
             ok_runs = [r for r in runs if "build_error" not in r]
             if not ok_runs:
+                # listed apart, never counted as clean
+                not_built += 1
+                not_built_lines.append(f"{lib}/{name}: {runs[0]['build_error'][:150]}")
                 continue
             built += 1
             verdicts = []
@@ -855,13 +1096,17 @@ def report(results: dict[str, Any], out=sys.stdout) -> dict[str, Any]:
                 flips += 1
                 details.append(f"{lib}/{name}: verdict changes with the seed")
         rate = f"{caught}/{injected} ({100.0 * caught / injected:.1f}%)" if injected else "n/a"
-        summary[lib] = {"models": built, "clean": clean, "injected": injected, "caught": caught,
-                        "seed_flips": flips}
-        print(f"| {lib} | {built} | {clean} ({100.0 * clean / max(built, 1):.1f}%) | "
+        summary[lib] = {"models": built, "not_built": not_built, "clean": clean,
+                        "injected": injected, "caught": caught, "seed_flips": flips}
+        print(f"| {lib} | {built} | {not_built} | {clean} ({100.0 * clean / max(built, 1):.1f}%) | "
               f"{built - clean} | {rate} | {flips} |", file=out)
     if details:
         print("\nDetails:", file=out)
         for d in details:
+            print(f"- {d}", file=out)
+    if not_built_lines and verbose:
+        print("\nNot built offline (not counted):", file=out)
+        for d in not_built_lines:
             print(f"- {d}", file=out)
     return summary
 
@@ -875,9 +1120,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--seeds", default="0")
     p.add_argument("--formats", help="override the library's default formats")
-    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--results", default=str(RESULTS),
+                   help="results JSON (with --report: several, comma-separated, are merged)")
     p.add_argument("--budget", type=float, default=0, help="stop starting models after N s")
     p.add_argument("--force", action="store_true", help="re-run models already in the results")
+    p.add_argument("--retry-unbuilt", action="store_true",
+                   help="re-run the models recorded as not built")
     p.add_argument("--report", action="store_true", help="only print the table")
     p.add_argument("--list", action="store_true", help="list the models of --library")
     args = p.parse_args(argv)
@@ -888,7 +1136,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{lib}: {len(names)}: {' '.join(names)}")
         return 0
     if args.report:
-        report(load_results(Path(args.results)))
+        # several shards' files (comma-separated) make one table; a later file's entry wins
+        merged: dict[str, Any] = {}
+        for part in args.results.split(","):
+            merged.update(load_results(Path(part)))
+        if args.library:
+            merged = {k: v for k, v in merged.items() if v.get("library") == args.library}
+        report(merged)
         return 0
     run(args)
     return 0

@@ -43,6 +43,22 @@ class Why(str, enum.Enum):
         "a scale the library documents for this tensor (it ends the network: "
         "nothing after it compounds it)"
     )
+    INPUT_SCALE = (
+        "an input projection drawn at a scale the library documents, feeding pre-normalised "
+        "residual blocks: the norm rescales its output, nothing after it compounds it"
+    )
+    RESIDUAL_END = (
+        "the last layer of a residual branch (x + f(x)) started at zero: the block starts as "
+        "the identity and the skip path carries signal and gradient"
+    )
+    QUANT_STATE = (
+        "a quantization buffer the library fills when quantized inference runs (the integer "
+        "copy of a weight): state, not a trained kernel"
+    )
+    ROUTER = (
+        "a mixture-of-experts router initialised to zero: every expert starts equally "
+        "weighted, and each expert's row gets its own gradient through that expert's output"
+    )
 
 
 @dataclass(frozen=True)
@@ -162,6 +178,14 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         "timm/models/cait.py TalkingHeadAttn proj_l/proj_w (4-wide, trunc_normal_ 0.02)",
         applies_to="small",
     ),
+    ByDesign(
+        "timm",
+        _SEP + r"mlp_add[./]fc2" + _END,
+        Why.RESIDUAL_END,
+        "timm/layers/global_context.py GlobalContext.reset_parameters "
+        "(nn.init.zeros_(self.mlp_add.fc2.weight); forward: x = x + self.mlp_add(context))",
+        applies_to="zero",
+    ),
     # --- torchvision -------------------------------------------------------------------------
     ByDesign(
         "torchvision",
@@ -225,11 +249,20 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         Why.HEAD,
         "transformers/models/deformable_detr/modeling_deformable_detr.py "
         "DeformableDetrPreTrainedModel._init_weights (constant_(sampling_offsets.weight, 0.0); "
-        "constant_(attention_weights.weight, 0.0)); D-FINE and RT-DETR do the same",
+        "constant_(attention_weights.weight, 0.0)); D-FINE, DEIMv2 (modeling_deimv2.py "
+        "Deimv2PreTrainedModel._init_weights), RT-DETR, LW-DETR, RF-DETR and PP-DocLayout "
+        "v2-v4 do the same (every transformers model whose _init_weights has "
+        "constant_(module.attention_weights.weight, 0.0))",
         applies_to="zero",
         model_types=(
             "deformable_detr",
             "d_fine",
+            "deimv2",
+            "lw_detr",
+            "rf_detr",
+            "pp_doclayout_v2",
+            "pp_doclayout_v3",
+            "pp_doclayout_v4",
             "rt_detr",
             "rt_detr_v2",
             "grounding-dino",
@@ -245,9 +278,79 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         _SEP + r"(gateway[./]gate|reg_conf[./]layers[./]\d+)" + _END,
         Why.HEAD,
         "transformers/models/d_fine/modeling_d_fine.py DFinePreTrainedModel._init_weights "
-        "(the gateway gate and the last reg_conf layer start at zero)",
+        "(the gateway gate and the last reg_conf layer start at zero); "
+        "deimv2/modeling_deimv2.py Deimv2PreTrainedModel._init_weights (Deimv2Gate: "
+        "constant_(gate.weight, 0); Deimv2LQE: constant_(reg_conf.layers[-1].weight, 0))",
         applies_to="zero",
-        model_types=("d_fine",),
+        model_types=("d_fine", "deimv2"),
+    ),
+    ByDesign(
+        "transformers",
+        # the last layer of each MLP prediction head (2 layers for reference_points_head, 3 for
+        # the box heads): a hidden layer of these heads is not covered
+        _SEP + r"(reference_points_head[./]layers[./]1|"
+        r"(encoder_output_bbox_embed|encoder_bbox_head|enc_out_bbox_embed[./]\d+|"
+        r"(decoder_)?bbox_(embed|head)([./]\d+)?)[./]layers[./]2)" + _END,
+        Why.HEAD,
+        "transformers/models/grounding_dino/modeling_grounding_dino.py "
+        "GroundingDinoPreTrainedModel._init_weights (GroundingDinoMLPPredictionHead: "
+        "constant_(layers[-1].weight, 0)); mm_grounding_dino/modeling_mm_grounding_dino.py the "
+        "same; reference_points_head has 2 layers, the bbox heads 3; "
+        "omdet_turbo/modeling_omdet_turbo.py OmDetTurboPreTrainedModel._init_weights "
+        "(constant_(encoder_bbox_head.layers[-1].weight, 0.0), each decoder_bbox_head the same); "
+        "rf_detr/modeling_rf_detr.py and lw_detr/modeling_lw_detr.py _init_weights "
+        "(bbox_embed.layers[-1] and each enc_out_bbox_embed's layers[-1] zeros_)",
+        applies_to="zero",
+        model_types=("grounding-dino", "mm-grounding-dino", "omdet-turbo", "rf_detr", "lw_detr"),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"pixel_level_module[./]decoder[./]level_embed" + _END,
+        Why.TOKEN,
+        "transformers/models/oneformer/modeling_oneformer.py OneFormerPreTrainedModel."
+        "_init_weights (OneFormerPixelDecoder: init.normal_(module.level_embed, std=0)): a "
+        "per-level embedding added to the position embedding",
+        applies_to="zero",
+        model_types=("oneformer",),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"occlusion_spatial_embedding_parameter" + _END,
+        Why.TOKEN,
+        "transformers/models/sam2_video/modeling_sam2_video.py Sam2VideoPreTrainedModel."
+        "_init_weights (init.zeros_(module.occlusion_spatial_embedding_parameter)); EdgeTAM "
+        "video and SAM3 tracker video the same (SAM3 video holds that tracker as "
+        "tracker_model): added to the memory of an occluded object",
+        applies_to="zero",
+        model_types=("sam2_video", "edgetam_video", "sam3_tracker_video", "sam3_video"),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"conditioning_encoder[./]mel_conv" + _END,
+        Why.INPUT_SCALE,
+        "transformers/models/clvp/modeling_clvp.py ClvpPreTrainedModel._init_weights "
+        "(init.normal_(module.mel_conv.weight, mean=0.0, std=factor)); its output enters "
+        "ClvpConditioningEncoder's GroupNorm + attention residual blocks",
+        applies_to="large",
+        model_types=("clvp",),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"router[./]gate" + _END,
+        Why.ROUTER,
+        "transformers/models/afmoe/modeling_afmoe.py AfmoePreTrainedModel._init_weights "
+        "(AfmoeTokenChoiceRouter: init.zeros_(module.gate.weight))",
+        applies_to="zero",
+        model_types=("afmoe",),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"(weight|bias)_integer" + _END,
+        Why.QUANT_STATE,
+        "transformers/models/ibert/quant_modules.py QuantEmbedding / QuantLinear.__init__ "
+        "(self.weight_integer = nn.Buffer(torch.zeros_like(self.weight)); bias_integer the same)",
+        applies_to="zero",
+        model_types=("ibert",),
     ),
     # --- adapters (peft) ---------------------------------------------------------------------
     ByDesign(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
-from ._common import fmt_std, scale_judgeable, std_interval
+from ._common import fmt_std, scale_judgeable, std_interval, std_upper_small_sample
 from .base import OnTrained, Rule, RuleContext, rule
 
 FACTOR = 10.0  # std this many times below the smallest fan-based prediction (variance /100)
@@ -48,7 +48,10 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
 
     severity, note = None, ""
     row = by_design(a.tensor.name, "small", model_type_of(ctx.model.metadata))
-    if a.stats.n < MIN_DECIDE and high * FACTOR * SMALL_MARGIN >= floor:
+    # at a handful of values the sample std can land far below the draw's (chi-square with
+    # n - 1 degrees of freedom): the honest upper bound decides whether it can be told at all
+    small_high = max(high, std_upper_small_sample(a.stats.std, a.stats.n))
+    if a.stats.n < MIN_DECIDE and small_high * FACTOR * SMALL_MARGIN >= floor:
         # a handful of values: whether the draw lands above or below the threshold is the
         # seed's choice, so the verdict would flip with torch.manual_seed
         severity = Severity.INFO
