@@ -175,23 +175,19 @@ def _zoo_build(model_type: str) -> Any:
                            "encoder_output_bbox_embed.layers.2.weight"]),
     # OmDetTurboPreTrainedModel._init_weights: the bbox heads' last layer
     pytest.param("omdet-turbo", ["decoder.encoder_bbox_head.layers.2.weight",
-                                 "decoder.decoder_bbox_head.0.layers.2.weight"],
-                 marks=pytest.mark.slow),
+                                 "decoder.decoder_bbox_head.0.layers.2.weight"]),
     # OneFormerPixelDecoder: normal_(level_embed, std=0)
-    pytest.param("oneformer", ["pixel_level_module.decoder.level_embed"],
-                 marks=pytest.mark.slow),
+    pytest.param("oneformer", ["pixel_level_module.decoder.level_embed"]),
     # RfDetrPreTrainedModel._init_weights: each enc_out_bbox_embed's last layer zeros_
     ("rf_detr", ["transformer.enc_out_bbox_embed.0.layers.2.weight"]),
     # PP-DocLayout's deformable attention: constant_(sampling_offsets / attention_weights, 0)
     pytest.param("pp_doclayout_v3", ["decoder.layers.0.encoder_attn.attention_weights.weight",
-                                     "decoder.layers.0.encoder_attn.sampling_offsets.weight"],
-                 marks=pytest.mark.slow),
+                                     "decoder.layers.0.encoder_attn.sampling_offsets.weight"]),
     # Sam2Video-style trackers: zeros_(occlusion_spatial_embedding_parameter)
     ("edgetam_video", ["occlusion_spatial_embedding_parameter"]),
     pytest.param("deimv2", ["decoder.layers.0.gateway.gate.weight",
                             "decoder.lqe_layers.0.reg_conf.layers.1.weight",
-                            "decoder.layers.0.encoder_attn.sampling_offsets.weight"],
-                 marks=pytest.mark.slow),  # ~40 s to build on 2 loaded cores
+                            "decoder.layers.0.encoder_attn.sampling_offsets.weight"]),  # ~40 s to build on 2 loaded cores
 ])
 def test_zero_by_design_tensors_of_transformers_models(model_type: str,
                                                         zero_by_design: list[str],
@@ -219,7 +215,7 @@ def test_grounding_dino_hidden_layer_of_a_prediction_head_stays_an_error(tmp_pat
 
 # ---- a tiled identity (sub-pixel upsampler) is structure, a tiled random tensor is the defect ----
 
-@pytest.mark.slow  # the module's import alone takes ~30 s on 2 loaded cores
+# the module's import alone takes ~30 s on 2 loaded cores: the price of the regression test
 def test_nemotron3_diarization_subpixel_upsampler_is_info(tmp_path: Path) -> None:
     """Nemotron3DiarizationPreTrainedModel._init_weights: the upsampler conv is eye(hidden)
     repeated upsample_factor times on the centre tap (nearest-neighbour upsampling)."""
