@@ -22,6 +22,7 @@ from typing import Any
 
 from ..model import LoadedModel, LoadError, UnsafeContent
 from . import _pickle as P
+from ._ranged import ByteSource, RangeIO
 from ._zip import SafeZip
 
 # members the formats read as raw bytes: <top>/data/<key>, <top>/constants/<key> (torch zip,
@@ -174,23 +175,24 @@ def scan_zip(zf: SafeZip, model: LoadedModel, *, extra_raw: frozenset[str] = fro
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
 
 
-def scan_zip_raw(path: Path, model: LoadedModel) -> None:
+def scan_zip_raw(path: Path, model: LoadedModel, *, source: ByteSource | None = None) -> None:
     """Last resort for an archive the strict reader refused (mismatched local/central headers,
     an encryption flag on plain data, ...): read each member's bytes straight from its local
     header, stored or deflated, ignoring the flags, and scan them. Another reader may well load
-    what the strict one refused."""
+    what the strict one refused. ``source``: the archive is remote (ranged reads)."""
     try:
-        zf = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(RangeIO(source) if source is not None else path)
         infos = zf.infolist()
     except Exception:  # noqa: BLE001 - not even a central directory: nothing to scan
         return
-    with zf, open(path, "rb") as fh:
-        size = path.stat().st_size
+    with zf, RangeIO(source) if source is not None else open(path, "rb") as fh:
+        size = source.size if source is not None else path.stat().st_size
         for info in infos[:10_000]:
             if (
                 info.compress_size > _NESTED_CAP
                 or info.header_offset < 0
                 or info.header_offset + _LOCAL.size > size
+                or _RAW_STORAGE.match(info.filename)  # read as bytes by the format: not fetched
             ):
                 continue
             try:
@@ -201,7 +203,7 @@ def scan_zip_raw(path: Path, model: LoadedModel) -> None:
                 nlen, elen = _LOCAL.unpack(raw)[-2:]
                 fh.seek(info.header_offset + _LOCAL.size + nlen + elen)
                 data = fh.read(max(info.compress_size, 0))
-            except (OSError, ValueError, OverflowError):
+            except (OSError, ValueError, OverflowError, LoadError):
                 continue
             if info.compress_type == zipfile.ZIP_DEFLATED:
                 try:
@@ -209,8 +211,6 @@ def scan_zip_raw(path: Path, model: LoadedModel) -> None:
                 except zlib.error:
                     continue
             elif info.compress_type != zipfile.ZIP_STORED:
-                continue
-            if _RAW_STORAGE.match(info.filename):
                 continue
             scan_blob(data, info.filename, model, required=False)
 
