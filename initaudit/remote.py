@@ -197,6 +197,16 @@ def open_fs(url: str, settings: RemoteSettings) -> tuple[Any, str]:
         ) from None
     except ValueError as exc:
         raise LoadError(f"cannot open {protocol}:// URLs ({_first_line(exc)})") from None
+    try:
+        # fsspec shares one filesystem object per process and caches listings in it: an object
+        # written since an earlier audit listed its folder would be "not found"
+        fs.invalidate_cache(path)
+    except Exception:  # noqa: BLE001,S110 -- a filesystem without a listing cache
+        pass
+    if protocol in ("s3", "s3a") and hasattr(fs, "retries"):
+        # s3fs retries a timed-out or cut request 5 times itself, with back-off: under our own
+        # INITAUDIT_REMOTE_RETRIES that multiplied a stalled object's wait (3 x 5 x 60 s)
+        fs.retries = 1
     return fs, path
 
 

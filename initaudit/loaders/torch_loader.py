@@ -23,6 +23,7 @@ import math
 import mmap
 import re
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,6 +485,15 @@ class _ZipSource:
 
     def __init__(self, zf: SafeZip, directory: str, big_endian: bool) -> None:
         self.zf, self.directory, self.big_endian = zf, directory, big_endian
+        # a remote archive: a storage several tensors use (tied weights) is fetched once and
+        # held until the last of them has loaded
+        self._pending: dict[str, int] = {}
+        self._held: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, key: str) -> None:
+        """One more tensor reads this storage."""
+        self._pending[key] = self._pending.get(key, 0) + 1
 
     def member(self, key: str) -> str:
         return f"{self.directory}{key}"
@@ -499,7 +509,18 @@ class _ZipSource:
         return m.size
 
     def window(self, key: str, offset: int, length: int) -> np.ndarray:
-        return self.zf.window(self.member(key), offset, length)
+        if self.zf.source is None or self._pending.get(key, 0) <= 1 and key not in self._held:
+            return self.zf.window(self.member(key), offset, length)
+        with self._lock:
+            whole = self._held.get(key)
+            if whole is None:
+                whole = self.zf.memmap(self.member(key))
+            self._pending[key] -= 1
+            if self._pending[key] > 0:
+                self._held[key] = whole
+            else:
+                self._held.pop(key, None)
+        return whole[offset : offset + length]
 
     @property
     def sample_seed(self) -> int | None:
@@ -661,6 +682,8 @@ def _materialise(
                 continue
             ft = _flat_tensor(e.name, v, source, options)
             key = v.storage.key
+            if not isinstance(ft, str) and hasattr(source, "claim"):
+                source.claim(key)
             if key in first_owner:
                 shared[e.name] = first_owner[key]
             else:
