@@ -766,7 +766,8 @@ def load_ranged(
     from .loaders._ranged import SOURCE_KEY
     from .loaders.formats import BY_NAME
 
-    _fetch_side_files(rf.fs, rf.path.rsplit("/", 1)[0], side_dir, transfer, settings)
+    if fmt == "pytorch-zip":  # a Hugging Face config.json beside it names the activations
+        _fetch_side_files(rf.fs, rf.path.rsplit("/", 1)[0], side_dir, transfer, settings)
     name = PurePosixPath(rf.path).name or "checkpoint"
     options = LoadOptions(hints=config.hints, extra={SOURCE_KEY: rf})
     module = importlib.import_module(f"initaudit.loaders.{BY_NAME[fmt].loader}")
