@@ -1,12 +1,15 @@
 """Bytes fetched auditing a large checkpoint in an S3 bucket, full and ``--sample-only``.
 
     python benchmarks/remote.py                          # 1 GiB, safetensors + torch zip + GGUF
+    python benchmarks/remote.py --server http            # a loopback HTTP server with ranges
     python benchmarks/remote.py --mib 256 --formats gguf --json out.json
 
 A checkpoint of ``--mib`` MiB (4096 x 1024 He-normal float32 kernels, 16 MiB each, and their
 biases) is written at run time by the format's own writer (safetensors is streamed to disk; the
 torch and GGUF writers hold the tensors in memory: ~1x the size in RAM), uploaded to moto's S3
-server started on loopback, and audited through ``initaudit.engine.audit_path`` twice: a full
+server started on loopback (``--server http``: a loopback HTTP server with byte ranges,
+instead: moto reads the whole object for every ranged GET, ~2 s per request for 1 GiB on a
+busy 2-core machine), and audited through ``initaudit.engine.audit_path`` twice: a full
 read and ``--sample-only``. Reported per run: bytes fetched (the report's counter), requests,
 the share of the file, wall time and the schemes identified. On loopback the wall time is the
 analysis, not the network: the byte and request counts are what carry over to a real store.
@@ -139,6 +142,61 @@ def moto_s3() -> Iterator[dict[str, str]]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def http_server(root: Path) -> Iterator[str]:
+    """A loopback HTTP server for ``root`` with single byte ranges (206), HEAD and GET."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _file(self) -> Path | None:
+            p = root / self.path.lstrip("/").split("?")[0]
+            return p if p.is_file() else None
+
+        def do_HEAD(self) -> None:
+            f = self._file()
+            if f is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(f.stat().st_size))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            f = self._file()
+            if f is None:
+                self.send_error(404)
+                return
+            size = f.stat().st_size
+            start, end = 0, size - 1
+            rng = self.headers.get("Range", "")
+            if rng.startswith("bytes="):
+                a, _, b = rng[6:].partition("-")
+                start, end = int(a), min(int(b) if b else size - 1, size - 1)
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(end - start + 1))
+            self.end_headers()
+            with open(f, "rb") as fh:
+                fh.seek(start)
+                self.wfile.write(fh.read(end - start + 1))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def measure(url: str, *, sample_only: bool) -> dict[str, Any]:
     from initaudit.engine import AuditConfig, audit_path
 
@@ -166,37 +224,53 @@ def measure(url: str, *, sample_only: bool) -> dict[str, Any]:
     }
 
 
-def run(mib: int, formats: tuple[str, ...]) -> list[dict[str, Any]]:
-    import s3fs
-
+def run(mib: int, formats: tuple[str, ...], server: str = "s3") -> list[dict[str, Any]]:
     rows = []
-    with moto_s3(), tempfile.TemporaryDirectory(prefix="initaudit-bench-remote-") as tmp:
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        fs.mkdir("bench")
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="initaudit-bench-")))
+        if server == "s3":
+            import s3fs
+
+            stack.enter_context(moto_s3())
+            fs = s3fs.S3FileSystem(skip_instance_cache=True)
+            fs.mkdir("bench")
+        else:
+            base = stack.enter_context(http_server(tmp))
         for fmt in formats:
             path = make_checkpoint(Path(tmp) / f"model{SUFFIX[fmt]}", fmt, mib)
             size = path.stat().st_size
             t0 = time.perf_counter()
-            fs.put(str(path), f"bench/{path.name}", chunksize=UPLOAD_PART)
+            if server == "s3":
+                fs.put(str(path), f"bench/{path.name}", chunksize=UPLOAD_PART)
+                path.unlink()
+                url = f"s3://bench/{path.name}"
+            else:
+                url = f"{base}/{path.name}"
             upload = time.perf_counter() - t0
-            path.unlink()
             for sample_only in (False, True):
-                row = measure(f"s3://bench/{path.name}", sample_only=sample_only)
+                row = measure(url, sample_only=sample_only)
                 row.update(
-                    format=fmt, size=size, sample_only=sample_only, upload_s=round(upload, 1)
+                    format=fmt,
+                    server=server,
+                    size=size,
+                    sample_only=sample_only,
+                    upload_s=round(upload, 1),
                 )
                 rows.append(row)
                 if row["status"] == "error":
                     print(f"{fmt:12s} error: {row['error']}", flush=True)
                     continue
                 print(
-                    f"{fmt:12s} {'sample' if sample_only else 'full':6s} "
+                    f"{server:4s} {fmt:12s} {'sample' if sample_only else 'full':6s} "
                     f"{row['bytes_fetched']:>14,} of {size:>14,} B ({row['share']:.2%}) "
                     f"{row['requests']:>5} requests {row['wall_s']:>7.2f} s {row['status']} "
                     f"{row['schemes']}",
                     flush=True,
                 )
-            fs.rm(f"bench/{path.name}")
+            if server == "s3":
+                fs.rm(f"bench/{path.name}")
+            else:
+                path.unlink()
     return rows
 
 
@@ -204,9 +278,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mib", type=int, default=1024)
     ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--server", choices=("s3", "http"), default="s3")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    rows = run(args.mib, tuple(f for f in args.formats.split(",") if f))
+    rows = run(args.mib, tuple(f for f in args.formats.split(",") if f), args.server)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -492,3 +492,63 @@ def test_s3_one_gigabyte_checkpoint(s3: dict[str, str], tmp_path: Path, fmt: str
     assert size - 4096 < fetched <= size
     if fmt == "safetensors":
         assert fetched == size
+
+
+# --------------------------------------------------------------------------- samples are rows
+
+
+class _FileSource:
+    """A ByteSource over a local file (what initaudit.remote gives the loaders), sampling."""
+
+    def __init__(self, path: Path, seed: int | None) -> None:
+        self.name, self.size, self.sample_seed = str(path), path.stat().st_size, seed
+        self._data = path.read_bytes()
+        self.fetched = 0
+
+    def pread(self, offset: int, length: int, *, keep: bool = False) -> bytes:
+        assert 0 <= offset and offset + length <= self.size
+        self.fetched += length
+        return self._data[offset : offset + length]
+
+
+@pytest.mark.parametrize("kind", ["torch", "gguf-q8", "gguf-f16"])
+def test_sampled_rows_are_rows_of_the_tensor(tmp_path: Path, kind: str) -> None:
+    """Each row a sampled read returns (quantized GGUF rows decoded from whole blocks) is a row
+    of the tensor read whole by the same loader: sampling cuts rows, never bytes."""
+    from initaudit.loaders import LoadOptions, gguf_loader, torch_loader
+    from initaudit.loaders._ranged import SAMPLE_ELEMENTS, SOURCE_KEY
+
+    if kind == "torch":
+        path, module, fmt = _big_torch(tmp_path / "m.pt", n=1, rows=1024, cols=512), torch_loader, "pytorch-zip"
+    else:
+        gguf = pytest.importorskip("gguf")
+        Q = gguf.GGMLQuantizationType
+        rng = np.random.default_rng(9)
+        data = rng.standard_normal((1024, 512), dtype=np.float32)
+        path, module, fmt = tmp_path / "m.gguf", gguf_loader, "gguf"
+        w = gguf.GGUFWriter(str(path), "llama")
+        if kind == "gguf-q8":
+            w.add_tensor("blk.0.attn_q.weight", gguf.quants.quantize(data, Q.Q8_0), raw_dtype=Q.Q8_0)
+        else:
+            w.add_tensor("blk.0.attn_q.weight", data.astype(np.float16), raw_dtype=Q.F16)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    whole = {t.name: np.asarray(t.load()) for t in
+             module.load(path, fmt, LoadOptions(extra={SOURCE_KEY: _FileSource(path, None)})).tensors()}
+    local = {t.name: np.asarray(t.load()) for t in module.load(path, fmt, LoadOptions()).tensors()}
+    source = _FileSource(path, seed=0)
+    sampled = {t.name: np.asarray(t.load()) for t in
+               module.load(path, fmt, LoadOptions(extra={SOURCE_KEY: source})).tensors()}
+    big = [n for n, v in whole.items() if v.size >= 1024 * 512]
+    assert big
+    for name in big:
+        np.testing.assert_array_equal(whole[name], local[name])  # ranged = local, whole
+        s = sampled[name]
+        assert s.shape[1:] == whole[name].shape[1:] and 0 < s.size <= SAMPLE_ELEMENTS
+        rows = {r.tobytes() for r in whole[name]}
+        assert all(r.tobytes() in rows for r in s)
+        assert len({r.tobytes() for r in s}) == s.shape[0]  # no row twice
+    # the tensor sampled, plus the 64 KiB read-ahead of a GGUF header
+    assert source.fetched < 0.3 * path.stat().st_size
