@@ -37,10 +37,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 ROWS, COLS = 4096, 1024  # 16 MiB per float32 kernel
 FORMATS = ("safetensors", "torch", "gguf")
 SUFFIX = {"safetensors": ".safetensors", "torch": ".pt", "gguf": ".gguf"}
-# moto's server answered CompleteMultipartUpload of a 1 GiB object with a 500 (50 MiB parts,
-# s3fs's default, and, on a busy machine, 256 MiB parts too): parts of 1 GiB make s3fs send
-# objects up to 2 GiB in one PutObject
-UPLOAD_PART = 2**30
+# moto's server answered CompleteMultipartUpload of a 1 GiB object in 50 MiB parts (s3fs's
+# default) with a 500; 256 MiB parts went through (on a busy machine, not always). A single
+# PutObject of 1 GiB made moto grow to 7.3 GB and be OOM-killed: not an option.
+UPLOAD_PART = 256 * 2**20
 
 
 def _kernels(mib: int) -> Iterator[tuple[str, np.ndarray]]:

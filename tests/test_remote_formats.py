@@ -454,44 +454,39 @@ def test_cli_cut_mid_read_is_one_line_exit_2(http: HTTP, name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["safetensors", "torch", "gguf"])
-def test_s3_one_gigabyte_checkpoint(s3: dict[str, str], tmp_path: Path, fmt: str,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """The issue's measurement: a 1 GiB checkpoint in the S3 server, audited with --sample-only
-    reading under 5 % of it, and in full fetching each byte at most once (the Range headers
-    logged by a proxy in front of moto: no two overlap) and all but the padding."""
+def test_one_gigabyte_checkpoint(http: HTTP, fmt: str) -> None:
+    """The issue's measurement: a 1 GiB checkpoint audited with --sample-only reading under 5 %
+    of it, and in full fetching every byte but the padding, none twice (the server's log of
+    the ranges it served). Served by the loopback range server: moto's S3 server, given a
+    1 GiB object, was killed by the kernel's OOM killer at 7.3 GB RSS (single PutObject) or
+    answered CompleteMultipartUpload with a 500 on this machine; the always-run
+    test_s3_sample_only_reads_under_5_percent asserts the same ratios on S3."""
     if not os.environ.get("INITAUDIT_SLOW"):
         pytest.skip("slow: set INITAUDIT_SLOW=1 to write and audit 1 GiB checkpoints")
-    import s3fs
+    from benchmarks.remote import SUFFIX, make_checkpoint
 
-    from benchmarks.remote import SUFFIX, UPLOAD_PART, make_checkpoint
-
-    path = make_checkpoint(tmp_path / f"model{SUFFIX[fmt]}", fmt, 1024)
-    size = path.stat().st_size
-    assert size >= 2**30
-    s3fs.S3FileSystem(skip_instance_cache=True).put(str(path), f"models/gib/{path.name}",
-                                                    chunksize=UPLOAD_PART)
-    path.unlink()
-    ranges: dict[str, list[tuple[int, int]]] = {}
-    with _proxy(s3["AWS_ENDPOINT_URL"], ranges) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy)
-        s3fs.S3FileSystem.clear_instance_cache()
-        url = f"s3://models/gib/{path.name}"
+    base, root, sent = http
+    path = make_checkpoint(root / f"gib{SUFFIX[fmt]}", fmt, 1024)
+    try:
+        size = path.stat().st_size
+        assert size >= 2**30
+        url, key = f"{base}/{path.name}", f"/{path.name}"
+        sent.clear()
         sampled = _audit(url, sample_only=True)
-        assert sampled["remote"]["bytes_fetched"] < 0.05 * size, sampled["remote"]
+        assert sampled["remote"]["bytes_fetched"] == sent[key] < 0.05 * size, sampled["remote"]
         assert sampled["remote"]["sample_only"] is True
-        assert all(t["scheme"]["rule"] == "he" for t in sampled["tensors"]
-                   if t["stats"] and t["stats"]["size"] >= 2**20)
-        ranges.clear()
+        kernels = [t for t in sampled["tensors"] if t["stats"] and t["stats"]["size"] >= 2**20]
+        assert len(kernels) == 64 and all(t["scheme"]["rule"] == "he" for t in kernels)
+        sent.clear()
         full = _audit(url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3["AWS_ENDPOINT_URL"])
-    s3fs.S3FileSystem.clear_instance_cache()
-    asked = ranges[f"/models/gib/{path.name}"]
-    assert _disjoint(asked)
-    fetched = full["remote"]["bytes_fetched"]
-    assert fetched == sum(b - a for a, b in asked)
-    assert size - 4096 < fetched <= size
-    if fmt == "safetensors":
-        assert fetched == size
+        fetched = full["remote"]["bytes_fetched"]
+        assert _disjoint(sent.ranges[key])
+        assert fetched == sent[key] == sum(b - a for a, b in sent.ranges[key])
+        assert size - 4096 < fetched <= size
+        if fmt != "torch":  # a zip's local padding and data descriptors are never read
+            assert fetched == size
+    finally:
+        path.unlink()
 
 
 # --------------------------------------------------------------------------- samples are rows
