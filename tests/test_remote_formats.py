@@ -205,6 +205,22 @@ def test_http_torch_zip_second_pickle_member_scanned(http: HTTP) -> None:
     assert any("posix.system" in f["message"] for f in rf["findings"])
 
 
+def test_http_other_zip_downloaded_whole_without_refetching_its_probe(http: HTTP) -> None:
+    """An npz (a zip, not a torch archive): detection fetched its head and central directory;
+    the download that follows takes them from there -- each byte of the file exactly once."""
+    base, root, sent = http
+    rng = np.random.default_rng(8)
+    np.savez(root / "weights.npz", dense=rng.standard_normal((256, 128)).astype(np.float32))
+    size = (root / "weights.npz").stat().st_size
+    local = _audit(str(root / "weights.npz"))
+    sent.clear()
+    remote = _audit(f"{base}/weights.npz")
+    assert _comparable(remote) == _comparable(local)
+    assert remote["remote"]["mode"] == "download"
+    assert remote["remote"]["bytes_fetched"] == size == sent["/weights.npz"]
+    assert _disjoint(sent.ranges["/weights.npz"])
+
+
 # --------------------------------------------------------------------------- --sample-only
 
 
