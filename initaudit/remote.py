@@ -167,13 +167,19 @@ class Transfer:
 def _storage_options(protocol: str, settings: RemoteSettings) -> dict[str, Any]:
     """Timeouts in each filesystem's own terms; credentials are left to its configuration."""
     if protocol in ("s3", "s3a"):
-        return {
+        options: dict[str, Any] = {
             "config_kwargs": {
                 "connect_timeout": settings.timeout,
                 "read_timeout": settings.timeout,
                 "retries": {"max_attempts": 1},
             }
         }  # our retry loop counts
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            # part of fsspec's instance-cache key: a process whose endpoint changed (a test
+            # server restarted, an API caller switching stores) gets a client for the new one
+            options["endpoint_url"] = endpoint
+        return options
     if protocol in ("http", "https"):
         import aiohttp
 
