@@ -419,7 +419,7 @@ def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()
     report = audit_loaded(spath, lambda: load(spath, LoadOptions(hints=config.hints)), config)
     if config.sample_only and report.status is not Status.ERROR:
         report.notes.append(
-            "--sample-only applies to remote safetensors inputs: this local "
+            "--sample-only applies to remote inputs read by ranged requests: this local "
             "file was read in full, every rule applied"
         )
     return report

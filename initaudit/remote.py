@@ -9,12 +9,20 @@
   once. With ``--sample-only`` only a few blocks of whole rows per tensor are fetched (at most
   :data:`SAMPLE_ELEMENTS` elements) and the rules that need every element
   (``engine.FULL_PASS_RULES``) are reported as not applied.
+* **torch zip** (``torch.save``): the end of the file (the zip central directory), each
+  member's local header, the pickles (every one scanned, as for a local file), then each tensor's
+  bytes when analysed -- the local reader (:class:`loaders._zip.SafeZip`) over a
+  :class:`loaders._ranged.ByteSource`, no byte fetched twice.
+* **GGUF**: the header, metadata and tensor infos by growing ranged reads, then each tensor's
+  range when analysed (the local GGUF reader over the same source).
 * **ONNX with external data**: the .onnx (the graph, protobuf, read whole) is downloaded to a
   private temporary folder; each external tensor is read by one ranged request when analysed
   (the loader's hook ``loaders.onnx.external.REMOTE_DATA``), so data bytes are fetched once.
-* **every other format** (torch, GGUF, Keras...) is downloaded to a private temporary folder
-  and read by the local loader; the report says so and counts the whole download as fetched.
-  Ranged reads for those formats are not implemented (yet).
+* With ``--sample-only`` the tensors of all of those (ONNX: its external data) are sampled the
+  same way (:func:`loaders._ranged.read_items`).
+* **every other format** (TorchScript, .pt2, Keras, npz, legacy pickles...) is downloaded to a
+  private temporary folder and read by the local loader; the report says so and counts the
+  whole download as fetched.
 
 The analysis is :func:`initaudit.engine.analyse`, as for a local file, so reports are the same;
 ``FileReport.remote`` adds the bytes fetched. Credentials come from the filesystem's usual
@@ -27,7 +35,6 @@ Timeouts and retries: ``INITAUDIT_REMOTE_TIMEOUT`` (seconds per request, default
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -40,6 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from .loaders._ranged import (
+    SAMPLE_BLOCKS,
+    SAMPLE_ELEMENTS,
+    SMALL_TENSOR_BYTES,
+    RangeIO,
+    read_items,
+    sample_ranges,
+)
 from .model import LoadedModel, LoadError, SkipReason, StoredTensor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,12 +64,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import FileReport
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://")
-# per tensor in --sample-only: elements fetched at most (a 64 Ki-element sample pins a std to
-# ~0.5 % and an excess kurtosis to ~0.02, enough to tell the init families apart), in at most
-# SAMPLE_BLOCKS ranged requests of whole rows; tensors up to SMALL_TENSOR_BYTES are read whole
-SAMPLE_ELEMENTS = 1 << 16
-SAMPLE_BLOCKS = 8
-SMALL_TENSOR_BYTES = 64 * 1024
+# the formats read by ranged requests from a single file (beside safetensors and ONNX data)
+RANGED_FORMATS = ("pytorch-zip", "gguf")
 MAX_SIDE_FILE_BYTES = 16 * 2**20  # config.json / index json fetched whole: cap them
 INDEX_NAME = "model.safetensors.index.json"
 SIDE_FILES = ("config.json", "adapter_config.json", "quantize_config.json")
@@ -156,13 +167,19 @@ class Transfer:
 def _storage_options(protocol: str, settings: RemoteSettings) -> dict[str, Any]:
     """Timeouts in each filesystem's own terms; credentials are left to its configuration."""
     if protocol in ("s3", "s3a"):
-        return {
+        options: dict[str, Any] = {
             "config_kwargs": {
                 "connect_timeout": settings.timeout,
                 "read_timeout": settings.timeout,
                 "retries": {"max_attempts": 1},
             }
         }  # our retry loop counts
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            # part of fsspec's instance-cache key: a process whose endpoint changed (a test
+            # server restarted, an API caller switching stores) gets a client for the new one
+            options["endpoint_url"] = endpoint
+        return options
     if protocol in ("http", "https"):
         import aiohttp
 
@@ -186,6 +203,16 @@ def open_fs(url: str, settings: RemoteSettings) -> tuple[Any, str]:
         ) from None
     except ValueError as exc:
         raise LoadError(f"cannot open {protocol}:// URLs ({_first_line(exc)})") from None
+    try:
+        # fsspec shares one filesystem object per process and caches listings in it: an object
+        # written since an earlier audit listed its folder would be "not found"
+        fs.invalidate_cache(path)
+    except Exception:  # noqa: BLE001,S110 -- a filesystem without a listing cache
+        pass
+    if protocol in ("s3", "s3a") and hasattr(fs, "retries"):
+        # s3fs retries a timed-out or cut request 5 times itself, with back-off: under our own
+        # INITAUDIT_REMOTE_RETRIES that multiplied a stalled object's wait (3 x 5 x 60 s)
+        fs.retries = 1
     return fs, path
 
 
@@ -305,27 +332,74 @@ def _redacted(exc: BaseException) -> str:
 
 
 class RemoteFile:
-    """One remote file: exact ranged reads with retries, every byte received counted."""
+    """One remote file (a :class:`loaders._ranged.ByteSource`): exact ranged reads with
+    retries, every byte received counted. Regions read with ``keep=True`` (the head, a zip's
+    central directory, a GGUF header) stay in memory and later reads take them from there, so
+    no byte of the file is fetched twice."""
 
     def __init__(
-        self, fs: Any, path: str, size: int, transfer: Transfer, settings: RemoteSettings
+        self,
+        fs: Any,
+        path: str,
+        size: int,
+        transfer: Transfer,
+        settings: RemoteSettings,
+        *,
+        name: str = "",
+        sample_seed: int | None = None,
     ) -> None:
         self.fs, self.path, self.size = fs, path, size
         self.transfer, self.settings = transfer, settings
+        self.name, self.sample_seed = name or path, sample_seed
+        self._kept: list[tuple[int, bytes]] = []  # sorted, disjoint
+        self._lock = threading.Lock()
 
     def read(self, offset: int, length: int) -> bytes:
-        try:
-            return self._read(offset, length)
-        except RemoteError as exc:
-            if self.transfer.failure is None:
-                self.transfer.failure = str(exc)
-            raise
+        return self.pread(offset, length)
 
-    def _read(self, offset: int, length: int) -> bytes:
+    def pread(self, offset: int, length: int, *, keep: bool = False) -> bytes:
         if length <= 0:
             return b""
         if offset < 0 or offset + length > self.size:
-            raise RemoteError(f"range {offset}+{length} lies outside the file ({self.size} bytes)")
+            raise self._fail(
+                RemoteError(f"range {offset}+{length} lies outside the file ({self.size} bytes)")
+            )
+        end, pos, parts = offset + length, offset, []
+        with self._lock:
+            kept = list(self._kept)
+        for start, data in kept:
+            stop = start + len(data)
+            if stop <= pos or start >= end:
+                continue
+            if start > pos:  # a gap before this kept region
+                parts.append(self._fetch(pos, start - pos, keep))
+                pos = start
+            upto = min(end, stop)
+            parts.append(data[pos - start : upto - start])
+            pos = upto
+            if pos >= end:
+                break
+        if pos < end:
+            parts.append(self._fetch(pos, end - pos, keep))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _fetch(self, offset: int, length: int, keep: bool) -> bytes:
+        try:
+            data = self._read(offset, length)
+        except RemoteError as exc:
+            raise self._fail(exc) from None
+        if keep:
+            with self._lock:
+                self._kept.append((offset, data))
+                self._kept.sort(key=lambda item: item[0])
+        return data
+
+    def _fail(self, exc: RemoteError) -> RemoteError:
+        if self.transfer.failure is None:
+            self.transfer.failure = str(exc)
+        return exc
+
+    def _read(self, offset: int, length: int) -> bytes:
         last: BaseException | None = None
         for attempt in range(max(1, self.settings.retries)):
             try:
@@ -446,46 +520,7 @@ def _full_loader(rf: RemoteFile, data_start: int, entry: Any) -> Callable[[], np
     return load
 
 
-def sample_ranges(
-    shape: tuple[int, ...], itemsize: int, seed: int, budget: int = SAMPLE_ELEMENTS
-) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
-    """Byte ranges (offset, length) to fetch for a sample of a C-ordered tensor, and the shape
-    of what they hold once concatenated. Whole rows in up to SAMPLE_BLOCKS blocks, one per
-    stratum of rows (spread over the tensor), so a unit's values stay together; a tensor whose
-    rows exceed the budget is sampled as flat runs of elements."""
-    import numpy as np
-
-    size = math.prod(shape)
-    rng = np.random.default_rng(seed)
-    rows = shape[0] if len(shape) >= 2 else 0
-    row_elems = size // rows if rows else 0
-    if rows and row_elems <= budget // SAMPLE_BLOCKS:
-        want = max(1, budget // row_elems)
-        blocks = min(SAMPLE_BLOCKS, want, rows)
-        per = max(1, want // blocks)
-        stratum = rows // blocks
-        out: list[tuple[int, int]] = []
-        for b in range(blocks):
-            lo, hi = b * stratum, (b + 1) * stratum if b < blocks - 1 else rows
-            take = min(per, hi - lo)
-            start = lo + int(rng.integers(0, hi - lo - take + 1))
-            out.append((start * row_elems * itemsize, take * row_elems * itemsize))
-        got = sum(length for _, length in out) // (row_elems * itemsize)
-        return out, (got, *shape[1:])
-    per = max(1, budget // SAMPLE_BLOCKS)
-    blocks = max(1, min(SAMPLE_BLOCKS, size // per))
-    stratum = size // blocks
-    out = []
-    for b in range(blocks):
-        take = min(per, stratum)
-        start = b * stratum + int(rng.integers(0, stratum - take + 1))
-        out.append((start * itemsize, take * itemsize))
-    return out, (sum(length for _, length in out) // itemsize,)
-
-
-def _sample_loader(
-    rf: RemoteFile, data_start: int, entry: Any, seed: int
-) -> Callable[[], np.ndarray]:
+def _sample_loader(rf: RemoteFile, data_start: int, entry: Any) -> Callable[[], np.ndarray]:
     if entry.end - entry.begin <= SMALL_TENSOR_BYTES:
         return _full_loader(rf, data_start, entry)
 
@@ -493,8 +528,7 @@ def _sample_loader(
         import numpy as np
 
         dtype = entry.dtype.np_dtype
-        ranges, shape = sample_ranges(entry.shape, dtype.itemsize, seed)
-        raw = b"".join(rf.read(data_start + entry.begin + off, n) for off, n in ranges)
+        raw, shape = read_items(rf, data_start + entry.begin, tuple(entry.shape), dtype.itemsize)
         return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
     return load
@@ -554,13 +588,14 @@ def load_safetensors(
 
     def make(rf: RemoteFile) -> Callable[[int, Any], Callable[[], Any]]:
         if config.sample_only:
-            return lambda start, e: _sample_loader(rf, start, e, config.seed)
+            return lambda start, e: _sample_loader(rf, start, e)
         return lambda start, e: _full_loader(rf, start, e)
 
     def open_file(file_path: str, file_info: dict[str, Any]) -> tuple[RemoteFile, Any]:
         size = int(file_info.get("size") or 0)
         transfer.size += size
-        rf = RemoteFile(fs, file_path, size, transfer, settings)
+        seed = config.seed if config.sample_only else None
+        rf = RemoteFile(fs, file_path, size, transfer, settings, sample_seed=seed)
         return rf, st.parse_header(rf.read, size)
 
     flat: list[Any] = []
@@ -664,11 +699,88 @@ def load_safetensors(
                     continue
                 seen.add(ft.name)
                 flat.append(ft)
-    for name in SIDE_FILES:  # the HF config (activations) and adapter configs, small, fetched whole
-        if name in files:
-            raw = _fetch_small(fs, f"{side_parent}/{name}", files[name], transfer, settings, name)
-            (side_dir / name).write_bytes(raw)
+    _fetch_side_files(fs, side_parent, side_dir, transfer, settings, files)
     st.finish(model, flat, side_dir)
+    from .activations import apply_hints
+
+    apply_hints(model, list(config.hints))
+    return model
+
+
+# --------------------------------------------------------------------------- torch zip, GGUF
+
+
+def _fetch_side_files(
+    fs: Any,
+    parent: str,
+    side_dir: Path,
+    transfer: Transfer,
+    settings: RemoteSettings,
+    files: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """The HF config (activations) and adapter configs beside a model: small, fetched whole
+    into ``side_dir``, where the loader looks for them."""
+    files = _side_files(fs, parent, settings) if files is None else files
+    for name in SIDE_FILES:
+        if name in files:
+            raw = _fetch_small(fs, f"{parent}/{name}", files[name], transfer, settings, name)
+            (side_dir / name).write_bytes(raw)
+
+
+def _ranged_format(rf: RemoteFile) -> str | None:
+    """The format of a remote file when it is one read by ranged requests (RANGED_FORMATS):
+    its head (and for a zip its central directory) fetched and kept -- the loader reads them
+    from there, so detection costs no byte twice. None: download it."""
+    from .loaders import formats
+
+    head = rf.pread(0, min(rf.size, formats.PROBE_BYTES), keep=True)
+    if head.startswith(b"GGUF"):
+        return "gguf"
+    if not head.startswith(b"PK\x03\x04"):
+        return None
+    import zipfile
+
+    from .loaders._zip import REMOTE_TAIL
+
+    tail = min(rf.size, REMOTE_TAIL)
+    rf.pread(rf.size - tail, tail, keep=True)
+    try:
+        with zipfile.ZipFile(RangeIO(rf, keep=True)) as zf:
+            names = zf.namelist()
+        probe = formats.Probe(path=Path(rf.name), size=rf.size, head=head, _zip_names=names)
+        kind = formats.detect(probe).name
+    except RemoteError:
+        raise
+    except Exception:  # noqa: BLE001 -- a broken zip: the download path reports it as locally
+        return None
+    return kind if kind in RANGED_FORMATS else None
+
+
+def load_ranged(
+    url: str,
+    fmt: str,
+    rf: RemoteFile,
+    config: AuditConfig,
+    transfer: Transfer,
+    settings: RemoteSettings,
+    side_dir: Path,
+) -> LoadedModel:
+    """A remote torch zip or GGUF file read by its own loader over ranged requests."""
+    import importlib
+
+    from .loaders import LoadOptions
+    from .loaders._ranged import SOURCE_KEY
+    from .loaders.formats import BY_NAME
+
+    if fmt == "pytorch-zip":  # a Hugging Face config.json beside it names the activations
+        _fetch_side_files(rf.fs, rf.path.rsplit("/", 1)[0], side_dir, transfer, settings)
+    name = PurePosixPath(rf.path).name or "checkpoint"
+    options = LoadOptions(hints=config.hints, extra={SOURCE_KEY: rf})
+    module = importlib.import_module(f"initaudit.loaders.{BY_NAME[fmt].loader}")
+    model: LoadedModel = module.load(side_dir / name, fmt, options)
+    model.path = url
+    if config.sample_only:
+        model.metadata["sampled_only"] = True
     from .activations import apply_hints
 
     apply_hints(model, list(config.hints))
@@ -685,8 +797,10 @@ def _download(
     dest: Path,
     transfer: Transfer,
     settings: RemoteSettings,
+    rf: RemoteFile | None = None,
 ) -> Path:
-    """The file (or folder, recursively) copied into ``dest``, counted; names checked."""
+    """The file (or folder, recursively) copied into ``dest``, counted; names checked.
+    ``rf``: the file already opened (its kept head is not fetched again)."""
     transfer.mode = "download"
     if info.get("type") == "directory":
         root = path.rstrip("/")
@@ -705,15 +819,21 @@ def _download(
             _copy(fs, name, int(finfo.get("size") or 0), target / rel, transfer, settings)
         return target
     target = dest / (PurePosixPath(path).name or "checkpoint")
-    _copy(fs, path, int(info.get("size") or 0), target, transfer, settings)
+    _copy(fs, path, int(info.get("size") or 0), target, transfer, settings, rf=rf)
     return target
 
 
 def _register_onnx_data(
-    fs: Any, path: str, model_dir: Path, transfer: Transfer, settings: RemoteSettings
-) -> None:
+    fs: Any,
+    path: str,
+    model_dir: Path,
+    transfer: Transfer,
+    settings: RemoteSettings,
+    sample_seed: int | None,
+) -> dict[str, RemoteFile]:
     """ONNX external data read by ranged requests: the loader's external-data hook
-    (loaders.onnx.external.REMOTE_DATA) sizes and reads the files beside the remote model."""
+    (loaders.onnx.external.REMOTE_DATA) opens the files beside the remote model. Returns the
+    table of data files opened (filled as the loader asks)."""
     from .loaders.onnx.decode import _Unreadable
     from .loaders.onnx.external import REMOTE_DATA, RemoteData
 
@@ -734,15 +854,18 @@ def _register_onnx_data(
                         ) from None
                     raise
                 rf = files[location] = RemoteFile(
-                    fs, f"{parent}/{location}", int(info.get("size") or 0), transfer, settings
+                    fs,
+                    f"{parent}/{location}",
+                    int(info.get("size") or 0),
+                    transfer,
+                    settings,
+                    sample_seed=sample_seed,
                 )
                 transfer.size += rf.size
             return rf
 
-    REMOTE_DATA[str(model_dir)] = RemoteData(
-        size=lambda location: open_data(location).size,
-        read=lambda location, offset, length: open_data(location).read(offset, length),
-    )
+    REMOTE_DATA[str(model_dir)] = RemoteData(open=open_data)
+    return files
 
 
 def _max_download() -> int:
@@ -762,19 +885,22 @@ def _copy(
     transfer: Transfer,
     settings: RemoteSettings,
     chunk: int = 8 * 2**20,
+    rf: RemoteFile | None = None,
 ) -> None:
     limit = _max_download()
-    if transfer.size + size > limit:
+    counted = transfer.size if rf is None else transfer.size - rf.size
+    if counted + size > limit:
         raise RemoteError(
-            f"this format is downloaded whole and {transfer.size + size} bytes "
+            f"this format is downloaded whole and {counted + size} bytes "
             f"exceed INITAUDIT_REMOTE_MAX_DOWNLOAD ({limit})"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    transfer.size += size
-    rf = RemoteFile(fs, path, size, transfer, settings)
+    if rf is None:
+        transfer.size += size
+        rf = RemoteFile(fs, path, size, transfer, settings)
     with open(target, "wb") as out:
         out.writelines(
-            rf.read(offset, min(chunk, size - offset)) for offset in range(0, size, chunk)
+            rf.pread(offset, min(chunk, size - offset)) for offset in range(0, size, chunk)
         )
 
 
@@ -795,27 +921,46 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
     settings = RemoteSettings.from_env()
     transfer = Transfer(sample_only=config.sample_only)
     tmp = Path(tempfile.mkdtemp(prefix="initaudit-remote-"))
+    sampled = False  # --sample-only honoured for this file (its format is read by ranges)
     try:
         try:
             fs, path = open_fs(url, settings)
             info = _info(fs, path, settings)
         except LoadError as exc:
             return FileReport(path=url, format=None, status=Status.ERROR, error=str(exc))
-        files = _listdir(fs, path, settings) if info.get("type") == "directory" else None
+        is_dir = info.get("type") == "directory"
+        files = _listdir(fs, path, settings) if is_dir else None
+        seed = config.seed if config.sample_only else None
 
         def load() -> LoadedModel:
+            nonlocal sampled
             if _is_safetensors(path, files):
+                sampled = config.sample_only
                 return load_safetensors(url, fs, path, info, config, transfer, settings, tmp)
             from .loaders import LoadOptions
             from .loaders import load as load_local
 
-            local = _download(fs, path, info, tmp / "data", transfer, settings)
-            if local.suffix == ".onnx" and info.get("type") != "directory":
+            rf: RemoteFile | None = None
+            if not is_dir and not path.endswith(".onnx"):
+                size = int(info.get("size") or 0)
+                transfer.size += size
+                rf = RemoteFile(fs, path, size, transfer, settings, name=url, sample_seed=seed)
+                fmt = _ranged_format(rf)
+                if fmt is not None:
+                    sampled = config.sample_only
+                    return load_ranged(url, fmt, rf, config, transfer, settings, tmp)
+            local = _download(fs, path, info, tmp / "data", transfer, settings, rf=rf)
+            data_files: dict[str, RemoteFile] = {}
+            if local.suffix == ".onnx" and not is_dir:
                 # the graph is read whole (protobuf), its external data by ranged requests
                 transfer.mode = "ranged"
-                _register_onnx_data(fs, path, local.parent, transfer, settings)
+                data_files = _register_onnx_data(fs, path, local.parent, transfer, settings, seed)
             model = load_local(local, LoadOptions(hints=config.hints))
             model.path = url
+            if config.sample_only and data_files:
+                # external tensors are sampled; embedded ones (inside the .onnx) were read whole
+                sampled = True
+                model.metadata["sampled_only"] = True
             return model
 
         report = audit_loaded(url, load, config)
@@ -832,14 +977,11 @@ def audit_remote(url: str, config: AuditConfig) -> FileReport:
         report.notes = [_public(n, tmp / "data", url) for n in report.notes]
         if report.error:
             report.error = _public(report.error, tmp / "data", url)
-        if (
-            config.sample_only
-            and not _is_safetensors(path, files)
-            and report.status is not Status.ERROR
-        ):
+        if config.sample_only and not sampled and report.status is not Status.ERROR:
             report.notes.append(
-                "--sample-only applies to safetensors only: every tensor of this "
-                "file was read whole, every rule applied"
+                "--sample-only applies to safetensors, torch zip, GGUF and ONNX external data "
+                "read by ranged requests: every tensor of this file was read whole, every "
+                "rule applied"
             )
             transfer.sample_only = False
         report.notes.append(transfer.note())
@@ -903,4 +1045,14 @@ def _unstrip(fs: Any, proto: str, path: str) -> str:
     return proto + path
 
 
-__all__ = ["Transfer", "audit_remote", "expand", "fingerprint", "is_remote", "sample_ranges"]
+__all__ = [
+    "SAMPLE_BLOCKS",
+    "SAMPLE_ELEMENTS",
+    "SMALL_TENSOR_BYTES",
+    "Transfer",
+    "audit_remote",
+    "expand",
+    "fingerprint",
+    "is_remote",
+    "sample_ranges",
+]

@@ -63,8 +63,9 @@ class AuditConfig:
     # run ONNX models with onnxruntime (the optional [probe] extra) and put the measured
     # activation std per layer next to the signal-propagation prediction
     probe: bool = False
-    # remote safetensors: fetch only sampled byte ranges of each tensor (initaudit.remote); the
-    # rules that need every element (FULL_PASS_RULES) are then reported as not applied
+    # remote safetensors, torch zip, GGUF, ONNX external data: fetch only sampled byte ranges of
+    # each tensor (initaudit.remote); the rules that need every element (FULL_PASS_RULES) are
+    # then reported as not applied
     sample_only: bool = False
     # results cache folder (initaudit.cache): unchanged files are answered from it
     cache_dir: str | None = None

@@ -213,13 +213,28 @@ class _RangeHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         with self.lock:
             self.sent[self.path] = self.sent.get(self.path, 0) + len(body)
+            ranges = getattr(self.sent, "ranges", None)
+            if ranges is not None:  # every byte range served, to prove none is asked twice
+                ranges.setdefault(self.path, []).append((start, start + len(body)))
+
+
+class SentLog(dict):
+    """Body bytes sent per path, and the byte ranges served (``ranges``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: dict[str, list[tuple[int, int]]] = {}
+
+    def clear(self) -> None:
+        super().clear()
+        self.ranges.clear()
 
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, dict[str, int]]]:
     pytest.importorskip("aiohttp")
     root = tmp_path_factory.mktemp("http")
-    sent: dict[str, int] = {}
+    sent = SentLog()
     handler = type("H", (_RangeHandler,), {"root": root, "sent": sent})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

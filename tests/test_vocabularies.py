@@ -12,8 +12,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from initaudit.analysis.results import SCHEME_DISTRIBUTIONS, SCHEME_RULES, State
 from initaudit.analysis.schemes import VARIANCE_RULES
 from initaudit.loaders.formats import MODEL_EXTENSIONS

@@ -205,7 +205,8 @@ def check(
         bool,
         typer.Option(
             "--sample-only",
-            help="Remote safetensors (s3://, hf://, https://): fetch only sampled "
+            help="Remote safetensors, torch zip, GGUF, ONNX external data (s3://, hf://, "
+            "https://): fetch only sampled "
             "byte ranges of each tensor; the rules that need every element "
             "(nonfinite-weights, duplicate-neurons, dead-units) are reported "
             "as not applied.",

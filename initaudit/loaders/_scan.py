@@ -26,6 +26,7 @@ from typing import Any
 
 from ..model import LoadedModel, LoadError, UnsafeContent
 from . import _pickle as P
+from ._ranged import ByteSource, RangeIO
 from ._shared import describe
 from ._zip import SafeZip
 
@@ -270,23 +271,24 @@ def scan_zip(zf: SafeZip, model: LoadedModel, *, extra_raw: frozenset[str] = fro
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
 
 
-def scan_zip_raw(path: Path, model: LoadedModel) -> None:
+def scan_zip_raw(path: Path, model: LoadedModel, *, source: ByteSource | None = None) -> None:
     """Last resort for an archive the strict reader refused (mismatched local/central headers,
     an encryption flag on plain data, ...): read each member's bytes straight from its local
     header, stored or deflated, ignoring the flags, and scan them. Another reader may well load
-    what the strict one refused."""
+    what the strict one refused. ``source``: the archive is remote (ranged reads)."""
     try:
-        zf = zipfile.ZipFile(path)
+        zf = zipfile.ZipFile(RangeIO(source) if source is not None else path)
         infos = zf.infolist()
     except Exception:  # noqa: BLE001 - not even a central directory: nothing to scan
         return
-    with zf, open(path, "rb") as fh:
-        size = path.stat().st_size
+    with zf, RangeIO(source) if source is not None else open(path, "rb") as fh:
+        size = source.size if source is not None else path.stat().st_size
         for info in infos[:10_000]:
             if (
                 info.compress_size > SCAN_CAP
                 or info.header_offset < 0
                 or info.header_offset + _LOCAL.size > size
+                or _RAW_STORAGE.match(info.filename)  # read as bytes by the format: not fetched
             ):
                 continue
             try:
@@ -297,7 +299,7 @@ def scan_zip_raw(path: Path, model: LoadedModel) -> None:
                 nlen, elen = _LOCAL.unpack(raw)[-2:]
                 fh.seek(info.header_offset + _LOCAL.size + nlen + elen)
                 data = fh.read(max(info.compress_size, 0))
-            except (OSError, ValueError, OverflowError):
+            except (OSError, ValueError, OverflowError, LoadError):
                 continue
             if _RAW_STORAGE.match(info.filename):
                 continue

@@ -13,12 +13,17 @@ reader needs on top of it and what ``zipfile`` does not check:
   central directory because torch sets flag bit 3 (sizes in a trailing data descriptor);
 * small text/pickle members may be compressed (TorchScript deflates its code files) and are read
   with a hard cap on the decompressed size.
+
+The archive is a local file or a :class:`._ranged.ByteSource` (an object in a remote store): the
+same checks then run over ranged reads -- the end of the file (the central directory), each
+member's local header, and each member's bytes when they are read, none of them twice.
 """
 
 from __future__ import annotations
 
 import struct
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -26,6 +31,7 @@ from typing import IO
 import numpy as np
 
 from ..model import LoadError
+from ._ranged import ByteSource, RangeIO
 from ._shared import describe
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
@@ -35,6 +41,9 @@ _FLAG_ENCRYPTED = 0x1
 DEFAULT_READ_CAP = 256 * 2**20
 # deflate tops out near 1032:1; a member declaring more is a bomb (sizes are checked again on read)
 MAX_RATIO = 1100
+# a remote archive's tail fetched first: the end-of-central-directory record (and a comment of
+# up to 64 KiB) and, for a checkpoint of a few hundred members, the whole central directory
+REMOTE_TAIL = 64 * 1024 + 22
 
 
 @dataclass(frozen=True)
@@ -52,15 +61,25 @@ class Member:
 class SafeZip:
     """A zip archive whose members are validated once, on open."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, source: ByteSource | None = None) -> None:
         self.path = Path(path)
+        # a remote archive: every read is a ranged request (path is then only its name)
+        self.source = source
+        self._memo: dict[tuple[str, int], bytes] = {}
         try:
-            self._zf = zipfile.ZipFile(self.path)
+            if source is not None:
+                tail = min(source.size, REMOTE_TAIL)
+                source.pread(source.size - tail, tail, keep=True)  # zipfile's reads land in it
+                self._zf = zipfile.ZipFile(RangeIO(source))
+            else:
+                self._zf = zipfile.ZipFile(self.path)
+        except LoadError:
+            raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
             raise LoadError(f"corrupt or truncated zip archive ({exc})") from None
         except Exception as exc:  # zipfile raises odd things (struct.error, IndexError) on garbage
             raise LoadError(f"corrupt zip archive ({describe(exc)})") from None
-        self.file_size = self.path.stat().st_size
+        self.file_size = source.size if source is not None else self.path.stat().st_size
         self.members: dict[str, Member] = {}
         # every entry of the central directory, duplicates included, in directory order
         self.entries: list[Member] = []
@@ -69,9 +88,9 @@ class SafeZip:
         self.ambiguous: list[str] = []
         self._folded: dict[str, Member] = {}
         try:
-            with open(self.path, "rb") as fh:
+            with self._reader() as pread:
                 for info in self._zf.infolist():
-                    member = self._validate(fh, info)
+                    member = self._validate(pread, info)
                     self.entries.append(member)
                     key = member.name.casefold()
                     if key in self._folded:
@@ -88,27 +107,36 @@ class SafeZip:
             self._zf.close()
             raise
 
+    def _reader(self) -> _Reader:
+        return _Reader(self.path, self.source)
+
+    @property
+    def sample_seed(self) -> int | None:
+        """Set when a remote archive is read as samples (--sample-only)."""
+        return self.source.sample_seed if self.source is not None else None
+
     # -- validation -------------------------------------------------------------------------
-    def _validate(self, fh: IO[bytes], info: zipfile.ZipInfo) -> Member:
+    def _validate(self, pread: Callable[[int, int], bytes], info: zipfile.ZipInfo) -> Member:
         name = info.filename
         if info.flag_bits & _FLAG_ENCRYPTED:
             raise LoadError(f"zip member {name!r} is encrypted")
         if info.header_offset < 0 or info.header_offset + _LOCAL_HEADER.size > self.file_size:
             raise LoadError(f"zip member {name!r} points past the end of the file (truncated?)")
-        fh.seek(info.header_offset)
-        raw = fh.read(_LOCAL_HEADER.size)
-        if len(raw) != _LOCAL_HEADER.size:
-            raise LoadError(f"zip member {name!r}: truncated local header")
-        (magic, _ver, flags, method, _t, _d, _crc, _csize, _usize, nlen, elen) = (
-            _LOCAL_HEADER.unpack(raw)
-        )
-        if magic != _LOCAL_MAGIC:
-            raise LoadError(f"zip member {name!r}: bad local header signature")
-        local_name = fh.read(nlen)
         central_name = info.orig_filename.encode(
             "utf-8" if info.flag_bits & 0x800 else "cp437", errors="replace"
         )
-        if local_name != central_name:
+        # the fixed header and the name in one read (one ranged request for a remote archive)
+        want = min(_LOCAL_HEADER.size + len(central_name), self.file_size - info.header_offset)
+        raw = pread(info.header_offset, want)
+        if len(raw) < _LOCAL_HEADER.size:
+            raise LoadError(f"zip member {name!r}: truncated local header")
+        (magic, _ver, flags, method, _t, _d, _crc, _csize, _usize, nlen, elen) = (
+            _LOCAL_HEADER.unpack(raw[: _LOCAL_HEADER.size])
+        )
+        if magic != _LOCAL_MAGIC:
+            raise LoadError(f"zip member {name!r}: bad local header signature")
+        local_name = raw[_LOCAL_HEADER.size : _LOCAL_HEADER.size + nlen]
+        if nlen != len(central_name) or local_name != central_name:
             raise LoadError(
                 f"zip member {name!r}: local header names {local_name[:60]!r} "
                 "(mismatched local/central headers)"
@@ -155,12 +183,16 @@ class SafeZip:
         name = m.name
         if m.size > cap:
             raise LoadError(f"zip member {name!r} is {m.size} bytes (limit {cap})")
+        memo = self._memo.get((m.name, m.data_offset))
+        if memo is not None:  # a remote pickle the scanner read already: not fetched twice
+            return memo
         if m.stored:
-            with open(self.path, "rb") as fh:
-                fh.seek(m.data_offset)
-                data = fh.read(m.size)
+            with self._reader() as pread:
+                data = pread(m.data_offset, m.size)
             if len(data) != m.size:
                 raise LoadError(f"zip member {name!r} is truncated")
+            if self.source is not None:
+                self._memo[(m.name, m.data_offset)] = data
             return data
         if m.compressed_size and m.size // m.compressed_size > MAX_RATIO and m.size > 2**20:
             raise LoadError(
@@ -176,15 +208,21 @@ class SafeZip:
             raise LoadError(f"zip member {name!r} cannot be inflated ({describe(exc)})") from None
         if len(data) > cap:
             raise LoadError(f"zip member {name!r} inflates beyond {cap} bytes (zip bomb?)")
+        if self.source is not None:
+            self._memo[(m.name, m.data_offset)] = data
         return data
 
     def head(self, m: Member, n: int) -> bytes:
         """At most the first ``n`` inflated bytes of a member (a peek, or a capped read: the
         caller compares the length with ``m.size``)."""
+        memo = self._memo.get((m.name, m.data_offset))
+        if memo is not None:
+            return memo[:n]
+        if self.source is not None and m.stored and n >= m.size and m.size <= DEFAULT_READ_CAP:
+            return self.read(m)  # whole, through read(): a remote member is fetched once
         if m.stored:
-            with open(self.path, "rb") as fh:
-                fh.seek(m.data_offset)
-                return fh.read(min(n, m.size))
+            with self._reader() as pread:
+                return pread(m.data_offset, min(n, m.size))
         try:
             with self._zf.open(m.info) as fh:
                 return fh.read(n)
@@ -194,11 +232,23 @@ class SafeZip:
     def memmap(self, name: str) -> np.ndarray:
         """A read-only uint8 memory map of a stored member (tensor data is never inflated)."""
         m = self.member(name)
+        return self.window(name, 0, m.size)
+
+    def window(self, name: str, offset: int, length: int) -> np.ndarray:
+        """``length`` bytes of a stored member from ``offset`` as read-only uint8: a memory map
+        of the local file, or one ranged request of a remote one."""
+        m = self.member(name)
         if not m.stored:
             raise LoadError(f"zip member {name!r} is compressed: tensor data must be stored")
-        if m.size == 0:
+        if offset < 0 or length < 0 or offset + length > m.size:
+            raise LoadError(f"zip member {name!r}: range {offset}+{length} outside its {m.size}")
+        if length == 0:
             return np.empty(0, dtype=np.uint8)
-        return np.memmap(self.path, dtype=np.uint8, mode="r", offset=m.data_offset, shape=(m.size,))
+        if self.source is not None:
+            return np.frombuffer(self.source.pread(m.data_offset + offset, length), np.uint8)
+        return np.memmap(
+            self.path, dtype=np.uint8, mode="r", offset=m.data_offset + offset, shape=(length,)
+        )
 
     def close(self) -> None:
         self._zf.close()
@@ -208,3 +258,28 @@ class SafeZip:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Reader:
+    """``pread(offset, n)`` over the local file (one handle for a batch of reads) or the remote
+    source (exactly one ranged request per call)."""
+
+    def __init__(self, path: Path, source: ByteSource | None) -> None:
+        self.path, self.source = path, source
+        self._fh: IO[bytes] | None = None
+
+    def __enter__(self) -> Callable[[int, int], bytes]:
+        if self.source is not None:
+            return self.source.pread
+        self._fh = open(self.path, "rb")  # noqa: SIM115 - closed in __exit__
+        fh = self._fh
+
+        def pread(offset: int, n: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(n)
+
+        return pread
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()

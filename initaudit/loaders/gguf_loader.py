@@ -40,6 +40,7 @@ from ..model import (
     is_weight_like,
 )
 from . import LoadOptions
+from ._ranged import ByteSource, RangeIO, byte_source, read_items
 from .statedict import FlatTensor, group_state_dict
 
 MAGIC = b"GGUF"
@@ -77,7 +78,7 @@ _STRING, _ARRAY = 8, 9
 
 
 class _Reader:
-    def __init__(self, fh: BinaryIO, size: int) -> None:
+    def __init__(self, fh: BinaryIO | RangeIO, size: int) -> None:
         self.fh = fh
         self.size = size
 
@@ -448,8 +449,12 @@ class GGUFHeader:
     data_start: int
 
 
-def read_header(path: Path) -> GGUFHeader:
+def read_header(path: Path, source: ByteSource | None = None) -> GGUFHeader:
+    """The header of a local file, or of a remote one (``source``: growing ranged reads, kept
+    so that the first tensor's bytes are not fetched twice)."""
     try:
+        if source is not None:
+            return _read_header(_Reader(RangeIO(source, read_ahead=True), source.size), source.size)
         size = path.stat().st_size
         with open(path, "rb") as fh:
             return _read_header(_Reader(fh, size), size)
@@ -517,13 +522,15 @@ def _read_header(r: _Reader, size: int) -> GGUFHeader:
 # ----------------------------------------------------------------------------- values
 
 
-def _loader(path: Path, info: TensorInfo) -> Loader:
+def _loader(path: Path, info: TensorInfo, source: ByteSource | None = None) -> Loader:
     t = info.type
     assert t is not None
 
     def load() -> np.ndarray:
         if info.nbytes == 0:
             return np.zeros(info.shape, dtype=np.float32 if t.plain is None else t.plain)
+        if source is not None:
+            return _remote_values(source, info, t)
         raw = np.memmap(path, dtype=np.uint8, mode="r", offset=info.offset, shape=(info.nbytes,))
         if t.plain is not None:
             return raw.view(t.plain).reshape(info.shape)
@@ -532,6 +539,26 @@ def _loader(path: Path, info: TensorInfo) -> Loader:
         return t.decode(blocks).reshape(info.shape)
 
     return load
+
+
+def _remote_values(source: ByteSource, info: TensorInfo, t: GGMLType) -> np.ndarray:
+    """One ranged read of the tensor, or (--sample-only) whole rows of it: a quantized row is a
+    run of whole blocks, decoded as above."""
+    shape = info.shape if info.shape else (1,)
+    if t.plain is not None:
+        raw, got = read_items(source, info.offset, shape, t.size)
+        return np.frombuffer(raw, dtype=t.plain).reshape(got if info.shape else ())
+    assert t.decode is not None
+    # items are blocks: shape (rows, blocks per row); a 1-D tensor is one row of blocks
+    rows = shape[0] if len(shape) >= 2 else 1
+    per_row = math.prod(shape) // rows // t.block
+    raw, got = read_items(source, info.offset, (rows, per_row), t.size, per_item=t.block)
+    values = t.decode(np.frombuffer(raw, dtype=np.uint8).reshape((-1, t.size)))
+    if got == (rows, per_row):
+        return values.reshape(info.shape)
+    if len(got) == 1:  # rows too long to take whole: runs of blocks, a flat sample
+        return values.reshape(-1)
+    return values.reshape((got[0], *shape[1:]))
 
 
 def dequantize(path: Path, info: TensorInfo) -> np.ndarray:
@@ -637,7 +664,8 @@ _META_KEYS = (
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
-    header = read_header(path)
+    source = byte_source(options)  # a remote file (initaudit.remote): ranged reads
+    header = read_header(path, source)
     model = LoadedModel(path=str(path), format="gguf", framework="llama.cpp", has_graph=False)
     meta = header.metadata
     arch = (
@@ -710,7 +738,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         if skip is not None:
             model.skipped.append((info.name, detail or skip.value))
             continue
-        flat.append(FlatTensor(info.name, info.shape, dtype, _loader(path, info)))
+        flat.append(FlatTensor(info.name, info.shape, dtype, _loader(path, info, source)))
     model.inventory = inventory
     model.layers, model.loose_tensors = group_state_dict(flat, Convention.TORCH)
     _apply_architecture(model, arch)

@@ -96,9 +96,11 @@ class _ChunkSource:
             raise LoadError(f"storage {self.member(key)!r} is compressed")
         return info.file_size
 
-    def array(self, key: str) -> np.ndarray:
+    def window(self, key: str, offset: int, length: int) -> np.ndarray:
+        """``length`` bytes of a storage from ``offset`` (the extent one tensor spans)."""
         with self.zf.open(self.member(key)) as fh:
-            return np.frombuffer(fh.read(), dtype=np.uint8)
+            fh.seek(offset)
+            return np.frombuffer(fh.read(length), dtype=np.uint8)
 
 
 def _state(obj: Any) -> dict[Any, Any]:

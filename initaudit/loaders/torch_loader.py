@@ -23,6 +23,7 @@ import math
 import mmap
 import re
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from ..model import (
 )
 from . import _pickle as P
 from . import reparam, torch_inventory
+from ._ranged import byte_source, read_items
 from ._scan import SCAN_CAP, scan_blob, scan_zip, unvetted
 from ._shared import UnderConstruction, describe
 from ._zip import SafeZip
@@ -459,7 +461,7 @@ def load(path: Path, fmt: str, options: Any) -> LoadedModel:
             # the strict zip reader refused the archive: a laxer reader may not, so scan raw
             from ._scan import scan_zip_raw
 
-            scan_zip_raw(Path(path), _current()[0])
+            scan_zip_raw(Path(path), _current()[0], source=byte_source(options))
         found = list(prior)
         for m in _current():
             found += [u for u in m.unsafe if u not in found]
@@ -483,6 +485,15 @@ class _ZipSource:
 
     def __init__(self, zf: SafeZip, directory: str, big_endian: bool) -> None:
         self.zf, self.directory, self.big_endian = zf, directory, big_endian
+        # a remote archive: a storage several tensors use (tied weights) is fetched once and
+        # held until the last of them has loaded
+        self._pending: dict[str, int] = {}
+        self._held: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, key: str) -> None:
+        """One more tensor reads this storage."""
+        self._pending[key] = self._pending.get(key, 0) + 1
 
     def member(self, key: str) -> str:
         return f"{self.directory}{key}"
@@ -497,8 +508,31 @@ class _ZipSource:
             )
         return m.size
 
-    def array(self, key: str) -> np.ndarray:
-        return self.zf.memmap(self.member(key))
+    def window(self, key: str, offset: int, length: int) -> np.ndarray:
+        if self.zf.source is None or self._pending.get(key, 0) <= 1 and key not in self._held:
+            return self.zf.window(self.member(key), offset, length)
+        with self._lock:
+            whole = self._held.get(key)
+            if whole is None:
+                whole = self.zf.memmap(self.member(key))
+            self._pending[key] -= 1
+            if self._pending[key] > 0:
+                self._held[key] = whole
+            else:
+                self._held.pop(key, None)
+        return whole[offset : offset + length]
+
+    @property
+    def sample_seed(self) -> int | None:
+        return self.zf.sample_seed
+
+    def read_items(
+        self, key: str, offset: int, shape: tuple[int, ...], itemsize: int
+    ) -> tuple[bytes, tuple[int, ...]]:
+        """A remote storage's tensor read as samples (only with ``sample_seed`` set)."""
+        assert self.zf.source is not None
+        m = self.zf.member(self.member(key))
+        return read_items(self.zf.source, m.data_offset + offset, shape, itemsize)
 
 
 class _LegacySource:
@@ -514,11 +548,13 @@ class _LegacySource:
         span = self.spans.get(key)
         return None if span is None else span[1]
 
-    def array(self, key: str) -> np.ndarray:
-        offset, size = self.spans[key]
-        if size == 0:
+    def window(self, key: str, offset: int, length: int) -> np.ndarray:
+        start, size = self.spans[key]
+        if length == 0 or size == 0:
             return np.empty(0, np.uint8)
-        return np.memmap(self.path, dtype=np.uint8, mode="r", offset=offset, shape=(size,))
+        return np.memmap(
+            self.path, dtype=np.uint8, mode="r", offset=start + offset, shape=(length,)
+        )
 
 
 @dataclass
@@ -591,17 +627,23 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
     if dt.numpy is None:
         return f"dtype {dt.name} has no numpy equivalent"
     size, stride, big = t.size, t.stride, bool(getattr(source, "big_endian", False))
+    # only the elements the tensor spans are read (a view of a larger storage, a remote
+    # archive: the rest of the storage is never fetched)
+    extent = (last - start + 1) if numel else 0
+    contiguous = tuple(stride) == _c_strides(tuple(size))
 
     def load() -> np.ndarray:
-        raw = source.array(st.key)
         if numel == 0:
             return np.empty(size, dtype=dt.numpy)
-        usable = raw[: (raw.shape[0] // dt.itemsize) * dt.itemsize]
-        if big and dt.swap_unit > 1:
-            usable = usable.view(f">u{dt.swap_unit}").astype(f"<u{dt.swap_unit}")
-        values = usable.view(dt.numpy)
+        if getattr(source, "sample_seed", None) is not None and contiguous:
+            # a remote archive read as samples (--sample-only): whole rows of the tensor
+            raw, got = source.read_items(st.key, start * dt.itemsize, tuple(size), dt.itemsize)
+            return _as_values(np.frombuffer(raw, np.uint8), dt, big).reshape(got)
+        values = _as_values(
+            source.window(st.key, start * dt.itemsize, extent * dt.itemsize), dt, big
+        )
         return np.lib.stride_tricks.as_strided(
-            values[start:],
+            values,
             shape=size,
             strides=tuple(s * dt.itemsize for s in stride),
             writeable=False,
@@ -612,6 +654,21 @@ def _flat_tensor(name: str, t: P.TensorRef, source: Any, options: Any) -> FlatTe
 
 _REPEAT_BYTES = 64 * 2**20  # an expanded view this large that repeats its storage is skipped
 _REPEAT_FACTOR = 4
+
+
+def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    out, step = [], 1
+    for n in reversed(shape):
+        out.append(step)
+        step *= n
+    return tuple(reversed(out))
+
+
+def _as_values(raw: np.ndarray, dt: Any, big: bool) -> np.ndarray:
+    """Stored bytes (uint8) as the tensor's dtype, byte-swapped from a big-endian archive."""
+    if big and dt.swap_unit > 1:
+        raw = raw.view(f">u{dt.swap_unit}").astype(f"<u{dt.swap_unit}")
+    return raw.view(dt.numpy)
 
 
 def _inline_flat(name: str, t: P.InlineArray) -> FlatTensor | str:
@@ -637,6 +694,8 @@ def _materialise(
                 continue
             ft = _flat_tensor(e.name, v, source, options)
             key = v.storage.key
+            if not isinstance(ft, str) and hasattr(source, "claim"):
+                source.claim(key)
             if key in first_owner:
                 shared[e.name] = first_owner[key]
             else:
@@ -1144,7 +1203,8 @@ def _storage_loader(source: Any) -> Callable[[Any], Any]:
 
 def _load_zip(path: Path, options: Any) -> LoadedModel:
     model = _new_model(path, "pytorch-zip")
-    with SafeZip(path) as zf:
+    # a remote archive (initaudit.remote): the same reader over ranged requests
+    with SafeZip(path, byte_source(options)) as zf:
         scan_zip(zf, model)
         prefix = _archive_prefix(zf, "data.pkl")
         source = _ZipSource(zf, prefix + "data/", _byteorder(zf, prefix))

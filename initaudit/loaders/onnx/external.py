@@ -13,6 +13,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ...model import LoadError
+from .._ranged import ByteSource, read_items
 from .decode import (
     _SUB_BYTE,
     _check_embedded,
@@ -30,10 +31,14 @@ from .decode import (
 class RemoteData:
     """External data that lives in an object store (initaudit.remote): the model folder is a
     local temp folder holding only the .onnx; its data files are read by ranged requests.
-    ``size(location)`` raises _Unreadable for a missing file; ``read`` returns exact bytes."""
+    ``open(location)`` returns the file's ByteSource (raises _Unreadable for a missing file);
+    a source with ``sample_seed`` set is read as samples (--sample-only)."""
 
-    def __init__(self, size: Callable[[str], int], read: Callable[[str, int, int], bytes]) -> None:
-        self.size, self.read = size, read
+    def __init__(self, open: Callable[[str], ByteSource]) -> None:  # noqa: A002 - its role
+        self.open = open
+
+    def size(self, location: str) -> int:
+        return self.open(location).size
 
 
 # temp model folder -> its remote data files; a module-level table, not a context variable:
@@ -147,13 +152,14 @@ def _tensor_loader(
             if n == 0:
                 return np.zeros(dims, dtype=dt)
             remote = _remote_for(base_dir)
-            if remote is not None:  # one ranged request for this tensor's bytes
-                location = _external_info(tp)["location"]
-                need = _stored_bytes(tp, n, dt.itemsize)
-                raw = np.frombuffer(remote.read(location, offset, need), dtype=np.uint8)
-                if tp.data_type in _SUB_BYTE:
+            if remote is not None:  # one ranged request for this tensor's bytes (or samples)
+                source = remote.open(_external_info(tp)["location"])
+                if tp.data_type in _SUB_BYTE:  # packed nibbles: read whole
+                    need = _stored_bytes(tp, n, dt.itemsize)
+                    raw = np.frombuffer(source.pread(offset, need), dtype=np.uint8)
                     return _unpack4(raw, n, _SUB_BYTE[tp.data_type]).reshape(dims)
-                return raw.view(dt.newbyteorder("<")).reshape(dims)
+                data, got = read_items(source, offset, dims if dims else (1,), dt.itemsize)
+                return np.frombuffer(data, dtype=dt.newbyteorder("<")).reshape(got if dims else ())
             if tp.data_type in _SUB_BYTE:
                 packed = np.memmap(
                     path, dtype=np.uint8, mode="r", offset=offset, shape=((n + 1) // 2,)
