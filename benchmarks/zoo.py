@@ -784,10 +784,28 @@ def run(args: argparse.Namespace) -> None:
             res = fut.result()
             if res is None:
                 continue
-            results[key_of(res["library"], res["model"], res["seed"])] = res
-            path.write_text(json.dumps(results, indent=1, sort_keys=True))
+            results = merge_result(path, res)
             _print_line(res)
     report(results)
+
+
+def merge_result(path: Path, res: dict[str, Any]) -> dict[str, Any]:
+    """Add one result to the results JSON under an exclusive lock: read what is there now, merge,
+    write to a temporary file and rename. Two runs sharing a file (or shards of one run) each
+    keep the other's results instead of overwriting them with their own stale copy."""
+    import fcntl
+
+    with open(path.with_suffix(path.suffix + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            results = load_results(path)
+            results[key_of(res["library"], res["model"], res["seed"])] = res
+            tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return results
 
 
 def _guarded(item, deadline):
