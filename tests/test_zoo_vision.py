@@ -1,0 +1,91 @@
+"""Zoo false-positive patterns of torchvision, keras.applications, Flax and torch.nn, each built
+with the real library (the full zoo is ``python benchmarks/zoo.py``; the fast slice of these
+libraries is in tests/test_zoo_slice.py and here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import initaudit
+from initaudit.report import FileReport
+
+pytestmark = pytest.mark.frameworks
+
+
+def _torch() -> Any:
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _tv import prepare_torchvision
+
+    prepare_torchvision()
+    return torch
+
+
+def _audit(path: Path) -> FileReport:
+    fr = initaudit.audit(path).files[0]
+    assert fr.status.value != "error", fr.error
+    return fr
+
+
+def _alarms(fr: FileReport) -> list[tuple[str, str | None]]:
+    return [(f.code, f.tensor or f.layer) for f in fr.findings
+            if f.severity.value in ("error", "warning")]
+
+
+def _zero_bias_conv_stack(torch: Any, std: float | None) -> Any:
+    """A VGG-style plain conv stack (no BatchNorm) whose biases are zero on purpose, as
+    torchvision's VGG init sets them (``nn.init.constant_(m.bias, 0)``)."""
+    nn = torch.nn
+    layers: list[Any] = []
+    c = 3
+    for w in (32, 32, 64, 64, 64, 64, 64, 64):
+        layers += [nn.Conv2d(c, w, 3, padding=1), nn.ReLU()]
+        c = w
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10))
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            if std is None:  # torchvision.models.vgg.VGG.__init__
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.normal_(m.weight, 0.0, std)
+            nn.init.constant_(m.bias, 0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("std", [None, 0.05])
+def test_a_zero_conv_bias_alone_is_not_folded_batchnorm(std: float | None, tmp_path: Path) -> None:
+    """A zero bias is a common deliberate init, not evidence of a BatchNorm folded at export:
+    a plain stack drawn N(0, 0.05) (signal vanishes over 8 convs) must still warn, while the
+    same stack with VGG's He init is clean."""
+    torch = _torch()
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = _zero_bias_conv_stack(torch, std)
+    torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), tmp_path / "m.onnx", dynamo=False)
+    fr = _audit(tmp_path / "m.onnx")
+    assert not any((s.get("note") or "").startswith("BatchNorm folded")
+                   for s in fr.signal["layers"])
+    codes = {code for code, _ in _alarms(fr)}
+    assert codes == (set() if std is None else {"IA601"})
+
+
+def test_folded_and_plain_zero_bias_convs_in_one_export(tmp_path: Path) -> None:
+    """In one legacy export, the conv whose BatchNorm was folded (weight ``onnx::Conv_<n>``) is
+    normalized; the zero-bias conv that had no BatchNorm keeps its name and is not."""
+    torch = _torch()
+    pytest.importorskip("onnx")
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Conv2d(16, 16, 3), nn.ReLU(), nn.Conv2d(16, 8, 3)).eval()
+    nn.init.zeros_(model[3].bias)
+    torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), tmp_path / "m.onnx", dynamo=False)
+    fr = _audit(tmp_path / "m.onnx")
+    folded = [s["layer"] for s in fr.signal["layers"]
+              if (s.get("note") or "").startswith("BatchNorm folded")]
+    assert len(folded) == 1
+    assert folded[0] != "3"
