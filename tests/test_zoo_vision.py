@@ -89,3 +89,27 @@ def test_folded_and_plain_zero_bias_convs_in_one_export(tmp_path: Path) -> None:
               if (s.get("note") or "").startswith("BatchNorm folded")]
     assert len(folded) == 1
     assert folded[0] != "3"
+
+
+def test_a_zeroed_hidden_kernel_named_like_layerscale_stays_an_error(tmp_path: Path) -> None:
+    """The LayerScale/GRN convention covers per-channel vectors ((C,), (1, 1, 1, C)); a full
+    hidden kernel that happens to be called ``ls`` or ``gamma`` is zeroed by mistake."""
+    torch = _torch()
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1 = nn.Linear(64, 64)
+            self.ls = nn.Linear(64, 64)
+            self.gamma = nn.Parameter(torch.full((64,), 1e-5))  # a real LayerScale
+            self.head = nn.Linear(64, 10)
+
+    torch.manual_seed(0)
+    model = Net()
+    with torch.no_grad():
+        model.ls.weight.zero_()
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    fr = _audit(tmp_path / "m.pt")
+    assert ("IA201", "ls.weight") in _alarms(fr)
+    assert not [a for a in _alarms(fr) if a[1] == "gamma"]

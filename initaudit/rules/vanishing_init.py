@@ -47,7 +47,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     from ..analysis.conventions import output_layer, residual_branch_end
 
     severity, note = None, ""
-    row = by_design(a.tensor.name, "small", model_type_of(ctx.model.metadata))
+    row = by_design(a.tensor.name, "small", model_type_of(ctx.model.metadata), a.tensor.shape)
     if a.stats.n < MIN_DECIDE and high * FACTOR * SMALL_MARGIN >= floor:
         # a handful of values: whether the draw lands above or below the threshold is the
         # seed's choice, so the verdict would flip with torch.manual_seed
