@@ -113,3 +113,80 @@ def test_a_zeroed_hidden_kernel_named_like_layerscale_stays_an_error(tmp_path: P
     fr = _audit(tmp_path / "m.pt")
     assert ("IA201", "ls.weight") in _alarms(fr)
     assert not [a for a in _alarms(fr) if a[1] == "gamma"]
+
+
+# ---- a fast slice of benchmarks/zoo.py for these libraries, through the zoo's own builders,
+# savers and defect injection (the full catalogue: python benchmarks/zoo.py --library ...) -------
+
+ZOO_SLICE: list[tuple[str, str, tuple[str, ...]]] = [
+    ("torch.nn", "mlp-tanh", ("state_dict", "onnx")),
+    ("torch.nn", "cnn-bn-relu", ("state_dict", "torchscript", "onnx")),
+    ("torch.nn", "gru", ("state_dict", "onnx")),
+    ("flax", "linen-cnn", ("msgpack", "safetensors")),
+    ("flax", "nnx-vit", ("msgpack",)),
+    ("keras", "MobileNetV3Small", ("keras",)),
+]
+
+
+def _zoo() -> Any:
+    bench = str(Path(__file__).resolve().parent.parent / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import zoo
+
+    return zoo
+
+
+@pytest.mark.parametrize("library,name,formats", ZOO_SLICE, ids=[f"{c[0]}/{c[1]}" for c in ZOO_SLICE])
+def test_zoo_slice_untouched_is_clean_and_the_injected_defect_is_caught(
+    library: str, name: str, formats: tuple[str, ...], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if library in ("torch.nn",):
+        torch = _torch()
+        torch.manual_seed(0)
+        if "onnx" in formats:
+            pytest.importorskip("onnx")
+    elif library == "flax":
+        pytest.importorskip("flax")
+    else:
+        pytest.importorskip("keras")
+    zoo = _zoo()
+    monkeypatch.setenv("ZOO_MODEL", name)
+    monkeypatch.setenv("ZOO_SEED", "0")
+    model, example = zoo.BUILDERS[library](name)
+    saved = zoo.save_formats(library, model, example, tmp_path, set(formats))
+    assert not [f for f in saved if f.endswith("!")], saved
+    for fmt, path in saved.items():
+        fr = _audit(path)
+        assert _alarms(fr) == [], (fmt, _alarms(fr))
+    primary = next(iter(saved.values()))
+    injected = zoo.inject_and_audit(library, primary, tmp_path, 0, model, example)
+    assert injected.get("caught"), injected
+
+
+@pytest.mark.parametrize("cell", ["GRU", "LSTM", "RNN"])
+def test_exported_recurrent_input_kernel_is_torchs_rnn_default(cell: str, tmp_path: Path) -> None:
+    """ONNX keeps torch's recurrent weights as (directions, G·H, in): the input kernel of a
+    32 -> 64 cell is U(±1/sqrt(hidden=64)), torch's RNN default, not an unknown scheme (a GRU
+    stack exported with torch defaults got a signal-propagation warning instead of the
+    library-default info)."""
+    torch = _torch()
+    pytest.importorskip("onnx")
+    nn = torch.nn
+
+    class Seq(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = getattr(nn, cell)(32, 64, num_layers=2, batch_first=True)
+            self.head = nn.Linear(64, 5)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.rnn(x)[0][:, -1])
+
+    torch.manual_seed(0)
+    torch.onnx.export(Seq(), (torch.randn(1, 7, 32),), tmp_path / "m.onnx", dynamo=False)
+    fr = _audit(tmp_path / "m.onnx")
+    assert _alarms(fr) == []
+    first = next(t for t in fr.tensors if len(t.shape) == 3 and t.shape[2] == 32)
+    assert first.scheme is not None and first.scheme.rule == "torch_default"
