@@ -254,8 +254,11 @@ def build_torch_nn(name: str):
             layers += [nn.GELU(), nn.Linear(128, 128)]
         return nn.Sequential(*layers), torch.randn(2, 64)
     if name == "sigmoid-head-mlp":
+        # a multi-label sigmoid head (128 labels): on a 1-unit head He's sqrt(2/fan_in) and
+        # Glorot's sqrt(2/(fan_in + 1)) are the same scale, so an injected He could not be told
+        # from a correct Glorot head by anyone
         return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                             nn.Linear(128, 1), nn.Sigmoid()), torch.randn(2, 64)
+                             nn.Linear(128, 128), nn.Sigmoid()), torch.randn(2, 64)
     raise KeyError(name)
 
 
