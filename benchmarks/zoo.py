@@ -339,6 +339,8 @@ def build_transformers(name: str):
 def build_keras(name: str):
     import keras
 
+    # the draw follows --seeds like torch.manual_seed does for the torch libraries
+    keras.utils.set_random_seed(int(os.environ.get("ZOO_SEED", "0")))
     cls = getattr(keras.applications, name)
     return cls(weights=None), None
 
