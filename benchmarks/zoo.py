@@ -880,16 +880,17 @@ def _child(args: tuple[str, str, int, list[str], int], queue) -> None:
                    "trace": traceback.format_exc()[-1500:]})
 
 
-def run_isolated(args: tuple[str, str, int, list[str], int]) -> dict[str, Any]:
+def run_isolated(args: tuple[str, str, int, list[str], int],
+                 timeout: float = MODEL_TIMEOUT) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(args, queue))
     proc.start()
     try:
-        result = queue.get(timeout=MODEL_TIMEOUT)
+        result = queue.get(timeout=timeout)
     except Exception:
         result = {"library": args[0], "model": args[1], "seed": args[2],
-                  "build_error": f"timeout after {MODEL_TIMEOUT:g} s"}
+                  "build_error": f"timeout after {timeout:g} s"}
     proc.join(10)
     if proc.is_alive():
         proc.kill()
@@ -947,7 +948,7 @@ def run(args: argparse.Namespace) -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = []
         for item in todo:
-            futures.append(pool.submit(_guarded, item, deadline))
+            futures.append(pool.submit(_guarded, item, deadline, args.timeout))
         for fut in futures:
             res = fut.result()
             if res is None:
@@ -976,10 +977,10 @@ def merge_result(path: Path, res: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
-def _guarded(item, deadline):
+def _guarded(item, deadline, timeout: float = MODEL_TIMEOUT):
     if deadline is not None and time.monotonic() > deadline:
         return None
-    return run_isolated(item)
+    return run_isolated(item, timeout)
 
 
 def _print_line(res: dict[str, Any]) -> None:
@@ -1063,6 +1064,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--formats", help="override the library's default formats")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--budget", type=float, default=0, help="stop starting models after N s")
+    p.add_argument("--timeout", type=float, default=MODEL_TIMEOUT,
+                   help="seconds per model before it counts as a timeout (a loaded machine "
+                        "needs more)")
     p.add_argument("--force", action="store_true", help="re-run models already in the results")
     p.add_argument("--report", action="store_true", help="only print the table")
     p.add_argument("--list", action="store_true", help="list the models of --library")
