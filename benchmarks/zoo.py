@@ -939,7 +939,9 @@ def run(args: argparse.Namespace) -> None:
         formats = args.formats.split(",") if args.formats else DEFAULT_FORMATS[library]
         for i, name in enumerate(names):
             for seed in seeds:
-                if args.force or key_of(library, name, seed) not in results:
+                done = results.get(key_of(library, name, seed))
+                # a timeout says the machine was busy, not that the model does not build
+                if args.force or done is None or "timeout" in done.get("build_error", ""):
                     todo.append((library, name, seed, formats, i + args.offset))
     print(f"{len(todo)} model runs to do", flush=True)
     deadline = time.monotonic() + args.budget if args.budget else None
