@@ -933,8 +933,8 @@ def run(args: argparse.Namespace) -> None:
         except Exception as exc:
             print(f"{library}: not available ({type(exc).__name__}: {exc})")
             continue
-        if args.only:
-            names = [n for n in names if n in args.only.split(",")]
+        if args.only:  # in the order given (small models first on a busy machine)
+            names = [n for n in args.only.split(",") if n in set(names)]
         names = names[args.offset:args.offset + args.limit if args.limit else None]
         formats = args.formats.split(",") if args.formats else DEFAULT_FORMATS[library]
         for i, name in enumerate(names):
