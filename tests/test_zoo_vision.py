@@ -201,3 +201,45 @@ def test_exported_recurrent_input_kernel_is_torchs_rnn_default(cell: str, tmp_pa
     assert _alarms(fr) == []
     first = next(t for t in fr.tensors if len(t.shape) == 3 and t.shape[2] == 32)
     assert first.scheme is not None and first.scheme.rule == "torch_default"
+
+
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_duplicated_units_of_a_flax_attention_kernel_are_found(api: str, tmp_path: Path) -> None:
+    """A DenseGeneral query kernel (in, heads, head_dim) has one output unit per (head, dim):
+    duplicating units must be reported there like in any Dense (the zoo's injected duplicate on
+    a linen ViT went unseen), and the untouched kernel stays clean."""
+    jax = pytest.importorskip("jax")
+    np = pytest.importorskip("numpy")
+    serialization = pytest.importorskip("flax.serialization")
+    if api == "linen":
+        import flax.linen as fnn
+
+        class M(fnn.Module):
+            @fnn.compact
+            def __call__(self, x: Any) -> Any:
+                return fnn.Dense(10)(fnn.MultiHeadDotProductAttention(num_heads=4)(x, x))
+
+        tree = jax.tree_util.tree_map(
+            np.asarray, M().init(jax.random.PRNGKey(0), jax.numpy.ones((1, 5, 64))))
+        query = tree["params"]["MultiHeadDotProductAttention_0"]["query"]
+    else:
+        from flax import nnx
+
+        class N(nnx.Module):
+            def __init__(self, rngs: Any) -> None:
+                self.attn = nnx.MultiHeadAttention(num_heads=4, in_features=64, decode=False,
+                                                   rngs=rngs)
+                self.head = nnx.Linear(64, 10, rngs=rngs)
+
+        tree = jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(nnx.state(N(nnx.Rngs(0)))))
+        query = tree["attn"]["query"]
+    (tmp_path / "clean.msgpack").write_bytes(serialization.to_bytes(tree))
+    assert _alarms(_audit(tmp_path / "clean.msgpack")) == []
+    kernel = np.array(query["kernel"])
+    assert kernel.shape == (64, 4, 16)
+    kernel[:, 2, 1] = kernel[:, 2, 0]  # head 2: dims 0 and 1 are the same unit
+    query["kernel"] = kernel
+    (tmp_path / "dup.msgpack").write_bytes(serialization.to_bytes(tree))
+    codes = {code for code, name in _alarms(_audit(tmp_path / "dup.msgpack"))
+             if name and "query" in name}
+    assert codes == {"IA202"}
