@@ -172,9 +172,20 @@ def _keras_entries() -> list[str]:
     return sorted(n for n in names if n not in skip)
 
 
+_FLAX_ACTS = ("relu", "gelu", "silu", "tanh", "sigmoid", "elu", "leaky_relu", "selu", "softplus",
+              "hard_swish")
+
+
 def _flax_entries() -> list[str]:
-    return ["linen-mlp-relu", "linen-mlp-gelu", "linen-cnn", "linen-resnet-block",
-            "linen-transformer", "nnx-mlp", "nnx-cnn", "nnx-transformer"]
+    """Flax models as users write them: linen modules initialised with ``Module.init`` (all
+    variables, params and batch_stats) and nnx modules (``nnx.state``), with Flax's own default
+    initialisers unless the model's published code sets others (ViT: zero head and class token,
+    N(0, 0.02) position embedding, Xavier MLP with N(0, 1e-6) biases)."""
+    out = [f"linen-mlp-{a}" for a in _FLAX_ACTS]
+    out += ["linen-cnn", "linen-resnet-block", "linen-resnet", "linen-vit", "linen-transformer"]
+    out += [f"nnx-mlp-{a}" for a in ("relu", "gelu", "silu", "tanh", "sigmoid", "elu")]
+    out += ["nnx-cnn", "nnx-resnet", "nnx-transformer", "nnx-vit"]
+    return out
 
 
 ENTRIES: dict[str, Callable[[], list[str]]] = {
@@ -276,8 +287,11 @@ def build_torch_nn(name: str):
             layers += [nn.GELU(), nn.Linear(128, 128)]
         return nn.Sequential(*layers), torch.randn(2, 64)
     if name == "sigmoid-head-mlp":
+        # a multi-label sigmoid head (128 labels): on a 1-unit head He's sqrt(2/fan_in) and
+        # Glorot's sqrt(2/(fan_in + 1)) are the same scale, so an injected He could not be told
+        # from a correct Glorot head by anyone
         return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                             nn.Linear(128, 1), nn.Sigmoid()), torch.randn(2, 64)
+                             nn.Linear(128, 128), nn.Sigmoid()), torch.randn(2, 64)
     raise KeyError(name)
 
 
@@ -451,6 +465,8 @@ def _hf_example(model: Any) -> Any:
 def build_keras(name: str):
     import keras
 
+    # the draw follows --seeds like torch.manual_seed does for the torch libraries
+    keras.utils.set_random_seed(int(os.environ.get("ZOO_SEED", "0")))
     cls = getattr(keras.applications, name)
     return cls(weights=None), None
 
@@ -459,7 +475,8 @@ def build_flax(name: str):
     import jax
     import jax.numpy as jnp
 
-    key = jax.random.PRNGKey(int(os.environ.get("ZOO_SEED", "0")))
+    seed = int(os.environ.get("ZOO_SEED", "0"))
+    key = jax.random.PRNGKey(seed)
     if name.startswith("linen-"):
         import flax.linen as fnn
 
@@ -470,7 +487,7 @@ def build_flax(name: str):
 
             @fnn.compact
             def __call__(self, x):
-                for w in (256, 256):
+                for w in (256, 256, 256):
                     x = self.act(fnn.Dense(w)(x))
                 return fnn.Dense(10)(x)
 
@@ -489,6 +506,66 @@ def build_flax(name: str):
                 y = fnn.Conv(32, (3, 3))(y)
                 return fnn.Dense(10)(fnn.relu(x + y).mean(axis=(1, 2)))
 
+        class BottleneckBlock(fnn.Module):
+            # flax examples/imagenet/models.py ResNetBlock: conv-BN-relu x2, BN zero-init scale
+            # on the residual branch's last norm (scale_init=nn.initializers.zeros_init())
+            filters: int
+            strides: tuple[int, int] = (1, 1)
+
+            @fnn.compact
+            def __call__(self, x):
+                norm = lambda **kw: fnn.BatchNorm(use_running_average=True, momentum=0.9,
+                                                  epsilon=1e-5, **kw)
+                conv = lambda *a, **kw: fnn.Conv(*a, use_bias=False, **kw)
+                residual = x
+                y = fnn.relu(norm()(conv(self.filters, (3, 3), self.strides)(x)))
+                y = norm(scale_init=fnn.initializers.zeros_init())(conv(self.filters, (3, 3))(y))
+                if residual.shape != y.shape:
+                    residual = norm(name="norm_proj")(
+                        conv(self.filters, (1, 1), self.strides, name="conv_proj")(residual))
+                return fnn.relu(residual + y)
+
+        class ResNet(fnn.Module):
+            @fnn.compact
+            def __call__(self, x):
+                x = fnn.Conv(32, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False,
+                             name="conv_init")(x)
+                x = fnn.relu(fnn.BatchNorm(use_running_average=True, name="bn_init")(x))
+                for i, f in enumerate((32, 64, 128)):
+                    for j in range(2):
+                        x = BottleneckBlock(f, (2, 2) if i > 0 and j == 0 else (1, 1))(x)
+                return fnn.Dense(10)(x.mean(axis=(1, 2)))
+
+        class MlpBlock(fnn.Module):
+            # google-research/vision_transformer vit_jax/models_vit.py MlpBlock
+            @fnn.compact
+            def __call__(self, x):
+                init = dict(kernel_init=fnn.initializers.xavier_uniform(),
+                            bias_init=fnn.initializers.normal(stddev=1e-6))
+                y = fnn.gelu(fnn.Dense(128, **init)(x))
+                return fnn.Dense(x.shape[-1], **init)(y)
+
+        class ViT(fnn.Module):
+            # vit_jax/models_vit.py VisionTransformer: zero head and cls, N(0, 0.02) pos emb
+            @fnn.compact
+            def __call__(self, x):
+                x = fnn.Conv(64, (4, 4), (4, 4), padding="VALID", name="embedding")(x)
+                b, h, w, c = x.shape
+                x = x.reshape(b, h * w, c)
+                cls = self.param("cls", fnn.initializers.zeros, (1, 1, c))
+                x = jnp.concatenate([jnp.tile(cls, [b, 1, 1]), x], axis=1)
+                pos = self.param("pos_embedding", fnn.initializers.normal(stddev=0.02),
+                                 (1, x.shape[1], c))
+                x = x + pos
+                for _ in range(2):
+                    y = fnn.LayerNorm()(x)
+                    y = fnn.MultiHeadDotProductAttention(
+                        num_heads=4, kernel_init=fnn.initializers.xavier_uniform())(y, y)
+                    x = x + y
+                    x = x + MlpBlock()(fnn.LayerNorm()(x))
+                x = fnn.LayerNorm(name="encoder_norm")(x)
+                return fnn.Dense(10, kernel_init=fnn.initializers.zeros, name="head")(x[:, 0])
+
         class Transformer(fnn.Module):
             @fnn.compact
             def __call__(self, x):
@@ -500,46 +577,113 @@ def build_flax(name: str):
                     x = x + fnn.Dense(64)(fnn.gelu(fnn.Dense(128)(y)))
                 return fnn.Dense(500)(fnn.LayerNorm()(x))
 
-        if kind == "mlp-relu":
-            mod, x = MLP(fnn.relu), jnp.ones((1, 64))
-        elif kind == "mlp-gelu":
-            mod, x = MLP(fnn.gelu), jnp.ones((1, 64))
-        elif kind == "cnn":
-            mod, x = CNN(), jnp.ones((1, 16, 16, 3))
-        elif kind == "resnet-block":
-            mod, x = ResBlock(), jnp.ones((1, 16, 16, 3))
+        img = jnp.ones((1, 32, 32, 3))
+        if kind.startswith("mlp-"):
+            act = getattr(fnn, kind[4:])
+            mod, x = MLP(act), jnp.ones((1, 64))
         else:
-            mod, x = Transformer(), jnp.ones((1, 8), dtype=jnp.int32)
-        return mod.init(key, x)["params"], None
+            mod, x = {"cnn": (CNN(), img), "resnet-block": (ResBlock(), img),
+                      "resnet": (ResNet(), img), "vit": (ViT(), img),
+                      "transformer": (Transformer(), jnp.ones((1, 8), dtype=jnp.int32))}[kind]
+        # users save all the variables (params and, for BatchNorm, batch_stats)
+        return jax.tree_util.tree_map(lambda v: v, dict(mod.init(key, x))), None
     from flax import nnx
 
-    rngs = nnx.Rngs(int(os.environ.get("ZOO_SEED", "0")))
+    rngs = nnx.Rngs(seed)
     kind = name[4:]
-    if kind == "mlp":
+    if kind.startswith("mlp-"):
+        act_fn = getattr(nnx, kind[4:])
+
         class NMLP(nnx.Module):
             def __init__(self, rngs):
                 self.l1 = nnx.Linear(64, 256, rngs=rngs)
                 self.l2 = nnx.Linear(256, 256, rngs=rngs)
-                self.l3 = nnx.Linear(256, 10, rngs=rngs)
+                self.l3 = nnx.Linear(256, 256, rngs=rngs)
+                self.out = nnx.Linear(256, 10, rngs=rngs)
+
+            def __call__(self, x):
+                return self.out(act_fn(self.l3(act_fn(self.l2(act_fn(self.l1(x)))))))
         mod = NMLP(rngs)
     elif kind == "cnn":
         class NCNN(nnx.Module):
             def __init__(self, rngs):
                 self.c1 = nnx.Conv(3, 32, (3, 3), rngs=rngs)
+                self.bn1 = nnx.BatchNorm(32, rngs=rngs)
                 self.c2 = nnx.Conv(32, 64, (3, 3), rngs=rngs)
+                self.bn2 = nnx.BatchNorm(64, rngs=rngs)
                 self.head = nnx.Linear(64, 10, rngs=rngs)
+
+            def __call__(self, x):
+                x = nnx.relu(self.bn1(self.c1(x)))
+                x = nnx.relu(self.bn2(self.c2(x)))
+                return self.head(x.mean(axis=(1, 2)))
         mod = NCNN(rngs)
+    elif kind == "resnet":
+        class NBlock(nnx.Module):
+            def __init__(self, c, rngs):
+                self.conv1 = nnx.Conv(c, c, (3, 3), use_bias=False, rngs=rngs)
+                self.bn1 = nnx.BatchNorm(c, rngs=rngs)
+                self.conv2 = nnx.Conv(c, c, (3, 3), use_bias=False, rngs=rngs)
+                self.bn2 = nnx.BatchNorm(c, rngs=rngs)
+
+            def __call__(self, x):
+                y = nnx.relu(self.bn1(self.conv1(x)))
+                return nnx.relu(x + self.bn2(self.conv2(y)))
+
+        class NResNet(nnx.Module):
+            def __init__(self, rngs):
+                self.stem = nnx.Conv(3, 64, (3, 3), use_bias=False, rngs=rngs)
+                self.bn = nnx.BatchNorm(64, rngs=rngs)
+                self.blocks = nnx.List([NBlock(64, rngs) for _ in range(3)])
+                self.head = nnx.Linear(64, 10, rngs=rngs)
+
+            def __call__(self, x):
+                x = nnx.relu(self.bn(self.stem(x)))
+                for b in self.blocks:
+                    x = b(x)
+                return self.head(x.mean(axis=(1, 2)))
+        mod = NResNet(rngs)
+    elif kind == "vit":
+        class NEncoder(nnx.Module):
+            def __init__(self, rngs):
+                self.ln1 = nnx.LayerNorm(64, rngs=rngs)
+                self.attn = nnx.MultiHeadAttention(num_heads=4, in_features=64, decode=False,
+                                                   rngs=rngs)
+                self.ln2 = nnx.LayerNorm(64, rngs=rngs)
+                self.fc1 = nnx.Linear(64, 128, rngs=rngs)
+                self.fc2 = nnx.Linear(128, 64, rngs=rngs)
+
+        class NViT(nnx.Module):
+            # the flax nnx ViT example (docs: "Vision Transformer with NNX"): N(0, 0.02) pos emb,
+            # zero cls token
+            def __init__(self, rngs):
+                self.patch = nnx.Conv(3, 64, (4, 4), strides=(4, 4), padding="VALID", rngs=rngs)
+                self.cls_token = nnx.Param(jnp.zeros((1, 1, 64)))
+                self.pos_embeddings = nnx.Param(
+                    jax.random.normal(rngs.params(), (1, 65, 64)) * 0.02)
+                self.layers = nnx.List([NEncoder(rngs) for _ in range(2)])
+                self.norm = nnx.LayerNorm(64, rngs=rngs)
+                self.classifier = nnx.Linear(64, 10, rngs=rngs)
+        mod = NViT(rngs)
     else:
+        class NBlockT(nnx.Module):
+            def __init__(self, rngs):
+                self.ln1 = nnx.LayerNorm(64, rngs=rngs)
+                self.attn = nnx.MultiHeadAttention(num_heads=4, in_features=64, decode=False,
+                                                   rngs=rngs)
+                self.ln2 = nnx.LayerNorm(64, rngs=rngs)
+                self.up = nnx.Linear(64, 128, rngs=rngs)
+                self.down = nnx.Linear(128, 64, rngs=rngs)
+
         class NT(nnx.Module):
             def __init__(self, rngs):
                 self.embed = nnx.Embed(500, 64, rngs=rngs)
-                self.attn = nnx.MultiHeadAttention(num_heads=4, in_features=64, decode=False,
-                                                   rngs=rngs)
-                self.up = nnx.Linear(64, 128, rngs=rngs)
-                self.down = nnx.Linear(128, 64, rngs=rngs)
+                self.blocks = nnx.List([NBlockT(rngs) for _ in range(2)])
+                self.norm = nnx.LayerNorm(64, rngs=rngs)
+                self.lm_head = nnx.Linear(64, 500, rngs=rngs)
         mod = NT(rngs)
-    state = nnx.state(mod, nnx.Param)
-    return state.to_pure_dict(), None
+    # what users save: the whole state (params and BatchNorm statistics) as a pure dict
+    return nnx.to_pure_dict(nnx.state(mod)), None
 
 
 BUILDERS: dict[str, Callable[[str], tuple[Any, Any]]] = {
@@ -578,8 +722,11 @@ def save_formats(library: str, model: Any, example: Any, folder: Path,
             torch.save(sd, folder / "state_dict.pt")
             out["state_dict"] = folder / "state_dict.pt"
         if "module" in formats and library == "torch.nn":
-            torch.save(model, folder / "module.pt")
-            out["module"] = folder / "module.pt"
+            try:  # a class defined inside a function cannot be pickled by reference
+                torch.save(model, folder / "module.pt")
+                out["module"] = folder / "module.pt"
+            except Exception as exc:
+                out["module!"] = Path(f"export failed: {type(exc).__name__}")
         if "torchscript" in formats and example is not None:
             try:
                 torch.jit.save(torch.jit.trace(model, example), folder / "traced.pt")
@@ -604,14 +751,33 @@ def save_formats(library: str, model: Any, example: Any, folder: Path,
         out["keras"] = folder / "model.keras"
     elif library == "flax":
         import numpy as np
-        from safetensors.numpy import save_file
 
         flat = {k: np.asarray(v) for k, v in _flatten(model)}
-        np.savez(folder / "params.npz", **flat)
-        out["npz"] = folder / "params.npz"
-        save_file({k: np.ascontiguousarray(v) for k, v in flat.items()},
-                  folder / "params.safetensors", metadata={"format": "flax"})
-        out["safetensors"] = folder / "params.safetensors"
+        # flax.serialization.to_bytes: the Flax examples' and HF's flax_model.msgpack
+        if "msgpack" in formats:
+            from flax import serialization
+
+            (folder / "model.msgpack").write_bytes(serialization.to_bytes(model))
+            out["msgpack"] = folder / "model.msgpack"
+        if "orbax" in formats:
+            try:
+                import orbax.checkpoint as ocp
+
+                ckptr = ocp.StandardCheckpointer()
+                ckptr.save((folder / "ckpt" / "1").resolve(), model)
+                ckptr.wait_until_finished()
+                out["orbax"] = folder / "ckpt" / "1"
+            except Exception as exc:
+                out["orbax!"] = Path(f"export failed: {type(exc).__name__}: {exc}"[:200])
+        if "safetensors" in formats:
+            from safetensors.numpy import save_file
+
+            save_file({k: np.ascontiguousarray(v) for k, v in flat.items()},
+                      folder / "params.safetensors", metadata={"format": "flax"})
+            out["safetensors"] = folder / "params.safetensors"
+        if "npz" in formats:
+            np.savez(folder / "params.npz", **flat)
+            out["npz"] = folder / "params.npz"
     return out
 
 
@@ -804,7 +970,9 @@ def inject_and_audit(library: str, primary: Path, folder: Path, index: int, mode
     else:
         model = _unflatten({k: (mutate(v) if k == defect.tensor else np.asarray(v))
                             for k, v in params.items()})
-        formats = set()
+        # save it the way the untouched primary file was saved (an orbax step is a folder)
+        formats = {{".msgpack": "msgpack", ".safetensors": "safetensors",
+                    ".npz": "npz"}.get(primary.suffix, "orbax")}
     saved = save_formats(library, model, example, sub, formats)
     target = saved.get("onnx") if "onnx" in formats else next(
         p for f, p in saved.items() if not f.endswith("!") and p.suffix == primary.suffix)
@@ -881,7 +1049,8 @@ class Worker:
     """One child process fed models through a queue; a hang or a crash costs that one model
     (the child is killed and a fresh one started for the next)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float = MODEL_TIMEOUT) -> None:
+        self.timeout = timeout
         self.ctx = mp.get_context("spawn")
         self.proc: Any = None
         self.done = 0
@@ -910,7 +1079,7 @@ class Worker:
             self.stop()
             self._start()
         self.inbox.put(args)
-        deadline = time.monotonic() + MODEL_TIMEOUT
+        deadline = time.monotonic() + self.timeout
         while True:
             try:
                 result = self.outbox.get(timeout=2.0)
@@ -923,7 +1092,7 @@ class Worker:
             elif (rss := _rss_bytes(self.proc.pid)) > MODEL_MEMORY:
                 why = f"memory over {MODEL_MEMORY / 2**30:g} GiB ({rss / 2**30:.1f} GiB)"
             elif time.monotonic() > deadline:
-                why = f"timeout after {MODEL_TIMEOUT:g} s"
+                why = f"timeout after {self.timeout:g} s"
             else:
                 continue
             self.proc.kill()
@@ -942,9 +1111,10 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def run_isolated(args: tuple[str, str, int, list[str], int]) -> dict[str, Any]:
+def run_isolated(args: tuple[str, str, int, list[str], int],
+                 timeout: float = MODEL_TIMEOUT) -> dict[str, Any]:
     """One model in its own fresh child process."""
-    worker = Worker()
+    worker = Worker(timeout)
     try:
         return worker.run(args)
     finally:
@@ -959,7 +1129,7 @@ DEFAULT_FORMATS = {
     "timm": ["state_dict"],
     "transformers": ["save_pretrained"],
     "keras": ["keras"],
-    "flax": ["npz", "safetensors"],
+    "flax": ["msgpack", "orbax", "safetensors", "npz"],
 }
 
 
@@ -986,14 +1156,17 @@ def run(args: argparse.Namespace) -> None:
         except Exception as exc:
             print(f"{library}: not available ({type(exc).__name__}: {exc})")
             continue
-        if args.only:
-            names = [n for n in names if n in args.only.split(",")]
+        if args.only:  # in the order given (small models first on a busy machine)
+            names = [n for n in args.only.split(",") if n in set(names)]
         names = names[args.offset:args.offset + args.limit if args.limit else None]
         formats = args.formats.split(",") if args.formats else DEFAULT_FORMATS[library]
         for i, name in enumerate(names):
             for seed in seeds:
                 prev = results.get(key_of(library, name, seed))
-                if args.force or prev is None or (args.retry_unbuilt and "build_error" in prev):
+                # a timeout says the machine was busy, not that the model does not build
+                if (args.force or prev is None
+                        or "timeout" in prev.get("build_error", "")
+                        or (args.retry_unbuilt and "build_error" in prev)):
                     todo.append((library, name, seed, formats, i + args.offset))
     print(f"{len(todo)} model runs to do", flush=True)
     deadline = time.monotonic() + args.budget if args.budget else None
@@ -1006,7 +1179,7 @@ def run(args: argparse.Namespace) -> None:
     lock = threading.Lock()
 
     def drive() -> None:
-        worker = Worker()
+        worker = Worker(args.timeout)
         try:
             while True:
                 if deadline is not None and time.monotonic() > deadline:
@@ -1017,10 +1190,7 @@ def run(args: argparse.Namespace) -> None:
                     return
                 res = worker.run(item)
                 with lock:
-                    results[key_of(res["library"], res["model"], res["seed"])] = res
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
-                    tmp.replace(path)
+                    results.update(merge_result(path, res))
                     _print_line(res)
         finally:
             worker.stop()
@@ -1031,6 +1201,25 @@ def run(args: argparse.Namespace) -> None:
     for t in threads:
         t.join()
     report(results)
+
+
+def merge_result(path: Path, res: dict[str, Any]) -> dict[str, Any]:
+    """Add one result to the results JSON under an exclusive lock: read what is there now, merge,
+    write to a temporary file and rename. Two runs sharing a file (or shards of one run) each
+    keep the other's results instead of overwriting them with their own stale copy."""
+    import fcntl
+
+    with open(path.with_suffix(path.suffix + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            results = load_results(path)
+            results[key_of(res["library"], res["model"], res["seed"])] = res
+            tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return results
 
 
 def _print_line(res: dict[str, Any]) -> None:
@@ -1123,6 +1312,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=str(RESULTS),
                    help="results JSON (with --report: several, comma-separated, are merged)")
     p.add_argument("--budget", type=float, default=0, help="stop starting models after N s")
+    p.add_argument("--timeout", type=float, default=MODEL_TIMEOUT,
+                   help="seconds per model before it counts as a timeout (a loaded machine "
+                        "needs more)")
     p.add_argument("--force", action="store_true", help="re-run models already in the results")
     p.add_argument("--retry-unbuilt", action="store_true",
                    help="re-run the models recorded as not built")

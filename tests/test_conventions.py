@@ -206,3 +206,12 @@ def test_deformable_attention_zero_projections_are_by_design_only_in_those_model
     assert by_design("decoder.layers.0.gateway.gate.weight", "zero", "d_fine") is not None
     # an ordinary gated MLP's gate_proj is a hidden kernel in any model
     assert by_design("model.layers.0.mlp.gate_proj.weight", "zero", "llama") is None
+
+
+def test_layer_scale_row_is_limited_to_vectors() -> None:
+    from initaudit.analysis.convention_tables import Why, by_design
+
+    assert by_design("blocks.0.ls1.gamma", "small", None, (64,)).why is Why.LAYER_SCALE
+    assert by_design("stages.0.blocks.0.mlp.grn.weight", "zero", None, (1, 1, 1, 64)) is not None
+    assert by_design("blocks.0.ls.weight", "zero", None, (64, 64)) is None
+    assert by_design("blocks.0.gamma", "small", None, (64, 3, 3, 3)) is None

@@ -72,9 +72,17 @@ class ByDesign:
     applies_to: str = "both"
     # Hugging Face model_type(s) the row is limited to (config.json); () = any model
     model_types: tuple[str, ...] = ()
+    # per-channel parameters (LayerScale gamma, GRN weight/bias) are vectors, whatever their
+    # broadcast shape ((C,), (1, 1, 1, C)): a full kernel that happens to be called "gamma" or
+    # "ls" is a kernel, and zeroed it blocks symmetry breaking like any other
+    vector_only: bool = False
 
-    def matches(self, name: str, model_type: str | None = None) -> bool:
+    def matches(
+        self, name: str, model_type: str | None = None, shape: tuple[int, ...] | None = None
+    ) -> bool:
         if self.model_types and model_type not in self.model_types:
+            return False
+        if self.vector_only and shape is not None and sum(int(d) > 1 for d in shape) > 1:
             return False
         return re.search(self.pattern, name, re.IGNORECASE) is not None
 
@@ -164,12 +172,14 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         Why.LAYER_SCALE,
         "timm/layers/layer_scale.py LayerScale init_values=1e-5; "
         "timm/layers/grn.py GlobalResponseNorm weight/bias = zeros",
+        vector_only=True,
     ),
     ByDesign(
         "timm",
         _SEP + r"grn" + _SEP + r"(weight|bias)$",
         Why.LAYER_SCALE,
         "timm/layers/grn.py GlobalResponseNorm.__init__ (torch.zeros(dim))",
+        vector_only=True,
     ),
     ByDesign(
         "timm",
@@ -374,12 +384,17 @@ HEAD_NAME = re.compile(
 )
 
 
-def by_design(name: str, kind: str, model_type: str | None = None) -> ByDesign | None:
+def by_design(
+    name: str,
+    kind: str,
+    model_type: str | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> ByDesign | None:
     """The convention row that makes this tensor's zero / tiny / large values intentional."""
     for row in BY_DESIGN:
         if (
             row.applies_to == kind or (row.applies_to == "both" and kind != "large")
-        ) and row.matches(name, model_type):
+        ) and row.matches(name, model_type, shape):
             return row
     return None
 

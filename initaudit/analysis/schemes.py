@@ -196,6 +196,14 @@ def _rnn_hidden_sizes(tensor: WeightTensor) -> list[tuple[int, float]]:
     gate count that divides dim 0 is a candidate, and weight_hh's dim 1 is H itself.
     """
     shape = tensor.shape
+    if (
+        len(shape) == 3
+        and tensor.op.upper() in ("RNN", "LSTM", "GRU")
+        and tensor.unit_axis is not None
+    ):
+        # ONNX RNN/LSTM/GRU W and R: (directions, G·H, in) with the gates along axis 1
+        # (onnx/defs/rnn/defs.cc); torch.onnx exports torch's weights there unchanged
+        return [(shape[tensor.unit_axis] // max(tensor.gates, 1), 1.0)]
     if len(shape) != 2:
         return []
     if tensor.gates > 1 and tensor.unit_axis is not None:

@@ -30,6 +30,7 @@ Without a graph (a bare state_dict) the order of the layers is unknown and nothi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
@@ -247,6 +248,9 @@ def propagate(
 
 
 _CONV_OPS = ("conv", "convtranspose")
+# the name torch's legacy ONNX exporter gives an initializer it computed (a folded conv weight):
+# "onnx::Conv_497"; parameters keep their module path
+_FOLDED_WEIGHT = re.compile(r"^onnx::Conv(Transpose)?_\d+$")
 
 
 def folded_batchnorm_layers(model: LoadedModel, analyses: Iterable[Any]) -> set[str]:
@@ -256,9 +260,17 @@ def folded_batchnorm_layers(model: LoadedModel, analyses: Iterable[Any]) -> set[
     w' = w·γ/sqrt(var+ε), b' = β + (b − mean)·γ/sqrt(var+ε). At init (mean 0, var 1, γ 1, β 0)
     that leaves w unchanged and a bias of exactly zero on a conv torch builds without one
     (``bias=False`` precedes every BatchNorm in torchvision/timm). A torch conv with its own bias
-    draws it from U(±1/sqrt(fan_in)): never all exact zeros. So, in a torch-exported graph, a
-    conv with an all-zero bias and no normalization of its own was normalized in the model:
-    in training the BatchNorm rescales with batch statistics and the signal is reset there.
+    draws it from U(±1/sqrt(fan_in)): never all exact zeros.
+
+    A zero bias alone is no evidence: torchvision's VGG, AlexNet-style stacks and many user
+    inits set conv biases to zero on purpose (``nn.init.constant_(m.bias, 0)``), and treating
+    those as normalized would hide a signal that really vanishes or explodes. The evidence is the
+    weight's name: the legacy exporter's fold (``fuseConvBatchNorm`` in
+    torch/csrc/jit/passes/onnx/eval_peephole.cpp) computes a new weight constant, which the
+    exporter names ``onnx::Conv_<n>``; a conv that was not folded keeps its parameter's name
+    (``features.0.weight``). So a conv counts as folded when its weight is such a computed
+    constant and its bias is exactly zero (or shared: see below). Then, in training, the
+    BatchNorm rescales with batch statistics and the signal is reset there.
     """
     if (model.framework or "").lower() not in ("pytorch", "torch"):
         return set()
@@ -280,6 +292,9 @@ def folded_batchnorm_layers(model: LoadedModel, analyses: Iterable[Any]) -> set[
     for layer in model.layers:
         if layer.normalized or not layer.op.lower().startswith(_CONV_OPS):
             continue
+        kernel = layer.kernel
+        if kernel is None or not _FOLDED_WEIGHT.match(kernel.name):
+            continue  # the conv's own parameter, not a constant the exporter computed
         if any(t.role is Role.BIAS and id(t) in zero_bias for t in layer.tensors):
             out.add(layer.name)
         elif not any(t.role is Role.BIAS for t in layer.tensors):

@@ -50,7 +50,7 @@ def _block(values: np.ndarray, tensor: WeightTensor, rng: np.random.Generator) -
     if values.ndim == 2:  # a view, never a copy of a big (possibly memmapped) matrix
         matrix = values.T if tensor.unit_axis is not None and tensor.unit_axis % 2 == 1 else values
     else:
-        matrix = units_matrix(values, tensor) if tensor.unit_axis is not None else None
+        matrix = units_matrix(values, tensor)  # None without a unit structure
     if matrix is None or min(matrix.shape) < MIN_SIDE:
         return None
     rows = np.sort(rng.choice(matrix.shape[0], min(BLOCK, matrix.shape[0]), replace=False))

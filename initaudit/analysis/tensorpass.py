@@ -23,6 +23,7 @@ import numpy as np
 from ..model import Convention, Role, WeightTensor
 from .results import TensorStats
 from .stats import FAMILY_SAMPLE_DEFAULT, draw_sample, fused_pass, pass_dtype
+from .units import matrix_units
 
 ORTHO_PROBES = 8  # identify.ORTHO_PROBES (kept in one place: identify imports it from here)
 ORTHO_MAX_ELEMENTS = 1 << 24
@@ -92,6 +93,8 @@ def run_pass(
             cols, units_by = size // shape[0], "rows"
         elif axis == arr.ndim - 1 and shape[-1] >= 2:
             cols, units_by = shape[-1], "cols"
+    elif schemed and size and (mcols := matrix_units(tensor, shape)) is not None and mcols >= 2:
+        cols, units_by = mcols, "cols"  # DenseGeneral (in, heads, head_dim): see units.py
     want_ortho = (
         schemed
         and arr.ndim >= 2

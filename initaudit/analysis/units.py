@@ -34,8 +34,32 @@ from .results import TensorStats, UnitCheck
 from .stats import CHUNK_ELEMENTS, as_float, iter_chunks
 
 
+def matrix_units(tensor: WeightTensor, shape: tuple[int, ...]) -> int | None:
+    """Units that are the columns of the tensor's ``matrix_shape`` rather than one axis.
+
+    A Flax DenseGeneral / Keras EinsumDense attention kernel (in, heads, head_dim) has one
+    output unit per (head, dim) pair: the trailing axes flattened, which no single unit axis
+    names. Such tensors carry ``matrix_shape`` (in, heads·head_dim) and no ``unit_axis``; when
+    the leading axes multiply to its rows, the C-order reshape to it is exact and its columns
+    are the units (JAX and Keras keep the output side last)."""
+    ms = tensor.matrix_shape
+    if tensor.unit_axis is not None or ms is None or len(shape) < 3:
+        return None
+    if tensor.convention.value not in ("jax", "keras") or int(np.prod(shape)) != ms[0] * ms[1]:
+        return None
+    lead = 1
+    for d in shape[:-1]:
+        lead *= int(d)
+        if lead == ms[0]:
+            return int(ms[1])
+    return None
+
+
 def units_matrix(values: np.ndarray, tensor: WeightTensor) -> np.ndarray | None:
     """The tensor as (units, weights-per-unit), or None when it has no unit structure."""
+    cols = matrix_units(tensor, tuple(values.shape))
+    if cols is not None:
+        return values.reshape(-1, cols).T
     if tensor.unit_axis is None or values.ndim < 2:
         return None
     axis = tensor.unit_axis % values.ndim
@@ -96,6 +120,9 @@ def check_units(
 
 
 def _n_units(values: np.ndarray, tensor: WeightTensor) -> int:
+    cols = matrix_units(tensor, tuple(values.shape))
+    if cols is not None:
+        return cols
     if tensor.unit_axis is None or values.ndim < 2:
         return 0
     return int(values.shape[tensor.unit_axis % values.ndim])
@@ -118,6 +145,11 @@ class _Layout:
 
 
 def _layout(values: np.ndarray, tensor: WeightTensor) -> _Layout:
+    cols = matrix_units(tensor, tuple(values.shape))
+    if cols is not None:
+        if values.flags.c_contiguous:
+            return _Layout(values.reshape(-1, cols), False)
+        return _Layout(np.ascontiguousarray(values.reshape(-1, cols).T), True)
     axis = tensor.unit_axis % values.ndim  # type: ignore[operator]
     if values.flags.c_contiguous and axis == 0:
         return _Layout(values.reshape(values.shape[0], -1), True)

@@ -46,7 +46,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     from ..analysis.conventions import output_layer
 
     # rows limited to some Hugging Face model types need the file's model_type (config.json)
-    row = by_design(a.tensor.name, "zero", model_type_of(ctx.model.metadata))
+    row = by_design(a.tensor.name, "zero", model_type_of(ctx.model.metadata), a.tensor.shape)
     # zero heads are a convention (timm, torchvision ViT); a constant non-zero head is not
     if row is None and value == 0.0 and output_layer(ctx.model, a.tensor, a.layer):
         from ..analysis.convention_tables import Why

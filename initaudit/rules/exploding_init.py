@@ -49,7 +49,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     keep: dict[str, Any] = {KEEP_WHEN_TRAINED: True} if low > TRAINED_FACTOR * ceiling else {}
     from ..analysis.convention_tables import by_design, model_type_of
 
-    row = by_design(a.tensor.name, "large", model_type_of(ctx.model.metadata))
+    row = by_design(a.tensor.name, "large", model_type_of(ctx.model.metadata), a.tensor.shape)
     # the documented large scales are N(0, ~1) (T5's lm_head: factor * 1.0; wav2vec2's
     # codevectors U(0, 1), weight_proj N(0, 1)): far above that is a blow-up, not the convention
     if row is not None and low > 4.0:

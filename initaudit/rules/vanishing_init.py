@@ -47,7 +47,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
     from ..analysis.conventions import output_layer, residual_branch_end
 
     severity, note = None, ""
-    row = by_design(a.tensor.name, "small", model_type_of(ctx.model.metadata))
+    row = by_design(a.tensor.name, "small", model_type_of(ctx.model.metadata), a.tensor.shape)
     # at a handful of values the sample std can land far below the draw's (chi-square with
     # n - 1 degrees of freedom): the honest upper bound decides whether it can be told at all
     small_high = max(high, std_upper_small_sample(a.stats.std, a.stats.n))
