@@ -28,6 +28,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import sys
 import tempfile
 import time
@@ -795,6 +796,14 @@ _DEFECT_CODE = {"zero-hidden": "IA201", "duplicate-filters": "IA202", "normal-1"
                 "nan": "IA203", "he-saturating": "IA101"}
 
 
+def _residual_end(name: str) -> bool:
+    """Whether initaudit reads the kernel as a residual branch's last projection by its name,
+    or it is Keras ResNet's `conv<stage>_block<n>_3_conv` (its graph says so there)."""
+    from initaudit.analysis.conventions import RESIDUAL_BRANCH_END
+
+    return bool(RESIDUAL_BRANCH_END.search(name) or re.search(r"block\d+_3_conv", name))
+
+
 def _kernels(named: list[tuple[str, tuple[int, ...]]]) -> list[str]:
     """Hidden kernel candidates: >= 2-D, >= 16 units of >= 16 weights, not embeddings/tokens."""
     out = []
@@ -823,6 +832,13 @@ def choose_defect(index: int, named: list[tuple[str, tuple[int, ...]]],
     kind = DEFECT_KINDS[zlib.crc32(os.environ.get("ZOO_MODEL", str(index)).encode()) % len(DEFECT_KINDS)]
     # a hidden kernel with layers after it: never the last one
     target = kernels[min(len(kernels) - 2, len(kernels) // 2)]
+    if kind == "zero-hidden":
+        # nor the last kernel of a residual branch: a zero there is Fixup / SkipInit's
+        # convention (its output joins a skip Add; symmetry still breaks), which initaudit
+        # reports as info by design, so it is no defect to inject
+        inner = [k for k in kernels[:-1] if not _residual_end(k)]
+        if inner:
+            target = inner[len(inner) // 2]
     if kind == "normal-1":
         # N(0, 1) is > 4x every fan-based std (He fan_in and fan_out) only where both fans are
         # >= 64 (He std <= 0.18); a 20-unit squeeze conv allows He fan_out std 0.32
