@@ -316,3 +316,25 @@ def test_timm_global_context_zero_mlp_add_is_a_residual_end(tmp_path: Path) -> N
         model.stages[0][0].attn.mlp_add.fc1.weight.zero_()
     torch.save(model.state_dict(), tmp_path / "z.pt")
     assert ("IA201", "stages.0.0.attn.mlp_add.fc1.weight") in _alarms(_audit(tmp_path / "z.pt"))
+
+
+# ---- MoE shared experts are kernels, not T5's `shared` embedding table --------------------------
+
+def test_moe_shared_expert_is_a_kernel_and_its_blow_up_is_an_error(tmp_path: Path) -> None:
+    # `shared` in a module name once made `mlp.shared_expert.down_proj` an embedding, whose
+    # N(0, 1) is torch's default: Qwen3.5-MoE's N(0, 1) shared expert went unreported
+    torch = _torch()
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.Qwen2MoeConfig(
+        hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+        shared_expert_intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=100, num_experts=4, num_experts_per_tok=2)
+    model = transformers.AutoModel.from_config(cfg).eval()
+    clean = _audit(_save_hf(model, tmp_path / "clean"))
+    assert _alarms(clean) == []
+    name = "layers.0.mlp.shared_expert.down_proj.weight"
+    with torch.no_grad():
+        model.state_dict()[name].normal_(0.0, 1.0)
+    broken = _audit(_save_hf(model, tmp_path / "broken"))
+    assert ("IA301", name) in _alarms(broken)

@@ -23,7 +23,11 @@ _NORM_PARTS = re.compile(
 )
 _EMBED_PARTS = re.compile(
     r"(embed|embedding|embeddings|wte|wpe|tok_embeddings|word_embeddings|"
-    r"position_embeddings|token_type_embeddings|shared|lm_head_embed)",
+    r"position_embeddings|token_type_embeddings|lm_head_embed)"
+    # T5/BART's tied table is the module `shared` itself; `shared_expert` / `shared_mlp` (MoE
+    # models' always-on expert) are Linear kernels, and read as embeddings their N(0, 1) went
+    # unreported (an embedding's default)
+    r"|(^|\.)shared(\.|$)",
     re.I,
 )
 _RNN_LEAF = re.compile(r"^(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?$")
