@@ -338,3 +338,13 @@ def test_moe_shared_expert_is_a_kernel_and_its_blow_up_is_an_error(tmp_path: Pat
         model.state_dict()[name].normal_(0.0, 1.0)
     broken = _audit(_save_hf(model, tmp_path / "broken"))
     assert ("IA301", name) in _alarms(broken)
+    # transformers 5's fused experts, one (experts, out, in) parameter without a `.weight` leaf
+    # (what a state_dict holds, and what models without a save conversion write), are kernels
+    # too: they were analysed as "other" tensors, no rule applied
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    assert _alarms(_audit(tmp_path / "sd.pt")) == [("IA301", name)]
+    fused = "layers.1.mlp.experts.gate_up_proj"
+    with torch.no_grad():
+        model.state_dict()[fused].normal_(0.0, 1.0)
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    assert ("IA301", fused) in _alarms(_audit(tmp_path / "sd.pt"))

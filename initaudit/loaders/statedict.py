@@ -31,6 +31,12 @@ _EMBED_PARTS = re.compile(
     re.I,
 )
 _RNN_LEAF = re.compile(r"^(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?$")
+# transformers 5's fused MoE experts: one (experts, out, in) parameter per projection, no
+# `.weight` leaf (Qwen2/3-MoE, DeepSeek, Mixtral... `experts.gate_up_proj`, `experts.down_proj`);
+# a few (gpt-oss, Llama 4, Aria) store (experts, in, out): told apart by the sibling's shapes
+_EXPERT_IN = ("gate_up_proj", "up_proj", "gate_proj", "w1", "w3")  # read the hidden state
+_EXPERT_OUT = ("down_proj", "w2")  # write the hidden state
+_EXPERTS = re.compile(r"(^|\.)experts$")
 
 
 @dataclass(frozen=True)
@@ -95,10 +101,16 @@ def group_state_dict(
                 role = Role.OTHER  # PReLU slopes, scalar scales
         elif rank == 2 and _EMBED_PARTS.search(ft.name):
             role, op = Role.EMBEDDING, "Embedding"
+        elif rank == 3 and lower in _EXPERT_IN + _EXPERT_OUT and _EXPERTS.search(prefix):
+            role, op = Role.KERNEL, "Experts"
 
         fan_in = fan_out = None
         unit_axis = None
-        if role in (Role.KERNEL, Role.RECURRENT, Role.EMBEDDING) and rank >= 2:
+        if op == "Experts":
+            # one Linear per expert, (experts, out, in) until the siblings say otherwise (below);
+            # the units checked are the experts (a duplicated or zeroed expert)
+            fan_in, fan_out, unit_axis = ft.shape[2], ft.shape[1], 0
+        elif role in (Role.KERNEL, Role.RECURRENT, Role.EMBEDDING) and rank >= 2:
             fan_in, fan_out = conv_fans(ft.shape, convention)
             unit_axis = 0 if convention in (Convention.TORCH, Convention.ONNX) else rank - 1
         wt = WeightTensor(
@@ -125,6 +137,8 @@ def group_state_dict(
             layer.op = op
         layer.tensors.append(wt)
 
+    for layer in layers.values():
+        _orient_experts(layer)
     # RNN gates: torch stacks (gates*hidden, in); hidden comes from weight_hh (gates*hidden, hidden)
     for layer in layers.values():
         if layer.op != "RNN":
@@ -139,3 +153,18 @@ def group_state_dict(
                         t.op = {4: "LSTM", 3: "GRU"}.get(t.gates, "RNN")
             layer.op = {4: "LSTM", 3: "GRU"}.get(hh[0].gates, "RNN")
     return list(layers.values()), loose
+
+
+def _orient_experts(layer: Layer) -> None:
+    """Fused experts stored (experts, in, out): the projection reading the hidden state and the
+    one writing it share the hidden size, on axis 2 and 1 when stored (experts, out, in), on
+    axis 1 and 2 when stored (experts, in, out); only the second, unambiguous, flips the fans."""
+    fused = {t.name.rpartition(".")[2].lower(): t for t in layer.tensors if t.op == "Experts"}
+    reads = [t for k, t in fused.items() if k in _EXPERT_IN]
+    writes = [t for k, t in fused.items() if k in _EXPERT_OUT]
+    if not reads or not writes:
+        return
+    r, w = reads[0].shape, writes[0].shape
+    if r[1] == w[2] and r[2] != w[1]:
+        for t in fused.values():
+            t.fan_in, t.fan_out = t.shape[1], t.shape[2]
