@@ -170,6 +170,8 @@ def _keras_entries() -> list[str]:
     skip = {"VGG16", "VGG19", "EfficientNetB7", "EfficientNetB6", "EfficientNetV2L",
             "ConvNeXtXLarge", "ConvNeXtLarge", "NASNetLarge", "EfficientNetB5",
             "ConvNeXtBase", "EfficientNetV2M", "ResNet152", "ResNet152V2", "EfficientNetB4"}
+    if os.environ.get("ZOO_LARGE"):  # the whole of keras.applications, large ones included
+        skip = set()
     return sorted(n for n in names if n not in skip)
 
 

@@ -68,7 +68,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     from .analysis.tensorpass import TensorPass, run_pass
     from .analysis.units import check_units
     from .rules import registry
-    from .rules.base import RuleContext, TensorAnalysis
+    from .rules.base import RuleContext, Scope, TensorAnalysis
 
     report = FileReport(
         path=model.path, format=model.format, status=Status.OK, framework=model.framework
@@ -190,7 +190,7 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
     base = RuleContext(model=model, analyses=tuple(analyses), file_state=file_state, signal=signal)
     findings: list[Finding] = []
     for r in rules:
-        if r.scope == "model":
+        if r.scope is Scope.MODEL:
             findings.extend(r.check(base))
         else:
             for a in analyses:

@@ -32,7 +32,7 @@ def rules_command(
                 "code": r.code,
                 "name": r.name,
                 "severity": r.severity.value,
-                "scope": r.scope,
+                "scope": r.scope.value,
                 "summary": r.summary,
             }
             for r in rules

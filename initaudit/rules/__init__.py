@@ -22,9 +22,19 @@ from . import (  # noqa: F401  (imports register the rules)
     unsafe_content,
     vanishing_init,
 )
-from .base import Rule, RuleContext, TensorAnalysis, registry, rule
+from .base import Rule, RuleContext, Scope, TensorAnalysis, model_rule, registry, rule, tensor_rule
 
-__all__ = ["Rule", "RuleContext", "TensorAnalysis", "registry", "rule", "find_rule"]
+__all__ = [
+    "Rule",
+    "RuleContext",
+    "Scope",
+    "TensorAnalysis",
+    "find_rule",
+    "model_rule",
+    "registry",
+    "rule",
+    "tensor_rule",
+]
 
 
 def find_rule(name_or_code: str) -> Rule | None:

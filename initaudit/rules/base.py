@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any
 
 from ..analysis.results import SchemeResult, SignalReport, StateResult, TensorStats, UnitCheck
@@ -133,13 +134,20 @@ TRAINED_NOTE = (
 KEEP_WHEN_TRAINED = "beyond_trained_bound"
 
 
+class Scope(str, Enum):
+    """What a rule is called on (a str enum: `scope == "tensor"` keeps reading naturally)."""
+
+    TENSOR = "tensor"  # once per analysed tensor
+    MODEL = "model"  # once per file
+
+
 @dataclass(frozen=True)
 class Rule:
     code: str
     name: str
     severity: Severity
     summary: str  # one line, shown by `initaudit rules`
-    scope: str  # "tensor": called once per analysed tensor; "model": once per file
+    scope: Scope  # TENSOR: called once per analysed tensor; MODEL: once per file
     check: Check
     # codes of rules that, when they fire on the same tensor, already explain this finding
     superseded_by: tuple[str, ...] = ()
@@ -164,7 +172,7 @@ class Rule:
         """One place, one wording: a finding on weights that look trained."""
         if self.on_trained is OnTrained.KEEP or f.evidence.get(KEEP_WHEN_TRAINED):
             return f
-        trained = ctx.trained() if self.scope == "tensor" else ctx.file_trained
+        trained = ctx.trained() if self.scope is Scope.TENSOR else ctx.file_trained
         if not trained:
             return f
         if self.on_trained is OnTrained.SKIP:
@@ -209,7 +217,7 @@ def rule(
     name: str,
     severity: Severity,
     summary: str,
-    scope: str = "tensor",
+    scope: Scope = Scope.TENSOR,
     superseded_by: tuple[str, ...] = (),
     on_trained: OnTrained = OnTrained.KEEP,
 ) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
@@ -225,7 +233,7 @@ def rule(
             name=name,
             severity=severity,
             summary=summary,
-            scope=scope,
+            scope=Scope(scope),
             check=lambda ctx: holder[0].run(ctx),
             superseded_by=superseded_by,
             on_trained=on_trained,
@@ -236,6 +244,48 @@ def rule(
         return r
 
     return register
+
+
+def tensor_rule(
+    *,
+    code: str,
+    name: str,
+    severity: Severity,
+    summary: str,
+    superseded_by: tuple[str, ...] = (),
+    on_trained: OnTrained = OnTrained.KEEP,
+) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
+    """Declare a rule called once per analysed tensor (``ctx.tensor`` is set)."""
+    return rule(
+        code=code,
+        name=name,
+        severity=severity,
+        summary=summary,
+        scope=Scope.TENSOR,
+        superseded_by=superseded_by,
+        on_trained=on_trained,
+    )
+
+
+def model_rule(
+    *,
+    code: str,
+    name: str,
+    severity: Severity,
+    summary: str,
+    superseded_by: tuple[str, ...] = (),
+    on_trained: OnTrained = OnTrained.KEEP,
+) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
+    """Declare a rule called once per file (the whole model: graph, signal, state)."""
+    return rule(
+        code=code,
+        name=name,
+        severity=severity,
+        summary=summary,
+        scope=Scope.MODEL,
+        superseded_by=superseded_by,
+        on_trained=on_trained,
+    )
 
 
 def registry() -> dict[str, Rule]:

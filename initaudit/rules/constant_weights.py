@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 
 from ..report import Finding, Severity
-from .base import Rule, RuleContext, rule
+from .base import Rule, RuleContext, tensor_rule
 
 # adapters whose up-projection starts at zero on purpose (the sum starts as the base model)
 _ZERO_BY_DESIGN = re.compile(r"(^|[._])(lora_B|lora_b|lora_up|adapter_up)([._]|$)")
@@ -23,7 +23,7 @@ def _is_float(dtype: str) -> bool:
     return not (d.startswith(("int", "uint", "bool")) and "dequantized" not in d)
 
 
-@rule(
+@tensor_rule(
     code="IA201",
     name="constant-weights",
     severity=Severity.ERROR,

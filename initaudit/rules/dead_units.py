@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES
-from .base import OnTrained, Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, tensor_rule
 
 MIN_WEIGHTS_PER_UNIT = 8  # a unit of a few weights can be all-zero by rounding
 
 
-@rule(
+@tensor_rule(
     code="IA204",
     name="dead-units",
     severity=Severity.WARNING,

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from ..analysis.results import TensorStats
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES
-from .base import Rule, RuleContext, rule
+from .base import Rule, RuleContext, tensor_rule
 
 MIN_WEIGHTS_PER_UNIT = 4  # below this, low-precision units can coincide by chance
 
 
-@rule(
+@tensor_rule(
     code="IA202",
     name="duplicate-neurons",
     severity=Severity.ERROR,

@@ -14,7 +14,7 @@ from typing import Any
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
 from ._common import fmt_std, scale_judgeable, std_interval
-from .base import KEEP_WHEN_TRAINED, OnTrained, Rule, RuleContext, TensorAnalysis, rule
+from .base import KEEP_WHEN_TRAINED, OnTrained, Rule, RuleContext, TensorAnalysis, tensor_rule
 
 FACTOR = 4.0  # std this many times the largest fan-based prediction (variance x16)
 # a trained checkpoint may hold large learnt or fixed weights (an STFT basis, a lookup table):
@@ -22,7 +22,7 @@ FACTOR = 4.0  # std this many times the largest fan-based prediction (variance x
 TRAINED_FACTOR = 30.0
 
 
-@rule(
+@tensor_rule(
     code="IA301",
     name="exploding-init",
     severity=Severity.ERROR,

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from ..model import SATURATING
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, consistent_rules, fmt_std
-from .base import OnTrained, Rule, RuleContext, TensorAnalysis, rule
+from .base import OnTrained, Rule, RuleContext, TensorAnalysis, tensor_rule
 
 # schemes that suit a saturating activation; if the data is equally consistent with one of these,
 # the layer is ambiguous and we stay silent (never a false positive)
@@ -37,7 +37,7 @@ _SUITABLE = {
 # activation sees is fan_in·Var(w) whatever the scheme is called
 
 
-@rule(
+@tensor_rule(
     code="IA101",
     name="he-before-saturating",
     severity=Severity.ERROR,

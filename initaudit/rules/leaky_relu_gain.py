@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from ..model import ActivationKind
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std
-from .base import OnTrained, Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, tensor_rule
 
 LEAKY = frozenset({ActivationKind.LEAKY_RELU, ActivationKind.PRELU})
 # report when He's std exceeds the slope-corrected one by this factor: sqrt(1 + a²) >= 1.1
@@ -29,7 +29,7 @@ MIN_STD_RATIO = 1.1
 SAME_STD = 0.05
 
 
-@rule(
+@tensor_rule(
     code="IA104",
     name="leaky-relu-gain",
     severity=Severity.INFO,

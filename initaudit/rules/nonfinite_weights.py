@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 from ..model import SCHEMED_ROLES, Role
 from ..report import Finding, Severity
-from .base import Rule, RuleContext, rule
+from .base import Rule, RuleContext, tensor_rule
 
 
-@rule(
+@tensor_rule(
     code="IA203",
     name="nonfinite-weights",
     severity=Severity.ERROR,

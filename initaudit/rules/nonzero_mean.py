@@ -13,13 +13,13 @@ from collections.abc import Iterator
 
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std
-from .base import OnTrained, Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, tensor_rule
 
 MIN_Z = 5.0
 MIN_EFFECT = 0.1
 
 
-@rule(
+@tensor_rule(
     code="IA303",
     name="nonzero-mean",
     severity=Severity.WARNING,

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from ..model import ActivationKind
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, consistent_rules, fmt_std
-from .base import OnTrained, Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, tensor_rule
 
 
-@rule(
+@tensor_rule(
     code="IA103",
     name="selu-without-lecun",
     severity=Severity.WARNING,

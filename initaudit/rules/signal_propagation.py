@@ -19,14 +19,13 @@ import math
 from collections.abc import Iterator
 
 from ..report import Finding, Severity
-from .base import OnTrained, Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, model_rule
 
 
-@rule(
+@model_rule(
     code="IA601",
     name="signal-propagation",
     severity=Severity.WARNING,
-    scope="model",
     summary="the predicted forward signal vanishes or explodes through the depth "
     "(one model-level finding, at the layer where it leaves the sane band)",
     on_trained=OnTrained.INFO,

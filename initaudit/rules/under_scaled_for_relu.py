@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from ..model import RELU_LIKE, Activation
 from ..report import Finding, Severity
 from ._common import consistent_rules, fmt_std
-from .base import OnTrained, Rule, RuleContext, TensorAnalysis, rule
+from .base import OnTrained, Rule, RuleContext, TensorAnalysis, model_rule
 
 UNDER_SCALED = {"glorot", "lecun", "torch_default"}
 
@@ -40,11 +40,10 @@ def _under_scaled(a: TensorAnalysis) -> bool:
     return ("he", 1.0) not in consistent_rules(a.scheme) and bool(a.tensor.fan_in)
 
 
-@rule(
+@model_rule(
     code="IA102",
     name="under-scaled-for-relu",
     severity=Severity.INFO,
-    scope="model",
     summary="Glorot/LeCun/torch-default kernel feeding ReLU (info per layer; a deep chain is "
     "IA601's one warning)",
     on_trained=OnTrained.SKIP,

@@ -12,7 +12,7 @@ from ..analysis.identify import GOF_ALPHA, MIN_ELEMENTS
 from ..analysis.results import SchemeResult
 from ..report import Finding, Severity
 from ._common import KERNEL_ROLES, fmt_std
-from .base import Rule, RuleContext, rule
+from .base import Rule, RuleContext, tensor_rule
 
 
 def _confidence(scheme: SchemeResult) -> float:
@@ -24,7 +24,7 @@ def _confidence(scheme: SchemeResult) -> float:
     return float(scheme.confidence)
 
 
-@rule(
+@tensor_rule(
     code="IA401",
     name="unrecognized-init",
     severity=Severity.INFO,

@@ -13,14 +13,13 @@ from collections.abc import Iterable, Iterator
 
 from ..model import UnsafeContent
 from ..report import Finding, Severity
-from .base import Rule, RuleContext, rule
+from .base import Rule, RuleContext, model_rule
 
 
-@rule(
+@model_rule(
     code="IA501",
     name="unsafe-content",
     severity=Severity.ERROR,
-    scope="model",
     summary="the file references code or paths its framework would execute or follow",
 )
 def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from ..analysis.schemes import fan_based_stds
 from ..report import Finding, Severity
 from ._common import fmt_std, scale_judgeable, std_interval, std_upper_small_sample
-from .base import OnTrained, Rule, RuleContext, rule
+from .base import OnTrained, Rule, RuleContext, tensor_rule
 
 FACTOR = 10.0  # std this many times below the smallest fan-based prediction (variance /100)
 # below this many values the verdict is only a warning when it holds with a wide margin
@@ -24,7 +24,7 @@ MIN_DECIDE = 256
 SMALL_MARGIN = 10.0
 
 
-@rule(
+@tensor_rule(
     code="IA302",
     name="vanishing-init",
     severity=Severity.WARNING,
