@@ -348,3 +348,24 @@ def test_moe_shared_expert_is_a_kernel_and_its_blow_up_is_an_error(tmp_path: Pat
         model.state_dict()[fused].normal_(0.0, 1.0)
     torch.save(model.state_dict(), tmp_path / "sd.pt")
     assert ("IA301", fused) in _alarms(_audit(tmp_path / "sd.pt"))
+
+
+# ---- UDOP: the patch embedding is drawn at trunc_normal(std=initializer_factor) ----------------
+
+def test_udop_patch_embedding_documented_scale_is_info_and_a_blow_up_is_not(tmp_path: Path) -> None:
+    # UdopPreTrainedModel._init_weights: nn.Conv2d -> trunc_normal_(std=factor), factor 1.0
+    torch = _torch()
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.UdopConfig(d_model=64, d_kv=16, d_ff=128, num_layers=2,
+                                  num_decoder_layers=2, num_heads=4, vocab_size=100,
+                                  image_size=32, patch_size=16)
+    model = transformers.UdopModel(cfg).eval()
+    clean = _audit(_save_hf(model, tmp_path / "clean"))
+    assert _alarms(clean) == []
+    assert any(f.code == "IA301" and f.severity.value == "info" and "udop" in f.message
+               for f in clean.findings)
+    name = "patch_embed.proj.weight"
+    with torch.no_grad():
+        model.state_dict()[name].normal_(0.0, 10.0)
+    assert ("IA301", name) in _alarms(_audit(_save_hf(model, tmp_path / "broken")))

@@ -346,6 +346,17 @@ BY_DESIGN: tuple[ByDesign, ...] = (
     ),
     ByDesign(
         "transformers",
+        _SEP + r"(patch_embed|embed_patches)[./]proj" + _END,
+        Why.INPUT_SCALE,
+        "transformers/models/udop/modeling_udop.py UdopPreTrainedModel._init_weights "
+        "(nn.Conv2d: init.trunc_normal_(module.weight, mean=0.0, std=factor), factor = "
+        "config.initializer_factor = 1.0); the patch embeddings are combined with the token "
+        "embeddings that enter T5's pre-norm (RMSNorm) blocks",
+        applies_to="large",
+        model_types=("udop",),
+    ),
+    ByDesign(
+        "transformers",
         _SEP + r"router[./]gate" + _END,
         Why.ROUTER,
         "transformers/models/afmoe/modeling_afmoe.py AfmoePreTrainedModel._init_weights "
