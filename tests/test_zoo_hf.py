@@ -369,3 +369,43 @@ def test_udop_patch_embedding_documented_scale_is_info_and_a_blow_up_is_not(tmp_
     with torch.no_grad():
         model.state_dict()[name].normal_(0.0, 10.0)
     assert ("IA301", name) in _alarms(_audit(_save_hf(model, tmp_path / "broken")))
+
+
+# ---- xLSTM's zero gates and WavTokenizer's adaptive-norm tables ---------------------------------
+
+def test_xlstm_zero_gates_are_by_design_and_a_zeroed_projection_is_not(tmp_path: Path) -> None:
+    # xLSTMPreTrainedModel._init_weights zeroes every Linear whose name holds "gate"
+    torch = _torch()
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "xLSTMConfig"):
+        pytest.skip("transformers without xLSTM")
+    torch.manual_seed(0)
+    cfg = transformers.xLSTMConfig(hidden_size=64, num_heads=2, num_blocks=2, vocab_size=100)
+    model = transformers.xLSTMModel(cfg).eval()
+    clean = _audit(_save_hf(model, tmp_path / "clean"))
+    assert _alarms(clean) == []
+    gates = [f for f in clean.findings if f.code == "IA201" and "gate" in (f.tensor or "")]
+    assert gates and all(f.severity.value == "info" for f in gates)
+    name = next(n for n in model.state_dict()
+                if n.endswith("proj_down.weight") or n.endswith("out_proj.weight"))
+    with torch.no_grad():
+        model.state_dict()[name].zero_()
+    broken = _alarms(_audit(_save_hf(model, tmp_path / "broken")))
+    assert ("IA201", name) in broken
+
+
+def test_wavtokenizer_adaptive_norm_tables_are_by_design(tmp_path: Path) -> None:
+    torch = _torch()
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "WavTokenizerConfig"):
+        pytest.skip("transformers without WavTokenizer")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import zoo  # the zoo's own shrunk config: the model is large at its defaults
+
+    torch.manual_seed(0)
+    built = zoo.build_transformers("wavtokenizer")
+    model = built[0] if isinstance(built, tuple) else built
+    clean = _audit(_save_hf(model, tmp_path / "clean"))
+    assert _alarms(clean) == []
+    tables = [f for f in clean.findings if f.code == "IA201" and "norm.s" in (f.tensor or "")]
+    assert tables and all(f.severity.value == "info" for f in tables)

@@ -38,6 +38,10 @@ class Why(str, enum.Enum):
         "units separate after the first step and nothing after it depends on symmetry"
     )
     CODEBOOK = "a codebook / quantizer buffer, not a kernel"
+    ADAPTIVE_NORM = (
+        "an adaptive norm's scale (1) and shift (0) per condition, stored as an embedding "
+        "table: a norm's affine parameters, constant by design"
+    )
     TINY_FIXED = "a small fixed scale the library documents for this tensor"
     DOCUMENTED_SCALE = (
         "a scale the library documents for this tensor (it ends the network: "
@@ -354,6 +358,30 @@ BY_DESIGN: tuple[ByDesign, ...] = (
         "embeddings that enter T5's pre-norm (RMSNorm) blocks",
         applies_to="large",
         model_types=("udop",),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"(igate_preact|fgate_preact|ogate_preact|proj_up_gate)" + _END,
+        Why.GATE,
+        "transformers/models/xlstm/modeling_xlstm.py xLSTMPreTrainedModel._init_weights "
+        "(weight_mode 'single': init.zeros_(module.weight) for every Linear whose name holds "
+        "'gate'; the input/forget gates get biases -10 and linspace(3, 6)); proj_up_gate "
+        "multiplies a random proj_up branch (act(gate(x)) * up(x)), so its gradient still "
+        "differs per unit",
+        applies_to="zero",
+        model_types=("xlstm",),
+    ),
+    ByDesign(
+        "transformers",
+        _SEP + r"norm[./](scale|shift)" + _END,
+        Why.ADAPTIVE_NORM,
+        "transformers/models/wavtokenizer/modeling_wavtokenizer.py "
+        "WavTokenizerPreTrainedModel._init_weights (WavTokenizerAdaLayerNorm: "
+        "init.ones_(module.scale.weight), init.zeros_(module.shift.weight); both are "
+        "nn.Embedding(adanorm_num_embeddings, hidden) tables applied as "
+        "layer_norm(x) * scale + shift)",
+        applies_to="zero",
+        model_types=("wavtokenizer",),
     ),
     ByDesign(
         "transformers",
