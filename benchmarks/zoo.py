@@ -50,7 +50,8 @@ LIBRARIES = ("torch.nn", "torchvision", "timm", "transformers", "keras", "flax")
 MODEL_TIMEOUT = 300.0  # seconds per model (build + saves + audits); a hang costs one model
 # a model whose worker grows past this is stopped (the machine is shared; a full-size model that
 # the shrinking missed is "does not build small", not a reason to swap)
-MODEL_MEMORY = 3.0 * 2**30
+# a worker over this is stopped (one model lost); ZOO_MEMORY_GIB raises it for the largest models
+MODEL_MEMORY = float(os.environ.get("ZOO_MEMORY_GIB", "3")) * 2**30
 
 
 # ---- torchvision needs its op schemas declared before import (CUDA-linked compiled ops) ----------
