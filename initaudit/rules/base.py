@@ -140,6 +140,13 @@ class Scope(str, Enum):
     TENSOR = "tensor"  # once per analysed tensor
     MODEL = "model"  # once per file
 
+    # printed as its value on every Python (an f-string gave "Scope.MODEL" on 3.11)
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
 
 @dataclass(frozen=True)
 class Rule:
