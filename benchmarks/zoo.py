@@ -824,8 +824,22 @@ def _kernels(named: list[tuple[str, tuple[int, ...]]]) -> list[str]:
     return out
 
 
+def _graph_residual_ends(primary: Path) -> set[str]:
+    """Tensors initaudit's own loader places at a residual branch's end in the untouched file
+    (from its graph or config: Keras EfficientNet's `block5c_project_conv`, ResNet's
+    `*_3_conv`), where a zero is the Fixup / SkipInit convention, not a defect."""
+    from initaudit.loaders import load
+
+    try:
+        loaded = load(primary)
+    except Exception:  # noqa: BLE001 - the audit reports it; the harness only picks a target
+        return set()
+    return {t.name for layer in loaded.layers if layer.residual for t in layer.tensors}
+
+
 def choose_defect(index: int, named: list[tuple[str, tuple[int, ...]]],
-                  saturating_head: str | None) -> Defect | None:
+                  saturating_head: str | None,
+                  residual_ends: frozenset[str] = frozenset()) -> Defect | None:
     kernels = _kernels(named)
     if saturating_head is not None:
         return Defect("he-saturating", "IA101", saturating_head)
@@ -839,7 +853,8 @@ def choose_defect(index: int, named: list[tuple[str, tuple[int, ...]]],
         # nor the last kernel of a residual branch: a zero there is Fixup / SkipInit's
         # convention (its output joins a skip Add; symmetry still breaks), which initaudit
         # reports as info by design, so it is no defect to inject
-        inner = [k for k in kernels[:-1] if not _residual_end(k)]
+        inner = [k for k in kernels[:-1] if not _residual_end(k)
+                 and not any(_same_tensor(r, k) for r in residual_ends)]
         if inner:
             target = inner[len(inner) // 2]
     if kind == "normal-1":
@@ -958,7 +973,9 @@ def inject_and_audit(library: str, primary: Path, folder: Path, index: int, mode
     last_axis = {k for k, _ in named} if not torch_like else _conv1d_weights(model)
     named_units = [(k, (s[-1], *s[:-1]) if len(s) >= 2 and k in last_axis else s)
                    for k, s in named]
-    defect = choose_defect(index, named_units, _saturating_head(library, os.environ.get("ZOO_MODEL", ""), named))
+    defect = choose_defect(index, named_units,
+                           _saturating_head(library, os.environ.get("ZOO_MODEL", ""), named),
+                           frozenset(_graph_residual_ends(primary)))
     if defect is None:
         return {"skipped": "no hidden kernel to inject into"}
     shape = dict(named)[defect.tensor]
