@@ -110,7 +110,10 @@ def _limit_memory(limit: int) -> None:
 
 
 class _Window(io.RawIOBase):
-    """[start, start+size) of a file (a stored member of a .keras zip), read-only."""
+    """[start, start+size) of a file (a stored member of a .keras zip), read-only.
+
+    The same as loaders._shared.FileWindow, kept apart on purpose: this script runs in the
+    child without importing initaudit (one small process start per checked file)."""
 
     def __init__(self, path: str, start: int, size: int) -> None:
         super().__init__()
