@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..model import Role, WeightTensor
@@ -135,47 +135,45 @@ def variance_candidates(fan_in: int, fan_out: int) -> Iterable[tuple[Candidate, 
                 else:
                     g = f", gain {gain:.3g}{' (' + why + ')' if why else ''}" if gain != 1.0 else ""
                     label = f"{vr.label} {_family_label(family)} ({vr.mode}{g})"
-                yield (
-                    Candidate(
-                        rule=vr.rule,
-                        distribution=family,
-                        mode=vr.mode,
-                        gain=gain,
-                        expected_std=std,
-                        label=label,
-                    ),
-                    vr.prior * gain_prior,
+                cand = Candidate(
+                    rule=vr.rule,
+                    distribution=family,
+                    mode=vr.mode,
+                    gain=gain,
+                    expected_std=std,
+                    label=label,
                 )
+                yield cand, vr.prior * gain_prior
                 # Keras 2.0-2.1 truncated without the 0.8796 correction
                 if family == TRUNC and vr.rule in ("he", "glorot", "lecun"):
-                    yield (
-                        Candidate(
-                            rule=vr.rule,
-                            distribution=family,
-                            mode=vr.mode,
-                            gain=gain,
-                            expected_std=std * TN2_STD_FACTOR,
-                            label=label + " uncorrected (Keras 2.0-2.1)",
-                        ),
-                        0.05 * vr.prior * gain_prior,
+                    uncorrected = replace(
+                        cand,
+                        expected_std=std * TN2_STD_FACTOR,
+                        label=label + " uncorrected (Keras 2.0-2.1)",
                     )
+                    yield uncorrected, 0.05 * vr.prior * gain_prior
+
+
+def _fixed(
+    std: float, label: str, distribution: str = NORMAL, source: str | None = None
+) -> Candidate:
+    """A fixed-scale scheme (no fan rule): N(0, std) unless another family is named."""
+    return Candidate(
+        rule="fixed",
+        distribution=distribution,
+        mode=None,
+        gain=1.0,
+        expected_std=std,
+        label=label,
+        source=source,
+    )
 
 
 def fixed_candidates(
     extra: Iterable[tuple[float, str, float, str]] = (),
 ) -> Iterable[tuple[Candidate, float]]:
     for std, family, prior, label in (*FIXED_STDS, *extra):
-        yield (
-            Candidate(
-                rule="fixed",
-                distribution=family,
-                mode=None,
-                gain=1.0,
-                expected_std=std,
-                label=label,
-            ),
-            prior * 0.6,
-        )
+        yield _fixed(std, label, family), prior * 0.6
 
 
 _RNN_NAME = re.compile(r"(^|[._/])(weight|kernel)_(ih|hh|hr)(_l\d+)?(_reverse)?$", re.I)
@@ -248,48 +246,20 @@ def framework_candidates(
     # Flax Embed: N(0, 1/D) (variance_scaling(1, fan_in, normal, out_axis=0))
     if tensor.role is Role.EMBEDDING and len(tensor.shape) == 2:
         dim = tensor.shape[1]
-        yield (
-            Candidate(
-                rule="fixed",
-                distribution=NORMAL,
-                mode=None,
-                gain=1.0,
-                expected_std=1.0 / math.sqrt(dim),
-                label="Flax Embed N(0, 1/D)",
-            ),
-            0.5,
-        )
+        yield _fixed(1.0 / math.sqrt(dim), "Flax Embed N(0, 1/D)"), 0.5
     init_range = metadata.get("initializer_range") if metadata else None
     if isinstance(init_range, (int, float)) and init_range > 0 and abs(init_range - 0.02) > 1e-9:
-        yield (
-            Candidate(
-                rule="fixed",
-                distribution=NORMAL,
-                mode=None,
-                gain=1.0,
-                expected_std=float(init_range),
-                label=f"N(0, {init_range:g}) (initializer_range)",
-                source="hf",
-            ),
-            0.8,
-        )
+        label = f"N(0, {init_range:g}) (initializer_range)"
+        yield _fixed(float(init_range), label, source="hf"), 0.8
     residual = hf_residual_std(metadata or {})
     if residual is not None and tensor.role is not Role.EMBEDDING:
         named = bool(RESIDUAL_OUT_NAME.search(tensor.name))
         n_layer = metadata.get("n_layer") or metadata.get("inferred_n_layer")
-        yield (
-            Candidate(
-                rule="fixed",
-                distribution=NORMAL,
-                mode=None,
-                gain=1.0,
-                expected_std=residual,
-                label=f"N(0, {residual:.3g}) residual projection "
-                f"(initializer_range/sqrt(2·{n_layer}), GPT-2/Megatron)",
-                source="hf",
-            ),
-            1.0 if named else 0.05,
+        label = (
+            f"N(0, {residual:.3g}) residual projection "
+            f"(initializer_range/sqrt(2·{n_layer}), GPT-2/Megatron)"
         )
+        yield _fixed(residual, label, source="hf"), 1.0 if named else 0.05
     yield from _t5_candidates(tensor, metadata or {})
 
 
@@ -308,28 +278,14 @@ def _t5_candidates(
     factor = cfg.get("initializer_factor", 1.0)
     factor = float(factor) if isinstance(factor, (int, float)) and factor > 0 else 1.0
     yield (
-        Candidate(
-            rule="fixed",
-            distribution=NORMAL,
-            mode=None,
-            gain=1.0,
-            expected_std=factor / math.sqrt(d_model * d_kv),
-            label="T5 query N(0, (d_model·d_kv)^-1/2)",
-            source="hf",
+        _fixed(
+            factor / math.sqrt(d_model * d_kv), "T5 query N(0, (d_model·d_kv)^-1/2)", source="hf"
         ),
         1.0 if re.search(r"(^|[._])q(\.weight)?$", tensor.name) else 0.05,
     )
     # relative_attention_bias (and every d_model-fan kernel when factor != 1)
     yield (
-        Candidate(
-            rule="fixed",
-            distribution=NORMAL,
-            mode=None,
-            gain=1.0,
-            expected_std=factor / math.sqrt(d_model),
-            label="T5 N(0, factor·d_model^-1/2)",
-            source="hf",
-        ),
+        _fixed(factor / math.sqrt(d_model), "T5 N(0, factor·d_model^-1/2)", source="hf"),
         1.0 if "relative_attention_bias" in tensor.name or abs(factor - 1.0) > 1e-9 else 0.05,
     )
 

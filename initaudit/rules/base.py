@@ -13,9 +13,9 @@ Codes never change once assigned (they are what CI users script against):
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from typing import Any
 
 from ..analysis.results import SchemeResult, SignalReport, StateResult, TensorStats, UnitCheck
@@ -134,7 +134,7 @@ TRAINED_NOTE = (
 KEEP_WHEN_TRAINED = "beyond_trained_bound"
 
 
-class Scope(str, Enum):
+class Scope(str, enum.Enum):
     """What a rule is called on (a str enum: `scope == "tensor"` keeps reading naturally)."""
 
     TENSOR = "tensor"  # once per analysed tensor
@@ -253,46 +253,10 @@ def rule(
     return register
 
 
-def tensor_rule(
-    *,
-    code: str,
-    name: str,
-    severity: Severity,
-    summary: str,
-    superseded_by: tuple[str, ...] = (),
-    on_trained: OnTrained = OnTrained.KEEP,
-) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
-    """Declare a rule called once per analysed tensor (``ctx.tensor`` is set)."""
-    return rule(
-        code=code,
-        name=name,
-        severity=severity,
-        summary=summary,
-        scope=Scope.TENSOR,
-        superseded_by=superseded_by,
-        on_trained=on_trained,
-    )
-
-
-def model_rule(
-    *,
-    code: str,
-    name: str,
-    severity: Severity,
-    summary: str,
-    superseded_by: tuple[str, ...] = (),
-    on_trained: OnTrained = OnTrained.KEEP,
-) -> Callable[[Callable[[Rule, RuleContext], Iterator[Finding]]], Rule]:
-    """Declare a rule called once per file (the whole model: graph, signal, state)."""
-    return rule(
-        code=code,
-        name=name,
-        severity=severity,
-        summary=summary,
-        scope=Scope.MODEL,
-        superseded_by=superseded_by,
-        on_trained=on_trained,
-    )
+# the two ways to declare a rule: called once per analysed tensor (``ctx.tensor`` is set), or
+# once per file (the whole model: graph, signal, state)
+tensor_rule = functools.partial(rule, scope=Scope.TENSOR)
+model_rule = functools.partial(rule, scope=Scope.MODEL)
 
 
 def registry() -> dict[str, Rule]:
