@@ -111,7 +111,6 @@ def analyse(model: LoadedModel, config: AuditConfig = AuditConfig()) -> FileRepo
                     seed=config.seed,
                     metadata=model.metadata,
                     sample=sample,
-                    ortho=tp.ortho,
                 )
                 if schemed and stats.size >= 2
                 else None

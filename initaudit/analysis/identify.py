@@ -12,9 +12,9 @@ Two questions, answered with sample-size-aware statistics rather than fixed thre
    test on 20k values rejects a wrong family at p < 1e-4 once the cdfs differ by 0.016, far less
    than any two families here differ (>= 0.03) yet more than bfloat16 rounding moves them.
    The cdfs are closed forms (erf) and the KS p-value is computed here (no scipy.stats: its
-   import alone costs more than reading a gigabyte). Orthogonality is decided separately by
-   probing W·Wᵀ = gain²·I with random vectors (exact for orthogonal matrices, off by ~1/sqrt(fan)
-   for any random one).
+   import alone costs more than reading a gigabyte). Orthogonality is decided separately, from
+   the exact Gram matrix of a few rows (W·Wᵀ = gain²·I holds for every subset of the rows of an
+   orthogonal matrix to rounding; a random one misses by ~sqrt(k/fan)).
 2. **Scale**: the observed std against the std each candidate predicts (schemes.py), with the
    standard error of log(std) for that family, sqrt((2 + κ)/(4n)), plus a 0.5% allowance for
    systematic effects. Candidates are weighted by prior × family posterior × scale likelihood;
@@ -38,21 +38,13 @@ from ..model import Role, WeightTensor
 from .results import Candidate, SchemeResult, TensorStats
 from .schemes import NORMAL, TN2_STD_FACTOR, TRUNC, UNIFORM, all_candidates
 from .stats import (
-    CHUNK_ELEMENTS,
     FAMILY_SAMPLE_DEFAULT,
     as_float,
-    as_float32_exact,
     draw_sample,
 )
-from .tensorpass import (
-    ORTHO_MAX_ELEMENTS,
-    ORTHO_PROBES,
-    OrthoProjection,
-    ortho_probe,
-    ortho_shapes,
-)
+from .tensorpass import ORTHO_MAX_ELEMENTS, ORTHO_SUBSET, ortho_shapes, ortho_subset
 
-__all__ = ["ORTHO_MAX_ELEMENTS", "ORTHO_PROBES", "identify", "orthogonality"]  # ORTHO_*: moved
+__all__ = ["ORTHO_MAX_ELEMENTS", "ORTHO_SUBSET", "identify", "orthogonality"]
 
 MIN_ELEMENTS = 16  # below this, no family or scale can be told apart: say so
 FAMILY_SAMPLE = FAMILY_SAMPLE_DEFAULT  # see the module docstring for why 20k is enough
@@ -276,32 +268,36 @@ def orthogonality(
     rng: np.random.Generator | None = None,
     *,
     seed: int = 0,
-    projection: OrthoProjection | None = None,
+    stats: TensorStats | None = None,
 ) -> Orthogonality | None:
-    """Probe whether some 2-D flattening of the kernel has orthonormal rows or columns.
+    """Whether some 2-D flattening of the kernel has orthonormal rows or columns, times a gain.
 
-    ``projection``: the probe products already computed by the fused pass for the only
-    flattening there is (tensorpass.py); otherwise each flattening is projected here, with the
-    same probe vectors (``ortho_probe(min(rows, cols), seed)``). ``rng`` is unused (kept for
-    callers of the old signature)."""
+    A (r, c) matrix w with r <= c (the transpose of a tall one) is orthogonal with gain g when
+    w·wᵀ = g²·I. Then every subset of its rows is too, so the test reads ``ORTHO_SUBSET`` rows
+    spread over the matrix (for a tall one, columns) and computes their Gram matrix exactly in
+    float64: an orthogonal matrix gives g²·I up to its storage rounding, a random one misses by
+    ~sqrt((k + 1)/c) (each off-diagonal term ~1/sqrt(c) of the diagonal), and the tolerance,
+    min(base, 0.1/sqrt(max(r, c))), sits ~40x below that and far above rounding. Every row must
+    carry the same energy too: with ``stats`` (from the full pass), Σx² over the whole tensor
+    must be r·g² within the same tolerance, so a matrix whose other rows are scaled differently
+    is not called orthogonal. Cost: k rows or columns read and a k×k product, whatever the size.
+    ``rng`` is unused (kept for callers of the old signature)."""
     if values.ndim < 2 or values.size > ORTHO_MAX_ELEMENTS:
         return None
     itemsize = np.dtype(values.dtype).itemsize
-    if projection is not None:
-        return _ortho_decide(
-            projection.v, projection.wv, projection.rows, projection.cols, itemsize
-        )
-    # no whole-tensor float64 copy (a 16M-element kernel would cost 128 MB): each block of
-    # rows is widened on its own inside _project (perf, issue 6)
     arr = np.asarray(values)
+    energy = None
+    if stats is not None and stats.n == stats.size and stats.n >= 2 and math.isfinite(stats.std):
+        energy = (stats.n - 1) * stats.std**2 + stats.n * stats.mean**2
     best: Orthogonality | None = None
     for rows, cols in sorted(ortho_shapes(tuple(arr.shape), tensor)):
         if min(rows, cols) < 2:
             continue
         m = arr.reshape(rows, cols)
-        v = ortho_probe(min(rows, cols), seed)
-        wv = _project(m, v, transposed=rows > cols)
-        cand = _ortho_decide(v, wv, rows, cols, itemsize)
+        short = min(rows, cols)
+        idx = ortho_subset(short, ORTHO_SUBSET, seed)
+        sub = as_float(m[idx] if rows <= cols else m[:, idx].T)  # (k, long side)
+        cand = _ortho_decide(sub, rows, cols, itemsize, energy)
         if cand is None:
             continue
         if (
@@ -314,45 +310,27 @@ def orthogonality(
 
 
 def _ortho_decide(
-    v: np.ndarray, wv: np.ndarray, rows: int, cols: int, itemsize: int
+    sub: np.ndarray, rows: int, cols: int, itemsize: int, energy: float | None
 ) -> Orthogonality | None:
-    """w is the (r, c) view with r <= c (the transpose when rows > cols); orthogonal means
-    w·wᵀ = g²·I, probed as vᵀ(w wᵀ)v = (wᵀv)ᵀ(wᵀv) against vᵀv."""
+    """``sub``: k of the short side's vectors (rows of w, r <= c); orthogonal means their Gram
+    matrix is g²·I and, when the tensor's total energy is known, that it is min(r, c)·g²."""
     layout = "columns" if rows > cols else "rows"
-    gram = wv.T @ wv
-    ref = v.T @ v
-    g2 = float(np.trace(gram) / np.trace(ref))
-    if not g2 > 0:
+    k = sub.shape[0]
+    gram = sub @ sub.T
+    g2 = float(np.trace(gram)) / k
+    if not g2 > 0 or not math.isfinite(g2):
         return None
-    err = float(np.linalg.norm(gram - g2 * ref) / np.linalg.norm(g2 * ref))
-    # a random (r, c) matrix misses by ~sqrt(1/c); rounding of an orthogonal one by
-    # ~eps/sqrt(c): the tolerance sits between the two, whatever the size
+    gram[np.diag_indices(k)] -= g2
+    err = float(np.linalg.norm(gram)) / (g2 * math.sqrt(k))
+    if energy is not None:
+        err = max(err, abs(energy / (min(rows, cols) * g2) - 1.0))
+    # a random (r, c) matrix misses by ~sqrt((k + 1)/c); rounding of an orthogonal one by
+    # ~eps·sqrt(k/c): the tolerance sits between the two, whatever the size
     base = 2e-2 if itemsize <= 2 else 1e-3
     tol = min(base, 0.1 / math.sqrt(max(rows, cols)))
     return Orthogonality(
         orthogonal=err < tol, gain=math.sqrt(g2), relative_error=err, layout=layout
     )
-
-
-def _project(m: np.ndarray, v: np.ndarray, transposed: bool) -> np.ndarray:
-    """w.T @ v, one block of m's rows at a time, where w = m.T if transposed else m.
-
-    Data stored in 32 bits or fewer is projected in float32 (4x less traffic than float64; the
-    relative error, ~1e-6, is far below the smallest tolerance, 0.1/sqrt(8M) ~ 3.5e-5).
-    """
-    narrow = np.dtype(m.dtype).itemsize <= 4 and np.dtype(m.dtype).kind in "fV"
-    widen = as_float32_exact if narrow else as_float
-    vv = v.astype(np.float32) if narrow else v
-    rows_per = max(1, CHUNK_ELEMENTS // max(m.shape[1], 1))
-    if transposed:  # w.T @ v = m @ v: block rows of m give block rows of the result
-        out = np.empty((m.shape[0], v.shape[1]), dtype=vv.dtype)
-        for s in range(0, m.shape[0], rows_per):
-            out[s : s + rows_per] = widen(m[s : s + rows_per]) @ vv
-        return out.astype(np.float64)
-    acc = np.zeros((m.shape[1], v.shape[1]), dtype=vv.dtype)  # w.T @ v = Σ_blocks m[b].T @ v[b]
-    for s in range(0, m.shape[0], rows_per):
-        acc += widen(m[s : s + rows_per]).T @ vv[s : s + rows_per]
-    return acc.astype(np.float64)
 
 
 STRUCTURED_MAX_ELEMENTS = 1 << 24
@@ -420,7 +398,6 @@ def identify(
     seed: int = 0,
     metadata: dict[str, Any] | None = None,
     sample: np.ndarray | None = None,
-    ortho: OrthoProjection | None = None,
 ) -> SchemeResult:
     """Identify the init scheme of one kernel (see the module docstring for the method)."""
     if stats.std == 0.0 or (stats.min == stats.max and math.isfinite(stats.min)):
@@ -468,7 +445,7 @@ def identify(
         return structured
 
     ortho_fit = (
-        orthogonality(values, tensor, seed=seed, projection=ortho)
+        orthogonality(values, tensor, seed=seed, stats=stats)
         if tensor.role is not Role.EMBEDDING
         else None
     )

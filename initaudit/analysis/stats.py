@@ -1,22 +1,25 @@
 """Tensor statistics in one fused streaming pass.
 
-Cost model (documented in the README): ONE chunked pass over the tensor computes everything that
-needs every element: exact moments (count, mean, and the 2nd/3rd/4th central moments, combined
-chunk by chunk with Pebay's pairwise formulas so nothing cancels), min/max, the non-finite count,
-and, for a 2-D view, the random projections other analyses need (duplicate/dead units, the
-orthogonality probe) as one BLAS product per chunk. Chunks are ``PASS_CHUNK`` elements (256 KB of
-float32: the chunk and its two temporaries stay in a 512 KB L2), so after the one read of each
-byte from memory every further operation runs in cache. Nothing sorts the full tensor.
+Cost model (documented in the README): ONE streaming pass over the tensor computes everything
+that needs every element: exact moments (count, mean, and the 2nd/3rd/4th central moments,
+combined block by block with Pebay's pairwise formulas so nothing cancels), min/max, the
+non-finite count, and, for a 2-D view, the random projections of the output units (duplicate and
+dead units) as matrix-vector products. The pass steps through ``PASS_BLOCK`` elements at a time
+(512 KB of float32, the size of this machine's L2: measured against 64K..1M-element blocks on
+the benchmark checkpoint, issue 14): after the one read of each byte from memory, every further
+operation runs in cache, and each numpy call has enough work that its ~1-2 us of overhead stays
+small. Nothing sorts the full tensor.
 
 Identification's family tests run on a small reproducible sample (``FAMILY_SAMPLE`` in
 identify.py); the sample is stratified (one random element per equal-width stratum), which is
 sorted by construction (no O(k log k) sort, local memmap reads) and at least as representative as
 an i.i.d. draw.
 
-Precision: narrow types are widened to float32 (bfloat16 by a bit shift), which is exact; the
-per-chunk sums run in float32 inside the chunk (pairwise/BLAS, relative error ~1e-6) and are
-combined in float64 across chunks, so the moments agree with float64 numpy on the whole tensor to
-~1e-5 relative (tests/test_stats_fused.py). Chunks whose magnitudes could over- or underflow
+Precision: narrow types are widened to float32 (bfloat16 by a bit shift), which is exact; every
+float32 sum (a BLAS dot) runs over at most ``PASS_CHUNK`` elements (relative error ~1e-6: longer
+runs lose the 1e-4 kurtosis agreement), and those sums are combined in float64, so the moments
+agree with float64 numpy on the whole tensor to ~1e-5 relative (tests/test_stats_fused.py).
+Blocks whose magnitudes could over- or underflow
 float32 squares (|x| > 1e15 or all |x| < 1e-15) are done in float64.
 """
 
@@ -26,13 +29,15 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 from .results import TensorStats
 
 CHUNK_ELEMENTS = 1 << 20
-PASS_CHUNK = 1 << 16  # elements per fused-pass chunk: 256 KB of float32, cache-sized
+PASS_CHUNK = 1 << 16  # the longest run any float32 sum of the pass accumulates over
+PASS_BLOCK = 1 << 17  # elements per step of the pass (see the module docstring)
 FAMILY_SAMPLE_DEFAULT = 20_000  # identification's sample (see identify.FAMILY_SAMPLE)
 _F32_SAFE = (
     1e-15,
@@ -287,7 +292,7 @@ class PassResult:
 
 
 def _widen_into(raw: np.ndarray, buf: np.ndarray | None) -> np.ndarray:
-    """The chunk as float32 (exact for <= 32-bit floats) or float64; bfloat16 by a bit shift
+    """The block as float32 (exact for <= 32-bit floats) or float64; bfloat16 by a bit shift
     (ml_dtypes' cast is several times slower), reusing ``buf`` when it fits."""
     dt = raw.dtype
     if dt == np.float32 or dt == np.float64:
@@ -310,7 +315,7 @@ _MAX = np.maximum.reduce
 
 
 @lru_cache(maxsize=8)
-def _ones(n: int, dtype: type) -> np.ndarray:
+def _ones(n: int, dtype: np.dtype[Any]) -> np.ndarray:
     out: np.ndarray = np.ones(n, dtype=dtype)
     out.flags.writeable = False
     return out
@@ -318,10 +323,53 @@ def _ones(n: int, dtype: type) -> np.ndarray:
 
 @dataclass
 class _Shift:
-    value: float | None = None  # the pass's shift, fixed by its first chunk
+    value: float | None = None  # the pass's shift, fixed by its first block
 
 
-def _chunk_moments(
+def _dot_rows(a: np.ndarray, b: np.ndarray) -> float:
+    """Σ a·b over two (q, PASS_CHUNK) arrays: one BLAS dot per row (a float32 sum over at most
+    PASS_CHUNK elements, the precision the module docstring states), rows added in float64."""
+    prods = np.matmul(a[:, None, :], b[:, :, None])  # (q, 1, 1): one batched call
+    return float(np.add.reduce(prods.reshape(-1), dtype=np.float64))
+
+
+def _sum(d: np.ndarray) -> float:
+    """Σd of a 1-D block with the precision of :func:`_power_sums`."""
+    q = d.size // PASS_CHUNK
+    total = 0.0
+    if q:
+        rows = d[: q * PASS_CHUNK].reshape(q, PASS_CHUNK)
+        total = float(np.add.reduce(rows @ _ones(PASS_CHUNK, d.dtype), dtype=np.float64))
+        d = d[q * PASS_CHUNK :]
+    if d.size:
+        total += float(np.dot(d, _ones(d.size, d.dtype)))
+    return total
+
+
+def _power_sums(d: np.ndarray, d2: np.ndarray) -> tuple[float, float, float, float]:
+    """(Σd, Σd², Σd³, Σd⁴) of a 1-D block, d2 = d·d: whole PASS_CHUNK rows in four batched
+    calls, the ragged tail in four dots."""
+    nb = d.size
+    q = nb // PASS_CHUNK
+    s1 = s2 = s3 = s4 = 0.0
+    if q:
+        main = q * PASS_CHUNK
+        rows, rows2 = d[:main].reshape(q, PASS_CHUNK), d2[:main].reshape(q, PASS_CHUNK)
+        ones = _ones(PASS_CHUNK, d.dtype)
+        s1 = float(np.add.reduce(rows @ ones, dtype=np.float64))
+        s2 = float(np.add.reduce(rows2 @ ones, dtype=np.float64))
+        s3 = _dot_rows(rows2, rows)
+        s4 = _dot_rows(rows2, rows2)
+        d, d2 = d[main:], d2[main:]
+    if d.size:
+        s1 += float(np.dot(d, _ones(d.size, d.dtype)))
+        s2 += float(np.dot(d, d))
+        s3 += float(np.dot(d2, d))
+        s4 += float(np.dot(d2, d2))
+    return s1, s2, s3, s4
+
+
+def _block_moments(
     c: np.ndarray,
     acc: _Moments,
     tmp: tuple[np.ndarray, np.ndarray],
@@ -329,27 +377,26 @@ def _chunk_moments(
     hi: float,
     shift: _Shift,
 ) -> None:
-    """Fold one finite 1-D chunk into ``acc`` (see the module docstring for the precision).
+    """Fold one finite 1-D block into ``acc`` (see the module docstring for the precision).
 
-    Sums are BLAS dot products (against a ones vector for Σd): several times faster than numpy's
-    pairwise float32 reductions. d = x - shift, with one shift for the whole pass: 0 when the first
-    chunk's mean is small against its range (most weights: no subtraction at all), else that mean;
-    the power sums of d are moved to the chunk's exact mean in float64. Should a chunk's own mean
-    sit so far from the shift that its second moment would mostly cancel, it is redone about its
-    own mean.
+    d = x - shift, with one shift for the whole pass: 0 when the first block's mean is small
+    against its range (most weights: no subtraction at all), else that mean; the power sums of d
+    are moved to the block's exact mean in float64 and combined across blocks with Pebay's
+    formulas. Should a block's own mean sit so far from the shift that its second moment would
+    mostly cancel, it is redone about its own mean.
     """
     nb = c.size
     amax = max(abs(lo), abs(hi))
     if c.dtype == np.float32 and amax != 0.0 and not (_F32_SAFE[0] <= amax <= _F32_SAFE[1]):
         c = c.astype(np.float64)
-    ctype: type = c.dtype.type
-    ones = _ones(nb, ctype)
+    own = tmp[0].dtype == c.dtype and tmp[0].size >= nb
     if shift.value is None:
-        m = float(np.dot(c, ones)) / nb
+        m = _sum(c) / nb
         shift.value = 0.0 if abs(m) <= 0.1 * (hi - lo) else float(c.dtype.type(m))
+    k = shift.value
     for attempt in (0, 1):
-        k = shift.value if attempt == 0 else float(c.dtype.type(float(np.dot(c, ones)) / nb))
-        own = tmp[0].dtype == c.dtype and tmp[0].size >= nb
+        if attempt == 1:
+            k = float(c.dtype.type(_sum(c) / nb))
         if k == 0.0:
             d = c
         elif own:
@@ -357,10 +404,7 @@ def _chunk_moments(
         else:
             d = c - c.dtype.type(k)
         d2 = np.multiply(d, d, out=tmp[1][:nb]) if own else d * d
-        s1 = float(np.dot(d, ones))
-        s2 = float(np.dot(d, d))
-        s3 = float(np.dot(d2, d))
-        s4 = float(np.dot(d2, d2))
+        s1, s2, s3, s4 = _power_sums(d, d2)
         delta = s1 / nb
         m2 = s2 - s1 * delta
         if attempt == 1 or m2 >= 1e-3 * s2:  # < 0.1% left after cancelling: redo about its mean
@@ -388,8 +432,9 @@ def fused_pass(
     """One streaming pass: moments, min/max, non-finite count and, when ``cols`` names a 2-D view
     (rows, cols) of the tensor in C order, ``view @ right_probe`` and ``left_probe.T @ view``.
 
-    The probes must be float32 for tensors stored in 32 bits or fewer (float64 otherwise); the
-    products are one BLAS call per chunk of whole rows, on the chunk already in cache.
+    The probes must be float32 for tensors stored in 32 bits or fewer (float64 otherwise); each
+    probe column is one matrix-vector product per block of whole rows, on the block already in
+    cache (a product with k columns at once runs at a third of the speed of k such products).
     """
     arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
     size = int(arr.size)
@@ -403,21 +448,26 @@ def fused_pass(
         elif arr.flags.c_contiguous:
             matrix = arr.reshape(-1, cols)
     right = left = None
+    right_cols: list[np.ndarray] = []
+    left_cols: list[np.ndarray] = []
     if matrix is not None:
         assert cols is not None  # matrix is only set when cols names a 2-D view
         rows_n = matrix.shape[0]
-        per = max(1, PASS_CHUNK // max(cols, 1))
+        per = max(1, PASS_BLOCK // max(cols, 1))
         blocks: Iterator[tuple[int, np.ndarray]] = (
             (s, matrix[s : s + per]) for s in range(0, rows_n, per)
         )
         if right_probe is not None:
-            right = np.empty((rows_n, right_probe.shape[1]), dtype=right_probe.dtype)
+            right = np.empty((right_probe.shape[1], rows_n), dtype=right_probe.dtype)
+            right_cols = [np.ascontiguousarray(right_probe[:, j]) for j in range(right.shape[0])]
         if left_probe is not None:
             left = np.zeros((left_probe.shape[1], cols), dtype=left_probe.dtype)
+            left_cols = [np.ascontiguousarray(left_probe[:, j]) for j in range(left.shape[0])]
     else:
-        blocks = ((-1, c) for c in iter_chunks(arr, PASS_CHUNK))
+        blocks = ((-1, c) for c in iter_chunks(arr, PASS_BLOCK))
     dt = pass_dtype(arr.dtype)
-    n_tmp = max(PASS_CHUNK, cols or 0) if matrix is not None else PASS_CHUNK
+    n_tmp = max(PASS_BLOCK, cols or 0) if matrix is not None else PASS_BLOCK
+    n_tmp = min(n_tmp, max(size, 1))
     wbuf = np.empty(n_tmp, dtype=np.float32) if arr.dtype.kind == "V" else None
     tmp: tuple[np.ndarray, np.ndarray] = (np.empty(n_tmp, dtype=dt), np.empty(n_tmp, dtype=dt))
     shift = _Shift()
@@ -431,7 +481,7 @@ def fused_pass(
             block = np.ascontiguousarray(block)
         flat = block.reshape(-1)
         # the ufuncs' reduce directly and math.isfinite on Python floats: the same values as
-        # flat.min() / np.isfinite(scalar) without ~3 us of wrappers per chunk (issue 14)
+        # flat.min() / np.isfinite(scalar) without ~3 us of wrappers per block (issue 14)
         cmin, cmax = float(_MIN(flat)), float(_MAX(flat))
         if math.isfinite(cmin) and math.isfinite(cmax):
             fin = flat
@@ -445,12 +495,15 @@ def fused_pass(
         if fin.size:
             lo = min(lo, cmin)
             hi = max(hi, cmax)
-            _chunk_moments(fin, acc, tmp, cmin, cmax, shift)
+            _block_moments(fin, acc, tmp, cmin, cmax, shift)
         if start >= 0:
+            stop = start + block.shape[0]
             if right is not None:
-                right[start : start + block.shape[0]] = block @ right_probe
+                for j, probe in enumerate(right_cols):
+                    np.dot(block, probe, out=right[j, start:stop])
             if left is not None:
-                left += left_probe[start : start + block.shape[0]].T @ block  # type: ignore[index]
+                for j, probe in enumerate(left_cols):
+                    left[j] += probe[start:stop] @ block
     if not math.isfinite(lo):
         lo = hi = float("nan")
     return PassResult(
@@ -463,6 +516,6 @@ def fused_pass(
         hi=hi,
         nonfinite=nonfinite,
         nan=nan,
-        right=right,
+        right=right.T if right is not None else None,
         left=left,
     )

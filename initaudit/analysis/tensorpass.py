@@ -1,16 +1,14 @@
 """One read of a tensor for every analysis that needs all of its elements.
 
 :func:`run_pass` plans the fused streaming pass of :func:`stats.fused_pass` for one weight tensor:
-it picks the 2-D view (rows, cols) whose rows or columns are the output units, and stacks into one
-BLAS product per chunk
-
-* two random projections per unit (duplicate and dead units, units.py), and
-* the 8 probe vectors of the orthogonality test (identify.py), when that test applies to the
-  same 2-D view (always for 2-D kernels; conv kernels whose flattening differs fall back to the
-  separate probe).
+it picks the 2-D view (rows, cols) whose rows or columns are the output units and has the pass
+project every unit on two random vectors (duplicate and dead units, units.py), one
+matrix-vector product per probe and block, on the block already in cache.
 
 It then draws the small identification sample. The result carries the exact statistics, the
 sample and the projections; identify/units/state use them instead of reading the tensor again.
+The orthogonality test needs no pass of its own either: it reads a few rows or columns
+(identify.orthogonality).
 """
 
 from __future__ import annotations
@@ -20,12 +18,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..model import Convention, Role, WeightTensor
+from ..model import Convention, WeightTensor
 from .results import TensorStats
 from .stats import FAMILY_SAMPLE_DEFAULT, draw_sample, fused_pass, pass_dtype
 from .units import matrix_units
 
-ORTHO_PROBES = 8  # identify.ORTHO_PROBES (kept in one place: identify imports it from here)
+ORTHO_SUBSET = 16  # rows (or columns) whose Gram matrix the orthogonality test checks
 ORTHO_MAX_ELEMENTS = 1 << 24
 ORTHO_SEED_OFFSET = 7919
 UNIT_PROBES = 2
@@ -33,28 +31,18 @@ UNIT_SEED = 12345
 
 
 @dataclass(frozen=True)
-class OrthoProjection:
-    """w·... products of the orthogonality probe for the 2-D view (rows, cols) of a kernel:
-    ``wv`` is view @ v (rows > cols) or view.T @ v (rows <= cols), v ~ N(0, 1) of shape
-    (min(rows, cols), ORTHO_PROBES)."""
-
-    rows: int
-    cols: int
-    v: np.ndarray
-    wv: np.ndarray
-
-
-@dataclass(frozen=True)
 class TensorPass:
     stats: TensorStats
     sample: np.ndarray  # finite float64 identification sample
     unit_projections: np.ndarray | None  # (n_units, UNIT_PROBES), units along rows or columns
-    ortho: OrthoProjection | None
 
 
-def ortho_probe(n: int, seed: int) -> np.ndarray:
-    """The orthogonality probe vectors (float64), the same for the fused and the separate path."""
-    return np.random.default_rng(seed + ORTHO_SEED_OFFSET).standard_normal((n, ORTHO_PROBES))
+def ortho_subset(n: int, k: int, seed: int) -> np.ndarray:
+    """The k (sorted) rows or columns out of n the orthogonality test reads: reproducible."""
+    if k >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed + ORTHO_SEED_OFFSET)
+    return np.sort(rng.choice(n, k, replace=False))
 
 
 @lru_cache(maxsize=16)  # a model repeats a few widths: draw each table once
@@ -95,58 +83,22 @@ def run_pass(
             cols, units_by = shape[-1], "cols"
     elif schemed and size and (mcols := matrix_units(tensor, shape)) is not None and mcols >= 2:
         cols, units_by = mcols, "cols"  # DenseGeneral (in, heads, head_dim): see units.py
-    want_ortho = (
-        schemed
-        and arr.ndim >= 2
-        and size
-        and size <= ORTHO_MAX_ELEMENTS
-        and tensor.role is not Role.EMBEDDING
-    )
-    oshape = None
-    if want_ortho:
-        shapes = ortho_shapes(shape, tensor)
-        if len(shapes) == 1:
-            r, c = next(iter(shapes))
-            if min(r, c) >= 2 and (cols is None or c == cols):
-                oshape, cols = (r, c), c
     if cols is not None and not (arr.ndim == 2 and shape[1] == cols) and not arr.flags.c_contiguous:
-        cols = units_by = oshape = None  # a strided >2-D view: no cheap 2-D view, separate paths
+        cols = units_by = None  # a strided >2-D view: no cheap 2-D view, units.py hashes instead
     dt = pass_dtype(arr.dtype)
-    right: list[np.ndarray] = []
-    left: list[np.ndarray] = []
     rows = size // cols if cols else 0
-    if units_by == "rows":
-        right.append(unit_probe(cols, dt))
-    elif units_by == "cols":
-        left.append(unit_probe(rows, dt))
-    v = None
-    if oshape is not None:
-        v = ortho_probe(min(oshape), seed)
-        (right if oshape[0] > oshape[1] else left).append(v.astype(dt))
     res = fused_pass(
         arr,
         cols=cols,
-        right_probe=np.hstack(right) if right else None,
-        left_probe=np.hstack(left) if left else None,
+        right_probe=unit_probe(cols, dt) if units_by == "rows" else None,
+        left_probe=unit_probe(rows, dt) if units_by == "cols" else None,
     )
     unit_proj = None
-    ortho = None
     if units_by == "rows" and res.right is not None:
-        unit_proj = res.right[:, :UNIT_PROBES]
+        unit_proj = res.right
     elif units_by == "cols" and res.left is not None:
-        unit_proj = res.left[:UNIT_PROBES].T
-    if oshape is not None and v is not None:
-        if oshape[0] > oshape[1] and res.right is not None:
-            wv = res.right[:, -ORTHO_PROBES:]
-        elif res.left is not None:
-            wv = res.left[-ORTHO_PROBES:].T
-        else:
-            wv = None
-        if wv is not None:
-            ortho = OrthoProjection(
-                rows=oshape[0], cols=oshape[1], v=v, wv=np.asarray(wv, dtype=np.float64)
-            )
+        unit_proj = res.left.T
     k = min(max_sample, FAMILY_SAMPLE_DEFAULT)
     sample, _ = draw_sample(arr, k, seed)
     stats = res.tensor_stats(sampled=res.count > sample.size)
-    return TensorPass(stats=stats, sample=sample, unit_projections=unit_proj, ortho=ortho)
+    return TensorPass(stats=stats, sample=sample, unit_projections=unit_proj)
