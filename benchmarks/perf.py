@@ -27,7 +27,9 @@ For every checkpoint, each tool runs in its own subprocess (so each peak memory 
 initaudit and the floor run interleaved, best of ``--repeat``, so their ratio is taken under the
 same load. Wall time is measured around the subprocess; peak RSS is ``ru_maxrss`` (it counts the
 file's mapped pages, which are page cache, not memory the tool allocates); peak *anonymous* memory
-(heap, buffers: what the tool really costs) is the maximum of ``RssAnon`` from
+(heap, buffers: what the tool really costs) is the maximum of ``RssAnon`` summed over the tool's
+process tree (initaudit forks workers for a large safetensors file: their copy-on-write pages
+shared with the parent count once per process, so the sum overstates, never hides, memory) from
 ``/proc/PID/status`` sampled every 2 ms. Files are read once before the warm runs. The cold run
 evicts the files from the page cache with ``posix_fadvise(POSIX_FADV_DONTNEED)`` before each tool
 (no root, no effect on other processes' files).
@@ -282,19 +284,39 @@ if pid == 0:
     finally:
         os._exit(127)
 anon = 0
-path = "/proc/%d/status" % pid
+
+
+def tree(p):
+    # the child and its descendants (initaudit's forked workers): /proc/P/task/T/children
+    out, todo = [], [p]
+    while todo:
+        q = todo.pop()
+        out.append(q)
+        try:
+            for t in os.listdir("/proc/%d/task" % q):
+                with open("/proc/%d/task/%s/children" % (q, t)) as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def rss_anon(p):
+    try:
+        with open("/proc/%d/status" % p) as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 while True:
     done, status, ru = os.wait4(pid, os.WNOHANG)
     if done:
         break
-    try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith("RssAnon:"):
-                    anon = max(anon, int(line.split()[1]) * 1024)
-                    break
-    except OSError:
-        pass
+    anon = max(anon, sum(rss_anon(p) for p in tree(pid)))  # summed over the process tree
     time.sleep(0.002)
 wall = time.perf_counter() - t0
 with open(out, "w") as fh:

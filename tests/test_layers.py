@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("analysis", ("initaudit.analysis",)),
     ("loaders", ("initaudit.loaders",)),
     ("rules", ("initaudit.rules", "initaudit.selector")),
-    ("engine", ("initaudit.engine", "initaudit.probe", "initaudit.baseline",
+    ("engine", ("initaudit.engine", "initaudit.forkpool", "initaudit.probe", "initaudit.baseline",
                 "initaudit.discover", "initaudit.diff", "initaudit.remote", "initaudit.cache")),
     ("reporters", ("initaudit.reporters",)),
     ("api", ("initaudit.api", "initaudit.runner", "initaudit.testing", "initaudit.config",

@@ -323,8 +323,14 @@ def _inventory(model: LoadedModel) -> list[StoredTensor]:
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
+    # local files only: every tensor is a memmap of its shard by path (remote.py builds its own)
     model = LoadedModel(
-        path=str(path), format=fmt, framework="pytorch", has_graph=False, inventory=[]
+        path=str(path),
+        format=fmt,
+        framework="pytorch",
+        has_graph=False,
+        inventory=[],
+        fork_safe=True,
     )
     if fmt == "safetensors-sharded" or path.is_dir():
         flat = _load_directory(path, options, model)
