@@ -666,7 +666,13 @@ _META_KEYS = (
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     source = byte_source(options)  # a remote file (initaudit.remote): ranged reads
     header = read_header(path, source)
-    model = LoadedModel(path=str(path), format="gguf", framework="llama.cpp", has_graph=False)
+    model = LoadedModel(
+        path=str(path),
+        format="gguf",
+        framework="llama.cpp",
+        has_graph=False,
+        fork_safe=source is None,  # local: every tensor is a memmap of the file by path
+    )
     meta = header.metadata
     arch = (
         meta.get("general.architecture")
