@@ -10,6 +10,8 @@ depthwise), ConvTranspose, RNN/LSTM input and recurrent kernels, embeddings; siz
     python benchmarks/calibration.py            # default grid (a few minutes on 2 cores)
     python benchmarks/calibration.py --quick    # smaller grid
     python benchmarks/calibration.py --json out.json
+    python benchmarks/calibration.py --quick --seeds 1 --sources numpy --json \
+        tests/data/calibration_numpy_quick.json   # the snapshot tests/test_calibration.py pins
 
 A prediction counts as right when the identified (rule, family) is the truth, or when the truth
 is among the alternatives the report calls equally consistent *and* the confidence is <= 0.75
@@ -280,14 +282,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--sources", default="numpy,torch,keras,jax",
+                    help="comma-separated subset of numpy,torch,keras,jax (those installed)")
     args = ap.parse_args(argv)
 
-    sources = {"numpy": True, "torch": have("torch"), "keras": have("keras"), "jax": have("jax")}
+    wanted = {s.strip() for s in args.sources.split(",")}
+    sources = {"numpy": "numpy" in wanted}
+    sources.update({m: m in wanted and have(m) for m in ("torch", "keras", "jax")})
     t0 = time.time()
     cases: list[Case] = []
     for seed in range(args.seeds):
         for shape, layer in grid(args.quick):
-            cases += numpy_cases(shape, Convention.TORCH, layer, seed)
+            if sources["numpy"]:
+                cases += numpy_cases(shape, Convention.TORCH, layer, seed)
             if sources["torch"]:
                 cases += torch_cases(shape, layer, seed)
             kshape = tuple(shape[2:]) + (shape[1], shape[0]) if len(shape) > 2 else (shape[1], shape[0])
@@ -300,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         if sources["keras"]:
             cases += keras_module_defaults(seed)
     if not args.quick:  # ~10^7-element tensors: every numpy family, torch's initializers
-        for fam_case in numpy_cases((2500, 4000), Convention.TORCH, "Linear", 99):
-            cases.append(fam_case)
+        if sources["numpy"]:
+            cases += numpy_cases((2500, 4000), Convention.TORCH, "Linear", 99)
         if sources["torch"]:
             cases += torch_cases((2500, 4000), "Linear", 99)
 
