@@ -722,12 +722,13 @@ print(report.status.value, len(report.tensors), file=sys.stderr)
 
 
 def threads_rows(folder: Path, repeat: int) -> list[str]:
-    """One file's tensors on one thread against the default (one per CPU, OpenBLAS pinned)."""
+    """One file's tensors on one worker against the default (one per CPU, OpenBLAS pinned): forked
+    processes for a local safetensors/GGUF file, threads for the other formats (engine.py)."""
     warm(folder)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    runs = interleaved([(f"{w} thread{'s' if w > 1 else ''}", [sys.executable, "-c", THREADS, str(folder), str(w)],
+    runs = interleaved([(f"{w} worker{'s' if w > 1 else ''}", [sys.executable, "-c", THREADS, str(folder), str(w)],
                          audit_env()) for w in sorted({1, max(1, min(8, cpus))})], repeat)
-    return ["| checkpoint | threads | wall time | CPU time | peak anon. memory |", "|---|---|---|---|---|",
+    return ["| checkpoint | workers | wall time | CPU time | peak anon. memory |", "|---|---|---|---|---|",
             *(f"| {folder.name} | {r.tool} | {_fmt_s(r.seconds)} | {'-' if r.cpu is None else f'{r.cpu:.2f} s'} "
               f"| {_fmt_b(r.peak_anon)} |" for r in runs)]
 
@@ -798,8 +799,10 @@ def main(argv: list[str] | None = None) -> int:
                                   [("reference load", [REF_SAFETENSORS, "numpy"])],
                                   None, args.peer_timeout, args.repeat, floor=True,
                                   cold=not args.no_cold))
-            extra += ["", "Tensors across threads (the engine's API, `AuditConfig(workers=N)`; the "
-                      "CLI uses one thread per CPU):", "", *threads_rows(folder, args.repeat)]
+            extra += ["", "Tensors across workers (the engine's API, `AuditConfig(workers=N)`; the "
+                      "CLI uses one per CPU, up to 8; a local safetensors file's workers are forked "
+                      "processes, CPU and memory summed over them):", "",
+                      *threads_rows(folder, args.repeat)]
             if not args.keep:
                 shutil.rmtree(folder, ignore_errors=True)
         if "safetensors" in formats:
