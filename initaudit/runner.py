@@ -232,7 +232,8 @@ def _stderr_is_terminal() -> bool:
 
 
 class _Bar:
-    """A transient rich progress bar on stderr."""
+    """A transient rich progress bar on stderr, redrawn when a file starts or ends: without rich's
+    refresh thread, so a large local file can still fork its workers (forkpool.py)."""
 
     def __init__(self, total: int) -> None:
         from rich.console import Console
@@ -252,15 +253,17 @@ class _Bar:
             TextColumn("{task.description}"),
             console=Console(stderr=True),
             transient=True,
+            auto_refresh=False,
         )
         self._task = self._progress.add_task("", total=total)
         self._progress.start()
+        self._progress.refresh()
 
     def describe(self, path: str) -> None:
-        self._progress.update(self._task, description=os.path.basename(path))
+        self._progress.update(self._task, description=os.path.basename(path), refresh=True)
 
     def advance(self, path: str) -> None:
-        self._progress.update(self._task, advance=1)
+        self._progress.update(self._task, advance=1, refresh=True)
 
     def stop(self) -> None:
         self._progress.stop()
