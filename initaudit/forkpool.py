@@ -21,6 +21,7 @@ parent kills and reaps every child on any exit, so none outlives the audit.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import selectors
@@ -104,6 +105,7 @@ def forked_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> It
     workers = max(1, min(workers, n))
     children: list[tuple[int, int, int]] = []  # (pid, task write end, result read end)
     sel = selectors.DefaultSelector()
+    gc.freeze()  # the children's collector leaves the inherited objects (and their pages) alone
     try:
         for _ in range(workers):
             task_r, task_w = os.pipe()
@@ -120,6 +122,7 @@ def forked_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> It
             os.close(res_w)
             children.append((pid, task_w, res_r))
             sel.register(res_r, selectors.EVENT_READ, len(children) - 1)
+        gc.unfreeze()
         next_item = 0
         for _, task_w, _ in children:  # one item each to start with
             if next_item < n:
@@ -153,6 +156,7 @@ def forked_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> It
                     _write_all(task_w, _IDX.pack(_STOP))
                     sel.unregister(res_r)
     finally:
+        gc.unfreeze()
         sel.close()
         for pid, task_w, res_r in children:
             for fd in (task_w, res_r):
