@@ -281,7 +281,7 @@ def _prefetch(values: Any) -> None:
         pass
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
     """Threads for the tensors of one file: the CPUs this process may use, at most 8 (numpy
     releases the GIL in the per-chunk work, OpenBLAS is pinned to one thread meanwhile, and each
     thread holds one tensor's mapped pages plus a few cache-sized buffers; past ~8 the shared
@@ -326,7 +326,7 @@ def _run_tensors(
         except LoadError as exc:
             return str(exc)
 
-    workers = config.workers or _default_workers()
+    workers = config.workers or default_workers()
     from . import forkpool
 
     forked = fork_safe and total_bytes >= FORK_MIN_BYTES and forkpool.usable(workers, len(todo))

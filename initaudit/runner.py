@@ -7,6 +7,7 @@ only when stderr is a terminal and there are several files: never into a report 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -220,9 +221,16 @@ def _iterate(
                 bar.describe(path)
             yield _audit(path, config)
         return
+    # the CPUs are shared out between the files running at once: each file's own tensor workers
+    # (engine.py) get their share, not one per CPU each (2 files x 2 forked workers on 2 cores)
+    from .engine import default_workers
+
+    share = max(1, default_workers() // workers)
+    configs = [c if c.workers else dataclasses.replace(c, workers=share) for c in configs]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # chunksize 1: files differ wildly in size; one big file must not hold back a batch
         yield from pool.map(_worker, list(zip(paths, configs)), chunksize=1)
+
 
 
 def _stderr_is_terminal() -> bool:
