@@ -9,8 +9,10 @@ spawned worker would re-import initaudit and re-parse the file.
 
 When (``usable``): only on Linux, only when the loader says its tensors are read by mapping the
 file by path (``LoadedModel.fork_safe``: no shared file offsets, sockets or library handles a
-child could race on), and only while this process runs no other thread (a fork copies locks held
-by other threads; the caller's progress bar or a dask worker keeps the threaded path).
+child could race on), only while this process runs no other Python thread (a fork copies locks
+held by other threads; the caller's progress bar or a dask worker keeps the threaded path), and
+never once a framework with its own native thread pools is imported (jax, torch, tensorflow:
+``audit()`` called from a training script). The CLI imports none of them.
 
 How: each child gets tensor indices over its own pipe, one at a time (the parent hands the next
 index to whichever child answers first, so a large tensor does not hold up the rest), runs the
@@ -43,6 +45,11 @@ class WorkerError(RuntimeError):
     """A forked worker died or could not return its result."""
 
 
+# imported, these run native thread pools a fork would copy mid-operation (jax warns, and
+# deadlocks are documented for each): their presence keeps the threaded path
+_THREADED_RUNTIMES = ("jax", "torch", "tensorflow")
+
+
 def usable(workers: int, items: int) -> bool:
     return (
         workers > 1
@@ -50,6 +57,7 @@ def usable(workers: int, items: int) -> bool:
         and sys.platform.startswith("linux")
         and hasattr(os, "fork")
         and threading.active_count() == 1
+        and not any(name in sys.modules for name in _THREADED_RUNTIMES)
     )
 
 

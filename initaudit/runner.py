@@ -232,7 +232,6 @@ def _iterate(
         yield from pool.map(_worker, list(zip(paths, configs)), chunksize=1)
 
 
-
 def _stderr_is_terminal() -> bool:
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False

@@ -1,78 +1,100 @@
 """The tensors of one file in forked worker processes: same results, same order, same errors as
-the serial path; no child outlives the audit; never used where a fork is unsafe."""
+the serial path; no child outlives the audit; never used where a fork is unsafe.
+
+The forking runs in a fresh interpreter (as the CLI does): this test process has imported jax
+and torch, whose native thread pools are exactly why ``forkpool.usable`` refuses to fork here."""
 
 from __future__ import annotations
 
 import json
-import os
+import subprocess
 import sys
-import threading
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from initaudit import engine, forkpool
-from initaudit.settings import AuditConfig
-
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="forked workers are used on Linux only"
 )
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _square(x: int) -> int:
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+CHILDREN = """
+import os
+def children():
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
+        return fh.read().split()
+"""
+
+
+def test_results_in_order_errors_at_their_place_and_every_child_reaped() -> None:
+    out = _run(CHILDREN + """
+from initaudit import forkpool
+
+def square(x):
     if x == 7:
         raise ValueError("seven")
     return x * x
 
+def die(x):
+    if x == 3:
+        os._exit(3)
+    return x
 
-def _children() -> set[int]:
-    try:
-        with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as fh:
-            return {int(p) for p in fh.read().split()}
-    except OSError:
-        return set()
-
-
-def test_results_in_order_and_errors_at_their_place() -> None:
-    before = _children()
-    assert list(forkpool.forked_map(_square, list(range(7)), 3)) == [i * i for i in range(7)]
-    out = []
-    with pytest.raises(ValueError, match="seven"):
-        for v in forkpool.forked_map(_square, list(range(12)), 2):
-            out.append(v)
-    assert out == [i * i for i in range(7)]  # everything before the failing item, in order
-    assert _children() == before  # every child reaped, also after the error
-
-
-def test_a_dying_worker_is_an_error_not_a_hang() -> None:
-    def die(x: int) -> int:
-        if x == 3:
-            os._exit(3)
-        return x
-
-    with pytest.raises(forkpool.WorkerError):
-        list(forkpool.forked_map(die, list(range(6)), 2))
+assert list(forkpool.forked_map(square, list(range(7)), 3)) == [i * i for i in range(7)]
+got = []
+try:
+    for v in forkpool.forked_map(square, list(range(12)), 2):
+        got.append(v)
+except ValueError as exc:
+    assert str(exc) == "seven"
+assert got == [i * i for i in range(7)], got  # everything before the failing item, in order
+try:
+    list(forkpool.forked_map(die, list(range(6)), 2))
+    raise AssertionError("a dying worker must be an error")
+except forkpool.WorkerError:
+    pass
+assert children() == [], children()
+print("ok")
+""")
+    assert out.strip() == "ok"
 
 
-def test_not_used_with_other_threads_alive() -> None:
-    assert forkpool.usable(2, 10) is True
-    stop = threading.Event()
-    t = threading.Thread(target=stop.wait)
-    t.start()
-    try:
-        assert forkpool.usable(2, 10) is False  # a fork would copy the other thread's locks
-    finally:
-        stop.set()
-        t.join()
-    assert forkpool.usable(1, 10) is False and forkpool.usable(2, 1) is False
+def test_not_used_with_other_threads_or_threaded_frameworks() -> None:
+    out = _run("""
+import sys, threading
+from initaudit import forkpool
+print(forkpool.usable(2, 10), forkpool.usable(1, 10), forkpool.usable(2, 1))
+stop = threading.Event()
+t = threading.Thread(target=stop.wait)
+t.start()
+print(forkpool.usable(2, 10))
+stop.set(); t.join()
+sys.modules["torch"] = object()  # a framework with native thread pools is loaded
+print(forkpool.usable(2, 10))
+""")
+    assert out.split() == ["True", "False", "False", "False", "False"]
 
 
-def _write_safetensors(path: str) -> None:
-
+def _write_safetensors(path: Path) -> None:
     rng = np.random.default_rng(0)
     tensors = {}
     for i in range(6):
-        tensors[f"layers.{i}.fc.weight"] = (rng.standard_normal((256, 128)) * (2 / 128) ** 0.5).astype(np.float32)
+        w = rng.standard_normal((256, 128)) * (2 / 128) ** 0.5
+        tensors[f"layers.{i}.fc.weight"] = w.astype(np.float32)
         tensors[f"layers.{i}.fc.bias"] = np.zeros(256, np.float32)
     tensors["layers.3.fc.weight"][5] = tensors["layers.3.fc.weight"][9]  # a duplicated unit
     tensors["layers.4.fc.weight"][:] = 0.5  # a constant kernel
@@ -84,28 +106,31 @@ def _write_safetensors(path: str) -> None:
         off += len(b)
     h = json.dumps(header).encode()
     h += b" " * (-len(h) % 8)
-    with open(path, "wb") as fh:
-        fh.write(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+    path.write_bytes(len(h).to_bytes(8, "little") + h + b"".join(blobs))
 
 
-def test_forked_audit_equals_the_serial_one(tmp_path, monkeypatch) -> None:
-    path = str(tmp_path / "model.safetensors")
+def test_forked_audit_equals_the_serial_one(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
     _write_safetensors(path)
-    serial = engine.audit_path(path, AuditConfig(workers=1))
-    used = []
-    real = forkpool.forked_map
+    out = _run(CHILDREN + """
+import json, sys
+from initaudit import engine, forkpool
+from initaudit.settings import AuditConfig
 
-    def spy(fn, items, workers):  # type: ignore[no-untyped-def]
-        used.append(workers)
-        return real(fn, items, workers)
-
-    monkeypatch.setattr(engine, "FORK_MIN_BYTES", 0)
-    monkeypatch.setattr(forkpool, "forked_map", spy)
-    before = _children()
-    forked = engine.audit_path(path, AuditConfig(workers=2))
-    assert used == [2]
-    assert _children() == before
-    assert json.dumps(forked.to_dict(), sort_keys=True) == json.dumps(serial.to_dict(), sort_keys=True)
-    codes = {(f.code, f.tensor) for f in forked.findings}
-    assert any(t == "layers.3.fc.weight" for _, t in codes)  # the duplicated unit is reported
-    assert any(t == "layers.4.fc.weight" for _, t in codes)  # the constant kernel is reported
+serial = engine.audit_path(sys.argv[1], AuditConfig(workers=1)).to_dict()
+used = []
+real = forkpool.forked_map
+def spy(fn, items, workers):
+    used.append(workers)
+    return real(fn, items, workers)
+forkpool.forked_map = spy
+engine.FORK_MIN_BYTES = 0  # the file is small: fork anyway
+forked = engine.audit_path(sys.argv[1], AuditConfig(workers=2)).to_dict()
+assert used == [2], used
+assert children() == []
+assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
+print(json.dumps(sorted({(f["code"], f["tensor"]) for f in forked["findings"]})))
+""", str(path))
+    found = {tuple(x) for x in json.loads(out)}
+    assert any(t == "layers.3.fc.weight" for _, t in found)  # the duplicated unit is reported
+    assert any(t == "layers.4.fc.weight" for _, t in found)  # the constant kernel is reported
