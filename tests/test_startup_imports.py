@@ -38,6 +38,12 @@ NOT_NEEDED = (
     "tomllib",  # a config file to parse
     "tomli",
     "pickletools",  # recognising pickles
+    # the other commands: the console script registers only the one it runs
+    "initaudit.cli.rules",
+    "initaudit.cli.explain",
+    "initaudit.cli.config",
+    "initaudit.cli.inspect",
+    "initaudit.cli.diff",
 )
 
 
@@ -96,3 +102,21 @@ def test_no_pydantic_of_our_own(tmp_path: Path) -> None:
     loaded, _ = _modules([str(path), "--format", "json", "-o", os.devnull, "--exit-zero"],
                          tmp_path)
     assert "pydantic" not in loaded
+
+
+def test_app_has_every_command_in_help_order() -> None:
+    """``initaudit.cli.app`` (for embedders and typer's tooling) registers every command, in the
+    order of ``--help``, even after ``main`` registered only the one it ran."""
+    code = (
+        "import contextlib, io\n"
+        "from initaudit.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['explain', 'IA101']) == 0\n"
+        "from initaudit.cli import app\n"
+        "print(','.join(c.name for c in app.registered_commands))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["check,rules,explain,config,inspect,diff"]
