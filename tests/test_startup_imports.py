@@ -120,3 +120,10 @@ def test_app_has_every_command_in_help_order() -> None:
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["check,rules,explain,config,inspect,diff"]
+
+
+def test_version_imports_no_typer(tmp_path: Path) -> None:
+    """``initaudit --version`` is answered before typer (and the report vocabulary) load."""
+    loaded, code = _modules(["--version"], tmp_path)
+    assert code == "0"
+    assert sorted(m for m in ("typer", "click", "numpy", "initaudit.report") if m in loaded) == []

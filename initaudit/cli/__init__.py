@@ -21,9 +21,9 @@ Precedence 2 > 1 > 3 > 0. ``--exit-zero`` turns 1 into 0 but never hides an unre
 (still 2) nor an incomplete audit (still 3): a CI job must not pass on a checkpoint nobody
 looked at. Settings come from the config nearest each audited file (:mod:`initaudit.config`).
 
-Only the standard library, typer and the numpy-free :mod:`initaudit.report` are imported at
-module level, so ``initaudit --version`` and ``--help`` stay fast; the engine (numpy, scipy,
-onnx...) loads when a file is audited.
+Importing this package loads only the standard library (:mod:`._common`, :mod:`._entry`), so
+``initaudit --version`` prints without typer; :func:`main` then loads typer and the one command
+it runs, and the engine (numpy, and onnx, h5py... as the format needs) when a file is audited.
 """
 
 from __future__ import annotations

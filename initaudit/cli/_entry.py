@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-import typer
-
 from .. import __version__
-from ._app import COMMANDS, with_commands
 from ._common import DEBUG_ENV, PROG, SUBCOMMANDS, error, one_line
 
 
@@ -34,6 +31,10 @@ def _wants_version(argv: list[str]) -> bool:
 
 def _show_main_help() -> int:
     """``initaudit --help``: the audit usage (it is the default command) and the subcommands."""
+    import typer
+
+    from ._app import with_commands
+
     group = typer.main.get_command(with_commands("check"))
     command = group.commands["check"]  # type: ignore[attr-defined]
     try:
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         if _wants_version(args):  # fast path: no typer, no numpy
             print(f"{PROG} {__version__}")
             return 0
+        from ._app import COMMANDS, with_commands  # typer
+
         if args and args[0] == "help":  # `initaudit help [COMMAND]`, not a file named help
             rest = args[1:]
             if not rest or rest[0] == "check":
