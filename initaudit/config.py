@@ -33,7 +33,6 @@ check off. This module imports no numpy: ``initaudit config`` stays fast.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import sys
@@ -297,6 +296,8 @@ def _suggest(key: str, known: Iterable[str]) -> str:
     normalised = key.replace("_", "-").lower()
     if normalised in known:
         return f" (did you mean '{normalised}'?)"
+    import difflib  # only for a typo in a config file
+
     close = difflib.get_close_matches(normalised, known, n=1)
     if close:
         return f" (did you mean '{close[0]}'?)"
