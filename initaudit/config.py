@@ -33,7 +33,6 @@ check off. This module imports no numpy: ``initaudit config`` stays fast.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import sys
@@ -47,11 +46,6 @@ from .settings import AuditConfig, TensorIgnore
 
 if TYPE_CHECKING:  # pragma: no cover - the rules package is imported lazily
     from .rules.base import Rule
-
-if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PYPROJECT = "pyproject.toml"
 OWN_FILE = "initaudit.toml"
@@ -206,6 +200,22 @@ def find_config_file(start: str | os.PathLike[str] | None = None) -> Path | None
     return None
 
 
+class _TomlError(ValueError):
+    """tomllib's TOMLDecodeError, same message: the parser is imported on first use."""
+
+
+def _load_toml(text: str) -> dict[str, Any]:
+    # imported here: most audits find no config file and never parse TOML
+    if sys.version_info >= (3, 11):  # pragma: no cover - version dependent
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _TomlError(str(exc)) from None
+
+
 def _has_tool_table(path: Path) -> bool:
     # a broken pyproject.toml is only our business when it mentions us: checking the text
     # first keeps a half-written pyproject of another tool from failing every audit
@@ -216,8 +226,8 @@ def _has_tool_table(path: Path) -> bool:
     if "tool.initaudit" not in text:
         return False
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+        data = _load_toml(text)
+    except _TomlError:
         return True  # it mentions us: load_file reports the syntax error
     return isinstance(data.get("tool"), dict) and "initaudit" in data["tool"]
 
@@ -246,14 +256,14 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
     p = Path(path)
     shown = display_path(p)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        raw = _load_toml(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{shown}: no such config file") from None
     except IsADirectoryError:
         raise ConfigError(f"{shown}: is a directory, not a config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{shown}: cannot read the config file ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
+    except _TomlError as exc:
         raise ConfigError(f"{shown}: invalid TOML: {exc}") from None
     if p.name == PYPROJECT:
         tool = raw.get("tool", {})
@@ -286,6 +296,8 @@ def _suggest(key: str, known: Iterable[str]) -> str:
     normalised = key.replace("_", "-").lower()
     if normalised in known:
         return f" (did you mean '{normalised}'?)"
+    import difflib  # only for a typo in a config file
+
     close = difflib.get_close_matches(normalised, known, n=1)
     if close:
         return f" (did you mean '{close[0]}'?)"

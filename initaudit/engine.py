@@ -431,12 +431,11 @@ def audit_path(path: str | os.PathLike[str], config: AuditConfig = AuditConfig()
     from .loaders import LoadOptions, load
 
     spath = os.fspath(path)
-    from .remote import is_remote
+    if "://" in spath:  # only a URL can be remote: initaudit.remote (large) loads for those alone
+        from .remote import audit_remote, is_remote
 
-    if is_remote(spath):  # s3://, hf://, https://...: same analysis over ranged reads
-        from .remote import audit_remote
-
-        return audit_remote(spath, config)
+        if is_remote(spath):  # s3://, hf://, https://...: same analysis over ranged reads
+            return audit_remote(spath, config)
     report = audit_loaded(spath, lambda: load(spath, LoadOptions(hints=config.hints)), config)
     if config.sample_only and report.status is not Status.ERROR:
         report.notes.append(

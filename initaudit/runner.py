@@ -11,7 +11,6 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +24,6 @@ def _audit(path: str, config: AuditConfig) -> FileReport:
     from dataclasses import replace
 
     from . import engine
-    from .baseline import apply_ignores
 
     # per-tensor ignores are applied after the engine, so that what they hide is kept and counted
     bare = replace(config, tensor_ignores=())
@@ -39,6 +37,10 @@ def _audit(path: str, config: AuditConfig) -> FileReport:
         fr = cached_audit(path, bare, run)
     else:
         fr = run(path, bare)
+    if not config.tensor_ignores:  # the usual case: initaudit.baseline is not even imported
+        return fr
+    from .baseline import apply_ignores
+
     return apply_ignores(fr, config.tensor_ignores)
 
 
@@ -113,11 +115,10 @@ def collect_inputs(
     names nothing is an Input with the problem (reported as unreadable, exit 2)."""
     from .config import settings_for
     from .discover import discover_inputs
-    from .remote import is_remote
 
     inputs: list[Input] = []
     for arg in paths:
-        if is_remote(arg):  # s3://, hf://, https://: listed by the object store
+        if _is_url(arg):  # s3://, hf://, https://: listed by the object store
             inputs += _remote_inputs(arg)
             continue
         settings = settings_for(arg, config_file=config_file, overrides=overrides or {})
@@ -187,6 +188,16 @@ def audit_inputs(
     ]
 
 
+def _is_url(arg: str) -> bool:
+    # only an argument with "://" can be remote: initaudit.remote (the fsspec glue, the largest
+    # module of the package) is imported for those alone, not on every local audit
+    if "://" not in arg:
+        return False
+    from .remote import is_remote
+
+    return is_remote(arg)
+
+
 def _remote_inputs(arg: str) -> list[Input]:
     """A remote argument as discovery Inputs: its checkpoints, or one Input with the problem."""
     from .discover import Input
@@ -227,6 +238,9 @@ def _iterate(
 
     share = max(1, default_workers() // workers)
     configs = [c if c.workers else dataclasses.replace(c, workers=share) for c in configs]
+    # imported here: multiprocessing and its sockets cost start-up a one-file audit never uses
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(max_workers=workers) as pool:
         # chunksize 1: files differ wildly in size; one big file must not hold back a batch
         yield from pool.map(_worker, list(zip(paths, configs)), chunksize=1)

@@ -1,6 +1,8 @@
 """The command line: thin typer commands over the API (:mod:`initaudit.api`, :mod:`initaudit.runner`).
 
-One module per command, each registering itself on the one typer app (:mod:`._app`):
+One module per command, each registering itself on the one typer app (:mod:`._app`) when
+imported; :func:`main` imports only the command it runs (start-up), ``initaudit.cli.app`` has
+them all:
 
 - :mod:`.check`   ``initaudit [check] PATH...``: audit checkpoints (the default command)
 - :mod:`.rules`   ``initaudit rules``: list the rules
@@ -19,17 +21,28 @@ Precedence 2 > 1 > 3 > 0. ``--exit-zero`` turns 1 into 0 but never hides an unre
 (still 2) nor an incomplete audit (still 3): a CI job must not pass on a checkpoint nobody
 looked at. Settings come from the config nearest each audited file (:mod:`initaudit.config`).
 
-Only the standard library, typer and the numpy-free :mod:`initaudit.report` are imported at
-module level, so ``initaudit --version`` and ``--help`` stay fast; the engine (numpy, scipy,
-onnx...) loads when a file is audited.
+Importing this package loads only the standard library (:mod:`._common`, :mod:`._entry`), so
+``initaudit --version`` prints without typer; :func:`main` then loads typer and the one command
+it runs, and the engine (numpy, and onnx, h5py... as the format needs) when a file is audited.
 """
 
 from __future__ import annotations
 
-# the commands register on `app` when imported; this order is the order of `--help`
-from . import check, rules, explain, config, inspect, diff  # noqa: F401  # isort: skip
-from ._app import app
+from typing import TYPE_CHECKING, Any
+
 from ._common import PROG, UsageError
 from ._entry import main, route
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ._app import app
+
 __all__ = ["PROG", "UsageError", "app", "main", "route"]
+
+
+def __getattr__(name: str) -> Any:
+    # `initaudit.cli.app` has every command; `main` registers only the one it runs (start-up)
+    if name == "app":
+        from ._app import with_commands
+
+        return with_commands()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,9 @@
-"""The typer application every command registers on, and the root callback (``--version``)."""
+"""The typer application every command registers on, the root callback (``--version``), and
+:func:`with_commands`, which registers them (a command registers when its module is imported)."""
 
 from __future__ import annotations
+
+import importlib
 
 import typer
 
@@ -26,3 +29,18 @@ def _root(version: VersionOpt = False) -> None:
 
     Run `initaudit PATH...` to audit files; see `initaudit --help`.
     """
+
+
+# the command modules, in the order of `--help`
+COMMANDS = ("check", "rules", "explain", "config", "inspect", "diff")
+
+
+def with_commands(*names: str) -> typer.Typer:
+    """``app`` with the named commands registered (every command without names). The console
+    script registers only the command it runs: the others' modules and typer's building of their
+    options are start-up cost an audit does not need. Registration order is kept canonical
+    whatever order they were loaded in."""
+    for name in names or COMMANDS:
+        importlib.import_module(f"{__package__}.{name}")
+    app.registered_commands.sort(key=lambda c: COMMANDS.index(c.name or ""))
+    return app

@@ -1,5 +1,6 @@
 """What every command shares: the program name, the one-line error and warning, colours, the
-report sink, and the usage error. Standard library only (``initaudit --version`` stays fast)."""
+report sink, and the usage error. Standard library only at import: ``initaudit --version`` imports
+this module and :mod:`._entry`, not typer nor numpy."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Optional, TextIO
 
-import typer
-
 from .. import __version__
-from ..report import Status
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..report import FileReport
@@ -26,6 +24,8 @@ class UsageError(Exception):
 
 def version_callback(value: bool) -> None:
     if value:
+        import typer  # loaded already: typer is calling us
+
         print(f"{PROG} {__version__}")
         raise typer.Exit(0)
 
@@ -53,6 +53,8 @@ def open_output(output: Optional[str]) -> TextIO | None:
 
 
 def report_unreadable(result: FileReport) -> None:
+    from ..report import Status
+
     if result.status is Status.ERROR:
         # the other files are still audited and reported; this line is the one to grep for
         error(f"{result.path}: {one_line(result.error or 'could not be read')}")

@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-import typer
-
 from .. import __version__
-from ._app import app
 from ._common import DEBUG_ENV, PROG, SUBCOMMANDS, error, one_line
 
 
@@ -34,7 +31,12 @@ def _wants_version(argv: list[str]) -> bool:
 
 def _show_main_help() -> int:
     """``initaudit --help``: the audit usage (it is the default command) and the subcommands."""
-    command = typer.main.get_command(app).commands["check"]  # type: ignore[attr-defined]
+    import typer
+
+    from ._app import with_commands
+
+    group = typer.main.get_command(with_commands("check"))
+    command = group.commands["check"]  # type: ignore[attr-defined]
     try:
         command.main(args=["--help"], prog_name=PROG, standalone_mode=True)
     except SystemExit as exc:
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         if _wants_version(args):  # fast path: no typer, no numpy
             print(f"{PROG} {__version__}")
             return 0
+        from ._app import COMMANDS, with_commands  # typer
+
         if args and args[0] == "help":  # `initaudit help [COMMAND]`, not a file named help
             rest = args[1:]
             if not rest or rest[0] == "check":
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             return _show_main_help()
         try:
+            # only the command that runs is registered (all of them if the first word is not one)
+            app = with_commands(*[routed[0]] if routed[0] in COMMANDS else [])
             code = app(args=routed, prog_name=PROG, standalone_mode=False)
         except SystemExit as exc:
             return _exit_code(exc.code)

@@ -252,10 +252,6 @@ def check(
     folder of sharded safetensors is one model) or a quoted glob ('models/**/*.onnx'). Files
     are parsed, never executed. Settings come from [tool.initaudit] in pyproject.toml or from
     initaudit.toml (see `initaudit config`); options given here override them."""
-    from ..baseline import BaselineError
-    from ..config import ConfigError
-    from ..selector import SelectorError
-
     try:
         overrides_ = overrides(
             fail_on=fail_on,
@@ -313,7 +309,7 @@ def check(
             cache_dir=cache,
         )
         sink = open_output(output)
-    except (UsageError, ConfigError, BaselineError, SelectorError) as exc:
+    except _setup_errors() as exc:
         error(str(exc))
         raise typer.Exit(2) from None
     config = dataclasses.replace(config, max_seconds=max_seconds, probe=probe)
@@ -346,7 +342,7 @@ def check(
         raise typer.Exit(2) from None
     if write_baseline is not None:
         try:
-            from ..baseline import write
+            from ..baseline import BaselineError, write
 
             n = write(result, write_baseline)
         except BaselineError as exc:
@@ -410,6 +406,17 @@ def check(
         partial = not settings.allow_partial and any(fr.partial for fr in result.files)
         code = EXIT_PARTIAL if partial else 0
     raise typer.Exit(code)
+
+
+def _setup_errors() -> tuple[type[Exception], ...]:
+    """The errors that are one line and exit 2: a bad option, config file, selector or baseline.
+    Called in ``except``, i.e. only when something was raised, so the modules that define them
+    load then and not on every run (a clean audit never imports the baseline module)."""
+    from ..baseline import BaselineError
+    from ..config import ConfigError
+    from ..selector import SelectorError
+
+    return (UsageError, ConfigError, BaselineError, SelectorError)
 
 
 def _warn_stale_ignores(result: Report, configs: Iterable[AuditConfig]) -> None:

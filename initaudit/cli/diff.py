@@ -16,7 +16,6 @@ turns it into 0); 2 a file that could not be read or a usage error. Sample (huma
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
@@ -105,6 +104,8 @@ def diff_command(
 
 def write(report: DiffReport, stream: TextIO, *, fmt: str, color: bool = False) -> None:
     if fmt == "json":
+        import json
+
         stream.write(
             json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         )

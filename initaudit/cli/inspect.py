@@ -26,7 +26,6 @@ equally consistent with the data, the goodness-of-fit p-value and the 95% interv
 from __future__ import annotations
 
 import fnmatch
-import json
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TextIO
 
@@ -90,6 +89,8 @@ def to_dict(files: list[FileReport], layer: str | None) -> dict[str, Any]:
 
 
 def write_json(files: list[FileReport], stream: TextIO, layer: str | None) -> None:
+    import json
+
     from ..reporters._text import json_fallback as _fallback
 
     stream.write(

@@ -25,9 +25,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickletools
 import stat
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +49,8 @@ class Probe:
 
     def zip_names(self) -> list[str]:
         if self._zip_names is None:
+            import zipfile  # here: most files are not zips (zipfile, pickletools load on demand)
+
             try:
                 with zipfile.ZipFile(self.path) as zf:
                     self._zip_names = zf.namelist()
@@ -125,6 +125,8 @@ def _zip_kind(p: Probe) -> str | None:
 
 def _holds_pickle(path: Path) -> bool:
     """Does a member of an otherwise unknown zip start like a pickle? (first 64 members)"""
+    import zipfile
+
     from ._scan import looks_like_pickle
 
     try:
@@ -177,6 +179,8 @@ def is_pickle(p: Probe) -> bool:
     head = p.head
     if len(head) < 3 or head[0] != 0x80 or head[1] not in (2, 3, 4, 5):
         return False
+    import pickletools
+
     ops = 0
     try:
         for opcode, _arg, _pos in pickletools.genops(io.BytesIO(head)):
@@ -204,6 +208,8 @@ def is_old_pickle(p: Probe) -> bool:
     head = p.head
     if not head or head[:1] not in _OLD_PICKLE_START:
         return False
+    import pickletools
+
     ops = 0
     names_code = False
     try:  # pickletools only decodes opcodes: it never resolves a GLOBAL or calls anything

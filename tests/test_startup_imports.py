@@ -1,0 +1,129 @@
+"""The fixed start-up cost of a CLI audit: a local file audited with ``--format json`` imports
+only what that run uses. Not timed: it checks which modules were imported (each one costs its
+import, and without a bytecode cache its compilation). The heavy third-party modules are checked
+in test_perf_imports.py; this checks initaudit's own optional parts and the standard-library
+modules they would drag in."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = r"""
+import runpy, sys
+sys.argv = ["initaudit", *sys.argv[1:]]
+try:
+    runpy.run_module("initaudit", run_name="__main__")
+except SystemExit as exc:
+    print("EXIT=" + str(exc.code), file=sys.stderr)
+print("MODULES=" + ",".join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+# what a clean audit of one local file does not need, and who needs it instead
+NOT_NEEDED = (
+    "initaudit.remote",  # s3://, hf://, https:// arguments only
+    "initaudit.baseline",  # --baseline, --write-baseline, per-tensor ignores
+    "initaudit.cache",  # --cache
+    "initaudit.distributed",  # --executor
+    "initaudit.reporters.human",  # the terminal report (and rich with it)
+    "multiprocessing",  # --jobs > 1 with several files (runner's process pool)
+    "concurrent.futures.process",
+    "tomllib",  # a config file to parse
+    "tomli",
+    "pickletools",  # recognising pickles
+    # the other commands: the console script registers only the one it runs
+    "initaudit.cli.rules",
+    "initaudit.cli.explain",
+    "initaudit.cli.config",
+    "initaudit.cli.inspect",
+    "initaudit.cli.diff",
+)
+
+
+def _write_safetensors(path: Path) -> None:
+    import numpy as np
+
+    a = np.random.default_rng(0).normal(0, 0.05, (32, 16)).astype("<f4")
+    header = json.dumps({"fc.weight": {"dtype": "F32", "shape": [32, 16],
+                                       "data_offsets": [0, a.nbytes]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + a.tobytes())
+
+
+def _modules(args: list[str], cwd: Path) -> tuple[set[str], str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
+                         env=env, cwd=cwd, timeout=120)
+    lines = out.stderr.splitlines()
+    mods = next(ln for ln in lines if ln.startswith("MODULES="))[len("MODULES="):]
+    code = next(ln for ln in lines if ln.startswith("EXIT="))[len("EXIT="):]
+    return set(mods.split(",")), code
+
+
+def test_local_json_audit_imports_only_what_it_uses(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    _write_safetensors(path)
+    loaded, code = _modules([str(path), "--format", "json", "-o", os.devnull, "--exit-zero"],
+                            tmp_path)
+    assert code == "0"
+    assert "initaudit.engine" in loaded  # the probe did audit the file
+    assert sorted(m for m in NOT_NEEDED if m in loaded) == []
+
+
+def test_remote_and_config_modules_load_when_used(tmp_path: Path) -> None:
+    """The other side: a config file is parsed (tomllib) and a URL goes to initaudit.remote,
+    so the lazy imports above are not a way of skipping them."""
+    path = tmp_path / "m.safetensors"
+    _write_safetensors(path)
+    (tmp_path / "initaudit.toml").write_text('fail-on = "warning"\n', encoding="utf-8")
+    loaded, _ = _modules([str(path), "--format", "json", "-o", os.devnull, "--exit-zero"],
+                         tmp_path)
+    assert "tomllib" in loaded or "tomli" in loaded
+    # an unknown scheme: fails in initaudit.remote without any network request
+    loaded, code = _modules(["nosuchscheme://x/m.safetensors", "--format", "json"], tmp_path)
+    assert "initaudit.remote" in loaded and code == "2"
+
+
+def test_no_pydantic_of_our_own(tmp_path: Path) -> None:
+    """typer 0.29 imports pydantic to coerce every option; initaudit itself never does."""
+    import typer
+
+    if tuple(int(p) for p in typer.__version__.split(".")[:2]) >= (0, 29):
+        pytest.skip(f"typer {typer.__version__} imports pydantic itself")
+    path = tmp_path / "m.safetensors"
+    _write_safetensors(path)
+    loaded, _ = _modules([str(path), "--format", "json", "-o", os.devnull, "--exit-zero"],
+                         tmp_path)
+    assert "pydantic" not in loaded
+
+
+def test_app_has_every_command_in_help_order() -> None:
+    """``initaudit.cli.app`` (for embedders and typer's tooling) registers every command, in the
+    order of ``--help``, even after ``main`` registered only the one it ran."""
+    code = (
+        "import contextlib, io\n"
+        "from initaudit.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['explain', 'IA101']) == 0\n"
+        "from initaudit.cli import app\n"
+        "print(','.join(c.name for c in app.registered_commands))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["check,rules,explain,config,inspect,diff"]
+
+
+def test_version_imports_no_typer(tmp_path: Path) -> None:
+    """``initaudit --version`` is answered before typer (and the report vocabulary) load."""
+    loaded, code = _modules(["--version"], tmp_path)
+    assert code == "0"
+    assert sorted(m for m in ("typer", "click", "numpy", "initaudit.report") if m in loaded) == []
