@@ -591,13 +591,18 @@ def identify(
         )
 
     scored: list[tuple[float, float, Candidate]] = []  # (weight, z, candidate)
+    # per family: (posterior, standard error of log-std, the normal density's peak at that se)
+    per_family: dict[str, tuple[float, float, float]] = {}
+    for family, kurt in _KURTOSIS.items():
+        se = math.sqrt((2.0 + kurt) / (4.0 * n) + SYSTEMATIC_TOL**2)
+        per_family[family] = (fam.posterior.get(family, 0.0), se, math.sqrt(2 * math.pi) * se)
     for cand, prior in all_candidates(tensor, metadata):
-        p_family = fam.posterior.get(cand.distribution, 0.0)
-        if p_family < 1e-12 or not cand.expected_std > 0:
+        fit = per_family.get(cand.distribution)
+        if fit is None or fit[0] < 1e-12 or not cand.expected_std > 0:
             continue
-        se = math.sqrt((2.0 + _KURTOSIS[cand.distribution]) / (4.0 * n) + SYSTEMATIC_TOL**2)
+        p_family, se, norm = fit
         z = (log_s - math.log(cand.expected_std)) / se
-        dens = math.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * se)
+        dens = math.exp(-0.5 * z * z) / norm
         scored.append((prior * p_family * dens, z, cand))
     unknown_weight = UNKNOWN_PRIOR / LOG_STD_RANGE
     total = unknown_weight + sum(w for w, _, _ in scored)
