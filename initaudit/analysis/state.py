@@ -119,6 +119,17 @@ def _block(
     return _Block(matrix=block, std=std, unit_std=np.sqrt(np.maximum(var, 0.0)))
 
 
+@lru_cache(maxsize=16)
+def _seed_sequence(seed: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed)
+
+
+def generator(seed: int) -> np.random.Generator:
+    """``np.random.default_rng(seed)``, the same stream, in a third of the time: the seed's
+    SeedSequence (its hashing is most of default_rng's ~18 µs) is made once per seed."""
+    return np.random.Generator(np.random.PCG64(_seed_sequence(seed)))
+
+
 @lru_cache(maxsize=8)
 def _ones(n: int, dtype: np.dtype) -> np.ndarray:
     out: np.ndarray = np.ones(n, dtype=dtype)
@@ -142,7 +153,9 @@ def _take_block(matrix: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nd
     out: np.ndarray
     if min(by_rows, by_cols) > TAKE_MAX_ELEMENTS or not matrix.flags.c_contiguous:
         out = matrix[np.ix_(rows, cols)]
-    elif by_rows <= by_cols:
+    elif by_rows <= TAKE_MAX_ELEMENTS or by_rows <= by_cols:
+        # rows first whenever the slab fits: it reads only the chosen rows, while picking
+        # columns first touches nearly every cache line of the whole tensor
         out = matrix.take(rows, axis=0).take(cols, axis=1)
     else:
         out = matrix.take(cols, axis=1).take(rows, axis=0)
@@ -345,7 +358,7 @@ def classify_tensor(
     if effect > MEAN_EFFECT and z > MEAN_Z:
         weak.append(f"non-zero mean ({stats.mean:+.3g}, {effect:.2f} std)")
 
-    rng = np.random.default_rng(seed + 104729)
+    rng = generator(seed + 104729)
     amax = max(abs(stats.min), abs(stats.max))
     block = _block(values, tensor, rng, wide=not F32_SAFE[0] <= amax <= F32_SAFE[1])
     if block is not None:
