@@ -160,13 +160,16 @@ def test_crowded_projections_fall_back_to_the_grid() -> None:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
 @pytest.mark.parametrize("offset", [0.0, 3.0])
-def test_block_statistics_match_float64_numpy(dtype, offset) -> None:
+@pytest.mark.parametrize("unit_axis", [0, 1])
+def test_block_statistics_match_float64_numpy(dtype, offset, unit_axis) -> None:
     rng = np.random.default_rng(4)
     w = (rng.standard_normal((700, 500)) * 0.05 + offset).astype(dtype)
     w[3] = 0  # a dead unit: left out of the block
     w[10] = w[10, 0]  # a constant unit: its own mean dominates
-    tensor = type("T", (), {"unit_axis": 0})()
-    blk = state._block(w, tensor, state.generator(104729))
+    tensor = type("T", (), {"unit_axis": unit_axis})()
+    # units along columns (Keras, ONNX MatMul): the same units, stored transposed
+    stored = w if unit_axis == 0 else np.ascontiguousarray(w.T)
+    blk = state._block(stored, tensor, state.generator(104729))
     assert blk is not None
     g = state.generator(104729)
     rows = np.sort(g.choice(700, 384, replace=False))
