@@ -103,7 +103,7 @@ class _LazyRng:
 
 def _float32_exact(dtype: np.dtype) -> bool:
     """Every value of this dtype is a float32 (floats of 32 bits or fewer, bfloat16/float8)."""
-    return dtype.kind == "V" or (dtype.kind == "f" and dtype.itemsize <= 4)
+    return dtype.kind in "fV" and dtype.itemsize <= 4
 
 
 @dataclass(frozen=True)
