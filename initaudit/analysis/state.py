@@ -78,7 +78,14 @@ def _block(
     if isinstance(matrix, np.memmap):  # a plain view: memmap's __getitem__ costs per call
         matrix = matrix.view(np.ndarray)
     raw = _take_block(matrix, rows, cols)  # always a fresh array: widened/centred in place
-    block = as_float(raw) if wide else as_float32_exact(raw)
+    if wide:
+        block = as_float(raw)
+    elif raw.dtype.kind == "V" and raw.dtype.name == "bfloat16":
+        # bfloat16 is float32's top half: a bit shift widens it exactly, 3x faster than
+        # ml_dtypes' cast (as the fused pass does)
+        block = np.left_shift(raw.view(np.uint16), 16, dtype=np.uint32).view(np.float32)
+    else:
+        block = as_float32_exact(raw)
     if block is raw and not block.flags.writeable:
         block = block.copy()
     k = block.shape[1]
