@@ -28,15 +28,17 @@ splits between them: we never pick one silently.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..model import Role, WeightTensor
 from .results import Candidate, SchemeResult, TensorStats
 from .schemes import NORMAL, TN2_STD_FACTOR, TRUNC, UNIFORM, all_candidates
+from .state import generator
 from .stats import (
     FAMILY_SAMPLE_DEFAULT,
     as_float,
@@ -61,6 +63,39 @@ LOG_STD_RANGE = math.log(1e6)  # flat prior width for "some other scale"
 
 _KURTOSIS = {NORMAL: 0.0, TRUNC: -0.6345, UNIFORM: -1.2}
 _TN_Z = math.erf(2.0 / math.sqrt(2.0))  # Φ(2) - Φ(-2)
+
+
+class _Rng(Protocol):
+    """The two draws identification makes (np.random.Generator's)."""
+
+    def choice(self, a: int, size: int, replace: bool = ...) -> np.ndarray: ...
+
+    def uniform(self, low: float, high: float, size: int) -> np.ndarray: ...
+
+
+class _LazyRng:
+    """np.random.default_rng(seed), created on the first draw: most kernels draw nothing
+    (the sample is passed in, no ties to spread), and a Generator costs ~10 µs to seed."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._rng: np.random.Generator | None = None
+
+    def _get(self) -> np.random.Generator:
+        if self._rng is None:
+            self._rng = generator(self._seed)
+        return self._rng
+
+    def choice(self, a: int, size: int, replace: bool = True) -> np.ndarray:
+        return self._get().choice(a, size, replace=replace)
+
+    def uniform(self, low: float, high: float, size: int) -> np.ndarray:
+        return self._get().uniform(low, high, size=size)
+
+
+def _float32_exact(dtype: np.dtype) -> bool:
+    """Every value of this dtype is a float32 (floats of 32 bits or fewer, bfloat16/float8)."""
+    return dtype.kind in "fV" and dtype.itemsize <= 4
 
 
 @dataclass(frozen=True)
@@ -92,24 +127,58 @@ def _WIDE_DENSITY_CACHE(scale: float) -> float:  # noqa: N802 - a constant per t
     return 1.0 / (math.sqrt(2.0 * math.pi) * 10.0 * scale)
 
 
-def fit_families(x: np.ndarray, std: float, rng: np.random.Generator) -> FamilyFit:
-    """Posterior over normal / truncated normal / uniform for zero-centred data x."""
+def _gauss_loglik(
+    x2: np.ndarray,
+    sigma: float,
+    peak: float,
+    floor: float,
+    buf: np.ndarray,
+    outside: np.ndarray | None = None,
+) -> float:
+    """Σ log((1-ε)·peak·exp(-x²/(2σ²)) + floor) over all values, the Gaussian part taken as 0
+    where ``outside`` (a truncated family's zero density): _contaminated_loglik of the same
+    density, computed in one reused buffer (no temporaries: perf, issue 14)."""
+    np.multiply(x2, -0.5 / (sigma * sigma), out=buf)
+    np.exp(buf, out=buf)
+    buf *= (1.0 - CONTAMINATION) * peak
+    if outside is not None:
+        np.putmask(buf, outside, 0.0)
+    buf += floor
+    np.log(buf, out=buf)
+    return float(np.sum(buf))
+
+
+def fit_families(
+    x: np.ndarray, std: float, rng: _Rng, *, x_sorted: np.ndarray | None = None
+) -> FamilyFit:
+    """Posterior over normal / truncated normal / uniform for zero-centred data x
+    (``x_sorted``: the same values sorted, when the caller has them cheaper than a sort).
+
+    The likelihoods are _contaminated_loglik's: Gaussian densities in one buffer, uniform ones
+    in closed form (a uniform density takes one value inside its support and the floor outside,
+    so its log-likelihood is n_in·log((1-ε)/(2b) + ε·w) + n_out·log(ε·w))."""
     if x.size > FAMILY_SAMPLE:  # callers pass FAMILY_SAMPLE values already: no draw then
         x = x[rng.choice(x.size, FAMILY_SAMPLE, replace=False)]
+        x_sorted = None
+    n = x.size
     ax = np.abs(x)
     edge = float(ax.max())
+    x2 = np.multiply(x, x)
+    buf = np.empty_like(x2)
+    floor = CONTAMINATION * _WIDE_DENSITY_CACHE(std)
+    log_floor = math.log(floor)
     lls: dict[str, float] = {}
     params: dict[str, float] = {}
 
-    z = x / std
-    lls[NORMAL] = _contaminated_loglik(np.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * std), std)
+    lls[NORMAL] = _gauss_loglik(x2, std, 1.0 / (math.sqrt(2 * math.pi) * std), floor, buf)
     params[NORMAL] = std
 
     best_u, best_b = -math.inf, math.sqrt(3.0) * std
     for b in {math.sqrt(3.0) * std, edge}:
         if b <= 0:
             continue
-        ll = _contaminated_loglik(np.where(ax <= b, 1.0 / (2.0 * b), 0.0), std)
+        inside = n if b >= edge else int(np.count_nonzero(ax <= b))
+        ll = inside * math.log((1.0 - CONTAMINATION) / (2.0 * b) + floor) + (n - inside) * log_floor
         if ll > best_u:
             best_u, best_b = ll, b
     lls[UNIFORM], params[UNIFORM] = best_u, best_b
@@ -118,11 +187,9 @@ def fit_families(x: np.ndarray, std: float, rng: np.random.Generator) -> FamilyF
     for s in {std / TN2_STD_FACTOR, edge / 2.0}:
         if s <= 0:
             continue
-        zs = x / s
-        dens = np.where(
-            ax <= 2.0 * s, np.exp(-0.5 * zs * zs) / (math.sqrt(2 * math.pi) * s * _TN_Z), 0.0
-        )
-        ll = _contaminated_loglik(dens, std)
+        outside = None if 2.0 * s >= edge else ax > 2.0 * s
+        peak = 1.0 / (math.sqrt(2 * math.pi) * s * _TN_Z)
+        ll = _gauss_loglik(x2, s, peak, floor, buf, outside)
         if ll > best_t:
             best_t, best_s = ll, s
     lls[TRUNC], params[TRUNC] = best_t, best_s
@@ -132,33 +199,44 @@ def fit_families(x: np.ndarray, std: float, rng: np.random.Generator) -> FamilyF
     total = sum(weights.values())
     posterior = {k: w / total for k, w in weights.items()}
     best = max(posterior, key=posterior.__getitem__)
-    p = _gof(x, best, params[best], rng)
+    p = _gof(x, best, params[best], rng, x_sorted=x_sorted)
     return FamilyFit(
         posterior=posterior, best=best, params=params, gof_pvalue=p, fits=p >= GOF_ALPHA
     )
 
 
-def _gof(x: np.ndarray, family: str, scale: float, rng: np.random.Generator) -> float:
+def _family_cdf(family: str, scale: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The cdf of a fitted family, vectorised (normal, uniform ±scale, normal truncated at
+    ±2·scale)."""
+    if family == NORMAL:
+        return lambda v: norm_cdf(v / scale)
+    if family == UNIFORM:
+        return lambda v: np.clip((v + scale) / (2.0 * scale), 0.0, 1.0)
+    lo = 0.5 * math.erfc(2.0 / math.sqrt(2.0))  # Φ(-2)
+    return lambda v: np.clip((norm_cdf(v / scale) - lo) / _TN_Z, 0.0, 1.0)
+
+
+def _gof(
+    x: np.ndarray,
+    family: str,
+    scale: float,
+    rng: _Rng,
+    *,
+    x_sorted: np.ndarray | None = None,
+) -> float:
     if x.size > GOF_SAMPLE:
         x = x[rng.choice(x.size, GOF_SAMPLE, replace=False)]
+        x_sorted = None
     # quantized values (int8 dequantized, bf16) tie a lot: spread each tie over its step
-    xs = np.sort(x)
-    gaps = np.diff(xs)
-    gaps = gaps[gaps != 0]  # the gaps between distinct values
-    n_unique = gaps.size + 1
+    xs = np.sort(x) if x_sorted is None else x_sorted
+    n_unique = int(np.count_nonzero(xs[1:] != xs[:-1])) + 1  # distinct values
     if n_unique < x.size / 4 and n_unique > 1:
-        step = float(np.median(gaps))
+        gaps = np.diff(xs)
+        step = float(np.median(gaps[gaps != 0]))
         x = np.sort(x + rng.uniform(-step / 2, step / 2, size=x.size))
     else:
         x = xs  # already sorted: no second sort of the same values
-    if family == NORMAL:
-        cdf = norm_cdf(x / scale)
-    elif family == UNIFORM:
-        cdf = np.clip((x + scale) / (2.0 * scale), 0.0, 1.0)
-    else:
-        lo = 0.5 * math.erfc(2.0 / math.sqrt(2.0))  # Φ(-2)
-        cdf = np.clip((norm_cdf(x / scale) - lo) / _TN_Z, 0.0, 1.0)
-    return ks_pvalue(x.size, ks_statistic(cdf))
+    return ks_pvalue(x.size, ks_statistic_of(x, _family_cdf(family, scale)))
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -181,15 +259,22 @@ _ERFC_COEF = (
 
 
 def erfc(x: np.ndarray) -> np.ndarray:
-    z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
+    # in place, in the order of the formula: the same values, without ten temporaries
+    z: np.ndarray = np.abs(x)
+    t = np.multiply(z, 0.5)
+    t += 1.0
+    np.divide(1.0, t, out=t)  # t = 1 / (1 + z/2)
     poly = np.full_like(t, _ERFC_COEF[-1])
     for c in _ERFC_COEF[-2::-1]:
         poly *= t
         poly += c
-    ans = t * np.exp(-z * z + poly)
-    out: np.ndarray = np.where(x >= 0, ans, 2.0 - ans)
-    return out
+    np.multiply(z, z, out=z)
+    np.negative(z, out=z)
+    z += poly
+    np.exp(z, out=z)
+    z *= t  # erfc(|x|)
+    np.subtract(2.0, z, out=z, where=np.asarray(x) < 0)  # erfc(-x) = 2 - erfc(x)
+    return z
 
 
 def norm_cdf(z: np.ndarray) -> np.ndarray:
@@ -204,6 +289,48 @@ def ks_statistic(cdf_sorted: np.ndarray) -> float:
     d_plus = float(np.max(i / n - cdf_sorted))
     d_minus = float(np.max(cdf_sorted - (i - 1) / n))
     return max(d_plus, d_minus, 0.0)
+
+
+KS_BLOCK = 16  # values per block of the bounded KS search (ks_statistic_of)
+
+
+def ks_statistic_of(x_sorted: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray]) -> float:
+    """``ks_statistic(cdf(x_sorted))``, the same number, with the cdf evaluated where the maximum
+    can be only (perf, issue 14).
+
+    The cdf F is evaluated at the first value of every block of KS_BLOCK sorted values; within
+    block [a, b] F lies in [F(x_a), F(x_b)] (F is non-decreasing), so i/n - F(x_i) <= b/n - F(x_a)
+    and F(x_i) - (i-1)/n <= F(x_b) - (a-1)/n there. Blocks whose bound cannot beat the deviation
+    already seen at the evaluated points are skipped; the others are evaluated in full. Every
+    deviation that can be the maximum is thus computed by the same formula as ks_statistic, and
+    D is identical; on a fitting family ~7% of the 20k values are evaluated, ~2x faster."""
+    n = x_sorted.size
+    nb = -(-n // KS_BLOCK)
+    if nb < 8:
+        return ks_statistic(cdf(x_sorted))
+    starts = np.arange(0, n, KS_BLOCK)
+    ends = np.minimum(starts + KS_BLOCK, n) - 1  # last index of each block
+    knots = np.append(starts, n - 1)
+    fk = cdf(x_sorted[knots])  # F at every block start, and at the last value
+    f_start, f_next = fk[:-1], fk[1:]  # F(x_b) <= F(next block's start) (the last: F(x_{n-1}))
+    i_start = starts + 1.0  # 1-based ranks
+    seen = max(
+        float(np.max(i_start / n - f_start)),
+        float(np.max(f_start - starts / n)),
+        float(fk[-1] - (n - 1) / n),
+        float(1.0 - fk[-1]),
+    )
+    bound = np.maximum((ends + 1.0) / n - f_start, f_next - starts / n)
+    todo = np.flatnonzero(bound >= seen)
+    if todo.size == 0:
+        return max(seen, 0.0)
+    idx = (starts[todo][:, None] + np.arange(KS_BLOCK)[None, :]).ravel()
+    idx = idx[idx < n]
+    f = cdf(x_sorted[idx])
+    i = idx + 1.0
+    d_plus = float(np.max(i / n - f))
+    d_minus = float(np.max(f - idx / n))
+    return max(seen, d_plus, d_minus, 0.0)
 
 
 @lru_cache(maxsize=4)
@@ -424,7 +551,7 @@ def identify(
             label=f"too few finite values ({stats.n}) to identify",
             evidence={"n": stats.n},
         )
-    rng = np.random.default_rng(seed + 7919)
+    rng = _LazyRng(seed + 7919)
     evidence: dict[str, Any] = {}
 
     # structured kernels need >= 5% exact zeros; the (stratified) sample shows when a tensor has
@@ -466,7 +593,13 @@ def identify(
     if sample is None:  # callers that already drew the stats sample pass it in
         sample, _ = draw_sample(values, FAMILY_SAMPLE, seed)
     x = sample - stats.mean
-    fam = fit_families(x, stats.std, rng)
+    x_sorted = None
+    if _float32_exact(values.dtype) and sample.size <= GOF_SAMPLE:
+        # the sample holds float32 values exactly: sorting them as float32 (~2x faster) and
+        # subtracting the mean afterwards gives the same sorted x (x ↦ x - mean is monotone)
+        x_sorted = np.sort(sample.astype(np.float32)).astype(np.float64)
+        x_sorted -= stats.mean
+    fam = fit_families(x, stats.std, rng, x_sorted=x_sorted)
     evidence["family_posterior"] = {k: round(v, 4) for k, v in fam.posterior.items()}
     evidence["gof_pvalue"] = fam.gof_pvalue
     n = stats.n
@@ -487,13 +620,18 @@ def identify(
         )
 
     scored: list[tuple[float, float, Candidate]] = []  # (weight, z, candidate)
+    # per family: (posterior, standard error of log-std, the normal density's peak at that se)
+    per_family: dict[str, tuple[float, float, float]] = {}
+    for family, kurt in _KURTOSIS.items():
+        se = math.sqrt((2.0 + kurt) / (4.0 * n) + SYSTEMATIC_TOL**2)
+        per_family[family] = (fam.posterior.get(family, 0.0), se, math.sqrt(2 * math.pi) * se)
     for cand, prior in all_candidates(tensor, metadata):
-        p_family = fam.posterior.get(cand.distribution, 0.0)
-        if p_family < 1e-12 or not cand.expected_std > 0:
+        fit = per_family.get(cand.distribution)
+        if fit is None or fit[0] < 1e-12 or not cand.expected_std > 0:
             continue
-        se = math.sqrt((2.0 + _KURTOSIS[cand.distribution]) / (4.0 * n) + SYSTEMATIC_TOL**2)
+        p_family, se, norm = fit
         z = (log_s - math.log(cand.expected_std)) / se
-        dens = math.exp(-0.5 * z * z) / (math.sqrt(2 * math.pi) * se)
+        dens = math.exp(-0.5 * z * z) / norm
         scored.append((prior * p_family * dens, z, cand))
     unknown_weight = UNKNOWN_PRIOR / LOG_STD_RANGE
     total = unknown_weight + sum(w for w, _, _ in scored)

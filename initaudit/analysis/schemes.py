@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from ..model import Role, WeightTensor
@@ -121,6 +122,15 @@ def _family_label(family: str) -> str:
 
 def variance_candidates(fan_in: int, fan_out: int) -> Iterable[tuple[Candidate, float]]:
     """(candidate, prior) for every fan-based rule, gain and family."""
+    return _variance_candidates(int(fan_in), int(fan_out))
+
+
+@lru_cache(maxsize=256)  # a model repeats a few (fan_in, fan_out) pairs: build each list once
+def _variance_candidates(fan_in: int, fan_out: int) -> tuple[tuple[Candidate, float], ...]:
+    return tuple(_iter_variance_candidates(fan_in, fan_out))
+
+
+def _iter_variance_candidates(fan_in: int, fan_out: int) -> Iterable[tuple[Candidate, float]]:
     for vr in VARIANCE_RULES:
         base = vr.variance(fan_in, fan_out)
         if not base > 0:
@@ -171,6 +181,20 @@ def _fixed(
 
 def fixed_candidates(
     extra: Iterable[tuple[float, str, float, str]] = (),
+) -> Iterable[tuple[Candidate, float]]:
+    extra = tuple(extra)
+    if not extra:
+        return _FIXED_CANDIDATES()
+    return tuple(_iter_fixed_candidates(extra))
+
+
+@lru_cache(maxsize=1)
+def _FIXED_CANDIDATES() -> tuple[tuple[Candidate, float], ...]:  # noqa: N802 - a constant
+    return tuple(_iter_fixed_candidates(()))
+
+
+def _iter_fixed_candidates(
+    extra: tuple[tuple[float, str, float, str], ...],
 ) -> Iterable[tuple[Candidate, float]]:
     for std, family, prior, label in (*FIXED_STDS, *extra):
         yield _fixed(std, label, family), prior * 0.6
