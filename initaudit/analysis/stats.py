@@ -19,8 +19,8 @@ Precision: narrow types are widened to float32 (bfloat16 by a bit shift), which 
 float32 sum (a BLAS dot) runs over at most ``PASS_CHUNK`` elements (relative error ~1e-6: longer
 runs lose the 1e-4 kurtosis agreement), and those sums are combined in float64, so the moments
 agree with float64 numpy on the whole tensor to ~1e-5 relative (tests/test_stats_fused.py).
-Blocks whose magnitudes could over- or underflow
-float32 squares (|x| > 1e15 or all |x| < 1e-15) are done in float64.
+Blocks whose magnitudes could over- or underflow float32 squares (|x| > 1e15 or all
+|x| < 1e-15) are done in float64.
 """
 
 from __future__ import annotations
