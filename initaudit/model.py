@@ -215,8 +215,9 @@ class LoadedModel:
     # category of each ``skipped`` entry, by name (set through :meth:`skip`); entries without
     # one are categorised by the engine from their words (accounting.categorise)
     skip_categories: dict[str, SkipReason] = field(default_factory=dict)
-    # every tensor loader only maps the local file by path (no shared file offset, socket or
-    # library handle): the engine may then analyse the tensors in forked processes (forkpool.py)
+    # every tensor loader only maps local files by path or decodes what the loader parsed (no
+    # shared file offset, socket or library handle): the engine may then analyse the tensors in
+    # forked processes (forkpool.py)
     fork_safe: bool = False
 
     def skip(self, name: str, reason: str, category: SkipReason) -> None:

@@ -134,3 +134,48 @@ print(json.dumps(sorted({(f["code"], f["tensor"]) for f in forked["findings"]}))
     found = {tuple(x) for x in json.loads(out)}
     assert any(t == "layers.3.fc.weight" for _, t in found)  # the duplicated unit is reported
     assert any(t == "layers.4.fc.weight" for _, t in found)  # the constant kernel is reported
+
+
+def test_forked_onnx_with_external_data_equals_the_serial_one(tmp_path: Path) -> None:
+    """ONNX (embedded and external initializers, a graph with activations) through forked
+    workers: the same report as one worker."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    nodes, inits, prev = [], [], "x"
+    for i in range(4):
+        w = (rng.standard_normal((64, 64)) * (2 / 64) ** 0.5).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]))
+        nodes.append(helper.make_node("Relu", [f"m{i}"], [f"r{i}"]))
+        prev = f"r{i}"
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 64])], inits)
+    model = helper.make_model(graph)
+    path = tmp_path / "mlp.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="mlp.data", size_threshold=4096 * 4)  # w0..w3: 16 KB each, external
+    assert (tmp_path / "mlp.data").stat().st_size >= 4 * 64 * 64 * 4
+    out = _run(CHILDREN + """
+import json, sys
+from initaudit import engine, forkpool
+from initaudit.settings import AuditConfig
+
+serial = engine.audit_path(sys.argv[1], AuditConfig(workers=1)).to_dict()
+used = []
+real = forkpool.forked_map
+def spy(fn, items, workers):
+    used.append(workers)
+    return real(fn, items, workers)
+forkpool.forked_map = spy
+engine.FORK_MIN_BYTES = 0
+forked = engine.audit_path(sys.argv[1], AuditConfig(workers=2)).to_dict()
+assert used == [2], used
+assert children() == []
+assert forked["status"] == "ok", forked
+assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
+print(len(forked["tensors"]))
+""", str(path))
+    assert out.split() == ["4"]

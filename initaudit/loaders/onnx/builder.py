@@ -31,7 +31,7 @@ from ...model import (
 )
 from . import contrib, inventory, quantized
 from .decode import _FLOAT_TYPES, _dtype_name, _Unreadable, _Unsafe
-from .external import _external_plan, _tensor_loader
+from .external import _external_plan, _remote_for, _tensor_loader
 from .graph import (
     _ACTIVATION_OPS,
     _NORM_OPS,
@@ -60,12 +60,17 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
         raise LoadError("is too large to parse as an ONNX model") from None
     except Exception as exc:  # protobuf DecodeError, RuntimeWarning-as-error, OSError...
         raise LoadError(f"is not a valid ONNX model ({_one_line(exc)})") from None
-    return from_proto(
+    base_dir = Path(path).parent
+    model = from_proto(
         proto,
         path_label=os.fspath(path),
-        base_dir=Path(path).parent,
+        base_dir=base_dir,
         max_tensor_bytes=getattr(options, "max_tensor_bytes", 64 * 2**30),
     )
+    # a local file: embedded tensors decode from the parsed protobuf, external ones are memmaps
+    # of their files by path; a remote model's external data comes over sockets (remote.py)
+    model.fork_safe = _remote_for(base_dir) is None
+    return model
 
 
 def _one_line(exc: BaseException) -> str:
