@@ -179,3 +179,35 @@ assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
 print(len(forked["tensors"]))
 """, str(path))
     assert out.split() == ["4"]
+
+
+def test_forked_torch_zip_equals_the_serial_one(tmp_path: Path) -> None:
+    """A torch.save'd checkpoint (zip, memmapped storages) through forked workers: the same
+    report as one worker (audited in a process that imports no torch)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(4)], torch.nn.ReLU())
+    with torch.no_grad():
+        model[2].weight[3] = model[2].weight[7]  # a duplicated unit
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    out = _run(CHILDREN + """
+import json, sys
+from initaudit import engine, forkpool
+from initaudit.settings import AuditConfig
+
+serial = engine.audit_path(sys.argv[1], AuditConfig(workers=1)).to_dict()
+used = []
+real = forkpool.forked_map
+def spy(fn, items, workers):
+    used.append(workers)
+    return real(fn, items, workers)
+forkpool.forked_map = spy
+engine.FORK_MIN_BYTES = 0
+forked = engine.audit_path(sys.argv[1], AuditConfig(workers=2)).to_dict()
+assert used == [2], used
+assert children() == []
+assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
+print(json.dumps(sorted({(f["code"], f["tensor"]) for f in forked["findings"]})))
+""", str(path))
+    assert any(t == "2.weight" for _, t in json.loads(out))  # the duplicated unit is reported

@@ -1204,7 +1204,10 @@ def _storage_loader(source: Any) -> Callable[[Any], Any]:
 def _load_zip(path: Path, options: Any) -> LoadedModel:
     model = _new_model(path, "pytorch-zip")
     # a remote archive (initaudit.remote): the same reader over ranged requests
-    with SafeZip(path, byte_source(options)) as zf:
+    remote = byte_source(options)
+    # local: every storage is a memmap of the archive by path (stored members only)
+    model.fork_safe = remote is None
+    with SafeZip(path, remote) as zf:
         scan_zip(zf, model)
         prefix = _archive_prefix(zf, "data.pkl")
         source = _ZipSource(zf, prefix + "data/", _byteorder(zf, prefix))
@@ -1222,6 +1225,7 @@ def _load_zip(path: Path, options: Any) -> LoadedModel:
 # --------------------------------------------------------------------------------------------
 def _load_legacy(path: Path, options: Any) -> LoadedModel:
     model = _new_model(path, "pytorch-legacy")
+    model.fork_safe = True  # local only; every storage is a memmap of the file by path
     with open(path, "rb") as fh:
         try:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
