@@ -366,6 +366,8 @@ def _run_tensors(
                     )
                 )
             yield tensor, outcome
+    except forkpool.WorkerError as exc:  # a worker killed (memory) or crashed: one line, exit 2
+        raise LoadError(f"could not be analysed: {exc}") from None
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -103,6 +103,19 @@ def _child(fn: Callable[[Any], Any], items: Sequence[Any], tasks: int, results: 
         os._exit(code)
 
 
+def _fate(pid: int) -> str:
+    """What became of a child that closed its pipe without a result, in words."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "a worker process ended without returning its result"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        why = " (out of memory?)" if sig == signal.SIGKILL else ""
+        return f"a worker process was killed by signal {sig}{why} before returning its result"
+    return f"a worker process exited with code {os.WEXITSTATUS(status)} before returning its result"
+
+
 def forked_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> Iterator[T]:
     """``map(fn, items)`` computed by ``workers`` forked children, yielded in order.
 
@@ -112,6 +125,7 @@ def forked_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> It
     n = len(items)
     workers = max(1, min(workers, n))
     children: list[tuple[int, int, int]] = []  # (pid, task write end, result read end)
+    reaped: set[int] = set()
     sel = selectors.DefaultSelector()
     gc.freeze()  # the children's collector leaves the inherited objects (and their pages) alone
     try:
@@ -131,10 +145,18 @@ def forked_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> It
             children.append((pid, task_w, res_r))
             sel.register(res_r, selectors.EVENT_READ, len(children) - 1)
         gc.unfreeze()
+
+        def send(k: int, index: int) -> None:
+            try:
+                _write_all(children[k][1], _IDX.pack(index))
+            except BrokenPipeError:  # the child is gone: say how, as for a missing result
+                reaped.add(children[k][0])
+                raise WorkerError(_fate(children[k][0])) from None
+
         next_item = 0
-        for _, task_w, _ in children:  # one item each to start with
+        for k in range(len(children)):  # one item each to start with
             if next_item < n:
-                _write_all(task_w, _IDX.pack(next_item))
+                send(k, next_item)
                 next_item += 1
         done: dict[int, tuple[bool, Any]] = {}
         want = 0
@@ -149,20 +171,21 @@ def forked_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> It
                 break
             for key, _ in sel.select():
                 k = key.data
-                _, task_w, res_r = children[k]
+                res_r = children[k][2]
                 head = _read_exact(res_r, _LEN.size)
                 body = _read_exact(res_r, _LEN.unpack(head)[0]) if head is not None else None
                 if body is None:
-                    raise WorkerError("a worker process ended without returning its result")
+                    reaped.add(children[k][0])  # its pid may be reused: never signal it again
+                    raise WorkerError(_fate(children[k][0]))
                 # our own child's pickle of our own result types, never bytes from a checkpoint
                 i, ok, value = pickle.loads(body)
                 done[i] = (ok, value)
                 if next_item < n:
-                    _write_all(task_w, _IDX.pack(next_item))
+                    send(k, next_item)
                     next_item += 1
                 else:  # nothing left for this child: it exits, its pipe's end is not an error
-                    _write_all(task_w, _IDX.pack(_STOP))
                     sel.unregister(res_r)
+                    send(k, _STOP)
     finally:
         gc.unfreeze()
         sel.close()
@@ -172,6 +195,8 @@ def forked_map(fn: Callable[[Any], T], items: Sequence[Any], workers: int) -> It
                     os.close(fd)
                 except OSError:
                     pass
+            if pid in reaped:
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:

@@ -65,8 +65,8 @@ assert got == [i * i for i in range(7)], got  # everything before the failing it
 try:
     list(forkpool.forked_map(die, list(range(6)), 2))
     raise AssertionError("a dying worker must be an error")
-except forkpool.WorkerError:
-    pass
+except forkpool.WorkerError as exc:
+    assert "exited with code 3" in str(exc), exc
 assert children() == [], children()
 print("ok")
 """)
@@ -211,3 +211,35 @@ assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
 print(json.dumps(sorted({(f["code"], f["tensor"]) for f in forked["findings"]})))
 """, str(path))
     assert any(t == "2.weight" for _, t in json.loads(out))  # the duplicated unit is reported
+
+
+def test_a_killed_worker_makes_the_file_an_error_of_one_line(tmp_path: Path) -> None:
+    """A worker killed mid-audit (the kernel's OOM killer sends SIGKILL): the file is reported as
+    an error with one line saying so, no traceback, no hang, no child left behind."""
+    path = tmp_path / "model.safetensors"
+    _write_safetensors(path)
+    out = _run(CHILDREN + """
+import os, signal, sys
+from initaudit import engine, forkpool
+from initaudit.settings import AuditConfig
+
+real = forkpool.forked_map
+def killing(fn, items, workers):
+    def work(t):
+        if t.name == "layers.2.fc.weight":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return fn(t)
+    return real(work, items, workers)
+forkpool.forked_map = killing
+engine.FORK_MIN_BYTES = 0
+r = engine.audit_path(sys.argv[1], AuditConfig(workers=2))
+assert children() == []
+print(r.status.value)
+print(r.error)
+""", str(path))
+    status, error = out.strip().split("\n")
+    assert status == "error"
+    assert error == (
+        "could not be analysed: a worker process was killed by signal 9 (out of memory?) "
+        "before returning its result"
+    )
