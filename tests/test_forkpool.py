@@ -109,10 +109,7 @@ def _write_safetensors(path: Path) -> None:
     path.write_bytes(len(h).to_bytes(8, "little") + h + b"".join(blobs))
 
 
-def test_forked_audit_equals_the_serial_one(tmp_path: Path) -> None:
-    path = tmp_path / "model.safetensors"
-    _write_safetensors(path)
-    out = _run(CHILDREN + """
+FORKED_EQUALS_SERIAL = CHILDREN + """
 import json, sys
 from initaudit import engine, forkpool
 from initaudit.settings import AuditConfig
@@ -124,14 +121,28 @@ def spy(fn, items, workers):
     used.append(workers)
     return real(fn, items, workers)
 forkpool.forked_map = spy
-engine.FORK_MIN_BYTES = 0  # the file is small: fork anyway
+engine.FORK_MIN_BYTES = 0  # the files are small: fork anyway
 forked = engine.audit_path(sys.argv[1], AuditConfig(workers=2)).to_dict()
-assert used == [2], used
+assert used == [2], used  # the forked path ran
 assert children() == []
+assert forked["status"] == "ok", forked
 assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
-print(json.dumps(sorted({(f["code"], f["tensor"]) for f in forked["findings"]})))
-""", str(path))
-    found = {tuple(x) for x in json.loads(out)}
+print(json.dumps({"tensors": len(forked["tensors"]),
+                  "findings": sorted({(f["code"], f["tensor"]) for f in forked["findings"]})}))
+"""
+
+
+def _forked_equals_serial(path: Path) -> dict:
+    """Audit ``path`` on one worker and on two forked ones in a fresh interpreter: the reports
+    must be byte-identical; returns the tensor count and the (code, tensor) findings."""
+    return json.loads(_run(FORKED_EQUALS_SERIAL, str(path)))
+
+
+def test_forked_audit_equals_the_serial_one(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    _write_safetensors(path)
+    got = _forked_equals_serial(path)
+    found = {tuple(x) for x in got["findings"]}
     assert any(t == "layers.3.fc.weight" for _, t in found)  # the duplicated unit is reported
     assert any(t == "layers.4.fc.weight" for _, t in found)  # the constant kernel is reported
 
@@ -158,27 +169,8 @@ def test_forked_onnx_with_external_data_equals_the_serial_one(tmp_path: Path) ->
     onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="mlp.data", size_threshold=4096 * 4)  # w0..w3: 16 KB each, external
     assert (tmp_path / "mlp.data").stat().st_size >= 4 * 64 * 64 * 4
-    out = _run(CHILDREN + """
-import json, sys
-from initaudit import engine, forkpool
-from initaudit.settings import AuditConfig
-
-serial = engine.audit_path(sys.argv[1], AuditConfig(workers=1)).to_dict()
-used = []
-real = forkpool.forked_map
-def spy(fn, items, workers):
-    used.append(workers)
-    return real(fn, items, workers)
-forkpool.forked_map = spy
-engine.FORK_MIN_BYTES = 0
-forked = engine.audit_path(sys.argv[1], AuditConfig(workers=2)).to_dict()
-assert used == [2], used
-assert children() == []
-assert forked["status"] == "ok", forked
-assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
-print(len(forked["tensors"]))
-""", str(path))
-    assert out.split() == ["4"]
+    got = _forked_equals_serial(path)
+    assert got["tensors"] == 4
 
 
 def test_forked_torch_zip_equals_the_serial_one(tmp_path: Path) -> None:
@@ -191,26 +183,8 @@ def test_forked_torch_zip_equals_the_serial_one(tmp_path: Path) -> None:
         model[2].weight[3] = model[2].weight[7]  # a duplicated unit
     path = tmp_path / "model.pt"
     torch.save(model.state_dict(), path)
-    out = _run(CHILDREN + """
-import json, sys
-from initaudit import engine, forkpool
-from initaudit.settings import AuditConfig
-
-serial = engine.audit_path(sys.argv[1], AuditConfig(workers=1)).to_dict()
-used = []
-real = forkpool.forked_map
-def spy(fn, items, workers):
-    used.append(workers)
-    return real(fn, items, workers)
-forkpool.forked_map = spy
-engine.FORK_MIN_BYTES = 0
-forked = engine.audit_path(sys.argv[1], AuditConfig(workers=2)).to_dict()
-assert used == [2], used
-assert children() == []
-assert json.dumps(forked, sort_keys=True) == json.dumps(serial, sort_keys=True)
-print(json.dumps(sorted({(f["code"], f["tensor"]) for f in forked["findings"]})))
-""", str(path))
-    assert any(t == "2.weight" for _, t in json.loads(out))  # the duplicated unit is reported
+    got = _forked_equals_serial(path)
+    assert any(t == "2.weight" for _, t in got["findings"])  # the duplicated unit is reported
 
 
 def test_a_killed_worker_makes_the_file_an_error_of_one_line(tmp_path: Path) -> None:
