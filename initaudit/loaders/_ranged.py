@@ -54,17 +54,16 @@ def byte_source(options: Any) -> ByteSource | None:
     return extra.get(SOURCE_KEY) if isinstance(extra, dict) else None
 
 
-class RangeIO(io.RawIOBase):
-    """A read-only, seekable file object over a :class:`ByteSource`, for parsers written against
-    files (zipfile's central directory, the GGUF header reader). ``read_ahead``: fetch growing
-    blocks and keep them (a sequential header); without it every read is exactly one range,
-    kept by the source when ``keep`` (a zip's central directory read before the reader)."""
+class SeekableReader(io.RawIOBase):
+    """readable/seekable/tell/seek over ``[0, _extent)`` for a read-only file object: a subclass
+    keeps ``_pos``, says how long it is (``_extent``) and reads in ``readinto`` (RangeIO here,
+    loaders._shared.FileWindow)."""
 
-    def __init__(self, source: ByteSource, *, read_ahead: bool = False, keep: bool = False) -> None:
-        super().__init__()
-        self.source, self._pos, self._keep = source, 0, keep
-        self._ahead = READ_AHEAD_MIN if read_ahead else 0
-        self._buf, self._buf_start = b"", 0
+    _pos = 0
+
+    @property
+    def _extent(self) -> int:
+        raise NotImplementedError
 
     def readable(self) -> bool:
         return True
@@ -76,9 +75,26 @@ class RangeIO(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.source.size}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._extent}[whence]
         self._pos = max(0, base + offset)
         return self._pos
+
+
+class RangeIO(SeekableReader):
+    """A read-only, seekable file object over a :class:`ByteSource`, for parsers written against
+    files (zipfile's central directory, the GGUF header reader). ``read_ahead``: fetch growing
+    blocks and keep them (a sequential header); without it every read is exactly one range,
+    kept by the source when ``keep`` (a zip's central directory read before the reader)."""
+
+    def __init__(self, source: ByteSource, *, read_ahead: bool = False, keep: bool = False) -> None:
+        super().__init__()
+        self.source, self._pos, self._keep = source, 0, keep
+        self._ahead = READ_AHEAD_MIN if read_ahead else 0
+        self._buf, self._buf_start = b"", 0
+
+    @property
+    def _extent(self) -> int:
+        return self.source.size
 
     def readinto(self, buffer: Any) -> int:
         n = max(0, min(len(buffer), self.source.size - self._pos))

@@ -4,16 +4,16 @@ findings already made: the framework would have run them before failing)."""
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 from pathlib import Path
 from typing import Any
 
 from ..model import LoadedModel, LoadError
+from ._ranged import SeekableReader
 
 
-class FileWindow(io.RawIOBase):
+class FileWindow(SeekableReader):
     """A read-only, seekable view of ``[start, start+size)`` of a file: a stored zip member handed
     to h5py, one embedded archive of a ``.distcp`` file; nothing is extracted or read ahead."""
 
@@ -22,19 +22,9 @@ class FileWindow(io.RawIOBase):
         self._fh = open(path, "rb")  # noqa: SIM115 - closed in close(), lives with the window
         self._start, self._size, self._pos = start, size, 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+    @property
+    def _extent(self) -> int:
+        return self._size
 
     # a writable buffer (bytearray/memoryview from io): typed Any since the Buffer protocol
     # declares neither len() nor slice assignment
