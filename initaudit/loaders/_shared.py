@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..model import LoadedModel, LoadError
+from ..model import LoadedModel, LoadError, UnsafeLoadError
 from ._ranged import SeekableReader
 
 
@@ -56,6 +58,22 @@ class UnderConstruction:
         if models is None:
             models = self._local.models = []
         return models
+
+    @contextmanager
+    def keeping_findings(self) -> Iterator[None]:
+        """One load: starts with no model under construction and, when it fails with a LoadError,
+        re-raises it as an UnsafeLoadError carrying the unsafe content already found (the
+        framework would have acted on it before failing: issue 11, fail closed)."""
+        self().clear()
+        try:
+            yield
+        except LoadError as exc:
+            found = [u for m in self() for u in m.unsafe]
+            if found and not isinstance(exc, UnsafeLoadError):
+                raise UnsafeLoadError(str(exc), found) from None
+            raise
+        finally:
+            self().clear()
 
 
 def read_json(path: Path, *, limit: int, what: str) -> Any:

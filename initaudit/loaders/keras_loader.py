@@ -47,7 +47,6 @@ from ..model import (
     Role,
     StoredTensor,
     UnsafeContent,
-    UnsafeLoadError,
     WeightTensor,
 )
 from . import LoadOptions, _h5guard, keras_accounting
@@ -1347,16 +1346,8 @@ def vars_group_names(path: Path) -> dict[str, str]:
 
 def load_weights_shard(path: Path, options: LoadOptions, names: Mapping[str, str]) -> LoadedModel:
     """One shard of a Keras 3 sharded save, its layers named with ``names`` from all shards."""
-    _current().clear()
-    try:
+    with _current.keeping_findings():
         return _load_h5(path, "keras-h5", options, names)
-    except LoadError as exc:
-        found = [u for m in _current() for u in m.unsafe]
-        if found and not isinstance(exc, UnsafeLoadError):
-            raise UnsafeLoadError(str(exc), found) from None
-        raise
-    finally:
-        _current().clear()
 
 
 def _load_h5(
@@ -1608,22 +1599,14 @@ def _npz_as_h5(variables: list[Any]) -> _H5Source:
 
 
 def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
-    _current().clear()
-    try:
+    # a Lambda or custom object found before an error stands: keras deserializes the config
+    # (and runs the Lambda) before it reads the weights
+    with _current.keeping_findings():
         if fmt == "keras":
             return _load_keras_zip(path, options)
         if fmt == "keras-dir":
             return _load_keras_dir(path, options)
         return _load_h5(path, fmt, options)
-    except LoadError as exc:
-        # a Lambda or custom object found before the error stands: keras deserializes the config
-        # (and runs the Lambda) before it reads the weights (issue 11, fail closed)
-        found = [u for m in _current() for u in m.unsafe]
-        if found and not isinstance(exc, UnsafeLoadError):
-            raise UnsafeLoadError(str(exc), found) from None
-        raise
-    finally:
-        _current().clear()
 
 
 # the model under construction (per thread), so an error raised deep in a reader keeps its
