@@ -4,10 +4,13 @@ them first (schemas copied from torchvision/csrc/ops/nms.cpp) lets ``import torc
 everything that imports it (transformers' image models, timm) work on CPU. No kernel is ever
 registered: nothing here runs NMS.
 
-Call :func:`prepare_torchvision` before importing torchvision (tests/conftest.py does, once).
+Call :func:`prepare_torchvision` before importing torchvision (tests/conftest.py does, once),
+or :func:`torch_or_skip` in a test that needs torch.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 _SCHEMAS = {
     "torchvision::nms": "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -26,3 +29,12 @@ def prepare_torchvision() -> None:
             torch.library.define(name, schema)
         except RuntimeError:
             pass  # already defined (by torchvision itself, or an earlier call)
+
+
+def torch_or_skip() -> Any:
+    """torch, with torchvision made importable, or the calling test skipped without torch."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    prepare_torchvision()
+    return torch

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _tv import torch_or_skip  # tests/ is on the path (pytest rootdir-relative imports)
 
 import initaudit
 from initaudit.report import FileReport
@@ -17,14 +18,6 @@ from initaudit.rules._common import std_upper_small_sample
 
 pytestmark = pytest.mark.frameworks
 
-
-def _torch() -> Any:
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _tv import prepare_torchvision
-
-    prepare_torchvision()
-    return torch
 
 
 def _alarms(fr: FileReport) -> list[tuple[str, str | None]]:
@@ -46,7 +39,7 @@ def _save_hf(model: Any, folder: Path) -> Path:
 # ---- afmoe: the MoE router starts at zero -------------------------------------------------------
 
 def _afmoe() -> Any:
-    _torch()
+    torch_or_skip()
     transformers = pytest.importorskip("transformers")
     if not hasattr(transformers, "AfmoeConfig"):
         pytest.skip("transformers without Afmoe")
@@ -60,7 +53,7 @@ def _afmoe() -> Any:
 
 def test_afmoe_zero_router_is_by_design(tmp_path: Path) -> None:
     """AfmoePreTrainedModel._init_weights zeroes the router (uniform routing at start): info."""
-    torch = _torch()
+    torch = torch_or_skip()
     torch.manual_seed(0)
     model = _afmoe()
     assert float(model.layers[1].mlp.router.gate.weight.detach().abs().max()) == 0.0
@@ -71,7 +64,7 @@ def test_afmoe_zero_router_is_by_design(tmp_path: Path) -> None:
 
 
 def test_afmoe_zeroed_hidden_kernel_stays_an_error(tmp_path: Path) -> None:
-    torch = _torch()
+    torch = torch_or_skip()
     torch.manual_seed(0)
     model = _afmoe()
     with torch.no_grad():
@@ -91,7 +84,7 @@ def test_router_row_is_limited_to_the_model_that_zeroes_it() -> None:
 # ---- CLVP: the conditioning encoder's mel projection is N(0, factor) ------------------------------
 
 def _clvp() -> Any:
-    _torch()
+    torch_or_skip()
     transformers = pytest.importorskip("transformers")
     small = dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
                  intermediate_size=128, vocab_size=100, projection_dim=32)
@@ -106,7 +99,7 @@ def _clvp() -> Any:
 def test_clvp_mel_conv_documented_scale_is_info_and_a_blow_up_is_not(tmp_path: Path) -> None:
     """ClvpPreTrainedModel._init_weights: mel_conv ~ N(0, initializer_factor) feeding GroupNorm'd
     residual blocks. Untouched: no alarm; ten times that: still exploding-init's error."""
-    torch = _torch()
+    torch = torch_or_skip()
     torch.manual_seed(0)
     model = _clvp()
     name = "conditioning_encoder.mel_conv.weight"
@@ -140,7 +133,7 @@ def test_small_sample_std_bound_holds_at_its_level() -> None:
 def test_timm_csatv2_3x1_qkv_is_too_small_to_tell(seed: int, tmp_path: Path) -> None:
     """csatv2's nn.Linear(1, 3) qkv, trunc_normal_(std=0.02): under torch.manual_seed(1) its 3
     values have sample std 0.0015, which warned as vanishing-init; seeds 0 and 2 did not."""
-    torch = _torch()
+    torch = torch_or_skip()
     timm = pytest.importorskip("timm")
     torch.manual_seed(seed)
     model = timm.create_model("csatv2", pretrained=False).eval()
@@ -158,7 +151,7 @@ def test_timm_csatv2_3x1_qkv_is_too_small_to_tell(seed: int, tmp_path: Path) -> 
 
 def _zoo_build(model_type: str) -> Any:
     """The zoo's own builder (benchmarks/zoo.py: the library's config shrunk, from_config)."""
-    _torch()
+    torch_or_skip()
     pytest.importorskip("transformers")
     from benchmarks.zoo import build_transformers
 
@@ -192,7 +185,7 @@ def _zoo_build(model_type: str) -> Any:
 def test_zero_by_design_tensors_of_transformers_models(model_type: str,
                                                         zero_by_design: list[str],
                                                         tmp_path: Path) -> None:
-    torch = _torch()
+    torch = torch_or_skip()
     torch.manual_seed(0)
     model = _zoo_build(model_type)
     fr = _audit(_save_hf(model, tmp_path / "m"))
@@ -204,7 +197,7 @@ def test_zero_by_design_tensors_of_transformers_models(model_type: str,
 
 def test_grounding_dino_hidden_layer_of_a_prediction_head_stays_an_error(tmp_path: Path) -> None:
     """The row covers the head's last layer only: its zeroed first layer is still an error."""
-    torch = _torch()
+    torch = torch_or_skip()
     torch.manual_seed(0)
     model = _zoo_build("mm-grounding-dino")
     with torch.no_grad():
@@ -219,7 +212,7 @@ def test_grounding_dino_hidden_layer_of_a_prediction_head_stays_an_error(tmp_pat
 def test_nemotron3_diarization_subpixel_upsampler_is_info(tmp_path: Path) -> None:
     """Nemotron3DiarizationPreTrainedModel._init_weights: the upsampler conv is eye(hidden)
     repeated upsample_factor times on the centre tap (nearest-neighbour upsampling)."""
-    torch = _torch()
+    torch = torch_or_skip()
     transformers = pytest.importorskip("transformers")
     from benchmarks.zoo import _LAYER_COUNTS, _shrink
 
@@ -271,7 +264,7 @@ def test_zoo_slice_untouched_is_clean_and_injected_defect_is_caught(
         library: str, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """What `python benchmarks/zoo.py --library L --only NAME` measures, for a few models: the
     untouched model gives no error/warning and the defect the harness injects is caught."""
-    _torch()
+    torch_or_skip()
     pytest.importorskip(library)
     from benchmarks import zoo
 
@@ -287,7 +280,7 @@ def test_zoo_slice_untouched_is_clean_and_injected_defect_is_caught(
 def test_ibert_integer_weight_buffers_are_quantization_state(tmp_path: Path) -> None:
     """I-BERT's QuantEmbedding keeps weight_integer = zeros_like(weight) until quantized
     inference fills it: not a kernel that must start random."""
-    torch = _torch()
+    torch = torch_or_skip()
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.IBertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -302,7 +295,7 @@ def test_ibert_integer_weight_buffers_are_quantization_state(tmp_path: Path) -> 
 def test_timm_global_context_zero_mlp_add_is_a_residual_end(tmp_path: Path) -> None:
     """timm GlobalContext.reset_parameters zeroes mlp_add.fc2 (x + mlp_add(context)): info;
     its zeroed fc1 (layers after it) stays an error."""
-    torch = _torch()
+    torch = torch_or_skip()
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
     model = timm.create_model("gcresnext26ts", pretrained=False).eval()
@@ -323,7 +316,7 @@ def test_timm_global_context_zero_mlp_add_is_a_residual_end(tmp_path: Path) -> N
 def test_moe_shared_expert_is_a_kernel_and_its_blow_up_is_an_error(tmp_path: Path) -> None:
     # `shared` in a module name once made `mlp.shared_expert.down_proj` an embedding, whose
     # N(0, 1) is torch's default: Qwen3.5-MoE's N(0, 1) shared expert went unreported
-    torch = _torch()
+    torch = torch_or_skip()
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.Qwen2MoeConfig(
@@ -354,7 +347,7 @@ def test_moe_shared_expert_is_a_kernel_and_its_blow_up_is_an_error(tmp_path: Pat
 
 def test_udop_patch_embedding_documented_scale_is_info_and_a_blow_up_is_not(tmp_path: Path) -> None:
     # UdopPreTrainedModel._init_weights: nn.Conv2d -> trunc_normal_(std=factor), factor 1.0
-    torch = _torch()
+    torch = torch_or_skip()
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.UdopConfig(d_model=64, d_kv=16, d_ff=128, num_layers=2,
@@ -375,7 +368,7 @@ def test_udop_patch_embedding_documented_scale_is_info_and_a_blow_up_is_not(tmp_
 
 def test_xlstm_zero_gates_are_by_design_and_a_zeroed_projection_is_not(tmp_path: Path) -> None:
     # xLSTMPreTrainedModel._init_weights zeroes every Linear whose name holds "gate"
-    torch = _torch()
+    torch = torch_or_skip()
     transformers = pytest.importorskip("transformers")
     if not hasattr(transformers, "xLSTMConfig"):
         pytest.skip("transformers without xLSTM")
@@ -395,7 +388,7 @@ def test_xlstm_zero_gates_are_by_design_and_a_zeroed_projection_is_not(tmp_path:
 
 
 def test_wavtokenizer_adaptive_norm_tables_are_by_design(tmp_path: Path) -> None:
-    torch = _torch()
+    torch = torch_or_skip()
     transformers = pytest.importorskip("transformers")
     if not hasattr(transformers, "WavTokenizerConfig"):
         pytest.skip("transformers without WavTokenizer")

@@ -8,12 +8,12 @@ init code runs in seconds; the full zoo is `python benchmarks/zoo.py`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _tv import torch_or_skip  # tests/ is on the path (pytest rootdir-relative imports)
 
 import initaudit
 from initaudit.report import FileReport
@@ -33,23 +33,15 @@ def _audit_file(path: Path) -> FileReport:
     return fr
 
 
-def _torch():
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _tv import prepare_torchvision
-
-    prepare_torchvision()
-    return torch
-
 
 def _timm(name: str, **kw: Any):
-    _torch()
+    torch_or_skip()
     timm = pytest.importorskip("timm")
     return timm.create_model(name, pretrained=False, **kw).eval()
 
 
 def _timm_class(path: str, **kw: Any):
-    _torch()
+    torch_or_skip()
     pytest.importorskip("timm")
     import importlib
 
@@ -58,7 +50,7 @@ def _timm_class(path: str, **kw: Any):
 
 
 def _tv(builder: str, **kw: Any):
-    _torch()
+    torch_or_skip()
     tvm = pytest.importorskip("torchvision.models")
     if builder[0].isupper():  # the model class itself, with the builder's init code
         return getattr(tvm, builder)(**kw).eval()
@@ -66,7 +58,7 @@ def _tv(builder: str, **kw: Any):
 
 
 def _hf(config: str, model: str, **kw: Any):
-    _torch()
+    torch_or_skip()
     transformers = pytest.importorskip("transformers")
     return getattr(transformers, model)(getattr(transformers, config)(**kw)).eval()
 
@@ -107,7 +99,7 @@ TORCH_SLICE: list[tuple[str, Callable[[], Any], str]] = [
 @pytest.mark.parametrize("name,build,pattern", TORCH_SLICE, ids=[c[0] for c in TORCH_SLICE])
 def test_untouched_model_is_clean(name: str, build: Callable[[], Any], pattern: str,
                                   tmp_path: Path) -> None:
-    torch = _torch()
+    torch = torch_or_skip()
     torch.manual_seed(0)
     model = build()
     if hasattr(model, "save_pretrained"):
@@ -123,7 +115,7 @@ def test_untouched_model_is_clean(name: str, build: Callable[[], Any], pattern: 
 def test_cait_talking_heads_verdict_does_not_depend_on_the_seed(seed: int, tmp_path: Path) -> None:
     """N(0, 0.02) on 4-wide projections sits on the vanishing threshold: never a warning that
     flips with torch.manual_seed (too small to tell -> info)."""
-    torch = _torch()
+    torch = torch_or_skip()
     torch.manual_seed(seed)
     model = _timm("cait_xxs24_224", depth=4, depth_token_only=1, img_size=32, patch_size=8)
     torch.save(model.state_dict(), tmp_path / "m.pt")
@@ -132,7 +124,7 @@ def test_cait_talking_heads_verdict_does_not_depend_on_the_seed(seed: int, tmp_p
 
 def test_zero_hidden_kernel_with_layers_after_it_stays_an_error(tmp_path: Path) -> None:
     """The zero-head convention must not hide a zeroed hidden kernel (silencing is no fix)."""
-    torch = _torch()
+    torch = torch_or_skip()
     torch.manual_seed(0)
     model = _tv("VisionTransformer", image_size=32, patch_size=8, num_layers=2, num_heads=2,
                 hidden_dim=64, mlp_dim=128)
@@ -147,7 +139,7 @@ def test_zero_hidden_kernel_with_layers_after_it_stays_an_error(tmp_path: Path) 
 
 def test_exported_cnn_with_folded_batchnorm_is_clean(tmp_path: Path) -> None:
     """torch.onnx folds eval BatchNorm into the convs (exact-zero bias): not a plain stack."""
-    torch = _torch()
+    torch = torch_or_skip()
     pytest.importorskip("onnx")
     torch.manual_seed(0)
     model = _tv("mobilenet_v3_small")
@@ -158,7 +150,7 @@ def test_exported_cnn_with_folded_batchnorm_is_clean(tmp_path: Path) -> None:
 
 
 def test_deep_gelu_mlp_with_torch_defaults_is_info(tmp_path: Path) -> None:
-    torch = _torch()
+    torch = torch_or_skip()
     pytest.importorskip("onnx")
     nn = torch.nn
     torch.manual_seed(0)

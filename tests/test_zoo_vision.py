@@ -9,20 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _tv import torch_or_skip  # tests/ is on the path (pytest rootdir-relative imports)
 
 import initaudit
 from initaudit.report import FileReport
 
 pytestmark = pytest.mark.frameworks
 
-
-def _torch() -> Any:
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _tv import prepare_torchvision
-
-    prepare_torchvision()
-    return torch
 
 
 def _audit(path: Path) -> FileReport:
@@ -61,7 +54,7 @@ def test_a_zero_conv_bias_alone_is_not_folded_batchnorm(std: float | None, tmp_p
     """A zero bias is a common deliberate init, not evidence of a BatchNorm folded at export:
     a plain stack drawn N(0, 0.05) (signal vanishes over 8 convs) must still warn, while the
     same stack with VGG's He init is clean."""
-    torch = _torch()
+    torch = torch_or_skip()
     pytest.importorskip("onnx")
     torch.manual_seed(0)
     model = _zero_bias_conv_stack(torch, std)
@@ -76,7 +69,7 @@ def test_a_zero_conv_bias_alone_is_not_folded_batchnorm(std: float | None, tmp_p
 def test_folded_and_plain_zero_bias_convs_in_one_export(tmp_path: Path) -> None:
     """In one legacy export, the conv whose BatchNorm was folded (weight ``onnx::Conv_<n>``) is
     normalized; the zero-bias conv that had no BatchNorm keeps its name and is not."""
-    torch = _torch()
+    torch = torch_or_skip()
     pytest.importorskip("onnx")
     nn = torch.nn
     torch.manual_seed(0)
@@ -94,7 +87,7 @@ def test_folded_and_plain_zero_bias_convs_in_one_export(tmp_path: Path) -> None:
 def test_a_zeroed_hidden_kernel_named_like_layerscale_stays_an_error(tmp_path: Path) -> None:
     """The LayerScale/GRN convention covers per-channel vectors ((C,), (1, 1, 1, C)); a full
     hidden kernel that happens to be called ``ls`` or ``gamma`` is zeroed by mistake."""
-    torch = _torch()
+    torch = torch_or_skip()
     nn = torch.nn
 
     class Net(nn.Module):
@@ -148,7 +141,7 @@ def test_zoo_slice_untouched_is_clean_and_the_injected_defect_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if library in ("torch.nn",):
-        torch = _torch()
+        torch = torch_or_skip()
         torch.manual_seed(0)
         if "onnx" in formats:
             pytest.importorskip("onnx")
@@ -182,7 +175,7 @@ def test_exported_recurrent_input_kernel_is_torchs_rnn_default(cell: str, tmp_pa
     32 -> 64 cell is U(±1/sqrt(hidden=64)), torch's RNN default, not an unknown scheme (a GRU
     stack exported with torch defaults got a signal-propagation warning instead of the
     library-default info)."""
-    torch = _torch()
+    torch = torch_or_skip()
     pytest.importorskip("onnx")
     nn = torch.nn
 
