@@ -349,20 +349,17 @@ def _sum(d: np.ndarray) -> float:
 def _power_sums(d: np.ndarray, d2: np.ndarray) -> tuple[float, float, float, float]:
     """(Σd, Σd², Σd³, Σd⁴) of a 1-D block, d2 = d·d: whole PASS_CHUNK rows in four batched
     calls, the ragged tail in four dots."""
-    nb = d.size
-    q = nb // PASS_CHUNK
-    s1 = s2 = s3 = s4 = 0.0
+    s1 = _sum(d)
+    q = d.size // PASS_CHUNK
+    s2 = s3 = s4 = 0.0
     if q:
         main = q * PASS_CHUNK
         rows, rows2 = d[:main].reshape(q, PASS_CHUNK), d2[:main].reshape(q, PASS_CHUNK)
-        ones = _ones(PASS_CHUNK, d.dtype)
-        s1 = float(np.add.reduce(rows @ ones, dtype=np.float64))
-        s2 = float(np.add.reduce(rows2 @ ones, dtype=np.float64))
+        s2 = float(np.add.reduce(rows2 @ _ones(PASS_CHUNK, d.dtype), dtype=np.float64))
         s3 = _dot_rows(rows2, rows)
         s4 = _dot_rows(rows2, rows2)
         d, d2 = d[main:], d2[main:]
     if d.size:
-        s1 += float(np.dot(d, _ones(d.size, d.dtype)))
         s2 += float(np.dot(d, d))
         s3 += float(np.dot(d2, d))
         s4 += float(np.dot(d2, d2))
