@@ -64,13 +64,34 @@ class _Payload:
         return (os.system, ("echo pwned",))
 
 
-def test_npz_with_a_payload_is_reported_and_not_run(tmp_path: Path) -> None:
+def _good(tmp_path: Path) -> Path:
+    """A real Keras save with the npz weights store (written once per test)."""
     good = tmp_path / "good.keras"
-    saving_lib.save_model(_model(), str(good), weights_format="npz")
-    with zipfile.ZipFile(good) as zf:
+    if not good.exists():
+        saving_lib.save_model(_model(), str(good), weights_format="npz")
+    return good
+
+
+def _npz_save_with(tmp_path: Path, weights: bytes, name: str = "bad.keras") -> Path:
+    """:func:`_good`'s archive with its ``model.weights.npz`` member replaced by ``weights``."""
+    with zipfile.ZipFile(_good(tmp_path)) as zf:
         members = {n: zf.read(n) for n in zf.namelist()}
+    members["model.weights.npz"] = weights
+    out = tmp_path / name
+    with zipfile.ZipFile(out, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+    return out
+
+
+def _weights_of(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        return zf.read("model.weights.npz")
+
+
+def test_npz_with_a_payload_is_reported_and_not_run(tmp_path: Path) -> None:
     inner = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(members["model.weights.npz"])) as src, \
+    with zipfile.ZipFile(io.BytesIO(_weights_of(_good(tmp_path)))) as src, \
             zipfile.ZipFile(inner, "w") as dst:
         for name in src.namelist():
             data = src.read(name)
@@ -79,28 +100,16 @@ def test_npz_with_a_payload_is_reported_and_not_run(tmp_path: Path) -> None:
                 data = data[:header_end] + pickle.dumps(
                     np.asanyarray({"0": _Payload()}, dtype=object), protocol=4)
             dst.writestr(name, data)
-    members["model.weights.npz"] = inner.getvalue()
-    bad = tmp_path / "bad.keras"
-    with zipfile.ZipFile(bad, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+    bad = _npz_save_with(tmp_path, inner.getvalue())
     report = audit(str(bad)).files[0]
     assert any(f.code == "IA501" and "system" in f.message for f in report.findings)
     assert report.status != "ok"
 
 
 def test_not_an_object_array_is_refused_by_name(tmp_path: Path) -> None:
-    good = tmp_path / "good.keras"
-    saving_lib.save_model(_model(), str(good), weights_format="npz")
-    with zipfile.ZipFile(good) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
     plain = io.BytesIO()
     np.savez(plain, **{"layers/dense": np.zeros((3, 3), np.float32)})
-    members["model.weights.npz"] = plain.getvalue()
-    bad = tmp_path / "plain.keras"
-    with zipfile.ZipFile(bad, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+    bad = _npz_save_with(tmp_path, plain.getvalue(), "plain.keras")
     with pytest.raises(LoadError, match="model.weights.npz member .* not Keras' pickled dict"):
         load(bad)
 
@@ -133,10 +142,6 @@ def test_unzipped_keras_save_is_one_model(tmp_path: Path, weights_format: str) -
 
 
 def test_layout_keras_never_writes_is_a_one_line_error(tmp_path: Path) -> None:
-    good = tmp_path / "good.keras"
-    saving_lib.save_model(_model(), str(good), weights_format="npz")
-    with zipfile.ZipFile(good) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
     inner = io.BytesIO()
     with zipfile.ZipFile(inner, "w") as dst:
         header = b"\x93NUMPY\x01\x00v\x00" + (b"{'descr': '|O', 'fortran_order': False, 'shape': (), }"
@@ -144,10 +149,6 @@ def test_layout_keras_never_writes_is_a_one_line_error(tmp_path: Path) -> None:
         payload = pickle.dumps(np.asanyarray({"../0": np.zeros(3, np.float32)}, dtype=object),
                                protocol=4)
         dst.writestr("layers/dense.npy", header + payload)
-    members["model.weights.npz"] = inner.getvalue()
-    bad = tmp_path / "bad.keras"
-    with zipfile.ZipFile(bad, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
+    bad = _npz_save_with(tmp_path, inner.getvalue())
     report = audit(str(bad)).files[0]
     assert report.error and "variable key" in report.error and "\n" not in report.error
