@@ -326,44 +326,35 @@ class _Shift:
     value: float | None = None  # the pass's shift, fixed by its first block
 
 
-def _dot_rows(a: np.ndarray, b: np.ndarray) -> float:
-    """Σ a·b over two (q, PASS_CHUNK) arrays: one BLAS dot per row (a float32 sum over at most
-    PASS_CHUNK elements, the precision the module docstring states), rows added in float64."""
-    prods = np.matmul(a[:, None, :], b[:, :, None])  # (q, 1, 1): one batched call
-    return float(np.add.reduce(prods.reshape(-1), dtype=np.float64))
+_SUM_ROW = 1024  # Σd as a matrix-vector product over rows of this many: its ones stay in L1
 
 
 def _sum(d: np.ndarray) -> float:
-    """Σd of a 1-D block with the precision of :func:`_power_sums`."""
-    q = d.size // PASS_CHUNK
+    """Σd of a 1-D block: float32 sums over runs of _SUM_ROW elements, added in float64."""
+    q = d.size // _SUM_ROW
     total = 0.0
     if q:
-        rows = d[: q * PASS_CHUNK].reshape(q, PASS_CHUNK)
-        total = float(np.add.reduce(rows @ _ones(PASS_CHUNK, d.dtype), dtype=np.float64))
-        d = d[q * PASS_CHUNK :]
-    if d.size:
-        total += float(np.dot(d, _ones(d.size, d.dtype)))
+        rows = d[: q * _SUM_ROW].reshape(q, _SUM_ROW)
+        total = float(np.add.reduce(rows @ _ones(_SUM_ROW, d.dtype), dtype=np.float64))
+    if d.size > q * _SUM_ROW:
+        tail = d[q * _SUM_ROW :]
+        total += float(np.dot(tail, _ones(tail.size, d.dtype)))
     return total
 
 
 def _power_sums(d: np.ndarray, d2: np.ndarray) -> tuple[float, float, float, float]:
-    """(Σd, Σd², Σd³, Σd⁴) of a 1-D block, d2 = d·d: whole PASS_CHUNK rows in four batched
-    calls, the ragged tail in four dots."""
-    s1 = _sum(d)
-    q = d.size // PASS_CHUNK
+    """(Σd, Σd², Σd³, Σd⁴) of a 1-D block, d2 = d·d: Σd by :func:`_sum`, the others by one BLAS
+    dot per PASS_CHUNK run (a float32 sum over at most PASS_CHUNK elements, the precision the
+    module docstring states), the runs added in float64. Plain dots of d with itself, not with a
+    vector of ones: no third stream through the cache (issue 14)."""
     s2 = s3 = s4 = 0.0
-    if q:
-        main = q * PASS_CHUNK
-        rows, rows2 = d[:main].reshape(q, PASS_CHUNK), d2[:main].reshape(q, PASS_CHUNK)
-        s2 = float(np.add.reduce(rows2 @ _ones(PASS_CHUNK, d.dtype), dtype=np.float64))
-        s3 = _dot_rows(rows2, rows)
-        s4 = _dot_rows(rows2, rows2)
-        d, d2 = d[main:], d2[main:]
-    if d.size:
-        s2 += float(np.dot(d, d))
-        s3 += float(np.dot(d2, d))
-        s4 += float(np.dot(d2, d2))
-    return s1, s2, s3, s4
+    dot = np.dot
+    for s in range(0, d.size, PASS_CHUNK):
+        a, b = d[s : s + PASS_CHUNK], d2[s : s + PASS_CHUNK]
+        s2 += float(dot(a, a))
+        s3 += float(dot(b, a))
+        s4 += float(dot(b, b))
+    return _sum(d), s2, s3, s4
 
 
 def _block_moments(
@@ -468,13 +459,18 @@ def fused_pass(
     wbuf = np.empty(n_tmp, dtype=np.float32) if arr.dtype.kind == "V" else None
     tmp: tuple[np.ndarray, np.ndarray] = (np.empty(n_tmp, dtype=dt), np.empty(n_tmp, dtype=dt))
     shift = _Shift()
+    # decided once per tensor, not per block: each check costs ~1 us against a ~60 us block
+    convert = arr.dtype != np.dtype(dt)
+    contiguous = arr.flags.c_contiguous  # row blocks of a C-contiguous matrix are too
     for start, raw in blocks:
         if raw.size == 0:
             continue
-        block = _widen_into(raw, wbuf)
-        if block.dtype != dt:
-            block = block.astype(dt)
-        if not block.flags.c_contiguous:
+        block = raw
+        if convert:
+            block = _widen_into(raw, wbuf)
+            if block.dtype != dt:
+                block = block.astype(dt)
+        if not contiguous and not block.flags.c_contiguous:
             block = np.ascontiguousarray(block)
         flat = block.reshape(-1)
         # the ufuncs' reduce directly and math.isfinite on Python floats: the same values as
