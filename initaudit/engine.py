@@ -267,13 +267,39 @@ def _nbytes(tensor: WeightTensor) -> int:
         return n * (1 if "8" in tensor.dtype else 2)
 
 
+def _in_page_cache(values: Any) -> bool:
+    """Whether a memory-mapped tensor's first, middle and last bytes are in the page cache, asked
+    without touching the disk (a one-byte ``preadv`` with RWF_NOWAIT fails rather than wait).
+    False whenever it cannot tell."""
+    flag = getattr(os, "RWF_NOWAIT", None)
+    name = getattr(values, "filename", None)
+    start = getattr(values, "offset", None)
+    if flag is None or not name or not isinstance(start, int) or not values.nbytes:
+        return False
+    try:
+        fd = os.open(name, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        byte = bytearray(1)
+        for pos in (start, start + values.nbytes // 2, start + values.nbytes - 1):
+            if os.preadv(fd, [byte], pos, flag) != 1:
+                return False
+        return True
+    except OSError:  # BlockingIOError: not cached; EOPNOTSUPP: a filesystem that cannot say
+        return False
+    finally:
+        os.close(fd)
+
+
 def _prefetch(values: Any) -> None:
     """Ask the kernel to start reading a memory-mapped tensor now (MADV_WILLNEED on its own
     mapping: loaders map one tensor at a time). On a cold cache the disk then reads ahead of the
-    chunk loop instead of faulting page by page; on a warm one it is a cheap no-op."""
+    chunk loop instead of faulting page by page. A tensor already in the page cache is left
+    alone: there the advice only walks its pages (~10 ms per GB here, issue 14)."""
     mm = getattr(values, "_mmap", None)
     advice = getattr(mmap, "MADV_WILLNEED", None)
-    if mm is None or advice is None:
+    if mm is None or advice is None or _in_page_cache(values):
         return
     try:
         mm.madvise(advice)
