@@ -800,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
                                   None, args.peer_timeout, args.repeat, floor=True,
                                   cold=not args.no_cold))
             extra += ["", "Tensors across workers (the engine's API, `AuditConfig(workers=N)`; the "
-                      "CLI uses one per CPU, up to 8; a local safetensors file's workers are forked "
+                      "CLI uses one per CPU; a local safetensors file's workers are forked "
                       "processes, CPU and memory summed over them):", "",
                       *threads_rows(folder, args.repeat)]
             if not args.keep:

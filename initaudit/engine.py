@@ -6,6 +6,7 @@ Everything the CLI does goes through here (the CLI is a thin layer over this mod
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import time
@@ -307,21 +308,96 @@ def _prefetch(values: Any) -> None:
         pass
 
 
-def default_workers() -> int:
-    """Threads for the tensors of one file: the CPUs this process may use, at most 8 (numpy
-    releases the GIL in the per-chunk work, OpenBLAS is pinned to one thread meanwhile, and each
-    thread holds one tensor's mapped pages plus a few cache-sized buffers; past ~8 the shared
-    memory bandwidth, not the cores, bounds a single file; files scale across processes, --jobs)."""
+def cgroup_cpu_limit(
+    proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup"
+) -> int | None:
+    """CPUs the cgroup's CPU quota allows this process (rounded up), or None without a quota.
+
+    A container limited to 4 CPUs on a 64-core host still shows 64 CPUs to ``sched_getaffinity``
+    and ``os.cpu_count()``: workers sized on those would queue behind the quota. Reads cgroup v2
+    (``cpu.max``: "max 100000" or "400000 100000") and v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``,
+    -1 for none) along the process's cgroup path and its parents; the tightest level wins."""
+    try:
+        with open(proc_cgroup, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    limits: list[float] = []
+    files: tuple[str, ...]
+    for line in lines:
+        hier, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hier == "0" and controllers == "":  # cgroup v2: one unified hierarchy
+            bases = [root]
+            files = ("cpu.max",)
+        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's own hierarchy
+            bases = [os.path.join(root, controllers), os.path.join(root, "cpu")]
+            files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for base in bases:
+            for depth in range(len(parts), -1, -1):
+                limit = _cgroup_level_limit(os.path.join(base, *parts[:depth]), files)
+                if limit is not None:
+                    limits.append(limit)
+    if not limits:
+        return None
+    return max(1, math.ceil(min(limits)))
+
+
+def _cgroup_level_limit(directory: str, files: tuple[str, ...]) -> float | None:
+    try:
+        texts = []
+        for name in files:
+            with open(os.path.join(directory, name), encoding="utf-8") as fh:
+                texts.append(fh.read().split())
+    except OSError:
+        return None
+    try:
+        if len(files) == 1:  # v2 cpu.max: "<quota|max> <period>"
+            quota, period = texts[0][0], texts[0][1]
+            return None if quota == "max" else int(quota) / int(period)
+        quota_us, period_us = int(texts[0][0]), int(texts[1][0])
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (IndexError, ValueError, ZeroDivisionError):
+        return None
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, lowered by a cgroup CPU quota."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus))
+    limit = cgroup_cpu_limit()
+    return max(1, min(cpus, limit) if limit is not None else cpus)
+
+
+def default_workers() -> int:
+    """Threads for the tensors of one file: the CPUs this process may use, at most 8 (numpy
+    releases the GIL in the per-chunk work, OpenBLAS is pinned to one thread meanwhile, and each
+    thread holds one tensor's mapped pages plus a few cache-sized buffers; past ~8 the shared
+    memory bandwidth, not the cores, bounds a single file; files scale across processes, --jobs).
+    Forked workers are sized by :func:`fork_workers` instead."""
+    return max(1, min(8, available_cpus()))
 
 
 # below this many bytes of tensors, forking workers costs more than it saves (measured: ~3 ms to
 # fork and reap a child, against ~0.4 ms of analysis per MB of fp32 on one core)
 FORK_MIN_BYTES = 32 << 20
+# each forked worker beyond the first should have at least this much to read: its fork and reap
+# (~3 ms) then cost under a tenth of its analysis
+FORK_BYTES_PER_WORKER = 16 << 20
+FORK_MAX_WORKERS = 64  # a sanity bound: forked workers share no GIL, each holds a few MB
+
+
+def fork_workers(total_bytes: int, tensors: int) -> int:
+    """Forked workers for one file when the config does not say: one per available CPU (no GIL
+    between processes, so no cap of 8 as for threads), never more than the tensors or than the
+    bytes keep busy (FORK_BYTES_PER_WORKER each)."""
+    by_bytes = max(1, total_bytes // FORK_BYTES_PER_WORKER)
+    return max(1, min(available_cpus(), FORK_MAX_WORKERS, tensors, by_bytes))
 
 
 def _run_tensors(
@@ -356,6 +432,8 @@ def _run_tensors(
     from . import forkpool
 
     forked = fork_safe and total_bytes >= FORK_MIN_BYTES and forkpool.usable(workers, len(todo))
+    if forked and not config.workers:
+        workers = fork_workers(total_bytes, len(todo))
     pool = (
         ThreadPoolExecutor(max_workers=workers)
         if workers > 1 and len(todo) > 1 and not forked

@@ -49,9 +49,11 @@ def _worker(args: tuple[str, AuditConfig]) -> FileReport:
 
 
 def effective_jobs(jobs: int, n_files: int) -> int:
-    """``0`` means one process per CPU; never more processes than files."""
+    """``0`` means one process per available CPU; never more processes than files."""
     if jobs <= 0:
-        jobs = os.cpu_count() or 1
+        from .engine import available_cpus
+
+        jobs = available_cpus()
     return max(1, min(jobs, n_files))
 
 
@@ -234,9 +236,9 @@ def _iterate(
         return
     # the CPUs are shared out between the files running at once: each file's own tensor workers
     # (engine.py) get their share, not one per CPU each (2 files x 2 forked workers on 2 cores)
-    from .engine import default_workers
+    from .engine import available_cpus
 
-    share = max(1, default_workers() // workers)
+    share = max(1, available_cpus() // workers)
     configs = [c if c.workers else dataclasses.replace(c, workers=share) for c in configs]
     # imported here: multiprocessing and its sockets cost start-up a one-file audit never uses
     from concurrent.futures import ProcessPoolExecutor
