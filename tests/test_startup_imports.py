@@ -127,3 +127,38 @@ def test_version_imports_no_typer(tmp_path: Path) -> None:
     loaded, code = _modules(["--version"], tmp_path)
     assert code == "0"
     assert sorted(m for m in ("typer", "click", "numpy", "initaudit.report") if m in loaded) == []
+
+
+BLAS_PROBE = r"""
+import os, runpy, sys
+sys.argv = ["initaudit", *sys.argv[1:]]
+try:
+    runpy.run_module("initaudit", run_name="__main__")
+except SystemExit:
+    pass
+from initaudit.analysis.blas import _controls
+print("ENV=" + os.environ.get("OPENBLAS_NUM_THREADS", "unset"), file=sys.stderr)
+print("THREADS=" + ",".join(str(get()) for get, _ in _controls()), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("2", "2")])
+def test_console_script_loads_openblas_single_threaded(tmp_path: Path, given: str | None,
+                                                       expected: str) -> None:
+    """OpenBLAS would start a thread per core as numpy loads, threads the audit never uses (it
+    pins OpenBLAS to one around its work): the console script asks for one thread before numpy
+    loads, unless the user chose a number."""
+    path = tmp_path / "m.safetensors"
+    _write_safetensors(path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    out = subprocess.run([sys.executable, "-c", BLAS_PROBE, str(path), "--format", "json",
+                          "-o", os.devnull, "--exit-zero"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    lines = out.stderr.splitlines()
+    assert f"ENV={expected}" in lines, out.stderr
+    if expected == "1":  # the library itself was loaded with one thread (restored after the audit)
+        threads = next(ln for ln in lines if ln.startswith("THREADS="))[len("THREADS="):]
+        assert threads and set(threads.split(",")) == {"1"}, out.stderr
