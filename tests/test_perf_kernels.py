@@ -171,7 +171,7 @@ def test_block_statistics_match_float64_numpy(dtype, offset, unit_axis) -> None:
     tensor = type("T", (), {"unit_axis": unit_axis})()
     # units along columns (Keras, ONNX MatMul): the same units, stored transposed
     stored = w if unit_axis == 0 else np.ascontiguousarray(w.T)
-    blk = state._block(stored, tensor, state.generator(104729))
+    blk = state._block(stored, tensor, 104729)
     assert blk is not None
     g = state.generator(104729)
     rows = np.sort(g.choice(700, 384, replace=False))
