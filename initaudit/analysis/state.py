@@ -292,9 +292,10 @@ def _lanczos_screen(b: np.ndarray, mu: float) -> float | None:
     betas: list[float] = []
     pivot = 1.0  # LDLᵀ pivot of μI - T_k (the ratio p_k(μ)/p_{k-1}(μ))
     log_r = 0.0  # log(β₁⋯β_k) - log p_k(μ)
+    at = a.T
     for j in range(steps):
         np.matmul(a, basis[j], out=aq)
-        np.matmul(a.T, aq, out=w)
+        np.matmul(at, aq, out=w)
         # w minus its projection on the basis, twice (classical Gram-Schmidt twice keeps the
         # basis orthonormal to working precision); α_j is the coefficient on q_j
         done = basis[: j + 1]
@@ -326,12 +327,12 @@ def _lanczos_screen(b: np.ndarray, mu: float) -> float | None:
 def _top_ritz(alphas: list[float], betas: list[float]) -> float:
     """Largest eigenvalue of the symmetric tridiagonal matrix (alphas; betas)."""
     k = len(alphas)
-    t = np.diag(np.asarray(alphas, dtype=np.float64))
+    t = np.zeros((k, k))
+    flat = t.reshape(-1)  # the same matrix as np.diag + fancy-indexed off-diagonals, cheaper
+    flat[:: k + 1] = alphas
     if k > 1:
-        off = np.asarray(betas[: k - 1], dtype=np.float64)
-        i = np.arange(k - 1)
-        t[i, i + 1] = off
-        t[i + 1, i] = off
+        flat[1 :: k + 1] = betas[: k - 1]
+        flat[k :: k + 1] = betas[: k - 1]
     return float(np.linalg.eigvalsh(t)[-1])
 
 
