@@ -76,18 +76,7 @@ def _block(
         return None
     if isinstance(matrix, np.memmap):  # a plain view: memmap's __getitem__ costs per call
         matrix = matrix.view(np.ndarray)
-    m, n = (int(d) for d in matrix.shape)
-    raw: np.ndarray  # always a fresh array: widened/centred in place
-    if matrix.flags.c_contiguous:
-        raw = matrix.reshape(-1).take(_flat_index(m, n, seed, False)).reshape(
-            min(BLOCK, m), min(BLOCK, n)
-        )
-    elif matrix.T.flags.c_contiguous:  # units along columns: gathered from the stored base
-        raw = matrix.T.reshape(-1).take(_flat_index(m, n, seed, True)).reshape(
-            min(BLOCK, n), min(BLOCK, m)
-        ).T
-    else:
-        raw = _take_block(matrix, *block_index(m, n, seed))
+    raw = _gather_block(matrix, seed)  # always a fresh array: widened/centred in place
     if wide:
         block = as_float(raw)
     elif raw.dtype.kind == "V" and raw.dtype.name == "bfloat16":
@@ -134,6 +123,20 @@ def _block(
     total = float(np.sum(row_mean)) / block.shape[0]
     std = math.sqrt(max(float(np.sum(squares, dtype=np.float64)) / n - total * total, 0.0))
     return _Block(matrix=block, std=std, unit_std=np.sqrt(np.maximum(var, 0.0)))
+
+
+def _gather_block(matrix: np.ndarray, seed: int) -> np.ndarray:
+    """``_take_block(matrix, *block_index(m, n, seed))``: the same values in the same memory
+    layout (C order, or the transpose of the stored C order), by one 1-D take through a cached
+    flat index when the matrix or its transpose is C-contiguous."""
+    m, n = (int(d) for d in matrix.shape)
+    shape = (min(BLOCK, m), min(BLOCK, n))
+    if matrix.flags.c_contiguous:
+        return matrix.reshape(-1).take(_flat_index(m, n, seed, False)).reshape(shape)
+    if matrix.T.flags.c_contiguous:  # units along columns: gathered from the stored base
+        picks = _flat_index(m, n, seed, True)
+        return matrix.T.reshape(-1).take(picks).reshape(shape[::-1]).T
+    return _take_block(matrix, *block_index(m, n, seed))
 
 
 @lru_cache(maxsize=16)

@@ -84,9 +84,7 @@ def ortho_shapes(shape: tuple[int, ...], tensor: WeightTensor) -> set[tuple[int,
     return shapes
 
 
-def identification_sample(
-    arr: np.ndarray, k: int, seed: int, *, all_finite: bool
-) -> np.ndarray:
+def identification_sample(arr: np.ndarray, k: int, seed: int, *, all_finite: bool) -> np.ndarray:
     """``stats.draw_sample(arr, k, seed)[0]``, the same values: the strata's elements picked by
     one ``take`` (not fancy indexing), and no isfinite scan when the pass counted no non-finite
     value in the whole tensor (the sample is a subset of it)."""
