@@ -355,3 +355,10 @@ def test_top_ritz_is_eigvalsh_of_the_tridiagonal() -> None:
             i = np.arange(k - 1)
             t[i, i + 1] = t[i + 1, i] = betas[: k - 1]
         assert state._top_ritz(alphas, betas) == float(np.linalg.eigvalsh(t)[-1])
+
+
+def test_unit_start_is_the_normalised_start_vector() -> None:
+    for d in (2, 17, 384):
+        v0 = state._start(d)
+        np.testing.assert_array_equal(state._unit_start(d), v0 / np.float32(np.linalg.norm(v0)))
+        assert state._unit_start(d).dtype == np.float32

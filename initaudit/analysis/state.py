@@ -227,6 +227,15 @@ def _start(n: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=8)
+def _unit_start(n: int) -> np.ndarray:
+    """_start(n) normalised (in float32, as the screen's first basis vector): computed once."""
+    v0 = _start(n)
+    out: np.ndarray = v0 / np.float32(np.linalg.norm(v0))
+    out.flags.writeable = False
+    return out
+
+
 def spectral_ratio(block: np.ndarray, std: float | None = None) -> float | None:
     """Top singular value over the Bai-Yin edge s·(√m + √n) of an i.i.d. matrix of that std.
 
@@ -287,8 +296,7 @@ def _lanczos_screen(b: np.ndarray, mu: float) -> float | None:
     log_t = math.log(SCREEN_DELTA * math.sqrt(math.pi / (2.0 * d)))
     steps = min(SCREEN_MAX_STEPS, d)
     basis = np.empty((steps, d), dtype=np.float32)
-    v0 = _start(d)
-    basis[0] = v0 / np.float32(np.linalg.norm(v0))
+    basis[0] = _unit_start(d)
     aq = np.empty(a.shape[0], dtype=np.float32)
     w = np.empty(d, dtype=np.float32)
     alphas: list[float] = []
