@@ -362,3 +362,17 @@ def test_unit_start_is_the_normalised_start_vector() -> None:
         v0 = state._start(d)
         np.testing.assert_array_equal(state._unit_start(d), v0 / np.float32(np.linalg.norm(v0)))
         assert state._unit_start(d).dtype == np.float32
+
+
+def test_block_flat_index_positions_beyond_int32() -> None:
+    """Past 2**31 elements the positions stay exact (int64 products, intp index)."""
+    m, n = 70_000, 40_000
+    rows, cols = state.block_index(m, n, 104729)
+    for transposed in (False, True):
+        flat = state._flat_index(m, n, 104729, transposed)
+        assert flat.dtype == np.intp
+        if transposed:
+            assert int(flat[-1]) == int(cols[-1]) * m + int(rows[-1])
+        else:
+            assert int(flat[-1]) == int(rows[-1]) * n + int(cols[-1])
+    assert state._flat_index(1024, 4096, 104729, False).dtype == np.int32

