@@ -376,3 +376,24 @@ def test_block_flat_index_positions_beyond_int32() -> None:
         else:
             assert int(flat[-1]) == int(rows[-1]) * n + int(cols[-1])
     assert state._flat_index(1024, 4096, 104729, False).dtype == np.int32
+
+
+def test_orthogonality_of_a_strided_tall_view_reads_only_its_columns() -> None:
+    """A tall kernel given as a transposed (strided) view: the same answer as its C-ordered copy,
+    without a C-order copy of the whole tensor (numpy's take makes one on strided input)."""
+    import tracemalloc
+
+    from initaudit.analysis.stats import tensor_stats
+    from initaudit.model import Convention
+
+    base = np.random.default_rng(15).standard_normal((512, 4096)).astype(np.float32)
+    view = base.T  # (4096, 512), F-ordered
+    tensor = type("T", (), {"convention": Convention.TORCH, "matrix_shape": None})()
+    stats = tensor_stats(view)
+    tracemalloc.start()
+    got = identify.orthogonality(view, tensor, seed=0, stats=stats)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    want = identify.orthogonality(np.ascontiguousarray(view), tensor, seed=0, stats=stats)
+    assert got == want and got is not None
+    assert peak < 2 * 2**20  # the 16 columns, not the 8 MB tensor

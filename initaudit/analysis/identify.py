@@ -436,10 +436,16 @@ def orthogonality(
         m = arr.reshape(rows, cols)
         short = min(rows, cols)
         idx = ortho_subset(short, ORTHO_SUBSET, seed)
-        # (k, long side), C order; columns by one take along axis 1 (numpy's fancy indexing
-        # with a slice walks row by row, ~5x slower), transposed to the C-order (k, rows) array
-        # m[:, idx].T is: the Gram product then sums in the same order
-        sub = as_float(m[idx] if rows <= cols else np.ascontiguousarray(m.take(idx, axis=1).T))
+        # (k, long side), in m[idx]'s or m[:, idx].T's layout (C order: the Gram product sums
+        # in the same order). Columns of a C-ordered m by one take along axis 1, ~5x faster
+        # than numpy's fancy indexing with a slice (row by row); take on any other layout
+        # would first copy the whole tensor to C order
+        if rows <= cols:
+            sub = as_float(m[idx])
+        elif m.flags.c_contiguous:
+            sub = as_float(np.ascontiguousarray(m.take(idx, axis=1).T))
+        else:
+            sub = as_float(m[:, idx].T)
         cand = _ortho_decide(sub, rows, cols, itemsize, energy)
         if cand is None:
             continue
