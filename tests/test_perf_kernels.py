@@ -171,7 +171,7 @@ def test_block_statistics_match_float64_numpy(dtype, offset, unit_axis) -> None:
     tensor = type("T", (), {"unit_axis": unit_axis})()
     # units along columns (Keras, ONNX MatMul): the same units, stored transposed
     stored = w if unit_axis == 0 else np.ascontiguousarray(w.T)
-    blk = state._block(stored, tensor, state.generator(104729))
+    blk = state._block(stored, tensor, 104729)
     assert blk is not None
     g = state.generator(104729)
     rows = np.sort(g.choice(700, 384, replace=False))
@@ -182,3 +182,218 @@ def test_block_statistics_match_float64_numpy(dtype, offset, unit_axis) -> None:
     assert blk.matrix.shape == ref.shape
     assert blk.std == pytest.approx(float(ref.std()), rel=1e-6)
     np.testing.assert_allclose(blk.unit_std, ref.std(axis=1), rtol=1e-5, atol=1e-9 * blk.std)
+
+
+# ----------------------------------------------------------------------- session 5 shortcuts
+# Each cached or rewritten step below is compared with the computation it replaced, bit for bit.
+
+
+def test_ortho_subset_is_the_cached_draw() -> None:
+    from initaudit.analysis.tensorpass import ORTHO_SEED_OFFSET, ortho_subset
+
+    for n, k, seed in [(1024, 16, 0), (4096, 16, 3), (17, 16, 0), (16, 16, 1), (5, 16, 2)]:
+        got = ortho_subset(n, k, seed)
+        if k >= n:
+            want = np.arange(n)
+        else:
+            want = np.sort(np.random.default_rng(seed + ORTHO_SEED_OFFSET).choice(n, k, replace=False))
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype and not got.flags.writeable
+        assert ortho_subset(n, k, seed) is got  # cached: drawn once per (n, k, seed)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bfloat16"])
+def test_orthogonality_column_take_is_fancy_indexing(dtype, tmp_path) -> None:
+    """identify.orthogonality reads a tall matrix's columns by take(axis=1): the same values in
+    the same layout as m[:, idx], on a memory-mapped tensor too."""
+    from initaudit.analysis.stats import as_float
+    from initaudit.analysis.tensorpass import ortho_subset
+
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    w = np.random.default_rng(7).standard_normal((600, 96)).astype(dtype)
+    path = tmp_path / "w.bin"
+    w.tofile(path)
+    mapped = np.memmap(path, dtype=w.dtype, mode="r", shape=w.shape).view(np.ndarray)
+    idx = ortho_subset(96, 16, 0)
+    for m in (w, mapped):
+        new = as_float(np.ascontiguousarray(m.take(idx, axis=1).T))  # as orthogonality does
+        old = as_float(m[:, idx].T)
+        np.testing.assert_array_equal(new, old)
+        assert new.strides == old.strides and new.dtype == old.dtype
+
+
+def _ortho_decide_reference(sub, rows, cols, itemsize, energy):
+    """identify._ortho_decide as it was: np.trace, np.diag_indices, np.linalg.norm."""
+    k = sub.shape[0]
+    gram = sub @ sub.T
+    g2 = float(np.trace(gram)) / k
+    if not g2 > 0 or not math.isfinite(g2):
+        return None
+    gram[np.diag_indices(k)] -= g2
+    err = float(np.linalg.norm(gram)) / (g2 * math.sqrt(k))
+    if energy is not None:
+        err = max(err, abs(energy / (min(rows, cols) * g2) - 1.0))
+    return err, math.sqrt(g2)
+
+
+def test_ortho_decide_is_the_trace_and_norm_formula() -> None:
+    rng = np.random.default_rng(8)
+    q, _ = np.linalg.qr(rng.standard_normal((300, 64)))
+    cases = [rng.standard_normal((16, 300)), 1.7 * q.T[:16], q.T[:16] + 1e-4 * rng.standard_normal((16, 300)),
+             np.zeros((16, 300)), rng.standard_normal((3, 40)) * 1e-20]
+    for sub in cases:
+        for energy in (None, 64.0, 1e-3):
+            got = identify._ortho_decide(sub.copy(), 300, 64, 4, energy)
+            want = _ortho_decide_reference(sub.copy(), 300, 64, 4, energy)
+            if want is None:
+                assert got is None
+            else:
+                assert got is not None and (got.relative_error, got.gain) == want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bfloat16"])
+@pytest.mark.parametrize("shape", [(700, 500), (40, 2000), (2000, 40), (384, 384), (100, 17)])
+def test_block_flat_take_is_the_two_step_gather(dtype, shape) -> None:
+    """state._block gathers through a cached flat index: the same rows and columns as drawn by
+    generator(seed) (block_index), the same values and memory layout as _take_block, for units
+    along rows (C order) and along columns (the transposed view of the stored array)."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    stored = np.random.default_rng(9).standard_normal(shape).astype(dtype)
+    for matrix in (stored, stored.T):
+        m, n = matrix.shape
+        g = state.generator(104729)
+        rows = np.sort(g.choice(m, min(state.BLOCK, m), replace=False))
+        cols = np.sort(g.choice(n, min(state.BLOCK, n), replace=False))
+        got_rows, got_cols = state.block_index(m, n, 104729)
+        np.testing.assert_array_equal(got_rows, rows)
+        np.testing.assert_array_equal(got_cols, cols)
+        want = state._take_block(matrix, rows, cols)
+        shape2 = (rows.size, cols.size)
+        if matrix.flags.c_contiguous:
+            got = matrix.reshape(-1).take(state._flat_index(m, n, 104729, False)).reshape(shape2)
+        else:
+            picks = state._flat_index(m, n, 104729, True)
+            got = matrix.T.reshape(-1).take(picks).reshape(shape2[::-1]).T
+        np.testing.assert_array_equal(got, want)
+        assert got.strides == want.strides
+
+
+@pytest.mark.parametrize("unit_axis", [0, 1])
+def test_block_is_unchanged_by_the_flat_gather(unit_axis, monkeypatch) -> None:
+    """The whole _block (centring, unit stds) on the flat gather equals it on _take_block."""
+    w = (np.random.default_rng(10).standard_normal((900, 450)) * 0.02).astype(np.float32)
+    tensor = type("T", (), {"unit_axis": unit_axis})()
+    got = state._block(w, tensor, 104729)
+    monkeypatch.setattr(
+        state, "_gather_block",
+        lambda matrix, seed: state._take_block(matrix, *state.block_index(*matrix.shape, seed)))
+    want = state._block(w, tensor, 104729)
+    assert got is not None and want is not None
+    np.testing.assert_array_equal(got.matrix, want.matrix)
+    assert got.std == want.std
+    np.testing.assert_array_equal(got.unit_std, want.unit_std)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bfloat16"])
+def test_identification_sample_is_draw_sample(dtype) -> None:
+    from initaudit.analysis.stats import draw_sample
+    from initaudit.analysis.tensorpass import identification_sample
+
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    rng = np.random.default_rng(11)
+    big = rng.standard_normal((300, 500)).astype(dtype)
+    bad = big.copy()
+    bad[::7, ::3] = np.nan
+    bad[5, 5] = np.inf
+    for arr, k in ((big, 20000), (bad, 20000), (big, 10**6), (big.T, 20000), (big[:, ::2], 1000)):
+        all_finite = bool(np.isfinite(arr.astype(np.float32)).all())
+        got = identification_sample(arr, k, 3, all_finite=all_finite)
+        want = draw_sample(arr, k, 3)[0]
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == want.dtype == np.float64
+
+
+def _smirnov_reference(n: int, d: float) -> float:
+    """identify.smirnov_sf as it was (np.errstate around the log of max(a, 0))."""
+    if d <= 0.0:
+        return 1.0
+    if d >= 1.0:
+        return 0.0
+    jmax = math.floor(n * (1.0 - d))
+    j = np.arange(0, jmax + 1, dtype=np.float64)
+    lf = identify._log_factorials(n)
+    ji = j.astype(np.int64)
+    a = 1.0 - d - j / n
+    with np.errstate(divide="ignore"):
+        logs = (lf[n] - lf[ji] - lf[n - ji] + (n - j) * np.log(np.maximum(a, 0.0))
+                + (j - 1.0) * np.log(d + j / n))
+    top = float(np.max(logs))
+    if not math.isfinite(top):
+        return 0.0
+    return float(min(1.0, d * math.exp(top) * float(np.sum(np.exp(logs - top)))))
+
+
+def test_smirnov_sf_is_the_errstate_formula() -> None:
+    rng = np.random.default_rng(12)
+    cases = [(n, d) for n in (1, 2, 5, 50, 1000, 20000) for d in (1e-9, 0.001, 0.02, 0.5, 0.9999)]
+    cases += [(int(rng.integers(1, 30000)), float(rng.uniform(0, 0.2))) for _ in range(200)]
+    cases += [(4, 0.25), (4, 0.5), (8, 0.125), (10, 0.3)]  # 1 - d - j/n exactly 0 at j = jmax
+    for n, d in cases:
+        assert identify.smirnov_sf(n, d) == _smirnov_reference(n, d), (n, d)
+
+
+def test_top_ritz_is_eigvalsh_of_the_tridiagonal() -> None:
+    rng = np.random.default_rng(13)
+    for k in (1, 2, 3, 12, 32):
+        alphas = list(rng.uniform(0, 5, k))
+        betas = list(rng.uniform(0, 1, k))  # one more than used, as _lanczos_screen passes
+        t = np.diag(np.asarray(alphas))
+        if k > 1:
+            i = np.arange(k - 1)
+            t[i, i + 1] = t[i + 1, i] = betas[: k - 1]
+        assert state._top_ritz(alphas, betas) == float(np.linalg.eigvalsh(t)[-1])
+
+
+def test_unit_start_is_the_normalised_start_vector() -> None:
+    for d in (2, 17, 384):
+        v0 = state._start(d)
+        np.testing.assert_array_equal(state._unit_start(d), v0 / np.float32(np.linalg.norm(v0)))
+        assert state._unit_start(d).dtype == np.float32
+
+
+def test_block_flat_index_positions_beyond_int32() -> None:
+    """Past 2**31 elements the positions stay exact (int64 products, intp index)."""
+    m, n = 70_000, 40_000
+    rows, cols = state.block_index(m, n, 104729)
+    for transposed in (False, True):
+        flat = state._flat_index(m, n, 104729, transposed)
+        assert flat.dtype == np.intp
+        if transposed:
+            assert int(flat[-1]) == int(cols[-1]) * m + int(rows[-1])
+        else:
+            assert int(flat[-1]) == int(rows[-1]) * n + int(cols[-1])
+    assert state._flat_index(1024, 4096, 104729, False).dtype == np.int32
+
+
+def test_orthogonality_of_a_strided_tall_view_reads_only_its_columns() -> None:
+    """A tall kernel given as a transposed (strided) view: the same answer as its C-ordered copy,
+    without a C-order copy of the whole tensor (numpy's take makes one on strided input)."""
+    import tracemalloc
+
+    from initaudit.analysis.stats import tensor_stats
+    from initaudit.model import Convention
+
+    base = np.random.default_rng(15).standard_normal((512, 4096)).astype(np.float32)
+    view = base.T  # (4096, 512), F-ordered
+    tensor = type("T", (), {"convention": Convention.TORCH, "matrix_shape": None})()
+    stats = tensor_stats(view)
+    tracemalloc.start()
+    got = identify.orthogonality(view, tensor, seed=0, stats=stats)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    want = identify.orthogonality(np.ascontiguousarray(view), tensor, seed=0, stats=stats)
+    assert got == want and got is not None
+    assert peak < 2 * 2**20  # the 16 columns, not the 8 MB tensor

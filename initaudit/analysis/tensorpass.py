@@ -20,7 +20,14 @@ import numpy as np
 
 from ..model import Convention, WeightTensor
 from .results import TensorStats
-from .stats import FAMILY_SAMPLE_DEFAULT, draw_sample, fused_pass, pass_dtype
+from .stats import (
+    FAMILY_SAMPLE_DEFAULT,
+    as_float,
+    draw_sample,
+    fused_pass,
+    pass_dtype,
+    sample_indices,
+)
 from .units import matrix_units
 
 ORTHO_SUBSET = 16  # rows (or columns) whose Gram matrix the orthogonality test checks
@@ -38,11 +45,23 @@ class TensorPass:
 
 
 def ortho_subset(n: int, k: int, seed: int) -> np.ndarray:
-    """The k (sorted) rows or columns out of n the orthogonality test reads: reproducible."""
+    """The k (sorted) rows or columns out of n the orthogonality test reads: reproducible.
+
+    Read-only and cached per (n, k, seed): a pure function of its arguments that a model asks
+    for with the same few widths on every kernel (a Generator, a choice and a sort: ~20 us)."""
+    return _ortho_subset(int(n), int(k), int(seed))
+
+
+@lru_cache(maxsize=16)
+def _ortho_subset(n: int, k: int, seed: int) -> np.ndarray:
+    out: np.ndarray
     if k >= n:
-        return np.arange(n)
-    rng = np.random.default_rng(seed + ORTHO_SEED_OFFSET)
-    return np.sort(rng.choice(n, k, replace=False))
+        out = np.arange(n)
+    else:
+        rng = np.random.default_rng(seed + ORTHO_SEED_OFFSET)
+        out = np.sort(rng.choice(n, k, replace=False))
+    out.flags.writeable = False
+    return out
 
 
 @lru_cache(maxsize=16)  # a model repeats a few widths: draw each table once
@@ -63,6 +82,19 @@ def ortho_shapes(shape: tuple[int, ...], tensor: WeightTensor) -> set[tuple[int,
     if tensor.matrix_shape:
         shapes.add(tuple(tensor.matrix_shape))  # type: ignore[arg-type]
     return shapes
+
+
+def identification_sample(arr: np.ndarray, k: int, seed: int, *, all_finite: bool) -> np.ndarray:
+    """``stats.draw_sample(arr, k, seed)[0]``, the same values: the strata's elements picked by
+    one ``take`` (not fancy indexing), and no isfinite scan when the pass counted no non-finite
+    value in the whole tensor (the sample is a subset of it)."""
+    if arr.size > k and arr.flags.c_contiguous:
+        sample = as_float(arr.reshape(-1).take(sample_indices(arr.size, k, seed)))
+        if all_finite:
+            return sample
+        finite = np.isfinite(sample)
+        return sample if finite.all() else sample[finite]
+    return draw_sample(arr, k, seed)[0]  # small or strided tensors: the general draw
 
 
 def run_pass(
@@ -99,6 +131,6 @@ def run_pass(
     elif units_by == "cols" and res.left is not None:
         unit_proj = res.left.T
     k = min(max_sample, FAMILY_SAMPLE_DEFAULT)
-    sample, _ = draw_sample(arr, k, seed)
+    sample = identification_sample(arr, k, seed, all_finite=res.nonfinite == 0)
     stats = res.tensor_stats(sampled=res.count > sample.size)
     return TensorPass(stats=stats, sample=sample, unit_projections=unit_proj)
