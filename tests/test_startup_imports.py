@@ -35,6 +35,9 @@ NOT_NEEDED = (
     "initaudit.reporters.human",  # the terminal report (and rich with it)
     "multiprocessing",  # --jobs > 1 with several files (runner's process pool)
     "concurrent.futures.process",
+    "concurrent.futures",  # a thread pool: several tensors on more than one worker (engine)
+    "logging",  # (concurrent.futures imports it)
+    "glob",  # a path that does not exist: is it a pattern? (discover)
     "tomllib",  # a config file to parse
     "tomli",
     "pickletools",  # recognising pickles
@@ -75,6 +78,20 @@ def test_local_json_audit_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert code == "0"
     assert "initaudit.engine" in loaded  # the probe did audit the file
     assert sorted(m for m in NOT_NEEDED if m in loaded) == []
+
+
+def test_folder_audit_loads_the_baseline_module_only_for_ignores(tmp_path: Path) -> None:
+    """A walked folder checks its per-tensor ignores for stale ones: with none configured that
+    needs no initaudit.baseline; with one, the module loads and the stale ignore is reported."""
+    _write_safetensors(tmp_path / "m.safetensors")
+    args = [str(tmp_path), "--format", "json", "-o", os.devnull, "--exit-zero"]
+    loaded, code = _modules(args, tmp_path)
+    assert code == "0" and "initaudit.engine" in loaded
+    assert "initaudit.baseline" not in loaded
+    (tmp_path / "initaudit.toml").write_text(
+        '[[per-tensor-ignores]]\npattern = "nothing.*"\nreason = "test"\n', encoding="utf-8")
+    loaded, code = _modules(args, tmp_path)
+    assert code == "0" and "initaudit.baseline" in loaded
 
 
 def test_remote_and_config_modules_load_when_used(tmp_path: Path) -> None:

@@ -422,9 +422,11 @@ def _setup_errors() -> tuple[type[Exception], ...]:
 def _warn_stale_ignores(result: Report, configs: Iterable[AuditConfig]) -> None:
     """A per-tensor ignore that matched nothing this run is said so: a stale suppression hides
     nothing today and may hide the wrong thing tomorrow."""
+    ignores = [ig for config in configs for ig in config.tensor_ignores]
+    if not ignores:  # the usual case: a walked folder without ignores loads no baseline module
+        return
     from ..baseline import stale_ignores
 
-    ignores = [ig for config in configs for ig in config.tensor_ignores]
     for ig in stale_ignores(result, ignores):
         rules = ", ".join(ig.rules) if ig.rules else "every rule"
         where = f" in {ig.path}" if ig.path else ""
