@@ -144,3 +144,47 @@ def test_version_imports_no_typer(tmp_path: Path) -> None:
     loaded, code = _modules(["--version"], tmp_path)
     assert code == "0"
     assert sorted(m for m in ("typer", "click", "numpy", "initaudit.report") if m in loaded) == []
+
+
+GC_PROBE = r"""
+import gc, os, sys
+import initaudit.engine as engine
+from initaudit.cli import main
+
+during = []
+real = engine.audit_loaded
+
+
+def spy(*args, **kwargs):
+    during.append((gc.isenabled(), gc.get_freeze_count() > 0))
+    return real(*args, **kwargs)
+
+
+engine.audit_loaded = spy
+audit = [sys.argv[1], "--format", "json", "-o", os.devnull, "--exit-zero"]
+assert main(audit) == 0
+print("audit", during, gc.isenabled(), gc.get_freeze_count())
+assert main([sys.argv[1], "--no-such-option"]) == 2
+print("error", gc.isenabled(), gc.get_freeze_count())
+gc.disable()
+during.clear()
+assert main(audit) == 0
+print("disabled", during, gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+def test_gc_is_paused_for_the_start_up_only(tmp_path: Path) -> None:
+    """main() holds the garbage collector off while the modules load (start-up), collects
+    during the audit (start-up's objects frozen), and leaves it as it found it: enabled and
+    nothing frozen after an audit or a usage error; a caller's gc.disable() is kept."""
+    path = tmp_path / "m.safetensors"
+    _write_safetensors(path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", GC_PROBE, str(path)], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "audit [(True, True)] True 0",
+        "error True 0",
+        "disabled [(False, False)] False 0",
+    ]

@@ -19,7 +19,16 @@ import typer
 
 from ..report import EXIT_PARTIAL, Report
 from ._app import app
-from ._common import PROG, UsageError, error, open_output, report_unreadable, use_color, warn
+from ._common import (
+    PROG,
+    UsageError,
+    error,
+    open_output,
+    report_unreadable,
+    resume_gc,
+    use_color,
+    warn,
+)
 from .options import (
     ActivationOpt,
     ConfigOpt,
@@ -324,6 +333,7 @@ def check(
     ):
         print(f"{PROG}: {stats.line()}", file=sys.stderr)
 
+    resume_gc()  # paused by main() for the start-up (imports): the audit's garbage is collected
     try:
         result = _audit_all(
             inputs,
