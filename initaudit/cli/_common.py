@@ -36,7 +36,9 @@ def pause_gc() -> None:
 def resume_gc() -> None:
     """Undo :func:`pause_gc` before the audit: what start-up made (modules, classes, tables)
     lives as long as the process, so it is frozen (gc.freeze) rather than left for the next
-    collection to scan at once; a no-op when pause_gc did nothing (a caller's gc.disable())."""
+    collection to scan at once (with it the little cyclic garbage of imports and config parsing:
+    check resumes before a remote listing, which makes more). A no-op when pause_gc did nothing
+    (a caller's gc.disable()). forkpool's freeze/unfreeze around its forks unfreezes it too."""
     if _gc_state["paused"]:
         _gc_state["paused"] = False
         if gc.get_freeze_count() == 0:  # not a caller's own freeze: ours to undo in end_gc()

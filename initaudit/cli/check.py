@@ -301,6 +301,8 @@ def check(
             )
         if address is not None and executor is None:
             raise UsageError("--address needs --executor")
+        if any("://" in p for p in paths):
+            resume_gc()  # a remote listing (fsspec, asyncio) makes cyclic garbage: collect it
         inputs = collect_inputs(
             paths,
             config_file=config_file,
