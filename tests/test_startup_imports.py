@@ -148,11 +148,11 @@ def test_version_imports_no_typer(tmp_path: Path) -> None:
 
 GC_PROBE = r"""
 import gc, os, sys
-import initaudit.engine as engine
+import initaudit.api as api
 from initaudit.cli import main
 
 during = []
-real = engine.audit_loaded
+real = api.audit_one
 
 
 def spy(*args, **kwargs):
@@ -160,7 +160,7 @@ def spy(*args, **kwargs):
     return real(*args, **kwargs)
 
 
-engine.audit_loaded = spy
+api.audit_one = spy
 audit = [sys.argv[1], "--format", "json", "-o", os.devnull, "--exit-zero"]
 assert main(audit) == 0
 print("audit", during, gc.isenabled(), gc.get_freeze_count())
