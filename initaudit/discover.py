@@ -30,7 +30,6 @@ pointed at the wrong folder must fail, not pass on zero files.
 from __future__ import annotations
 
 import fnmatch
-import glob
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -213,9 +212,14 @@ class _Walker:
                     + (" (after --include/--exclude)" if filters.include or filters.exclude else "")
                 )
             yield from found
-        elif os.path.lexists(arg) or not glob.has_magic(arg):
-            yield arg  # explicit file (or a missing one: the engine reports it)
+        elif os.path.lexists(arg):
+            yield arg  # explicit file
         else:
+            import glob  # a missing path or a pattern only (start-up: auditing files needs none)
+
+            if not glob.has_magic(arg):
+                yield arg  # a missing file: the engine reports it
+                return
             self.stats.walked = True
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:

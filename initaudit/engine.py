@@ -11,8 +11,7 @@ import mmap
 import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .accounting import account, categorise
 from .analysis.results import SchemeResult, TensorStats
@@ -37,6 +36,9 @@ from .settings import (
     TensorIgnore,
     TensorProgress,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - imported where a thread pool is made (start-up)
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "BUDGET_REASON",
@@ -434,11 +436,13 @@ def _run_tensors(
     forked = fork_safe and total_bytes >= FORK_MIN_BYTES and forkpool.usable(workers, len(todo))
     if forked and not config.workers:
         workers = fork_workers(total_bytes, len(todo))
-    pool = (
-        ThreadPoolExecutor(max_workers=workers)
-        if workers > 1 and len(todo) > 1 and not forked
-        else None
-    )
+    pool: ThreadPoolExecutor | None = None
+    if workers > 1 and len(todo) > 1 and not forked:
+        # imported here: concurrent.futures (and logging with it) is start-up cost a one-tensor
+        # or forked run never uses
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=workers)
     from .analysis.blas import single_threaded_blas
 
     blas = single_threaded_blas()  # our threads, not OpenBLAS's, use the cores (see blas.py)

@@ -35,6 +35,9 @@ NOT_NEEDED = (
     "initaudit.reporters.human",  # the terminal report (and rich with it)
     "multiprocessing",  # --jobs > 1 with several files (runner's process pool)
     "concurrent.futures.process",
+    "concurrent.futures",  # a thread pool: several tensors on more than one worker (engine)
+    "logging",  # (concurrent.futures imports it)
+    "glob",  # a path that does not exist: is it a pattern? (discover)
     "tomllib",  # a config file to parse
     "tomli",
     "pickletools",  # recognising pickles
@@ -75,6 +78,20 @@ def test_local_json_audit_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert code == "0"
     assert "initaudit.engine" in loaded  # the probe did audit the file
     assert sorted(m for m in NOT_NEEDED if m in loaded) == []
+
+
+def test_folder_audit_loads_the_baseline_module_only_for_ignores(tmp_path: Path) -> None:
+    """A walked folder checks its per-tensor ignores for stale ones: with none configured that
+    needs no initaudit.baseline; with one, the module loads and the stale ignore is reported."""
+    _write_safetensors(tmp_path / "m.safetensors")
+    args = [str(tmp_path), "--format", "json", "-o", os.devnull, "--exit-zero"]
+    loaded, code = _modules(args, tmp_path)
+    assert code == "0" and "initaudit.engine" in loaded
+    assert "initaudit.baseline" not in loaded
+    (tmp_path / "initaudit.toml").write_text(
+        '[[per-tensor-ignores]]\npattern = "nothing.*"\nreason = "test"\n', encoding="utf-8")
+    loaded, code = _modules(args, tmp_path)
+    assert code == "0" and "initaudit.baseline" in loaded
 
 
 def test_remote_and_config_modules_load_when_used(tmp_path: Path) -> None:
@@ -127,6 +144,59 @@ def test_version_imports_no_typer(tmp_path: Path) -> None:
     loaded, code = _modules(["--version"], tmp_path)
     assert code == "0"
     assert sorted(m for m in ("typer", "click", "numpy", "initaudit.report") if m in loaded) == []
+
+
+GC_PROBE = r"""
+import gc, os, sys
+import initaudit.api as api
+from initaudit.cli import main
+
+during = []
+real = api.audit_one
+
+
+def spy(*args, **kwargs):
+    during.append((gc.isenabled(), gc.get_freeze_count() > 0))
+    return real(*args, **kwargs)
+
+
+api.audit_one = spy
+audit = [sys.argv[1], "--format", "json", "-o", os.devnull, "--exit-zero"]
+assert main(audit) == 0
+print("audit", during, gc.isenabled(), gc.get_freeze_count())
+assert main([sys.argv[1], "--no-such-option"]) == 2
+print("error", gc.isenabled(), gc.get_freeze_count())
+gc.disable()
+during.clear()
+assert main(audit) == 0
+print("disabled", during, gc.isenabled(), gc.get_freeze_count())
+"""
+
+
+def test_gc_is_paused_for_the_start_up_only(tmp_path: Path) -> None:
+    """main() holds the garbage collector off while the modules load (start-up), collects
+    during the audit (start-up's objects frozen), and leaves it as it found it: enabled and
+    nothing frozen after an audit or a usage error; a caller's gc.disable() is kept."""
+    path = tmp_path / "m.safetensors"
+    _write_safetensors(path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", GC_PROBE, str(path)], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "audit [(True, True)] True 0",
+        "error True 0",
+        "disabled [(False, False)] False 0",
+    ]
+
+
+def test_check_annotations_are_objects_not_strings() -> None:
+    """typer reads check()'s annotations on every run: as strings (``from __future__ import
+    annotations``) each one would be compiled and evaluated again (~3% of a one-file audit)."""
+    from initaudit.cli.check import check
+
+    strings = [name for name, a in check.__annotations__.items() if isinstance(a, str)]
+    assert strings == []
 
 
 BLAS_PROBE = r"""

@@ -250,7 +250,7 @@ def propagate(
 _CONV_OPS = ("conv", "convtranspose")
 # the name torch's legacy ONNX exporter gives an initializer it computed (a folded conv weight):
 # "onnx::Conv_497"; parameters keep their module path
-_FOLDED_WEIGHT = re.compile(r"^onnx::Conv(Transpose)?_\d+$")
+_FOLDED_WEIGHT = r"^onnx::Conv(Transpose)?_\d+$"  # compiled on first use (re's cache): start-up
 
 
 def folded_batchnorm_layers(model: LoadedModel, analyses: Iterable[Any]) -> set[str]:
@@ -293,7 +293,7 @@ def folded_batchnorm_layers(model: LoadedModel, analyses: Iterable[Any]) -> set[
         if layer.normalized or not layer.op.lower().startswith(_CONV_OPS):
             continue
         kernel = layer.kernel
-        if kernel is None or not _FOLDED_WEIGHT.match(kernel.name):
+        if kernel is None or not re.match(_FOLDED_WEIGHT, kernel.name):
             continue  # the conv's own parameter, not a constant the exporter computed
         if any(t.role is Role.BIAS and id(t) in zero_bias for t in layer.tensors):
             out.add(layer.name)

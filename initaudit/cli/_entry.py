@@ -7,7 +7,7 @@ import os
 import sys
 
 from .. import __version__
-from ._common import DEBUG_ENV, PROG, SUBCOMMANDS, error, one_line
+from ._common import DEBUG_ENV, PROG, SUBCOMMANDS, end_gc, error, one_line, pause_gc, resume_gc
 
 
 def route(argv: list[str]) -> list[str] | None:
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG} {__version__}")
             return 0
         _one_blas_thread()
+        pause_gc()  # start-up; check resumes it when the audit starts, the finally below always
         from ._app import COMMANDS, with_commands  # typer
 
         if args and args[0] == "help":  # `initaudit help [COMMAND]`, not a file named help
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 2
             return _show_main_help()
+        if routed[0] != "check":
+            resume_gc()  # paused for the audit's start-up only
         try:
             # only the command that runs is registered (all of them if the first word is not one)
             app = with_commands(*[routed[0]] if routed[0] in COMMANDS else [])
@@ -100,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    finally:
+        # argv None: the process's own command line (console script, -m), which ends next
+        end_gc(process_ends=argv is None)
 
 
 def _one_blas_thread() -> None:

@@ -199,7 +199,8 @@ for _types, _table in (
 
 # families whose projections are transformers' Conv1D: weight stored (in, out)
 CONV1D_TYPES = frozenset({"gpt2", "openai-gpt", "imagegpt", "decision_transformer"})
-_CONV1D_LAYER = re.compile(r"(?:^|\.)(c_attn|q_attn|c_fc|c_proj)$")
+# compiled on first use (re's cache): start-up
+_CONV1D_LAYER = r"(?:^|\.)(c_attn|q_attn|c_fc|c_proj)$"
 
 # model families whose modelling code hard-codes the MLP activation (config key absent)
 _FIXED_ACT = {"bloom": "gelu_pytorch_tanh"}
@@ -309,7 +310,7 @@ def apply_hf_config(model: LoadedModel, directory: Path) -> None:
 def _conv1d_fans(model: LoadedModel) -> None:
     """transformers' Conv1D computes x @ W + b with W (in, out): fans are (shape[0], shape[1])."""
     for layer in model.layers:
-        if not _CONV1D_LAYER.search(layer.name):
+        if not re.search(_CONV1D_LAYER, layer.name):
             continue
         for t in layer.tensors:
             if t.role is Role.KERNEL and len(t.shape) == 2:

@@ -10,7 +10,6 @@ no-op) stay role ``other`` with the documented value in a note, never flagged as
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +58,6 @@ FACTORS: dict[str, Factor] = {
     # IA3 (ia3/layer.py update_layer: constant_(1.0))
     "ia3_l": Factor("IA3", False, "constant_(1.0)"),
 }
-_LEAF = re.compile(r"^(?P<leaf>[A-Za-z0-9_]+?)(?:\.weight)?$")
 
 
 def _factor_of(name: str) -> tuple[str, Factor] | None:

@@ -36,7 +36,7 @@ _RNN_LEAF = re.compile(r"^(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?$")
 # a few (gpt-oss, Llama 4, Aria) store (experts, in, out): told apart by the sibling's shapes
 _EXPERT_IN = ("gate_up_proj", "up_proj", "gate_proj", "w1", "w3")  # read the hidden state
 _EXPERT_OUT = ("down_proj", "w2")  # write the hidden state
-_EXPERTS = re.compile(r"(^|\.)experts$")
+_EXPERTS = r"(^|\.)experts$"  # compiled on first use (re's cache): start-up
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def group_state_dict(
                 role = Role.OTHER  # PReLU slopes, scalar scales
         elif rank == 2 and _EMBED_PARTS.search(ft.name):
             role, op = Role.EMBEDDING, "Embedding"
-        elif rank == 3 and lower in _EXPERT_IN + _EXPERT_OUT and _EXPERTS.search(prefix):
+        elif rank == 3 and lower in _EXPERT_IN + _EXPERT_OUT and re.search(_EXPERTS, prefix):
             role, op = Role.KERNEL, "Experts"
 
         fan_in = fan_out = None

@@ -15,7 +15,7 @@ from ..report import Finding, Severity
 from .base import Rule, RuleContext, tensor_rule
 
 # adapters whose up-projection starts at zero on purpose (the sum starts as the base model)
-_ZERO_BY_DESIGN = re.compile(r"(^|[._])(lora_B|lora_b|lora_up|adapter_up)([._]|$)")
+_ZERO_BY_DESIGN = r"(^|[._])(lora_B|lora_b|lora_up|adapter_up)([._]|$)"  # compiled on first use (re's cache): start-up
 
 
 def _is_float(dtype: str) -> bool:
@@ -37,7 +37,7 @@ def check(self: Rule, ctx: RuleContext) -> Iterator[Finding]:
         return
     if not a.units.constant:
         return
-    if _ZERO_BY_DESIGN.search(a.tensor.name) and a.units.constant_value == 0.0:
+    if re.search(_ZERO_BY_DESIGN, a.tensor.name) and a.units.constant_value == 0.0:
         return
     if not _is_float(a.tensor.dtype):
         return  # integer buffers (token_type_ids, position_ids) are indices, not weights
