@@ -199,13 +199,9 @@ def test_check_annotations_are_objects_not_strings() -> None:
     assert strings == []
 
 
-BLAS_PROBE = r"""
-import os, runpy, sys
-sys.argv = ["initaudit", *sys.argv[1:]]
-try:
-    runpy.run_module("initaudit", run_name="__main__")
-except SystemExit:
-    pass
+# the audit as PROBE runs it, then what OpenBLAS was loaded with
+BLAS_PROBE = PROBE + r"""
+import os
 from initaudit.analysis.blas import _controls
 print("ENV=" + os.environ.get("OPENBLAS_NUM_THREADS", "unset"), file=sys.stderr)
 print("THREADS=" + ",".join(str(get()) for get, _ in _controls()), file=sys.stderr)
