@@ -376,13 +376,16 @@ def available_cpus() -> int:
     return max(1, min(cpus, limit) if limit is not None else cpus)
 
 
+# threads for one file's tensors: numpy releases the GIL in the per-chunk work (OpenBLAS pinned
+# to one thread meanwhile), the per-tensor tests hold it; past ~8 threads nothing more overlaps
+THREAD_MAX_WORKERS = 8
+
+
 def default_workers() -> int:
-    """Threads for the tensors of one file: the CPUs this process may use, at most 8 (numpy
-    releases the GIL in the per-chunk work, OpenBLAS is pinned to one thread meanwhile, and each
-    thread holds one tensor's mapped pages plus a few cache-sized buffers; past ~8 the shared
-    memory bandwidth, not the cores, bounds a single file; files scale across processes, --jobs).
-    Forked workers are sized by :func:`fork_workers` instead."""
-    return max(1, min(8, available_cpus()))
+    """Threads for the tensors of one file: the CPUs this process may use, at most
+    THREAD_MAX_WORKERS (files scale across processes, --jobs). Forked workers are sized by
+    :func:`fork_workers` instead."""
+    return max(1, min(THREAD_MAX_WORKERS, available_cpus()))
 
 
 # below this many bytes of tensors, forking workers costs more than it saves (measured: ~3 ms to
@@ -442,7 +445,8 @@ def _run_tensors(
         # or forked run never uses
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(max_workers=workers)
+        # the --jobs share of CPUs can exceed what threads use (the GIL): at most 8
+        pool = ThreadPoolExecutor(max_workers=min(workers, THREAD_MAX_WORKERS))
     from .analysis.blas import single_threaded_blas
 
     blas = single_threaded_blas()  # our threads, not OpenBLAS's, use the cores (see blas.py)

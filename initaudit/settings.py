@@ -57,8 +57,10 @@ class AuditConfig:
     max_seconds: float | None = None
     # called on the calling thread, in model order, once per tensor finished (or skipped)
     progress: Callable[[TensorProgress], None] | None = field(default=None, compare=False)
-    # tensors analysed at once: 0 = min(8, CPUs this process may use). numpy releases the GIL in
-    # the heavy loops, so N threads use N cores; peak memory is `workers` tensors' working sets.
+    # tensors analysed at once: 0 = one per CPU this process may use (a cgroup quota counts).
+    # Forked worker processes where the format allows (engine.fork_workers); threads otherwise,
+    # at most 8 (the GIL bounds them: engine.THREAD_MAX_WORKERS). Peak memory is `workers`
+    # tensors' working sets.
     workers: int = 0
     # run ONNX models with onnxruntime (the optional [probe] extra) and put the measured
     # activation std per layer next to the signal-propagation prediction

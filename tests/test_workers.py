@@ -82,3 +82,34 @@ def test_forked_workers_scale_past_eight_but_not_past_the_work(
     assert engine.fork_workers(100 << 20, 300) == 6  # 100 MiB: 16 MiB of work each at least
     monkeypatch.setattr(engine, "available_cpus", lambda: 2)
     assert engine.fork_workers(2 * gib, 218) == 2
+
+
+def test_threads_stay_at_eight_whatever_share_they_are_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--jobs hands each file its share of the CPUs (32 of 64 for two files); where a file's
+    tensors run on threads (the GIL bounds them), no more than 8 are started."""
+    import concurrent.futures
+
+    import numpy as np
+
+    from initaudit.model import Role, WeightTensor
+    from initaudit.settings import AuditConfig
+
+    made: list[int] = []
+    real = concurrent.futures.ThreadPoolExecutor
+
+    class Recording(real):  # type: ignore[misc, valid-type]
+        def __init__(self, max_workers: int) -> None:
+            made.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", Recording)
+    tensors = [
+        WeightTensor(name=f"t{i}", layer=f"l{i}", op="Linear", role=Role.KERNEL, shape=(4, 4),
+                     dtype="float32", load=lambda: np.zeros((4, 4), dtype=np.float32))
+        for i in range(20)
+    ]
+    out = list(engine._run_tensors(tensors, lambda t: (t.name,), AuditConfig(workers=32)))
+    assert [r for _, r in out] == [(t.name,) for t in tensors]  # every tensor, in order
+    assert made == [engine.THREAD_MAX_WORKERS]
