@@ -8,8 +8,9 @@ tensor index, already-imported modules, mapped files) copy-on-write and start in
 spawned worker would re-import initaudit and re-parse the file.
 
 When (``usable``): only on Linux, only when the loader says its tensors are read by mapping the
-file by path or decoded from what it already parsed (local safetensors, GGUF, ONNX and torch.save files) (``LoadedModel.fork_safe``: no shared file offsets, sockets or library handles a
-child could race on), only while this process runs no other Python thread (a fork copies locks
+file by path or decoded from what it already parsed (local safetensors, GGUF, ONNX, torch.save,
+npz and Flax msgpack files) (``LoadedModel.fork_safe``: no shared file offsets, sockets or
+library handles a child could race on), only while this process runs no other Python thread (a fork copies locks
 held by other threads; the caller's progress bar or a dask worker keeps the threaded path), and
 never once a framework with its own native thread pools is imported (jax, torch, tensorflow:
 ``audit()`` called from a training script). The CLI imports none of them.

@@ -187,6 +187,36 @@ def test_forked_torch_zip_equals_the_serial_one(tmp_path: Path) -> None:
     assert any(t == "2.weight" for _, t in got["findings"])  # the duplicated unit is reported
 
 
+@pytest.mark.parametrize("compressed", [False, True])
+def test_forked_npz_equals_the_serial_one(tmp_path: Path, compressed: bool) -> None:
+    """numpy's own npz writer, stored members (memory-mapped) and deflated ones (np.load per
+    tensor): forked workers give the report one worker gives."""
+    rng = np.random.default_rng(2)
+    arrays = {f"layers.{i}.weight": (rng.standard_normal((64, 64)) * (2 / 64) ** 0.5)
+              .astype(np.float32) for i in range(4)}
+    arrays["layers.1.weight"][5] = arrays["layers.1.weight"][9]  # a duplicated unit
+    path = tmp_path / "weights.npz"
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    got = _forked_equals_serial(path)
+    assert got["tensors"] == 4
+    assert any(t == "layers.1.weight" for _, t in got["findings"])
+
+
+@pytest.mark.frameworks
+def test_forked_flax_msgpack_equals_the_serial_one(tmp_path: Path) -> None:
+    """A Flax checkpoint written by flax.serialization (msgpack, memory-mapped arrays) through
+    forked workers: the same report as one worker (audited in a process that imports no jax)."""
+    serialization = pytest.importorskip("flax.serialization")
+    rng = np.random.default_rng(3)
+    params = {"params": {f"Dense_{i}": {
+        "kernel": (rng.standard_normal((64, 64)) * (1 / 64) ** 0.5).astype(np.float32),
+        "bias": np.zeros(64, np.float32)} for i in range(4)}}
+    path = tmp_path / "flax_model.msgpack"
+    path.write_bytes(serialization.to_bytes(params))
+    got = _forked_equals_serial(path)
+    assert got["tensors"] == 8
+
+
 def test_a_killed_worker_makes_the_file_an_error_of_one_line(tmp_path: Path) -> None:
     """A worker killed mid-audit (the kernel's OOM killer sends SIGKILL): the file is reported as
     an error with one line saying so, no traceback, no hang, no child left behind."""

@@ -194,6 +194,7 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     apply_hf_config(model, path.parent)
     if model.framework == "transformers":
         model.framework = "transformers-flax"
+    model.fork_safe = True  # every array is a memmap of the file by path (forkpool.py)
     return model
 
 

@@ -165,6 +165,9 @@ def load(path: Path, fmt: str, options: LoadOptions) -> LoadedModel:
     model.inventory = _inventory(flat_tensors, model)
     if convention is not Convention.TORCH:
         model.framework = "keras/jax"
+    # every member is read by path when its tensor loads (a memmap, or np.load of the archive):
+    # no file offset or handle a forked worker could share with another (forkpool.py)
+    model.fork_safe = True
     return model
 
 
