@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from _subproc import run_python  # tests/ is on the path
 
-ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("scipy", "ml_dtypes", "onnx", "h5py", "rich", "torch", "keras", "jax")
 
 PROBE = r"""
@@ -44,9 +42,7 @@ def _write_safetensors(path: Path, dtype: str = "F32") -> None:
 
 
 def _loaded(args: list[str]) -> set[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", PROBE, *args, ",".join(HEAVY)], capture_output=True,
-                         text=True, env=env, cwd=ROOT, timeout=120)
+    out = run_python(PROBE, *args, ",".join(HEAVY))
     line = next(ln for ln in out.stderr.splitlines() if ln.startswith("LOADED="))
     return {m for m in line[len("LOADED="):].split(",") if m}
 
@@ -79,8 +75,6 @@ def test_signal_moments_of_every_activation_import_no_scipy() -> None:
         "    activation_moments(Activation(kind), 0.7)\n"
         "print('LOADED=' + ','.join(sorted({m.split('.')[0] for m in sys.modules} & {'scipy'})))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=ROOT, timeout=120)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert "LOADED=\n" in out.stdout

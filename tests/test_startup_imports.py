@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from _subproc import run_python  # tests/ is on the path
 
 PROBE = r"""
 import runpy, sys
@@ -61,9 +58,7 @@ def _write_safetensors(path: Path) -> None:
 
 
 def _modules(args: list[str], cwd: Path) -> tuple[set[str], str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
-                         env=env, cwd=cwd, timeout=120)
+    out = run_python(PROBE, *args, cwd=cwd)
     lines = out.stderr.splitlines()
     mods = next(ln for ln in lines if ln.startswith("MODULES="))[len("MODULES="):]
     code = next(ln for ln in lines if ln.startswith("EXIT="))[len("EXIT="):]
@@ -132,9 +127,7 @@ def test_app_has_every_command_in_help_order() -> None:
         "from initaudit.cli import app\n"
         "print(','.join(c.name for c in app.registered_commands))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=ROOT, timeout=120)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["check,rules,explain,config,inspect,diff"]
 
@@ -179,9 +172,7 @@ def test_gc_is_paused_for_the_start_up_only(tmp_path: Path) -> None:
     nothing frozen after an audit or a usage error; a caller's gc.disable() is kept."""
     path = tmp_path / "m.safetensors"
     _write_safetensors(path)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", GC_PROBE, str(path)], capture_output=True,
-                         text=True, env=env, cwd=tmp_path, timeout=120)
+    out = run_python(GC_PROBE, str(path), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "audit [(True, True)] True 0",
@@ -216,13 +207,8 @@ def test_console_script_loads_openblas_single_threaded(tmp_path: Path, given: st
     loads, unless the user chose a number."""
     path = tmp_path / "m.safetensors"
     _write_safetensors(path)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("OPENBLAS_NUM_THREADS", None)
-    if given is not None:
-        env["OPENBLAS_NUM_THREADS"] = given
-    out = subprocess.run([sys.executable, "-c", BLAS_PROBE, str(path), "--format", "json",
-                          "-o", os.devnull, "--exit-zero"],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    out = run_python(BLAS_PROBE, str(path), "--format", "json", "-o", os.devnull, "--exit-zero",
+                     cwd=tmp_path, env={"OPENBLAS_NUM_THREADS": given})
     lines = out.stderr.splitlines()
     assert f"ENV={expected}" in lines, out.stderr
     if expected == "1":  # the library itself was loaded with one thread (restored after the audit)
